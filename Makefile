@@ -1,0 +1,179 @@
+# stoa - one non-recursive Makefile.
+#   make            build the library, the pools, stoa-jobs and stoactl
+#   make run        install missing packages, build, start the dev stack
+#   make stop       stop the dev stack
+#   make test       unit + fuzz-corpus replay + end-to-end, then again
+#                   under AddressSanitizer/UBSan
+#   make bench      the benchmarks of SPEC §9
+#   make asan       the same binaries with ASan + UBSan in build/asan/
+#   V=1             show the commands
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules
+
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
+BUILD ?= build/release
+BIN ?= bin
+SAN ?=
+OPT ?= -O2 -g
+CC ?= cc
+
+POOLS := auth billing analytics admin
+PKGS := libpq hiredis yajl libcurl openssl libargon2
+
+# System headers through -isystem so their warnings are not ours.
+PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
+	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
+	-Wimplicit-fallthrough -fno-common
+HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+LDHARDEN := -pie -Wl,-z,relro,-z,now
+CPPFLAGS := -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
+	-Imodules/common/include
+ALL_CFLAGS := $(WARN) $(OPT) $(HARDEN) $(SAN) $(CPPFLAGS) $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(LDHARDEN) $(SAN)
+
+.PHONY: all
+all: $(BIN)/stoactl $(BIN)/stoa-jobs $(addprefix $(BIN)/stoa-,$(POOLS))
+
+# Rebuild everything when the flags change.
+FLAGS_FILE := $(BUILD)/.flags
+$(FLAGS_FILE): FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || \
+		echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+FORCE:
+
+$(BUILD)/%.o: %.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# --- the common library ------------------------------------------------
+COMMON_SRC := $(wildcard modules/common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+LIBSTOA := $(BUILD)/libstoa.a
+
+$(LIBSTOA): $(COMMON_OBJ)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# --- programs ----------------------------------------------------------
+define program
+$(1)_SRC := $$(wildcard modules/$(2)/*.c)
+$(1)_OBJ := $$($(1)_SRC:%.c=$$(BUILD)/%.o)
+$$(BIN)/$(1): $$($(1)_OBJ) $$(LIBSTOA)
+	@mkdir -p $$(@D)
+	$$(if $$(Q),@echo "  LD      $$@")
+	$$(Q)$$(CC) $$(ALL_LDFLAGS) -o $$@ $$($(1)_OBJ) $$(LIBSTOA) $$(PKG_LIBS)
+endef
+$(foreach p,$(POOLS),$(eval $(call program,stoa-$(p),$(p))))
+$(eval $(call program,stoa-jobs,jobs))
+$(eval $(call program,stoactl,stoactl))
+
+# --- unit tests (Check) ------------------------------------------------
+UNIT_SRC := $(wildcard tests/unit/check_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBSTOA)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBSTOA) $(PKG_LIBS) $(CHECK_LIBS)
+
+.PHONY: test-unit
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; CK_DEFAULT_TIMEOUT=30 $$t; done
+
+# --- fuzz harnesses: replayed over their corpus in every test run ------
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay_main.o $(LIBSTOA)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+.PHONY: test-fuzz-replay
+test-fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for f in $(FUZZ_REPLAY); do n=$$(basename $$f); \
+		echo "== replay $$n"; $$f tests/fuzz/corpus/$${n#fuzz_}; done
+
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	@set -e; mkdir -p build/fuzz; for src in $(FUZZ_SRC); do \
+		n=$$(basename $$src .c); t=$${n#fuzz_}; \
+		clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
+			$(PKG_CFLAGS) $$src $(COMMON_SRC) $(PKG_LIBS) -o build/fuzz/$$n; \
+		mkdir -p build/fuzz/corpus-$$t; \
+		build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			build/fuzz/corpus-$$t tests/fuzz/corpus/$$t; \
+	done
+
+# --- end to end through nginx over TLS ----------------------------------
+.PHONY: test-integration
+test-integration: all
+	STOA_BIN_DIR=$(abspath $(BIN)) python3 -m unittest discover \
+		-s tests/integration -p 'test_*.py' -v
+
+# --- sanitizers --------------------------------------------------------
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+.PHONY: asan
+asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
+		OPT="-O1 -g" SAN="$(ASAN_FLAGS)" all $(ASAN_GOALS)
+
+# --- top-level goals ---------------------------------------------------
+.PHONY: deps
+deps:
+	@scripts/deps.sh
+
+.PHONY: test
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory check-headers test-unit test-fuzz-replay
+	$(Q)$(MAKE) --no-print-directory test-integration
+	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-fuzz-replay test-integration"
+
+.PHONY: run
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	@scripts/stack.sh start
+
+.PHONY: stop
+stop:
+	@scripts/stack.sh stop
+
+.PHONY: bench
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/bench/stoa-empty-fcgi
+	STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BUILD)/bench) \
+		tests/bench/run.sh
+
+$(BUILD)/bench/stoa-empty-fcgi: $(BUILD)/tests/bench/empty_fcgi.o
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lfcgi
+
+# Every public header compiles on its own.
+HEADERS := $(wildcard modules/common/include/stoa/*.h)
+.PHONY: check-headers
+check-headers:
+	@set -e; for h in $(HEADERS); do \
+		echo "#include \"$${h#modules/common/include/}\"" | \
+		$(CC) $(WARN) $(CPPFLAGS) $(PKG_CFLAGS) -x c -fsyntax-only - ; done
+	@echo "headers ok"
+
+FORMAT_SRC = $(wildcard modules/*/*.c modules/*/include/stoa/*.h tests/unit/*.c tests/fuzz/*.c)
+.PHONY: format format-check
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+.PHONY: clean
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

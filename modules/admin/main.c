@@ -1,0 +1,16 @@
+/* main.c - the admin pool: wires its routes into the common skeleton. */
+#include "stoa/app.h"
+
+static const stoa_app_t admin_app = {
+    .name = "admin",
+    .routes = NULL,
+    .nroutes = 0,
+    .statements = NULL,
+    .nstatements = 0,
+    .init = NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return stoa_app_main(argc, argv, &admin_app);
+}

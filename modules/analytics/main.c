@@ -1,0 +1,16 @@
+/* main.c - the analytics pool: wires its routes into the common skeleton. */
+#include "stoa/app.h"
+
+static const stoa_app_t analytics_app = {
+    .name = "analytics",
+    .routes = NULL,
+    .nroutes = 0,
+    .statements = NULL,
+    .nstatements = 0,
+    .init = NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return stoa_app_main(argc, argv, &analytics_app);
+}

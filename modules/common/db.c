@@ -1,0 +1,298 @@
+/* db.c - one libpq connection per process: lazy prepare, reconnect with
+ * a retry gap, results owned by the request arena. */
+#include "stoa/db.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stoa/crypto.h"
+#include "stoa/log.h"
+
+struct stoa_db_s {
+    PGconn *conn;
+    char *conninfo;
+    const stoa_db_statement_t *statements;
+    size_t nstatements;
+    bool *prepared; /* per statement, for the current connection */
+    long statement_timeout_ms;
+    long connect_timeout_s;
+    uint64_t last_attempt_us;
+    char sqlstate[6];
+    char error[256];
+};
+
+struct stoa_db_result_s {
+    PGresult *res;
+};
+
+stoa_db_t *stoa_db_new(const char *conninfo,
+                       const stoa_db_statement_t *statements,
+                       size_t nstatements, long statement_timeout_ms,
+                       long connect_timeout_s)
+{
+    stoa_db_t *db = stoa_xcalloc(1, sizeof(*db));
+    db->conninfo = stoa_xstrdup(conninfo);
+    db->statements = statements;
+    db->nstatements = nstatements;
+    db->prepared = stoa_xcalloc(nstatements ? nstatements : 1, sizeof(bool));
+    db->statement_timeout_ms = statement_timeout_ms;
+    db->connect_timeout_s = connect_timeout_s;
+    return db;
+}
+
+static void drop(stoa_db_t *db)
+{
+    if (db->conn)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    memset(db->prepared, 0, (db->nstatements ? db->nstatements : 1) *
+                                sizeof(bool));
+}
+
+void stoa_db_free(stoa_db_t *db)
+{
+    if (!db)
+        return;
+    drop(db);
+    stoa_wipe(db->conninfo, strlen(db->conninfo));
+    free(db->conninfo);
+    free(db->prepared);
+    free(db);
+}
+
+static void set_error(stoa_db_t *db, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", state ? state : "");
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                          : NULL;
+    if (!msg && db->conn)
+        msg = PQerrorMessage(db->conn);
+    snprintf(db->error, sizeof(db->error), "%s", msg ? msg : "unknown error");
+    char *nl = strchr(db->error, '\n');
+    if (nl)
+        *nl = '\0';
+}
+
+int stoa_db_connect(stoa_db_t *db)
+{
+    if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
+        return STOA_OK;
+    uint64_t now = stoa_now_us();
+    /* During an outage every request would otherwise pay a connect
+     * timeout; answer 503 at once until the retry gap has passed. */
+    if (db->last_attempt_us &&
+        now - db->last_attempt_us < (uint64_t)STOA_DB_RETRY_MS * 1000)
+        return STOA_AGAIN;
+    db->last_attempt_us = now;
+    drop(db);
+
+    char timeout[32], options[64];
+    snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
+    snprintf(options, sizeof(options), "-c statement_timeout=%ld",
+             db->statement_timeout_ms);
+    const char *keys[] = {"dbname", "connect_timeout", "options",
+                          "application_name", NULL};
+    const char *values[] = {db->conninfo, timeout, options, "stoa", NULL};
+    /* expand_dbname: the first dbname may be a full conninfo or URI; the
+     * later keys only fill in what it does not set. */
+    db->conn = PQconnectdbParams(keys, values, 1);
+    if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
+        set_error(db, NULL);
+        stoa_log(STOA_LOG_ERR, "postgres connect failed: %s", db->error);
+        drop(db);
+        return STOA_AGAIN;
+    }
+    db->last_attempt_us = 0;
+    return STOA_OK;
+}
+
+/* Classifies a finished result. A failed query on a connection that is
+ * now broken is an outage (AGAIN); otherwise it is a query error. */
+static int check_result(stoa_db_t *db, PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        db->sqlstate[0] = '\0';
+        return STOA_OK;
+    }
+    set_error(db, res);
+    if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
+        stoa_log(STOA_LOG_ERR, "postgres connection lost: %s", db->error);
+        drop(db);
+        return STOA_AGAIN;
+    }
+    /* 57P01 admin shutdown, 08xxx connection exceptions: the server is
+     * going away even if libpq has not noticed yet. */
+    if (strncmp(db->sqlstate, "08", 2) == 0 ||
+        strncmp(db->sqlstate, "57P", 3) == 0) {
+        drop(db);
+        return STOA_AGAIN;
+    }
+    return STOA_ERROR;
+}
+
+static void result_free(void *data)
+{
+    PQclear(data);
+}
+
+static int finish(stoa_db_t *db, stoa_arena_t *arena, PGresult *res,
+                  stoa_db_result_t **out)
+{
+    int rc = check_result(db, res);
+    if (rc != STOA_OK || !out || !arena) {
+        PQclear(res);
+        if (out)
+            *out = NULL;
+        return rc;
+    }
+    stoa_db_result_t *r = stoa_arena_alloc(arena, sizeof(*r));
+    r->res = res;
+    stoa_arena_cleanup(arena, result_free, res);
+    *out = r;
+    return STOA_OK;
+}
+
+static const stoa_db_statement_t *find_statement(stoa_db_t *db,
+                                                 const char *name, size_t *idx)
+{
+    for (size_t i = 0; i < db->nstatements; i++)
+        if (strcmp(db->statements[i].name, name) == 0) {
+            *idx = i;
+            return &db->statements[i];
+        }
+    return NULL;
+}
+
+int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena, const char *name,
+                 const char *const *params, stoa_db_result_t **out)
+{
+    if (out)
+        *out = NULL;
+    size_t idx = 0;
+    const stoa_db_statement_t *st = find_statement(db, name, &idx);
+    STOA_ASSERT(st != NULL);
+    int rc = stoa_db_connect(db);
+    if (rc != STOA_OK)
+        return rc;
+    if (!db->prepared[idx]) {
+        PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
+        rc = check_result(db, pr);
+        PQclear(pr);
+        if (rc != STOA_OK) {
+            if (rc == STOA_ERROR)
+                stoa_log(STOA_LOG_CRIT, "prepare %s failed: %s", st->name,
+                         db->error);
+            return rc;
+        }
+        db->prepared[idx] = true;
+    }
+    PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, params,
+                                   NULL, NULL, 0);
+    return finish(db, arena, res, out);
+}
+
+int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
+                  int nparams, const char *const *params,
+                  stoa_db_result_t **out)
+{
+    if (out)
+        *out = NULL;
+    int rc = stoa_db_connect(db);
+    if (rc != STOA_OK)
+        return rc;
+    PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL,
+                                 NULL, 0);
+    return finish(db, arena, res, out);
+}
+
+int stoa_db_script(stoa_db_t *db, const char *sql)
+{
+    int rc = stoa_db_connect(db);
+    if (rc != STOA_OK)
+        return rc;
+    PGresult *res = PQexec(db->conn, sql);
+    return finish(db, NULL, res, NULL);
+}
+
+static int simple(stoa_db_t *db, const char *sql)
+{
+    return stoa_db_query(db, NULL, sql, 0, NULL, NULL);
+}
+
+int stoa_db_begin(stoa_db_t *db) { return simple(db, "BEGIN"); }
+int stoa_db_commit(stoa_db_t *db) { return simple(db, "COMMIT"); }
+
+void stoa_db_rollback(stoa_db_t *db)
+{
+    if (db->conn && PQstatus(db->conn) == CONNECTION_OK &&
+        PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(db->conn, "ROLLBACK");
+        PQclear(res);
+    }
+}
+
+int stoa_db_ping(stoa_db_t *db)
+{
+    int rc = simple(db, "SELECT 1");
+    return rc == STOA_ERROR ? STOA_AGAIN : rc;
+}
+
+int stoa_db_rows(const stoa_db_result_t *r)
+{
+    return r ? PQntuples(r->res) : 0;
+}
+
+const char *stoa_db_value(const stoa_db_result_t *r, int row, int col)
+{
+    if (!r || row >= PQntuples(r->res) || col >= PQnfields(r->res) ||
+        PQgetisnull(r->res, row, col))
+        return NULL;
+    return PQgetvalue(r->res, row, col);
+}
+
+long stoa_db_affected(const stoa_db_result_t *r)
+{
+    return r ? atol(PQcmdTuples(r->res)) : 0;
+}
+
+const char *stoa_db_sqlstate(const stoa_db_t *db) { return db->sqlstate; }
+const char *stoa_db_last_error(const stoa_db_t *db) { return db->error; }
+
+int stoa_db_socket(stoa_db_t *db)
+{
+    return db->conn ? PQsocket(db->conn) : -1;
+}
+
+int stoa_db_listen(stoa_db_t *db, const char *channel)
+{
+    int rc = stoa_db_connect(db);
+    if (rc != STOA_OK)
+        return rc;
+    char *ident = PQescapeIdentifier(db->conn, channel, strlen(channel));
+    if (!ident)
+        return STOA_ERROR;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+    PQfreemem(ident);
+    return simple(db, sql);
+}
+
+int stoa_db_drain_notifications(stoa_db_t *db, int *count)
+{
+    *count = 0;
+    if (!db->conn || PQconsumeInput(db->conn) != 1) {
+        set_error(db, NULL);
+        drop(db);
+        return STOA_AGAIN;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(db->conn)) != NULL) {
+        (*count)++;
+        PQfreemem(n);
+    }
+    return STOA_OK;
+}

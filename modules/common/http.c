@@ -1,0 +1,388 @@
+/* http.c - request helpers, field validation, the error contract and the
+ * router. Transport (FastCGI) lives in app.c. */
+#include "stoa/http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "stoa/app.h"
+
+const char *stoa_request_path_param(const stoa_request_t *req,
+                                    const char *name)
+{
+    for (size_t i = 0; i < req->nparams; i++)
+        if (strcmp(req->params[i].name, name) == 0)
+            return req->params[i].value;
+    return NULL;
+}
+
+bool stoa_request_id_valid(const char *s)
+{
+    if (!s)
+        return false;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= STOA_REQUEST_ID_MAX)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes application/x-www-form-urlencoded text; NULL when malformed
+ * (bad escape or an encoded NUL). */
+static char *form_decode(stoa_arena_t *arena, const char *s, size_t len)
+{
+    char *out = stoa_arena_alloc(arena, len + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%') {
+            if (i + 2 >= len)
+                return NULL;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return NULL;
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *stoa_request_query(stoa_request_t *req, const char *key)
+{
+    const char *q = req->query ? req->query : "";
+    size_t keylen = strlen(key);
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t plen = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', plen);
+        size_t klen = eq ? (size_t)(eq - q) : plen;
+        char *k = form_decode(req->arena, q, klen);
+        if (k && strlen(k) == keylen && memcmp(k, key, keylen) == 0) {
+            const char *v = eq ? eq + 1 : q + plen;
+            size_t vlen = eq ? plen - klen - 1 : 0;
+            char *value = form_decode(req->arena, v, vlen);
+            if (!value)
+                stoa_request_field_error(req, key, "invalid_encoding");
+            return value;
+        }
+        q += plen;
+        if (*q == '&')
+            q++;
+    }
+    return NULL;
+}
+
+void stoa_request_field_error(stoa_request_t *req, const char *field,
+                              const char *reason)
+{
+    if (req->field_errors.len)
+        stoa_buf_puts(&req->field_errors, ",");
+    stoa_buf_puts(&req->field_errors, "\"");
+    stoa_buf_json_escape(&req->field_errors, field, strlen(field));
+    stoa_buf_puts(&req->field_errors, "\":\"");
+    stoa_buf_json_escape(&req->field_errors, reason, strlen(reason));
+    stoa_buf_puts(&req->field_errors, "\"");
+}
+
+bool stoa_request_has_field_errors(const stoa_request_t *req)
+{
+    return req->field_errors.len > 0;
+}
+
+static bool is_json_media_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    static const char want[] = "application/json";
+    if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+        return false;
+    char next = ct[sizeof(want) - 1];
+    return next == '\0' || next == ';' || next == ' ';
+}
+
+int stoa_request_json_body(stoa_request_t *req, const stoa_json_t **out)
+{
+    *out = NULL;
+    if (!is_json_media_type(req->content_type))
+        return stoa_http_error(req, 415, "unsupported_media_type",
+                               "Content-Type must be application/json");
+    if (req->body_len == 0)
+        return stoa_http_error(req, 400, "invalid_json",
+                               "a JSON body is required");
+    char err[200];
+    stoa_json_t *doc;
+    if (stoa_json_parse(req->arena, req->body, req->body_len,
+                        STOA_JSON_MAX_DEPTH, &doc, err,
+                        sizeof(err)) != STOA_OK)
+        return stoa_http_error(req, 400, "invalid_json", err);
+    if (!stoa_json_is_object(doc))
+        return stoa_http_error(req, 400, "invalid_request",
+                               "the body must be a JSON object");
+    *out = doc;
+    return STOA_OK;
+}
+
+const char *stoa_field_string(stoa_request_t *req, const stoa_json_t *obj,
+                              const char *name, unsigned flags, size_t min_len,
+                              size_t max_len)
+{
+    const stoa_json_t *v = stoa_json_get(obj, name);
+    if (!v || stoa_json_is_null(v)) {
+        if (flags & STOA_FIELD_REQUIRED)
+            stoa_request_field_error(req, name, "required");
+        return NULL;
+    }
+    const char *s = stoa_json_string(v);
+    if (!s) {
+        stoa_request_field_error(req, name, "must_be_string");
+        return NULL;
+    }
+    size_t len = strlen(s);
+    if (len < min_len) {
+        stoa_request_field_error(req, name, len == 0 ? "required" : "too_short");
+        return NULL;
+    }
+    if (len > max_len) {
+        stoa_request_field_error(req, name, "too_long");
+        return NULL;
+    }
+    return s;
+}
+
+bool stoa_field_integer(stoa_request_t *req, const stoa_json_t *obj,
+                        const char *name, unsigned flags, int64_t min,
+                        int64_t max, int64_t *out)
+{
+    const stoa_json_t *v = stoa_json_get(obj, name);
+    if (!v || stoa_json_is_null(v)) {
+        if (flags & STOA_FIELD_REQUIRED)
+            stoa_request_field_error(req, name, "required");
+        return false;
+    }
+    int64_t n;
+    if (!stoa_json_integer(v, &n)) {
+        stoa_request_field_error(req, name, "must_be_integer");
+        return false;
+    }
+    if (n < min || n > max) {
+        stoa_request_field_error(req, name, "out_of_range");
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+bool stoa_field_bool(stoa_request_t *req, const stoa_json_t *obj,
+                     const char *name, unsigned flags, bool *out)
+{
+    const stoa_json_t *v = stoa_json_get(obj, name);
+    if (!v || stoa_json_is_null(v)) {
+        if (flags & STOA_FIELD_REQUIRED)
+            stoa_request_field_error(req, name, "required");
+        return false;
+    }
+    if (!stoa_json_bool(v, out)) {
+        stoa_request_field_error(req, name, "must_be_boolean");
+        return false;
+    }
+    return true;
+}
+
+void stoa_field_reject_unknown(stoa_request_t *req, const stoa_json_t *obj,
+                               const char *const *allowed)
+{
+    size_t n = stoa_json_len(obj);
+    for (size_t i = 0; i < n; i++) {
+        const char *key = stoa_json_key_at(obj, i);
+        bool known = false;
+        for (const char *const *a = allowed; *a; a++)
+            if (strcmp(*a, key) == 0) {
+                known = true;
+                break;
+            }
+        if (!known)
+            stoa_request_field_error(req, key, "unknown_field");
+    }
+}
+
+void stoa_http_header(stoa_request_t *req, const char *name, const char *value)
+{
+    /* Header injection guard: our own code sets these, but a value that
+     * ever carried a CR or LF would split the response. */
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+        return;
+    stoa_buf_printf(&req->headers, "%s: %s\r\n", name, value);
+}
+
+stoa_jw_t *stoa_http_json(stoa_request_t *req, int status)
+{
+    stoa_buf_reset(&req->body_out);
+    stoa_jw_reset(req->jw, &req->body_out);
+    req->status = status;
+    return req->jw;
+}
+
+int stoa_http_send(stoa_request_t *req)
+{
+    if (!stoa_jw_ok(req->jw))
+        return STOA_ERROR;
+    req->responded = true;
+    return STOA_OK;
+}
+
+int stoa_http_empty(stoa_request_t *req, int status)
+{
+    stoa_buf_reset(&req->body_out);
+    req->status = status;
+    req->responded = true;
+    return STOA_OK;
+}
+
+static const char *default_message(const char *code)
+{
+    static const struct {
+        const char *code, *message;
+    } table[] = {
+        {"not_found", "no such resource"},
+        {"method_not_allowed", "method not allowed on this resource"},
+        {"unauthenticated", "a valid access token is required"},
+        {"forbidden", "your role does not allow this"},
+        {"invalid_request", "the request is invalid"},
+        {"invalid_json", "the body is not valid JSON"},
+        {"unsupported_media_type", "Content-Type must be application/json"},
+        {"payload_too_large", "the request body is too large"},
+        {"unavailable", "a dependency is unavailable; retry later"},
+        {"internal", "internal error"},
+    };
+    for (size_t i = 0; i < STOA_ARRAY_LEN(table); i++)
+        if (strcmp(table[i].code, code) == 0)
+            return table[i].message;
+    return code;
+}
+
+int stoa_http_error_details(stoa_request_t *req, int status, const char *code,
+                            const char *message, const char *details_json)
+{
+    stoa_jw_t *w = stoa_http_json(req, status);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "error");
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "code", code);
+    stoa_jw_kv_string(w, "message", message ? message : default_message(code));
+    stoa_jw_key(w, "details");
+    if (details_json)
+        stoa_jw_raw(w, details_json, strlen(details_json));
+    else {
+        stoa_jw_object_open(w);
+        stoa_jw_object_close(w);
+    }
+    stoa_jw_object_close(w);
+    stoa_jw_kv_string(w, "request_id", req->request_id);
+    stoa_jw_object_close(w);
+    req->responded = true;
+    if (status == 503)
+        return STOA_AGAIN;
+    return status >= 500 ? STOA_ERROR : STOA_DECLINED;
+}
+
+int stoa_http_error(stoa_request_t *req, int status, const char *code,
+                    const char *message)
+{
+    return stoa_http_error_details(req, status, code, message, NULL);
+}
+
+int stoa_http_invalid_fields(stoa_request_t *req)
+{
+    char *details = stoa_arena_sprintf(req->arena, "{\"fields\":{%s}}",
+                                       req->field_errors.data
+                                           ? req->field_errors.data
+                                           : "");
+    return stoa_http_error_details(req, 400, "invalid_request",
+                                   "some fields are invalid", details);
+}
+
+/* Matches one pattern against the path, capturing {name} segments. */
+static bool pattern_match(stoa_request_t *req, const char *pattern,
+                          const char *path)
+{
+    stoa_param_t params[STOA_ROUTE_MAX_PARAMS];
+    size_t n = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            return false;
+        p++;
+        s++;
+        const char *pe = p + strcspn(p, "/");
+        const char *se = s + strcspn(s, "/");
+        if (*p == '{') {
+            if (se == s || n == STOA_ROUTE_MAX_PARAMS)
+                return false;
+            params[n].name = stoa_arena_strndup(req->arena, p + 1,
+                                                (size_t)(pe - p - 2));
+            params[n].value = stoa_arena_strndup(req->arena, s,
+                                                 (size_t)(se - s));
+            n++;
+        } else if (pe - p != se - s || memcmp(p, s, (size_t)(pe - p)) != 0) {
+            return false;
+        }
+        p = pe;
+        s = se;
+    }
+    if (*p || *s)
+        return false;
+    memcpy(req->params, params, n * sizeof(params[0]));
+    req->nparams = n;
+    return true;
+}
+
+int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
+                      size_t nroutes, const char **allow)
+{
+    stoa_buf_t methods;
+    stoa_buf_init(&methods);
+    int found = -404;
+    for (size_t i = 0; i < nroutes; i++) {
+        if (!pattern_match(req, routes[i].pattern, req->path))
+            continue;
+        if (strcmp(routes[i].method, req->method) == 0) {
+            found = (int)i;
+            break;
+        }
+        found = -405;
+        if (methods.len)
+            stoa_buf_puts(&methods, ", ");
+        stoa_buf_puts(&methods, routes[i].method);
+    }
+    if (found == -405 && allow)
+        *allow = stoa_arena_strdup(req->arena, methods.data);
+    stoa_buf_free(&methods);
+    if (found < 0)
+        req->nparams = 0;
+    return found;
+}

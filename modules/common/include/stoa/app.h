@@ -1,0 +1,44 @@
+/* app.h - the skeleton every pool program runs.
+ *
+ * main() of a pool declares its routes and statements and calls
+ * stoa_app_main(): config -> process context (log, Postgres, Redis) ->
+ * FastCGI accept loop on fd 0 (the socket spawn-fcgi hands over) ->
+ * dispatch -> arena reset. Every pool gets GET /v1/<name>/healthz and
+ * /v1/<name>/readyz. SIGTERM finishes the request in flight, then exits. */
+#ifndef STOA_APP_H
+#define STOA_APP_H
+
+#include "stoa/conf.h"
+#include "stoa/db.h"
+#include "stoa/http.h"
+#include "stoa/kv.h"
+
+typedef struct {
+    const char *name; /* "auth": program stoa-auth, prefix /v1/auth */
+    const stoa_route_t *routes;
+    size_t nroutes;
+    const stoa_db_statement_t *statements;
+    size_t nstatements;
+    /* Optional: runs once after the context is built. */
+    int (*init)(stoa_ctx_t *ctx);
+} stoa_app_t;
+
+struct stoa_ctx_s {
+    const stoa_app_t *app;
+    char program[64];
+    stoa_conf_t conf;
+    stoa_db_t *db;
+    stoa_kv_t *kv;
+    void *data; /* the pool's own process state */
+};
+
+/* Parses --config FILE and --check-config, builds the context and serves
+ * until SIGTERM. Returns the process exit code. */
+int stoa_app_main(int argc, char **argv, const stoa_app_t *app);
+
+/* Handles one request already filled from the transport (exposed so tests
+ * and benches can drive the dispatcher without a socket). */
+void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
+                       const stoa_route_t *routes, size_t nroutes);
+
+#endif

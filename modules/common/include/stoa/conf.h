@@ -1,0 +1,65 @@
+/* conf.h - configuration: one declarative table of keys.
+ *
+ * Sources, later ones winning: built-in defaults, the file (`key = value`
+ * lines, `#` comments), then environment variables STOA_<KEY>. A secret key
+ * may instead be given as `<key>_file = path` (file or env), whose contents
+ * (one trailing newline removed) become the value. Unknown keys and bad
+ * values are errors naming the key. Everything is checked at load time;
+ * nothing is parsed per request. */
+#ifndef STOA_CONF_H
+#define STOA_CONF_H
+
+#include <stdio.h>
+#include "stoa/core.h"
+
+typedef struct stoa_conf_s {
+    char *database_url;
+    char *redis_url;
+    char *public_url;
+    char *log_dir;
+    long log_level;
+    char *keys_dir;
+    char *jwt_issuer;
+    char *jwt_audience;
+    long access_token_ttl;
+    long refresh_token_ttl;
+    long refresh_reuse_interval;
+    long argon2_memory_kib;
+    long argon2_iterations;
+    long argon2_parallelism;
+    char *stripe_api_base;
+    char *stripe_secret_key;
+    char *stripe_webhook_secret;
+    char *smtp_url;
+    char *mail_from;
+    char *cors_origins;
+    char *webhook_allow_hosts;
+    char *metrics_listen;
+    long max_body_bytes;
+    long max_event_body_bytes;
+    long db_statement_timeout_ms;
+    long db_connect_timeout_s;
+    long redis_timeout_ms;
+    long pool_processes;
+    long jobs_concurrency;
+    long jobs_poll_interval_ms;
+} stoa_conf_t;
+
+/* Fills conf with defaults, then reads path (NULL: defaults and env only)
+ * and the environment. On failure returns STOA_DECLINED with a message
+ * naming the key (and line) in err; conf then holds what was read and must
+ * still be freed. */
+STOA_MUSTCHECK int stoa_conf_load(stoa_conf_t *conf, const char *path,
+                                  char *err, size_t errlen);
+
+/* Same, from a string (for tests and fuzzing); no environment. */
+STOA_MUSTCHECK int stoa_conf_parse(stoa_conf_t *conf, const char *text,
+                                   size_t len, char *err, size_t errlen);
+
+void stoa_conf_init(stoa_conf_t *conf);
+void stoa_conf_free(stoa_conf_t *conf);
+
+/* Writes `key = value` lines, secrets shown as "<redacted>". */
+void stoa_conf_dump(const stoa_conf_t *conf, FILE *out);
+
+#endif

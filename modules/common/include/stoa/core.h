@@ -1,0 +1,47 @@
+/* core.h - status codes and compiler helpers shared by every stoa part.
+ *
+ * One status convention everywhere: STOA_OK on success, STOA_ERROR for an
+ * internal failure (5xx), STOA_DECLINED when the input is refused (4xx),
+ * STOA_AGAIN when a dependency is down (503, retryable). */
+#ifndef STOA_CORE_H
+#define STOA_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STOA_OK 0
+#define STOA_ERROR -1
+#define STOA_DECLINED -2
+#define STOA_AGAIN -3
+
+#define STOA_MUSTCHECK __attribute__((warn_unused_result))
+#define STOA_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define STOA_NORETURN __attribute__((noreturn))
+#define STOA_UNUSED __attribute__((unused))
+
+#define STOA_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Invariants of our own code; stays on in production. Never assert on
+ * anything a request can influence. */
+#define STOA_ASSERT(cond)                                                      \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            stoa_assert_fail(#cond, __FILE__, __LINE__);                       \
+    } while (0)
+
+STOA_NORETURN void stoa_assert_fail(const char *expr, const char *file,
+                                    int line);
+
+/* Allocation that aborts on out-of-memory: pool processes are respawned by
+ * their supervisor, so dying is the safest answer to OOM. */
+void *stoa_xmalloc(size_t size);
+void *stoa_xcalloc(size_t count, size_t size);
+void *stoa_xrealloc(void *ptr, size_t size);
+char *stoa_xstrdup(const char *s);
+
+/* Monotonic and wall clocks. */
+uint64_t stoa_now_us(void);      /* monotonic microseconds */
+int64_t stoa_unix_time(void);    /* wall clock seconds since the epoch */
+
+#endif

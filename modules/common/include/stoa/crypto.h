@@ -1,0 +1,52 @@
+/* crypto.h - CSPRNG, hashes, HMAC, constant-time compare, encodings, UUIDs.
+ *
+ * Thin wrappers over OpenSSL 3. Decoders are strict (they refuse padding,
+ * whitespace and foreign alphabets) and never abort on bad input. */
+#ifndef STOA_CRYPTO_H
+#define STOA_CRYPTO_H
+
+#include "stoa/arena.h"
+#include "stoa/core.h"
+
+#define STOA_SHA256_LEN 32
+#define STOA_UUID_STR_LEN 36
+
+/* Fills buf from the CSPRNG; aborts if the CSPRNG fails (nothing safe can
+ * follow). */
+void stoa_random_bytes(void *buf, size_t len);
+
+/* nbytes of randomness as base64url without padding; arena-owned. */
+char *stoa_random_token(stoa_arena_t *arena, size_t nbytes);
+
+/* Constant-time equality of two buffers of the same length. */
+bool stoa_ct_equal(const void *a, const void *b, size_t len);
+
+void stoa_sha256(const void *data, size_t len, uint8_t out[STOA_SHA256_LEN]);
+void stoa_hmac_sha256(const void *key, size_t key_len, const void *data,
+                      size_t len, uint8_t out[STOA_SHA256_LEN]);
+
+/* Encoders write a NUL-terminated string into out, which must hold
+ * stoa_*_encoded_len(len) + 1 bytes. Return the string length. */
+size_t stoa_hex_encode(const void *in, size_t len, char *out);
+size_t stoa_b64url_encoded_len(size_t len);
+size_t stoa_b64url_encode(const void *in, size_t len, char *out);
+size_t stoa_b64_encoded_len(size_t len);
+size_t stoa_b64_encode(const void *in, size_t len, char *out);
+
+/* Decoders: out must hold len (hex: len/2; base64: len*3/4+1) bytes.
+ * STOA_OK with *out_len set, or STOA_DECLINED on malformed input. */
+STOA_MUSTCHECK int stoa_hex_decode(const char *in, size_t len, uint8_t *out,
+                                   size_t *out_len);
+STOA_MUSTCHECK int stoa_b64url_decode(const char *in, size_t len,
+                                      uint8_t *out, size_t *out_len);
+STOA_MUSTCHECK int stoa_b64_decode(const char *in, size_t len, uint8_t *out,
+                                   size_t *out_len);
+
+/* A random (version 4) UUID in canonical lower-case form. */
+void stoa_uuid_v4(char out[STOA_UUID_STR_LEN + 1]);
+bool stoa_uuid_valid(const char *s);
+
+/* Wipes memory the compiler may not optimise away. */
+void stoa_wipe(void *ptr, size_t len);
+
+#endif

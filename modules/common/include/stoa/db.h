@@ -1,0 +1,79 @@
+/* db.h - one Postgres connection per process, prepared statements.
+ *
+ * Statements are declared once in a table and prepared lazily on each
+ * (re)connection. Every query is parameterised. When the connection is
+ * broken the call returns STOA_AGAIN (the caller answers 503) and the next
+ * call tries to reconnect, at most once per STOA_DB_RETRY_MS, so an outage
+ * costs a failed request, never a crash or a pile of stalled workers.
+ * Results are arena-owned (PQclear runs at arena reset). */
+#ifndef STOA_DB_H
+#define STOA_DB_H
+
+#include "stoa/arena.h"
+#include "stoa/core.h"
+
+#define STOA_DB_RETRY_MS 200
+
+typedef struct stoa_db_s stoa_db_t;
+typedef struct stoa_db_result_s stoa_db_result_t;
+
+typedef struct {
+    const char *name; /* unique, used as the prepared statement name */
+    const char *sql;
+    int nparams;
+} stoa_db_statement_t;
+
+/* statements is borrowed and must outlive the handle (a static table).
+ * Does not connect. Caller frees with stoa_db_free(). */
+stoa_db_t *stoa_db_new(const char *conninfo,
+                       const stoa_db_statement_t *statements,
+                       size_t nstatements, long statement_timeout_ms,
+                       long connect_timeout_s);
+void stoa_db_free(stoa_db_t *db);
+
+/* Connects if needed. STOA_OK or STOA_AGAIN. */
+STOA_MUSTCHECK int stoa_db_connect(stoa_db_t *db);
+
+/* Runs a declared statement by name. params may contain NULL (SQL NULL).
+ * *out (may be NULL if unwanted) is arena-owned. Returns STOA_OK,
+ * STOA_AGAIN (connection lost), or STOA_ERROR (query failed; see
+ * stoa_db_sqlstate()). */
+STOA_MUSTCHECK int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
+                                const char *name, const char *const *params,
+                                stoa_db_result_t **out);
+
+/* An ad hoc parameterised query (PQexecParams), for tools and migrations
+ * bookkeeping; same returns as stoa_db_exec. */
+STOA_MUSTCHECK int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena,
+                                 const char *sql, int nparams,
+                                 const char *const *params,
+                                 stoa_db_result_t **out);
+
+/* Runs a trusted multi-statement script (migrations only: PQexec is the
+ * only libpq call that accepts several statements). */
+STOA_MUSTCHECK int stoa_db_script(stoa_db_t *db, const char *sql);
+
+STOA_MUSTCHECK int stoa_db_begin(stoa_db_t *db);
+STOA_MUSTCHECK int stoa_db_commit(stoa_db_t *db);
+/* Safe to call in any state; never fails the caller. */
+void stoa_db_rollback(stoa_db_t *db);
+
+/* SELECT 1 round trip. */
+STOA_MUSTCHECK int stoa_db_ping(stoa_db_t *db);
+
+int stoa_db_rows(const stoa_db_result_t *res);
+/* Borrowed until arena reset; NULL for SQL NULL. */
+const char *stoa_db_value(const stoa_db_result_t *res, int row, int col);
+long stoa_db_affected(const stoa_db_result_t *res);
+
+/* SQLSTATE of the last failed statement ("" when none), and its message. */
+const char *stoa_db_sqlstate(const stoa_db_t *db);
+const char *stoa_db_last_error(const stoa_db_t *db);
+
+/* LISTEN support for the jobs worker: the socket to poll and a drain
+ * returning how many notifications arrived (STOA_AGAIN when lost). */
+int stoa_db_socket(stoa_db_t *db);
+STOA_MUSTCHECK int stoa_db_listen(stoa_db_t *db, const char *channel);
+STOA_MUSTCHECK int stoa_db_drain_notifications(stoa_db_t *db, int *count);
+
+#endif

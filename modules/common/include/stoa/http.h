@@ -1,0 +1,147 @@
+/* http.h - request context, responses, router and the error contract.
+ *
+ * A request arrives as FastCGI params plus a body read with a size cap.
+ * Every string in stoa_request_t is arena-owned or borrowed from the
+ * FastCGI library and valid until the response is finished. Handlers
+ * answer through stoa_http_* and return a status:
+ *   STOA_OK / STOA_DECLINED  the handler has sent its answer;
+ *   STOA_AGAIN               a dependency is down: 503 `unavailable`;
+ *   STOA_ERROR               500 `internal` (logged).
+ * Errors follow SPEC §3:
+ *   {"error":{"code":..,"message":..,"details":{..}},"request_id":..}
+ * and every response carries X-Request-Id. */
+#ifndef STOA_HTTP_H
+#define STOA_HTTP_H
+
+#include "stoa/arena.h"
+#include "stoa/buf.h"
+#include "stoa/core.h"
+#include "stoa/json.h"
+#include "stoa/principal.h"
+
+#define STOA_ROUTE_MAX_PARAMS 4
+#define STOA_REQUEST_ID_MAX 128
+
+typedef struct stoa_ctx_s stoa_ctx_t;
+typedef struct stoa_request_s stoa_request_t;
+typedef int (*stoa_handler_fn)(stoa_request_t *req);
+
+/* Route flags. */
+#define STOA_ROUTE_PUBLIC 0u
+#define STOA_ROUTE_AUTH 1u /* needs a principal (401 otherwise) */
+
+typedef struct {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/auth/sessions/{id}" */
+    stoa_handler_fn handler;
+    unsigned flags;
+    const char *roles; /* space-separated roles allowed; NULL: any */
+} stoa_route_t;
+
+typedef struct {
+    const char *name;
+    const char *value;
+} stoa_param_t;
+
+struct stoa_request_s {
+    stoa_arena_t *arena;
+    stoa_ctx_t *ctx;
+    const char *method;
+    const char *path;  /* decoded-free raw path, no query */
+    const char *query; /* raw query string, "" when none */
+    const char *content_type;
+    const char *remote_addr;
+    const char *user_agent;
+    const char *idempotency_key;
+    const char *request_id;
+    const char *body; /* NUL-terminated, body_len bytes; "" when none */
+    size_t body_len;
+    const stoa_route_t *route;
+    stoa_param_t params[STOA_ROUTE_MAX_PARAMS];
+    size_t nparams;
+    stoa_principal_t principal;
+
+    /* response state */
+    int status;
+    bool responded;
+    stoa_buf_t headers; /* extra header lines, CRLF-terminated */
+    stoa_buf_t body_out;
+    stoa_buf_t field_errors; /* JSON members "field":"reason", comma-joined */
+    stoa_jw_t *jw;           /* writer bound to body_out */
+
+    void *transport; /* FastCGI request (FCGX_Request *) */
+};
+
+/* A FastCGI param or request header by CGI name ("HTTP_USER_AGENT");
+ * borrowed, NULL when absent. */
+const char *stoa_request_param(const stoa_request_t *req, const char *name);
+
+/* A path parameter by name, NULL when absent. Borrowed. */
+const char *stoa_request_path_param(const stoa_request_t *req,
+                                    const char *name);
+
+/* The value of one query key, percent-decoded, arena-owned; NULL when
+ * absent. STOA_DECLINED in *status when the query is malformed. */
+const char *stoa_request_query(stoa_request_t *req, const char *key);
+
+/* Checks Content-Type (415), size and syntax (400 invalid_json) and that
+ * the body is a JSON object; sends the error itself. STOA_OK with *out or
+ * STOA_DECLINED. */
+STOA_MUSTCHECK int stoa_request_json_body(stoa_request_t *req,
+                                          const stoa_json_t **out);
+
+/* Field validation: each failed check records details.fields[name] =
+ * reason. After the checks, stoa_http_invalid_fields() answers 400
+ * `invalid_request` when any field failed. */
+void stoa_request_field_error(stoa_request_t *req, const char *field,
+                              const char *reason);
+bool stoa_request_has_field_errors(const stoa_request_t *req);
+
+#define STOA_FIELD_OPTIONAL 0u
+#define STOA_FIELD_REQUIRED 1u
+
+/* A string member with length bounds (in bytes, after no trimming);
+ * NULL when absent or invalid (an error is recorded when required or the
+ * type/length is wrong). */
+const char *stoa_field_string(stoa_request_t *req, const stoa_json_t *obj,
+                              const char *name, unsigned flags,
+                              size_t min_len, size_t max_len);
+/* An integer member within [min, max]; false when absent or invalid. */
+bool stoa_field_integer(stoa_request_t *req, const stoa_json_t *obj,
+                        const char *name, unsigned flags, int64_t min,
+                        int64_t max, int64_t *out);
+bool stoa_field_bool(stoa_request_t *req, const stoa_json_t *obj,
+                     const char *name, unsigned flags, bool *out);
+/* Records `unknown_field` for each member not in the NULL-terminated list. */
+void stoa_field_reject_unknown(stoa_request_t *req, const stoa_json_t *obj,
+                               const char *const *allowed);
+
+/* Responses. */
+void stoa_http_header(stoa_request_t *req, const char *name,
+                      const char *value);
+/* Starts a JSON body: returns the writer; finish with stoa_http_send(). */
+stoa_jw_t *stoa_http_json(stoa_request_t *req, int status);
+/* Marks the JSON body complete. Returns STOA_OK. */
+int stoa_http_send(stoa_request_t *req);
+/* An empty answer (204, 202). Returns STOA_OK. */
+int stoa_http_empty(stoa_request_t *req, int status);
+/* The error contract; message may be NULL (a default for the code).
+ * Returns STOA_DECLINED for 4xx, else STOA_ERROR / STOA_AGAIN. */
+int stoa_http_error(stoa_request_t *req, int status, const char *code,
+                    const char *message);
+/* The same with a details object given as JSON text of our own making. */
+int stoa_http_error_details(stoa_request_t *req, int status, const char *code,
+                            const char *message, const char *details_json);
+/* 400 invalid_request with details.fields; returns STOA_DECLINED. */
+int stoa_http_invalid_fields(stoa_request_t *req);
+
+/* Router: matches method and path against a table. Returns the index of
+ * the route, or -404 when no pattern matches the path, or -405 when one
+ * matches with another method (allow gets "GET, POST" style text, arena). */
+int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
+                      size_t nroutes, const char **allow);
+
+/* True when s is a sane client request id: 1..128 of [A-Za-z0-9._-]. */
+bool stoa_request_id_valid(const char *s);
+
+#endif

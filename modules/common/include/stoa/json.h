@@ -1,0 +1,71 @@
+/* json.h - JSON in (yajl tree, depth-limited) and out (yajl generator).
+ *
+ * Parsed documents are arena-owned: the tree is freed when the arena is
+ * reset. Values are read through typed accessors that return NULL/false
+ * on a type mismatch instead of trusting the input. */
+#ifndef STOA_JSON_H
+#define STOA_JSON_H
+
+#include "stoa/arena.h"
+#include "stoa/buf.h"
+#include "stoa/core.h"
+
+#define STOA_JSON_MAX_DEPTH 32
+
+typedef struct stoa_json_s stoa_json_t; /* a node of a parsed document */
+
+/* Parses len bytes of text. Returns STOA_OK and *out, or STOA_DECLINED with
+ * a reason in err (malformed, deeper than max_depth, not UTF-8). */
+STOA_MUSTCHECK int stoa_json_parse(stoa_arena_t *arena, const char *text,
+                                   size_t len, int max_depth,
+                                   stoa_json_t **out, char *err,
+                                   size_t errlen);
+
+bool stoa_json_is_object(const stoa_json_t *v);
+bool stoa_json_is_array(const stoa_json_t *v);
+bool stoa_json_is_string(const stoa_json_t *v);
+bool stoa_json_is_integer(const stoa_json_t *v);
+bool stoa_json_is_number(const stoa_json_t *v);
+bool stoa_json_is_bool(const stoa_json_t *v);
+bool stoa_json_is_null(const stoa_json_t *v);
+
+/* Member of an object (NULL if v is not an object or has no such key). */
+const stoa_json_t *stoa_json_get(const stoa_json_t *v, const char *key);
+/* Object members and array items by index. */
+size_t stoa_json_len(const stoa_json_t *v);
+const char *stoa_json_key_at(const stoa_json_t *v, size_t i);
+const stoa_json_t *stoa_json_at(const stoa_json_t *v, size_t i);
+
+/* Typed reads: NULL/false when the type does not match. */
+const char *stoa_json_string(const stoa_json_t *v);
+bool stoa_json_integer(const stoa_json_t *v, int64_t *out);
+bool stoa_json_bool(const stoa_json_t *v, bool *out);
+
+/* Writer: a yajl generator appending to a stoa_buf_t. */
+typedef struct stoa_jw_s stoa_jw_t;
+
+/* Writes into out (appending). Caller frees with stoa_jw_free(). */
+stoa_jw_t *stoa_jw_new(stoa_buf_t *out);
+void stoa_jw_free(stoa_jw_t *w);
+/* Clears the generator state and makes it append to out again. */
+void stoa_jw_reset(stoa_jw_t *w, stoa_buf_t *out);
+void stoa_jw_object_open(stoa_jw_t *w);
+void stoa_jw_object_close(stoa_jw_t *w);
+void stoa_jw_array_open(stoa_jw_t *w);
+void stoa_jw_array_close(stoa_jw_t *w);
+void stoa_jw_key(stoa_jw_t *w, const char *key);
+void stoa_jw_string(stoa_jw_t *w, const char *s); /* NULL writes null */
+void stoa_jw_stringn(stoa_jw_t *w, const char *s, size_t len);
+void stoa_jw_integer(stoa_jw_t *w, int64_t v);
+void stoa_jw_bool(stoa_jw_t *w, bool v);
+void stoa_jw_null(stoa_jw_t *w);
+/* Inserts already-serialised JSON (e.g. a jsonb column) verbatim. */
+void stoa_jw_raw(stoa_jw_t *w, const char *json, size_t len);
+/* Key and value in one call. */
+void stoa_jw_kv_string(stoa_jw_t *w, const char *key, const char *s);
+void stoa_jw_kv_integer(stoa_jw_t *w, const char *key, int64_t v);
+void stoa_jw_kv_bool(stoa_jw_t *w, const char *key, bool v);
+/* False once the generator saw a misuse (unbalanced, key outside object). */
+bool stoa_jw_ok(const stoa_jw_t *w);
+
+#endif

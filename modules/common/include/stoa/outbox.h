@@ -1,0 +1,25 @@
+/* outbox.h - enqueue work for stoa-jobs inside the caller's transaction.
+ *
+ * The row is written on the caller's open transaction, so the job exists
+ * exactly when the change that causes it commits. A dedupe key makes the
+ * enqueue idempotent per (kind, key). */
+#ifndef STOA_OUTBOX_H
+#define STOA_OUTBOX_H
+
+#include "stoa/arena.h"
+#include "stoa/db.h"
+
+/* Statements the outbox needs; every program's statement table includes
+ * them (app.c and stoactl do it). */
+extern const stoa_db_statement_t stoa_outbox_statements[];
+extern const size_t stoa_outbox_statements_len;
+
+/* kind: "email.send", ...; payload_json: a JSON object (our own text);
+ * dedupe_key may be NULL; delay_s >= 0. Returns STOA_OK (also when the
+ * dedupe key already exists), STOA_AGAIN or STOA_ERROR. */
+STOA_MUSTCHECK int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena,
+                                       const char *kind,
+                                       const char *payload_json,
+                                       const char *dedupe_key, long delay_s);
+
+#endif

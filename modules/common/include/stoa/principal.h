@@ -1,0 +1,25 @@
+/* principal.h - who is calling, as established by the gateway.
+ *
+ * The nginx gateway verifies the access token and passes the identity as
+ * FastCGI params (GATEWAY_SUB, GATEWAY_SID, GATEWAY_ROLE, GATEWAY_JTI,
+ * GATEWAY_EXP). nginx never forwards client headers under those names, so
+ * the pools trust them and never parse tokens themselves. */
+#ifndef STOA_PRINCIPAL_H
+#define STOA_PRINCIPAL_H
+
+#include "stoa/core.h"
+
+typedef struct {
+    bool present;
+    const char *user_id;    /* UUID */
+    const char *session_id; /* may be NULL (API-key tokens) */
+    const char *role;       /* client | finance | admin */
+    const char *token_id;   /* jti */
+    int64_t expires_at;
+} stoa_principal_t;
+
+/* True when the principal's role is one of the space-separated roles. */
+bool stoa_principal_has_role(const stoa_principal_t *p, const char *roles);
+bool stoa_role_valid(const char *role);
+
+#endif

@@ -1,0 +1,263 @@
+/* kv.c - hiredis connection with timeouts and reconnect. */
+#include "stoa/kv.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stoa/log.h"
+
+struct stoa_kv_s {
+    redisContext *ctx;
+    char host[256]; /* host name or unix socket path */
+    int port;
+    int db;
+    bool is_unix;
+    long timeout_ms;
+    uint64_t last_attempt_us;
+};
+
+int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
+                      int *db, bool *is_unix)
+{
+    *port = 6379;
+    *db = 0;
+    *is_unix = false;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        if (*path != '/' || strlen(path) >= hostlen)
+            return STOA_DECLINED;
+        snprintf(host, hostlen, "%s", path);
+        *is_unix = true;
+        return STOA_OK;
+    }
+    if (strncmp(url, "redis://", 8) != 0)
+        return STOA_DECLINED;
+    const char *p = url + 8;
+    const char *end = p + strcspn(p, ":/");
+    if (end == p || (size_t)(end - p) >= hostlen)
+        return STOA_DECLINED;
+    memcpy(host, p, (size_t)(end - p));
+    host[end - p] = '\0';
+    p = end;
+    if (*p == ':') {
+        char *e;
+        long v = strtol(p + 1, &e, 10);
+        if (e == p + 1 || v < 1 || v > 65535)
+            return STOA_DECLINED;
+        *port = (int)v;
+        p = e;
+    }
+    if (*p == '/' && p[1]) {
+        char *e;
+        long v = strtol(p + 1, &e, 10);
+        if (e == p + 1 || *e || v < 0 || v > 15)
+            return STOA_DECLINED;
+        *db = (int)v;
+    } else if (*p && strcmp(p, "/") != 0) {
+        return STOA_DECLINED;
+    }
+    return STOA_OK;
+}
+
+stoa_kv_t *stoa_kv_new(const char *url, long timeout_ms)
+{
+    stoa_kv_t kv;
+    memset(&kv, 0, sizeof(kv));
+    if (stoa_kv_parse_url(url, kv.host, sizeof(kv.host), &kv.port, &kv.db,
+                          &kv.is_unix) != STOA_OK)
+        return NULL;
+    kv.timeout_ms = timeout_ms;
+    stoa_kv_t *out = stoa_xmalloc(sizeof(*out));
+    *out = kv;
+    return out;
+}
+
+static void drop(stoa_kv_t *kv)
+{
+    if (kv->ctx)
+        redisFree(kv->ctx);
+    kv->ctx = NULL;
+}
+
+void stoa_kv_free(stoa_kv_t *kv)
+{
+    if (!kv)
+        return;
+    drop(kv);
+    free(kv);
+}
+
+static redisReply *command_argv(stoa_kv_t *kv, int argc, const char **argv,
+                                const size_t *lens);
+
+static int ensure(stoa_kv_t *kv)
+{
+    if (kv->ctx)
+        return STOA_OK;
+    uint64_t now = stoa_now_us();
+    if (kv->last_attempt_us &&
+        now - kv->last_attempt_us < (uint64_t)STOA_KV_RETRY_MS * 1000)
+        return STOA_AGAIN;
+    kv->last_attempt_us = now;
+    struct timeval tv = {kv->timeout_ms / 1000, (kv->timeout_ms % 1000) * 1000};
+    redisContext *c = kv->is_unix
+                          ? redisConnectUnixWithTimeout(kv->host, tv)
+                          : redisConnectWithTimeout(kv->host, kv->port, tv);
+    if (!c || c->err) {
+        stoa_log(STOA_LOG_WARN, "redis connect failed: %s",
+                 c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return STOA_AGAIN;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        redisFree(c);
+        return STOA_AGAIN;
+    }
+    kv->ctx = c;
+    if (kv->db) {
+        char dbs[8];
+        snprintf(dbs, sizeof(dbs), "%d", kv->db);
+        const char *argv[] = {"SELECT", dbs};
+        size_t lens[] = {6, strlen(dbs)};
+        redisReply *r = command_argv(kv, 2, argv, lens);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            drop(kv);
+            return STOA_AGAIN;
+        }
+    }
+    kv->last_attempt_us = 0;
+    return STOA_OK;
+}
+
+/* Runs one command; on any transport error the context is dropped so the
+ * next call reconnects. Returns NULL on transport errors. */
+static redisReply *command_argv(stoa_kv_t *kv, int argc, const char **argv,
+                                const size_t *lens)
+{
+    redisReply *r = redisCommandArgv(kv->ctx, argc, argv, lens);
+    if (!r || kv->ctx->err) {
+        stoa_log(STOA_LOG_WARN, "redis command failed: %s",
+                 kv->ctx->errstr[0] ? kv->ctx->errstr : "no reply");
+        if (r)
+            freeReplyObject(r);
+        drop(kv);
+        return NULL;
+    }
+    return r;
+}
+
+static redisReply *run(stoa_kv_t *kv, int argc, const char **argv,
+                       const size_t *lens, int *rc)
+{
+    *rc = ensure(kv);
+    if (*rc != STOA_OK)
+        return NULL;
+    redisReply *r = command_argv(kv, argc, argv, lens);
+    if (!r) {
+        *rc = STOA_AGAIN;
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        stoa_log(STOA_LOG_ERR, "redis error reply: %.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        *rc = STOA_ERROR;
+        return NULL;
+    }
+    return r;
+}
+
+int stoa_kv_ping(stoa_kv_t *kv)
+{
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    int rc;
+    redisReply *r = run(kv, 1, argv, lens, &rc);
+    if (!r)
+        return rc == STOA_ERROR ? STOA_AGAIN : rc;
+    freeReplyObject(r);
+    return STOA_OK;
+}
+
+int stoa_kv_get(stoa_kv_t *kv, stoa_arena_t *arena, const char *key,
+                char **value, size_t *len)
+{
+    const char *argv[] = {"GET", key};
+    size_t lens[] = {3, strlen(key)};
+    int rc;
+    redisReply *r = run(kv, 2, argv, lens, &rc);
+    if (!r)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        freeReplyObject(r);
+        return STOA_DECLINED;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return STOA_ERROR;
+    }
+    *value = stoa_arena_strndup(arena, r->str, (size_t)r->len);
+    if (len)
+        *len = (size_t)r->len;
+    freeReplyObject(r);
+    return STOA_OK;
+}
+
+int stoa_kv_set(stoa_kv_t *kv, const char *key, const char *value, size_t len,
+                long ttl_s)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    const char *argv[] = {"SET", key, value, "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    int rc;
+    redisReply *r = run(kv, ttl_s > 0 ? 5 : 3, argv, lens, &rc);
+    if (!r)
+        return rc;
+    freeReplyObject(r);
+    return STOA_OK;
+}
+
+int stoa_kv_del(stoa_kv_t *kv, const char *key)
+{
+    const char *argv[] = {"DEL", key};
+    size_t lens[] = {3, strlen(key)};
+    int rc;
+    redisReply *r = run(kv, 2, argv, lens, &rc);
+    if (!r)
+        return rc;
+    freeReplyObject(r);
+    return STOA_OK;
+}
+
+int stoa_kv_incr(stoa_kv_t *kv, const char *key, long ttl_s, long long *out)
+{
+    const char *argv[] = {"INCR", key};
+    size_t lens[] = {4, strlen(key)};
+    int rc;
+    redisReply *r = run(kv, 2, argv, lens, &rc);
+    if (!r)
+        return rc;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r);
+        return STOA_ERROR;
+    }
+    *out = r->integer;
+    freeReplyObject(r);
+    if (*out == 1 && ttl_s > 0) {
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+        const char *eargv[] = {"EXPIRE", key, ttl};
+        size_t elens[] = {6, strlen(key), strlen(ttl)};
+        r = run(kv, 3, eargv, elens, &rc);
+        if (!r)
+            return rc;
+        freeReplyObject(r);
+    }
+    return STOA_OK;
+}

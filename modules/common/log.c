@@ -1,0 +1,142 @@
+/* log.c - JSON lines, one write(2) each, O_APPEND so pool processes can
+ * share a file. */
+#include "stoa/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stoa/buf.h"
+
+int stoa_log_level = STOA_LOG_INFO;
+
+static int log_fd = STDERR_FILENO;
+static char log_program[64] = "stoa";
+static const char *log_request_id;
+
+static const char *const level_names[] = {"debug", "info", "notice",
+                                          "warn",  "err",  "crit"};
+
+int stoa_log_level_parse(const char *name)
+{
+    for (size_t i = 0; i < STOA_ARRAY_LEN(level_names); i++)
+        if (strcmp(name, level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+int stoa_log_open(const char *program, const char *dir, int level)
+{
+    snprintf(log_program, sizeof(log_program), "%s", program);
+    stoa_log_level = level;
+    if (!dir || !*dir || strcmp(dir, "-") == 0) {
+        log_fd = STDERR_FILENO;
+        return STOA_OK;
+    }
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%s.log", dir, program);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return STOA_ERROR;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return STOA_ERROR;
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    log_fd = fd;
+    return STOA_OK;
+}
+
+void stoa_log_close(void)
+{
+    if (log_fd != STDERR_FILENO)
+        close(log_fd);
+    log_fd = STDERR_FILENO;
+}
+
+void stoa_log_set_request(const char *request_id)
+{
+    log_request_id = request_id;
+}
+
+/* One reusable line buffer per process: logging must not allocate per
+ * line once warm. */
+static stoa_buf_t line;
+
+static void line_begin(int level)
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    stoa_buf_reset(&line);
+    stoa_buf_printf(&line,
+                    "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\","
+                    "\"level\":\"%s\",\"program\":\"%s\",\"pid\":%ld",
+                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                    tm.tm_min, tm.tm_sec, (long)tv.tv_usec,
+                    level_names[level < 0 ? 0 : level > 5 ? 5 : level],
+                    log_program, (long)getpid());
+    if (log_request_id) {
+        stoa_buf_puts(&line, ",\"request_id\":\"");
+        stoa_buf_json_escape(&line, log_request_id, strlen(log_request_id));
+        stoa_buf_puts(&line, "\"");
+    }
+}
+
+static void line_string(const char *key, const char *value)
+{
+    if (!value)
+        return;
+    stoa_buf_printf(&line, ",\"%s\":\"", key);
+    stoa_buf_json_escape(&line, value, strlen(value));
+    stoa_buf_puts(&line, "\"");
+}
+
+static void line_end(void)
+{
+    stoa_buf_puts(&line, "}\n");
+    size_t off = 0;
+    while (off < line.len) {
+        ssize_t n = write(log_fd, line.data + off, line.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* nowhere left to report a logging failure */
+        off += (size_t)n;
+    }
+}
+
+void stoa_log_write(int level, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int saved = errno;
+    line_begin(level);
+    line_string("msg", msg);
+    line_end();
+    errno = saved;
+}
+
+void stoa_log_access(const char *method, const char *route, int status,
+                     uint64_t latency_us, const char *user_id)
+{
+    int level = status >= 500 ? STOA_LOG_ERR : STOA_LOG_INFO;
+    if (level < stoa_log_level)
+        return;
+    line_begin(level);
+    line_string("msg", "request");
+    line_string("method", method);
+    line_string("route", route);
+    stoa_buf_printf(&line, ",\"status\":%d,\"latency_us\":%llu", status,
+                    (unsigned long long)latency_us);
+    line_string("user_id", user_id);
+    line_end();
+}

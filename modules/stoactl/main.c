@@ -1,0 +1,102 @@
+/* main.c - stoactl: the operator CLI, built from the common library. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stoa/log.h"
+#include "stoa/outbox.h"
+#include "stoactl.h"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: stoactl [--config FILE] COMMAND ...\n"
+            "commands:\n"
+            "  migrate [--dir DIR]      apply pending migrations in order\n"
+            "  user create --email E --password-file F [--role R] [--name N]\n"
+            "                           create an account (exit 3: email taken)\n"
+            "  check-config             validate the configuration and print it\n"
+            "The config defaults to run/stoa.conf when present; every key can\n"
+            "be overridden by STOA_<KEY> environment variables.\n");
+}
+
+char *stoactl_read_file(stoa_arena_t *arena, const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    long size = ftell(f);
+    if (size < 0 || size > 64L * 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    char *buf = stoa_arena_alloc(arena, (size_t)size + 1);
+    size_t n = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (n != (size_t)size)
+        return NULL;
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL;
+    int i = 1;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage();
+            return 0;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage();
+        return 2;
+    }
+    if (!config && access("run/stoa.conf", R_OK) == 0)
+        config = "run/stoa.conf";
+
+    static stoactl_t ctl;
+    char err[512];
+    if (stoa_conf_load(&ctl.conf, config, err, sizeof(err)) != STOA_OK) {
+        fprintf(stderr, "stoactl: configuration error: %s\n", err);
+        return 1;
+    }
+    if (stoa_log_open("stoactl", "-", (int)ctl.conf.log_level) != STOA_OK)
+        return 1;
+    const char *command = argv[i];
+    if (strcmp(command, "check-config") == 0) {
+        stoa_conf_dump(&ctl.conf, stdout);
+        stoa_conf_free(&ctl.conf);
+        return 0;
+    }
+    ctl.arena = stoa_arena_create(0);
+    ctl.db = stoa_db_new(ctl.conf.database_url, stoa_outbox_statements,
+                         stoa_outbox_statements_len, 0,
+                         ctl.conf.db_connect_timeout_s);
+    int rc;
+    if (strcmp(command, "migrate") == 0) {
+        rc = stoactl_migrate(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "user") == 0) {
+        rc = stoactl_user(&ctl, argc - i - 1, argv + i + 1);
+    } else {
+        usage();
+        rc = 2;
+    }
+    stoa_db_free(ctl.db);
+    stoa_arena_destroy(ctl.arena);
+    stoa_conf_free(&ctl.conf);
+    return rc;
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages stoa builds, tests and runs with, when any
+# is missing. Idempotent and quiet when everything is present.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config ca-certificates curl openssl python3
+  libfcgi-dev libpq-dev libhiredis-dev libyajl-dev libcurl4-openssl-dev
+  libssl-dev libargon2-dev check libsubunit-dev
+  nginx nginx-dev spawn-fcgi multiwatch
+  postgresql-15 postgresql-client-15 redis-server
+  wrk clang libclang-rt-14-dev clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "deps: run as root or install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Debian's postgresql and nginx packages try to start their own system
+# services; stoa runs its own instances, so forbid service starts.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee $policy >/dev/null
+  "${sudo[@]}" chmod 0755 $policy
+  created_policy=1
+fi
+cleanup() { [[ $created_policy -eq 1 ]] && "${sudo[@]}" rm -f $policy; }
+trap cleanup EXIT
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
