@@ -16,6 +16,8 @@ static void usage(void)
             "  migrate [--dir DIR]      apply pending migrations in order\n"
             "  user create --email E --password-file F [--role R] [--name N]\n"
             "                           create an account (exit 3: email taken)\n"
+            "  keys ensure              create a signing key if there is none\n"
+            "  keys rotate              add a signing key; old ones stay published\n"
             "  check-config             validate the configuration and print it\n"
             "The config defaults to run/stoa.conf when present; every key can\n"
             "be overridden by STOA_<KEY> environment variables.\n");
@@ -89,6 +91,8 @@ int main(int argc, char **argv)
     int rc;
     if (strcmp(command, "migrate") == 0) {
         rc = stoactl_migrate(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "keys") == 0) {
+        rc = stoactl_keys(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "user") == 0) {
         rc = stoactl_user(&ctl, argc - i - 1, argv + i + 1);
     } else {
