@@ -12,7 +12,9 @@
 
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/audit.h"
 #include "stoa/outbox.h"
+#include "stoa/revoke.h"
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t in_request;
@@ -118,6 +120,18 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         if (!req->principal.present) {
             stoa_http_header(req, "WWW-Authenticate", "Bearer");
             stoa_http_error(req, 401, "unauthenticated", NULL);
+            return;
+        }
+        int live = stoa_revoke_check(req);
+        if (live == STOA_AGAIN) {
+            stoa_http_error(req, 503, "unavailable", NULL);
+            return;
+        }
+        if (live != STOA_OK) {
+            stoa_http_header(req, "WWW-Authenticate",
+                             "Bearer error=\"invalid_token\"");
+            stoa_http_error(req, 401, "unauthenticated",
+                            "the session has been revoked");
             return;
         }
         if (!stoa_principal_has_role(&req->principal, route->roles)) {
@@ -338,16 +352,28 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
                 ctx.conf.log_dir);
         return 1;
     }
-    /* The library's own statements (outbox) are prepared alongside the
-     * pool's, on the same connection. */
-    size_t nstatements = stoa_outbox_statements_len + app->nstatements;
+    /* The library's own statements are prepared alongside the pool's, on
+     * the same connection. */
+    const struct {
+        const stoa_db_statement_t *list;
+        size_t len;
+    } tables[] = {
+        {stoa_outbox_statements, stoa_outbox_statements_len},
+        {stoa_audit_statements, stoa_audit_statements_len},
+        {stoa_revoke_statements, stoa_revoke_statements_len},
+        {app->statements, app->nstatements},
+    };
+    size_t nstatements = 0;
+    for (size_t i = 0; i < STOA_ARRAY_LEN(tables); i++)
+        nstatements += tables[i].len;
     stoa_db_statement_t *statements =
         stoa_xcalloc(nstatements, sizeof(*statements));
-    memcpy(statements, stoa_outbox_statements,
-           stoa_outbox_statements_len * sizeof(*statements));
-    if (app->nstatements)
-        memcpy(statements + stoa_outbox_statements_len, app->statements,
-               app->nstatements * sizeof(*statements));
+    for (size_t i = 0, at = 0; i < STOA_ARRAY_LEN(tables); i++) {
+        if (tables[i].len)
+            memcpy(statements + at, tables[i].list,
+                   tables[i].len * sizeof(*statements));
+        at += tables[i].len;
+    }
     ctx.db = stoa_db_new(ctx.conf.database_url, statements, nstatements,
                          ctx.conf.db_statement_timeout_ms,
                          ctx.conf.db_connect_timeout_s);

@@ -225,3 +225,58 @@ bool stoa_uuid_valid(const char *s)
     }
     return true;
 }
+
+#define AEAD_NONCE_LEN 12
+#define AEAD_TAG_LEN 16
+
+int stoa_aead_seal(const uint8_t key[STOA_AEAD_KEY_LEN], const void *plain,
+                   size_t len, const void *aad, size_t aad_len,
+                   uint8_t *sealed)
+{
+    if (len > INT32_MAX || aad_len > INT32_MAX)
+        return STOA_ERROR;
+    uint8_t *nonce = sealed, *ct = sealed + AEAD_NONCE_LEN;
+    stoa_random_bytes(nonce, AEAD_NONCE_LEN);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, ok = c &&
+                    EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) ==
+                        1 &&
+                    (!aad || EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) ==
+                                 1) &&
+                    EVP_EncryptUpdate(c, ct, &n, plain, (int)len) == 1 &&
+                    EVP_EncryptFinal_ex(c, ct + n, &n) == 1 &&
+                    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, AEAD_TAG_LEN,
+                                        ct + len) == 1;
+    EVP_CIPHER_CTX_free(c);
+    return ok ? STOA_OK : STOA_ERROR;
+}
+
+int stoa_aead_open(const uint8_t key[STOA_AEAD_KEY_LEN], const uint8_t *sealed,
+                   size_t sealed_len, const void *aad, size_t aad_len,
+                   uint8_t *plain, size_t *len)
+{
+    if (sealed_len < STOA_AEAD_OVERHEAD || sealed_len > INT32_MAX ||
+        aad_len > INT32_MAX)
+        return STOA_DECLINED;
+    size_t ct_len = sealed_len - STOA_AEAD_OVERHEAD;
+    const uint8_t *nonce = sealed, *ct = sealed + AEAD_NONCE_LEN;
+    uint8_t tag[AEAD_TAG_LEN];
+    memcpy(tag, ct + ct_len, AEAD_TAG_LEN);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, ok = c &&
+                    EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) ==
+                        1 &&
+                    (!aad || EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) ==
+                                 1) &&
+                    EVP_DecryptUpdate(c, plain, &n, ct, (int)ct_len) == 1 &&
+                    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, AEAD_TAG_LEN,
+                                        tag) == 1 &&
+                    EVP_DecryptFinal_ex(c, plain + n, &n) == 1;
+    EVP_CIPHER_CTX_free(c);
+    if (!ok) {
+        stoa_wipe(plain, ct_len);
+        return STOA_DECLINED;
+    }
+    *len = ct_len;
+    return STOA_OK;
+}

@@ -261,3 +261,49 @@ int stoa_kv_incr(stoa_kv_t *kv, const char *key, long ttl_s, long long *out)
     }
     return STOA_OK;
 }
+
+int stoa_kv_mget(stoa_kv_t *kv, stoa_arena_t *arena, size_t n,
+                 const char *const *keys, char **values)
+{
+    const char *argv[17];
+    size_t lens[17];
+    STOA_ASSERT(n >= 1 && n <= 16);
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = keys[i];
+        lens[i + 1] = strlen(keys[i]);
+        values[i] = NULL;
+    }
+    int rc;
+    redisReply *r = run(kv, (int)n + 1, argv, lens, &rc);
+    if (!r)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        freeReplyObject(r);
+        return STOA_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING)
+            values[i] = stoa_arena_strndup(arena, e->str, (size_t)e->len);
+    }
+    freeReplyObject(r);
+    return STOA_OK;
+}
+
+int stoa_kv_ttl(stoa_kv_t *kv, const char *key, long *ttl)
+{
+    const char *argv[] = {"TTL", key};
+    size_t lens[] = {3, strlen(key)};
+    int rc;
+    redisReply *r = run(kv, 2, argv, lens, &rc);
+    if (!r)
+        return rc;
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
+    freeReplyObject(r);
+    if (v == -2)
+        return STOA_DECLINED;
+    *ttl = (long)v;
+    return STOA_OK;
+}

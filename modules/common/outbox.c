@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 
+#include "stoa/crypto.h"
+
 const stoa_db_statement_t stoa_outbox_statements[] = {
     {"outbox_enqueue",
      "INSERT INTO jobs.outbox (kind, payload, dedupe_key, run_at) "
@@ -21,4 +23,18 @@ int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
     snprintf(delay, sizeof(delay), "%ld", delay_s < 0 ? 0 : delay_s);
     const char *params[] = {kind, payload_json, dedupe_key, delay};
     return stoa_db_exec(db, arena, "outbox_enqueue", params, NULL);
+}
+
+int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,
+                      const char *data_json)
+{
+    char id[STOA_UUID_STR_LEN + 1];
+    stoa_uuid_v4(id);
+    /* type is one of our own dotted names: no escaping needed, checked. */
+    for (const char *p = type; *p; p++)
+        STOA_ASSERT((*p >= 'a' && *p <= 'z') || *p == '.' || *p == '_');
+    char *payload = stoa_arena_sprintf(
+        arena, "{\"id\":\"evt_%s\",\"type\":\"%s\",\"created\":%lld,\"data\":%s}",
+        id, type, (long long)stoa_unix_time(), data_json);
+    return stoa_outbox_enqueue(db, arena, "event", payload, id, 0);
 }

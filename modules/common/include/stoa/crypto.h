@@ -46,6 +46,21 @@ STOA_MUSTCHECK int stoa_b64_decode(const char *in, size_t len, uint8_t *out,
 void stoa_uuid_v4(char out[STOA_UUID_STR_LEN + 1]);
 bool stoa_uuid_valid(const char *s);
 
+/* AES-256-GCM with a random 96-bit nonce. Sealed form: nonce || ciphertext
+ * || 16-byte tag, so sealed_len = len + STOA_AEAD_OVERHEAD. aad may be
+ * NULL. STOA_OK, or STOA_DECLINED when open finds a forged or damaged
+ * box. */
+#define STOA_AEAD_KEY_LEN 32
+#define STOA_AEAD_OVERHEAD 28
+STOA_MUSTCHECK int stoa_aead_seal(const uint8_t key[STOA_AEAD_KEY_LEN],
+                                  const void *plain, size_t len,
+                                  const void *aad, size_t aad_len,
+                                  uint8_t *sealed);
+STOA_MUSTCHECK int stoa_aead_open(const uint8_t key[STOA_AEAD_KEY_LEN],
+                                  const uint8_t *sealed, size_t sealed_len,
+                                  const void *aad, size_t aad_len,
+                                  uint8_t *plain, size_t *len);
+
 /* Wipes memory the compiler may not optimise away. */
 void stoa_wipe(void *ptr, size_t len);
 

@@ -33,6 +33,13 @@ STOA_MUSTCHECK int stoa_kv_del(stoa_kv_t *kv, const char *key);
 STOA_MUSTCHECK int stoa_kv_incr(stoa_kv_t *kv, const char *key, long ttl_s,
                                 long long *out);
 
+/* MGET of n keys: values[i] is arena-owned or NULL when missing. */
+STOA_MUSTCHECK int stoa_kv_mget(stoa_kv_t *kv, stoa_arena_t *arena, size_t n,
+                                const char *const *keys, char **values);
+/* Seconds to live of key: STOA_OK with *ttl (-1: no expiry), STOA_DECLINED
+ * when missing. */
+STOA_MUSTCHECK int stoa_kv_ttl(stoa_kv_t *kv, const char *key, long *ttl);
+
 /* Parses a url without connecting (exposed for tests). */
 STOA_MUSTCHECK int stoa_kv_parse_url(const char *url, char *host,
                                      size_t hostlen, int *port, int *db,

@@ -22,4 +22,11 @@ STOA_MUSTCHECK int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena,
                                        const char *payload_json,
                                        const char *dedupe_key, long delay_s);
 
+/* A domain event (user.created, subscription.updated, ...) for outbound
+ * webhooks: enqueued as kind "event" with payload
+ * {"id","type","created","data"}; data_json is a JSON object of our own
+ * making. The event id is its dedupe key. */
+STOA_MUSTCHECK int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena,
+                                     const char *type, const char *data_json);
+
 #endif

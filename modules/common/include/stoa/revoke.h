@@ -1,0 +1,31 @@
+/* revoke.h - session and user revocation that takes effect on every pool
+ * within a second, even for access tokens that have not expired.
+ *
+ * Markers live in Redis: rv:s:<session id> for a revoked session and
+ * rv:u:<user id> for a suspended user, with a TTL that outlives every
+ * access token. Every authenticated request checks them (one MGET),
+ * cached per process for at most STOA_REVOKE_CACHE_MS. When Redis cannot
+ * answer, Postgres is asked instead: never "allow" by default. */
+#ifndef STOA_REVOKE_H
+#define STOA_REVOKE_H
+
+#include "stoa/app.h"
+
+#define STOA_REVOKE_CACHE_MS 1000
+
+extern const stoa_db_statement_t stoa_revoke_statements[];
+extern const size_t stoa_revoke_statements_len;
+
+/* STOA_OK when the principal's session and user are live, STOA_DECLINED
+ * when revoked or suspended, STOA_AGAIN when neither Redis nor Postgres
+ * can tell. */
+STOA_MUSTCHECK int stoa_revoke_check(stoa_request_t *req);
+
+/* Sets the markers after the revocation has been committed to Postgres
+ * (which stays the source of truth). Failures are logged; the Postgres
+ * fallback still refuses the session when Redis is down. */
+void stoa_revoke_mark_session(stoa_ctx_t *ctx, const char *session_id);
+void stoa_revoke_mark_user(stoa_ctx_t *ctx, const char *user_id);
+void stoa_revoke_unmark_user(stoa_ctx_t *ctx, const char *user_id);
+
+#endif
