@@ -64,9 +64,18 @@ $(LIBSTOA): $(COMMON_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # --- programs ----------------------------------------------------------
+# The auth pool embeds the common-password list, generated at build time.
+EXTRA_OBJ_stoa-auth := $(BUILD)/gen/common_passwords.o
+$(BUILD)/gen/common_passwords.c: modules/auth/data/common-passwords.txt \
+		scripts/gen-wordlist.sh
+	@mkdir -p $(@D)
+	$(Q)scripts/gen-wordlist.sh $< auth_common_passwords > $@
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_FILE)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
 define program
 $(1)_SRC := $$(wildcard modules/$(2)/*.c)
-$(1)_OBJ := $$($(1)_SRC:%.c=$$(BUILD)/%.o)
+$(1)_OBJ := $$($(1)_SRC:%.c=$$(BUILD)/%.o) $$(EXTRA_OBJ_$(1))
 $$(BIN)/$(1): $$($(1)_OBJ) $$(LIBSTOA)
 	@mkdir -p $$(@D)
 	$$(if $$(Q),@echo "  LD      $$@")

@@ -1,16 +1,64 @@
-/* main.c - the auth pool: wires its routes into the common skeleton. */
-#include "stoa/app.h"
+/* main.c - the auth pool: routes, statements and process start-up. */
+#include <string.h>
+
+#include "auth.h"
+#include "stoa/keys.h"
+#include "stoa/log.h"
+
+#define AUTHED STOA_ROUTE_AUTH
+
+static const stoa_route_t auth_routes[] = {
+    {"POST", "/v1/auth/register", auth_register, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/verify-email", auth_verify_email, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/login", auth_login, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/refresh", auth_refresh, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/logout", auth_logout, AUTHED, NULL},
+    {"GET", "/v1/auth/sessions", auth_sessions_list, AUTHED, NULL},
+    {"DELETE", "/v1/auth/sessions", auth_sessions_delete_others, AUTHED, NULL},
+    {"DELETE", "/v1/auth/sessions/{id}", auth_sessions_delete, AUTHED, NULL},
+    {"POST", "/v1/auth/password/forgot", auth_password_forgot, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/password/reset", auth_password_reset, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/password/change", auth_password_change, AUTHED, NULL},
+    {"GET", "/v1/me", auth_me_get, AUTHED, NULL},
+    {"PATCH", "/v1/me", auth_me_patch, AUTHED, NULL},
+    {"DELETE", "/v1/me", auth_me_delete, AUTHED, NULL},
+    {"GET", "/v1/me/export", auth_me_export, AUTHED, NULL},
+    {"GET", "/.well-known/jwks.json", auth_jwks, STOA_ROUTE_PUBLIC, NULL},
+};
+
+static auth_state_t state;
+
+static int auth_init(stoa_ctx_t *ctx)
+{
+    state.params.memory_kib = (uint32_t)ctx->conf.argon2_memory_kib;
+    state.params.iterations = (uint32_t)ctx->conf.argon2_iterations;
+    state.params.parallelism = (uint32_t)ctx->conf.argon2_parallelism;
+    /* The dummy hash is made once per process with the live parameters. */
+    if (stoa_password_hash(&state.params, "stoa-dummy-password-for-timing",
+                           state.dummy_hash) != STOA_OK)
+        return STOA_ERROR;
+    stoa_buf_init(&state.jwks);
+    stoa_buf_init(&state.scratch);
+    state.signing_key = stoa_keys_load_current(ctx->conf.keys_dir);
+    if (!state.signing_key)
+        stoa_log(STOA_LOG_ERR, "no signing key in %s: run stoactl keys ensure",
+                 ctx->conf.keys_dir);
+    ctx->data = &state;
+    return STOA_OK;
+}
 
 static const stoa_app_t auth_app = {
     .name = "auth",
-    .routes = NULL,
-    .nroutes = 0,
-    .statements = NULL,
-    .nstatements = 0,
-    .init = NULL,
+    .routes = auth_routes,
+    .nroutes = STOA_ARRAY_LEN(auth_routes),
+    .statements = auth_statements,
+    .nstatements = 0, /* set in main: the table lives in another file */
+    .init = auth_init,
 };
 
 int main(int argc, char **argv)
 {
-    return stoa_app_main(argc, argv, &auth_app);
+    stoa_app_t app = auth_app;
+    app.nstatements = auth_statements_len;
+    return stoa_app_main(argc, argv, &app);
 }

@@ -91,7 +91,7 @@ int stoa_db_connect(stoa_db_t *db)
 
     char timeout[32], options[64];
     snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
-    snprintf(options, sizeof(options), "-c statement_timeout=%ld",
+    snprintf(options, sizeof(options), "-c statement_timeout=%ld -c TimeZone=UTC",
              db->statement_timeout_ms);
     const char *keys[] = {"dbname", "connect_timeout", "options",
                           "application_name", NULL};

@@ -255,6 +255,16 @@ int stoa_http_send(stoa_request_t *req)
     return STOA_OK;
 }
 
+int stoa_http_raw_json(stoa_request_t *req, int status, const char *json,
+                       size_t len)
+{
+    stoa_buf_reset(&req->body_out);
+    stoa_buf_append(&req->body_out, json, len);
+    req->status = status;
+    req->responded = true;
+    return STOA_OK;
+}
+
 int stoa_http_empty(stoa_request_t *req, int status)
 {
     stoa_buf_reset(&req->body_out);

@@ -123,6 +123,10 @@ void stoa_http_header(stoa_request_t *req, const char *name,
 stoa_jw_t *stoa_http_json(stoa_request_t *req, int status);
 /* Marks the JSON body complete. Returns STOA_OK. */
 int stoa_http_send(stoa_request_t *req);
+/* A body that is already JSON of our own making (a cached answer).
+ * Returns STOA_OK. */
+int stoa_http_raw_json(stoa_request_t *req, int status, const char *json,
+                       size_t len);
 /* An empty answer (204, 202). Returns STOA_OK. */
 int stoa_http_empty(stoa_request_t *req, int status);
 /* The error contract; message may be NULL (a default for the code).

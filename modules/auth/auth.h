@@ -1,0 +1,122 @@
+/* auth.h - shared state and helpers of the auth pool. */
+#ifndef AUTH_H
+#define AUTH_H
+
+#include "stoa/app.h"
+#include "stoa/jwt.h"
+#include "stoa/password.h"
+
+/* Per-process state, built once at start (ctx->data). */
+typedef struct {
+    stoa_password_params_t params;
+    /* Login hashes against this when the email is unknown, so both paths
+     * cost one Argon2id verification (no timing oracle). */
+    char dummy_hash[STOA_PASSWORD_HASH_MAX];
+    stoa_jwt_key_t *signing_key;
+    uint64_t keys_checked_us;
+    stoa_buf_t jwks;         /* keys_dir/jwks.json as served */
+    long long jwks_mtime_ns; /* of the file behind jwks */
+    stoa_buf_t scratch;
+} auth_state_t;
+
+auth_state_t *auth_state(stoa_request_t *req);
+
+/* Columns of a user as the API shows it, in the order auth_write_user()
+ * reads them: id, email, name, role, email_verified, created_at,
+ * notification_prefs. */
+#define AUTH_USER_COLUMNS                                                      \
+    "u.id, u.email, u.name, u.role, u.email_verified_at IS NOT NULL, "         \
+    "to_char(u.created_at AT TIME ZONE 'UTC', "                                \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), u.notification_prefs::text"
+#define AUTH_USER_NCOLUMNS 7
+
+/* Writes the user object from columns col..col+6 of row. */
+void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
+                     int col);
+
+/* Trimmed, lower-cased address, or NULL when it is not plausible. */
+char *auth_normalise_email(stoa_arena_t *arena, const char *in);
+
+/* SPEC §4 password policy; records a field error under field and returns
+ * false when password is refused. email may be NULL. */
+bool auth_password_acceptable(stoa_request_t *req, const char *field,
+                              const char *password, const char *email);
+
+/* Hashes with the configured Argon2id parameters; arena-owned PHC. */
+STOA_MUSTCHECK int auth_password_hash(stoa_request_t *req, const char *pw,
+                                      char **phc);
+
+/* A fresh random token (32 bytes, base64url) and its SHA-256 as a bytea
+ * literal for Postgres ("\x..."), both arena-owned. */
+void auth_new_token(stoa_request_t *req, char **token, char **hash_param);
+/* The bytea literal of SHA-256(token). */
+char *auth_token_hash_param(stoa_request_t *req, const char *token);
+
+/* Signs an access token for the user/session; arena-owned. */
+STOA_MUSTCHECK int auth_access_token(stoa_request_t *req, const char *user_id,
+                                     const char *role, const char *session_id,
+                                     char **token);
+
+/* Starts a session for user_id inside the caller's transaction and writes
+ * the login answer {access_token, token_type, expires_in, refresh_token,
+ * user} from the user row (AUTH_USER_COLUMNS at col 0). */
+STOA_MUSTCHECK int auth_start_session(stoa_request_t *req,
+                                      const stoa_db_result_t *user);
+
+/* Writes {access_token, token_type, expires_in, refresh_token[, user]}. */
+void auth_write_tokens(stoa_request_t *req, const char *access,
+                       const char *refresh, const stoa_db_result_t *user);
+
+/* Revokes sessions of user_id in the caller's transaction (all, or all but
+ * keep_session_id when it is not NULL) and returns their ids (arena) so
+ * the caller can mark them in Redis after commit. */
+STOA_MUSTCHECK int auth_revoke_sessions(stoa_request_t *req,
+                                        const char *user_id,
+                                        const char *keep_session_id,
+                                        const char *reason,
+                                        stoa_db_result_t **revoked);
+void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked);
+
+/* Queues a templated mail in the caller's transaction. data_json is a
+ * JSON object of our own making. */
+STOA_MUSTCHECK int auth_queue_mail(stoa_request_t *req, const char *tmpl,
+                                   const char *to, const char *data_json,
+                                   const char *dedupe_key);
+
+/* Drops the cached /v1/me answer of a user. */
+void auth_forget_profile(stoa_request_t *req, const char *user_id);
+
+/* Failed-login throttle (Redis; off when Redis is down). */
+STOA_MUSTCHECK int auth_throttle_check(stoa_request_t *req, const char *email);
+void auth_throttle_fail(stoa_request_t *req, const char *email);
+void auth_throttle_clear(stoa_request_t *req, const char *email);
+
+/* The optional/required "name" field of register and PATCH /v1/me. */
+const char *auth_name_field(stoa_request_t *req, const stoa_json_t *body,
+                            unsigned flags);
+/* The "token" field of mailed-token routes (unknown fields refused). */
+const char *auth_token_field(stoa_request_t *req, const stoa_json_t *body,
+                             const char *const *allowed);
+
+/* Handlers. */
+int auth_register(stoa_request_t *req);
+int auth_verify_email(stoa_request_t *req);
+int auth_login(stoa_request_t *req);
+int auth_refresh(stoa_request_t *req);
+int auth_logout(stoa_request_t *req);
+int auth_sessions_list(stoa_request_t *req);
+int auth_sessions_delete(stoa_request_t *req);
+int auth_sessions_delete_others(stoa_request_t *req);
+int auth_password_forgot(stoa_request_t *req);
+int auth_password_reset(stoa_request_t *req);
+int auth_password_change(stoa_request_t *req);
+int auth_me_get(stoa_request_t *req);
+int auth_me_patch(stoa_request_t *req);
+int auth_me_export(stoa_request_t *req);
+int auth_me_delete(stoa_request_t *req);
+int auth_jwks(stoa_request_t *req);
+
+extern const stoa_db_statement_t auth_statements[];
+extern const size_t auth_statements_len;
+
+#endif

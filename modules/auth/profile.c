@@ -1,0 +1,214 @@
+/* profile.c - /v1/me: read (cached in Redis), update, export, erase; and
+ * the public JWKS. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "auth.h"
+#include "stoa/audit.h"
+#include "stoa/log.h"
+#include "stoa/outbox.h"
+
+#define PROFILE_CACHE_TTL_S 300
+#define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
+
+/* Notification preferences a user may set; each a boolean. */
+static const char *const known_prefs[] = {"product_updates", "marketing",
+                                          "billing", "security", NULL};
+
+static int write_me(stoa_request_t *req, const stoa_db_result_t *user,
+                    bool cache)
+{
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    auth_write_user(w, user, 0, 0);
+    int rc = stoa_http_send(req);
+    if (rc == STOA_OK && cache) {
+        char *key = stoa_arena_sprintf(req->arena, "me:%s",
+                                       stoa_db_value(user, 0, 0));
+        if (stoa_kv_set(req->ctx->kv, key, req->body_out.data,
+                        req->body_out.len, PROFILE_CACHE_TTL_S) != STOA_OK)
+            stoa_log(STOA_LOG_DEBUG, "profile not cached");
+    }
+    return rc;
+}
+
+int auth_me_get(stoa_request_t *req)
+{
+    char *key = stoa_arena_sprintf(req->arena, "me:%s", req->principal.user_id);
+    char *cached;
+    size_t len;
+    if (stoa_kv_get(req->ctx->kv, req->arena, key, &cached, &len) == STOA_OK)
+        return stoa_http_raw_json(req, 200, cached, len);
+    const char *params[] = {req->principal.user_id};
+    stoa_db_result_t *user;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "user_by_id", params, &user);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(user) == 0)
+        return stoa_http_error(req, 404, "not_found", "no such user");
+    return write_me(req, user, true);
+}
+
+/* Validates notification_prefs into a JSON object text (arena), or NULL
+ * with field errors recorded. */
+static char *prefs_json(stoa_request_t *req, const stoa_json_t *prefs)
+{
+    if (!stoa_json_is_object(prefs)) {
+        stoa_request_field_error(req, "notification_prefs", "must_be_object");
+        return NULL;
+    }
+    stoa_buf_t out;
+    stoa_buf_init(&out);
+    stoa_jw_t *w = stoa_jw_new(&out);
+    stoa_jw_object_open(w);
+    bool ok = true;
+    for (size_t i = 0; i < stoa_json_len(prefs); i++) {
+        const char *k = stoa_json_key_at(prefs, i);
+        bool known = false, v;
+        for (const char *const *p = known_prefs; *p; p++)
+            known = known || strcmp(*p, k) == 0;
+        char *field = stoa_arena_sprintf(req->arena, "notification_prefs.%.64s",
+                                         k);
+        if (!known) {
+            stoa_request_field_error(req, field, "unknown_field");
+            ok = false;
+        } else if (!stoa_json_bool(stoa_json_at(prefs, i), &v)) {
+            stoa_request_field_error(req, field, "must_be_boolean");
+            ok = false;
+        } else {
+            stoa_jw_kv_bool(w, k, v);
+        }
+    }
+    stoa_jw_object_close(w);
+    stoa_jw_free(w);
+    char *json = ok ? stoa_arena_strndup(req->arena, out.data, out.len) : NULL;
+    stoa_buf_free(&out);
+    return json;
+}
+
+int auth_me_patch(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"name", "notification_prefs", NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *name = auth_name_field(req, body, STOA_FIELD_OPTIONAL);
+    const stoa_json_t *prefs = stoa_json_get(body, "notification_prefs");
+    char *prefs_text = prefs ? prefs_json(req, prefs) : NULL;
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    stoa_db_t *db = req->ctx->db;
+    const char *user_id = req->principal.user_id;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK)
+        return rc;
+    const char *params[] = {user_id, name, prefs_text};
+    stoa_db_result_t *user;
+    if ((rc = stoa_db_exec(db, req->arena, "user_update_profile", params,
+                           &user)) != STOA_OK)
+        return rc;
+    if (stoa_db_rows(user) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such user");
+    }
+    char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
+    if ((rc = stoa_outbox_event(db, req->arena, "user.updated", event)) !=
+            STOA_OK ||
+        (rc = stoa_audit(req, NULL, "user.profile_updated", user_id, NULL)) !=
+            STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    auth_forget_profile(req, user_id);
+    return write_me(req, user, false);
+}
+
+int auth_me_export(stoa_request_t *req)
+{
+    const char *params[] = {req->principal.user_id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "user_export", params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    const char *json = stoa_db_value(res, 0, 0);
+    if (!json)
+        return STOA_ERROR;
+    stoa_http_header(req, "Content-Disposition",
+                     "attachment; filename=\"stoa-export.json\"");
+    return stoa_http_raw_json(req, 200, json, strlen(json));
+}
+
+int auth_me_delete(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"password", NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *password =
+        stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    stoa_db_t *db = req->ctx->db;
+    const char *user_id = req->principal.user_id;
+    const char *p1[] = {user_id};
+    stoa_db_result_t *user;
+    int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(user) == 0)
+        return stoa_http_error(req, 404, "not_found", "no such user");
+    const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
+    if (!phc || stoa_password_verify(phc, password) != STOA_OK) {
+        stoa_request_field_error(req, "password", "incorrect");
+        return stoa_http_invalid_fields(req);
+    }
+    /* Erasure: personal data replaced, credentials and tokens deleted,
+     * sessions revoked; the id stays so billing records (kept by law)
+     * and the audit trail still point at one anonymous account. */
+    stoa_db_result_t *revoked;
+    char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
+    if ((rc = stoa_db_begin(db)) != STOA_OK ||
+        (rc = auth_revoke_sessions(req, user_id, NULL, "account_deleted",
+                                   &revoked)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "user_erase", p1, NULL)) !=
+            STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "refresh_delete_user", p1, NULL)) !=
+            STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "email_tokens_delete_user", p1,
+                           NULL)) != STOA_OK ||
+        (rc = stoa_outbox_event(db, req->arena, "user.deleted", event)) !=
+            STOA_OK ||
+        (rc = stoa_audit(req, NULL, "user.deleted", user_id, NULL)) !=
+            STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    auth_mark_revoked(req, revoked);
+    auth_forget_profile(req, user_id);
+    return stoa_http_empty(req, 204);
+}
+
+int auth_jwks(stoa_request_t *req)
+{
+    auth_state_t *st = auth_state(req);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/jwks.json", req->ctx->conf.keys_dir);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return STOA_ERROR;
+    long long mtime = (long long)sb.st_mtim.tv_sec * 1000000000LL +
+                      sb.st_mtim.tv_nsec;
+    if (mtime != st->jwks_mtime_ns || !st->jwks.len) {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            return STOA_ERROR;
+        char chunk[4096];
+        size_t n;
+        stoa_buf_reset(&st->jwks);
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            stoa_buf_append(&st->jwks, chunk, n);
+        fclose(f);
+        st->jwks_mtime_ns = mtime;
+    }
+    return stoa_http_raw_json(req, 200, st->jwks.data, st->jwks.len);
+}

@@ -1,0 +1,115 @@
+/* statements.c - every query of the auth pool, prepared once per
+ * connection. */
+#include "auth.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+const stoa_db_statement_t auth_statements[] = {
+    {"user_insert",
+     "INSERT INTO auth.users AS u (email, name, password_hash) "
+     "VALUES ($1, $2, $3) ON CONFLICT (lower(email)) DO NOTHING "
+     "RETURNING " AUTH_USER_COLUMNS,
+     3},
+    {"user_by_email",
+     "SELECT " AUTH_USER_COLUMNS ", u.password_hash, u.status "
+     "FROM auth.users u WHERE lower(u.email) = $1 AND u.status <> 'deleted'",
+     1},
+    {"user_by_id",
+     "SELECT " AUTH_USER_COLUMNS ", u.password_hash, u.status "
+     "FROM auth.users u WHERE u.id = $1::uuid AND u.status <> 'deleted'",
+     1},
+    {"user_set_password",
+     "UPDATE auth.users SET password_hash = $2, updated_at = now() "
+     "WHERE id = $1::uuid",
+     2},
+    {"user_verify_email",
+     "UPDATE auth.users SET email_verified_at = coalesce(email_verified_at, "
+     "now()), updated_at = now() WHERE id = $1::uuid AND status <> 'deleted'",
+     1},
+    {"user_update_profile",
+     "UPDATE auth.users AS u SET name = coalesce($2, u.name), "
+     "notification_prefs = u.notification_prefs || coalesce($3::jsonb, "
+     "'{}'::jsonb), updated_at = now() WHERE u.id = $1::uuid AND "
+     "u.status = 'active' RETURNING " AUTH_USER_COLUMNS,
+     3},
+    {"user_erase",
+     "UPDATE auth.users SET email = 'deleted-' || id || '@invalid', "
+     "name = 'Deleted user', password_hash = NULL, status = 'deleted', "
+     "deleted_at = now(), notification_prefs = '{}'::jsonb, "
+     "email_verified_at = NULL, updated_at = now() WHERE id = $1::uuid",
+     1},
+    {"user_export",
+     "SELECT json_build_object("
+     " 'user', (SELECT row_to_json(x) FROM (SELECT id, email, name, role, "
+     "  status, email_verified_at, created_at, updated_at, notification_prefs "
+     "  FROM auth.users WHERE id = $1::uuid) x),"
+     " 'sessions', coalesce((SELECT json_agg(row_to_json(s) ORDER BY "
+     "  s.created_at) FROM (SELECT id, created_at, last_used_at, expires_at, "
+     "  revoked_at, revoke_reason, user_agent, host(ip) AS ip "
+     "  FROM auth.sessions WHERE user_id = $1::uuid) s), '[]'::json),"
+     " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY a.at) "
+     "  FROM (SELECT at, action, host(ip) AS ip, details FROM admin.audit_log "
+     "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
+     ")::text",
+     1},
+    {"email_token_insert",
+     "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
+     "expires_at) VALUES ($1::bytea, $2::uuid, $3, now() + "
+     "make_interval(secs => $4::int))",
+     4},
+    {"email_token_use",
+     "UPDATE auth.email_tokens SET used_at = now() WHERE token_hash = "
+     "$1::bytea AND purpose = $2 AND used_at IS NULL AND expires_at > now() "
+     "RETURNING user_id",
+     2},
+    {"email_tokens_delete_user",
+     "DELETE FROM auth.email_tokens WHERE user_id = $1::uuid", 1},
+    {"session_insert",
+     "INSERT INTO auth.sessions (user_id, expires_at, user_agent, ip) "
+     "VALUES ($1::uuid, now() + make_interval(secs => $2::int), left($3, "
+     "512), $4::inet) RETURNING id",
+     4},
+    {"session_touch",
+     "UPDATE auth.sessions SET last_used_at = now(), expires_at = now() + "
+     "make_interval(secs => $2::int) WHERE id = $1::uuid",
+     2},
+    {"session_revoke_one",
+     "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
+     "WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL "
+     "RETURNING id",
+     3},
+    {"sessions_revoke",
+     "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
+     "WHERE user_id = $1::uuid AND revoked_at IS NULL AND ($2::uuid IS NULL "
+     "OR id <> $2::uuid) RETURNING id",
+     3},
+    {"sessions_list",
+     "SELECT id, " TS("created_at") ", " TS("last_used_at") ", user_agent, "
+     "host(ip) FROM auth.sessions WHERE user_id = $1::uuid AND revoked_at IS "
+     "NULL AND expires_at > now() ORDER BY last_used_at DESC LIMIT 100",
+     1},
+    {"refresh_insert",
+     "INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
+     "VALUES ($1::bytea, $2::uuid, now() + make_interval(secs => $3::int))",
+     3},
+    /* Locks the token row: concurrent refreshes of one token serialise
+     * here, so exactly one rotates and the others see it spent. */
+    {"refresh_lookup",
+     "SELECT rt.session_id, rt.spent_at IS NOT NULL, "
+     "rt.spent_at > now() - make_interval(secs => $2::int), "
+     "rt.successor_sealed, s.revoked_at IS NULL AND s.expires_at > now() "
+     "AND rt.expires_at > now(), s.user_id, u.role, u.status "
+     "FROM auth.refresh_tokens rt JOIN auth.sessions s ON s.id = "
+     "rt.session_id JOIN auth.users u ON u.id = s.user_id "
+     "WHERE rt.token_hash = $1::bytea FOR UPDATE OF rt",
+     2},
+    {"refresh_spend",
+     "UPDATE auth.refresh_tokens SET spent_at = now(), successor_sealed = "
+     "$2::bytea WHERE token_hash = $1::bytea",
+     2},
+    {"refresh_delete_user",
+     "DELETE FROM auth.refresh_tokens rt USING auth.sessions s WHERE "
+     "rt.session_id = s.id AND s.user_id = $1::uuid",
+     1},
+};
+const size_t auth_statements_len = STOA_ARRAY_LEN(auth_statements);
