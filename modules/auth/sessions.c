@@ -60,7 +60,8 @@ int auth_sessions_delete(stoa_request_t *req)
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    stoa_revoke_mark_session(req->ctx, id);
+    stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
+                             id);
     return stoa_http_empty(req, 204);
 }
 

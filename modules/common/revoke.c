@@ -90,34 +90,33 @@ int stoa_revoke_check(stoa_request_t *req)
     return live ? STOA_OK : STOA_DECLINED;
 }
 
-static void mark(stoa_ctx_t *ctx, const char *prefix, const char *id,
-                 long ttl)
+static void mark(stoa_kv_t *kv, const char *prefix, const char *id, long ttl)
 {
     char key[64];
     snprintf(key, sizeof(key), "%s%s", prefix, id);
-    if (stoa_kv_set(ctx->kv, key, "1", 1, ttl) != STOA_OK)
+    if (stoa_kv_set(kv, key, "1", 1, ttl) != STOA_OK)
         stoa_log(STOA_LOG_ERR,
                  "could not set revocation marker %s (Redis down: the "
                  "Postgres fallback refuses the session meanwhile)",
                  key);
 }
 
-void stoa_revoke_mark_session(stoa_ctx_t *ctx, const char *session_id)
+void stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
+                              const char *session_id)
 {
-    mark(ctx, "rv:s:", session_id,
-         ctx->conf.access_token_ttl + MARKER_EXTRA_S);
+    mark(kv, "rv:s:", session_id, token_ttl + MARKER_EXTRA_S);
 }
 
-void stoa_revoke_mark_user(stoa_ctx_t *ctx, const char *user_id)
+void stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
 {
     /* A suspended user stays marked until reactivated. */
-    mark(ctx, "rv:u:", user_id, 0);
+    mark(kv, "rv:u:", user_id, 0);
 }
 
-void stoa_revoke_unmark_user(stoa_ctx_t *ctx, const char *user_id)
+void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id)
 {
     char key[64];
     snprintf(key, sizeof(key), "rv:u:%s", user_id);
-    if (stoa_kv_del(ctx->kv, key) != STOA_OK)
+    if (stoa_kv_del(kv, key) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "could not clear revocation marker %s", key);
 }

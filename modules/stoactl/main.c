@@ -16,6 +16,8 @@ static void usage(void)
             "  migrate [--dir DIR]      apply pending migrations in order\n"
             "  user create --email E --password-file F [--role R] [--name N]\n"
             "                           create an account (exit 3: email taken)\n"
+            "  user set-role --email E --role R\n"
+            "                           change a role; revokes the user's sessions\n"
             "  keys ensure              create a signing key if there is none\n"
             "  keys rotate              add a signing key; old ones stay published\n"
             "  check-config             validate the configuration and print it\n"
@@ -88,6 +90,7 @@ int main(int argc, char **argv)
     ctl.db = stoa_db_new(ctl.conf.database_url, stoa_outbox_statements,
                          stoa_outbox_statements_len, 0,
                          ctl.conf.db_connect_timeout_s);
+    ctl.kv = stoa_kv_new(ctl.conf.redis_url, ctl.conf.redis_timeout_ms);
     int rc;
     if (strcmp(command, "migrate") == 0) {
         rc = stoactl_migrate(&ctl, argc - i - 1, argv + i + 1);
@@ -100,6 +103,7 @@ int main(int argc, char **argv)
         rc = 2;
     }
     stoa_db_free(ctl.db);
+    stoa_kv_free(ctl.kv);
     stoa_arena_destroy(ctl.arena);
     stoa_conf_free(&ctl.conf);
     return rc;

@@ -5,10 +5,12 @@
 #include "stoa/arena.h"
 #include "stoa/conf.h"
 #include "stoa/db.h"
+#include "stoa/kv.h"
 
 typedef struct {
     stoa_conf_t conf;
     stoa_db_t *db;
+    stoa_kv_t *kv; /* NULL when redis_url is malformed */
     stoa_arena_t *arena;
 } stoactl_t;
 

@@ -6,12 +6,14 @@
 #include "stoa/crypto.h"
 #include "stoa/password.h"
 #include "stoa/principal.h"
+#include "stoa/revoke.h"
 #include "stoactl.h"
 
 static int usage(void)
 {
     fprintf(stderr, "usage: stoactl user create --email E --password-file F "
-                    "[--role client|finance|admin] [--name N]\n");
+                    "[--role client|finance|admin] [--name N]\n"
+                    "       stoactl user set-role --email E --role R\n");
     return 2;
 }
 
@@ -134,9 +136,85 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     return 0;
 }
 
+/* A role lives in access tokens: changing it revokes every session of
+ * the user, so no token with the old role outlives the change by more
+ * than the revocation check's second. */
+static int set_role(stoactl_t *ctl, int argc, char **argv)
+{
+    const char *email = NULL, *role = NULL;
+    for (int i = 0; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--email") == 0)
+            email = argv[i + 1];
+        else if (strcmp(argv[i], "--role") == 0)
+            role = argv[i + 1];
+        else
+            return usage();
+    }
+    if (!email || !role || argc % 2)
+        return usage();
+    if (!stoa_role_valid(role)) {
+        fprintf(stderr, "stoactl: --role must be client, finance or admin\n");
+        return 2;
+    }
+    char *normal = normalise_email(ctl->arena, email);
+    if (!normal)
+        return usage();
+    stoa_db_result_t *user, *revoked;
+    const char *p1[] = {normal, role};
+    if (stoa_db_begin(ctl->db) != STOA_OK ||
+        stoa_db_query(ctl->db, ctl->arena,
+                      "UPDATE auth.users SET role = $2, updated_at = now() "
+                      "WHERE lower(email) = $1 AND status <> 'deleted' "
+                      "RETURNING id",
+                      2, p1, &user) != STOA_OK) {
+        fprintf(stderr, "stoactl: update failed: %s\n",
+                stoa_db_last_error(ctl->db));
+        stoa_db_rollback(ctl->db);
+        return 1;
+    }
+    if (stoa_db_rows(user) == 0) {
+        stoa_db_rollback(ctl->db);
+        fprintf(stderr, "stoactl: no user with email %s\n", normal);
+        return 1;
+    }
+    const char *id = stoa_db_value(user, 0, 0);
+    char *details = stoa_arena_sprintf(ctl->arena, "{\"role\":\"%s\"}", role);
+    const char *p2[] = {id};
+    const char *p3[] = {id, details};
+    if (stoa_db_query(ctl->db, ctl->arena,
+                      "UPDATE auth.sessions SET revoked_at = now(), "
+                      "revoke_reason = 'role_changed' WHERE user_id = $1 AND "
+                      "revoked_at IS NULL RETURNING id",
+                      1, p2, &revoked) != STOA_OK ||
+        stoa_db_query(ctl->db, NULL,
+                      "INSERT INTO admin.audit_log (actor, action, target_id, "
+                      "details) VALUES ('stoactl', 'user.role_changed', $1, "
+                      "$2::jsonb)",
+                      2, p3, NULL) != STOA_OK ||
+        stoa_db_commit(ctl->db) != STOA_OK) {
+        fprintf(stderr, "stoactl: write failed: %s\n",
+                stoa_db_last_error(ctl->db));
+        stoa_db_rollback(ctl->db);
+        return 1;
+    }
+    for (int i = 0; i < stoa_db_rows(revoked); i++)
+        if (ctl->kv)
+            stoa_revoke_mark_session(ctl->kv, ctl->conf.access_token_ttl,
+                                     stoa_db_value(revoked, i, 0));
+    char *key = stoa_arena_sprintf(ctl->arena, "me:%s", id);
+    if (ctl->kv && stoa_kv_del(ctl->kv, key) != STOA_OK)
+        fprintf(stderr, "stoactl: warning: Redis unreachable; cached "
+                        "profile expires on its own\n");
+    printf("user %s is now %s; %d session(s) revoked\n", normal, role,
+           stoa_db_rows(revoked));
+    return 0;
+}
+
 int stoactl_user(stoactl_t *ctl, int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "create") == 0)
         return create(ctl, argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "set-role") == 0)
+        return set_role(ctl, argc - 1, argv + 1);
     return usage();
 }

@@ -24,8 +24,11 @@ STOA_MUSTCHECK int stoa_revoke_check(stoa_request_t *req);
 /* Sets the markers after the revocation has been committed to Postgres
  * (which stays the source of truth). Failures are logged; the Postgres
  * fallback still refuses the session when Redis is down. */
-void stoa_revoke_mark_session(stoa_ctx_t *ctx, const char *session_id);
-void stoa_revoke_mark_user(stoa_ctx_t *ctx, const char *user_id);
-void stoa_revoke_unmark_user(stoa_ctx_t *ctx, const char *user_id);
+/* token_ttl: the access token lifetime (config access_token_ttl); the
+ * session marker outlives every token of that session. */
+void stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
+                              const char *session_id);
+void stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id);
+void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id);
 
 #endif
