@@ -35,8 +35,8 @@ HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 LDHARDEN := -pie -Wl,-z,relro,-z,now
 CPPFLAGS := -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 	-Imodules/common/include
-ALL_CFLAGS := $(WARN) $(OPT) $(HARDEN) $(SAN) $(CPPFLAGS) $(PKG_CFLAGS) -MMD -MP
-ALL_LDFLAGS := $(LDHARDEN) $(SAN)
+ALL_CFLAGS := $(WARN) $(OPT) $(HARDEN) $(SAN) $(CPPFLAGS) $(PKG_CFLAGS) -pthread -MMD -MP
+ALL_LDFLAGS := $(LDHARDEN) $(SAN) -pthread
 
 .PHONY: all
 all: $(BIN)/stoactl $(BIN)/stoa-jobs $(addprefix $(BIN)/stoa-,$(POOLS))
@@ -70,6 +70,13 @@ $(BUILD)/gen/common_passwords.c: modules/auth/data/common-passwords.txt \
 		scripts/gen-wordlist.sh
 	@mkdir -p $(@D)
 	$(Q)scripts/gen-wordlist.sh $< auth_common_passwords > $@
+# The jobs worker embeds its mail templates the same way.
+EXTRA_OBJ_stoa-jobs := $(BUILD)/gen/mail_templates.o
+$(BUILD)/gen/mail_templates.c: $(wildcard modules/jobs/templates/*) \
+		scripts/gen-templates.sh
+	@mkdir -p $(@D)
+	$(Q)scripts/gen-templates.sh modules/jobs/templates > $@
+$(BUILD)/gen/mail_templates.o: ALL_CFLAGS += -Imodules/jobs
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_FILE)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 

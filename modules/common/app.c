@@ -182,7 +182,8 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
 
     const char *rid = FCGX_GetParam("REQUEST_ID", env);
     if (stoa_request_id_valid(rid)) {
-        req->request_id = rid;
+        /* Copied like the method: the access line outlives the params. */
+        req->request_id = stoa_arena_strdup(req->arena, rid);
     } else {
         uint8_t raw[16];
         char *hex = stoa_arena_alloc(req->arena, 33);

@@ -277,6 +277,15 @@ static void jw_tree(stoa_jw_t *w, yajl_val v)
     }
 }
 
+void stoa_jw_value(stoa_jw_t *w, const stoa_json_t *v)
+{
+    if (!v) {
+        stoa_jw_null(w);
+        return;
+    }
+    jw_tree(w, NODE(v));
+}
+
 void stoa_jw_raw(stoa_jw_t *w, const char *json, size_t len)
 {
     /* yajl's generator cannot splice text, so stored JSON (jsonb columns,

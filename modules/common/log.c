@@ -17,7 +17,7 @@ int stoa_log_level = STOA_LOG_INFO;
 
 static int log_fd = STDERR_FILENO;
 static char log_program[64] = "stoa";
-static const char *log_request_id;
+static _Thread_local const char *log_request_id;
 
 static const char *const level_names[] = {"debug", "info", "notice",
                                           "warn",  "err",  "crit"};
@@ -63,9 +63,9 @@ void stoa_log_set_request(const char *request_id)
     log_request_id = request_id;
 }
 
-/* One reusable line buffer per process: logging must not allocate per
- * line once warm. */
-static stoa_buf_t line;
+/* One reusable line buffer per thread (the jobs worker logs from several):
+ * logging does not allocate per line once warm. */
+static _Thread_local stoa_buf_t line;
 
 static void line_begin(int level)
 {

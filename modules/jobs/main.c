@@ -1,21 +1,79 @@
-/* main.c - stoa-jobs: the outbox worker. Connects, LISTENs on the outbox
- * channel (with a polling fallback, since LISTEN does not survive
- * transaction pooling) and leaves cleanly on SIGTERM. */
+/* main.c - stoa-jobs: the outbox worker.
+ *
+ * The main thread holds a direct Postgres connection that LISTENs on the
+ * outbox channel (and polls, since LISTEN does not survive PgBouncer's
+ * transaction pooling) and enqueues scheduled jobs; jobs_concurrency
+ * threads, each with its own connection, claim and run jobs. SIGTERM lets
+ * each thread finish the job in hand. A job whose worker dies is claimed
+ * again when its lease runs out. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "stoa/conf.h"
-#include "stoa/db.h"
+#include "jobs.h"
+#include "stoa/crypto.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 
 #define JOBS_CHANNEL "stoa_jobs"
+#define LEASE_S 120 /* longer than any handler's own timeouts */
+#define CLAIM_BATCH "4"
 
 static volatile sig_atomic_t stop_requested;
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
+static unsigned long wake_generation;
+
+static const int webhook_schedule[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
+
+static const jobs_kind_t kinds[] = {
+    {"email.send", jobs_email_send, NULL, 0},
+    {"event", jobs_event_fanout, NULL, 0},
+    {"webhook.deliver", jobs_webhook_deliver, webhook_schedule,
+     STOA_ARRAY_LEN(webhook_schedule)},
+    {"maintenance.cleanup", jobs_cleanup, NULL, 0},
+};
+
+/* Recurring jobs: one outbox row per slot of `every_s` seconds. */
+static const struct {
+    const char *kind;
+    long every_s;
+} schedule[] = {
+    {"maintenance.cleanup", 3600},
+};
+
+const jobs_kind_t *jobs_kind_find(const char *kind)
+{
+    for (size_t i = 0; i < STOA_ARRAY_LEN(kinds); i++)
+        if (strcmp(kinds[i].kind, kind) == 0)
+            return &kinds[i];
+    return NULL;
+}
+
+long jobs_backoff_s(const jobs_kind_t *kind, int attempt)
+{
+    double base;
+    if (kind && kind->schedule) {
+        size_t i = attempt < 1 ? 0 : (size_t)attempt - 1;
+        if (i >= kind->schedule_len)
+            i = kind->schedule_len - 1;
+        base = kind->schedule[i];
+    } else {
+        double a = attempt < 1 ? 1 : attempt;
+        base = a * a * a * a;
+    }
+    uint32_t r;
+    stoa_random_bytes(&r, sizeof(r));
+    double jitter = 0.9 + 0.2 * ((double)r / 4294967295.0);
+    long s = (long)(base * jitter + 0.5);
+    return s < 1 ? 1 : s;
+}
 
 static void on_term(int sig)
 {
@@ -23,19 +81,150 @@ static void on_term(int sig)
     stop_requested = 1;
 }
 
-/* Count of runnable jobs: what a wake-up finds to do. */
-static const stoa_db_statement_t jobs_statements[] = {
-    {"jobs_pending",
-     "SELECT count(*) FROM jobs.outbox WHERE done_at IS NULL AND "
-     "dead_at IS NULL AND run_at <= now()",
-     0},
-};
-
-static void report_pending(stoa_db_t *db, stoa_arena_t *arena)
+static void wake_all(void)
 {
-    stoa_db_result_t *res;
-    if (stoa_db_exec(db, arena, "jobs_pending", NULL, &res) == STOA_OK)
-        stoa_log(STOA_LOG_DEBUG, "pending jobs: %s", stoa_db_value(res, 0, 0));
+    pthread_mutex_lock(&wake_lock);
+    wake_generation++;
+    pthread_cond_broadcast(&wake_cond);
+    pthread_mutex_unlock(&wake_lock);
+}
+
+static void wait_for_work(long ms, unsigned long seen)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&wake_lock);
+    while (!stop_requested && wake_generation == seen)
+        if (pthread_cond_timedwait(&wake_cond, &wake_lock, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&wake_lock);
+}
+
+typedef struct {
+    const stoa_conf_t *conf;
+    int index;
+    char worker_id[128];
+    pthread_t thread;
+} worker_t;
+
+static void finish(jobs_thread_t *t, const jobs_job_t *job, int rc,
+                   const char *err)
+{
+    const jobs_kind_t *kind = jobs_kind_find(job->kind);
+    int db_rc;
+    if (rc == STOA_OK) {
+        const char *p[] = {job->id, t->worker_id};
+        db_rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+        stoa_log(STOA_LOG_INFO, "job %s (%s) done on attempt %d", job->id,
+                 job->kind, job->attempt);
+    } else if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
+        const char *p[] = {job->id, t->worker_id, err};
+        db_rc = stoa_db_exec(t->db, t->arena, "jobs_dead", p, NULL);
+        stoa_log(STOA_LOG_ERR, "job %s (%s) is dead after %d attempts: %s",
+                 job->id, job->kind, job->attempt, err);
+    } else {
+        char delay[24];
+        snprintf(delay, sizeof(delay), "%ld", jobs_backoff_s(kind, job->attempt));
+        const char *p[] = {job->id, t->worker_id, delay, err};
+        db_rc = stoa_db_exec(t->db, t->arena, "jobs_retry", p, NULL);
+        stoa_log(STOA_LOG_WARN, "job %s (%s) attempt %d failed, retry in %s s: %s",
+                 job->id, job->kind, job->attempt, delay, err);
+    }
+    if (db_rc != STOA_OK)
+        /* The lease runs out and the job is claimed again: handlers are
+         * idempotent, so that is safe. */
+        stoa_log(STOA_LOG_ERR, "could not record the outcome of job %s",
+                 job->id);
+}
+
+static void run_job(jobs_thread_t *t, const stoa_db_result_t *res, int row)
+{
+    jobs_job_t job;
+    memset(&job, 0, sizeof(job));
+    job.id = stoa_db_value(res, row, 0);
+    job.kind = stoa_db_value(res, row, 1);
+    job.payload_text = stoa_db_value(res, row, 2);
+    job.attempt = atoi(stoa_db_value(res, row, 3));
+    job.max_attempts = atoi(stoa_db_value(res, row, 4));
+    job.dedupe_key = stoa_db_value(res, row, 5);
+    job.created = stoa_db_value(res, row, 6);
+    char err[512] = "";
+    stoa_json_t *payload = NULL;
+    int rc;
+    const jobs_kind_t *kind = jobs_kind_find(job.kind);
+    if (!kind) {
+        snprintf(err, sizeof(err), "unknown job kind");
+        rc = STOA_DECLINED;
+    } else if (stoa_json_parse(t->arena, job.payload_text,
+                               strlen(job.payload_text), STOA_JSON_MAX_DEPTH,
+                               &payload, err, sizeof(err)) != STOA_OK) {
+        rc = STOA_DECLINED;
+    } else {
+        job.payload = payload;
+        rc = kind->handler(t, &job, err, sizeof(err));
+    }
+    finish(t, &job, rc, err[0] ? err : "failed");
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    const stoa_conf_t *conf = w->conf;
+    jobs_thread_t t;
+    memset(&t, 0, sizeof(t));
+    t.conf = conf;
+    t.worker_id = w->worker_id;
+    t.arena = stoa_arena_create(0);
+    size_t n = stoa_outbox_statements_len + jobs_statements_len;
+    stoa_db_statement_t *statements = stoa_xcalloc(n, sizeof(*statements));
+    memcpy(statements, stoa_outbox_statements,
+           stoa_outbox_statements_len * sizeof(*statements));
+    memcpy(statements + stoa_outbox_statements_len, jobs_statements,
+           jobs_statements_len * sizeof(*statements));
+    t.db = stoa_db_new(conf->database_url, statements, n,
+                       conf->db_statement_timeout_ms, conf->db_connect_timeout_s);
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%d", LEASE_S);
+    while (!stop_requested) {
+        pthread_mutex_lock(&wake_lock);
+        unsigned long seen = wake_generation;
+        pthread_mutex_unlock(&wake_lock);
+        const char *p[] = {t.worker_id, lease, CLAIM_BATCH};
+        stoa_db_result_t *res;
+        int rc = stoa_db_exec(t.db, t.arena, "jobs_claim", p, &res);
+        int rows = rc == STOA_OK ? stoa_db_rows(res) : 0;
+        for (int i = 0; i < rows && !stop_requested; i++)
+            run_job(&t, res, i);
+        /* Jobs claimed but not started (stopping) are released by their
+         * lease; nothing is lost. */
+        stoa_arena_reset(t.arena);
+        if (rows == 0)
+            wait_for_work(rc == STOA_OK ? conf->jobs_poll_interval_ms : 500,
+                          seen);
+    }
+    stoa_db_free(t.db);
+    free(statements);
+    stoa_arena_destroy(t.arena);
+    return NULL;
+}
+
+static void enqueue_scheduled(stoa_db_t *db, stoa_arena_t *arena)
+{
+    int64_t now = stoa_unix_time();
+    for (size_t i = 0; i < STOA_ARRAY_LEN(schedule); i++) {
+        char slot[48];
+        snprintf(slot, sizeof(slot), "slot:%lld",
+                 (long long)(now / schedule[i].every_s));
+        const char *p[] = {schedule[i].kind, slot};
+        if (stoa_db_exec(db, arena, "jobs_schedule", p, NULL) != STOA_OK)
+            stoa_log(STOA_LOG_WARN, "could not enqueue %s", schedule[i].kind);
+    }
     stoa_arena_reset(arena);
 }
 
@@ -50,7 +239,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    stoa_conf_t conf;
+    static stoa_conf_t conf;
     char err[512];
     if (stoa_conf_load(&conf, config, err, sizeof(err)) != STOA_OK) {
         fprintf(stderr, "stoa-jobs: configuration error: %s\n", err);
@@ -70,28 +259,49 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    size_t nstatements = stoa_outbox_statements_len + 1;
-    stoa_db_statement_t statements[8];
-    memcpy(statements, stoa_outbox_statements,
-           stoa_outbox_statements_len * sizeof(statements[0]));
-    statements[stoa_outbox_statements_len] = jobs_statements[0];
-    stoa_db_t *db = stoa_db_new(conf.database_url, statements, nstatements,
+    /* Signals go to the main thread only: workers see stop_requested. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    size_t nworkers = (size_t)conf.jobs_concurrency;
+    worker_t *workers = stoa_xcalloc(nworkers, sizeof(*workers));
+    for (size_t i = 0; i < nworkers; i++) {
+        workers[i].conf = &conf;
+        workers[i].index = (int)i;
+        snprintf(workers[i].worker_id, sizeof(workers[i].worker_id),
+                 "%s:%ld:%zu", host, (long)getpid(), i);
+        if (pthread_create(&workers[i].thread, NULL, worker_main,
+                           &workers[i]) != 0) {
+            stoa_log(STOA_LOG_CRIT, "cannot start worker threads");
+            return 1;
+        }
+    }
+
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    stoa_db_t *db = stoa_db_new(conf.database_url, jobs_statements,
+                                jobs_statements_len,
                                 conf.db_statement_timeout_ms,
                                 conf.db_connect_timeout_s);
     stoa_arena_t *arena = stoa_arena_create(0);
     bool listening = false;
-    stoa_log(STOA_LOG_INFO, "started");
+    stoa_log(STOA_LOG_INFO, "started with %zu worker threads", nworkers);
     while (!stop_requested) {
         if (!listening) {
-            if (stoa_db_listen(db, JOBS_CHANNEL) == STOA_OK) {
-                listening = true;
-                stoa_log(STOA_LOG_INFO, "listening on %s", JOBS_CHANNEL);
-                report_pending(db, arena);
-            } else {
+            if (stoa_db_listen(db, JOBS_CHANNEL) != STOA_OK) {
                 struct timespec ts = {0, 500 * 1000 * 1000};
                 nanosleep(&ts, NULL);
                 continue;
             }
+            listening = true;
+            stoa_log(STOA_LOG_INFO, "listening on %s", JOBS_CHANNEL);
+            enqueue_scheduled(db, arena);
+            wake_all();
         }
         struct pollfd pfd = {stoa_db_socket(db), POLLIN, 0};
         int n = poll(&pfd, 1, (int)conf.jobs_poll_interval_ms);
@@ -103,10 +313,16 @@ int main(int argc, char **argv)
             listening = false;
             continue;
         }
-        /* A wake-up or the poll interval: look for due work. */
-        report_pending(db, arena);
+        if (n == 0)
+            enqueue_scheduled(db, arena);
+        /* A notification or the poll interval: let the workers look. */
+        wake_all();
     }
-    stoa_log(STOA_LOG_INFO, "stopping");
+    stoa_log(STOA_LOG_INFO, "stopping: waiting for jobs in hand");
+    wake_all();
+    for (size_t i = 0; i < nworkers; i++)
+        pthread_join(workers[i].thread, NULL);
+    free(workers);
     stoa_arena_destroy(arena);
     stoa_db_free(db);
     stoa_conf_free(&conf);

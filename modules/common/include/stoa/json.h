@@ -59,6 +59,8 @@ void stoa_jw_stringn(stoa_jw_t *w, const char *s, size_t len);
 void stoa_jw_integer(stoa_jw_t *w, int64_t v);
 void stoa_jw_bool(stoa_jw_t *w, bool v);
 void stoa_jw_null(stoa_jw_t *w);
+/* Re-emits a parsed value (and everything below it). */
+void stoa_jw_value(stoa_jw_t *w, const stoa_json_t *v);
 /* Inserts already-serialised JSON (e.g. a jsonb column) verbatim. */
 void stoa_jw_raw(stoa_jw_t *w, const char *json, size_t len);
 /* Key and value in one call. */

@@ -1,0 +1,74 @@
+/* jobs.h - the outbox worker: job kinds, handlers and their context. */
+#ifndef JOBS_H
+#define JOBS_H
+
+#include "stoa/arena.h"
+#include "stoa/conf.h"
+#include "stoa/db.h"
+#include "stoa/json.h"
+
+typedef struct {
+    const stoa_conf_t *conf;
+    stoa_db_t *db; /* this thread's connection */
+    stoa_arena_t *arena;
+    const char *worker_id; /* "host:pid:thread" */
+} jobs_thread_t;
+
+typedef struct {
+    const char *id;
+    const char *kind;
+    const stoa_json_t *payload;
+    const char *payload_text;
+    int attempt; /* 1 for the first run */
+    int max_attempts;
+    const char *dedupe_key;
+    const char *created; /* unix seconds */
+} jobs_job_t;
+
+/* A handler returns STOA_OK (done), STOA_AGAIN (retry later with the
+ * kind's backoff) or STOA_DECLINED (permanent failure: dead at once).
+ * On failure it writes a short reason into err. */
+typedef int (*jobs_handler_fn)(jobs_thread_t *t, const jobs_job_t *job,
+                               char *err, size_t errlen);
+
+typedef struct {
+    const char *kind;
+    jobs_handler_fn handler;
+    /* Retry delays in seconds for attempts 1, 2, ...; NULL: attempt^4
+     * seconds. The last entry repeats. */
+    const int *schedule;
+    size_t schedule_len;
+} jobs_kind_t;
+
+/* The delay before the next attempt after `attempt` failed: the kind's
+ * schedule or attempt^4 s, each with +-10% jitter. */
+long jobs_backoff_s(const jobs_kind_t *kind, int attempt);
+
+const jobs_kind_t *jobs_kind_find(const char *kind);
+
+/* Handlers. */
+int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                    size_t errlen);
+int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                      size_t errlen);
+int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                         size_t errlen);
+int jobs_cleanup(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                 size_t errlen);
+
+/* Mail: renders template `name` with data (a JSON object) and sends it
+ * to `to` through smtp_url (or writes a .eml under file://). message_key
+ * makes the Message-ID and the file name stable across retries. */
+int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
+                   const stoa_json_t *data, const char *message_key,
+                   char *err, size_t errlen);
+
+/* The SSRF rule: loopback, private, link-local (cloud metadata included),
+ * multicast and unspecified addresses, IPv4 and IPv6, are refused. */
+struct sockaddr;
+bool jobs_address_forbidden(const struct sockaddr *sa);
+
+extern const stoa_db_statement_t jobs_statements[];
+extern const size_t jobs_statements_len;
+
+#endif

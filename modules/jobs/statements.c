@@ -1,0 +1,99 @@
+/* statements.c - every query of the jobs worker. */
+#include "jobs.h"
+
+const stoa_db_statement_t jobs_statements[] = {
+    /* Claims due, unleased jobs; SKIP LOCKED lets many workers on many
+     * hosts claim side by side, and the lease (locked_until) hands a job
+     * to someone else if its worker dies mid-job. */
+    {"jobs_claim",
+     "UPDATE jobs.outbox o SET locked_by = $1, locked_until = now() + "
+     "make_interval(secs => $2::int), attempts = o.attempts + 1 "
+     "WHERE o.id IN (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "
+     "dead_at IS NULL AND run_at <= now() AND (locked_until IS NULL OR "
+     "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
+     "RETURNING o.id, o.kind, o.payload::text, o.attempts, o.max_attempts, "
+     "o.dedupe_key, extract(epoch FROM o.created_at)::bigint",
+     3},
+    {"jobs_done",
+     "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
+     "locked_until = NULL, last_error = NULL WHERE id = $1 AND locked_by = $2",
+     2},
+    {"jobs_retry",
+     "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => $3::int), "
+     "last_error = left($4, 1000), locked_by = NULL, locked_until = NULL "
+     "WHERE id = $1 AND locked_by = $2",
+     4},
+    {"jobs_dead",
+     "UPDATE jobs.outbox SET dead_at = now(), last_error = left($3, 1000), "
+     "locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = $2",
+     3},
+    /* One row per schedule slot, whichever worker gets there first. */
+    {"jobs_schedule",
+     "INSERT INTO jobs.outbox (kind, payload, dedupe_key) VALUES ($1, "
+     "'{}'::jsonb, $2) ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS "
+     "NOT NULL DO NOTHING",
+     2},
+    /* Fan-out of a domain event to every live endpoint subscribed to it;
+     * the dedupe key makes a re-run of the fan-out harmless. */
+    {"webhooks_fanout",
+     "INSERT INTO jobs.outbox (kind, payload, dedupe_key, max_attempts) "
+     "SELECT 'webhook.deliver', jsonb_build_object('endpoint_id', e.id, "
+     "'event', $3::jsonb), e.id || ':' || $1, 8 "
+     "FROM admin.webhook_endpoints e WHERE e.deleted_at IS NULL AND "
+     "e.disabled_at IS NULL AND ($2 = ANY (e.events) OR '*' = ANY (e.events)) "
+     "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+     3},
+    {"webhook_endpoint",
+     "SELECT url, secret, disabled_at IS NOT NULL OR deleted_at IS NOT NULL, "
+     "failing_since < now() - interval '5 days' FROM admin.webhook_endpoints "
+     "WHERE id = $1::uuid",
+     1},
+    {"webhook_delivery_log",
+     "INSERT INTO admin.webhook_deliveries (endpoint_id, event_id, "
+     "event_type, attempt, status, latency_ms, error) VALUES ($1::uuid, $2, "
+     "$3, $4::int, $5::int, $6::int, left($7, 500))",
+     7},
+    {"webhook_succeeded",
+     "UPDATE admin.webhook_endpoints SET failing_since = NULL, "
+     "last_success_at = now() WHERE id = $1::uuid",
+     1},
+    {"webhook_failed",
+     "UPDATE admin.webhook_endpoints SET failing_since = coalesce("
+     "failing_since, now()) WHERE id = $1::uuid RETURNING failing_since < "
+     "now() - interval '5 days'",
+     1},
+    {"webhook_disable",
+     "UPDATE admin.webhook_endpoints SET disabled_at = now(), "
+     "disabled_reason = 'failing for 5 days' WHERE id = $1::uuid AND "
+     "disabled_at IS NULL RETURNING url",
+     1},
+    /* Mail to every admin that an endpoint was switched off, once. */
+    {"webhook_disabled_mail",
+     "INSERT INTO jobs.outbox (kind, payload, dedupe_key) SELECT "
+     "'email.send', jsonb_build_object('template', 'webhook_disabled', 'to', "
+     "u.email, 'data', jsonb_build_object('name', u.name, 'url', $2::text)), "
+     "'webhook-disabled:' || $1 || ':' || u.id FROM auth.users u WHERE "
+     "u.role = 'admin' AND u.status = 'active' ON CONFLICT (kind, "
+     "dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+     2},
+    {"cleanup_sessions",
+     "DELETE FROM auth.sessions WHERE expires_at < now() - interval '30 days' "
+     "OR revoked_at < now() - interval '30 days'",
+     0},
+    /* Sealed successors exist only for the reuse window (at most 300 s). */
+    {"cleanup_successors",
+     "UPDATE auth.refresh_tokens SET successor_sealed = NULL WHERE "
+     "successor_sealed IS NOT NULL AND spent_at < now() - interval '10 "
+     "minutes'",
+     0},
+    {"cleanup_refresh_tokens",
+     "DELETE FROM auth.refresh_tokens WHERE expires_at < now()", 0},
+    {"cleanup_email_tokens",
+     "DELETE FROM auth.email_tokens WHERE expires_at < now() - interval "
+     "'1 day'",
+     0},
+    /* Done jobs carry mailed tokens in their payloads: keep them briefly. */
+    {"cleanup_outbox",
+     "DELETE FROM jobs.outbox WHERE done_at < now() - interval '7 days'", 0},
+};
+const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);
