@@ -1,16 +1,25 @@
-/* main.c - the admin pool: wires its routes into the common skeleton. */
-#include "stoa/app.h"
+/* main.c - the admin pool: routes, statements and start-up. */
+#include "admin.h"
 
-static const stoa_app_t admin_app = {
-    .name = "admin",
-    .routes = NULL,
-    .nroutes = 0,
-    .statements = NULL,
-    .nstatements = 0,
-    .init = NULL,
+#define ADMIN STOA_ROUTE_AUTH
+
+static const stoa_route_t admin_routes[] = {
+    {"POST", "/v1/admin/webhooks", admin_webhooks_create, ADMIN, "admin"},
+    {"GET", "/v1/admin/webhooks", admin_webhooks_list, ADMIN, "admin"},
+    {"DELETE", "/v1/admin/webhooks/{id}", admin_webhooks_delete, ADMIN, "admin"},
+    {"GET", "/v1/admin/webhooks/{id}/deliveries", admin_webhooks_deliveries,
+     ADMIN, "admin"},
 };
 
 int main(int argc, char **argv)
 {
-    return stoa_app_main(argc, argv, &admin_app);
+    stoa_app_t app = {
+        .name = "admin",
+        .routes = admin_routes,
+        .nroutes = STOA_ARRAY_LEN(admin_routes),
+        .statements = admin_statements,
+        .nstatements = admin_statements_len,
+        .init = NULL,
+    };
+    return stoa_app_main(argc, argv, &app);
 }

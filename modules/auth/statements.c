@@ -24,7 +24,8 @@ const stoa_db_statement_t auth_statements[] = {
      2},
     {"user_verify_email",
      "UPDATE auth.users SET email_verified_at = coalesce(email_verified_at, "
-     "now()), updated_at = now() WHERE id = $1::uuid AND status <> 'deleted'",
+     "now()), updated_at = now() WHERE id = $1::uuid AND status <> 'deleted' "
+     "RETURNING email, name",
      1},
     {"user_update_profile",
      "UPDATE auth.users AS u SET name = coalesce($2, u.name), "

@@ -335,7 +335,9 @@ int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
         snprintf(err, errlen, "email.send needs template, to and data");
         return STOA_DECLINED;
     }
-    /* The job id names the message: a retry is the same message. */
-    char *key = stoa_arena_sprintf(t->arena, "stoa-%s", job->id);
+    /* The job names the message: a retry is the same message (same
+     * Message-ID, same file), and ids of other databases do not clash. */
+    char *key = stoa_arena_sprintf(t->arena, "stoa-%s-%s", job->id,
+                                   job->created);
     return jobs_mail_send(t, tmpl, to, data, key, err, errlen);
 }

@@ -63,11 +63,6 @@ int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
                    const stoa_json_t *data, const char *message_key,
                    char *err, size_t errlen);
 
-/* The SSRF rule: loopback, private, link-local (cloud metadata included),
- * multicast and unspecified addresses, IPv4 and IPv6, are refused. */
-struct sockaddr;
-bool jobs_address_forbidden(const struct sockaddr *sa);
-
 extern const stoa_db_statement_t jobs_statements[];
 extern const size_t jobs_statements_len;
 

@@ -15,6 +15,7 @@
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/net.h"
 
 int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
                       size_t errlen)
@@ -34,58 +35,6 @@ int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
     return STOA_OK;
 }
 
-static bool v4_forbidden(uint32_t a)
-{
-    return (a >> 24) == 0 ||                 /* 0.0.0.0/8 unspecified */
-           (a >> 24) == 10 ||                /* private */
-           (a >> 24) == 127 ||               /* loopback */
-           (a >> 22) == (100u << 2 | 1) ||   /* 100.64.0.0/10 shared */
-           (a >> 16) == (169u << 8 | 254) || /* link-local, metadata */
-           (a >> 20) == (172u << 4 | 1) ||   /* 172.16.0.0/12 */
-           (a >> 16) == (192u << 8 | 168) || /* private */
-           (a >> 28) == 14 ||                /* 224.0.0.0/4 multicast */
-           (a >> 28) == 15;                  /* reserved, broadcast */
-}
-
-/* True when the address is loopback, private, link-local, multicast or
- * unspecified (IPv4, IPv6, and IPv4 mapped into IPv6). */
-bool jobs_address_forbidden(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return v4_forbidden(ntohl(in->sin_addr.s_addr));
-    }
-    if (sa->sa_family != AF_INET6)
-        return true;
-    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(b, mapped, 12) == 0)
-        return v4_forbidden((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
-                            (uint32_t)b[14] << 8 | b[15]);
-    static const uint8_t zero[15] = {0};
-    if (memcmp(b, zero, 15) == 0)
-        return true;                     /* :: and ::1 */
-    return b[0] == 0xff ||               /* multicast */
-           (b[0] & 0xfe) == 0xfc ||      /* fc00::/7 unique local */
-           (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 */
-           (b[0] == 0x20 && b[1] == 0x02) ||          /* 6to4 tunnels */
-           (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b);
-}
-
-static bool host_allowed(const char *allow, const char *host)
-{
-    size_t hlen = strlen(host);
-    for (const char *p = allow; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        size_t n = strcspn(p, ", ");
-        if (n && n == hlen && strncasecmp(p, host, n) == 0)
-            return true;
-        p += n;
-    }
-    return false;
-}
-
 /* Resolves host and picks the address to connect to; refuses the target
  * when any of its addresses is internal (unless the host is allow-listed).
  * The caller pins that address with CURLOPT_RESOLVE, so a second DNS
@@ -103,11 +52,11 @@ static int resolve_target(const stoa_conf_t *conf, const char *host,
                  gai_strerror(gai));
         return STOA_AGAIN;
     }
-    bool allowed = host_allowed(conf->webhook_allow_hosts, host);
+    bool allowed = stoa_net_host_listed(conf->webhook_allow_hosts, host);
     int rc = STOA_OK;
     addr[0] = '\0';
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (!allowed && jobs_address_forbidden(ai->ai_addr)) {
+        if (!allowed && stoa_net_address_forbidden(ai->ai_addr)) {
             snprintf(err, errlen, "%.200s resolves to an internal address",
                      host);
             rc = STOA_DECLINED;

@@ -1,0 +1,35 @@
+/* statements.c - every query of the admin pool. */
+#include "admin.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+const stoa_db_statement_t admin_statements[] = {
+    {"webhook_insert",
+     "INSERT INTO admin.webhook_endpoints (url, description, events, secret, "
+     "created_by) VALUES ($1, $2, $3::text[], $4, $5::uuid) RETURNING id, "
+     TS("created_at"),
+     5},
+    {"webhook_list",
+     "SELECT id, url, description, array_to_json(events)::text, "
+     TS("created_at") ", " TS("disabled_at") ", disabled_reason, "
+     TS("failing_since") ", " TS("last_success_at") " FROM "
+     "admin.webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at "
+     "LIMIT 1000",
+     0},
+    {"webhook_delete",
+     "UPDATE admin.webhook_endpoints SET deleted_at = now() WHERE id = "
+     "$1::uuid AND deleted_at IS NULL RETURNING id",
+     1},
+    {"webhook_exists",
+     "SELECT 1 FROM admin.webhook_endpoints WHERE id = $1::uuid AND "
+     "deleted_at IS NULL",
+     1},
+    /* Newest first; the cursor is the last id of the previous page. */
+    {"webhook_deliveries",
+     "SELECT id, event_id, event_type, attempt, " TS("at") ", status, "
+     "latency_ms, error FROM admin.webhook_deliveries WHERE endpoint_id = "
+     "$1::uuid AND ($2::bigint IS NULL OR id < $2::bigint) ORDER BY id DESC "
+     "LIMIT $3::int",
+     3},
+};
+const size_t admin_statements_len = STOA_ARRAY_LEN(admin_statements);

@@ -1,0 +1,288 @@
+/* webhooks.c - outbound webhook endpoints: create (the secret is shown
+ * once), list, delete, and the log of deliveries. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "admin.h"
+#include "stoa/audit.h"
+#include "stoa/crypto.h"
+#include "stoa/net.h"
+
+/* Domain events an endpoint may subscribe to ("*": all). */
+static const char *const known_events[] = {
+    "*",           "user.created",         "user.updated",
+    "user.deleted", "subscription.updated", "invoice.paid",
+    "invoice.payment_failed", NULL};
+
+bool admin_query_limit(stoa_request_t *req, int *limit)
+{
+    const char *s = stoa_request_query(req, "limit");
+    *limit = 20;
+    if (!s)
+        return !stoa_request_has_field_errors(req);
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > 100) {
+        stoa_request_field_error(req, "limit", "out_of_range");
+        return false;
+    }
+    *limit = (int)v;
+    return true;
+}
+
+/* http(s) only, a host, no credentials in the URL, and not an internal IP
+ * literal unless the host is allow-listed. Names are checked again at
+ * delivery, on the address actually connected to. */
+static bool url_acceptable(stoa_request_t *req, const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *user = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK;
+    const char *reason = "invalid";
+    if (ok && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        ok = false;
+        reason = "scheme_not_allowed";
+    }
+    if (ok && curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+        ok = false;
+        reason = "credentials_not_allowed";
+    }
+    if (ok) {
+        char bare[256];
+        size_t hl = strlen(host);
+        if (hl >= sizeof(bare))
+            ok = false;
+        else if (host[0] == '[' && hl > 2) {
+            memcpy(bare, host + 1, hl - 2);
+            bare[hl - 2] = '\0';
+        } else {
+            memcpy(bare, host, hl + 1);
+        }
+        if (ok && !stoa_net_host_listed(req->ctx->conf.webhook_allow_hosts,
+                                        bare) &&
+            (stoa_net_literal_forbidden(bare) ||
+             strcasecmp(bare, "localhost") == 0)) {
+            ok = false;
+            reason = "internal_address";
+        }
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(user);
+    curl_url_cleanup(u);
+    if (!ok)
+        stoa_request_field_error(req, "url", reason);
+    return ok;
+}
+
+/* events: a non-empty array of known names, as a Postgres array literal
+ * (names are from our own list, so no quoting is needed). */
+static char *events_param(stoa_request_t *req, const stoa_json_t *body)
+{
+    const stoa_json_t *events = stoa_json_get(body, "events");
+    size_t n = stoa_json_len(events);
+    if (!stoa_json_is_array(events) || n == 0 || n > 50) {
+        stoa_request_field_error(req, "events", events ? "invalid" : "required");
+        return NULL;
+    }
+    stoa_buf_t out;
+    stoa_buf_init(&out);
+    stoa_buf_puts(&out, "{");
+    for (size_t i = 0; i < n; i++) {
+        const char *name = stoa_json_string(stoa_json_at(events, i));
+        const char *const *k = known_events;
+        while (*k && (!name || strcmp(*k, name) != 0))
+            k++;
+        if (!*k) {
+            stoa_request_field_error(req, "events", "unknown_event");
+            stoa_buf_free(&out);
+            return NULL;
+        }
+        stoa_buf_printf(&out, "%s\"%s\"", i ? "," : "", *k);
+    }
+    stoa_buf_puts(&out, "}");
+    char *param = stoa_arena_strndup(req->arena, out.data, out.len);
+    stoa_buf_free(&out);
+    return param;
+}
+
+int admin_webhooks_create(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"url", "events", "description", NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *url =
+        stoa_field_string(req, body, "url", STOA_FIELD_REQUIRED, 8, 2048);
+    const char *description =
+        stoa_field_string(req, body, "description", STOA_FIELD_OPTIONAL, 0, 500);
+    char *events = events_param(req, body);
+    if (url)
+        url_acceptable(req, url);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+
+    uint8_t raw[24];
+    char b64[40];
+    stoa_random_bytes(raw, sizeof(raw));
+    stoa_b64_encode(raw, sizeof(raw), b64);
+    stoa_wipe(raw, sizeof(raw));
+    char *secret = stoa_arena_sprintf(req->arena, "whsec_%s", b64);
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {url, description, events, secret,
+                            req->principal.user_id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "webhook_insert", params, &res)) !=
+            STOA_OK)
+        return rc;
+    const char *id = stoa_db_value(res, 0, 0);
+    char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
+    if ((rc = stoa_audit(req, NULL, "webhook.created", NULL, details)) !=
+            STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 201);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "id", id);
+    stoa_jw_kv_string(w, "url", url);
+    stoa_jw_kv_string(w, "description", description);
+    stoa_jw_key(w, "events");
+    stoa_jw_value(w, stoa_json_get(body, "events"));
+    stoa_jw_kv_string(w, "secret", secret);
+    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, 1));
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
+
+int admin_webhooks_list(stoa_request_t *req)
+{
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_list", NULL, &res);
+    if (rc != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "data");
+    stoa_jw_array_open(w);
+    for (int i = 0; i < stoa_db_rows(res); i++) {
+        stoa_jw_object_open(w);
+        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
+        stoa_jw_kv_string(w, "url", stoa_db_value(res, i, 1));
+        stoa_jw_kv_string(w, "description", stoa_db_value(res, i, 2));
+        stoa_jw_key(w, "events");
+        const char *events = stoa_db_value(res, i, 3);
+        stoa_jw_raw(w, events, strlen(events));
+        stoa_jw_kv_string(w, "created_at", stoa_db_value(res, i, 4));
+        stoa_jw_kv_string(w, "disabled_at", stoa_db_value(res, i, 5));
+        stoa_jw_kv_string(w, "disabled_reason", stoa_db_value(res, i, 6));
+        stoa_jw_kv_string(w, "failing_since", stoa_db_value(res, i, 7));
+        stoa_jw_kv_string(w, "last_success_at", stoa_db_value(res, i, 8));
+        stoa_jw_object_close(w);
+    }
+    stoa_jw_array_close(w);
+    stoa_jw_key(w, "next_cursor");
+    stoa_jw_null(w);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
+
+int admin_webhooks_delete(stoa_request_t *req)
+{
+    const char *id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(id))
+        return stoa_http_error(req, 404, "not_found", "no such webhook");
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "webhook_delete", params, &res)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such webhook");
+    }
+    char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
+    if ((rc = stoa_audit(req, NULL, "webhook.deleted", NULL, details)) !=
+            STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    return stoa_http_empty(req, 204);
+}
+
+int admin_webhooks_deliveries(stoa_request_t *req)
+{
+    const char *id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(id))
+        return stoa_http_error(req, 404, "not_found", "no such webhook");
+    int limit;
+    admin_query_limit(req, &limit);
+    const char *cursor = stoa_request_query(req, "cursor");
+    if (cursor) {
+        char *end;
+        long long c = strtoll(cursor, &end, 10);
+        if (!*cursor || *end || c < 1)
+            stoa_request_field_error(req, "cursor", "invalid");
+    }
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    const char *p1[] = {id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_exists", p1, &res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0)
+        return stoa_http_error(req, 404, "not_found", "no such webhook");
+    /* One row more than asked tells whether there is a next page. */
+    char fetch[16];
+    snprintf(fetch, sizeof(fetch), "%d", limit + 1);
+    const char *p2[] = {id, cursor, fetch};
+    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_deliveries", p2,
+                           &res)) != STOA_OK)
+        return rc;
+    int rows = stoa_db_rows(res);
+    int shown = rows > limit ? limit : rows;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "data");
+    stoa_jw_array_open(w);
+    for (int i = 0; i < shown; i++) {
+        stoa_jw_object_open(w);
+        stoa_jw_kv_integer(w, "id", atoll(stoa_db_value(res, i, 0)));
+        stoa_jw_kv_string(w, "event_id", stoa_db_value(res, i, 1));
+        stoa_jw_kv_string(w, "event_type", stoa_db_value(res, i, 2));
+        stoa_jw_kv_integer(w, "attempt", atoi(stoa_db_value(res, i, 3)));
+        stoa_jw_kv_string(w, "at", stoa_db_value(res, i, 4));
+        const char *status = stoa_db_value(res, i, 5);
+        stoa_jw_key(w, "status");
+        if (status)
+            stoa_jw_integer(w, atoi(status));
+        else
+            stoa_jw_null(w);
+        const char *latency = stoa_db_value(res, i, 6);
+        stoa_jw_key(w, "latency_ms");
+        if (latency)
+            stoa_jw_integer(w, atoi(latency));
+        else
+            stoa_jw_null(w);
+        stoa_jw_kv_string(w, "error", stoa_db_value(res, i, 7));
+        stoa_jw_object_close(w);
+    }
+    stoa_jw_array_close(w);
+    stoa_jw_key(w, "next_cursor");
+    if (rows > limit)
+        stoa_jw_string(w, stoa_db_value(res, shown - 1, 0));
+    else
+        stoa_jw_null(w);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
