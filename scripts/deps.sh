@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential pkg-config ca-certificates curl openssl python3
+  build-essential pkg-config ca-certificates curl openssl python3 python3-aiosmtpd
   libfcgi-dev libpq-dev libhiredis-dev libyajl-dev libcurl4-openssl-dev
   libssl-dev libargon2-dev check libsubunit-dev
   nginx nginx-dev spawn-fcgi multiwatch

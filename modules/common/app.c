@@ -87,6 +87,10 @@ static int ready(stoa_request_t *req)
         stoa_http_error_details(req, 503, "unavailable", "not ready", details);
         return STOA_OK;
     }
+    stoa_db_result_t *jobs = NULL;
+    if (stoa_db_exec(req->ctx->db, req->arena, "outbox_counts", NULL, &jobs) !=
+        STOA_OK)
+        jobs = NULL;
     stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "status", "ready");
@@ -94,6 +98,18 @@ static int ready(stoa_request_t *req)
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "postgres", pg_state);
     stoa_jw_kv_string(w, "redis", kv_state);
+    stoa_jw_object_close(w);
+    /* Open outbox jobs per kind: a growing queue or dead jobs show here. */
+    stoa_jw_key(w, "jobs");
+    stoa_jw_object_open(w);
+    for (int i = 0; i < stoa_db_rows(jobs); i++) {
+        stoa_jw_key(w, stoa_db_value(jobs, i, 0));
+        stoa_jw_object_open(w);
+        stoa_jw_kv_integer(w, "queued", atoll(stoa_db_value(jobs, i, 1)));
+        stoa_jw_kv_integer(w, "running", atoll(stoa_db_value(jobs, i, 2)));
+        stoa_jw_kv_integer(w, "dead", atoll(stoa_db_value(jobs, i, 3)));
+        stoa_jw_object_close(w);
+    }
     stoa_jw_object_close(w);
     stoa_jw_object_close(w);
     return stoa_http_send(req);

@@ -12,6 +12,15 @@ const stoa_db_statement_t stoa_outbox_statements[] = {
      "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL "
      "DO NOTHING",
      4},
+    /* Open jobs per kind: queued (due or waiting for a retry), running
+     * (leased), dead. */
+    {"outbox_counts",
+     "SELECT kind, count(*) FILTER (WHERE dead_at IS NULL AND "
+     "(locked_until IS NULL OR locked_until < now())), count(*) FILTER "
+     "(WHERE dead_at IS NULL AND locked_until >= now()), count(*) FILTER "
+     "(WHERE dead_at IS NOT NULL) FROM jobs.outbox WHERE done_at IS NULL "
+     "GROUP BY kind ORDER BY kind",
+     0},
 };
 const size_t stoa_outbox_statements_len = STOA_ARRAY_LEN(stoa_outbox_statements);
 
