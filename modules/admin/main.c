@@ -4,7 +4,8 @@
 #define ADMIN STOA_ROUTE_AUTH
 
 static const stoa_route_t admin_routes[] = {
-    {"POST", "/v1/admin/webhooks", admin_webhooks_create, ADMIN, "admin"},
+    {"POST", "/v1/admin/webhooks", admin_webhooks_create,
+     ADMIN | STOA_ROUTE_IDEMPOTENT, "admin"},
     {"GET", "/v1/admin/webhooks", admin_webhooks_list, ADMIN, "admin"},
     {"DELETE", "/v1/admin/webhooks/{id}", admin_webhooks_delete, ADMIN, "admin"},
     {"GET", "/v1/admin/webhooks/{id}/deliveries", admin_webhooks_deliveries,

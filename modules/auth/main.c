@@ -8,7 +8,7 @@
 #define AUTHED STOA_ROUTE_AUTH
 
 static const stoa_route_t auth_routes[] = {
-    {"POST", "/v1/auth/register", auth_register, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/register", auth_register, STOA_ROUTE_IDEMPOTENT, NULL},
     {"POST", "/v1/auth/verify-email", auth_verify_email, STOA_ROUTE_PUBLIC, NULL},
     {"POST", "/v1/auth/login", auth_login, STOA_ROUTE_PUBLIC, NULL},
     {"POST", "/v1/auth/refresh", auth_refresh, STOA_ROUTE_PUBLIC, NULL},

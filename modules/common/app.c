@@ -13,6 +13,7 @@
 #include "stoa/crypto.h"
 #include "stoa/log.h"
 #include "stoa/audit.h"
+#include "stoa/idempotency.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
 
@@ -155,6 +156,16 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
             return;
         }
     }
+    bool claimed = false;
+    if (route->flags & STOA_ROUTE_IDEMPOTENT) {
+        int idem = stoa_idempotency_begin(req, &claimed);
+        if (idem == STOA_DECLINED)
+            return;
+        if (idem != STOA_OK) {
+            stoa_http_error(req, 503, "unavailable", NULL);
+            return;
+        }
+    }
     int rc = route->handler(req);
     if (rc == STOA_AGAIN) {
         stoa_db_rollback(req->ctx->db);
@@ -167,6 +178,8 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
             stoa_http_error(req, 500, "internal", NULL);
         }
     }
+    if (claimed)
+        stoa_idempotency_end(req);
 }
 
 /* Fills the request from FastCGI params; returns false when the body is
@@ -378,6 +391,7 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
         {stoa_outbox_statements, stoa_outbox_statements_len},
         {stoa_audit_statements, stoa_audit_statements_len},
         {stoa_revoke_statements, stoa_revoke_statements_len},
+        {stoa_idempotency_statements, stoa_idempotency_statements_len},
         {app->statements, app->nstatements},
     };
     size_t nstatements = 0;

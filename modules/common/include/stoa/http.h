@@ -29,6 +29,7 @@ typedef int (*stoa_handler_fn)(stoa_request_t *req);
 /* Route flags. */
 #define STOA_ROUTE_PUBLIC 0u
 #define STOA_ROUTE_AUTH 1u /* needs a principal (401 otherwise) */
+#define STOA_ROUTE_IDEMPOTENT 2u /* honours Idempotency-Key (idempotency.h) */
 
 typedef struct {
     const char *method;  /* "GET", "POST", ... */
