@@ -66,6 +66,12 @@ static const char *status_text(int status)
     }
 }
 
+const char *stoa_request_param(const stoa_request_t *req, const char *name)
+{
+    FCGX_Request *fr = req->transport;
+    return fr ? FCGX_GetParam(name, fr->envp) : NULL;
+}
+
 static int health(stoa_request_t *req)
 {
     stoa_jw_t *w = stoa_http_json(req, 200);

@@ -1,0 +1,67 @@
+/* billing.h - shared state and helpers of the billing pool. */
+#ifndef BILLING_H
+#define BILLING_H
+
+#include "stoa/app.h"
+#include "stoa/stripe.h"
+
+typedef struct {
+    stoa_stripe_t *stripe;
+} billing_state_t;
+
+billing_state_t *billing_state(stoa_request_t *req);
+
+/* Redis keys of cached answers. */
+#define BILLING_PLANS_KEY "billing:plans"
+#define BILLING_ENTITLEMENTS_PREFIX "billing:ent:"
+
+void billing_forget_plans(stoa_request_t *req);
+void billing_forget_entitlements(stoa_request_t *req, const char *user_id);
+
+/* Answers 502 payment_provider_error (or 503 when Stripe is unreachable)
+ * from a failed Stripe call. */
+int billing_stripe_failed(stoa_request_t *req, int rc,
+                          const stoa_stripe_error_t *err);
+
+/* A redirect URL the caller may send users to: under public_url or one of
+ * cors_origins. */
+bool billing_url_allowed(stoa_request_t *req, const char *url);
+
+/* Writes a plan with its prices from the plan row at `row` (columns of
+ * BILLING_PLAN_COLUMNS) and the JSON array text of prices. */
+#define BILLING_PLAN_COLUMNS                                                   \
+    "p.id, p.key, p.name, p.description, p.features::text, p.active, "        \
+    "p.stripe_product_id, coalesce((SELECT json_agg(json_build_object("       \
+    "'id', pr.id, 'amount', pr.amount, 'currency', pr.currency, "             \
+    "'interval', pr.interval, 'active', pr.active, 'stripe_price_id', "       \
+    "pr.stripe_price_id) ORDER BY pr.amount) FROM billing.prices pr WHERE "   \
+    "pr.plan_id = p.id AND ($1::bool OR pr.active)), '[]'::json)::text"
+void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
+                        bool admin);
+
+/* Handlers. */
+int billing_plans(stoa_request_t *req);
+int billing_admin_plan_create(stoa_request_t *req);
+int billing_admin_plan_update(stoa_request_t *req);
+int billing_admin_price_create(stoa_request_t *req);
+int billing_admin_plan_sync(stoa_request_t *req);
+int billing_checkout(stoa_request_t *req);
+int billing_portal(stoa_request_t *req);
+int billing_subscription(stoa_request_t *req);
+int billing_subscription_cancel(stoa_request_t *req);
+int billing_invoices(stoa_request_t *req);
+int billing_entitlements(stoa_request_t *req);
+int billing_webhook(stoa_request_t *req);
+int billing_finance_subscriptions(stoa_request_t *req);
+int billing_finance_invoices(stoa_request_t *req);
+
+/* ?limit= (1..100, default 20); false with a field error when invalid. */
+bool billing_query_limit(stoa_request_t *req, int *limit);
+/* Paging cursor "<unix microseconds>_<uuid>" of (created, id) order. */
+bool billing_query_cursor(stoa_request_t *req, const char **ts,
+                          const char **id);
+
+extern const stoa_db_statement_t billing_statements[];
+extern const size_t billing_statements_len;
+
+#endif

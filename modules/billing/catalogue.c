@@ -1,0 +1,372 @@
+/* catalogue.c - plans and prices: the public list (cached in Redis) and
+ * the admin side, including the push to Stripe (sync). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "billing.h"
+#include "stoa/audit.h"
+#include "stoa/crypto.h"
+#include "stoa/log.h"
+
+#define PLANS_CACHE_TTL_S 300
+
+int billing_plans(stoa_request_t *req)
+{
+    char *cached;
+    size_t len;
+    if (stoa_kv_get(req->ctx->kv, req->arena, BILLING_PLANS_KEY, &cached,
+                    &len) == STOA_OK)
+        return stoa_http_raw_json(req, 200, cached, len);
+    const char *params[] = {"false"};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "plans_public", params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "data");
+    stoa_jw_array_open(w);
+    for (int i = 0; i < stoa_db_rows(res); i++)
+        billing_write_plan(w, res, i, false);
+    stoa_jw_array_close(w);
+    stoa_jw_object_close(w);
+    rc = stoa_http_send(req);
+    if (rc == STOA_OK &&
+        stoa_kv_set(req->ctx->kv, BILLING_PLANS_KEY, req->body_out.data,
+                    req->body_out.len, PLANS_CACHE_TTL_S) != STOA_OK)
+        stoa_log(STOA_LOG_DEBUG, "plans not cached");
+    return rc;
+}
+
+/* features: an object of at most 50 members, each a boolean, an integer or
+ * a short string. Returns its JSON text (arena) or NULL. */
+static char *features_json(stoa_request_t *req, const stoa_json_t *v)
+{
+    if (!stoa_json_is_object(v) || stoa_json_len(v) > 50) {
+        stoa_request_field_error(req, "features", "must_be_object");
+        return NULL;
+    }
+    for (size_t i = 0; i < stoa_json_len(v); i++) {
+        const stoa_json_t *f = stoa_json_at(v, i);
+        const char *s = stoa_json_string(f);
+        size_t klen = strlen(stoa_json_key_at(v, i));
+        if (klen == 0 || klen > 64 ||
+            !(stoa_json_is_bool(f) || stoa_json_is_integer(f) ||
+              (s && strlen(s) <= 200))) {
+            stoa_request_field_error(req, "features", "invalid_value");
+            return NULL;
+        }
+    }
+    stoa_buf_t out;
+    stoa_buf_init(&out);
+    stoa_jw_t *w = stoa_jw_new(&out);
+    stoa_jw_value(w, v);
+    bool ok = stoa_jw_ok(w);
+    stoa_jw_free(w);
+    char *json = ok ? stoa_arena_strndup(req->arena, out.data, out.len) : NULL;
+    stoa_buf_free(&out);
+    if (!json)
+        stoa_request_field_error(req, "features", "invalid_value");
+    return json;
+}
+
+static bool key_valid(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > 64 || !(islower((unsigned char)key[0]) ||
+                              isdigit((unsigned char)key[0])))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (!(islower(c) || isdigit(c) || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+typedef struct {
+    const char *name, *description, *features, *active, *sort_order;
+} plan_fields_t;
+
+static void read_plan_fields(stoa_request_t *req, const stoa_json_t *body,
+                             unsigned name_flags, plan_fields_t *f)
+{
+    f->name = stoa_field_string(req, body, "name", name_flags, 1, 200);
+    f->description = stoa_field_string(req, body, "description",
+                                       STOA_FIELD_OPTIONAL, 0, 2000);
+    const stoa_json_t *features = stoa_json_get(body, "features");
+    f->features = features ? features_json(req, features) : NULL;
+    bool active;
+    f->active = NULL;
+    if (stoa_field_bool(req, body, "active", STOA_FIELD_OPTIONAL, &active))
+        f->active = active ? "true" : "false";
+    int64_t order;
+    f->sort_order = NULL;
+    if (stoa_field_integer(req, body, "sort_order", STOA_FIELD_OPTIONAL,
+                           -1000000, 1000000, &order))
+        f->sort_order = stoa_arena_sprintf(req->arena, "%lld", (long long)order);
+}
+
+/* Answers the plan (admin view) after a change. */
+static int answer_plan(stoa_request_t *req, const char *id, int status)
+{
+    const char *params[] = {"true", id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "plan_by_id", params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0)
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    stoa_jw_t *w = stoa_http_json(req, status);
+    billing_write_plan(w, res, 0, true);
+    return stoa_http_send(req);
+}
+
+int billing_admin_plan_create(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"key", "name", "description",
+                                          "features", "active", "sort_order",
+                                          NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *key = stoa_field_string(req, body, "key", STOA_FIELD_REQUIRED,
+                                        1, 64);
+    if (key && !key_valid(key))
+        stoa_request_field_error(req, "key", "invalid");
+    plan_fields_t f;
+    read_plan_fields(req, body, STOA_FIELD_REQUIRED, &f);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {key,        f.name,   f.description,
+                            f.features, f.active, f.sort_order};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "plan_insert", params, &res)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 409, "plan_exists",
+                               "a plan with this key exists");
+    }
+    const char *id = stoa_db_value(res, 0, 0);
+    char *details = stoa_arena_sprintf(req->arena, "{\"plan_key\":\"%s\"}", key);
+    if ((rc = stoa_audit(req, NULL, "plan.created", NULL, details)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    billing_forget_plans(req);
+    return answer_plan(req, id, 201);
+}
+
+int billing_admin_plan_update(stoa_request_t *req)
+{
+    const char *id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(id))
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"name", "description", "features",
+                                          "active", "sort_order", NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    plan_fields_t f;
+    read_plan_fields(req, body, STOA_FIELD_OPTIONAL, &f);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {id,         f.name,   f.description,
+                            f.features, f.active, f.sort_order};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "plan_update", params, &res)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    }
+    char *details = stoa_arena_sprintf(req->arena, "{\"plan_id\":\"%s\"}", id);
+    if ((rc = stoa_audit(req, NULL, "plan.updated", NULL, details)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    billing_forget_plans(req);
+    return answer_plan(req, id, 200);
+}
+
+int billing_admin_price_create(stoa_request_t *req)
+{
+    const char *plan_id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(plan_id))
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"amount", "currency", "interval",
+                                          NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    int64_t amount = 0;
+    stoa_field_integer(req, body, "amount", STOA_FIELD_REQUIRED, 0,
+                       99999999999LL, &amount);
+    const char *currency =
+        stoa_field_string(req, body, "currency", STOA_FIELD_REQUIRED, 3, 3);
+    char cur[4] = "";
+    if (currency) {
+        for (int i = 0; i < 3; i++)
+            cur[i] = (char)tolower((unsigned char)currency[i]);
+        cur[3] = '\0';
+        if (!islower((unsigned char)cur[0]) || !islower((unsigned char)cur[1]) ||
+            !islower((unsigned char)cur[2]))
+            stoa_request_field_error(req, "currency", "invalid");
+    }
+    const char *interval =
+        stoa_field_string(req, body, "interval", STOA_FIELD_REQUIRED, 1, 10);
+    if (interval && strcmp(interval, "month") != 0 &&
+        strcmp(interval, "year") != 0)
+        stoa_request_field_error(req, "interval", "must_be_month_or_year");
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    char amount_s[24];
+    snprintf(amount_s, sizeof(amount_s), "%lld", (long long)amount);
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {plan_id, amount_s, cur, interval};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "price_insert", params, &res)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    }
+    char *details = stoa_arena_sprintf(req->arena,
+                                       "{\"plan_id\":\"%s\",\"price_id\":\"%s\"}",
+                                       plan_id, stoa_db_value(res, 0, 0));
+    if ((rc = stoa_audit(req, NULL, "price.created", NULL, details)) !=
+            STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    billing_forget_plans(req);
+    return answer_plan(req, plan_id, 201);
+}
+
+/* Stripe metadata values are strings: the features object travels as one
+ * JSON string, the form the product.* webhook reads back. */
+static void product_form(stoa_buf_t *form, const stoa_db_result_t *plan)
+{
+    stoa_stripe_form(form, "name", stoa_db_value(plan, 0, 2));
+    const char *description = stoa_db_value(plan, 0, 3);
+    if (description && *description)
+        stoa_stripe_form(form, "description", description);
+    stoa_stripe_form(form, "active",
+                     stoa_db_value(plan, 0, 5)[0] == 't' ? "true" : "false");
+    stoa_stripe_form(form, "metadata[plan_key]", stoa_db_value(plan, 0, 1));
+    stoa_stripe_form(form, "metadata[features]", stoa_db_value(plan, 0, 4));
+}
+
+int billing_admin_plan_sync(stoa_request_t *req)
+{
+    const char *plan_id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(plan_id))
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    stoa_db_t *db = req->ctx->db;
+    stoa_stripe_t *stripe = billing_state(req)->stripe;
+    const char *p1[] = {plan_id};
+    stoa_db_result_t *plan, *prices;
+    /* The row lock serialises two syncs of one plan: each Stripe object
+     * is created once. */
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "plan_for_sync", p1, &plan)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(plan) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such plan");
+    }
+    if ((rc = stoa_db_exec(db, req->arena, "prices_for_sync", p1, &prices)) !=
+        STOA_OK)
+        return rc;
+    const char *product = stoa_db_value(plan, 0, 6);
+    stoa_buf_t form;
+    stoa_buf_init(&form);
+    product_form(&form, plan);
+    const stoa_json_t *obj;
+    stoa_stripe_error_t err;
+    /* The key covers the content: an unchanged plan re-synced replays
+     * Stripe's stored answer instead of creating anything. */
+    uint8_t digest[STOA_SHA256_LEN];
+    char hex[2 * STOA_SHA256_LEN + 1];
+    stoa_sha256(form.data, form.len, digest);
+    stoa_hex_encode(digest, 16, hex);
+    char *key = stoa_arena_sprintf(req->arena, "stoa-product-%s-%s", plan_id, hex);
+    char *path = product ? stoa_arena_sprintf(req->arena, "/v1/products/%s",
+                                              product)
+                         : "/v1/products";
+    rc = stoa_stripe_call(stripe, req->arena, "POST", path, form.data, key, &obj,
+                          &err);
+    stoa_buf_free(&form);
+    if (rc != STOA_OK) {
+        stoa_db_rollback(db);
+        return billing_stripe_failed(req, rc, &err);
+    }
+    const char *product_id = stoa_json_string(stoa_json_get(obj, "id"));
+    if (!product_id) {
+        stoa_db_rollback(db);
+        return STOA_ERROR;
+    }
+    if (!product) {
+        const char *p2[] = {plan_id, product_id};
+        if ((rc = stoa_db_exec(db, req->arena, "plan_set_product", p2, NULL)) !=
+            STOA_OK)
+            return rc;
+    }
+    int created = 0;
+    for (int i = 0; i < stoa_db_rows(prices); i++) {
+        if (stoa_db_value(prices, i, 5))
+            continue; /* Stripe prices are immutable: made once */
+        const char *price_id = stoa_db_value(prices, i, 0);
+        stoa_buf_init(&form);
+        stoa_stripe_form(&form, "product", product_id);
+        stoa_stripe_form(&form, "unit_amount", stoa_db_value(prices, i, 1));
+        stoa_stripe_form(&form, "currency", stoa_db_value(prices, i, 2));
+        stoa_stripe_form(&form, "recurring[interval]", stoa_db_value(prices, i, 3));
+        stoa_stripe_form(&form, "active",
+                         stoa_db_value(prices, i, 4)[0] == 't' ? "true" : "false");
+        stoa_stripe_form(&form, "metadata[stoa_price_id]", price_id);
+        char *pkey = stoa_arena_sprintf(req->arena, "stoa-price-%s", price_id);
+        rc = stoa_stripe_call(stripe, req->arena, "POST", "/v1/prices",
+                              form.data, pkey, &obj, &err);
+        stoa_buf_free(&form);
+        if (rc != STOA_OK) {
+            /* What was created so far is recorded: a retry reuses it
+             * through the same idempotency keys. */
+            if (stoa_db_commit(db) != STOA_OK)
+                stoa_db_rollback(db);
+            return billing_stripe_failed(req, rc, &err);
+        }
+        const char *stripe_price = stoa_json_string(stoa_json_get(obj, "id"));
+        if (!stripe_price)
+            return STOA_ERROR;
+        const char *p3[] = {price_id, stripe_price};
+        if ((rc = stoa_db_exec(db, req->arena, "price_set_stripe", p3, NULL)) !=
+            STOA_OK)
+            return rc;
+        created++;
+    }
+    char *details = stoa_arena_sprintf(
+        req->arena, "{\"plan_id\":\"%s\",\"prices_created\":%d}", plan_id,
+        created);
+    if ((rc = stoa_audit(req, NULL, "plan.synced", NULL, details)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    billing_forget_plans(req);
+    return answer_plan(req, plan_id, 200);
+}

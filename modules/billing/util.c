@@ -1,0 +1,164 @@
+/* util.c - helpers shared by the billing handlers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "billing.h"
+#include "stoa/crypto.h"
+#include "stoa/log.h"
+
+billing_state_t *billing_state(stoa_request_t *req)
+{
+    return req->ctx->data;
+}
+
+void billing_forget_plans(stoa_request_t *req)
+{
+    if (stoa_kv_del(req->ctx->kv, BILLING_PLANS_KEY) != STOA_OK)
+        stoa_log(STOA_LOG_WARN, "plans cache not dropped; it expires soon");
+}
+
+void billing_forget_entitlements(stoa_request_t *req, const char *user_id)
+{
+    if (!user_id)
+        return;
+    char *key = stoa_arena_sprintf(req->arena, BILLING_ENTITLEMENTS_PREFIX "%s",
+                                   user_id);
+    if (stoa_kv_del(req->ctx->kv, key) != STOA_OK)
+        stoa_log(STOA_LOG_WARN, "entitlements cache not dropped");
+}
+
+int billing_stripe_failed(stoa_request_t *req, int rc,
+                          const stoa_stripe_error_t *err)
+{
+    char *details = stoa_arena_sprintf(
+        req->arena, "{\"provider_status\":%d,\"provider_code\":\"%s\"}",
+        err->http_status, err->code);
+    /* err->code comes from Stripe's JSON: keep only safe characters. */
+    for (char *p = strstr(details, "provider_code") + 16; *p && *p != '"'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9')))
+            *p = '_';
+    stoa_log(STOA_LOG_WARN, "stripe refused or failed: %s", err->message);
+    if (rc == STOA_AGAIN)
+        return stoa_http_error_details(req, 503, "payment_provider_unavailable",
+                                       "the payment provider cannot be reached; "
+                                       "retry later",
+                                       details);
+    return stoa_http_error_details(req, 502, "payment_provider_error",
+                                   err->message[0] ? err->message
+                                                   : "the payment provider "
+                                                     "refused the request",
+                                   details);
+}
+
+static bool has_prefix_origin(const char *url, const char *origin, size_t n)
+{
+    /* Same origin: the prefix, then the end or a path/query boundary. */
+    if (n == 0 || strncmp(url, origin, n) != 0)
+        return false;
+    char next = url[n];
+    return next == '\0' || next == '/' || next == '?' || next == '#';
+}
+
+bool billing_url_allowed(stoa_request_t *req, const char *url)
+{
+    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+        return false;
+    if (strpbrk(url, " \r\n\t\\"))
+        return false;
+    const stoa_conf_t *conf = &req->ctx->conf;
+    size_t n = strlen(conf->public_url);
+    while (n && conf->public_url[n - 1] == '/')
+        n--;
+    if (has_prefix_origin(url, conf->public_url, n))
+        return true;
+    for (const char *p = conf->cors_origins; *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len && has_prefix_origin(url, p, len))
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
+                        bool admin)
+{
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "id", stoa_db_value(res, row, 0));
+    stoa_jw_kv_string(w, "key", stoa_db_value(res, row, 1));
+    stoa_jw_kv_string(w, "name", stoa_db_value(res, row, 2));
+    stoa_jw_kv_string(w, "description", stoa_db_value(res, row, 3));
+    stoa_jw_key(w, "features");
+    const char *features = stoa_db_value(res, row, 4);
+    stoa_jw_raw(w, features, strlen(features));
+    if (admin) {
+        stoa_jw_kv_bool(w, "active", stoa_db_value(res, row, 5)[0] == 't');
+        stoa_jw_kv_string(w, "stripe_product_id", stoa_db_value(res, row, 6));
+    }
+    stoa_jw_key(w, "prices");
+    const char *prices = stoa_db_value(res, row, 7);
+    if (admin) {
+        stoa_jw_raw(w, prices, strlen(prices));
+    } else {
+        /* The public view shows what a buyer needs, not provider ids. */
+        stoa_arena_t *scratch = stoa_arena_create(0);
+        stoa_json_t *list;
+        char err[64];
+        stoa_jw_array_open(w);
+        if (stoa_json_parse(scratch, prices, strlen(prices), 8, &list, err,
+                            sizeof(err)) == STOA_OK)
+            for (size_t i = 0; i < stoa_json_len(list); i++) {
+                const stoa_json_t *p = stoa_json_at(list, i);
+                stoa_jw_object_open(w);
+                static const char *const keys[] = {"id", "amount", "currency",
+                                                   "interval", NULL};
+                for (const char *const *k = keys; *k; k++) {
+                    stoa_jw_key(w, *k);
+                    stoa_jw_value(w, stoa_json_get(p, *k));
+                }
+                stoa_jw_object_close(w);
+            }
+        stoa_jw_array_close(w);
+        stoa_arena_destroy(scratch);
+    }
+    stoa_jw_object_close(w);
+}
+
+bool billing_query_limit(stoa_request_t *req, int *limit)
+{
+    const char *s = stoa_request_query(req, "limit");
+    *limit = 20;
+    if (!s)
+        return true;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > 100) {
+        stoa_request_field_error(req, "limit", "out_of_range");
+        return false;
+    }
+    *limit = (int)v;
+    return true;
+}
+
+bool billing_query_cursor(stoa_request_t *req, const char **ts,
+                          const char **id)
+{
+    *ts = *id = NULL;
+    const char *c = stoa_request_query(req, "cursor");
+    if (!c)
+        return true;
+    const char *sep = strchr(c, '_');
+    bool ok = sep && sep > c && sep - c <= 18 && stoa_uuid_valid(sep + 1);
+    for (const char *p = c; ok && p < sep; p++)
+        ok = *p >= '0' && *p <= '9';
+    if (!ok) {
+        stoa_request_field_error(req, "cursor", "invalid");
+        return false;
+    }
+    *ts = stoa_arena_strndup(req->arena, c, (size_t)(sep - c));
+    *id = sep + 1;
+    return true;
+}

@@ -1,0 +1,429 @@
+/* webhook.c - Stripe webhooks: verified on the raw body, stored by event
+ * id (a repeat does nothing), applied so that reordering cannot move an
+ * object backwards, and slow effects (mail, outbound events) queued in
+ * the same transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "billing.h"
+#include "stoa/crypto.h"
+#include "stoa/log.h"
+#include "stoa/outbox.h"
+
+#define SIGNATURE_TOLERANCE_S 300
+
+typedef struct {
+    stoa_request_t *req;
+    const char *event_id;
+    const char *type;
+    const char *created; /* unix seconds, as text */
+    const stoa_json_t *object;
+    const char *touched_user; /* entitlements to drop after commit */
+    bool catalogue_changed;   /* plans cache to drop after commit */
+    char error[200];          /* why the event could not be applied */
+} event_t;
+
+static const char *str(const stoa_json_t *obj, const char *key)
+{
+    return stoa_json_string(stoa_json_get(obj, key));
+}
+
+/* An integer member as text (arena), or NULL when absent/not integer. */
+static const char *num(stoa_arena_t *arena, const stoa_json_t *obj,
+                       const char *key)
+{
+    int64_t v;
+    if (!stoa_json_integer(stoa_json_get(obj, key), &v))
+        return NULL;
+    return stoa_arena_sprintf(arena, "%lld", (long long)v);
+}
+
+static const char *boolean(const stoa_json_t *obj, const char *key)
+{
+    bool v = false;
+    stoa_json_bool(stoa_json_get(obj, key), &v);
+    return v ? "true" : "false";
+}
+
+/* An id field that may be a string or an expanded object with "id". */
+static const char *ref(const stoa_json_t *obj, const char *key)
+{
+    const stoa_json_t *v = stoa_json_get(obj, key);
+    return stoa_json_is_object(v) ? str(v, "id") : stoa_json_string(v);
+}
+
+static int exec(event_t *ev, const char *name, const char *const *params,
+                stoa_db_result_t **out)
+{
+    return stoa_db_exec(ev->req->ctx->db, ev->req->arena, name, params, out);
+}
+
+static int domain_event(event_t *ev, const char *type, const char *user_id,
+                        const char *object_id)
+{
+    stoa_buf_t data;
+    stoa_buf_init(&data);
+    stoa_jw_t *w = stoa_jw_new(&data);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "user_id", user_id);
+    stoa_jw_kv_string(w, "stripe_id", object_id);
+    stoa_jw_key(w, "object");
+    stoa_jw_value(w, ev->object);
+    stoa_jw_object_close(w);
+    stoa_jw_free(w);
+    int rc = stoa_outbox_event(ev->req->ctx->db, ev->req->arena, type, data.data);
+    stoa_buf_free(&data);
+    return rc;
+}
+
+/* Mail to the user about a billing event; deduplicated per event. */
+static int mail_user(event_t *ev, const char *user_id, const char *tmpl,
+                     const char *amount, const char *currency)
+{
+    if (!user_id)
+        return STOA_OK;
+    const char *p[] = {user_id};
+    stoa_db_result_t *res;
+    int rc = exec(ev, "user_contact_any", p, &res);
+    if (rc != STOA_OK || stoa_db_rows(res) == 0)
+        return rc;
+    stoa_buf_t payload;
+    stoa_buf_init(&payload);
+    stoa_jw_t *w = stoa_jw_new(&payload);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "template", tmpl);
+    stoa_jw_kv_string(w, "to", stoa_db_value(res, 0, 0));
+    stoa_jw_key(w, "data");
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "name", stoa_db_value(res, 0, 1));
+    if (amount && currency) {
+        long long minor = atoll(amount);
+        stoa_jw_kv_string(w, "amount",
+                          stoa_arena_sprintf(ev->req->arena, "%lld.%02lld %s",
+                                             minor / 100, minor % 100,
+                                             currency));
+    }
+    stoa_jw_kv_string(w, "link", ev->req->ctx->conf.public_url);
+    stoa_jw_object_close(w);
+    stoa_jw_object_close(w);
+    stoa_jw_free(w);
+    char *key = stoa_arena_sprintf(ev->req->arena, "%s:%s", tmpl, ev->event_id);
+    rc = stoa_outbox_enqueue(ev->req->ctx->db, ev->req->arena, "email.send",
+                             payload.data, key, 0);
+    stoa_buf_free(&payload);
+    return rc;
+}
+
+static int on_checkout_completed(event_t *ev)
+{
+    const char *user_id = str(ev->object, "client_reference_id");
+    if (!user_id)
+        user_id = str(stoa_json_get(ev->object, "metadata"), "user_id");
+    const char *customer = ref(ev->object, "customer");
+    if (!user_id || !stoa_uuid_valid(user_id) || !customer) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "checkout session without a user or customer");
+        return STOA_OK;
+    }
+    const char *p1[] = {user_id, customer};
+    const char *p2[] = {customer};
+    stoa_db_result_t *res;
+    int rc;
+    if ((rc = exec(ev, "link_customer", p1, NULL)) != STOA_OK ||
+        (rc = exec(ev, "backfill_subscriptions", p2, &res)) != STOA_OK ||
+        (rc = exec(ev, "backfill_invoices", p2, NULL)) != STOA_OK)
+        return rc;
+    ev->touched_user = user_id;
+    return STOA_OK;
+}
+
+static int on_subscription(event_t *ev)
+{
+    const stoa_json_t *o = ev->object;
+    const char *id = str(o, "id"), *customer = ref(o, "customer");
+    const char *status = str(o, "status");
+    if (!id || !customer || !status) {
+        snprintf(ev->error, sizeof(ev->error), "subscription without id, "
+                                               "customer or status");
+        return STOA_OK;
+    }
+    const stoa_json_t *items = stoa_json_get(stoa_json_get(o, "items"), "data");
+    const stoa_json_t *price = stoa_json_get(stoa_json_at(items, 0), "price");
+    const char *price_id = stoa_json_is_object(price) ? str(price, "id")
+                                                      : stoa_json_string(price);
+    const char *meta_user = str(stoa_json_get(o, "metadata"), "user_id");
+    if (meta_user && !stoa_uuid_valid(meta_user))
+        meta_user = NULL;
+    stoa_arena_t *a = ev->req->arena;
+    /* Newer API versions moved the period onto the item. */
+    const stoa_json_t *item = stoa_json_at(items, 0);
+    const char *start = num(a, o, "current_period_start");
+    const char *end = num(a, o, "current_period_end");
+    if (!start)
+        start = num(a, item, "current_period_start");
+    if (!end)
+        end = num(a, item, "current_period_end");
+    const char *params[] = {id,
+                            meta_user,
+                            customer,
+                            status,
+                            price_id,
+                            start,
+                            end,
+                            boolean(o, "cancel_at_period_end"),
+                            num(a, o, "canceled_at"),
+                            num(a, o, "trial_end"),
+                            ev->created};
+    stoa_db_result_t *res;
+    int rc = exec(ev, "subscription_upsert", params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "stale: a newer event was already applied");
+        return STOA_OK;
+    }
+    const char *user_id = stoa_db_value(res, 0, 0);
+    ev->touched_user = user_id;
+    if (strcmp(ev->type, "customer.subscription.trial_will_end") == 0)
+        return mail_user(ev, user_id, "trial_ending", NULL, NULL);
+    return domain_event(ev, "subscription.updated", user_id, id);
+}
+
+static int on_invoice(event_t *ev)
+{
+    const stoa_json_t *o = ev->object;
+    const char *id = str(o, "id"), *customer = ref(o, "customer");
+    const char *status = str(o, "status"), *currency = str(o, "currency");
+    stoa_arena_t *a = ev->req->arena;
+    const char *created = num(a, o, "created");
+    if (!id || !customer || !status || !currency || !created) {
+        snprintf(ev->error, sizeof(ev->error), "invoice without id, customer, "
+                                               "status, currency or created");
+        return STOA_OK;
+    }
+    const char *due = num(a, o, "amount_due"), *paid = num(a, o, "amount_paid");
+    const char *params[] = {id,
+                            customer,
+                            ref(o, "subscription"),
+                            str(o, "number"),
+                            status,
+                            due ? due : "0",
+                            paid ? paid : "0",
+                            currency,
+                            created,
+                            str(o, "hosted_invoice_url"),
+                            str(o, "invoice_pdf"),
+                            ev->created};
+    stoa_db_result_t *res;
+    int rc = exec(ev, "invoice_upsert", params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "stale: a newer event was already applied");
+        return STOA_OK;
+    }
+    const char *user_id = stoa_db_value(res, 0, 0);
+    if (strcmp(ev->type, "invoice.paid") == 0) {
+        if ((rc = domain_event(ev, "invoice.paid", user_id, id)) != STOA_OK)
+            return rc;
+        return mail_user(ev, user_id, "receipt", paid, currency);
+    }
+    if (strcmp(ev->type, "invoice.payment_failed") == 0) {
+        if ((rc = domain_event(ev, "invoice.payment_failed", user_id, id)) !=
+            STOA_OK)
+            return rc;
+        return mail_user(ev, user_id, "payment_failed", due, currency);
+    }
+    return STOA_OK;
+}
+
+static int on_charge_refunded(event_t *ev)
+{
+    const stoa_json_t *o = ev->object;
+    stoa_arena_t *a = ev->req->arena;
+    const char *id = str(o, "id"), *amount = num(a, o, "amount");
+    const char *refunded = num(a, o, "amount_refunded");
+    const char *currency = str(o, "currency");
+    if (!id || !amount || !refunded || !currency) {
+        snprintf(ev->error, sizeof(ev->error), "charge without id or amounts");
+        return STOA_OK;
+    }
+    const char *invoice = ref(o, "invoice");
+    const char *status = str(o, "status");
+    const char *p1[] = {id,       invoice,
+                        amount,   refunded,
+                        currency, status ? status : "succeeded",
+                        boolean(o, "refunded"), ev->created};
+    int rc = exec(ev, "charge_upsert", p1, NULL);
+    if (rc != STOA_OK || !invoice)
+        return rc;
+    const char *p2[] = {invoice, refunded};
+    return exec(ev, "invoice_refunded", p2, NULL);
+}
+
+static int on_product(event_t *ev)
+{
+    const stoa_json_t *o = ev->object;
+    const char *id = str(o, "id"), *name = str(o, "name");
+    if (!id || !name) {
+        snprintf(ev->error, sizeof(ev->error), "product without id or name");
+        return STOA_OK;
+    }
+    const stoa_json_t *meta = stoa_json_get(o, "metadata");
+    const char *key = str(meta, "plan_key");
+    stoa_arena_t *a = ev->req->arena;
+    /* Plan keys are [a-z0-9_-]; anything else falls back to the id. */
+    bool key_ok = key && *key && strlen(key) <= 64;
+    for (const char *p = key; key_ok && *p; p++)
+        key_ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '_' || *p == '-';
+    if (!key_ok) {
+        char *lower = stoa_arena_strdup(a, id);
+        for (char *p = lower; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        key = lower;
+    }
+    /* Features arrive as a JSON string in metadata.features. */
+    const char *features = "{}";
+    const char *ftext = str(meta, "features");
+    if (ftext) {
+        stoa_json_t *f;
+        char err[64];
+        if (stoa_json_parse(a, ftext, strlen(ftext), 8, &f, err, sizeof(err)) ==
+                STOA_OK &&
+            stoa_json_is_object(f))
+            features = ftext;
+        else
+            snprintf(ev->error, sizeof(ev->error),
+                     "metadata.features is not a JSON object; ignored");
+    }
+    bool deleted = strcmp(ev->type, "product.deleted") == 0;
+    const char *active = deleted ? "false" : boolean(o, "active");
+    const char *description = str(o, "description");
+    const char *p1[] = {key, id};
+    const char *p2[] = {key,    name,   description ? description : "",
+                        features, active, id, ev->created};
+    int rc;
+    if ((rc = exec(ev, "product_link_by_key", p1, NULL)) != STOA_OK ||
+        (rc = exec(ev, "product_upsert", p2, NULL)) != STOA_OK)
+        return rc;
+    ev->catalogue_changed = true;
+    return STOA_OK;
+}
+
+static int on_price(event_t *ev)
+{
+    const stoa_json_t *o = ev->object;
+    stoa_arena_t *a = ev->req->arena;
+    const char *id = str(o, "id"), *product = ref(o, "product");
+    const char *amount = num(a, o, "unit_amount"), *currency = str(o, "currency");
+    const char *interval = str(stoa_json_get(o, "recurring"), "interval");
+    if (!id || !product || !amount || !currency || !interval ||
+        (strcmp(interval, "month") != 0 && strcmp(interval, "year") != 0)) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "not a monthly or yearly recurring price; ignored");
+        return STOA_OK;
+    }
+    bool deleted = strcmp(ev->type, "price.deleted") == 0;
+    const char *p1[] = {product};
+    const char *p2[] = {product, amount, currency, interval,
+                        deleted ? "false" : boolean(o, "active"), id,
+                        ev->created};
+    int rc;
+    if ((rc = exec(ev, "product_placeholder", p1, NULL)) != STOA_OK ||
+        (rc = exec(ev, "price_upsert", p2, NULL)) != STOA_OK)
+        return rc;
+    ev->catalogue_changed = true;
+    return STOA_OK;
+}
+
+static int apply(event_t *ev)
+{
+    const char *t = ev->type;
+    if (strcmp(t, "checkout.session.completed") == 0)
+        return on_checkout_completed(ev);
+    if (strncmp(t, "customer.subscription.", 22) == 0)
+        return on_subscription(ev);
+    if (strcmp(t, "invoice.paid") == 0 || strcmp(t, "invoice.payment_failed") == 0 ||
+        strcmp(t, "invoice.finalized") == 0 || strcmp(t, "invoice.updated") == 0 ||
+        strcmp(t, "invoice.created") == 0)
+        return on_invoice(ev);
+    if (strcmp(t, "charge.refunded") == 0)
+        return on_charge_refunded(ev);
+    if (strncmp(t, "product.", 8) == 0)
+        return on_product(ev);
+    if (strncmp(t, "price.", 6) == 0)
+        return on_price(ev);
+    return STOA_OK; /* stored and acknowledged, nothing to do */
+}
+
+static int acknowledge(stoa_request_t *req, bool duplicate)
+{
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_bool(w, "received", true);
+    stoa_jw_kv_bool(w, "duplicate", duplicate);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
+
+int billing_webhook(stoa_request_t *req)
+{
+    /* The signature covers the raw bytes: check before parsing anything. */
+    const char *sig = stoa_request_param(req, "HTTP_STRIPE_SIGNATURE");
+    if (stoa_stripe_verify_signature(sig, req->body, req->body_len,
+                                     req->ctx->conf.stripe_webhook_secret,
+                                     stoa_unix_time(),
+                                     SIGNATURE_TOLERANCE_S) != STOA_OK) {
+        stoa_log(STOA_LOG_NOTICE, "stripe webhook with a bad or stale "
+                                  "signature refused");
+        return stoa_http_error(req, 400, "invalid_signature",
+                               "missing, wrong or stale Stripe-Signature");
+    }
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.req = req;
+    ev.event_id = str(body, "id");
+    ev.type = str(body, "type");
+    ev.created = num(req->arena, body, "created");
+    ev.object = stoa_json_get(stoa_json_get(body, "data"), "object");
+    if (!ev.event_id || strlen(ev.event_id) > 255 || !ev.type ||
+        strlen(ev.type) > 100 || !ev.created || !stoa_json_is_object(ev.object))
+        return stoa_http_error(req, 400, "invalid_request",
+                               "not a Stripe event");
+    stoa_db_t *db = req->ctx->db;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK)
+        return rc;
+    const char *p1[] = {ev.event_id, ev.type, ev.created, req->body};
+    stoa_db_result_t *res;
+    if ((rc = stoa_db_exec(db, req->arena, "event_insert", p1, &res)) !=
+        STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return acknowledge(req, true);
+    }
+    if ((rc = apply(&ev)) != STOA_OK)
+        return rc; /* rolled back: Stripe retries the delivery */
+    const char *p2[] = {ev.event_id, ev.error[0] ? ev.error : NULL};
+    if ((rc = stoa_db_exec(db, req->arena, "event_done", p2, NULL)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    if (ev.error[0])
+        stoa_log(STOA_LOG_NOTICE, "stripe event %s (%s): %s", ev.event_id,
+                 ev.type, ev.error);
+    /* Caches are dropped after the commit, so no reader can refill them
+     * from the state before it. */
+    billing_forget_entitlements(req, ev.touched_user);
+    if (ev.catalogue_changed)
+        billing_forget_plans(req);
+    return acknowledge(req, false);
+}
