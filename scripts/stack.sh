@@ -575,6 +575,15 @@ run_migrations() {
     run_logged "$RUN/log/stoactl.log" \
         run_stoa "$BIN/stoactl" --config "$RUN/stoa.conf" migrate ||
         die "migrations failed"
+    # The dev stack is usable at once: a demo catalogue (free, pro, team),
+    # added once and then left as the operator changes it.
+    run_logged "$RUN/log/stoactl.log" \
+        run_stoa "$BIN/stoactl" --config "$RUN/stoa.conf" plan seed-demo ||
+        die "seeding the demo catalogue failed"
+    # Token signing keys: created on first start, kept afterwards.
+    run_logged "$RUN/log/stoactl.log" \
+        run_stoa "$BIN/stoactl" --config "$RUN/stoa.conf" keys ensure ||
+        die "creating the signing key failed"
 }
 
 random_password() {

@@ -20,6 +20,8 @@ static void usage(void)
             "                           change a role; revokes the user's sessions\n"
             "  keys ensure              create a signing key if there is none\n"
             "  keys rotate              add a signing key; old ones stay published\n"
+            "  plan list                the catalogue\n"
+            "  plan seed-demo           add the demo plans free, pro, team\n"
             "  jobs list [--kind K] [--state S] [--limit N]\n"
             "  jobs dead [--limit N]    the outbox, for operators\n"
             "  jobs retry ID            run a dead or waiting job again now\n"
@@ -97,6 +99,8 @@ int main(int argc, char **argv)
     int rc;
     if (strcmp(command, "migrate") == 0) {
         rc = stoactl_migrate(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "plan") == 0) {
+        rc = stoactl_plan(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "jobs") == 0) {
         rc = stoactl_jobs(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "keys") == 0) {

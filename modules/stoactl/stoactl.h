@@ -20,6 +20,7 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv);
 int stoactl_user(stoactl_t *ctl, int argc, char **argv);
 int stoactl_keys(stoactl_t *ctl, int argc, char **argv);
 int stoactl_jobs(stoactl_t *ctl, int argc, char **argv);
+int stoactl_plan(stoactl_t *ctl, int argc, char **argv);
 
 /* Reads a whole file into the arena (NUL-terminated); NULL on error. */
 char *stoactl_read_file(stoa_arena_t *arena, const char *path, size_t *len);

@@ -1,0 +1,102 @@
+/* plan.c - `stoactl plan list|seed-demo`: the catalogue from the shell. */
+#include <stdio.h>
+#include <string.h>
+
+#include "stoactl.h"
+
+/* The demo catalogue of the dev stack; seeding twice changes nothing. */
+static const struct {
+    const char *key, *name, *description, *features;
+    int sort;
+    const char *monthly, *yearly; /* minor units, EUR; NULL: no price */
+} demo[] = {
+    {"free", "Free", "For trying things out",
+     "{\"projects\":1,\"seats\":1,\"api_calls_per_day\":1000,\"support\":\"community\"}",
+     0, NULL, NULL},
+    {"pro", "Pro", "For professionals",
+     "{\"projects\":20,\"seats\":3,\"api_calls_per_day\":100000,\"support\":\"email\",\"exports\":true}",
+     1, "1900", "19000"},
+    {"team", "Team", "For growing teams",
+     "{\"projects\":200,\"seats\":25,\"api_calls_per_day\":1000000,\"support\":\"priority\",\"exports\":true,\"sso\":true}",
+     2, "4900", "49000"},
+};
+
+static int seed(stoactl_t *ctl)
+{
+    if (stoa_db_begin(ctl->db) != STOA_OK)
+        goto fail;
+    int added = 0;
+    for (size_t i = 0; i < STOA_ARRAY_LEN(demo); i++) {
+        char sort[8];
+        snprintf(sort, sizeof(sort), "%d", demo[i].sort);
+        const char *p1[] = {demo[i].key, demo[i].name, demo[i].description,
+                            demo[i].features, sort};
+        stoa_db_result_t *res;
+        if (stoa_db_query(ctl->db, ctl->arena,
+                          "INSERT INTO billing.plans (key, name, description, "
+                          "features, sort_order) VALUES ($1, $2, $3, $4::jsonb, "
+                          "$5::int) ON CONFLICT (key) DO NOTHING RETURNING id",
+                          5, p1, &res) != STOA_OK)
+            goto fail;
+        if (stoa_db_rows(res) == 0)
+            continue; /* present already: left as the operator made it */
+        added++;
+        const char *id = stoa_db_value(res, 0, 0);
+        const char *amounts[] = {demo[i].monthly, demo[i].yearly};
+        const char *intervals[] = {"month", "year"};
+        for (int j = 0; j < 2; j++) {
+            if (!amounts[j])
+                continue;
+            const char *p2[] = {id, amounts[j], intervals[j]};
+            if (stoa_db_query(ctl->db, NULL,
+                              "INSERT INTO billing.prices (plan_id, amount, "
+                              "currency, interval) VALUES ($1::uuid, "
+                              "$2::bigint, 'eur', $3)",
+                              3, p2, NULL) != STOA_OK)
+                goto fail;
+        }
+    }
+    if (stoa_db_commit(ctl->db) != STOA_OK)
+        goto fail;
+    printf("demo catalogue: %d plan(s) added\n", added);
+    return 0;
+fail:
+    fprintf(stderr, "stoactl plan seed-demo: %s\n", stoa_db_last_error(ctl->db));
+    stoa_db_rollback(ctl->db);
+    return 1;
+}
+
+static int list(stoactl_t *ctl)
+{
+    stoa_db_result_t *res;
+    if (stoa_db_query(ctl->db, ctl->arena,
+                      "SELECT p.key, p.name, p.active, coalesce("
+                      "p.stripe_product_id, '-'), coalesce(string_agg("
+                      "pr.amount || ' ' || pr.currency || '/' || pr.interval "
+                      "|| CASE WHEN pr.active THEN '' ELSE ' (inactive)' END, "
+                      "', ' ORDER BY pr.amount), '') FROM billing.plans p LEFT "
+                      "JOIN billing.prices pr ON pr.plan_id = p.id GROUP BY "
+                      "p.id ORDER BY p.sort_order, p.key",
+                      0, NULL, &res) != STOA_OK) {
+        fprintf(stderr, "stoactl plan list: %s\n", stoa_db_last_error(ctl->db));
+        return 1;
+    }
+    printf("%-16s %-20s %-6s %-22s %s\n", "KEY", "NAME", "ACTIVE",
+           "STRIPE PRODUCT", "PRICES (minor units)");
+    for (int i = 0; i < stoa_db_rows(res); i++)
+        printf("%-16s %-20s %-6s %-22s %s\n", stoa_db_value(res, i, 0),
+               stoa_db_value(res, i, 1),
+               stoa_db_value(res, i, 2)[0] == 't' ? "yes" : "no",
+               stoa_db_value(res, i, 3), stoa_db_value(res, i, 4));
+    return 0;
+}
+
+int stoactl_plan(stoactl_t *ctl, int argc, char **argv)
+{
+    if (argc == 1 && strcmp(argv[0], "seed-demo") == 0)
+        return seed(ctl);
+    if (argc == 1 && strcmp(argv[0], "list") == 0)
+        return list(ctl);
+    fprintf(stderr, "usage: stoactl plan list|seed-demo\n");
+    return 2;
+}
