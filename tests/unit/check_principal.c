@@ -1,0 +1,110 @@
+/* check_principal.c - role checks on the identity the gateway passes. */
+#include "check_util.h"
+#include "stoa/principal.h"
+
+static stoa_principal_t with_role(const char *role)
+{
+    stoa_principal_t p;
+    memset(&p, 0, sizeof(p));
+    p.present = true;
+    p.user_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    p.role = role;
+    return p;
+}
+
+static const struct {
+    const char *role;
+    const char *roles;
+    bool allowed;
+} role_cases[] = {
+    {"admin", "admin finance", true},
+    {"finance", "admin finance", true},
+    {"client", "admin finance", false},
+    {"admin", "admin", true},
+    {"client", "client", true},
+    {"client", NULL, true}, /* NULL: any authenticated role */
+    {"admin", "  finance   admin  ", true},
+    {"admin", "administrator", false},
+    {"admin", "admi", false},
+    {"admin", "finance,admin", false}, /* space-separated only */
+    {"fin", "admin finance", false},
+    {"finance", "admin finance_ro", false},
+    {"admin", "", false},
+    {"Admin", "admin", false},
+};
+
+START_TEST(has_role_table)
+{
+    stoa_principal_t p = with_role(role_cases[_i].role);
+    ck_assert_msg(stoa_principal_has_role(&p, role_cases[_i].roles) ==
+                      role_cases[_i].allowed,
+                  "role '%s' with roles '%s' should be %s", role_cases[_i].role,
+                  role_cases[_i].roles ? role_cases[_i].roles : "NULL",
+                  role_cases[_i].allowed ? "allowed" : "refused");
+}
+END_TEST
+
+START_TEST(missing_principal_has_no_role)
+{
+    stoa_principal_t p;
+    memset(&p, 0, sizeof(p));
+    ck_assert(!stoa_principal_has_role(&p, "admin finance"));
+    ck_assert(!stoa_principal_has_role(&p, NULL));
+
+    /* A role without the present flag is not trusted. */
+    p.role = "admin";
+    ck_assert(!stoa_principal_has_role(&p, "admin"));
+
+    /* Present but no role at all. */
+    p = with_role(NULL);
+    ck_assert(!stoa_principal_has_role(&p, "admin"));
+    ck_assert(!stoa_principal_has_role(&p, NULL));
+}
+END_TEST
+
+START_TEST(role_valid)
+{
+    ck_assert(stoa_role_valid("client"));
+    ck_assert(stoa_role_valid("finance"));
+    ck_assert(stoa_role_valid("admin"));
+    static const char *const bad[] = {"", "Admin", "admin ", " admin", "root",
+                                      "clients", "fin", "admin\n"};
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++)
+        ck_assert_msg(!stoa_role_valid(bad[i]), "'%s' valid", bad[i]);
+    ck_assert(!stoa_role_valid(NULL));
+}
+END_TEST
+
+START_TEST(regression_empty_role_never_matches)
+{
+    /* principal.c: with trailing spaces in the roles list the scan ends
+     * on an empty segment, whose length equals that of an empty role, so
+     * role "" is let in. Expected: refused everywhere. */
+    static const char *const lists[] = {"admin ", "admin finance  ", " "};
+    stoa_principal_t p = with_role("");
+    for (size_t i = 0; i < STOA_ARRAY_LEN(lists); i++)
+        ck_assert_msg(!stoa_principal_has_role(&p, lists[i]),
+                      "empty role allowed by '%s'", lists[i]);
+}
+END_TEST
+
+static Suite *principal_suite(void)
+{
+    Suite *s = suite_create("principal");
+    TCase *tc = test_case("roles", NULL, NULL);
+    tcase_add_loop_test(tc, has_role_table, 0,
+                        (int)STOA_ARRAY_LEN(role_cases));
+    tcase_add_test(tc, missing_principal_has_no_role);
+    tcase_add_test(tc, role_valid);
+    suite_add_tcase(s, tc);
+
+    tc = test_case("regression", NULL, NULL);
+    tcase_add_test(tc, regression_empty_role_never_matches);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_run_suite(principal_suite());
+}
