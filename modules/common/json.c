@@ -16,30 +16,98 @@ static void tree_free(void *data)
     yajl_tree_free((yajl_val)data);
 }
 
-/* yajl's tree parser has no depth limit: measure nesting first, in one
- * pass that understands strings, so hostile input cannot exhaust the stack
- * or memory through deep nesting. */
-static bool depth_ok(const char *text, size_t len, int max_depth)
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+ * above U+10FFFF. yajl's own check lets some of these through, and
+ * Postgres would then refuse the text with a 500 instead of our 400. */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (i + n >= len)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/* One pass before yajl sees the text. yajl's tree parser has no depth
+ * limit and accepts comments (which could also hide brackets from this
+ * scan), so: nesting is measured, comments are refused (JSON has no '/'
+ * outside strings), and an escaped NUL (\u0000) is refused because the
+ * tree would silently cut the string there. */
+static const char *prescan(const char *text, size_t len, int max_depth)
 {
     int depth = 0;
     bool in_string = false;
     for (size_t i = 0; i < len; i++) {
         char c = text[i];
         if (in_string) {
-            if (c == '\\')
+            if (c == '\\') {
+                if (i + 5 < len && text[i + 1] == 'u' &&
+                    memcmp(text + i + 2, "0000", 4) == 0)
+                    return "escaped NUL in a string";
                 i++;
-            else if (c == '"')
+            } else if (c == '"') {
                 in_string = false;
+            }
             continue;
         }
         if (c == '"') {
             in_string = true;
         } else if (c == '[' || c == '{') {
             if (++depth > max_depth)
-                return false;
+                return "too deep";
         } else if (c == ']' || c == '}') {
             depth--;
+        } else if (c == '/') {
+            return "comments are not JSON";
         }
+    }
+    return NULL;
+}
+
+/* Strings decoded from \u escapes can still be invalid (lone surrogates):
+ * every key and string of the tree is checked once. */
+static bool tree_utf8_valid(yajl_val v, int depth)
+{
+    if (depth > STOA_JSON_MAX_DEPTH + 2)
+        return false;
+    if (YAJL_IS_STRING(v))
+        return utf8_valid((const unsigned char *)v->u.string,
+                          strlen(v->u.string));
+    if (YAJL_IS_OBJECT(v)) {
+        for (size_t i = 0; i < v->u.object.len; i++)
+            if (!utf8_valid((const unsigned char *)v->u.object.keys[i],
+                            strlen(v->u.object.keys[i])) ||
+                !tree_utf8_valid(v->u.object.values[i], depth + 1))
+                return false;
+    } else if (YAJL_IS_ARRAY(v)) {
+        for (size_t i = 0; i < v->u.array.len; i++)
+            if (!tree_utf8_valid(v->u.array.values[i], depth + 1))
+                return false;
     }
     return true;
 }
@@ -52,8 +120,17 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
         snprintf(err, errlen, "body contains a NUL byte");
         return STOA_DECLINED;
     }
-    if (!depth_ok(text, len, max_depth)) {
-        snprintf(err, errlen, "JSON nested deeper than %d levels", max_depth);
+    const char *why = prescan(text, len, max_depth);
+    if (why) {
+        if (strcmp(why, "too deep") == 0)
+            snprintf(err, errlen, "JSON nested deeper than %d levels",
+                     max_depth);
+        else
+            snprintf(err, errlen, "malformed JSON: %s", why);
+        return STOA_DECLINED;
+    }
+    if (!utf8_valid((const unsigned char *)text, len)) {
+        snprintf(err, errlen, "malformed JSON: invalid UTF-8");
         return STOA_DECLINED;
     }
     char yerr[256];
@@ -70,6 +147,10 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
         return STOA_DECLINED;
     }
     stoa_arena_cleanup(arena, tree_free, root);
+    if (!tree_utf8_valid(root, 0)) {
+        snprintf(err, errlen, "malformed JSON: invalid UTF-8 in an escape");
+        return STOA_DECLINED;
+    }
     *out = (stoa_json_t *)root;
     return STOA_OK;
 }
@@ -145,10 +226,20 @@ bool stoa_json_bool(const stoa_json_t *v, bool *out)
     return true;
 }
 
+#define JW_MAX_DEPTH 64
+
+/* The writer keeps its own grammar state: yajl's generator does not catch
+ * every misuse (a key without a value, "[}") and can read out of bounds
+ * after an unbalanced close. Once a misuse is seen the writer stops
+ * calling yajl and stoa_jw_ok() stays false until a reset. */
 struct stoa_jw_s {
     yajl_gen gen;
     stoa_buf_t *out;
     bool ok;
+    bool after_key;  /* inside an object, a key waits for its value */
+    bool done;       /* the top-level value is complete */
+    int depth;
+    char stack[JW_MAX_DEPTH]; /* 'o' object, 'a' array */
 };
 
 static void jw_print(void *ctx, const char *str, size_t len)
@@ -167,11 +258,19 @@ static yajl_gen jw_gen_new(stoa_jw_t *w)
     return g;
 }
 
+static void jw_state_reset(stoa_jw_t *w)
+{
+    w->ok = true;
+    w->after_key = false;
+    w->done = false;
+    w->depth = 0;
+}
+
 stoa_jw_t *stoa_jw_new(stoa_buf_t *out)
 {
     stoa_jw_t *w = stoa_xcalloc(1, sizeof(*w));
     w->out = out;
-    w->ok = true;
+    jw_state_reset(w);
     w->gen = jw_gen_new(w);
     return w;
 }
@@ -190,8 +289,30 @@ void stoa_jw_reset(stoa_jw_t *w, stoa_buf_t *out)
      * generator is cheap and always clean. */
     yajl_gen_free(w->gen);
     w->out = out;
-    w->ok = true;
+    jw_state_reset(w);
     w->gen = jw_gen_new(w);
+}
+
+bool stoa_jw_ok(const stoa_jw_t *w) { return w->ok && !w->after_key; }
+
+/* May a value start here? (top level once, in an array, or after a key) */
+static bool jw_value_allowed(stoa_jw_t *w)
+{
+    if (!w->ok)
+        return false;
+    if (w->depth == 0 ? !w->done
+                      : (w->stack[w->depth - 1] == 'a' || w->after_key))
+        return true;
+    w->ok = false;
+    return false;
+}
+
+/* Bookkeeping after a complete value. */
+static void jw_value_done(stoa_jw_t *w)
+{
+    w->after_key = false;
+    if (w->depth == 0)
+        w->done = true;
 }
 
 static void jw_check(stoa_jw_t *w, yajl_gen_status st)
@@ -200,22 +321,74 @@ static void jw_check(stoa_jw_t *w, yajl_gen_status st)
         w->ok = false;
 }
 
-bool stoa_jw_ok(const stoa_jw_t *w) { return w->ok; }
-void stoa_jw_object_open(stoa_jw_t *w) { jw_check(w, yajl_gen_map_open(w->gen)); }
-void stoa_jw_object_close(stoa_jw_t *w) { jw_check(w, yajl_gen_map_close(w->gen)); }
-void stoa_jw_array_open(stoa_jw_t *w) { jw_check(w, yajl_gen_array_open(w->gen)); }
-void stoa_jw_array_close(stoa_jw_t *w) { jw_check(w, yajl_gen_array_close(w->gen)); }
-void stoa_jw_null(stoa_jw_t *w) { jw_check(w, yajl_gen_null(w->gen)); }
-void stoa_jw_bool(stoa_jw_t *w, bool v) { jw_check(w, yajl_gen_bool(w->gen, v)); }
+static void jw_open(stoa_jw_t *w, char kind)
+{
+    if (!jw_value_allowed(w))
+        return;
+    if (w->depth == JW_MAX_DEPTH) {
+        w->ok = false;
+        return;
+    }
+    jw_check(w, kind == 'o' ? yajl_gen_map_open(w->gen)
+                            : yajl_gen_array_open(w->gen));
+    w->stack[w->depth++] = kind;
+    w->after_key = false;
+}
+
+static void jw_close(stoa_jw_t *w, char kind)
+{
+    if (!w->ok || w->depth == 0 || w->stack[w->depth - 1] != kind ||
+        w->after_key) {
+        w->ok = false;
+        return;
+    }
+    jw_check(w, kind == 'o' ? yajl_gen_map_close(w->gen)
+                            : yajl_gen_array_close(w->gen));
+    w->depth--;
+    jw_value_done(w);
+}
+
+void stoa_jw_object_open(stoa_jw_t *w) { jw_open(w, 'o'); }
+void stoa_jw_object_close(stoa_jw_t *w) { jw_close(w, 'o'); }
+void stoa_jw_array_open(stoa_jw_t *w) { jw_open(w, 'a'); }
+void stoa_jw_array_close(stoa_jw_t *w) { jw_close(w, 'a'); }
+
+void stoa_jw_null(stoa_jw_t *w)
+{
+    if (!jw_value_allowed(w))
+        return;
+    jw_check(w, yajl_gen_null(w->gen));
+    jw_value_done(w);
+}
+
+void stoa_jw_bool(stoa_jw_t *w, bool v)
+{
+    if (!jw_value_allowed(w))
+        return;
+    jw_check(w, yajl_gen_bool(w->gen, v));
+    jw_value_done(w);
+}
 
 void stoa_jw_integer(stoa_jw_t *w, int64_t v)
 {
+    if (!jw_value_allowed(w))
+        return;
     jw_check(w, yajl_gen_integer(w->gen, (long long)v));
+    jw_value_done(w);
 }
 
 void stoa_jw_stringn(stoa_jw_t *w, const char *s, size_t len)
 {
+    if (!jw_value_allowed(w))
+        return;
+    /* A NUL could not be read back (the parser refuses \u0000, Postgres
+     * text cannot hold it): refused like invalid UTF-8. */
+    if (!utf8_valid((const unsigned char *)s, len) || memchr(s, '\0', len)) {
+        w->ok = false;
+        return;
+    }
     jw_check(w, yajl_gen_string(w->gen, (const unsigned char *)s, len));
+    jw_value_done(w);
 }
 
 void stoa_jw_string(stoa_jw_t *w, const char *s)
@@ -228,7 +401,14 @@ void stoa_jw_string(stoa_jw_t *w, const char *s)
 
 void stoa_jw_key(stoa_jw_t *w, const char *key)
 {
-    stoa_jw_stringn(w, key, strlen(key));
+    size_t len = strlen(key);
+    if (!w->ok || w->depth == 0 || w->stack[w->depth - 1] != 'o' ||
+        w->after_key || !utf8_valid((const unsigned char *)key, len)) {
+        w->ok = false;
+        return;
+    }
+    jw_check(w, yajl_gen_string(w->gen, (const unsigned char *)key, len));
+    w->after_key = true;
 }
 
 void stoa_jw_kv_string(stoa_jw_t *w, const char *key, const char *s)
@@ -249,6 +429,14 @@ void stoa_jw_kv_bool(stoa_jw_t *w, const char *key, bool v)
     stoa_jw_bool(w, v);
 }
 
+static void jw_number(stoa_jw_t *w, const char *r)
+{
+    if (!jw_value_allowed(w))
+        return;
+    jw_check(w, yajl_gen_number(w->gen, r, strlen(r)));
+    jw_value_done(w);
+}
+
 static void jw_tree(stoa_jw_t *w, yajl_val v)
 {
     if (YAJL_IS_OBJECT(v)) {
@@ -266,8 +454,7 @@ static void jw_tree(stoa_jw_t *w, yajl_val v)
     } else if (YAJL_IS_STRING(v)) {
         stoa_jw_string(w, v->u.string);
     } else if (YAJL_IS_NUMBER(v)) {
-        const char *r = v->u.number.r;
-        jw_check(w, yajl_gen_number(w->gen, r, strlen(r)));
+        jw_number(w, v->u.number.r);
     } else if (YAJL_IS_TRUE(v)) {
         stoa_jw_bool(w, true);
     } else if (YAJL_IS_FALSE(v)) {

@@ -18,6 +18,23 @@ struct stoa_kv_s {
     uint64_t last_attempt_us;
 };
 
+/* Decimal digits only (strtol would take spaces and signs). */
+static bool parse_uint(const char *s, size_t n, long max, long *out)
+{
+    if (n == 0 || n > 6)
+        return false;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
 int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
                       int *db, bool *is_unix)
 {
@@ -42,17 +59,16 @@ int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
     host[end - p] = '\0';
     p = end;
     if (*p == ':') {
-        char *e;
-        long v = strtol(p + 1, &e, 10);
-        if (e == p + 1 || v < 1 || v > 65535)
+        size_t n = strcspn(p + 1, "/");
+        long v;
+        if (!parse_uint(p + 1, n, 65535, &v) || v < 1)
             return STOA_DECLINED;
         *port = (int)v;
-        p = e;
+        p += 1 + n;
     }
     if (*p == '/' && p[1]) {
-        char *e;
-        long v = strtol(p + 1, &e, 10);
-        if (e == p + 1 || *e || v < 0 || v > 15)
+        long v;
+        if (!parse_uint(p + 1, strlen(p + 1), 15, &v))
             return STOA_DECLINED;
         *db = (int)v;
     } else if (*p && strcmp(p, "/") != 0) {

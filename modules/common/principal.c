@@ -11,7 +11,7 @@ bool stoa_role_valid(const char *role)
 
 bool stoa_principal_has_role(const stoa_principal_t *p, const char *roles)
 {
-    if (!p->present || !p->role)
+    if (!p->present || !p->role || !p->role[0])
         return false;
     if (!roles)
         return true;
@@ -23,7 +23,7 @@ bool stoa_principal_has_role(const stoa_principal_t *p, const char *roles)
         const char *e = s;
         while (*e && *e != ' ')
             e++;
-        if ((size_t)(e - s) == rlen && memcmp(s, p->role, rlen) == 0)
+        if (e > s && (size_t)(e - s) == rlen && memcmp(s, p->role, rlen) == 0)
             return true;
         s = e;
     }

@@ -82,12 +82,13 @@ const char *stoa_request_path_param(const stoa_request_t *req,
                                     const char *name);
 
 /* The value of one query key, percent-decoded, arena-owned; NULL when
- * absent. STOA_DECLINED in *status when the query is malformed. */
+ * absent, or when its encoding is malformed (a field error is then
+ * recorded under the key). */
 const char *stoa_request_query(stoa_request_t *req, const char *key);
 
-/* Checks Content-Type (415), size and syntax (400 invalid_json) and that
- * the body is a JSON object; sends the error itself. STOA_OK with *out or
- * STOA_DECLINED. */
+/* Checks Content-Type (415) and syntax (400 invalid_json) and that the
+ * body is a JSON object; sends the error itself. (The size cap, 413, is
+ * applied when the body is read.) STOA_OK with *out or STOA_DECLINED. */
 STOA_MUSTCHECK int stoa_request_json_body(stoa_request_t *req,
                                           const stoa_json_t **out);
 
