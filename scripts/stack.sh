@@ -314,6 +314,7 @@ ensure_config() {
         [smtp_url]="file://$RUN/mail"
         [webhook_allow_hosts]="127.0.0.1,localhost"
         [pool_processes]="$POOL_PROCESSES"
+        [mfa_encryption_key_file]="$RUN/keys/mfa.key"
     )
     local -A seen=()
     local tmp line key
@@ -340,6 +341,15 @@ ensure_config() {
     } >"$tmp"
     mv "$tmp" "$conf"
     note "wrote $conf"
+}
+
+# The key sealing TOTP secrets: made once, never replaced (a new key would
+# make every enrolled authenticator unreadable).
+ensure_mfa_key() {
+    local key=$RUN/keys/mfa.key
+    [[ -s $key ]] && return 0
+    (umask 077 && openssl rand -hex 32 >"$key.tmp") && mv "$key.tmp" "$key"
+    note "generated the TOTP sealing key $key"
 }
 
 # Self-signed ECDSA P-256 certificate for 127.0.0.1 and localhost. It is its
@@ -913,6 +923,7 @@ cmd_start() {
     ensure_dirs
     take_lock
     ensure_config
+    ensure_mfa_key
     ensure_tls
     start_postgres
     start_redis

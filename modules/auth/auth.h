@@ -17,18 +17,22 @@ typedef struct {
     stoa_buf_t jwks;         /* keys_dir/jwks.json as served */
     long long jwks_mtime_ns; /* of the file behind jwks */
     stoa_buf_t scratch;
+    bool mfa_key_set;
+    uint8_t mfa_key[32]; /* seals TOTP secrets (mfa_encryption_key) */
 } auth_state_t;
 
 auth_state_t *auth_state(stoa_request_t *req);
 
 /* Columns of a user as the API shows it, in the order auth_write_user()
  * reads them: id, email, name, role, email_verified, created_at,
- * notification_prefs. */
+ * notification_prefs, mfa_enabled. */
 #define AUTH_USER_COLUMNS                                                      \
     "u.id, u.email, u.name, u.role, u.email_verified_at IS NOT NULL, "         \
     "to_char(u.created_at AT TIME ZONE 'UTC', "                                \
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), u.notification_prefs::text"
-#define AUTH_USER_NCOLUMNS 7
+    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), u.notification_prefs::text, "          \
+    "EXISTS (SELECT 1 FROM auth.mfa_totp m WHERE m.user_id = u.id AND "        \
+    "m.confirmed_at IS NOT NULL)"
+#define AUTH_USER_NCOLUMNS 8
 
 /* Writes the user object from columns col..col+6 of row. */
 void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
@@ -52,10 +56,16 @@ void auth_new_token(stoa_request_t *req, char **token, char **hash_param);
 /* The bytea literal of SHA-256(token). */
 char *auth_token_hash_param(stoa_request_t *req, const char *token);
 
-/* Signs an access token for the user/session; arena-owned. */
+/* Signs an access token for the user/session; arena-owned. scope may be
+ * NULL (API-key tokens carry the key's scopes). */
 STOA_MUSTCHECK int auth_access_token(stoa_request_t *req, const char *user_id,
                                      const char *role, const char *session_id,
                                      char **token);
+STOA_MUSTCHECK int auth_access_token_scoped(stoa_request_t *req,
+                                            const char *user_id,
+                                            const char *role,
+                                            const char *session_id,
+                                            const char *scope, char **token);
 
 /* Starts a session for user_id inside the caller's transaction and writes
  * the login answer {access_token, token_type, expires_in, refresh_token,
@@ -115,6 +125,21 @@ int auth_me_patch(stoa_request_t *req);
 int auth_me_export(stoa_request_t *req);
 int auth_me_delete(stoa_request_t *req);
 int auth_jwks(stoa_request_t *req);
+int auth_mfa_enroll(stoa_request_t *req);
+int auth_mfa_confirm(stoa_request_t *req);
+int auth_mfa_disable(stoa_request_t *req);
+int auth_mfa_verify(stoa_request_t *req);
+int auth_api_keys_create(stoa_request_t *req);
+int auth_api_keys_list(stoa_request_t *req);
+int auth_api_keys_delete(stoa_request_t *req);
+int auth_token(stoa_request_t *req);
+
+/* Login continues here when the account has TOTP on: answers 401
+ * mfa_required with a fresh mfa_token. */
+STOA_MUSTCHECK int auth_mfa_challenge(stoa_request_t *req, const char *user_id);
+/* True when the user has a confirmed TOTP. */
+STOA_MUSTCHECK int auth_mfa_enabled(stoa_request_t *req, const char *user_id,
+                                    bool *enabled);
 
 extern const stoa_db_statement_t auth_statements[];
 extern const size_t auth_statements_len;

@@ -61,6 +61,16 @@ int auth_login(stoa_request_t *req)
                                "this account is suspended");
     }
     auth_throttle_clear(req, email);
+    bool mfa = false;
+    if ((rc = auth_mfa_enabled(req, user_id, &mfa)) != STOA_OK)
+        return rc;
+    if (mfa) {
+        /* The password was right; the session waits for the second
+         * factor (POST /v1/auth/mfa/verify with this challenge). */
+        if ((rc = auth_mfa_challenge(req, user_id)) == STOA_ERROR)
+            return rc;
+        return STOA_DECLINED;
+    }
 
     if ((rc = stoa_db_begin(db)) != STOA_OK)
         return rc;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/crypto.h"
 #include "stoa/keys.h"
 #include "stoa/log.h"
 
@@ -24,6 +25,15 @@ static const stoa_route_t auth_routes[] = {
     {"DELETE", "/v1/me", auth_me_delete, AUTHED, NULL},
     {"GET", "/v1/me/export", auth_me_export, AUTHED, NULL},
     {"GET", "/.well-known/jwks.json", auth_jwks, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/mfa/totp/enroll", auth_mfa_enroll, AUTHED, NULL},
+    {"POST", "/v1/auth/mfa/totp/confirm", auth_mfa_confirm, AUTHED, NULL},
+    {"DELETE", "/v1/auth/mfa/totp", auth_mfa_disable, AUTHED, NULL},
+    {"POST", "/v1/auth/mfa/verify", auth_mfa_verify, STOA_ROUTE_PUBLIC, NULL},
+    {"POST", "/v1/auth/api-keys", auth_api_keys_create,
+     AUTHED | STOA_ROUTE_IDEMPOTENT, NULL},
+    {"GET", "/v1/auth/api-keys", auth_api_keys_list, AUTHED, NULL},
+    {"DELETE", "/v1/auth/api-keys/{id}", auth_api_keys_delete, AUTHED, NULL},
+    {"POST", "/v1/auth/token", auth_token, STOA_ROUTE_PUBLIC, NULL},
 };
 
 static auth_state_t state;
@@ -39,6 +49,16 @@ static int auth_init(stoa_ctx_t *ctx)
         return STOA_ERROR;
     stoa_buf_init(&state.jwks);
     stoa_buf_init(&state.scratch);
+    const char *mfa_key = ctx->conf.mfa_encryption_key;
+    size_t n = 0;
+    if (mfa_key[0]) {
+        if (strlen(mfa_key) != 64 ||
+            stoa_hex_decode(mfa_key, 64, state.mfa_key, &n) != STOA_OK) {
+            stoa_log(STOA_LOG_CRIT, "mfa_encryption_key must be 64 hex digits");
+            return STOA_ERROR;
+        }
+        state.mfa_key_set = true;
+    }
     state.signing_key = stoa_keys_load_current(ctx->conf.keys_dir);
     if (!state.signing_key)
         stoa_log(STOA_LOG_ERR, "no signing key in %s: run stoactl keys ensure",

@@ -112,5 +112,83 @@ const stoa_db_statement_t auth_statements[] = {
      "DELETE FROM auth.refresh_tokens rt USING auth.sessions s WHERE "
      "rt.session_id = s.id AND s.user_id = $1::uuid",
      1},
+    /* --- TOTP ------------------------------------------------------- */
+    {"mfa_get",
+     "SELECT secret_sealed, confirmed_at IS NOT NULL, last_used_step FROM "
+     "auth.mfa_totp WHERE user_id = $1::uuid FOR UPDATE",
+     1},
+    {"mfa_enabled",
+     "SELECT EXISTS (SELECT 1 FROM auth.mfa_totp WHERE user_id = $1::uuid "
+     "AND confirmed_at IS NOT NULL)",
+     1},
+    /* A pending (unconfirmed) secret is replaced by a new enrolment; a
+     * confirmed one is left alone (the WHERE). */
+    {"mfa_enroll",
+     "INSERT INTO auth.mfa_totp (user_id, secret_sealed) VALUES ($1::uuid, "
+     "$2::bytea) ON CONFLICT (user_id) DO UPDATE SET secret_sealed = "
+     "EXCLUDED.secret_sealed, created_at = now(), last_used_step = 0 WHERE "
+     "auth.mfa_totp.confirmed_at IS NULL RETURNING 1",
+     2},
+    {"mfa_confirm",
+     "UPDATE auth.mfa_totp SET confirmed_at = now(), last_used_step = "
+     "$2::bigint WHERE user_id = $1::uuid AND confirmed_at IS NULL",
+     2},
+    {"mfa_use_step",
+     "UPDATE auth.mfa_totp SET last_used_step = $2::bigint WHERE user_id = "
+     "$1::uuid AND last_used_step < $2::bigint RETURNING 1",
+     2},
+    {"mfa_delete",
+     "DELETE FROM auth.mfa_totp WHERE user_id = $1::uuid", 1},
+    {"mfa_recovery_delete",
+     "DELETE FROM auth.mfa_recovery_codes WHERE user_id = $1::uuid", 1},
+    {"mfa_recovery_insert",
+     "INSERT INTO auth.mfa_recovery_codes (code_hash, user_id) SELECT "
+     "decode(h, 'hex'), $1::uuid FROM unnest($2::text[]) AS h",
+     2},
+    {"mfa_recovery_use",
+     "UPDATE auth.mfa_recovery_codes SET used_at = now() WHERE code_hash = "
+     "$2::bytea AND user_id = $1::uuid AND used_at IS NULL RETURNING "
+     "(SELECT count(*) FROM auth.mfa_recovery_codes WHERE user_id = "
+     "$1::uuid AND used_at IS NULL) - 1",
+     2},
+    {"mfa_challenge_insert",
+     "INSERT INTO auth.mfa_challenges (token_hash, user_id, expires_at) "
+     "VALUES ($1::bytea, $2::uuid, now() + interval '5 minutes')",
+     2},
+    /* Locked: two completions of one challenge cannot both succeed. */
+    {"mfa_challenge_get",
+     "SELECT c.user_id, c.used_at IS NULL AND c.expires_at > now() FROM "
+     "auth.mfa_challenges c WHERE c.token_hash = $1::bytea FOR UPDATE",
+     1},
+    {"mfa_challenge_use",
+     "UPDATE auth.mfa_challenges SET used_at = now() WHERE token_hash = "
+     "$1::bytea",
+     1},
+
+    /* --- API keys --------------------------------------------------- */
+    {"api_key_insert",
+     "INSERT INTO auth.api_keys (user_id, name, prefix, secret_hash, scopes, "
+     "expires_at) VALUES ($1::uuid, $2, $3, $4::bytea, coalesce($5::text[], "
+     "'{}'), $6::timestamptz) RETURNING id, " TS("created_at") ", "
+     TS("expires_at"),
+     6},
+    {"api_keys_list",
+     "SELECT id, name, prefix, array_to_json(scopes)::text, "
+     TS("created_at") ", " TS("last_used_at") ", " TS("expires_at")
+     " FROM auth.api_keys WHERE user_id = $1::uuid AND revoked_at IS NULL "
+     "ORDER BY created_at DESC LIMIT 100",
+     1},
+    {"api_key_revoke",
+     "UPDATE auth.api_keys SET revoked_at = now() WHERE id = $1::uuid AND "
+     "user_id = $2::uuid AND revoked_at IS NULL RETURNING id",
+     2},
+    {"api_key_lookup",
+     "SELECT k.id, k.secret_hash, k.revoked_at IS NULL AND (k.expires_at IS "
+     "NULL OR k.expires_at > now()), array_to_string(k.scopes, ' '), "
+     "k.user_id, u.role, u.status, u.email FROM auth.api_keys k JOIN "
+     "auth.users u ON u.id = k.user_id WHERE k.prefix = $1",
+     1},
+    {"api_key_used",
+     "UPDATE auth.api_keys SET last_used_at = now() WHERE id = $1::uuid", 1},
 };
 const size_t auth_statements_len = STOA_ARRAY_LEN(auth_statements);

@@ -30,7 +30,8 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     stoa_jw_kv_string(w, "role", stoa_db_value(res, row, col + 3));
     const char *verified = stoa_db_value(res, row, col + 4);
     stoa_jw_kv_bool(w, "email_verified", verified && verified[0] == 't');
-    stoa_jw_kv_bool(w, "mfa_enabled", false);
+    const char *mfa = stoa_db_value(res, row, col + 7);
+    stoa_jw_kv_bool(w, "mfa_enabled", mfa && mfa[0] == 't');
     stoa_jw_kv_string(w, "created_at", stoa_db_value(res, row, col + 5));
     stoa_jw_key(w, "notification_prefs");
     const char *prefs = stoa_db_value(res, row, col + 6);
@@ -175,6 +176,14 @@ static const stoa_jwt_key_t *signing_key(stoa_request_t *req)
 int auth_access_token(stoa_request_t *req, const char *user_id,
                       const char *role, const char *session_id, char **token)
 {
+    return auth_access_token_scoped(req, user_id, role, session_id, NULL,
+                                    token);
+}
+
+int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
+                             const char *role, const char *session_id,
+                             const char *scope, char **token)
+{
     const stoa_jwt_key_t *key = signing_key(req);
     if (!key)
         return STOA_ERROR;
@@ -197,6 +206,8 @@ int auth_access_token(stoa_request_t *req, const char *user_id,
     stoa_jw_kv_integer(w, "nbf", now);
     stoa_jw_kv_integer(w, "exp", now + conf->access_token_ttl);
     stoa_jw_kv_string(w, "jti", jti);
+    if (scope)
+        stoa_jw_kv_string(w, "scope", scope);
     stoa_jw_object_close(w);
     bool ok = stoa_jw_ok(w);
     stoa_jw_free(w);

@@ -48,6 +48,8 @@ static const conf_key_t conf_keys[] = {
     L(argon2_memory_kib, 19456, 8, 4194304),
     L(argon2_iterations, 2, 1, 100),
     L(argon2_parallelism, 1, 1, 64),
+    S(mfa_encryption_key, "", CONF_SECRET),
+    S(mfa_issuer, "stoa", CONF_NONEMPTY),
     S(stripe_api_base, "https://api.stripe.com", CONF_NONEMPTY),
     S(stripe_secret_key, "", CONF_SECRET),
     S(stripe_webhook_secret, "", CONF_SECRET),

@@ -13,10 +13,14 @@
 #define CACHE_SLOTS 256
 
 const stoa_db_statement_t stoa_revoke_statements[] = {
+    /* The sid of a token is a login session or, for tokens exchanged
+     * from an API key, the key. */
     {"revoke_check",
      "SELECT (u.status = 'active') AND ($2::uuid IS NULL OR EXISTS ("
      " SELECT 1 FROM auth.sessions s WHERE s.id = $2::uuid AND"
-     " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()))"
+     " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now())"
+     " OR EXISTS (SELECT 1 FROM auth.api_keys k WHERE k.id = $2::uuid AND"
+     " k.user_id = u.id AND k.revoked_at IS NULL))"
      " FROM auth.users u WHERE u.id = $1::uuid",
      2},
 };

@@ -27,6 +27,8 @@ typedef struct stoa_conf_s {
     long argon2_memory_kib;
     long argon2_iterations;
     long argon2_parallelism;
+    char *mfa_encryption_key; /* 64 hex digits (32 bytes) */
+    char *mfa_issuer;
     char *stripe_api_base;
     char *stripe_secret_key;
     char *stripe_webhook_secret;

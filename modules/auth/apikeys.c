@@ -1,0 +1,270 @@
+/* apikeys.c - API keys for agents and scripts: `stoa_<prefix>_<secret>`,
+ * shown once, stored as SHA-256 of the secret and found by prefix; traded
+ * at POST /v1/auth/token for an access token that carries the key's
+ * scopes. The token's sid is the key id, so revoking the key cuts its
+ * tokens off like a revoked session. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "stoa/audit.h"
+#include "stoa/crypto.h"
+#include "stoa/log.h"
+#include "stoa/revoke.h"
+
+#define PREFIX_LEN 12 /* hex */
+#define SECRET_BYTES 32
+
+static bool scope_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || !islower((unsigned char)s[0]))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(islower(c) || isdigit(c) || c == '_' || c == '.' || c == ':' ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* RFC 3339 UTC, "2027-01-31T12:00:00Z" exactly (Postgres checks the
+ * calendar; this shape keeps anything else out). */
+static bool timestamp_shape(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    if (strlen(s) != sizeof(shape) - 1)
+        return false;
+    for (size_t i = 0; shape[i]; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+            return false;
+    return true;
+}
+
+int auth_api_keys_create(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"name", "scopes", "expires_at", NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *name =
+        stoa_field_string(req, body, "name", STOA_FIELD_REQUIRED, 1, 100);
+    const stoa_json_t *scopes = stoa_json_get(body, "scopes");
+    stoa_buf_t array;
+    stoa_buf_init(&array);
+    char *scopes_param = NULL;
+    if (scopes && !stoa_json_is_null(scopes)) {
+        size_t n = stoa_json_len(scopes);
+        bool ok = stoa_json_is_array(scopes) && n <= 20;
+        stoa_buf_puts(&array, "{");
+        for (size_t i = 0; ok && i < n; i++) {
+            const char *s = stoa_json_string(stoa_json_at(scopes, i));
+            ok = s && scope_valid(s);
+            if (ok)
+                stoa_buf_printf(&array, "%s\"%s\"", i ? "," : "", s);
+        }
+        stoa_buf_puts(&array, "}");
+        if (ok)
+            scopes_param = stoa_arena_strdup(req->arena, array.data);
+        else
+            stoa_request_field_error(req, "scopes", "invalid");
+    }
+    stoa_buf_free(&array);
+    const char *expires = stoa_field_string(req, body, "expires_at",
+                                            STOA_FIELD_OPTIONAL, 1, 40);
+    if (expires && !timestamp_shape(expires))
+        stoa_request_field_error(req, "expires_at", "invalid_time");
+    else if (expires) {
+        /* Compared as text: same shape, UTC, so lexical order is time
+         * order. */
+        char now[32];
+        time_t t = (time_t)stoa_unix_time();
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (strcmp(expires, now) <= 0)
+            stoa_request_field_error(req, "expires_at", "in_the_past");
+    }
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+
+    uint8_t prefix_raw[PREFIX_LEN / 2], secret_raw[SECRET_BYTES];
+    char prefix[PREFIX_LEN + 1], secret[64];
+    stoa_random_bytes(prefix_raw, sizeof(prefix_raw));
+    stoa_random_bytes(secret_raw, sizeof(secret_raw));
+    stoa_hex_encode(prefix_raw, sizeof(prefix_raw), prefix);
+    stoa_b64url_encode(secret_raw, sizeof(secret_raw), secret);
+    stoa_wipe(secret_raw, sizeof(secret_raw));
+    char *hash = auth_token_hash_param(req, secret);
+    char *key = stoa_arena_sprintf(req->arena, "stoa_%s_%s", prefix, secret);
+    stoa_wipe(secret, sizeof(secret));
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {req->principal.user_id, name, prefix, hash,
+                            scopes_param, expires};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "api_key_insert", params, &res)) !=
+            STOA_OK)
+        return rc;
+    const char *id = stoa_db_value(res, 0, 0);
+    char *details = stoa_arena_sprintf(req->arena,
+                                       "{\"api_key_id\":\"%s\",\"prefix\":\"%s\"}",
+                                       id, prefix);
+    if ((rc = stoa_audit(req, NULL, "api_key.created", req->principal.user_id,
+                         details)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 201);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "id", id);
+    stoa_jw_kv_string(w, "key", key);
+    stoa_jw_kv_string(w, "prefix", prefix);
+    stoa_jw_kv_string(w, "name", name);
+    stoa_jw_key(w, "scopes");
+    if (scopes && !stoa_json_is_null(scopes))
+        stoa_jw_value(w, scopes);
+    else {
+        stoa_jw_array_open(w);
+        stoa_jw_array_close(w);
+    }
+    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, 1));
+    stoa_jw_kv_string(w, "expires_at", stoa_db_value(res, 0, 2));
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
+
+int auth_api_keys_list(stoa_request_t *req)
+{
+    const char *params[] = {req->principal.user_id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "api_keys_list", params,
+                          &res);
+    if (rc != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "data");
+    stoa_jw_array_open(w);
+    for (int i = 0; i < stoa_db_rows(res); i++) {
+        stoa_jw_object_open(w);
+        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
+        stoa_jw_kv_string(w, "name", stoa_db_value(res, i, 1));
+        stoa_jw_kv_string(w, "prefix", stoa_db_value(res, i, 2));
+        stoa_jw_key(w, "scopes");
+        const char *scopes = stoa_db_value(res, i, 3);
+        stoa_jw_raw(w, scopes, strlen(scopes));
+        stoa_jw_kv_string(w, "created_at", stoa_db_value(res, i, 4));
+        stoa_jw_kv_string(w, "last_used_at", stoa_db_value(res, i, 5));
+        stoa_jw_kv_string(w, "expires_at", stoa_db_value(res, i, 6));
+        stoa_jw_object_close(w);
+    }
+    stoa_jw_array_close(w);
+    stoa_jw_key(w, "next_cursor");
+    stoa_jw_null(w);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
+
+int auth_api_keys_delete(stoa_request_t *req)
+{
+    const char *id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(id))
+        return stoa_http_error(req, 404, "not_found", "no such API key");
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {id, req->principal.user_id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "api_key_revoke", params, &res)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such API key");
+    }
+    char *details = stoa_arena_sprintf(req->arena, "{\"api_key_id\":\"%s\"}", id);
+    if ((rc = stoa_audit(req, NULL, "api_key.revoked", req->principal.user_id,
+                         details)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    /* Its live access tokens carry the key id as sid. */
+    stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl, id);
+    return stoa_http_empty(req, 204);
+}
+
+int auth_token(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"grant_type", "api_key", NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *grant = stoa_field_string(req, body, "grant_type",
+                                          STOA_FIELD_REQUIRED, 1, 40);
+    const char *key =
+        stoa_field_string(req, body, "api_key", STOA_FIELD_REQUIRED, 1, 200);
+    if (grant && strcmp(grant, "api_key") != 0)
+        stoa_request_field_error(req, "grant_type", "unsupported");
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    /* stoa_<12 hex>_<secret> */
+    char prefix[PREFIX_LEN + 1] = "";
+    const char *secret = NULL;
+    if (strncmp(key, "stoa_", 5) == 0 && strlen(key) > 5 + PREFIX_LEN + 1 &&
+        key[5 + PREFIX_LEN] == '_') {
+        memcpy(prefix, key + 5, PREFIX_LEN);
+        prefix[PREFIX_LEN] = '\0';
+        secret = key + 6 + PREFIX_LEN;
+    }
+    /* Exchanges are throttled like logins, per key prefix and address. */
+    const char *throttle_id = stoa_arena_sprintf(req->arena, "apikey:%s", prefix);
+    if (auth_throttle_check(req, throttle_id) != STOA_OK)
+        return STOA_DECLINED;
+    stoa_db_result_t *res = NULL;
+    int rc = STOA_OK;
+    bool ok = false;
+    if (secret) {
+        const char *p1[] = {prefix};
+        if ((rc = stoa_db_exec(req->ctx->db, req->arena, "api_key_lookup", p1,
+                               &res)) != STOA_OK)
+            return rc;
+        if (stoa_db_rows(res) == 1) {
+            const char *stored = stoa_db_value(res, 0, 1);
+            const char *given = auth_token_hash_param(req, secret);
+            ok = strlen(stored) == strlen(given) &&
+                 stoa_ct_equal(stored, given, strlen(given)) &&
+                 stoa_db_value(res, 0, 2)[0] == 't' &&
+                 strcmp(stoa_db_value(res, 0, 6), "active") == 0;
+        }
+    }
+    if (!ok) {
+        auth_throttle_fail(req, throttle_id);
+        return stoa_http_error(req, 401, "invalid_credentials",
+                               "the API key is unknown, revoked or expired");
+    }
+    const char *key_id = stoa_db_value(res, 0, 0);
+    const char *user_id = stoa_db_value(res, 0, 4);
+    const char *scope = stoa_db_value(res, 0, 3);
+    const char *p2[] = {key_id};
+    char *access;
+    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "api_key_used", p2,
+                           NULL)) != STOA_OK ||
+        (rc = auth_access_token_scoped(req, user_id, stoa_db_value(res, 0, 5),
+                                       key_id, scope && *scope ? scope : NULL,
+                                       &access)) != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "access_token", access);
+    stoa_jw_kv_string(w, "token_type", "Bearer");
+    stoa_jw_kv_integer(w, "expires_in", req->ctx->conf.access_token_ttl);
+    stoa_jw_kv_string(w, "scope", scope);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
