@@ -67,9 +67,8 @@ int auth_login(stoa_request_t *req)
     if (mfa) {
         /* The password was right; the session waits for the second
          * factor (POST /v1/auth/mfa/verify with this challenge). */
-        if ((rc = auth_mfa_challenge(req, user_id)) == STOA_ERROR)
-            return rc;
-        return STOA_DECLINED;
+        rc = auth_mfa_challenge(req, user_id);
+        return rc == STOA_ERROR || rc == STOA_AGAIN ? rc : STOA_DECLINED;
     }
 
     if ((rc = stoa_db_begin(db)) != STOA_OK)
