@@ -8,6 +8,8 @@
 #   make asan       the same binaries with ASan + UBSan in build/asan/
 #   V=1             show the commands
 .DELETE_ON_ERROR:
+# Objects built through pattern chains (tests, fuzz) are kept.
+.SECONDARY:
 .SUFFIXES:
 MAKEFLAGS += --no-builtin-rules
 
@@ -39,7 +41,7 @@ ALL_CFLAGS := $(WARN) $(OPT) $(HARDEN) $(SAN) $(CPPFLAGS) $(PKG_CFLAGS) -pthread
 ALL_LDFLAGS := $(LDHARDEN) $(SAN) -pthread
 
 .PHONY: all
-all: $(BIN)/stoactl $(BIN)/stoa-jobs $(addprefix $(BIN)/stoa-,$(POOLS))
+all: $(BIN)/stoactl $(BIN)/stoa-jobs $(addprefix $(BIN)/stoa-,$(POOLS)) gateway
 
 # Rebuild everything when the flags change.
 FLAGS_FILE := $(BUILD)/.flags
@@ -192,4 +194,5 @@ format-check:
 clean:
 	rm -rf build bin
 
+-include mk/*.mk
 -include $(shell find build -name '*.d' 2>/dev/null)
