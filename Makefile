@@ -135,6 +135,11 @@ test-integration: all
 	STOA_BIN_DIR=$(abspath $(BIN)) python3 -m unittest discover \
 		-s tests/integration -p 'test_*.py' -v
 
+# The fake Stripe is a test tool: its own self-test keeps it honest.
+.PHONY: test-fakes
+test-fakes:
+	python3 -m unittest tests/fakes/test_stripe_fake.py
+
 # --- sanitizers --------------------------------------------------------
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
@@ -151,7 +156,7 @@ deps:
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory check-headers test-unit test-fuzz-replay
+	$(Q)$(MAKE) --no-print-directory check-headers test-unit test-fuzz-replay test-fakes
 	$(Q)$(MAKE) --no-print-directory test-integration
 	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-fuzz-replay test-integration"
 
