@@ -241,9 +241,18 @@ int auth_logout(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     const char *params[] = {p->session_id, p->user_id, "logout"};
+    stoa_db_result_t *res;
     if ((rc = stoa_db_exec(db, req->arena, "session_revoke_one", params,
-                           NULL)) != STOA_OK ||
-        (rc = stoa_audit(req, NULL, "logout", p->user_id, NULL)) != STOA_OK ||
+                           &res)) != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        /* Tokens exchanged from an API key have the key as sid: there is
+         * no login session to end (revoke the key instead). */
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 400, "invalid_request",
+                               "this token has no login session to end");
+    }
+    if ((rc = stoa_audit(req, NULL, "logout", p->user_id, NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,

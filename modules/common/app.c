@@ -173,11 +173,12 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         }
     }
     int rc = route->handler(req);
+    /* Whatever the handler did, no transaction outlives its request (a
+     * no-op, without a round trip, when none is open). */
+    stoa_db_rollback(req->ctx->db);
     if (rc == STOA_AGAIN) {
-        stoa_db_rollback(req->ctx->db);
         stoa_http_error(req, 503, "unavailable", NULL);
     } else if (rc == STOA_ERROR || !req->responded) {
-        stoa_db_rollback(req->ctx->db);
         if (!req->responded || req->status < 500) {
             stoa_log(STOA_LOG_ERR, "handler for %s %s failed", route->method,
                      route->pattern);

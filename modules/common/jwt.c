@@ -489,10 +489,10 @@ stoa_jwt_status_t stoa_jwt_verify(const stoa_jwt_keyset_t *set,
         !int_claim(c, "nbf", &claims->nbf, false) ||
         !int_claim(c, "iat", &claims->iat, false)) {
         st = STOA_JWT_MISSING_CLAIM;
-    } else if (claims->exp + opts->leeway <= opts->now) {
+    } else if (claims->exp <= opts->now - opts->leeway) {
         st = STOA_JWT_EXPIRED;
-    } else if ((claims->nbf && claims->nbf - opts->leeway > opts->now) ||
-               (claims->iat && claims->iat - opts->leeway > opts->now)) {
+    } else if ((claims->nbf && claims->nbf > opts->now + opts->leeway) ||
+               (claims->iat && claims->iat > opts->now + opts->leeway)) {
         st = STOA_JWT_NOT_YET_VALID;
     } else if (opts->issuer &&
                (!copy_claim(c, "iss", iss, sizeof(iss), true) ||

@@ -6,10 +6,12 @@
 #include "stoa/conf.h"
 #include "stoa/db.h"
 #include "stoa/json.h"
+#include "stoa/kv.h"
 
 typedef struct {
     const stoa_conf_t *conf;
     stoa_db_t *db; /* this thread's connection */
+    stoa_kv_t *kv; /* this thread's Redis connection */
     stoa_arena_t *arena;
     const char *worker_id; /* "host:pid:thread" */
 } jobs_thread_t;
@@ -55,6 +57,8 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
                          size_t errlen);
 int jobs_cleanup(jobs_thread_t *t, const jobs_job_t *job, char *err,
                  size_t errlen);
+int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                         size_t errlen);
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key

@@ -38,6 +38,7 @@ static const jobs_kind_t kinds[] = {
     {"webhook.deliver", jobs_webhook_deliver, webhook_schedule,
      STOA_ARRAY_LEN(webhook_schedule)},
     {"maintenance.cleanup", jobs_cleanup, NULL, 0},
+    {"auth.revocation_sync", jobs_revocation_sync, NULL, 0},
 };
 
 /* Recurring jobs: one outbox row per slot of `every_s` seconds. */
@@ -46,6 +47,7 @@ static const struct {
     long every_s;
 } schedule[] = {
     {"maintenance.cleanup", 3600},
+    {"auth.revocation_sync", 60},
 };
 
 const jobs_kind_t *jobs_kind_find(const char *kind)
@@ -189,6 +191,7 @@ static void *worker_main(void *arg)
            jobs_statements_len * sizeof(*statements));
     t.db = stoa_db_new(conf->database_url, statements, n,
                        conf->db_statement_timeout_ms, conf->db_connect_timeout_s);
+    t.kv = stoa_kv_new(conf->redis_url, conf->redis_timeout_ms);
     char lease[16];
     snprintf(lease, sizeof(lease), "%d", LEASE_S);
     while (!stop_requested) {
@@ -209,6 +212,7 @@ static void *worker_main(void *arg)
                           seen);
     }
     stoa_db_free(t.db);
+    stoa_kv_free(t.kv);
     free(statements);
     stoa_arena_destroy(t.arena);
     return NULL;
@@ -246,6 +250,13 @@ int main(int argc, char **argv)
         stoa_conf_free(&conf);
         return 1;
     }
+    stoa_kv_t *probe = stoa_kv_new(conf.redis_url, conf.redis_timeout_ms);
+    if (!probe) {
+        fprintf(stderr, "stoa-jobs: configuration error: redis_url is "
+                        "malformed\n");
+        return 1;
+    }
+    stoa_kv_free(probe);
     if (stoa_log_open("stoa-jobs", conf.log_dir, (int)conf.log_level) !=
         STOA_OK) {
         fprintf(stderr, "stoa-jobs: cannot open log in %s\n", conf.log_dir);

@@ -92,6 +92,33 @@ const stoa_db_statement_t jobs_statements[] = {
      "DELETE FROM auth.email_tokens WHERE expires_at < now() - interval "
      "'1 day'",
      0},
+    {"cleanup_idempotency",
+     "DELETE FROM admin.idempotency_keys WHERE created_at < now() - "
+     "interval '24 hours'",
+     0},
+    {"cleanup_mfa_challenges",
+     "DELETE FROM auth.mfa_challenges WHERE expires_at < now() - interval "
+     "'1 day'",
+     0},
+    {"cleanup_webhook_deliveries",
+     "DELETE FROM admin.webhook_deliveries WHERE at < now() - interval "
+     "'30 days'",
+     0},
+    /* Stripe events are the explanation of every billing state: kept for
+     * 400 days, beyond any dispute window. */
+    {"cleanup_stripe_events",
+     "DELETE FROM billing.stripe_events WHERE received_at < now() - interval "
+     "'400 days'",
+     0},
+    /* Sessions revoked within an access token's life, for re-writing their
+     * Redis markers (a marker lost while Redis was down comes back). */
+    {"revoked_recently",
+     "SELECT id FROM auth.sessions WHERE revoked_at > now() - "
+     "make_interval(secs => $1::int) UNION ALL SELECT id FROM auth.api_keys "
+     "WHERE revoked_at > now() - make_interval(secs => $1::int)",
+     1},
+    {"suspended_users",
+     "SELECT id FROM auth.users WHERE status = 'suspended'", 0},
     /* Done jobs carry mailed tokens in their payloads: keep them briefly. */
     {"cleanup_outbox",
      "DELETE FROM jobs.outbox WHERE done_at < now() - interval '7 days'", 0},
