@@ -13,24 +13,11 @@
 #include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/principal.h"
 #include "stoa/revoke.h"
 
 #define PREFIX_LEN 12 /* hex */
 #define SECRET_BYTES 32
-
-static bool scope_valid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64 || !islower((unsigned char)s[0]))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!(islower(c) || isdigit(c) || c == '_' || c == '.' || c == ':' ||
-              c == '-'))
-            return false;
-    }
-    return true;
-}
 
 /* RFC 3339 UTC, "2027-01-31T12:00:00Z" exactly (Postgres checks the
  * calendar; this shape keeps anything else out). */
@@ -64,7 +51,7 @@ int auth_api_keys_create(stoa_request_t *req)
         stoa_buf_puts(&array, "{");
         for (size_t i = 0; ok && i < n; i++) {
             const char *s = stoa_json_string(stoa_json_at(scopes, i));
-            ok = s && scope_valid(s);
+            ok = s && stoa_scope_valid(s);
             if (ok)
                 stoa_buf_printf(&array, "%s\"%s\"", i ? "," : "", s);
         }

@@ -125,7 +125,6 @@ static int ready(stoa_request_t *req)
 void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
                        const stoa_route_t *routes, size_t nroutes)
 {
-    (void)ctx;
     const char *allow = NULL;
     int idx = stoa_router_match(req, routes, nroutes, &allow);
     if (idx == -404) {
@@ -159,6 +158,12 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         }
         if (!stoa_principal_has_role(&req->principal, route->roles)) {
             stoa_http_error(req, 403, "forbidden", NULL);
+            return;
+        }
+        if (!stoa_principal_scope_allows(&req->principal, ctx->app->name,
+                                         req->method)) {
+            stoa_http_error(req, 403, "insufficient_scope",
+                            "this token's scopes do not cover this route");
             return;
         }
     }
@@ -240,6 +245,8 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
         req->principal.token_id = FCGX_GetParam("GATEWAY_JTI", env);
         const char *exp = FCGX_GetParam("GATEWAY_EXP", env);
         req->principal.expires_at = exp ? strtoll(exp, NULL, 10) : 0;
+        const char *scope = FCGX_GetParam("GATEWAY_SCOPE", env);
+        req->principal.scope = scope && *scope ? scope : NULL;
     }
 
     const char *cl = FCGX_GetParam("CONTENT_LENGTH", env);

@@ -29,3 +29,50 @@ bool stoa_principal_has_role(const stoa_principal_t *p, const char *roles)
     }
     return false;
 }
+
+static const char *const scope_pools[] = {"auth", "billing", "analytics",
+                                          "admin", NULL};
+
+bool stoa_scope_valid(const char *scope)
+{
+    if (strcmp(scope, "*") == 0)
+        return true;
+    const char *colon = strchr(scope, ':');
+    if (!colon)
+        return false;
+    const char *what = colon + 1;
+    if (strcmp(what, "*") != 0 && strcmp(what, "read") != 0 &&
+        strcmp(what, "write") != 0)
+        return false;
+    for (const char *const *p = scope_pools; *p; p++)
+        if (strlen(*p) == (size_t)(colon - scope) &&
+            strncmp(*p, scope, (size_t)(colon - scope)) == 0)
+            return true;
+    return false;
+}
+
+bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *pool,
+                                 const char *method)
+{
+    if (!p->scope)
+        return true;
+    bool read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    size_t plen = strlen(pool);
+    for (const char *s = p->scope; *s;) {
+        while (*s == ' ')
+            s++;
+        size_t n = strcspn(s, " ");
+        if (n == 1 && s[0] == '*')
+            return true;
+        if (n > plen + 1 && strncmp(s, pool, plen) == 0 && s[plen] == ':') {
+            const char *what = s + plen + 1;
+            size_t wlen = n - plen - 1;
+            if ((wlen == 1 && what[0] == '*') ||
+                (wlen == 4 && strncmp(what, "read", 4) == 0 && read) ||
+                (wlen == 5 && strncmp(what, "write", 5) == 0 && !read))
+                return true;
+        }
+        s += n;
+    }
+    return false;
+}

@@ -88,6 +88,59 @@ START_TEST(regression_empty_role_never_matches)
 }
 END_TEST
 
+START_TEST(scope_valid_table)
+{
+    static const struct {
+        const char *scope;
+        bool ok;
+    } cases[] = {
+        {"*", true},          {"billing:read", true}, {"auth:write", true},
+        {"admin:*", true},    {"analytics:read", true},
+        {"billing", false},   {"billing:", false},    {"billing:delete", false},
+        {"payments:read", false}, {"", false},        {":read", false},
+        {"billing:read ", false}, {"BILLING:read", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(stoa_scope_valid(cases[i].scope) == cases[i].ok,
+                      "scope '%s'", cases[i].scope);
+}
+END_TEST
+
+START_TEST(scope_allows_table)
+{
+    static const struct {
+        const char *scope, *pool, *method;
+        bool ok;
+    } cases[] = {
+        {NULL, "admin", "DELETE", true}, /* no claim: a login token */
+        {"*", "admin", "DELETE", true},
+        {"billing:read", "billing", "GET", true},
+        {"billing:read", "billing", "HEAD", true},
+        {"billing:read", "billing", "POST", false},
+        {"billing:read", "auth", "GET", false},
+        {"billing:write", "billing", "GET", false},
+        {"billing:write", "billing", "PATCH", true},
+        {"auth:read billing:*", "billing", "POST", true},
+        {"auth:read billing:*", "admin", "GET", false},
+        {"billingx:read", "billing", "GET", false},
+        {"bill:read", "billing", "GET", false},
+        {"billing:readx", "billing", "GET", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        stoa_principal_t p = {0};
+        p.present = true;
+        p.role = "client";
+        p.scope = cases[i].scope;
+        ck_assert_msg(stoa_principal_scope_allows(&p, cases[i].pool,
+                                                  cases[i].method) ==
+                          cases[i].ok,
+                      "scope '%s' on %s %s", cases[i].scope ? cases[i].scope
+                                                            : "(none)",
+                      cases[i].method, cases[i].pool);
+    }
+}
+END_TEST
+
 static Suite *principal_suite(void)
 {
     Suite *s = suite_create("principal");
@@ -96,6 +149,8 @@ static Suite *principal_suite(void)
                         (int)STOA_ARRAY_LEN(role_cases));
     tcase_add_test(tc, missing_principal_has_no_role);
     tcase_add_test(tc, role_valid);
+    tcase_add_test(tc, scope_valid_table);
+    tcase_add_test(tc, scope_allows_table);
     suite_add_tcase(s, tc);
 
     tc = test_case("regression", NULL, NULL);

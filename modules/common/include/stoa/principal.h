@@ -16,10 +16,20 @@ typedef struct {
     const char *role;       /* client | finance | admin */
     const char *token_id;   /* jti */
     int64_t expires_at;
+    const char *scope; /* space-separated; NULL: unrestricted (logins) */
 } stoa_principal_t;
 
 /* True when the principal's role is one of the space-separated roles. */
 bool stoa_principal_has_role(const stoa_principal_t *p, const char *roles);
 bool stoa_role_valid(const char *role);
+
+/* Scopes restrict tokens exchanged from API keys. A scope is "*",
+ * "<pool>:*", "<pool>:read" (GET and HEAD) or "<pool>:write" (the other
+ * methods), pool one of auth, billing, analytics, admin. */
+bool stoa_scope_valid(const char *scope);
+/* True when the principal may call `method` on `pool`: no scope claim, or
+ * one of its scopes covers it. */
+bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *pool,
+                                 const char *method);
 
 #endif
