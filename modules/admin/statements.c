@@ -9,13 +9,17 @@ const stoa_db_statement_t admin_statements[] = {
      "created_by) VALUES ($1, $2, $3::text[], $4, $5::uuid) RETURNING id, "
      TS("created_at"),
      5},
+    /* Oldest first; the cursor is (created_at in microseconds, id) of the
+     * last row of the previous page. */
     {"webhook_list",
      "SELECT id, url, description, array_to_json(events)::text, "
      TS("created_at") ", " TS("disabled_at") ", disabled_reason, "
-     TS("failing_since") ", " TS("last_success_at") " FROM "
-     "admin.webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at "
-     "LIMIT 1000",
-     0},
+     TS("failing_since") ", " TS("last_success_at") ", (extract(epoch FROM "
+     "created_at) * 1000000)::bigint FROM admin.webhook_endpoints WHERE "
+     "deleted_at IS NULL AND ($1::bigint IS NULL OR (created_at, id) > "
+     "(timestamptz 'epoch' + $1::bigint * interval '1 microsecond', "
+     "$2::uuid)) ORDER BY created_at, id LIMIT $3::int",
+     3},
     {"webhook_delete",
      "UPDATE admin.webhook_endpoints SET deleted_at = now() WHERE id = "
      "$1::uuid AND deleted_at IS NULL RETURNING id",

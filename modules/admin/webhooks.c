@@ -162,17 +162,48 @@ int admin_webhooks_create(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
+/* "<microseconds>_<uuid>" cursors of (created_at, id) paging. */
+static bool cursor_param(stoa_request_t *req, const char **ts, const char **id)
+{
+    *ts = *id = NULL;
+    const char *c = stoa_request_query(req, "cursor");
+    if (!c)
+        return true;
+    const char *sep = strchr(c, '_');
+    bool ok = sep && sep > c && sep - c <= 18 && stoa_uuid_valid(sep + 1);
+    for (const char *p = c; ok && p < sep; p++)
+        ok = *p >= '0' && *p <= '9';
+    if (!ok) {
+        stoa_request_field_error(req, "cursor", "invalid");
+        return false;
+    }
+    *ts = stoa_arena_strndup(req->arena, c, (size_t)(sep - c));
+    *id = sep + 1;
+    return true;
+}
+
 int admin_webhooks_list(stoa_request_t *req)
 {
+    int limit;
+    const char *ts, *cid;
+    admin_query_limit(req, &limit);
+    cursor_param(req, &ts, &cid);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    char fetch[16];
+    snprintf(fetch, sizeof(fetch), "%d", limit + 1);
+    const char *params[] = {ts, cid, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_list", NULL, &res);
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_list", params,
+                          &res);
     if (rc != STOA_OK)
         return rc;
+    int rows = stoa_db_rows(res), shown = rows > limit ? limit : rows;
     stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
     stoa_jw_key(w, "data");
     stoa_jw_array_open(w);
-    for (int i = 0; i < stoa_db_rows(res); i++) {
+    for (int i = 0; i < shown; i++) {
         stoa_jw_object_open(w);
         stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
         stoa_jw_kv_string(w, "url", stoa_db_value(res, i, 1));
@@ -189,7 +220,12 @@ int admin_webhooks_list(stoa_request_t *req)
     }
     stoa_jw_array_close(w);
     stoa_jw_key(w, "next_cursor");
-    stoa_jw_null(w);
+    if (rows > limit)
+        stoa_jw_string(w, stoa_arena_sprintf(req->arena, "%s_%s",
+                                             stoa_db_value(res, shown - 1, 9),
+                                             stoa_db_value(res, shown - 1, 0)));
+    else
+        stoa_jw_null(w);
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }

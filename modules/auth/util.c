@@ -62,12 +62,15 @@ char *auth_normalise_email(stoa_arena_t *arena, const char *in)
         }
         *p = (char)tolower(c);
     }
-    /* local@domain.tld: a dot in the domain, not at either end. */
+    /* local@domain: a domain that neither starts nor ends with a dot and
+     * has no empty label. Dotless hosts (admin@localhost, the first admin
+     * of a dev stack) are valid addresses. */
     if (!at || at == out || at - out > 64)
         return NULL;
     const char *domain = at + 1;
-    const char *dot = strrchr(domain, '.');
-    if (!dot || dot == domain || !dot[1] || domain[strlen(domain) - 1] == '.')
+    size_t dlen = strlen(domain);
+    if (dlen == 0 || domain[0] == '.' || domain[dlen - 1] == '.' ||
+        strstr(domain, ".."))
         return NULL;
     return out;
 }

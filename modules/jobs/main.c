@@ -202,10 +202,18 @@ static void *worker_main(void *arg)
         stoa_db_result_t *res;
         int rc = stoa_db_exec(t.db, t.arena, "jobs_claim", p, &res);
         int rows = rc == STOA_OK ? stoa_db_rows(res) : 0;
-        for (int i = 0; i < rows && !stop_requested; i++)
+        int i = 0;
+        for (; i < rows && !stop_requested; i++)
             run_job(&t, res, i);
-        /* Jobs claimed but not started (stopping) are released by their
-         * lease; nothing is lost. */
+        /* Stopping: jobs claimed but not started go back at once (if this
+         * fails, their lease still hands them on; nothing is lost). */
+        for (; i < rows; i++) {
+            const char *rp[] = {stoa_db_value(res, i, 0), t.worker_id};
+            if (stoa_db_exec(t.db, t.arena, "jobs_release", rp, NULL) !=
+                STOA_OK)
+                stoa_log(STOA_LOG_WARN, "job %s left to its lease",
+                         stoa_db_value(res, i, 0));
+        }
         stoa_arena_reset(t.arena);
         if (rows == 0)
             wait_for_work(rc == STOA_OK ? conf->jobs_poll_interval_ms : 500,

@@ -14,6 +14,13 @@ const stoa_db_statement_t jobs_statements[] = {
      "RETURNING o.id, o.kind, o.payload::text, o.attempts, o.max_attempts, "
      "o.dedupe_key, extract(epoch FROM o.created_at)::bigint",
      3},
+    /* A job claimed but not started (the worker is stopping) goes back
+     * without spending an attempt. */
+    {"jobs_release",
+     "UPDATE jobs.outbox SET locked_by = NULL, locked_until = NULL, "
+     "attempts = attempts - 1 WHERE id = $1 AND locked_by = $2 AND "
+     "done_at IS NULL",
+     2},
     {"jobs_done",
      "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
      "locked_until = NULL, last_error = NULL WHERE id = $1 AND locked_by = $2",

@@ -155,15 +155,20 @@ static int post(const stoa_conf_t *conf, const char *url, const char *id,
                         sizeof(d->error));
     if (rc != STOA_OK)
         goto out;
+    /* A name is pinned to the address just checked; an IP literal is
+     * already what curl connects to (and curl refuses to pin one). */
     char pin[512];
     snprintf(pin, sizeof(pin), "%s:%s:%s%s%s", host, port,
              strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "");
+    unsigned char probe[16];
+    bool literal = inet_pton(AF_INET, bare, probe) == 1 ||
+                   inet_pton(AF_INET6, bare, probe) == 1;
     CURL *curl = curl_easy_init();
     if (!curl) {
         rc = STOA_AGAIN;
         goto out;
     }
-    struct curl_slist *resolve = curl_slist_append(NULL, pin);
+    struct curl_slist *resolve = literal ? NULL : curl_slist_append(NULL, pin);
     struct curl_slist *headers = NULL;
     char h[512];
     headers = curl_slist_append(headers, "Content-Type: application/json");
@@ -175,7 +180,8 @@ static int post(const stoa_conf_t *conf, const char *url, const char *id,
     snprintf(h, sizeof(h), "webhook-signature: %s", signature);
     headers = curl_slist_append(headers, h);
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_RESOLVE, resolve);
+    if (resolve)
+        curl_easy_setopt(curl, CURLOPT_RESOLVE, resolve);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
