@@ -12,7 +12,4 @@ int admin_webhooks_deliveries(stoa_request_t *req);
 extern const stoa_db_statement_t admin_statements[];
 extern const size_t admin_statements_len;
 
-/* ?limit= (1..100, default 20): false (and a field error) when invalid. */
-bool admin_query_limit(stoa_request_t *req, int *limit);
-
 #endif

@@ -17,22 +17,6 @@ static const char *const known_events[] = {
     "user.deleted", "subscription.updated", "invoice.paid",
     "invoice.payment_failed", NULL};
 
-bool admin_query_limit(stoa_request_t *req, int *limit)
-{
-    const char *s = stoa_request_query(req, "limit");
-    *limit = 20;
-    if (!s)
-        return !stoa_request_has_field_errors(req);
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 100) {
-        stoa_request_field_error(req, "limit", "out_of_range");
-        return false;
-    }
-    *limit = (int)v;
-    return true;
-}
-
 /* http(s) only, a host, no credentials in the URL, and not an internal IP
  * literal unless the host is allow-listed. Names are checked again at
  * delivery, on the address actually connected to. */
@@ -162,32 +146,12 @@ int admin_webhooks_create(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
-/* "<microseconds>_<uuid>" cursors of (created_at, id) paging. */
-static bool cursor_param(stoa_request_t *req, const char **ts, const char **id)
-{
-    *ts = *id = NULL;
-    const char *c = stoa_request_query(req, "cursor");
-    if (!c)
-        return true;
-    const char *sep = strchr(c, '_');
-    bool ok = sep && sep > c && sep - c <= 18 && stoa_uuid_valid(sep + 1);
-    for (const char *p = c; ok && p < sep; p++)
-        ok = *p >= '0' && *p <= '9';
-    if (!ok) {
-        stoa_request_field_error(req, "cursor", "invalid");
-        return false;
-    }
-    *ts = stoa_arena_strndup(req->arena, c, (size_t)(sep - c));
-    *id = sep + 1;
-    return true;
-}
-
 int admin_webhooks_list(stoa_request_t *req)
 {
     int limit;
     const char *ts, *cid;
-    admin_query_limit(req, &limit);
-    cursor_param(req, &ts, &cid);
+    stoa_request_limit(req, &limit);
+    stoa_request_cursor(req, &ts, &cid);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     char fetch[16];
@@ -261,12 +225,12 @@ int admin_webhooks_deliveries(stoa_request_t *req)
     if (!stoa_uuid_valid(id))
         return stoa_http_error(req, 404, "not_found", "no such webhook");
     int limit;
-    admin_query_limit(req, &limit);
+    stoa_request_limit(req, &limit);
     const char *cursor = stoa_request_query(req, "cursor");
     if (cursor) {
         char *end;
         long long c = strtoll(cursor, &end, 10);
-        if (!*cursor || *end || c < 1)
+        if (!*cursor || *end || c < 1 || cursor[0] < '0' || cursor[0] > '9')
             stoa_request_field_error(req, "cursor", "invalid");
     }
     if (stoa_request_has_field_errors(req))

@@ -287,8 +287,8 @@ int billing_invoices(stoa_request_t *req)
 {
     int limit;
     const char *ts, *id;
-    billing_query_limit(req, &limit);
-    billing_query_cursor(req, &ts, &id);
+    stoa_request_limit(req, &limit);
+    stoa_request_cursor(req, &ts, &id);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     char fetch[16];

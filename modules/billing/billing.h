@@ -55,11 +55,6 @@ int billing_webhook(stoa_request_t *req);
 int billing_finance_subscriptions(stoa_request_t *req);
 int billing_finance_invoices(stoa_request_t *req);
 
-/* ?limit= (1..100, default 20); false with a field error when invalid. */
-bool billing_query_limit(stoa_request_t *req, int *limit);
-/* Paging cursor "<unix microseconds>_<uuid>" of (created, id) order. */
-bool billing_query_cursor(stoa_request_t *req, const char **ts,
-                          const char **id);
 
 extern const stoa_db_statement_t billing_statements[];
 extern const size_t billing_statements_len;

@@ -45,8 +45,8 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
                          filters_t *f)
 {
     memset(f, 0, sizeof(*f));
-    billing_query_limit(req, &f->limit);
-    billing_query_cursor(req, &f->cursor_ts, &f->cursor_id);
+    stoa_request_limit(req, &f->limit);
+    stoa_request_cursor(req, &f->cursor_ts, &f->cursor_id);
     f->status = stoa_request_query(req, "status");
     if (f->status) {
         const char *const *s = statuses;

@@ -126,39 +126,3 @@ void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     }
     stoa_jw_object_close(w);
 }
-
-bool billing_query_limit(stoa_request_t *req, int *limit)
-{
-    const char *s = stoa_request_query(req, "limit");
-    *limit = 20;
-    if (!s)
-        return true;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 100) {
-        stoa_request_field_error(req, "limit", "out_of_range");
-        return false;
-    }
-    *limit = (int)v;
-    return true;
-}
-
-bool billing_query_cursor(stoa_request_t *req, const char **ts,
-                          const char **id)
-{
-    *ts = *id = NULL;
-    const char *c = stoa_request_query(req, "cursor");
-    if (!c)
-        return true;
-    const char *sep = strchr(c, '_');
-    bool ok = sep && sep > c && sep - c <= 18 && stoa_uuid_valid(sep + 1);
-    for (const char *p = c; ok && p < sep; p++)
-        ok = *p >= '0' && *p <= '9';
-    if (!ok) {
-        stoa_request_field_error(req, "cursor", "invalid");
-        return false;
-    }
-    *ts = stoa_arena_strndup(req->arena, c, (size_t)(sep - c));
-    *id = sep + 1;
-    return true;
-}

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "stoa/app.h"
+#include "stoa/crypto.h"
 
 const char *stoa_request_path_param(const stoa_request_t *req,
                                     const char *name)
@@ -93,6 +94,46 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
             q++;
     }
     return NULL;
+}
+
+bool stoa_request_limit(stoa_request_t *req, int *limit)
+{
+    const char *s = stoa_request_query(req, "limit");
+    *limit = 20;
+    if (!s)
+        return true;
+    long v = 0;
+    size_t n = strlen(s);
+    bool ok = n >= 1 && n <= 3;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = s[i] >= '0' && s[i] <= '9';
+        v = v * 10 + (s[i] - '0');
+    }
+    if (!ok || v < 1 || v > 100) {
+        stoa_request_field_error(req, "limit", "out_of_range");
+        return false;
+    }
+    *limit = (int)v;
+    return true;
+}
+
+bool stoa_request_cursor(stoa_request_t *req, const char **ts, const char **id)
+{
+    *ts = *id = NULL;
+    const char *c = stoa_request_query(req, "cursor");
+    if (!c)
+        return true;
+    const char *sep = strchr(c, '_');
+    bool ok = sep && sep > c && sep - c <= 18 && stoa_uuid_valid(sep + 1);
+    for (const char *p = c; ok && p < sep; p++)
+        ok = *p >= '0' && *p <= '9';
+    if (!ok) {
+        stoa_request_field_error(req, "cursor", "invalid");
+        return false;
+    }
+    *ts = stoa_arena_strndup(req->arena, c, (size_t)(sep - c));
+    *id = sep + 1;
+    return true;
 }
 
 void stoa_request_field_error(stoa_request_t *req, const char *field,

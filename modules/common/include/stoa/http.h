@@ -86,6 +86,14 @@ const char *stoa_request_path_param(const stoa_request_t *req,
  * recorded under the key). */
 const char *stoa_request_query(stoa_request_t *req, const char *key);
 
+/* List paging (SPEC §3): ?limit= in 1..100 (default 20) and ?cursor= of
+ * the form "<microseconds>_<uuid>" (a (time, id) keyset position; *ts and
+ * *id stay NULL without one). False, with a field error recorded, when a
+ * value is malformed. */
+bool stoa_request_limit(stoa_request_t *req, int *limit);
+bool stoa_request_cursor(stoa_request_t *req, const char **ts,
+                         const char **id);
+
 /* Checks Content-Type (415) and syntax (400 invalid_json) and that the
  * body is a JSON object; sends the error itself. (The size cap, 413, is
  * applied when the body is read.) STOA_OK with *out or STOA_DECLINED. */
