@@ -93,6 +93,16 @@ STOA_MUSTCHECK int auth_queue_mail(stoa_request_t *req, const char *tmpl,
                                    const char *to, const char *data_json,
                                    const char *dedupe_key);
 
+/* A mail whose only value is the recipient's name (welcome, password
+ * changed, MFA notices), in the caller's transaction. */
+STOA_MUSTCHECK int auth_mail_name(stoa_request_t *req, const char *tmpl,
+                                  const char *to, const char *name,
+                                  const char *dedupe_key);
+/* The same for a user row of AUTH_USER_COLUMNS. */
+STOA_MUSTCHECK int auth_mail_user(stoa_request_t *req,
+                                  const stoa_db_result_t *user,
+                                  const char *tmpl);
+
 /* Drops the cached /v1/me answer of a user. */
 void auth_forget_profile(stoa_request_t *req, const char *user_id);
 

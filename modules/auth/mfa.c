@@ -286,23 +286,6 @@ int auth_mfa_confirm(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
-/* Mail about a security-relevant MFA change (caller's transaction). */
-static int mfa_mail(stoa_request_t *req, const stoa_db_result_t *user,
-                    const char *tmpl)
-{
-    stoa_buf_t data;
-    stoa_buf_init(&data);
-    stoa_jw_t *w = stoa_jw_new(&data);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, 2));
-    stoa_jw_object_close(w);
-    stoa_jw_free(w);
-    int rc = auth_queue_mail(req, tmpl, stoa_db_value(user, 0, 1), data.data,
-                             NULL);
-    stoa_buf_free(&data);
-    return rc;
-}
-
 int auth_mfa_disable(stoa_request_t *req)
 {
     const stoa_json_t *body;
@@ -367,7 +350,7 @@ int auth_mfa_disable(stoa_request_t *req)
         (rc = stoa_db_exec(db, req->arena, "mfa_recovery_delete", p1, NULL)) !=
             STOA_OK ||
         (rc = stoa_audit(req, NULL, "mfa.disabled", user_id, NULL)) != STOA_OK ||
-        (rc = mfa_mail(req, user, "mfa_disabled")) != STOA_OK ||
+        (rc = auth_mail_user(req, user, "mfa_disabled")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_forget_profile(req, user_id);
@@ -514,7 +497,7 @@ int auth_mfa_verify(stoa_request_t *req)
         (used_recovery &&
          ((rc = stoa_audit(req, user_id, "mfa.recovery_code_used", user_id,
                            NULL)) != STOA_OK ||
-          (rc = mfa_mail(req, user, "recovery_code_used")) != STOA_OK)) ||
+          (rc = auth_mail_user(req, user, "recovery_code_used")) != STOA_OK)) ||
         (rc = auth_start_session(req, user)) != STOA_OK ||
         (rc = stoa_audit(req, user_id, "login.succeeded", user_id,
                          "{\"mfa\":true}")) != STOA_OK ||

@@ -9,21 +9,6 @@
 #define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
 #define COL_STATUS (AUTH_USER_NCOLUMNS + 1)
 
-static int queue_changed_mail(stoa_request_t *req, const stoa_db_result_t *user)
-{
-    stoa_buf_t json;
-    stoa_buf_init(&json);
-    stoa_jw_t *w = stoa_jw_new(&json);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, 2));
-    stoa_jw_object_close(w);
-    stoa_jw_free(w);
-    int rc = auth_queue_mail(req, "password_changed", stoa_db_value(user, 0, 1),
-                             json.data, NULL);
-    stoa_buf_free(&json);
-    return rc;
-}
-
 int auth_password_forgot(stoa_request_t *req)
 {
     const stoa_json_t *body;
@@ -98,7 +83,7 @@ static int replace_password(stoa_request_t *req, const stoa_db_result_t *user,
         (rc = auth_revoke_sessions(req, user_id, keep_session,
                                    "password_changed", &revoked)) != STOA_OK ||
         (rc = stoa_audit(req, user_id, action, user_id, NULL)) != STOA_OK ||
-        (rc = queue_changed_mail(req, user)) != STOA_OK ||
+        (rc = auth_mail_user(req, user, "password_changed")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_mark_revoked(req, revoked);

@@ -157,24 +157,16 @@ int auth_verify_email(stoa_request_t *req)
                                "the link is invalid, used or expired");
     }
     /* Welcome mail once per account, whatever the number of links used. */
-    stoa_buf_t data;
-    stoa_buf_init(&data);
-    stoa_jw_t *w = stoa_jw_new(&data);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, 1));
-    stoa_jw_object_close(w);
-    stoa_jw_free(w);
     char *welcome_key = stoa_arena_sprintf(req->arena, "welcome:%s", user_id);
-    rc = auth_queue_mail(req, "welcome", stoa_db_value(user, 0, 0), data.data,
-                         welcome_key);
-    stoa_buf_free(&data);
-    if (rc != STOA_OK ||
+    if ((rc = auth_mail_name(req, "welcome", stoa_db_value(user, 0, 0),
+                             stoa_db_value(user, 0, 1), welcome_key)) !=
+            STOA_OK ||
         (rc = stoa_audit(req, user_id, "user.email_verified", user_id,
                          NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_forget_profile(req, user_id);
-    w = stoa_http_json(req, 200);
+    stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
     stoa_jw_kv_bool(w, "email_verified", true);
     stoa_jw_object_close(w);
