@@ -181,7 +181,7 @@ int auth_api_keys_delete(stoa_request_t *req)
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     /* Its live access tokens carry the key id as sid. */
-    stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl, id);
+    stoa_revoke_session_committed(req, id);
     return stoa_http_empty(req, 204);
 }
 

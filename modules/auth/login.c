@@ -187,8 +187,7 @@ int auth_refresh(stoa_request_t *req)
                              NULL)) != STOA_OK ||
             (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
-        stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
-                             session_id);
+        stoa_revoke_session_committed(req, session_id);
         return stoa_http_error(req, 401, "token_reused",
                                "this refresh token was already used; the "
                                "session has been revoked");
@@ -255,7 +254,6 @@ int auth_logout(stoa_request_t *req)
     if ((rc = stoa_audit(req, NULL, "logout", p->user_id, NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
-                             p->session_id);
+    stoa_revoke_session_committed(req, p->session_id);
     return stoa_http_empty(req, 204);
 }

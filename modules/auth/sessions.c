@@ -60,8 +60,7 @@ int auth_sessions_delete(stoa_request_t *req)
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
-                             id);
+    stoa_revoke_session_committed(req, id);
     return stoa_http_empty(req, 204);
 }
 

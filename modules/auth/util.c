@@ -281,8 +281,7 @@ int auth_revoke_sessions(stoa_request_t *req, const char *user_id,
 void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked)
 {
     for (int i = 0; i < stoa_db_rows(revoked); i++)
-        stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
-                             stoa_db_value(revoked, i, 0));
+        stoa_revoke_session_committed(req, stoa_db_value(revoked, i, 0));
 }
 
 int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,

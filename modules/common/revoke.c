@@ -6,6 +6,7 @@
 
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/outbox.h"
 
 /* Tokens live at most access_token_ttl (plus the gateway's leeway); a
  * marker must outlive all of them. */
@@ -75,15 +76,20 @@ int stoa_revoke_check(stoa_request_t *req)
         return slot->live ? STOA_OK : STOA_DECLINED;
 
     bool live;
-    char *keys[2], *values[2];
+    char *keys[3], *values[3];
     keys[0] = stoa_arena_sprintf(req->arena, "rv:u:%s", p->user_id);
     keys[1] = stoa_arena_sprintf(req->arena, "rv:s:%s",
                                  p->session_id ? p->session_id : "-");
-    int rc = stoa_kv_mget(req->ctx->kv, req->arena, 2,
+    keys[2] = STOA_REVOKE_SYNCED_KEY;
+    int rc = stoa_kv_mget(req->ctx->kv, req->arena, 3,
                           (const char *const *)keys, values);
-    if (rc == STOA_OK) {
-        live = !values[0] && !values[1];
+    if (rc == STOA_OK && (values[0] || values[1])) {
+        live = false;
+    } else if (rc == STOA_OK && values[2]) {
+        live = true;
     } else if (check_postgres(req, &live) != STOA_OK) {
+        /* Redis down or not (yet) holding every marker: Postgres decides,
+         * and when it cannot, nobody is let in. */
         return STOA_AGAIN;
     }
     snprintf(slot->user_id, sizeof(slot->user_id), "%s", p->user_id);
@@ -94,27 +100,49 @@ int stoa_revoke_check(stoa_request_t *req)
     return live ? STOA_OK : STOA_DECLINED;
 }
 
-static void mark(stoa_kv_t *kv, const char *prefix, const char *id, long ttl)
+static int mark(stoa_kv_t *kv, const char *prefix, const char *id, long ttl)
 {
     char key[64];
     snprintf(key, sizeof(key), "%s%s", prefix, id);
-    if (stoa_kv_set(kv, key, "1", 1, ttl) != STOA_OK)
-        stoa_log(STOA_LOG_ERR,
-                 "could not set revocation marker %s (Redis down: the "
-                 "Postgres fallback refuses the session meanwhile)",
-                 key);
+    if (stoa_kv_set(kv, key, "1", 1, ttl) == STOA_OK)
+        return STOA_OK;
+    /* Without its marker the session would pass once Redis answers again:
+     * drop the sentinel so checks go to Postgres until a re-sync. If Redis
+     * is down this fails too, and the sentinel then dies with Redis or is
+     * checked by the re-sync the caller queues. */
+    stoa_log(STOA_LOG_ERR, "could not set revocation marker %s", key);
+    if (stoa_kv_del(kv, STOA_REVOKE_SYNCED_KEY) != STOA_OK)
+        stoa_log(STOA_LOG_ERR, "could not clear the revocation sentinel");
+    return STOA_AGAIN;
 }
 
-void stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
-                              const char *session_id)
+int stoa_revoke_request_sync(stoa_db_t *db, stoa_arena_t *arena)
 {
-    mark(kv, "rv:s:", session_id, token_ttl + MARKER_EXTRA_S);
+    char slot[32];
+    snprintf(slot, sizeof(slot), "now:%lld", (long long)(stoa_unix_time() / 5));
+    return stoa_outbox_enqueue(db, arena, "auth.revocation_sync", "{}", slot, 0);
 }
 
-void stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
+int stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
+                             const char *session_id)
+{
+    return mark(kv, "rv:s:", session_id, token_ttl + MARKER_EXTRA_S);
+}
+
+int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
 {
     /* A suspended user stays marked until reactivated. */
-    mark(kv, "rv:u:", user_id, 0);
+    return mark(kv, "rv:u:", user_id, 0);
+}
+
+void stoa_revoke_session_committed(stoa_request_t *req, const char *session_id)
+{
+    if (stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
+                                 session_id) == STOA_OK)
+        return;
+    if (stoa_revoke_request_sync(req->ctx->db, req->arena) != STOA_OK)
+        stoa_log(STOA_LOG_CRIT, "revocation re-sync not queued; the minute "
+                                "re-sync will restore the marker");
 }
 
 void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id)

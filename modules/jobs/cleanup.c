@@ -56,8 +56,20 @@ int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
         return STOA_AGAIN;
     }
     for (int i = 0; i < stoa_db_rows(sessions); i++)
-        stoa_revoke_mark_session(t->kv, ttl, stoa_db_value(sessions, i, 0));
+        if (stoa_revoke_mark_session(t->kv, ttl, stoa_db_value(sessions, i, 0)) !=
+            STOA_OK) {
+            snprintf(err, errlen, "redis refused a marker");
+            return STOA_AGAIN;
+        }
     for (int i = 0; i < stoa_db_rows(users); i++)
-        stoa_revoke_mark_user(t->kv, stoa_db_value(users, i, 0));
+        if (stoa_revoke_mark_user(t->kv, stoa_db_value(users, i, 0)) != STOA_OK) {
+            snprintf(err, errlen, "redis refused a marker");
+            return STOA_AGAIN;
+        }
+    /* Every marker is in: an absent marker means "live" again. */
+    if (stoa_kv_set(t->kv, STOA_REVOKE_SYNCED_KEY, "1", 1, 0) != STOA_OK) {
+        snprintf(err, errlen, "redis refused the sentinel");
+        return STOA_AGAIN;
+    }
     return STOA_OK;
 }

@@ -31,6 +31,8 @@ static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
 static unsigned long wake_generation;
 
 static const int webhook_schedule[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
+/* A re-sync waits for Redis to come back: retried every 2 s. */
+static const int resync_schedule[] = {2};
 
 static const jobs_kind_t kinds[] = {
     {"email.send", jobs_email_send, NULL, 0},
@@ -38,7 +40,8 @@ static const jobs_kind_t kinds[] = {
     {"webhook.deliver", jobs_webhook_deliver, webhook_schedule,
      STOA_ARRAY_LEN(webhook_schedule)},
     {"maintenance.cleanup", jobs_cleanup, NULL, 0},
-    {"auth.revocation_sync", jobs_revocation_sync, NULL, 0},
+    {"auth.revocation_sync", jobs_revocation_sync, resync_schedule,
+     STOA_ARRAY_LEN(resync_schedule)},
 };
 
 /* Recurring jobs: one outbox row per slot of `every_s` seconds. */
@@ -309,6 +312,7 @@ int main(int argc, char **argv)
                                 conf.db_connect_timeout_s);
     stoa_arena_t *arena = stoa_arena_create(0);
     bool listening = false;
+    uint64_t last_schedule_us = stoa_now_us();
     stoa_log(STOA_LOG_INFO, "started with %zu worker threads", nworkers);
     while (!stop_requested) {
         if (!listening) {
@@ -332,8 +336,13 @@ int main(int argc, char **argv)
             listening = false;
             continue;
         }
-        if (n == 0)
+        /* Schedule slots are checked at least every few seconds, busy or
+         * not (a stream of notifications must not starve them). */
+        uint64_t now_us = stoa_now_us();
+        if (now_us - last_schedule_us >= 5000000) {
             enqueue_scheduled(db, arena);
+            last_schedule_us = now_us;
+        }
         /* A notification or the poll interval: let the workers look. */
         wake_all();
     }

@@ -198,9 +198,12 @@ static int set_role(stoactl_t *ctl, int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < stoa_db_rows(revoked); i++)
-        if (ctl->kv)
+        if (!ctl->kv ||
             stoa_revoke_mark_session(ctl->kv, ctl->conf.access_token_ttl,
-                                     stoa_db_value(revoked, i, 0));
+                                     stoa_db_value(revoked, i, 0)) != STOA_OK)
+            fprintf(stderr, "stoactl: warning: revocation marker not set; "
+                            "pools ask Postgres until the jobs worker's "
+                            "re-sync\n");
     char *key = stoa_arena_sprintf(ctl->arena, "me:%s", id);
     if (ctl->kv && stoa_kv_del(ctl->kv, key) != STOA_OK)
         fprintf(stderr, "stoactl: warning: Redis unreachable; cached "

@@ -5,7 +5,13 @@
  * rv:u:<user id> for a suspended user, with a TTL that outlives every
  * access token. Every authenticated request checks them (one MGET),
  * cached per process for at most STOA_REVOKE_CACHE_MS. When Redis cannot
- * answer, Postgres is asked instead: never "allow" by default. */
+ * answer, Postgres is asked instead: never "allow" by default.
+ *
+ * Redis keeps no data across a restart, so an absent marker only means
+ * "live" while the sentinel rv:synced exists: the jobs worker sets it
+ * after writing every marker from Postgres (every minute, and again as
+ * soon as Redis is back when a marker could not be written). Without the
+ * sentinel the check asks Postgres. */
 #ifndef STOA_REVOKE_H
 #define STOA_REVOKE_H
 
@@ -26,9 +32,19 @@ STOA_MUSTCHECK int stoa_revoke_check(stoa_request_t *req);
  * fallback still refuses the session when Redis is down. */
 /* token_ttl: the access token lifetime (config access_token_ttl); the
  * session marker outlives every token of that session. */
-void stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
-                              const char *session_id);
-void stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id);
+STOA_MUSTCHECK int stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
+                                            const char *session_id);
+STOA_MUSTCHECK int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id);
+/* For pools: marks a session revoked after the commit; when Redis cannot
+ * take the marker, queues an immediate re-sync (see above). */
+void stoa_revoke_session_committed(stoa_request_t *req, const char *session_id);
 void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id);
+
+/* The sentinel key; set by the jobs worker after a full re-sync. */
+#define STOA_REVOKE_SYNCED_KEY "rv:synced"
+
+/* Statement the revoking pools use to ask for a re-sync when a marker
+ * could not be written (Redis down). */
+STOA_MUSTCHECK int stoa_revoke_request_sync(stoa_db_t *db, stoa_arena_t *arena);
 
 #endif
