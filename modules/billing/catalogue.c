@@ -306,7 +306,13 @@ int billing_admin_plan_sync(stoa_request_t *req)
     char hex[2 * STOA_SHA256_LEN + 1];
     stoa_sha256(form.data, form.len, digest);
     stoa_hex_encode(digest, 16, hex);
-    char *key = stoa_arena_sprintf(req->arena, "stoa-product-%s-%s", plan_id, hex);
+    /* Create and update are different requests: different keys. */
+    char *key = product ? stoa_arena_sprintf(req->arena,
+                                             "stoa-product-update-%s-%s",
+                                             product, hex)
+                        : stoa_arena_sprintf(req->arena,
+                                             "stoa-product-create-%s-%s",
+                                             plan_id, hex);
     char *path = product ? stoa_arena_sprintf(req->arena, "/v1/products/%s",
                                               product)
                          : "/v1/products";

@@ -206,7 +206,10 @@ const stoa_db_statement_t billing_statements[] = {
      "(SELECT 1 FROM billing.plans WHERE key = $1 AND stripe_product_id IS "
      "DISTINCT FROM $6) THEN lower($6) ELSE $1 END, $2, $3, $4::jsonb, "
      "$5::bool, $6, $7::bigint) ON CONFLICT (stripe_product_id) DO UPDATE "
-     "SET name = EXCLUDED.name, description = EXCLUDED.description, "
+     "SET key = CASE WHEN p.key = lower(p.stripe_product_id) AND NOT EXISTS "
+     "(SELECT 1 FROM billing.plans WHERE key = EXCLUDED.key) THEN "
+     "EXCLUDED.key ELSE p.key END, "
+     "name = EXCLUDED.name, description = EXCLUDED.description, "
      "features = EXCLUDED.features, active = EXCLUDED.active, "
      "stripe_event_at = EXCLUDED.stripe_event_at, updated_at = now() WHERE "
      "p.stripe_event_at <= EXCLUDED.stripe_event_at",

@@ -183,7 +183,9 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
      * no-op, without a round trip, when none is open). */
     stoa_db_rollback(req->ctx->db);
     if (rc == STOA_AGAIN) {
-        stoa_http_error(req, 503, "unavailable", NULL);
+        /* Keep a specific 503 the handler wrote (its own code). */
+        if (!req->responded || req->status != 503)
+            stoa_http_error(req, 503, "unavailable", NULL);
     } else if (rc == STOA_ERROR || !req->responded) {
         if (!req->responded || req->status < 500) {
             stoa_log(STOA_LOG_ERR, "handler for %s %s failed", route->method,
@@ -356,6 +358,8 @@ static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
  * gives the idle connection back (closes it) when a connection is still
  * waiting to be accepted a moment later. nginx notices the close on its
  * cached connection and opens a new one when it needs it. */
+#define YIELD_IDLE_MS 50
+
 static void yield_idle_connection(FCGX_Request *fr)
 {
     struct pollfd fds[2] = {{fr->ipcFd, POLLIN, 0}, {fr->listen_sock, POLLIN, 0}};
@@ -370,14 +374,18 @@ static void yield_idle_connection(FCGX_Request *fr)
             return; /* the next request (or a close) on the kept one */
         if (!(fds[1].revents & POLLIN))
             continue;
-        /* Several idle processes wake on one pending connection: give a
-         * free process (blocked in accept) a moment to take it first. */
-        struct pollfd again[2] = {{fr->ipcFd, POLLIN, 0},
-                                  {fr->listen_sock, POLLIN, 0}};
-        n = poll(again, 2, 2);
-        if (n > 0 && again[0].revents)
-            return;
-        if (n > 0 && (again[1].revents & POLLIN)) {
+        /* Only a connection idle for YIELD_IDLE_MS while another still
+         * waits is given back. The wait lets a free process take the new
+         * one first, and keeps small the chance that nginx picks this
+         * connection from its cache in the instant it is closed (a POST
+         * sent on it would get a 502; nginx retries only idempotent
+         * requests there). */
+        struct pollfd kept = {fr->ipcFd, POLLIN, 0};
+        n = poll(&kept, 1, YIELD_IDLE_MS);
+        if (n != 0)
+            return; /* a request came (or an error): go and read it */
+        struct pollfd pending = {fr->listen_sock, POLLIN, 0};
+        if (poll(&pending, 1, 0) == 1 && (pending.revents & POLLIN)) {
             FCGX_Free(fr, 1); /* closes the idle connection */
             return;
         }
