@@ -156,9 +156,9 @@ deps:
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory check-headers test-unit test-fuzz-replay test-fakes
+	$(Q)$(MAKE) --no-print-directory check-headers test-unit test-gateway-unit test-fuzz-replay test-fakes
 	$(Q)$(MAKE) --no-print-directory test-integration
-	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-fuzz-replay test-integration"
+	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-gateway-unit test-fuzz-replay test-integration"
 
 .PHONY: run
 run: deps

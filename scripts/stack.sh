@@ -10,7 +10,8 @@
 # Environment: STOA_RUN_DIR (<repo>/run), STOA_BIN_DIR (<repo>/bin),
 # STOA_HTTPS_PORT (8443), STOA_HTTP_PORT (8080), STOA_POOL_PROCESSES (2),
 # STOA_RATE_API (100r/s), STOA_BURST_API (200), STOA_RATE_AUTH (2r/s),
-# STOA_BURST_AUTH (10).
+# STOA_BURST_AUTH (10), STOA_GATEWAY_MODULE (the gateway module nginx loads:
+# <repo>/build/gateway/ngx_http_api_gateway_module.so).
 set -euo pipefail
 
 umask 022
@@ -27,6 +28,7 @@ readonly RATE_API=${STOA_RATE_API:-100r/s}
 readonly BURST_API=${STOA_BURST_API:-200}
 readonly RATE_AUTH=${STOA_RATE_AUTH:-2r/s}
 readonly BURST_AUTH=${STOA_BURST_AUTH:-10}
+GATEWAY_MODULE=${STOA_GATEWAY_MODULE:-$REPO_DIR/build/gateway/ngx_http_api_gateway_module.so}
 
 readonly PG_BIN=/usr/lib/postgresql/15/bin
 readonly PG_PORT=5432
@@ -45,7 +47,8 @@ readonly IS_ROOT
 # Variables that configure this script only. The programs treat STOA_<KEY>
 # as a config override, so these are removed from their environment.
 readonly STACK_ONLY_VARS=(STOA_RUN_DIR STOA_BIN_DIR STOA_HTTPS_PORT
-    STOA_HTTP_PORT STOA_RATE_API STOA_BURST_API STOA_RATE_AUTH STOA_BURST_AUTH)
+    STOA_HTTP_PORT STOA_RATE_API STOA_BURST_API STOA_RATE_AUTH STOA_BURST_AUTH
+    STOA_GATEWAY_MODULE)
 
 note() { printf 'stack.sh: %s\n' "$*" >&2; }
 die() {
@@ -71,7 +74,11 @@ validate_settings() {
     /*) ;;
     *) BIN=$PWD/$BIN ;;
     esac
-    readonly RUN BIN
+    case $GATEWAY_MODULE in
+    /*) ;;
+    *) GATEWAY_MODULE=$PWD/$GATEWAY_MODULE ;;
+    esac
+    readonly RUN BIN GATEWAY_MODULE
 
     # The run path is written into nginx, Postgres and Redis configs and sed
     # expressions; keep it to characters none of them treats specially.
@@ -772,10 +779,44 @@ nginx_fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# The value of a stoa.conf key as the programs see it: STOA_<KEY> in the
+# environment wins over the file's last `key = value` line.
+conf_value() {
+    local key=$1 value=$2 env line
+    env=STOA_${key^^}
+    if [[ -n ${!env+set} ]]; then
+        printf '%s\n' "${!env}"
+        return 0
+    fi
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line =~ ^[[:space:]]*$key[[:space:]]*=[[:space:]]*(.*)$ ]]; then
+            value=${BASH_REMATCH[1]}
+            value=${value%"${value##*[![:space:]]}"}
+        fi
+    done <"$RUN/stoa.conf"
+    printf '%s\n' "$value"
+}
+
 # Renders nginx/*.in and the snippets into $RUN/nginx. Prints "changed" when
 # the result differs from what nginx was last (re)loaded with.
 render_nginx() {
     local keepalive_directive keepalive_note user_directive nofile hard
+    # The gateway verifies tokens against the auth pool's published keys,
+    # with the issuer and audience the auth pool signs with.
+    [[ $GATEWAY_MODULE =~ ^/[A-Za-z0-9._/+-]*$ ]] ||
+        die "STOA_GATEWAY_MODULE must be a plain path ([A-Za-z0-9._/+-]): $GATEWAY_MODULE"
+    [[ -r $GATEWAY_MODULE ]] || die "missing $GATEWAY_MODULE (run make gateway)"
+    local keys_dir jwt_issuer jwt_audience key
+    keys_dir=$(conf_value keys_dir keys)
+    jwt_issuer=$(conf_value jwt_issuer "https://127.0.0.1:8443")
+    jwt_audience=$(conf_value jwt_audience stoa)
+    [[ $keys_dir =~ ^/[A-Za-z0-9._/+-]*$ ]] ||
+        die "keys_dir must be an absolute plain path ([A-Za-z0-9._/+-]) for nginx: $keys_dir"
+    # Safe inside a double-quoted nginx string and a sed replacement.
+    local plain_value='^[^[:space:][:cntrl:]"\|&]+$'
+    for key in jwt_issuer jwt_audience; do
+        [[ ${!key} =~ $plain_value ]] || die "$key cannot be handed to nginx: ${!key}"
+    done
     # Each worker may keep this many idle connections per pool: two workers
     # together must never pin more processes than the pool has.
     if ((POOL_PROCESSES >= 2)); then
@@ -821,6 +862,10 @@ render_nginx() {
             -e "s|@BURST_API@|$BURST_API|g" \
             -e "s|@RATE_AUTH@|$RATE_AUTH|g" \
             -e "s|@BURST_AUTH@|$BURST_AUTH|g" \
+            -e "s|@GATEWAY_MODULE@|$GATEWAY_MODULE|g" \
+            -e "s|@GATEWAY_JWKS@|$keys_dir/jwks.json|g" \
+            -e "s|@JWT_ISSUER@|$jwt_issuer|g" \
+            -e "s|@JWT_AUDIENCE@|$jwt_audience|g" \
             "$src" >"$dst.new"
         if grep -q '@[A-Z_]*@' "$dst.new"; then
             die "unreplaced template token in $dst.new"

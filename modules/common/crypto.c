@@ -146,10 +146,21 @@ size_t stoa_b64_encode(const void *in, size_t len, char *out)
     return b64_encode(b64_std, true, in, len, out);
 }
 
+/* Arithmetic instead of a search of the alphabet: the gateway decodes a
+ * token per request, and this is its inner loop. */
 static int b64_value(const char *alphabet, char c)
 {
-    const char *p = c ? strchr(alphabet, c) : NULL;
-    return p ? (int)(p - alphabet) : -1;
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == alphabet[62])
+        return 62;
+    if (c == alphabet[63])
+        return 63;
+    return -1;
 }
 
 /* Strict decoder: canonical encodings only (unused trailing bits must be

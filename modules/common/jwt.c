@@ -24,6 +24,9 @@ struct stoa_jwt_key_s {
     bool is_private;
     char kid[STOA_JWT_KID_MAX + 1];
     char x[48], y[48]; /* base64url coordinates */
+    /* A digest-verify context set up once with this key: each check
+     * copies it instead of fetching algorithms and key data again. */
+    EVP_MD_CTX *verify_template;
 };
 
 const char *stoa_jwt_status_name(stoa_jwt_status_t st)
@@ -121,6 +124,7 @@ void stoa_jwt_key_free(stoa_jwt_key_t *key)
 {
     if (!key)
         return;
+    EVP_MD_CTX_free(key->verify_template);
     EVP_PKEY_free(key->pkey);
     free(key);
 }
@@ -332,32 +336,54 @@ fail:
     return STOA_ERROR;
 }
 
+/* One DER INTEGER from a 32-byte big-endian value: leading zeros dropped,
+ * a zero byte added when the high bit is set (DER integers are signed). */
+static size_t der_integer(const uint8_t v[COORD_LEN], uint8_t *out)
+{
+    size_t i = 0;
+    while (i < COORD_LEN - 1 && v[i] == 0)
+        i++;
+    size_t n = COORD_LEN - i;
+    bool pad = v[i] & 0x80;
+    out[0] = 0x02;
+    out[1] = (uint8_t)(n + pad);
+    if (pad)
+        out[2] = 0;
+    memcpy(out + 2 + pad, v + i, n);
+    return 2 + pad + n;
+}
+
+/* JOSE r||s to the DER ECDSA-Sig-Value OpenSSL verifies. For P-256 the
+ * sequence is at most 72 bytes, so every length fits in one byte. */
+static size_t jose_to_der(const uint8_t raw[SIG_LEN], uint8_t der[80])
+{
+    size_t n = der_integer(raw, der + 2);
+    n += der_integer(raw + COORD_LEN, der + 2 + n);
+    der[0] = 0x30;
+    der[1] = (uint8_t)n;
+    return n + 2;
+}
+
 static bool verify_sig(const stoa_jwt_key_t *key, const char *data,
                        size_t len, const uint8_t raw[SIG_LEN])
 {
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(raw, COORD_LEN, NULL);
-    BIGNUM *s = BN_bin2bn(raw + COORD_LEN, COORD_LEN, NULL);
     uint8_t der[80];
-    uint8_t *p = der;
-    bool ok = false;
-    if (!sig || !r || !s || !ECDSA_SIG_set0(sig, r, s)) {
-        BN_free(r);
-        BN_free(s);
-        goto out;
+    size_t der_len = jose_to_der(raw, der);
+    stoa_jwt_key_t *k = (stoa_jwt_key_t *)key; /* the template is a cache */
+    if (!k->verify_template) {
+        EVP_MD_CTX *t = EVP_MD_CTX_new();
+        if (!t || EVP_DigestVerifyInit(t, NULL, EVP_sha256(), NULL,
+                                       k->pkey) != 1) {
+            EVP_MD_CTX_free(t);
+            return false;
+        }
+        k->verify_template = t;
     }
-    int der_len = i2d_ECDSA_SIG(sig, NULL);
-    if (der_len <= 0 || der_len > (int)sizeof(der) ||
-        i2d_ECDSA_SIG(sig, &p) != der_len)
-        goto out;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    ok = md &&
-         EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
-         EVP_DigestVerify(md, der, (size_t)der_len, (const uint8_t *)data,
-                          len) == 1;
+    bool ok = md && EVP_MD_CTX_copy_ex(md, k->verify_template) == 1 &&
+              EVP_DigestVerify(md, der, der_len, (const uint8_t *)data, len) ==
+                  1;
     EVP_MD_CTX_free(md);
-out:
-    ECDSA_SIG_free(sig);
     return ok;
 }
 

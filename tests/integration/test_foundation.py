@@ -87,7 +87,7 @@ class HttpContractTest(StackTestCase):
             ("pool answer", "/v1/auth/healthz", 200),
             ("nginx answer", "/healthz", 200),
             ("nginx error", "/nope", 404),
-            ("pool error", "/v1/auth/nope", 404),
+            ("pool error", "/.well-known/nope", 404),
         ]
         for label, path, status in cases:
             with self.subTest(label):
@@ -98,10 +98,32 @@ class HttpContractTest(StackTestCase):
     # --- 2. 404 and 405 ------------------------------------------------------
 
     def test_06_unknown_paths_are_json_404(self):
-        for path in ("/nope", "/v1/meow", "/v1/auth/nope", "/v1/billing/nope",
-                     "/v1/analytics/nope", "/v1/admin/nope"):
+        # Outside every route nginx answers; a public pool path is the
+        # pool's own 404.
+        for path in ("/nope", "/v1/meow", "/.well-known/nope"):
             with self.subTest(path=path):
                 self.assert_error(self.request("GET", path), 404, "not_found")
+        # Under a pool's protected prefix the gateway refuses anonymous
+        # callers before any route is revealed; with a token the pool
+        # answers its own 404.
+        email = "unknown-paths-" + uuid.uuid4().hex[:8] + "@example.com"
+        password = "correct horse battery staple"
+        reg = self.request("POST", "/v1/auth/register",
+                           {"email": email, "password": password, "name": "U"})
+        self.assertEqual(reg.status, 201, repr(reg))
+        login = self.request("POST", "/v1/auth/login",
+                             {"email": email, "password": password})
+        self.assertEqual(login.status, 200, repr(login))
+        bearer = {"Authorization": "Bearer " + login.json["access_token"]}
+        for path in ("/v1/auth/nope", "/v1/billing/nope", "/v1/analytics/nope"):
+            with self.subTest(path=path, token=False):
+                self.assert_error(self.request("GET", path), 401, "unauthenticated")
+            with self.subTest(path=path, token=True):
+                self.assert_error(self.request("GET", path, headers=bearer), 404,
+                                  "not_found")
+        with self.subTest(path="/v1/admin/nope", role="client"):
+            self.assert_error(self.request("GET", "/v1/admin/nope", headers=bearer),
+                              403, "forbidden")
 
     def test_07_wrong_method_is_json_405_with_allow(self):
         resp = self.request("DELETE", "/v1/auth/healthz")
@@ -187,7 +209,7 @@ class HttpContractTest(StackTestCase):
 
     def test_20_request_id_generated_when_absent(self):
         seen = set()
-        for path in ("/v1/auth/nope", "/v1/auth/nope", "/nope"):
+        for path in ("/.well-known/nope", "/.well-known/nope", "/nope"):
             resp = self.request("GET", path)
             self.assert_error(resp, 404, "not_found")
             seen.add(resp.header("X-Request-Id"))
@@ -203,7 +225,7 @@ class HttpContractTest(StackTestCase):
                 self.assertEqual(resp.status, 200, repr(resp))
                 self.assertEqual(self.assert_request_id(resp), rid)
             with self.subTest(rid=rid, where="pool error"):
-                resp = self.request("GET", "/v1/auth/nope", headers=hdr)
+                resp = self.request("GET", "/.well-known/nope", headers=hdr)
                 self.assert_error(resp, 404, "not_found")
                 self.assertEqual(resp.json["request_id"], rid)
             with self.subTest(rid=rid, where="nginx error"):
@@ -213,7 +235,7 @@ class HttpContractTest(StackTestCase):
 
     def test_22_insane_request_id_is_replaced(self):
         for rid in ("abc def", "a" * 200, "<script>", "r" * 129, "a/b", "id\x01"):
-            for path in ("/v1/auth/nope", "/nope"):
+            for path in ("/.well-known/nope", "/nope"):
                 with self.subTest(rid=rid, path=path):
                     resp = self.request("GET", path, headers={"X-Request-Id": rid})
                     self.assert_error(resp, 404, "not_found")
@@ -225,7 +247,7 @@ class HttpContractTest(StackTestCase):
         """SPEC §3: logs carry the request id, for answers and errors alike."""
         log_dir = self.stack.path("log")
         sent = {}
-        for path, status in (("/v1/auth/healthz", 200), ("/v1/auth/nope", 404)):
+        for path, status in (("/v1/auth/healthz", 200), ("/.well-known/nope", 404)):
             rid = "it-log-" + uuid.uuid4().hex
             resp = self.request("GET", path, headers={"X-Request-Id": rid})
             self.assertEqual(resp.status, status, repr(resp))

@@ -1,0 +1,340 @@
+/* check_gateway_cache.c - the gateway's token check and its verified-token
+ * cache (gateway/ngx_http_api_gateway_cache.c), outside nginx.
+ *
+ * A cache hit is told from a verification by swapping the key set for an
+ * empty one under the same generation: only a cached token still passes. */
+#include "../unit/check_util.h"
+
+#include <stdint.h>
+#include <time.h>
+
+#include "ngx_http_api_gateway_cache.h"
+#include "stoa/buf.h"
+#include "stoa/jwt.h"
+
+#define ISSUER "https://stoa.example"
+#define SUB "6f1c2b7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
+#define SID "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+static stoa_jwt_key_t *key;
+static stoa_jwt_keyset_t keys;    /* the key's public half */
+static stoa_jwt_keyset_t no_keys; /* what a hit must not need */
+static ngx_http_api_gateway_check_t check;
+static int64_t now;
+
+static void setup(void)
+{
+    key = stoa_jwt_key_generate();
+    ck_assert_ptr_nonnull(key);
+    stoa_buf_t jwks;
+    stoa_buf_init(&jwks);
+    stoa_buf_puts(&jwks, "{\"keys\":[");
+    stoa_jwt_key_jwk(key, &jwks);
+    stoa_buf_puts(&jwks, "]}");
+    char err[256];
+    ck_assert_int_eq(
+        stoa_jwt_keyset_from_jwks(&keys, jwks.data, jwks.len, err, sizeof(err)),
+        STOA_OK);
+    stoa_buf_free(&jwks);
+    memset(&no_keys, 0, sizeof(no_keys));
+
+    now = (int64_t)time(NULL);
+    memset(&check, 0, sizeof(check));
+    check.keys = &keys;
+    check.generation = 1;
+    check.profile = 1;
+    check.issuer = ISSUER;
+    check.audience = "stoa";
+    check.leeway = 5;
+}
+
+static void teardown(void)
+{
+    stoa_jwt_keyset_free(&keys);
+    stoa_jwt_key_free(key);
+}
+
+/* A token with the given subject, role and expiry; caller frees. */
+static char *token_with(const char *sub, const char *sid, const char *role,
+                        int64_t exp, const char *jti)
+{
+    stoa_buf_t claims, out;
+    stoa_buf_init(&claims);
+    stoa_buf_init(&out);
+    stoa_buf_printf(&claims,
+                    "{\"iss\":\"" ISSUER "\",\"aud\":\"stoa\",\"sub\":\"%s\","
+                    "\"sid\":\"%s\",\"role\":\"%s\",\"iat\":%lld,"
+                    "\"nbf\":%lld,\"exp\":%lld,\"jti\":\"%s\"}",
+                    sub, sid, role, (long long)(now - 1), (long long)(now - 1),
+                    (long long)exp, jti);
+    ck_assert_int_eq(stoa_jwt_sign(key, claims.data, &out), STOA_OK);
+    stoa_buf_free(&claims);
+    char *token = strdup(out.data);
+    stoa_buf_free(&out);
+    return token;
+}
+
+static char *token_numbered(int n)
+{
+    char jti[40];
+    snprintf(jti, sizeof(jti), "jti-%d", n);
+    return token_with(SUB, SID, "client", now + 900, jti);
+}
+
+static stoa_jwt_status_t run(ngx_http_api_gateway_cache_t *cache,
+                             const char *token, int64_t at,
+                             ngx_http_api_gateway_identity_t *id)
+{
+    return ngx_http_api_gateway_check(cache, &check, token, strlen(token), at,
+                                      id);
+}
+
+START_TEST(verifies_and_fills_the_identity)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_with(SUB, SID, "finance", now + 900, "jti-1");
+    ngx_http_api_gateway_identity_t id;
+    for (int round = 0; round < 2; round++) { /* verified, then cached */
+        memset(&id, 'x', sizeof(id));
+        ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+        ck_assert_str_eq(id.sub, SUB);
+        ck_assert_str_eq(id.sid, SID);
+        ck_assert_str_eq(id.role, "finance");
+        ck_assert_str_eq(id.jti, "jti-1");
+        ck_assert_int_eq(id.exp, now + 900);
+    }
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(repeat_is_served_from_the_cache)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_numbered(1);
+    ngx_http_api_gateway_identity_t id;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+
+    check.keys = &no_keys;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    ck_assert_str_eq(id.sub, SUB);
+
+    /* Without a cache the same token needs its key. */
+    ck_assert_int_eq(run(NULL, token, now, &id), STOA_JWT_UNKNOWN_KID);
+
+    /* A key set read again invalidates what the old one verified. */
+    check.generation++;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_UNKNOWN_KID);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(entries_belong_to_one_profile)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_numbered(1);
+    ngx_http_api_gateway_identity_t id;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+
+    /* Another location wants another issuer: no shortcut through the
+     * cache, the token is checked (and refused) for what it is. */
+    check.profile = 2;
+    check.issuer = "https://elsewhere.example";
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_BAD_ISSUER);
+    check.keys = &no_keys;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_UNKNOWN_KID);
+
+    /* The first profile still has it. */
+    check.profile = 1;
+    check.issuer = ISSUER;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(entries_die_at_expiry_plus_leeway)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_with(SUB, SID, "client", now + 10, "short");
+    ngx_http_api_gateway_identity_t id;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+
+    check.keys = &no_keys;
+    /* exp 10 s away, leeway 5 s: alive until the 15th second. */
+    ck_assert_int_eq(run(cache, token, now + 14, &id), STOA_JWT_OK);
+    ck_assert_int_eq(run(cache, token, now + 15, &id), STOA_JWT_UNKNOWN_KID);
+
+    check.keys = &keys;
+    ck_assert_int_eq(run(cache, token, now + 15, &id), STOA_JWT_EXPIRED);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(refused_tokens_are_not_cached)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_numbered(1);
+    ngx_http_api_gateway_identity_t id;
+    /* Refused for its audience, then presented where any audience goes:
+     * it must be verified (and fail on the missing key), not looked up. */
+    check.audience = "other";
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_BAD_AUDIENCE);
+    check.audience = "stoa";
+    check.keys = &no_keys;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_UNKNOWN_KID);
+
+    /* A tampered copy of a cached token is not the cached token. */
+    check.keys = &keys;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    size_t len = strlen(token);
+    token[len - 2] = token[len - 2] == 'A' ? 'B' : 'A';
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_BAD_SIGNATURE);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(oversized_tokens_are_refused_first)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    ngx_http_api_gateway_identity_t id;
+    char *big = test_repeat('e', STOA_JWT_MAX_LEN + 1);
+    ck_assert_int_eq(run(cache, big, now, &id), STOA_JWT_TOO_LONG);
+    free(big);
+    big = test_repeat('e', 12 * 1024);
+    ck_assert_int_eq(run(cache, big, now, &id), STOA_JWT_TOO_LONG);
+    free(big);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(size_is_bounded)
+{
+    ck_assert_ptr_null(ngx_http_api_gateway_cache_create(0));
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(5);
+    ck_assert_ptr_nonnull(cache);
+    ck_assert_uint_eq(ngx_http_api_gateway_cache_size(cache), 8);
+
+    enum { N = 200 };
+    char *tokens[N];
+    ngx_http_api_gateway_identity_t id;
+    for (int i = 0; i < N; i++) {
+        tokens[i] = token_numbered(i);
+        ck_assert_int_eq(run(cache, tokens[i], now, &id), STOA_JWT_OK);
+    }
+    ck_assert_uint_eq(ngx_http_api_gateway_cache_size(cache), 8);
+
+    /* At most 8 of the 200 still pass without their key; the newest does. */
+    check.keys = &no_keys;
+    int hits = 0;
+    for (int i = 0; i < N; i++)
+        hits += run(cache, tokens[i], now, &id) == STOA_JWT_OK;
+    ck_assert_int_ge(hits, 1);
+    ck_assert_int_le(hits, 8);
+    ck_assert_int_eq(run(cache, tokens[N - 1], now, &id), STOA_JWT_OK);
+
+    ngx_http_api_gateway_cache_clear(cache);
+    ck_assert_int_eq(run(cache, tokens[N - 1], now, &id), STOA_JWT_UNKNOWN_KID);
+    for (int i = 0; i < N; i++)
+        free(tokens[i]);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(the_entry_with_most_life_left_stays)
+{
+    /* One set of four ways and seven tokens: the one with most life left
+     * must survive the six short-lived ones, which evict each other. */
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(4);
+    ngx_http_api_gateway_identity_t id;
+    char *lasting = token_with(SUB, SID, "client", now + 900, "lasting");
+    ck_assert_int_eq(run(cache, lasting, now, &id), STOA_JWT_OK);
+    for (int i = 0; i < 6; i++) {
+        char jti[32];
+        snprintf(jti, sizeof(jti), "short-%d", i);
+        char *t = token_with(SUB, SID, "client", now + 1, jti);
+        ck_assert_int_eq(run(cache, t, now, &id), STOA_JWT_OK);
+        free(t);
+    }
+    check.keys = &no_keys;
+    ck_assert_int_eq(run(cache, lasting, now, &id), STOA_JWT_OK);
+    free(lasting);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(long_claims_verify_but_are_not_cached)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *sub = test_repeat('s', STOA_JWT_CLAIM_MAX);
+    char *sid = test_repeat('i', STOA_JWT_CLAIM_MAX);
+    char *token = token_with(sub, sid, "client", now + 900, "long");
+    ngx_http_api_gateway_identity_t id;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    ck_assert_str_eq(id.sub, sub);
+    ck_assert_str_eq(id.sid, sid);
+    check.keys = &no_keys;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_UNKNOWN_KID);
+    free(token);
+    free(sid);
+    free(sub);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(empty_subject_or_role_is_no_identity)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    ngx_http_api_gateway_identity_t id;
+    char *token = token_with("", SID, "client", now + 900, "no-sub");
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_MISSING_CLAIM);
+    free(token);
+    token = token_with(SUB, SID, "", now + 900, "no-role");
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_MISSING_CLAIM);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+START_TEST(extreme_expiry_does_not_overflow)
+{
+    /* exp at the top of int64: the checks must not overflow adding the
+     * leeway (an UBSan build aborts if they do), and the entry lives. */
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_with(SUB, SID, "client", INT64_MAX, "forever");
+    ngx_http_api_gateway_identity_t id;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    ck_assert_int_eq(id.exp, INT64_MAX);
+    check.keys = &no_keys;
+    ck_assert_int_eq(run(cache, token, now + 86400, &id), STOA_JWT_OK);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
+static Suite *gateway_cache_suite(void)
+{
+    Suite *s = suite_create("gateway_cache");
+    TCase *tc = test_case("check", setup, teardown);
+    tcase_add_test(tc, verifies_and_fills_the_identity);
+    tcase_add_test(tc, repeat_is_served_from_the_cache);
+    tcase_add_test(tc, entries_belong_to_one_profile);
+    tcase_add_test(tc, entries_die_at_expiry_plus_leeway);
+    tcase_add_test(tc, refused_tokens_are_not_cached);
+    tcase_add_test(tc, oversized_tokens_are_refused_first);
+    tcase_add_test(tc, size_is_bounded);
+    tcase_add_test(tc, the_entry_with_most_life_left_stays);
+    tcase_add_test(tc, long_claims_verify_but_are_not_cached);
+    tcase_add_test(tc, empty_subject_or_role_is_no_identity);
+    tcase_add_test(tc, extreme_expiry_does_not_overflow);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_run_suite(gateway_cache_suite());
+}
