@@ -21,8 +21,8 @@ typedef struct {
     /* unix second from which the entry is dead: exp + leeway; 0 if empty */
     int64_t                      expires;
     int64_t                      exp;
-    /* lengths of sub, sid, role, jti, stored one after the other */
-    uint8_t                      len[4];
+    /* lengths of sub, sid, role, jti, scope, stored one after the other */
+    uint16_t                     len[5];
     char                         claims[NGX_HTTP_API_GATEWAY_CACHED_CLAIMS];
 } ngx_http_api_gateway_entry_t;
 
@@ -168,18 +168,19 @@ ngx_http_api_gateway_insert(ngx_http_api_gateway_cache_t *cache,
     int64_t now, int64_t expires,
     const ngx_http_api_gateway_identity_t *id)
 {
-    size_t                         i, len[4], total;
+    size_t                         i, len[5], total;
     char                          *p;
-    const char                    *src[4];
+    const char                    *src[5];
     ngx_http_api_gateway_entry_t  *e, *victim;
 
     src[0] = id->sub;
     src[1] = id->sid;
     src[2] = id->role;
     src[3] = id->jti;
+    src[4] = id->scope;
 
     total = 0;
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         len[i] = strlen(src[i]);
         total += len[i];
     }
@@ -213,8 +214,8 @@ ngx_http_api_gateway_insert(ngx_http_api_gateway_cache_t *cache,
     victim->exp = id->exp;
 
     p = victim->claims;
-    for (i = 0; i < 4; i++) {
-        victim->len[i] = (uint8_t) len[i];
+    for (i = 0; i < 5; i++) {
+        victim->len[i] = (uint16_t) len[i];
         memcpy(p, src[i], len[i]);
         p += len[i];
     }
@@ -226,16 +227,17 @@ ngx_http_api_gateway_entry_identity(const ngx_http_api_gateway_entry_t *e,
     ngx_http_api_gateway_identity_t *id)
 {
     size_t       i;
-    char        *dst[4];
+    char        *dst[5];
     const char  *p;
 
     dst[0] = id->sub;
     dst[1] = id->sid;
     dst[2] = id->role;
     dst[3] = id->jti;
+    dst[4] = id->scope;
 
     p = e->claims;
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         memcpy(dst[i], p, e->len[i]);
         dst[i][e->len[i]] = '\0';
         p += e->len[i];
@@ -300,6 +302,7 @@ ngx_http_api_gateway_check(ngx_http_api_gateway_cache_t *cache,
     memcpy(identity->sid, claims.sid, sizeof(identity->sid));
     memcpy(identity->role, claims.role, sizeof(identity->role));
     memcpy(identity->jti, claims.jti, sizeof(identity->jti));
+    memcpy(identity->scope, claims.scope, sizeof(identity->scope));
     identity->exp = claims.exp;
 
     if (hashed) {

@@ -41,6 +41,8 @@ typedef struct {
     char                         sid[STOA_JWT_CLAIM_MAX + 1];
     char                         role[STOA_JWT_CLAIM_MAX + 1];
     char                         jti[STOA_JWT_CLAIM_MAX + 1];
+    /* API-key tokens only; empty for login tokens */
+    char                         scope[STOA_JWT_CLAIM_MAX * 4 + 1];
 } ngx_http_api_gateway_identity_t;
 
 /* What a token is checked against. */

@@ -5,7 +5,8 @@
  * compact ES256 JWS, verified by the shared core in modules/common/jwt.c),
  * enforces the location's roles and answers 401/403 itself in the API's
  * JSON error shape. The identity it established is exposed as variables
- * ($gateway_sub, $gateway_sid, $gateway_role, $gateway_jti, $gateway_exp)
+ * ($gateway_sub, $gateway_sid, $gateway_role, $gateway_jti, $gateway_exp,
+ * $gateway_scope)
  * for fastcgi_param and limit_req keys. The variables verify lazily, so
  * they already hold the identity in the preaccess phase where limit_req
  * runs, before the access phase has refused anything.
@@ -254,6 +255,10 @@ static ngx_http_variable_t  ngx_http_api_gateway_vars[] = {
 
     { ngx_string("gateway_jti"), NULL, ngx_http_api_gateway_variable,
       offsetof(ngx_http_api_gateway_identity_t, jti),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gateway_scope"), NULL, ngx_http_api_gateway_variable,
+      offsetof(ngx_http_api_gateway_identity_t, scope),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("gateway_exp"), NULL, ngx_http_api_gateway_exp_variable,
