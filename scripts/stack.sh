@@ -23,7 +23,18 @@ RUN=${STOA_RUN_DIR:-$REPO_DIR/run}
 BIN=${STOA_BIN_DIR:-$REPO_DIR/bin}
 readonly HTTPS_PORT=${STOA_HTTPS_PORT:-8443}
 readonly HTTP_PORT=${STOA_HTTP_PORT:-8080}
-readonly POOL_PROCESSES=${STOA_POOL_PROCESSES:-2}
+# Processes per pool: the environment, else pool_processes of an existing
+# run/stoa.conf (the operator's setting survives restarts), else 2.
+conf_pool_processes() {
+    local v=''
+    if [[ -r $RUN/stoa.conf ]]; then
+        v=$(sed -n 's/^[[:space:]]*pool_processes[[:space:]]*=[[:space:]]*\([0-9][0-9]*\)[[:space:]]*$/\1/p' \
+            "$RUN/stoa.conf" | tail -n 1)
+    fi
+    printf '%s' "${v:-2}"
+}
+POOL_PROCESSES=${STOA_POOL_PROCESSES:-$(conf_pool_processes)}
+readonly POOL_PROCESSES
 readonly RATE_API=${STOA_RATE_API:-100r/s}
 readonly BURST_API=${STOA_BURST_API:-200}
 readonly RATE_AUTH=${STOA_RATE_AUTH:-2r/s}
@@ -590,7 +601,8 @@ stop_redis() {
 
 run_migrations() {
     run_logged "$RUN/log/stoactl.log" \
-        run_stoa "$BIN/stoactl" --config "$RUN/stoa.conf" migrate ||
+        run_stoa "$BIN/stoactl" --config "$RUN/stoa.conf" migrate \
+            --dir "$REPO_DIR/migrations" ||
         die "migrations failed"
     # The dev stack is usable at once: a demo catalogue (free, pro, team),
     # added once and then left as the operator changes it.
