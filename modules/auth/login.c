@@ -60,7 +60,6 @@ int auth_login(stoa_request_t *req)
         return stoa_http_error(req, 403, "account_suspended",
                                "this account is suspended");
     }
-    auth_throttle_clear(req, email);
     bool mfa = false;
     if ((rc = auth_mfa_enabled(req, user_id, &mfa)) != STOA_OK)
         return rc;
@@ -87,6 +86,9 @@ int auth_login(stoa_request_t *req)
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
+    /* Only a complete login clears the failures: with MFA on, a right
+     * password alone must not reset the count of wrong codes. */
+    auth_throttle_clear(req, email);
     return STOA_OK;
 }
 
