@@ -10,6 +10,8 @@ static const stoa_route_t admin_routes[] = {
     {"DELETE", "/v1/admin/webhooks/{id}", admin_webhooks_delete, ADMIN, "admin"},
     {"GET", "/v1/admin/webhooks/{id}/deliveries", admin_webhooks_deliveries,
      ADMIN, "admin"},
+    {"POST", "/v1/admin/webhooks/{id}/rotate-secret",
+     admin_webhooks_rotate_secret, ADMIN, "admin"},
 };
 
 int main(int argc, char **argv)

@@ -24,6 +24,12 @@ const stoa_db_statement_t admin_statements[] = {
      "UPDATE admin.webhook_endpoints SET deleted_at = now() WHERE id = "
      "$1::uuid AND deleted_at IS NULL RETURNING id",
      1},
+    {"webhook_rotate",
+     "UPDATE admin.webhook_endpoints SET previous_secret = secret, "
+     "previous_secret_until = now() + make_interval(secs => $3::int), "
+     "secret = $2 WHERE id = $1::uuid AND deleted_at IS NULL RETURNING "
+     TS("previous_secret_until"),
+     3},
     {"webhook_exists",
      "SELECT 1 FROM admin.webhook_endpoints WHERE id = $1::uuid AND "
      "deleted_at IS NULL",

@@ -95,6 +95,19 @@ static char *events_param(stoa_request_t *req, const stoa_json_t *body)
     return param;
 }
 
+/* whsec_ + base64 of 24 random bytes (Standard Webhooks' form). */
+static char *new_secret(stoa_request_t *req)
+{
+    uint8_t raw[24];
+    char b64[40];
+    stoa_random_bytes(raw, sizeof(raw));
+    stoa_b64_encode(raw, sizeof(raw), b64);
+    stoa_wipe(raw, sizeof(raw));
+    char *secret = stoa_arena_sprintf(req->arena, "whsec_%s", b64);
+    stoa_wipe(b64, sizeof(b64));
+    return secret;
+}
+
 int admin_webhooks_create(stoa_request_t *req)
 {
     const stoa_json_t *body;
@@ -112,12 +125,7 @@ int admin_webhooks_create(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
 
-    uint8_t raw[24];
-    char b64[40];
-    stoa_random_bytes(raw, sizeof(raw));
-    stoa_b64_encode(raw, sizeof(raw), b64);
-    stoa_wipe(raw, sizeof(raw));
-    char *secret = stoa_arena_sprintf(req->arena, "whsec_%s", b64);
+    char *secret = new_secret(req);
     stoa_db_t *db = req->ctx->db;
     const char *params[] = {url, description, events, secret,
                             req->principal.user_id};
@@ -283,6 +291,54 @@ int admin_webhooks_deliveries(stoa_request_t *req)
         stoa_jw_string(w, stoa_db_value(res, shown - 1, 0));
     else
         stoa_jw_null(w);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
+
+/* A new signing secret; the previous one keeps signing too for the
+ * overlap (default a day), so a receiver can switch without a gap. */
+int admin_webhooks_rotate_secret(stoa_request_t *req)
+{
+    const char *id = stoa_request_path_param(req, "id");
+    if (!stoa_uuid_valid(id))
+        return stoa_http_error(req, 404, "not_found", "no such webhook");
+    int64_t overlap = 86400;
+    if (req->body_len) {
+        const stoa_json_t *body;
+        if (stoa_request_json_body(req, &body) != STOA_OK)
+            return STOA_DECLINED;
+        static const char *const allowed[] = {"previous_valid_for_s", NULL};
+        stoa_field_reject_unknown(req, body, allowed);
+        stoa_field_integer(req, body, "previous_valid_for_s",
+                           STOA_FIELD_OPTIONAL, 0, 7 * 86400, &overlap);
+        if (stoa_request_has_field_errors(req))
+            return stoa_http_invalid_fields(req);
+    }
+    char *secret = new_secret(req);
+    char overlap_s[24];
+    snprintf(overlap_s, sizeof(overlap_s), "%lld", (long long)overlap);
+    stoa_db_t *db = req->ctx->db;
+    const char *params[] = {id, secret, overlap_s};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, "webhook_rotate", params, &res)) !=
+            STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 404, "not_found", "no such webhook");
+    }
+    char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
+    if ((rc = stoa_audit(req, NULL, "webhook.secret_rotated", NULL, details)) !=
+            STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "id", id);
+    stoa_jw_kv_string(w, "secret", secret);
+    stoa_jw_kv_string(w, "previous_valid_until", stoa_db_value(res, 0, 0));
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }

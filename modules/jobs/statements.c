@@ -52,8 +52,9 @@ const stoa_db_statement_t jobs_statements[] = {
      3},
     {"webhook_endpoint",
      "SELECT url, secret, disabled_at IS NOT NULL OR deleted_at IS NOT NULL, "
-     "failing_since < now() - interval '5 days' FROM admin.webhook_endpoints "
-     "WHERE id = $1::uuid",
+     "failing_since < now() - interval '5 days', CASE WHEN "
+     "previous_secret_until > now() THEN previous_secret END FROM "
+     "admin.webhook_endpoints WHERE id = $1::uuid",
      1},
     {"webhook_delivery_log",
      "INSERT INTO admin.webhook_deliveries (endpoint_id, event_id, "

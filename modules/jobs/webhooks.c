@@ -243,16 +243,24 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     stoa_jw_value(w, event);
     stoa_jw_free(w);
 
-    char timestamp[24], signature[128];
+    /* During a rotation both secrets sign: "v1,<new> v1,<previous>". */
+    const char *previous = stoa_db_value(ep, 0, 4);
+    char timestamp[24], signature[256], second[128];
     snprintf(timestamp, sizeof(timestamp), "%lld", (long long)stoa_unix_time());
     delivery_t d;
     memset(&d, 0, sizeof(d));
     int rc;
     if (sign(secret, event_id, timestamp, body.data, signature,
-             sizeof(signature)) != STOA_OK) {
+             sizeof(signature)) != STOA_OK ||
+        (previous && sign(previous, event_id, timestamp, body.data, second,
+                          sizeof(second)) != STOA_OK)) {
         snprintf(d.error, sizeof(d.error), "endpoint secret malformed");
         rc = STOA_DECLINED;
     } else {
+        if (previous) {
+            size_t n = strlen(signature);
+            snprintf(signature + n, sizeof(signature) - n, " %s", second);
+        }
         rc = post(t->conf, url, event_id, signature, timestamp, body.data, &d);
     }
     stoa_buf_free(&body);

@@ -697,6 +697,61 @@ class JobsTest(StackTestCase):
         self.check_admin_webhook_api(GatewayAdmin(
             self.stack, {"admin": self.admin_token, "client": login["access_token"]}))
 
+    def test_07d_secret_rotation_signs_with_both_secrets(self):
+        """A rotated endpoint signs with the new and, for the overlap, the
+        previous secret; after the overlap only the new one verifies."""
+        if not self.gateway_enabled:
+            self.skipTest(f"the gateway is not wired yet ({self.gateway_reason})")
+        admin = GatewayAdmin(self.stack, {"admin": self.admin_token})
+        rx = self.receiver(host="127.0.0.1")
+        created = admin.call("POST", "/v1/admin/webhooks",
+                             {"url": rx.url, "events": ["*"]})
+        self.assertEqual(created.status, 201, repr(created))
+        endpoint_id, old_secret = created.json["id"], created.json["secret"]
+        self.addCleanup(self.db.retire_endpoint, endpoint_id)
+        rotated = admin.call("POST", f"/v1/admin/webhooks/{endpoint_id}/rotate-secret",
+                             {"previous_valid_for_s": 3600})
+        self.assertEqual(rotated.status, 200, repr(rotated))
+        new_secret = rotated.json["secret"]
+        self.assertTrue(new_secret.startswith("whsec_"))
+        self.assertNotEqual(new_secret, old_secret)
+        self.assertIsNotNone(rotated.json.get("previous_valid_until"))
+
+        self.db.insert_job("event", webhook_event("test.rotation"))
+        self.assertTrue(rx.wait_for(1, 10), "no delivery after the rotation")
+        first = rx.requests[0]
+        self.assertEqual(len(first["headers"]["webhook-signature"].split(" ")), 2, first)
+        self.assert_signed_delivery(first, new_secret, "test.rotation")
+        self.assert_signed_delivery(first, old_secret, "test.rotation")
+
+        # The overlap ends: the previous secret no longer signs.
+        self.db.exec("UPDATE admin.webhook_endpoints SET previous_secret_until = now()"
+                     " - interval '1 second' WHERE id = :'e'", e=endpoint_id)
+        self.db.insert_job("event", webhook_event("test.rotation"))
+        self.assertTrue(rx.wait_for(2, 10), "no second delivery")
+        second = rx.requests[1]
+        self.assert_signed_delivery(second, new_secret, "test.rotation")
+        h = second["headers"]
+        self.assertFalse(webhook_signature_valid(old_secret, h["webhook-id"],
+                                                 h["webhook-timestamp"], second["body"],
+                                                 h["webhook-signature"]))
+
+        # Bad input: unknown endpoint, non-uuid, out-of-range overlap,
+        # unknown field, a client token, no token.
+        missing = "00000000-0000-4000-8000-000000000000"
+        self.assert_error(admin.call("POST", f"/v1/admin/webhooks/{missing}/rotate-secret"),
+                          404, "not_found")
+        self.assert_error(admin.call("POST", "/v1/admin/webhooks/nope/rotate-secret"),
+                          404, "not_found")
+        bad = admin.call("POST", f"/v1/admin/webhooks/{endpoint_id}/rotate-secret",
+                         {"previous_valid_for_s": 999999999})
+        self.assert_error(bad, 400, "invalid_request")
+        self.assertIn("previous_valid_for_s", bad.json["error"]["details"]["fields"])
+        bad = admin.call("POST", f"/v1/admin/webhooks/{endpoint_id}/rotate-secret", {"x": 1})
+        self.assert_error(bad, 400, "invalid_request")
+        self.assert_error(admin.call("POST", f"/v1/admin/webhooks/{endpoint_id}/rotate-secret",
+                                     who=None), 401, "unauthenticated")
+
     def test_07c_admin_webhook_api_at_the_pool(self):
         admin_id = self.db.value("SELECT id FROM auth.users WHERE email = 'admin@localhost'")
         _, client_id = self.register("Plain Client")
