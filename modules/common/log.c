@@ -56,6 +56,7 @@ void stoa_log_close(void)
     if (log_fd != STDERR_FILENO)
         close(log_fd);
     log_fd = STDERR_FILENO;
+    stoa_log_thread_done();
 }
 
 void stoa_log_set_request(const char *request_id)
@@ -66,6 +67,11 @@ void stoa_log_set_request(const char *request_id)
 /* One reusable line buffer per thread (the jobs worker logs from several):
  * logging does not allocate per line once warm. */
 static _Thread_local stoa_buf_t line;
+
+void stoa_log_thread_done(void)
+{
+    stoa_buf_free(&line);
+}
 
 static void line_begin(int level)
 {

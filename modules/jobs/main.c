@@ -226,6 +226,7 @@ static void *worker_main(void *arg)
     stoa_kv_free(t.kv);
     free(statements);
     stoa_arena_destroy(t.arena);
+    stoa_log_thread_done();
     return NULL;
 }
 

@@ -25,6 +25,9 @@ extern int stoa_log_level;
 STOA_MUSTCHECK int stoa_log_open(const char *program, const char *dir,
                                  int level);
 void stoa_log_close(void);
+/* Frees the calling thread's line buffer (threads call it before they
+ * end; stoa_log_close does it for the thread that closes the log). */
+void stoa_log_thread_done(void);
 
 /* Parses "debug".."crit"; returns -1 when the name is unknown. */
 int stoa_log_level_parse(const char *name);
