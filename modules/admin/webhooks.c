@@ -190,16 +190,7 @@ int admin_webhooks_list(stoa_request_t *req)
         stoa_jw_kv_string(w, "last_success_at", stoa_db_value(res, i, 8));
         stoa_jw_object_close(w);
     }
-    stoa_jw_array_close(w);
-    stoa_jw_key(w, "next_cursor");
-    if (rows > limit)
-        stoa_jw_string(w, stoa_arena_sprintf(req->arena, "%s_%s",
-                                             stoa_db_value(res, shown - 1, 9),
-                                             stoa_db_value(res, shown - 1, 0)));
-    else
-        stoa_jw_null(w);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    return stoa_http_page_end(req, res, rows, limit, 9, 0);
 }
 
 int admin_webhooks_delete(stoa_request_t *req)

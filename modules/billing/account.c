@@ -319,16 +319,7 @@ int billing_invoices(stoa_request_t *req)
         stoa_jw_kv_string(w, "invoice_pdf", stoa_db_value(res, i, 8));
         stoa_jw_object_close(w);
     }
-    stoa_jw_array_close(w);
-    stoa_jw_key(w, "next_cursor");
-    if (rows > limit)
-        stoa_jw_string(w, stoa_arena_sprintf(req->arena, "%s_%s",
-                                             stoa_db_value(res, shown - 1, 9),
-                                             stoa_db_value(res, shown - 1, 0)));
-    else
-        stoa_jw_null(w);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    return stoa_http_page_end(req, res, rows, limit, 9, 0);
 }
 
 int billing_entitlements(stoa_request_t *req)

@@ -67,19 +67,6 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
     return !stoa_request_has_field_errors(req);
 }
 
-static void next_cursor(stoa_request_t *req, stoa_jw_t *w,
-                        const stoa_db_result_t *res, int rows, int limit,
-                        int ts_col)
-{
-    stoa_jw_key(w, "next_cursor");
-    if (rows > limit)
-        stoa_jw_string(w, stoa_arena_sprintf(req->arena, "%s_%s",
-                                             stoa_db_value(res, limit - 1, ts_col),
-                                             stoa_db_value(res, limit - 1, 0)));
-    else
-        stoa_jw_null(w);
-}
-
 int billing_finance_subscriptions(stoa_request_t *req)
 {
     static const char *const statuses[] = {
@@ -117,10 +104,7 @@ int billing_finance_subscriptions(stoa_request_t *req)
         stoa_jw_kv_string(w, "stripe_subscription_id", stoa_db_value(res, i, 10));
         stoa_jw_object_close(w);
     }
-    stoa_jw_array_close(w);
-    next_cursor(req, w, res, rows, f.limit, 9);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    return stoa_http_page_end(req, res, rows, f.limit, 9, 0);
 }
 
 int billing_finance_invoices(stoa_request_t *req)
@@ -160,8 +144,5 @@ int billing_finance_invoices(stoa_request_t *req)
         stoa_jw_kv_string(w, "plan", stoa_db_value(res, i, 12));
         stoa_jw_object_close(w);
     }
-    stoa_jw_array_close(w);
-    next_cursor(req, w, res, rows, f.limit, 10);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    return stoa_http_page_end(req, res, rows, f.limit, 10, 0);
 }

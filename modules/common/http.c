@@ -9,6 +9,7 @@
 
 #include "stoa/app.h"
 #include "stoa/crypto.h"
+#include "stoa/db.h"
 
 const char *stoa_request_path_param(const stoa_request_t *req,
                                     const char *name)
@@ -94,6 +95,22 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
             q++;
     }
     return NULL;
+}
+
+int stoa_http_page_end(stoa_request_t *req, const stoa_db_result_t *res,
+                       int rows, int limit, int ts_col, int id_col)
+{
+    stoa_jw_t *w = req->jw;
+    stoa_jw_array_close(w);
+    stoa_jw_key(w, "next_cursor");
+    if (rows > limit)
+        stoa_jw_string(w, stoa_arena_sprintf(req->arena, "%s_%s",
+                                             stoa_db_value(res, limit - 1, ts_col),
+                                             stoa_db_value(res, limit - 1, id_col)));
+    else
+        stoa_jw_null(w);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
 }
 
 bool stoa_request_limit(stoa_request_t *req, int *limit)

@@ -94,6 +94,14 @@ bool stoa_request_limit(stoa_request_t *req, int *limit);
 bool stoa_request_cursor(stoa_request_t *req, const char **ts,
                          const char **id);
 
+/* Ends a keyset-paged list answer opened as {"data":[ ...: closes the
+ * array, writes "next_cursor" ("<res[limit-1][ts_col]>_<res[limit-1]
+ * [id_col]>" when the query returned more than limit rows, else null),
+ * closes the object and sends. Returns stoa_http_send()'s result. */
+struct stoa_db_result_s;
+int stoa_http_page_end(stoa_request_t *req, const struct stoa_db_result_s *res,
+                       int rows, int limit, int ts_col, int id_col);
+
 /* Checks Content-Type (415) and syntax (400 invalid_json) and that the
  * body is a JSON object; sends the error itself. (The size cap, 413, is
  * applied when the body is read.) STOA_OK with *out or STOA_DECLINED. */
