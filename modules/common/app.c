@@ -358,7 +358,7 @@ static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
  * gives the idle connection back (closes it) when a connection is still
  * waiting to be accepted a moment later. nginx notices the close on its
  * cached connection and opens a new one when it needs it. */
-#define YIELD_IDLE_MS 50
+#define YIELD_IDLE_MS 5
 
 static void yield_idle_connection(FCGX_Request *fr)
 {
