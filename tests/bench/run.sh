@@ -1,0 +1,507 @@
+#!/usr/bin/env bash
+# FastCGI hop benchmark (SPEC §9): a throwaway stack on free loopback ports,
+# measured with wrk over keep-alive TLS on three routes behind the same nginx:
+#   static  /bench/static     nginx answers itself (return 200)
+#   empty   /bench/empty      an empty libfcgi responder: the pool ceiling
+#   pool    /v1/auth/healthz  a real pool (auth) on the same hop
+#   me      /v1/me            an authenticated read: TLS, the gateway's token
+#                             check (cached), the auth pool's revocation check
+#                             and the Redis-cached profile (SPEC §9 bar)
+# Prints requests/s and p99 (median of the runs) and the ratios pool/empty
+# and empty/static; writes the same figures as JSON to $BENCH_OUT if set.
+# Exit status: 0 when every run was clean, 1 when a run had errors or
+# stalled requests, 2 on a setup failure.
+#
+# Environment:
+#   STOA_BIN_DIR     stack binaries (<repo>/bin)
+#   STOA_BENCH_BIN   directory holding stoa-empty-fcgi (<repo>/build/bench)
+#   BENCH_PROCESSES  processes per pool and for the empty responder (4)
+#   BENCH_KEEPALIVE  idle upstream connections kept per nginx worker for the
+#                    empty responder: "pools" (the default: what the stack's
+#                    nginx.conf gives the pools), a number, or 0 for none
+#   BENCH_SECONDS    length of one measured run (8)
+#   BENCH_RUNS       measured runs per route, interleaved (3)
+#   BENCH_WARMUP     warm-up seconds per route before measuring (2)
+#   BENCH_CONNECTIONS, BENCH_THREADS  wrk -c and -t (64, 2)
+#   BENCH_STALL_MS   a request nginx logs as slower than this fails the
+#                    run (1000)
+#   BENCH_OUT        file to write the JSON result to
+set -euo pipefail
+
+PATH=$PATH:/usr/sbin:/sbin
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+readonly REPO_DIR
+BIN_DIR=${STOA_BIN_DIR:-$REPO_DIR/bin}
+BENCH_BIN=${STOA_BENCH_BIN:-$REPO_DIR/build/bench}
+readonly PROCESSES=${BENCH_PROCESSES:-4}
+readonly KEEPALIVE_SETTING=${BENCH_KEEPALIVE:-pools}
+readonly RUN_SECONDS=${BENCH_SECONDS:-8}
+readonly RUNS=${BENCH_RUNS:-3}
+readonly WARMUP_SECONDS=${BENCH_WARMUP:-2}
+readonly CONNECTIONS=${BENCH_CONNECTIONS:-64}
+readonly THREADS=${BENCH_THREADS:-2}
+readonly STALL_MS=${BENCH_STALL_MS:-1000}
+readonly OUT=${BENCH_OUT:-}
+
+readonly ROUTES=(static empty pool me)
+declare -A ROUTE_PATH=(
+    [static]=/bench/static
+    [empty]=/bench/empty
+    [pool]=/v1/auth/healthz
+    [me]=/v1/me
+)
+# Extra request headers per route (the bearer token is added once known).
+declare -A ROUTE_HEADER=()
+
+note() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 2
+}
+
+is_count() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+for name in PROCESSES RUN_SECONDS RUNS WARMUP_SECONDS CONNECTIONS THREADS STALL_MS; do
+    if ! is_count "${!name}" || ((${!name} == 0)); then
+        die "$name must be a positive integer: ${!name}"
+    fi
+done
+((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+
+[[ $KEEPALIVE_SETTING == pools ]] || is_count "$KEEPALIVE_SETTING" ||
+    die "BENCH_KEEPALIVE must be \"pools\" or a number: $KEEPALIVE_SETTING"
+
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
+command -v spawn-fcgi >/dev/null || die "spawn-fcgi is not installed"
+[[ -x /usr/bin/multiwatch ]] || die "multiwatch is not installed"
+command -v nginx >/dev/null || die "nginx is not installed"
+command -v python3 >/dev/null || die "python3 is required"
+readonly EMPTY_BIN=$BENCH_BIN/stoa-empty-fcgi
+[[ -x $EMPTY_BIN ]] || die "missing $EMPTY_BIN (build it, or set STOA_BENCH_BIN)"
+[[ -x $BIN_DIR/stoa-auth ]] || die "missing $BIN_DIR/stoa-auth (build it, or set STOA_BIN_DIR)"
+
+# ---------------------------------------------------------------------------
+# Throwaway stack, always torn down
+
+# Short on purpose: the Postgres socket path must fit in sun_path.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/stoa-bench.XXXXXX")
+readonly WORK
+# Postgres runs as its own user when we are root and must traverse it.
+chmod 0755 "$WORK"
+readonly RUN=$WORK/run
+readonly EMPTY_PID_FILE=$WORK/empty.pid
+STACK_STARTED=0
+
+stack() {
+    STOA_RUN_DIR=$RUN STOA_BIN_DIR=$BIN_DIR STOA_HTTPS_PORT=$HTTPS_PORT \
+        STOA_HTTP_PORT=$HTTP_PORT STOA_POOL_PROCESSES=$PROCESSES \
+        STOA_RATE_API=100000r/s STOA_BURST_API=100000 \
+        STOA_RATE_AUTH=100000r/s STOA_BURST_AUTH=100000 \
+        "$REPO_DIR/scripts/stack.sh" "$@"
+}
+
+# A process that has exited but not been reaped yet (a zombie) counts as gone.
+running() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $state != Z* ]]
+}
+
+stop_empty_responder() {
+    local pid
+    [[ -s $EMPTY_PID_FILE ]] || return 0
+    pid=$(<"$EMPTY_PID_FILE")
+    rm -f "$EMPTY_PID_FILE"
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    # multiwatch passes SIGTERM on to its children and waits for them.
+    kill -TERM "$pid" 2>/dev/null || return 0
+    local tries=0
+    while running "$pid" && ((tries < 50)); do
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    if running "$pid"; then
+        note "the empty responder ignored SIGTERM; killing it"
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_empty_responder
+    if ((STACK_STARTED)) && ! stack stop >"$WORK/stack-stop.log" 2>&1; then
+        # Removing the directory under a live Postgres would only hide it.
+        cat "$WORK/stack-stop.log" >&2 || true
+        note "stack.sh stop failed; left $WORK in place (stop it with STOA_RUN_DIR=$RUN scripts/stack.sh stop)"
+        exit 2
+    fi
+    rm -rf -- "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Two distinct free loopback ports (the kernel picks them; they are
+# released just before nginx binds them).
+read -r HTTPS_PORT HTTP_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+readonly HTTPS_PORT HTTP_PORT
+readonly BASE=https://127.0.0.1:$HTTPS_PORT
+
+note "starting a throwaway stack in $WORK ($PROCESSES processes per pool)"
+STACK_STARTED=1
+stack start >"$WORK/stack-start.log" 2>&1 || {
+    cat "$WORK/stack-start.log" >&2
+    die "scripts/stack.sh start failed"
+}
+
+# ---------------------------------------------------------------------------
+# The empty responder and its nginx routes
+
+readonly FASTCGI_SNIPPET=$RUN/nginx/fastcgi_stoa.conf
+[[ -r $FASTCGI_SNIPPET ]] || die "the stack has no FastCGI snippet at $FASTCGI_SNIPPET"
+
+# The idle cache nginx really gives the pools, read from the rendered config
+# rather than recomputed, so the ceiling is kept alive exactly like (c).
+POOL_KEEPALIVE=$(awk '
+    /^[[:space:]]*upstream[[:space:]]+stoa_auth[[:space:]]*[{]/ { inside = 1; next }
+    inside && /[}]/ { exit }
+    inside && $1 == "keepalive" { sub(/;.*/, "", $2); print $2; exit }
+' "$RUN/nginx/nginx.conf")
+POOL_KEEPALIVE=${POOL_KEEPALIVE:-0}
+is_count "$POOL_KEEPALIVE" || die "cannot read the auth upstream's keepalive: $POOL_KEEPALIVE"
+readonly POOL_KEEPALIVE
+# Each nginx worker keeps its own idle cache; reported with the settings.
+NGINX_WORKERS=$(awk '$1 == "worker_processes" { sub(/;.*/, "", $2); print $2; exit }' \
+    "$RUN/nginx/nginx.conf")
+readonly NGINX_WORKERS=${NGINX_WORKERS:-1}
+if [[ $KEEPALIVE_SETTING == pools ]]; then
+    readonly EMPTY_KEEPALIVE=$POOL_KEEPALIVE
+else
+    readonly EMPTY_KEEPALIVE=$KEEPALIVE_SETTING
+fi
+
+spawn-fcgi -s "$RUN/sock/empty.sock" -M 0600 -P "$EMPTY_PID_FILE" -- \
+    /usr/bin/multiwatch -f "$PROCESSES" -- "$EMPTY_BIN" >"$WORK/spawn-fcgi.log" 2>&1 || {
+    cat "$WORK/spawn-fcgi.log" >&2
+    die "spawn-fcgi failed"
+}
+
+if ((EMPTY_KEEPALIVE > 0)); then
+    keepalive_line="keepalive $EMPTY_KEEPALIVE;"
+else
+    keepalive_line="# no idle connections kept"
+fi
+cat >"$RUN/nginx/http.d/bench.conf" <<EOF
+# Written by tests/bench/run.sh: the empty responder.
+upstream bench_empty {
+    server unix:$RUN/sock/empty.sock;
+    $keepalive_line
+    keepalive_requests 20;
+    keepalive_timeout 5s;
+}
+EOF
+cat >"$RUN/nginx/conf.d/bench.conf" <<EOF
+# Written by tests/bench/run.sh.
+location = /bench/static {
+    default_type application/json;
+    return 200 '{"status":"ok"}';
+}
+location = /bench/empty {
+    fastcgi_pass bench_empty;
+    include $FASTCGI_SNIPPET;
+}
+EOF
+
+nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" -t >"$WORK/nginx-t.log" 2>&1 || {
+    cat "$WORK/nginx-t.log" >&2
+    die "nginx rejects the bench configuration"
+}
+nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" -s reload
+
+wait_for_200() {
+    local url=$1 deadline=$((SECONDS + 15)) code
+    while :; do
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        [[ $code == 200 ]] && return 0
+        ((SECONDS < deadline)) || die "$url answers $code, not 200"
+        sleep 0.1
+    done
+}
+# A user for the authenticated route: registered and logged in once; its
+# token outlives the bench (15 min).
+bench_email="bench-$RANDOM$RANDOM@example.com"
+bench_password="bench password $RANDOM$RANDOM"
+curl -sk --max-time 10 -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$bench_email\",\"password\":\"$bench_password\",\"name\":\"Bench\"}" \
+    "$BASE/v1/auth/register" >/dev/null || die "register failed"
+token=$(curl -sk --max-time 10 -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$bench_email\",\"password\":\"$bench_password\"}" \
+    "$BASE/v1/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])') ||
+    die "login failed"
+ROUTE_HEADER[me]="Authorization: Bearer $token"
+
+for route in "${ROUTES[@]}"; do
+    if [[ -v ROUTE_HEADER[$route] ]]; then
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 \
+            -H "${ROUTE_HEADER[$route]}" "$BASE${ROUTE_PATH[$route]}" || true)
+        [[ $code == 200 ]] || die "${ROUTE_PATH[$route]} answers $code, not 200"
+    else
+        wait_for_200 "$BASE${ROUTE_PATH[$route]}"
+    fi
+done
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+readonly ACCESS_LOG=$RUN/log/nginx-access.log
+# nginx buffers the access log and flushes it every second.
+readonly LOG_FLUSH_WAIT=1.5
+
+log_size() { stat -c %s "$ACCESS_LOG" 2>/dev/null || echo 0; }
+
+# One wrk run. Its output is kept, and the slice of nginx's access log it
+# produced is recorded, so requests still stuck when wrk stops (nginx logs
+# them when wrk hangs up, status 499) are seen too: wrk's own histogram
+# only holds requests that completed.
+measure() {
+    local route=$1 run=$2 seconds=$3 start end
+    start=$(log_size)
+    local header=()
+    if [[ -v ROUTE_HEADER[$route] ]]; then
+        header=(-H "${ROUTE_HEADER[$route]}")
+    fi
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --timeout 5s --latency \
+        "${header[@]}" "$BASE${ROUTE_PATH[$route]}" >"$WORK/wrk-$route-$run.txt" 2>&1 || {
+        cat "$WORK/wrk-$route-$run.txt" >&2
+        die "wrk failed on ${ROUTE_PATH[$route]}"
+    }
+    sleep "$LOG_FLUSH_WAIT"
+    end=$(log_size)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$route" "$run" "$start" "$end" "$WORK/wrk-$route-$run.txt" \
+        >>"$WORK/runs.tsv"
+}
+
+: >"$WORK/runs.tsv"
+note "warm-up: ${WARMUP_SECONDS}s per route"
+for route in "${ROUTES[@]}"; do
+    measure "$route" warmup "$WARMUP_SECONDS"
+done
+: >"$WORK/runs.tsv"
+note "measuring: $RUNS x ${RUN_SECONDS}s per route, interleaved, wrk -t$THREADS -c$CONNECTIONS"
+for ((run = 1; run <= RUNS; run++)); do
+    for route in "${ROUTES[@]}"; do
+        measure "$route" "$run" "$RUN_SECONDS"
+    done
+done
+
+# ---------------------------------------------------------------------------
+# Report
+
+export BENCH_PROCESSES_USED=$PROCESSES BENCH_EMPTY_KEEPALIVE=$EMPTY_KEEPALIVE
+export BENCH_POOL_KEEPALIVE=$POOL_KEEPALIVE BENCH_NGINX_WORKERS=$NGINX_WORKERS
+export BENCH_CONNECTIONS_USED=$CONNECTIONS BENCH_THREADS_USED=$THREADS
+export BENCH_SECONDS_USED=$RUN_SECONDS BENCH_RUNS_USED=$RUNS BENCH_STALL_MS_USED=$STALL_MS
+export BENCH_ACCESS_LOG=$ACCESS_LOG BENCH_RUNS_FILE=$WORK/runs.tsv BENCH_OUT_FILE=$OUT
+export BENCH_PATH_STATIC=${ROUTE_PATH[static]} BENCH_PATH_EMPTY=${ROUTE_PATH[empty]}
+export BENCH_PATH_POOL=${ROUTE_PATH[pool]} BENCH_PATH_ME=${ROUTE_PATH[me]}
+
+python3 - <<'EOF'
+import json
+import os
+import re
+import sys
+
+env = os.environ
+routes = ("static", "empty", "pool", "me")
+paths = {r: env["BENCH_PATH_" + r.upper()] for r in routes}
+stall_s = int(env["BENCH_STALL_MS_USED"]) / 1000.0
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    return round(float(m.group(1)) * UNIT_MS[m.group(2)], 3) if m else None
+
+
+def parse_wrk(text):
+    out = {"requests_per_second": None, "p99_ms": None, "max_ms": None,
+           "non_2xx": 0, "socket_errors": 0}
+    m = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+    if m:
+        out["requests_per_second"] = float(m.group(1))
+    m = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    if m:
+        out["p99_ms"] = to_ms(m.group(1))
+    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", text, re.M)
+    if m:
+        out["max_ms"] = to_ms(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        out["non_2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["socket_errors"] = sum(int(x) for x in m.groups())
+    return out
+
+
+def scan_log(path, start, end, uri):
+    """Requests of one run as nginx logged them: slow ones and failures."""
+    seen = slow = failed = 0
+    slowest = 0.0
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            chunk = f.read(max(0, end - start))
+    except OSError:
+        return None
+    for line in chunk.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("uri") != uri:
+            continue
+        seen += 1
+        t = float(entry.get("request_time", 0))
+        slowest = max(slowest, t)
+        if t >= stall_s:
+            slow += 1
+        status = int(entry.get("status", 0))
+        # 499: wrk hung up with the request in flight, as it does to every
+        # busy connection when a run ends; only a slow one is a problem.
+        if not 200 <= status < 300 and status != 499:
+            failed += 1
+    if seen == 0:
+        return None
+    return {"logged": seen, "stalled": slow, "failed": failed,
+            "slowest_ms": round(slowest * 1000.0, 1)}
+
+
+runs = {r: [] for r in routes}
+unchecked = []
+with open(env["BENCH_RUNS_FILE"]) as f:
+    for line in f:
+        route, run, start, end, wrk_file = line.rstrip("\n").split("\t")
+        with open(wrk_file) as w:
+            result = parse_wrk(w.read())
+        result["run"] = int(run)
+        logged = scan_log(env["BENCH_ACCESS_LOG"], int(start), int(end), paths[route])
+        result["nginx_log"] = logged
+        problems = []
+        if result["requests_per_second"] is None:
+            problems.append("no wrk figures")
+        if result["non_2xx"]:
+            problems.append("%d non-2xx" % result["non_2xx"])
+        if result["socket_errors"]:
+            problems.append("%d socket errors" % result["socket_errors"])
+        if logged and logged["failed"]:
+            problems.append("%d failed in nginx's log" % logged["failed"])
+        if logged and logged["stalled"]:
+            problems.append("%d requests >= %d ms (slowest %.0f ms)"
+                            % (logged["stalled"], stall_s * 1000, logged["slowest_ms"]))
+        result["problems"] = problems
+        if logged is None:
+            unchecked.append("%s run %s" % (route, run))
+        runs[route].append(result)
+
+summary = {}
+for r in routes:
+    good = [x for x in runs[r] if x["requests_per_second"] is not None]
+    ordered = sorted(good, key=lambda x: x["requests_per_second"])
+    median = ordered[(len(ordered) - 1) // 2] if ordered else None
+    summary[r] = {
+        "path": paths[r],
+        "requests_per_second": median["requests_per_second"] if median else None,
+        "p99_ms": median["p99_ms"] if median else None,
+        "median_run": median["run"] if median else None,
+        "failed": any(x["problems"] for x in runs[r]),
+        "runs": runs[r],
+    }
+
+
+def ratio(a, b):
+    sa, sb = summary[a]["requests_per_second"], summary[b]["requests_per_second"]
+    return round(sa / sb, 3) if sa and sb else None
+
+
+ratios = {"pool_over_empty": ratio("pool", "empty"),
+          "me_over_empty": ratio("me", "empty"),
+          "empty_over_static": ratio("empty", "static")}
+failed = any(summary[r]["failed"] for r in routes)
+settings = {
+    "processes": int(env["BENCH_PROCESSES_USED"]),
+    # A number, or "auto" when nginx picks one per core.
+    "nginx_workers": (int(env["BENCH_NGINX_WORKERS"])
+                      if env["BENCH_NGINX_WORKERS"].isdigit() else env["BENCH_NGINX_WORKERS"]),
+    "empty_keepalive_per_worker": int(env["BENCH_EMPTY_KEEPALIVE"]),
+    "pool_keepalive_per_worker": int(env["BENCH_POOL_KEEPALIVE"]),
+    "connections": int(env["BENCH_CONNECTIONS_USED"]),
+    "threads": int(env["BENCH_THREADS_USED"]),
+    "seconds": int(env["BENCH_SECONDS_USED"]),
+    "runs": int(env["BENCH_RUNS_USED"]),
+    "stall_ms": int(env["BENCH_STALL_MS_USED"]),
+    "transport": "https (TLS, keep-alive)",
+}
+
+labels = {"static": "(a) nginx return 200",
+          "empty": "(b) empty FastCGI responder",
+          "pool": "(c) auth pool healthz",
+          "me": "(d) GET /v1/me with a token"}
+print()
+print("%-30s %-18s %12s %10s  %s" % ("route", "path", "req/s", "p99 ms", "status"))
+for r in routes:
+    s = summary[r]
+    rps = "%.0f" % s["requests_per_second"] if s["requests_per_second"] else "-"
+    p99 = "%.2f" % s["p99_ms"] if s["p99_ms"] is not None else "-"
+    print("%-30s %-18s %12s %10s  %s" % (labels[r], s["path"], rps, p99,
+                                          "FAILED" if s["failed"] else "ok"))
+print()
+fmt = lambda v: "%.3f" % v if v is not None else "-"
+print("(c)/(b) pool vs ceiling:   %s   (SPEC bar for real routes: >= 0.70)"
+      % fmt(ratios["pool_over_empty"]))
+print("(d)/(b) /v1/me vs ceiling: %s   (SPEC bar: >= 0.70, p99 <= 10 ms at 256 connections)"
+      % fmt(ratios["me_over_empty"]))
+print("(b)/(a) hop vs static:     %s" % fmt(ratios["empty_over_static"]))
+print()
+print("settings: %d processes per pool and for the empty responder; %s nginx workers;"
+      % (settings["processes"], settings["nginx_workers"]))
+print("          upstream keepalive per worker: empty %d, pools %d;"
+      % (settings["empty_keepalive_per_worker"], settings["pool_keepalive_per_worker"]))
+print("          wrk -t%d -c%d -d%ds over TLS, %d interleaved runs, median shown"
+      % (settings["threads"], settings["connections"], settings["seconds"], settings["runs"]))
+for r in routes:
+    for x in runs[r]:
+        p99 = "%.2f" % x["p99_ms"] if x["p99_ms"] is not None else "-"
+        mx = "%.1f" % x["max_ms"] if x["max_ms"] is not None else "-"
+        rps = "%.0f" % x["requests_per_second"] if x["requests_per_second"] else "-"
+        line = "  run %d %-6s %9s req/s  p99 %8s ms  max %8s ms" % (x["run"], r, rps, p99, mx)
+        if x["problems"]:
+            line += "  FAILED: " + "; ".join(x["problems"])
+        print(line)
+
+if settings["empty_keepalive_per_worker"] != settings["pool_keepalive_per_worker"]:
+    print("note: (b) and (c) keep a different number of idle upstream connections,")
+    print("      so (c)/(b) compares two different hops")
+if unchecked:
+    print("warning: nginx's access log had no entries for %s: stalls not checked"
+          % ", ".join(unchecked))
+
+result = {"settings": settings, "results": summary, "ratios": ratios, "failed": failed}
+if env.get("BENCH_OUT_FILE"):
+    with open(env["BENCH_OUT_FILE"], "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+if failed:
+    print("\nbench: FAILED: some runs had errors or stalled requests (see above)")
+sys.exit(1 if failed else 0)
+EOF
