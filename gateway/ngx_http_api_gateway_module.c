@@ -694,29 +694,49 @@ ngx_http_api_gateway_send_error(ngx_http_request_t *r,
 }
 
 
+/*
+ * The identity behind a variable: NGX_OK with *ctx set when the request
+ * carries a verified token, NGX_DECLINED (v marked not found) when the
+ * location does not check tokens or the token was absent or refused.
+ */
 static ngx_int_t
-ngx_http_api_gateway_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
+ngx_http_api_gateway_variable_ctx(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, ngx_http_api_gateway_ctx_t **ctx)
 {
-    u_char                           *s;
-    ngx_http_api_gateway_ctx_t       *ctx;
     ngx_http_api_gateway_loc_conf_t  *glcf;
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_http_api_gateway_module);
 
     if (glcf->mode == NGX_HTTP_API_GATEWAY_OFF) {
         v->not_found = 1;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
-    ctx = ngx_http_api_gateway_authenticate(r, glcf);
-    if (ctx == NULL) {
+    *ctx = ngx_http_api_gateway_authenticate(r, glcf);
+    if (*ctx == NULL) {
         return NGX_ERROR;
     }
 
-    if (ctx->state != NGX_HTTP_API_GATEWAY_VERIFIED) {
+    if ((*ctx)->state != NGX_HTTP_API_GATEWAY_VERIFIED) {
         v->not_found = 1;
-        return NGX_OK;
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_api_gateway_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                      *s;
+    ngx_int_t                    rc;
+    ngx_http_api_gateway_ctx_t  *ctx;
+
+    rc = ngx_http_api_gateway_variable_ctx(r, v, &ctx);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : rc;
     }
 
     s = (u_char *) &ctx->identity + data;
@@ -735,25 +755,13 @@ static ngx_int_t
 ngx_http_api_gateway_exp_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char                           *p;
-    ngx_http_api_gateway_ctx_t       *ctx;
-    ngx_http_api_gateway_loc_conf_t  *glcf;
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_http_api_gateway_ctx_t  *ctx;
 
-    glcf = ngx_http_get_module_loc_conf(r, ngx_http_api_gateway_module);
-
-    if (glcf->mode == NGX_HTTP_API_GATEWAY_OFF) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    ctx = ngx_http_api_gateway_authenticate(r, glcf);
-    if (ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ctx->state != NGX_HTTP_API_GATEWAY_VERIFIED) {
-        v->not_found = 1;
-        return NGX_OK;
+    rc = ngx_http_api_gateway_variable_ctx(r, v, &ctx);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : rc;
     }
 
     p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
