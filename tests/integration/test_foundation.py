@@ -181,6 +181,25 @@ class HttpContractTest(StackTestCase):
         details = self.assert_error(self.register(just_fits), 400, "invalid_request")
         self.assertIn("padding", details.get("fields", {}))
 
+    def test_13b_body_size_limit_is_json_over_http2(self):
+        """nginx's own 413 page is JSON on HTTP/2 too (curl speaks h2; the
+        stdlib client only HTTP/1.1), with a declared length and streamed."""
+        url = f"https://127.0.0.1:{self.stack.https_port}/v1/auth/register"
+        body = b"a" * (ONE_MIB + 1)
+        for label, extra in (("with Content-Length", ["--data-binary", "@-"]),
+                             ("streamed", ["-T", "-", "-X", "POST"])):
+            with self.subTest(label):
+                out = subprocess.run(
+                    ["curl", "-s", "--http2", "--cacert", self.stack.path("tls", "cert.pem"),
+                     "-H", "Content-Type: application/json", "-H", "X-Request-Id: h2-413",
+                     "-w", "\n%{http_code} %{http_version}", *extra, url],
+                    input=body, capture_output=True, timeout=30, check=True).stdout.decode()
+                payload, _, status = out.rpartition("\n")
+                self.assertEqual(status, "413 2", out[-300:])
+                doc = json.loads(payload)
+                self.assertEqual(doc["error"]["code"], "payload_too_large", doc)
+                self.assertEqual(doc["request_id"], "h2-413", doc)
+
     def test_14_validation_errors_name_each_field(self):
         with self.subTest("empty object"):
             fields = self.assert_error(self.register({}), 400, "invalid_request").get("fields")
