@@ -39,6 +39,10 @@ bool billing_url_allowed(stoa_request_t *req, const char *url);
 void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                         bool admin);
 
+/* A plan key as the schema's CHECK has it: [a-z0-9][a-z0-9_-]{0,63}. The
+ * admin API and the product.* webhook (metadata.plan_key) share it. */
+bool billing_plan_key_valid(const char *key);
+
 /* Handlers. */
 int billing_plans(stoa_request_t *req);
 int billing_admin_plan_create(stoa_request_t *req);

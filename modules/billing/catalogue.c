@@ -72,20 +72,6 @@ static char *features_json(stoa_request_t *req, const stoa_json_t *v)
     return json;
 }
 
-static bool key_valid(const char *key)
-{
-    size_t n = strlen(key);
-    if (n == 0 || n > 64 || !(islower((unsigned char)key[0]) ||
-                              isdigit((unsigned char)key[0])))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)key[i];
-        if (!(islower(c) || isdigit(c) || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 typedef struct {
     const char *name, *description, *features, *active, *sort_order;
 } plan_fields_t;
@@ -135,7 +121,7 @@ int billing_admin_plan_create(stoa_request_t *req)
     stoa_field_reject_unknown(req, body, allowed);
     const char *key = stoa_field_string(req, body, "key", STOA_FIELD_REQUIRED,
                                         1, 64);
-    if (key && !key_valid(key))
+    if (key && !billing_plan_key_valid(key))
         stoa_request_field_error(req, "key", "invalid");
     plan_fields_t f;
     read_plan_fields(req, body, STOA_FIELD_REQUIRED, &f);

@@ -126,3 +126,18 @@ void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     }
     stoa_jw_object_close(w);
 }
+
+bool billing_plan_key_valid(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > 64 || !((key[0] >= 'a' && key[0] <= 'z') ||
+                              (key[0] >= '0' && key[0] <= '9')))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-'))
+            return false;
+    }
+    return true;
+}

@@ -275,12 +275,10 @@ static int on_product(event_t *ev)
     const stoa_json_t *meta = stoa_json_get(o, "metadata");
     const char *key = str(meta, "plan_key");
     stoa_arena_t *a = ev->req->arena;
-    /* Plan keys are [a-z0-9_-]; anything else falls back to the id. */
-    bool key_ok = key && *key && strlen(key) <= 64;
-    for (const char *p = key; key_ok && *p; p++)
-        key_ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-                 *p == '_' || *p == '-';
-    if (!key_ok) {
+    /* A plan_key the schema would refuse falls back to the product id
+     * (a leading '-' or '_' would otherwise fail the insert, and Stripe
+     * would retry the event for ever). */
+    if (!key || !billing_plan_key_valid(key)) {
         char *lower = stoa_arena_strdup(a, id);
         for (char *p = lower; *p; p++)
             if (*p >= 'A' && *p <= 'Z')

@@ -882,6 +882,16 @@ class BillingTest(BillingStackCase):
         self.assertEqual(late[0]["key"], key2,
                          "the plan key from metadata.plan_key, whatever the order")
 
+        # A plan_key the schema refuses (leading '-') falls back to the
+        # product id instead of failing the event for ever.
+        product3 = bl.stripe_id("prod_")
+        sent = self.fake.emit("product.created", bl.product_object(
+            product3, "Odd Key Product", {"odd": True}, plan_key="-odd"))
+        self.assertEqual([d["status"] for d in sent], [200], repr(sent))
+        plans, _ = self.public_plans()
+        odd = [p for p in plans.values() if p["name"] == "Odd Key Product"]
+        self.assertEqual([p["key"] for p in odd], [product3.lower()], f"plans: {sorted(plans)}")
+
     # --- 8. Stripe failures -----------------------------------------------------------
 
     @needs_gateway
