@@ -12,25 +12,13 @@
 #include "auth.h"
 #include "stoa/audit.h"
 #include "stoa/crypto.h"
+#include "stoa/format.h"
 #include "stoa/log.h"
 #include "stoa/principal.h"
 #include "stoa/revoke.h"
 
 #define PREFIX_LEN 12 /* hex */
 #define SECRET_BYTES 32
-
-/* RFC 3339 UTC, "2027-01-31T12:00:00Z" exactly (Postgres checks the
- * calendar; this shape keeps anything else out). */
-static bool timestamp_shape(const char *s)
-{
-    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
-    if (strlen(s) != sizeof(shape) - 1)
-        return false;
-    for (size_t i = 0; shape[i]; i++)
-        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
-            return false;
-    return true;
-}
 
 int auth_api_keys_create(stoa_request_t *req)
 {
@@ -64,7 +52,7 @@ int auth_api_keys_create(stoa_request_t *req)
     stoa_buf_free(&array);
     const char *expires = stoa_field_string(req, body, "expires_at",
                                             STOA_FIELD_OPTIONAL, 1, 40);
-    if (expires && !timestamp_shape(expires))
+    if (expires && !stoa_time_shape_valid(expires, false))
         stoa_request_field_error(req, "expires_at", "invalid_time");
     else if (expires) {
         /* Compared as text: same shape, UTC, so lexical order is time

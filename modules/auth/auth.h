@@ -38,8 +38,6 @@ auth_state_t *auth_state(stoa_request_t *req);
 void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                      int col);
 
-/* Trimmed, lower-cased address, or NULL when it is not plausible. */
-char *auth_normalise_email(stoa_arena_t *arena, const char *in);
 
 /* SPEC §4 password policy; records a field error under field and returns
  * false when password is refused. email may be NULL. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/format.h"
 #include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
@@ -25,7 +26,7 @@ int auth_login(stoa_request_t *req)
         stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    char *email = auth_normalise_email(req->arena, raw_email);
+    char *email = stoa_email_normalise(req->arena, raw_email);
     if (!email)
         email = stoa_arena_strdup(req->arena, "-invalid-");
     if (auth_throttle_check(req, email) != STOA_OK)

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/format.h"
 #include "stoa/audit.h"
 #include "stoa/log.h"
 
@@ -20,7 +21,7 @@ int auth_password_forgot(stoa_request_t *req)
         stoa_field_string(req, body, "email", STOA_FIELD_REQUIRED, 1, 320);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    char *email = auth_normalise_email(req->arena, raw);
+    char *email = stoa_email_normalise(req->arena, raw);
     /* 202 whatever happens below: the answer never tells whether an
      * account exists. */
     if (!email)

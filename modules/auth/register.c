@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/format.h"
 #include "stoa/audit.h"
 #include "stoa/outbox.h"
 
@@ -70,7 +71,7 @@ int auth_register(stoa_request_t *req)
     const char *password =
         stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
     const char *name = auth_name_field(req, body, STOA_FIELD_REQUIRED);
-    char *email = raw_email ? auth_normalise_email(req->arena, raw_email)
+    char *email = raw_email ? stoa_email_normalise(req->arena, raw_email)
                             : NULL;
     if (raw_email && !email)
         stoa_request_field_error(req, "email", "invalid");

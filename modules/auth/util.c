@@ -39,42 +39,6 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     stoa_jw_object_close(w);
 }
 
-char *auth_normalise_email(stoa_arena_t *arena, const char *in)
-{
-    while (*in == ' ' || *in == '\t')
-        in++;
-    size_t len = strlen(in);
-    while (len && (in[len - 1] == ' ' || in[len - 1] == '\t'))
-        len--;
-    if (len < 3 || len > 254)
-        return NULL;
-    char *out = stoa_arena_strndup(arena, in, len);
-    const char *at = NULL;
-    for (char *p = out; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == '"' ||
-            c == ',' || c == ';' || c == '\\')
-            return NULL;
-        if (c == '@') {
-            if (at)
-                return NULL;
-            at = p;
-        }
-        *p = (char)tolower(c);
-    }
-    /* local@domain: a domain that neither starts nor ends with a dot and
-     * has no empty label. Dotless hosts (admin@localhost, the first admin
-     * of a dev stack) are valid addresses. */
-    if (!at || at == out || at - out > 64)
-        return NULL;
-    const char *domain = at + 1;
-    size_t dlen = strlen(domain);
-    if (dlen == 0 || domain[0] == '.' || domain[dlen - 1] == '.' ||
-        strstr(domain, ".."))
-        return NULL;
-    return out;
-}
-
 static int word_cmp(const void *key, const void *elem)
 {
     return strcmp(key, *(const char *const *)elem);

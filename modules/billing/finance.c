@@ -5,41 +5,13 @@
 #include <string.h>
 
 #include "billing.h"
+#include "stoa/format.h"
 
 /* Filters shared by both lists; false with field errors when invalid. */
 typedef struct {
     const char *status, *plan, *from, *to, *cursor_ts, *cursor_id;
     int limit;
 } filters_t;
-
-static bool rfc3339ish(const char *s)
-{
-    /* 2026-01-31 or 2026-01-31T12:00:00Z: Postgres parses the rest, but
-     * only these shapes reach it. */
-    size_t n = strlen(s);
-    if (n != 10 && n != 20)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool digit = c >= '0' && c <= '9';
-        if (i == 4 || i == 7) {
-            if (c != '-')
-                return false;
-        } else if (i == 10) {
-            if (c != 'T')
-                return false;
-        } else if (i == 13 || i == 16) {
-            if (c != ':')
-                return false;
-        } else if (i == 19) {
-            if (c != 'Z')
-                return false;
-        } else if (!digit) {
-            return false;
-        }
-    }
-    return true;
-}
 
 static bool read_filters(stoa_request_t *req, const char *const *statuses,
                          filters_t *f)
@@ -59,10 +31,10 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
     if (f->plan && (!*f->plan || strlen(f->plan) > 64))
         stoa_request_field_error(req, "plan", "invalid");
     f->from = stoa_request_query(req, "from");
-    if (f->from && !rfc3339ish(f->from))
+    if (f->from && !stoa_time_shape_valid(f->from, true))
         stoa_request_field_error(req, "from", "invalid_time");
     f->to = stoa_request_query(req, "to");
-    if (f->to && !rfc3339ish(f->to))
+    if (f->to && !stoa_time_shape_valid(f->to, true))
         stoa_request_field_error(req, "to", "invalid_time");
     return !stoa_request_has_field_errors(req);
 }

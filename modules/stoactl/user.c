@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "stoa/crypto.h"
+#include "stoa/format.h"
 #include "stoa/password.h"
 #include "stoa/principal.h"
 #include "stoa/revoke.h"
@@ -15,23 +16,6 @@ static int usage(void)
                     "[--role client|finance|admin] [--name N]\n"
                     "       stoactl user set-role --email E --role R\n");
     return 2;
-}
-
-static char *normalise_email(stoa_arena_t *arena, const char *in)
-{
-    while (isspace((unsigned char)*in))
-        in++;
-    size_t len = strlen(in);
-    while (len && isspace((unsigned char)in[len - 1]))
-        len--;
-    char *out = stoa_arena_strndup(arena, in, len);
-    for (char *p = out; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    const char *at = strchr(out, '@');
-    if (len < 3 || len > 254 || !at || at == out || !at[1] ||
-        strchr(at + 1, '@') || strpbrk(out, " \t\r\n"))
-        return NULL;
-    return out;
 }
 
 static int create(stoactl_t *ctl, int argc, char **argv)
@@ -58,7 +42,7 @@ static int create(stoactl_t *ctl, int argc, char **argv)
         fprintf(stderr, "stoactl: --role must be client, finance or admin\n");
         return 2;
     }
-    char *normal = normalise_email(ctl->arena, email);
+    char *normal = stoa_email_normalise(ctl->arena, email);
     if (!normal) {
         fprintf(stderr, "stoactl: --email is not a valid address\n");
         return 2;
@@ -156,7 +140,7 @@ static int set_role(stoactl_t *ctl, int argc, char **argv)
         fprintf(stderr, "stoactl: --role must be client, finance or admin\n");
         return 2;
     }
-    char *normal = normalise_email(ctl->arena, email);
+    char *normal = stoa_email_normalise(ctl->arena, email);
     if (!normal)
         return usage();
     stoa_db_result_t *user, *revoked;
