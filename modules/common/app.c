@@ -3,7 +3,6 @@
 #include "stoa/app.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <fcgiapp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -349,49 +348,6 @@ static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
     return routes;
 }
 
-/* libfcgi serves one connection at a time. With fastcgi_keep_conn, nginx
- * parks idle connections in each worker's cache, and a process holding
- * one idle connection cannot take a new one: when another nginx worker
- * then opens a connection, it waits in the listen backlog until the idle
- * one times out (SPEC §9: stalls of seconds). So between requests a
- * process watches both its kept connection and the listen socket, and
- * gives the idle connection back (closes it) when a connection is still
- * waiting to be accepted a moment later. nginx notices the close on its
- * cached connection and opens a new one when it needs it. */
-#define YIELD_IDLE_MS 5
-
-static void yield_idle_connection(FCGX_Request *fr)
-{
-    struct pollfd fds[2] = {{fr->ipcFd, POLLIN, 0}, {fr->listen_sock, POLLIN, 0}};
-    for (;;) {
-        int n = poll(fds, 2, -1);
-        if (n < 0) {
-            if (errno == EINTR && !stop_requested)
-                continue;
-            return;
-        }
-        if (fds[0].revents)
-            return; /* the next request (or a close) on the kept one */
-        if (!(fds[1].revents & POLLIN))
-            continue;
-        /* Only a connection idle for YIELD_IDLE_MS while another still
-         * waits is given back. The wait lets a free process take the new
-         * one first, and keeps small the chance that nginx picks this
-         * connection from its cache in the instant it is closed (a POST
-         * sent on it would get a 502; nginx retries only idempotent
-         * requests there). */
-        struct pollfd kept = {fr->ipcFd, POLLIN, 0};
-        n = poll(&kept, 1, YIELD_IDLE_MS);
-        if (n != 0)
-            return; /* a request came (or an error): go and read it */
-        struct pollfd pending = {fr->listen_sock, POLLIN, 0};
-        if (poll(&pending, 1, 0) == 1 && (pending.revents & POLLIN)) {
-            FCGX_Free(fr, 1); /* closes the idle connection */
-            return;
-        }
-    }
-}
-
 static void usage(const char *program)
 {
     fprintf(stderr,
@@ -501,8 +457,6 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
         in_request = 0;
         if (stop_requested)
             break;
-        if (fr.ipcFd >= 0)
-            yield_idle_connection(&fr);
         int rc = FCGX_Accept_r(&fr);
         in_request = 1;
         if (rc < 0) {

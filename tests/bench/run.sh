@@ -207,7 +207,7 @@ upstream bench_empty {
     server unix:$RUN/sock/empty.sock;
     $keepalive_line
     keepalive_requests 20;
-    keepalive_timeout 5s;
+    keepalive_timeout 100ms;
 }
 EOF
 cat >"$RUN/nginx/conf.d/bench.conf" <<EOF
