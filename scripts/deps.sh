@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config ca-certificates curl openssl python3 python3-aiosmtpd
   libfcgi-dev libpq-dev libhiredis-dev libyajl-dev libcurl4-openssl-dev
-  libssl-dev libargon2-dev check libsubunit-dev
+  libssl-dev libargon2-dev libzxcvbn-dev check libsubunit-dev
   nginx nginx-dev spawn-fcgi multiwatch
   postgresql-15 postgresql-client-15 redis-server
   wrk clang libclang-rt-14-dev clang-format
@@ -35,7 +35,14 @@ if [[ ! -e $policy ]]; then
   "${sudo[@]}" chmod 0755 $policy
   created_policy=1
 fi
-cleanup() { [[ $created_policy -eq 1 ]] && "${sudo[@]}" rm -f $policy; }
+# The trap's status becomes the script's: it must end true when there is
+# nothing to remove (a policy-rc.d that was already there is left alone).
+cleanup() {
+  if [[ $created_policy -eq 1 ]]; then
+    "${sudo[@]}" rm -f $policy
+  fi
+  return 0
+}
 trap cleanup EXIT
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
