@@ -28,7 +28,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # Debian's postgresql and nginx packages try to start their own system
 # services; stoa runs its own instances, so forbid service starts.
-policy=/usr/sbin/policy-rc.d
+# (STOA_POLICY_RC moves it, for the test of this script only.)
+policy=${STOA_POLICY_RC:-/usr/sbin/policy-rc.d}
 created_policy=0
 if [[ ! -e $policy ]]; then
   printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee $policy >/dev/null
