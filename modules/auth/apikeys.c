@@ -1,8 +1,15 @@
 /* apikeys.c - API keys for agents and scripts: `stoa_<prefix>_<secret>`,
  * shown once, stored as SHA-256 of the secret and found by prefix; traded
  * at POST /v1/auth/token for an access token that carries the key's
- * scopes. The token's sid is the key id, so revoking the key cuts its
- * tokens off like a revoked session. */
+ * scopes. Each exchange starts a session of the key (auth.sessions with
+ * api_key_id), ending with the key at the latest: the token's sid is that
+ * session, so whatever ends sessions (role change, reset, erasure,
+ * suspension, the key's revocation) cuts key tokens off through the same
+ * revocation markers.
+ *
+ * Only a login session manages keys (STOA_ROUTE_LOGIN): a key's token can
+ * neither mint a key nor revoke one, so no key is ever wider than the login
+ * that made it. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,10 +39,13 @@ int auth_api_keys_create(stoa_request_t *req)
     const stoa_json_t *scopes = stoa_json_get(body, "scopes");
     stoa_buf_t array;
     stoa_buf_init(&array);
-    char *scopes_param = NULL;
+    /* No scopes named: the whole of the owner's rights, said explicitly so
+     * the key's tokens still carry a scope claim. An empty list is refused
+     * rather than read as "everything". */
+    char *scopes_param = "{\"*\"}";
     if (scopes && !stoa_json_is_null(scopes)) {
         size_t n = stoa_json_len(scopes);
-        bool ok = stoa_json_is_array(scopes) && n <= 20;
+        bool ok = stoa_json_is_array(scopes) && n >= 1 && n <= 20;
         stoa_buf_puts(&array, "{");
         for (size_t i = 0; ok && i < n; i++) {
             const char *s = stoa_json_string(stoa_json_at(scopes, i));
@@ -106,6 +116,7 @@ int auth_api_keys_create(stoa_request_t *req)
         stoa_jw_value(w, scopes);
     else {
         stoa_jw_array_open(w);
+        stoa_jw_string(w, "*");
         stoa_jw_array_close(w);
     }
     stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, 1));
@@ -153,7 +164,8 @@ int auth_api_keys_delete(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such API key");
     stoa_db_t *db = req->ctx->db;
     const char *params[] = {id, req->principal.user_id};
-    stoa_db_result_t *res;
+    const char *p2[] = {req->principal.user_id, id, "api_key_revoked"};
+    stoa_db_result_t *res, *sessions;
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "api_key_revoke", params, &res)) !=
@@ -164,13 +176,27 @@ int auth_api_keys_delete(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such API key");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"api_key_id\":\"%s\"}", id);
-    if ((rc = stoa_audit(req, NULL, "api_key.revoked", req->principal.user_id,
+    if ((rc = stoa_db_exec(db, req->arena, "api_key_sessions_revoke", p2,
+                           &sessions)) != STOA_OK ||
+        (rc = stoa_audit(req, NULL, "api_key.revoked", req->principal.user_id,
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    /* Its live access tokens carry the key id as sid. */
-    stoa_revoke_session_committed(req, id);
+    auth_mark_revoked(req, sessions);
     return stoa_http_empty(req, 204);
+}
+
+int auth_revoke_api_keys(stoa_request_t *req, const char *user_id,
+                         const char *reason, stoa_db_result_t **revoked)
+{
+    const char *p1[] = {user_id};
+    const char *p2[] = {user_id, NULL, reason};
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "api_keys_revoke_all", p1,
+                          NULL);
+    if (rc != STOA_OK)
+        return rc;
+    return stoa_db_exec(req->ctx->db, req->arena, "api_key_sessions_revoke",
+                        p2, revoked);
 }
 
 int auth_token(stoa_request_t *req)
@@ -226,19 +252,32 @@ int auth_token(stoa_request_t *req)
     const char *key_id = stoa_db_value(res, 0, 0);
     const char *user_id = stoa_db_value(res, 0, 4);
     const char *scope = stoa_db_value(res, 0, 3);
-    const char *p2[] = {key_id};
+    if (!scope || !*scope)
+        scope = "*"; /* never reached since keys name their scopes */
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", req->ctx->conf.access_token_ttl);
+    const char *p2[] = {key_id, ttl, req->user_agent, req->remote_addr};
+    stoa_db_result_t *session;
     char *access;
-    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "api_key_used", p2,
-                           NULL)) != STOA_OK ||
-        (rc = auth_access_token_scoped(req, user_id, stoa_db_value(res, 0, 5),
-                                       key_id, scope && *scope ? scope : NULL,
-                                       &access)) != STOA_OK)
+    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "api_key_session_start",
+                           p2, &session)) != STOA_OK)
         return rc;
+    if (stoa_db_rows(session) != 1) /* revoked or deleted meanwhile */
+        return stoa_http_error(req, 401, "invalid_credentials",
+                               "the API key is unknown, revoked or expired");
+    int64_t not_after = strtoll(stoa_db_value(session, 0, 1), NULL, 10);
+    if ((rc = auth_access_token_scoped(req, user_id, stoa_db_value(res, 0, 5),
+                                       stoa_db_value(session, 0, 0), scope,
+                                       not_after, &access)) != STOA_OK)
+        return rc;
+    int64_t expires_in = not_after - stoa_unix_time();
+    if (expires_in > req->ctx->conf.access_token_ttl)
+        expires_in = req->ctx->conf.access_token_ttl;
     stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "access_token", access);
     stoa_jw_kv_string(w, "token_type", "Bearer");
-    stoa_jw_kv_integer(w, "expires_in", req->ctx->conf.access_token_ttl);
+    stoa_jw_kv_integer(w, "expires_in", expires_in < 0 ? 0 : expires_in);
     stoa_jw_kv_string(w, "scope", scope);
     stoa_jw_object_close(w);
     return stoa_http_send(req);

@@ -54,8 +54,9 @@ void auth_new_token(stoa_request_t *req, char **token, char **hash_param);
 /* The bytea literal of SHA-256(token). */
 char *auth_token_hash_param(stoa_request_t *req, const char *token);
 
-/* Signs an access token for the user/session; arena-owned. scope may be
- * NULL (API-key tokens carry the key's scopes). */
+/* Signs an access token for the user/session; arena-owned. scope is NULL
+ * for logins; API-key tokens carry the key's scopes. not_after (unix
+ * seconds, 0: none) caps the expiry, so a token never outlives its key. */
 STOA_MUSTCHECK int auth_access_token(stoa_request_t *req, const char *user_id,
                                      const char *role, const char *session_id,
                                      char **token);
@@ -63,7 +64,8 @@ STOA_MUSTCHECK int auth_access_token_scoped(stoa_request_t *req,
                                             const char *user_id,
                                             const char *role,
                                             const char *session_id,
-                                            const char *scope, char **token);
+                                            const char *scope,
+                                            int64_t not_after, char **token);
 
 /* Starts a session for user_id inside the caller's transaction and writes
  * the login answer {access_token, token_type, expires_in, refresh_token,
@@ -84,6 +86,13 @@ STOA_MUSTCHECK int auth_revoke_sessions(stoa_request_t *req,
                                         const char *reason,
                                         stoa_db_result_t **revoked);
 void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked);
+
+/* Revokes every API key of user_id and the live sessions of their tokens,
+ * in the caller's transaction (password reset, erasure, suspension); the
+ * caller marks *revoked with auth_mark_revoked() after the commit. */
+STOA_MUSTCHECK int auth_revoke_api_keys(stoa_request_t *req,
+                                        const char *user_id, const char *reason,
+                                        stoa_db_result_t **revoked);
 
 /* Queues a templated mail in the caller's transaction. data_json is a
  * JSON object of our own making. */

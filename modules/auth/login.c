@@ -235,9 +235,11 @@ int auth_refresh(stoa_request_t *req)
 int auth_logout(stoa_request_t *req)
 {
     const stoa_principal_t *p = &req->principal;
-    if (!p->session_id)
+    /* A key's token ends with its key: there is no login to end (revoke
+     * the key instead). */
+    if (!p->session_id || stoa_principal_from_api_key(p))
         return stoa_http_error(req, 400, "invalid_request",
-                               "this token has no session to end");
+                               "this token has no login session to end");
     stoa_db_t *db = req->ctx->db;
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
@@ -248,8 +250,6 @@ int auth_logout(stoa_request_t *req)
                            &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
-        /* Tokens exchanged from an API key have the key as sid: there is
-         * no login session to end (revoke the key instead). */
         stoa_db_rollback(db);
         return stoa_http_error(req, 400, "invalid_request",
                                "this token has no login session to end");

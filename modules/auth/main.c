@@ -7,6 +7,7 @@
 #include "stoa/log.h"
 
 #define AUTHED STOA_ROUTE_AUTH
+#define LOGIN STOA_ROUTE_LOGIN
 
 static const stoa_route_t auth_routes[] = {
     {"POST", "/v1/auth/register", auth_register, STOA_ROUTE_IDEMPOTENT, NULL},
@@ -15,24 +16,24 @@ static const stoa_route_t auth_routes[] = {
     {"POST", "/v1/auth/refresh", auth_refresh, STOA_ROUTE_PUBLIC, NULL},
     {"POST", "/v1/auth/logout", auth_logout, AUTHED, NULL},
     {"GET", "/v1/auth/sessions", auth_sessions_list, AUTHED, NULL},
-    {"DELETE", "/v1/auth/sessions", auth_sessions_delete_others, AUTHED, NULL},
-    {"DELETE", "/v1/auth/sessions/{id}", auth_sessions_delete, AUTHED, NULL},
+    {"DELETE", "/v1/auth/sessions", auth_sessions_delete_others, LOGIN, NULL},
+    {"DELETE", "/v1/auth/sessions/{id}", auth_sessions_delete, LOGIN, NULL},
     {"POST", "/v1/auth/password/forgot", auth_password_forgot, STOA_ROUTE_PUBLIC, NULL},
     {"POST", "/v1/auth/password/reset", auth_password_reset, STOA_ROUTE_PUBLIC, NULL},
-    {"POST", "/v1/auth/password/change", auth_password_change, AUTHED, NULL},
+    {"POST", "/v1/auth/password/change", auth_password_change, LOGIN, NULL},
     {"GET", "/v1/me", auth_me_get, AUTHED, NULL},
     {"PATCH", "/v1/me", auth_me_patch, AUTHED, NULL},
-    {"DELETE", "/v1/me", auth_me_delete, AUTHED, NULL},
+    {"DELETE", "/v1/me", auth_me_delete, LOGIN, NULL},
     {"GET", "/v1/me/export", auth_me_export, AUTHED, NULL},
     {"GET", "/.well-known/jwks.json", auth_jwks, STOA_ROUTE_PUBLIC, NULL},
-    {"POST", "/v1/auth/mfa/totp/enroll", auth_mfa_enroll, AUTHED, NULL},
-    {"POST", "/v1/auth/mfa/totp/confirm", auth_mfa_confirm, AUTHED, NULL},
-    {"DELETE", "/v1/auth/mfa/totp", auth_mfa_disable, AUTHED, NULL},
+    {"POST", "/v1/auth/mfa/totp/enroll", auth_mfa_enroll, LOGIN, NULL},
+    {"POST", "/v1/auth/mfa/totp/confirm", auth_mfa_confirm, LOGIN, NULL},
+    {"DELETE", "/v1/auth/mfa/totp", auth_mfa_disable, LOGIN, NULL},
     {"POST", "/v1/auth/mfa/verify", auth_mfa_verify, STOA_ROUTE_PUBLIC, NULL},
     {"POST", "/v1/auth/api-keys", auth_api_keys_create,
-     AUTHED | STOA_ROUTE_IDEMPOTENT, NULL},
+     LOGIN | STOA_ROUTE_IDEMPOTENT, NULL},
     {"GET", "/v1/auth/api-keys", auth_api_keys_list, AUTHED, NULL},
-    {"DELETE", "/v1/auth/api-keys/{id}", auth_api_keys_delete, AUTHED, NULL},
+    {"DELETE", "/v1/auth/api-keys/{id}", auth_api_keys_delete, LOGIN, NULL},
     {"POST", "/v1/auth/token", auth_token, STOA_ROUTE_PUBLIC, NULL},
 };
 

@@ -81,13 +81,14 @@ const stoa_db_statement_t auth_statements[] = {
      3},
     {"sessions_revoke",
      "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
-     "WHERE user_id = $1::uuid AND revoked_at IS NULL AND ($2::uuid IS NULL "
-     "OR id <> $2::uuid) RETURNING id",
+     "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
+     "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
      3},
     {"sessions_list",
      "SELECT id, " TS("created_at") ", " TS("last_used_at") ", user_agent, "
      "host(ip) FROM auth.sessions WHERE user_id = $1::uuid AND revoked_at IS "
-     "NULL AND expires_at > now() ORDER BY last_used_at DESC LIMIT 100",
+     "NULL AND expires_at > now() AND api_key_id IS NULL "
+     "ORDER BY last_used_at DESC LIMIT 100",
      1},
     {"refresh_insert",
      "INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) "
@@ -168,9 +169,8 @@ const stoa_db_statement_t auth_statements[] = {
     /* --- API keys --------------------------------------------------- */
     {"api_key_insert",
      "INSERT INTO auth.api_keys (user_id, name, prefix, secret_hash, scopes, "
-     "expires_at) VALUES ($1::uuid, $2, $3, $4::bytea, coalesce($5::text[], "
-     "'{}'), $6::timestamptz) RETURNING id, " TS("created_at") ", "
-     TS("expires_at"),
+     "expires_at) VALUES ($1::uuid, $2, $3, $4::bytea, $5::text[], "
+     "$6::timestamptz) RETURNING id, " TS("created_at") ", " TS("expires_at"),
      6},
     {"api_keys_list",
      "SELECT id, name, prefix, array_to_json(scopes)::text, "
@@ -182,13 +182,33 @@ const stoa_db_statement_t auth_statements[] = {
      "UPDATE auth.api_keys SET revoked_at = now() WHERE id = $1::uuid AND "
      "user_id = $2::uuid AND revoked_at IS NULL RETURNING id",
      2},
+    /* The live sessions of the keys just revoked (one key, or all of a
+     * user's): their tokens get revocation markers after the commit. */
+    {"api_key_sessions_revoke",
+     "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
+     "WHERE api_key_id IN (SELECT id FROM auth.api_keys WHERE user_id = "
+     "$1::uuid AND ($2::uuid IS NULL OR id = $2::uuid)) AND revoked_at IS "
+     "NULL AND expires_at > now() RETURNING id",
+     3},
+    {"api_keys_revoke_all",
+     "UPDATE auth.api_keys SET revoked_at = now() WHERE user_id = $1::uuid "
+     "AND revoked_at IS NULL RETURNING id",
+     1},
+    /* One round trip for an exchange: the key is marked used and the
+     * token's session starts, ending with the key at the latest. */
+    {"api_key_session_start",
+     "WITH used AS (UPDATE auth.api_keys SET last_used_at = now() WHERE id = "
+     "$1::uuid RETURNING user_id, expires_at) INSERT INTO auth.sessions "
+     "(user_id, expires_at, user_agent, ip, api_key_id) SELECT used.user_id, "
+     "least(now() + make_interval(secs => $2::int), used.expires_at), "
+     "left($3, 512), $4::inet, $1::uuid FROM used RETURNING id, "
+     "floor(extract(epoch FROM expires_at))::bigint",
+     4},
     {"api_key_lookup",
      "SELECT k.id, k.secret_hash, k.revoked_at IS NULL AND (k.expires_at IS "
      "NULL OR k.expires_at > now()), array_to_string(k.scopes, ' '), "
      "k.user_id, u.role, u.status, u.email FROM auth.api_keys k JOIN "
      "auth.users u ON u.id = k.user_id WHERE k.prefix = $1",
      1},
-    {"api_key_used",
-     "UPDATE auth.api_keys SET last_used_at = now() WHERE id = $1::uuid", 1},
 };
 const size_t auth_statements_len = STOA_ARRAY_LEN(auth_statements);

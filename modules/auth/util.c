@@ -143,13 +143,14 @@ static const stoa_jwt_key_t *signing_key(stoa_request_t *req)
 int auth_access_token(stoa_request_t *req, const char *user_id,
                       const char *role, const char *session_id, char **token)
 {
-    return auth_access_token_scoped(req, user_id, role, session_id, NULL,
+    return auth_access_token_scoped(req, user_id, role, session_id, NULL, 0,
                                     token);
 }
 
 int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
                              const char *role, const char *session_id,
-                             const char *scope, char **token)
+                             const char *scope, int64_t not_after,
+                             char **token)
 {
     const stoa_jwt_key_t *key = signing_key(req);
     if (!key)
@@ -171,7 +172,10 @@ int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
     stoa_jw_kv_string(w, "role", role);
     stoa_jw_kv_integer(w, "iat", now);
     stoa_jw_kv_integer(w, "nbf", now);
-    stoa_jw_kv_integer(w, "exp", now + conf->access_token_ttl);
+    int64_t exp = now + conf->access_token_ttl;
+    if (not_after > 0 && not_after < exp)
+        exp = not_after;
+    stoa_jw_kv_integer(w, "exp", exp);
     stoa_jw_kv_string(w, "jti", jti);
     if (scope)
         stoa_jw_kv_string(w, "scope", scope);

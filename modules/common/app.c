@@ -138,7 +138,7 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     }
     const stoa_route_t *route = &routes[idx];
     req->route = route;
-    if (route->flags & STOA_ROUTE_AUTH) {
+    if (route->flags & (STOA_ROUTE_AUTH | STOA_ROUTE_LOGIN)) {
         if (!req->principal.present) {
             stoa_http_header(req, "WWW-Authenticate", "Bearer");
             stoa_http_error(req, 401, "unauthenticated", NULL);
@@ -164,6 +164,13 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
                                          req->method)) {
             stoa_http_error(req, 403, "insufficient_scope",
                             "this token's scopes do not cover this route");
+            return;
+        }
+        if ((route->flags & STOA_ROUTE_LOGIN) &&
+            stoa_principal_from_api_key(&req->principal)) {
+            stoa_http_error(req, 403, "forbidden",
+                            "a token from an API key cannot manage "
+                            "credentials; sign in");
             return;
         }
     }

@@ -51,6 +51,11 @@ bool stoa_scope_valid(const char *scope)
     return false;
 }
 
+bool stoa_principal_from_api_key(const stoa_principal_t *p)
+{
+    return p->present && p->scope != NULL;
+}
+
 bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *pool,
                                  const char *method)
 {

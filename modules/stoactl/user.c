@@ -1,4 +1,5 @@
-/* user.c - `stoactl user create`: accounts made by the operator. */
+/* user.c - `stoactl user create|set-role|suspend|activate`: accounts
+ * made and changed by the operator. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,8 @@ static int usage(void)
 {
     fprintf(stderr, "usage: stoactl user create --email E --password-file F "
                     "[--role client|finance|admin] [--name N]\n"
-                    "       stoactl user set-role --email E --role R\n");
+                    "       stoactl user set-role --email E --role R\n"
+                    "       stoactl user suspend|activate --email E\n");
     return 2;
 }
 
@@ -120,80 +122,159 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* A role lives in access tokens: changing it revokes every session of
- * the user, so no token with the old role outlives the change by more
- * than the revocation check's second. */
-static int set_role(stoactl_t *ctl, int argc, char **argv)
+/* One change of an account by the operator, in one transaction: the
+ * user row, the sessions it ends (and with revoke_keys, every API key),
+ * the audit entry; then the revocation markers, so no token from before
+ * the change passes a pool's check for more than its second. */
+typedef struct {
+    const char *update_sql; /* $1 normalised email, $2 value; RETURNING id */
+    const char *value;
+    const char *action; /* audit action */
+    const char *details;
+    const char *revoke_reason; /* NULL: sessions stay */
+    bool revoke_keys;
+    int mark_user; /* 1 mark the user suspended, -1 clear, 0 leave */
+} user_change_t;
+
+static int apply_change(stoactl_t *ctl, const char *normal,
+                        const user_change_t *c, const char **id_out,
+                        int *nrevoked)
 {
-    const char *email = NULL, *role = NULL;
-    for (int i = 0; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--email") == 0)
-            email = argv[i + 1];
-        else if (strcmp(argv[i], "--role") == 0)
-            role = argv[i + 1];
-        else
-            return usage();
-    }
-    if (!email || !role || argc % 2)
-        return usage();
-    if (!stoa_role_valid(role)) {
-        fprintf(stderr, "stoactl: --role must be client, finance or admin\n");
-        return 2;
-    }
-    char *normal = stoa_email_normalise(ctl->arena, email);
-    if (!normal)
-        return usage();
-    stoa_db_result_t *user, *revoked;
-    const char *p1[] = {normal, role};
+    stoa_db_result_t *user, *revoked = NULL;
+    const char *p1[] = {normal, c->value};
     if (stoa_db_begin(ctl->db) != STOA_OK ||
-        stoa_db_query(ctl->db, ctl->arena,
-                      "UPDATE auth.users SET role = $2, updated_at = now() "
-                      "WHERE lower(email) = $1 AND status <> 'deleted' "
-                      "RETURNING id",
-                      2, p1, &user) != STOA_OK) {
-        fprintf(stderr, "stoactl: update failed: %s\n",
-                stoa_db_last_error(ctl->db));
-        stoa_db_rollback(ctl->db);
-        return 1;
-    }
+        stoa_db_query(ctl->db, ctl->arena, c->update_sql, 2, p1, &user) !=
+            STOA_OK)
+        goto failed;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(ctl->db);
         fprintf(stderr, "stoactl: no user with email %s\n", normal);
         return 1;
     }
     const char *id = stoa_db_value(user, 0, 0);
-    char *details = stoa_arena_sprintf(ctl->arena, "{\"role\":\"%s\"}", role);
-    const char *p2[] = {id};
-    const char *p3[] = {id, details};
-    if (stoa_db_query(ctl->db, ctl->arena,
-                      "UPDATE auth.sessions SET revoked_at = now(), "
-                      "revoke_reason = 'role_changed' WHERE user_id = $1 AND "
-                      "revoked_at IS NULL RETURNING id",
-                      1, p2, &revoked) != STOA_OK ||
+    const char *p2[] = {id, c->revoke_reason};
+    const char *p3[] = {id, c->action, c->details};
+    if (c->revoke_keys &&
         stoa_db_query(ctl->db, NULL,
+                      "UPDATE auth.api_keys SET revoked_at = now() WHERE "
+                      "user_id = $1 AND revoked_at IS NULL",
+                      1, p2, NULL) != STOA_OK)
+        goto failed;
+    /* Sessions of logins and of API-key exchanges alike. */
+    if (c->revoke_reason &&
+        stoa_db_query(ctl->db, ctl->arena,
+                      "UPDATE auth.sessions SET revoked_at = now(), "
+                      "revoke_reason = $2 WHERE user_id = $1 AND "
+                      "revoked_at IS NULL AND expires_at > now() RETURNING id",
+                      2, p2, &revoked) != STOA_OK)
+        goto failed;
+    if (stoa_db_query(ctl->db, NULL,
                       "INSERT INTO admin.audit_log (actor, action, target_id, "
-                      "details) VALUES ('stoactl', 'user.role_changed', $1, "
-                      "$2::jsonb)",
-                      2, p3, NULL) != STOA_OK ||
-        stoa_db_commit(ctl->db) != STOA_OK) {
-        fprintf(stderr, "stoactl: write failed: %s\n",
-                stoa_db_last_error(ctl->db));
-        stoa_db_rollback(ctl->db);
-        return 1;
-    }
-    for (int i = 0; i < stoa_db_rows(revoked); i++)
-        if (!ctl->kv ||
-            stoa_revoke_mark_session(ctl->kv, ctl->conf.access_token_ttl,
-                                     stoa_db_value(revoked, i, 0)) != STOA_OK)
-            fprintf(stderr, "stoactl: warning: revocation marker not set; "
-                            "pools ask Postgres until the jobs worker's "
-                            "re-sync\n");
+                      "details) VALUES ('stoactl', $2, $1, $3::jsonb)",
+                      3, p3, NULL) != STOA_OK ||
+        stoa_db_commit(ctl->db) != STOA_OK)
+        goto failed;
+    bool marked = ctl->kv != NULL;
+    for (int i = 0; revoked && i < stoa_db_rows(revoked); i++)
+        marked = marked &&
+                 stoa_revoke_mark_session(ctl->kv, ctl->conf.access_token_ttl,
+                                          stoa_db_value(revoked, i, 0)) ==
+                     STOA_OK;
+    if (c->mark_user > 0)
+        marked = marked && stoa_revoke_mark_user(ctl->kv, id) == STOA_OK;
+    else if (c->mark_user < 0 && ctl->kv)
+        stoa_revoke_unmark_user(ctl->kv, id);
+    if (!marked)
+        fprintf(stderr, "stoactl: warning: revocation marker not set; "
+                        "pools ask Postgres until the jobs worker's "
+                        "re-sync\n");
     char *key = stoa_arena_sprintf(ctl->arena, "me:%s", id);
     if (ctl->kv && stoa_kv_del(ctl->kv, key) != STOA_OK)
         fprintf(stderr, "stoactl: warning: Redis unreachable; cached "
                         "profile expires on its own\n");
-    printf("user %s is now %s; %d session(s) revoked\n", normal, role,
-           stoa_db_rows(revoked));
+    *id_out = id;
+    *nrevoked = revoked ? stoa_db_rows(revoked) : 0;
+    return 0;
+failed:
+    fprintf(stderr, "stoactl: write failed: %s\n", stoa_db_last_error(ctl->db));
+    stoa_db_rollback(ctl->db);
+    return 1;
+}
+
+/* --email E [--role R]: the only options of set-role, suspend, activate. */
+static int parse_email_role(stoactl_t *ctl, int argc, char **argv,
+                            bool want_role, char **normal, const char **role)
+{
+    const char *email = NULL;
+    *role = NULL;
+    for (int i = 0; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--email") == 0)
+            email = argv[i + 1];
+        else if (want_role && strcmp(argv[i], "--role") == 0)
+            *role = argv[i + 1];
+        else
+            return usage();
+    }
+    if (!email || (want_role && !*role) || argc % 2)
+        return usage();
+    if (want_role && !stoa_role_valid(*role)) {
+        fprintf(stderr, "stoactl: --role must be client, finance or admin\n");
+        return 2;
+    }
+    *normal = stoa_email_normalise(ctl->arena, email);
+    return *normal ? 0 : usage();
+}
+
+/* A role lives in access tokens: changing it revokes every session of
+ * the user (API-key exchanges included; the keys themselves stay and
+ * trade for tokens with the new role), so no token with the old role
+ * outlives the change by more than the revocation check's second. */
+static int set_role(stoactl_t *ctl, int argc, char **argv)
+{
+    char *normal;
+    const char *role, *id;
+    int n, rc = parse_email_role(ctl, argc, argv, true, &normal, &role);
+    if (rc)
+        return rc;
+    user_change_t c = {
+        .update_sql = "UPDATE auth.users SET role = $2, updated_at = now() "
+                      "WHERE lower(email) = $1 AND status <> 'deleted' "
+                      "RETURNING id",
+        .value = role,
+        .action = "user.role_changed",
+        .details = stoa_arena_sprintf(ctl->arena, "{\"role\":\"%s\"}", role),
+        .revoke_reason = "role_changed",
+    };
+    if ((rc = apply_change(ctl, normal, &c, &id, &n)) != 0)
+        return rc;
+    printf("user %s is now %s; %d session(s) revoked\n", normal, role, n);
+    return 0;
+}
+
+/* Suspension ends every session and revokes every API key: a reactivated
+ * account signs in again and makes new keys. */
+static int set_status(stoactl_t *ctl, int argc, char **argv, bool suspend)
+{
+    char *normal;
+    const char *role, *id;
+    int n, rc = parse_email_role(ctl, argc, argv, false, &normal, &role);
+    if (rc)
+        return rc;
+    const char *status = suspend ? "suspended" : "active";
+    user_change_t c = {
+        .update_sql = "UPDATE auth.users SET status = $2, updated_at = now() "
+                      "WHERE lower(email) = $1 AND status <> 'deleted' "
+                      "RETURNING id",
+        .value = status,
+        .action = suspend ? "user.suspended" : "user.activated",
+        .details = stoa_arena_sprintf(ctl->arena, "{\"status\":\"%s\"}", status),
+        .revoke_reason = suspend ? "suspended" : NULL,
+        .revoke_keys = suspend,
+        .mark_user = suspend ? 1 : -1,
+    };
+    if ((rc = apply_change(ctl, normal, &c, &id, &n)) != 0)
+        return rc;
+    printf("user %s is now %s; %d session(s) revoked\n", normal, status, n);
     return 0;
 }
 
@@ -203,5 +284,9 @@ int stoactl_user(stoactl_t *ctl, int argc, char **argv)
         return create(ctl, argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "set-role") == 0)
         return set_role(ctl, argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "suspend") == 0)
+        return set_status(ctl, argc - 1, argv + 1, true);
+    if (argc >= 1 && strcmp(argv[0], "activate") == 0)
+        return set_status(ctl, argc - 1, argv + 1, false);
     return usage();
 }

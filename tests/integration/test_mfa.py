@@ -528,7 +528,11 @@ class MfaTest(MfaStackTestCase):
         claims = jwt_claims(got["access_token"])
         self.assertEqual(claims["sub"], user_id)
         self.assertEqual(claims["role"], "client")
-        self.assertNotIn("scope", claims)
+        # A key made without scopes names the whole explicitly, so its
+        # tokens are told apart from a login's.
+        self.assertEqual(claims["scope"], "*")
+        self.assertEqual(got["scope"], "*")
+        self.assertEqual(created["scopes"], ["*"])
         me = self.assert_ok_json(self.me(c, got["access_token"]))
         self.assertEqual(me["email"], email)
 
@@ -629,7 +633,8 @@ class MfaTest(MfaStackTestCase):
         c = self.client()
         _, _, token = self.new_account(c, "apikey-input")
         cases = [
-            ("missing name", {"scopes": []}, "name"),
+            ("missing name", {"scopes": ["*"]}, "name"),
+            ("empty scopes", {"name": "x", "scopes": []}, "scopes"),
             ("empty name", {"name": ""}, "name"),
             ("name over 100", {"name": "n" * 101}, "name"),
             ("scopes not an array", {"name": "x", "scopes": "billing:read"}, "scopes"),

@@ -30,6 +30,10 @@ typedef int (*stoa_handler_fn)(stoa_request_t *req);
 #define STOA_ROUTE_PUBLIC 0u
 #define STOA_ROUTE_AUTH 1u /* needs a principal (401 otherwise) */
 #define STOA_ROUTE_IDEMPOTENT 2u /* honours Idempotency-Key (idempotency.h) */
+/* Manages credentials (keys, password, MFA, other sessions, erasure): needs
+ * a login session; a token traded from an API key gets 403 forbidden, so a
+ * leaked key can never mint, widen or outlive itself. Implies AUTH. */
+#define STOA_ROUTE_LOGIN 4u
 
 typedef struct {
     const char *method;  /* "GET", "POST", ... */

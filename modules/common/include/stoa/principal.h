@@ -27,6 +27,10 @@ bool stoa_role_valid(const char *role);
  * "<pool>:*", "<pool>:read" (GET and HEAD) or "<pool>:write" (the other
  * methods), pool one of auth, billing, analytics, admin. */
 bool stoa_scope_valid(const char *scope);
+/* True when the token was traded from an API key. Such tokens always
+ * carry a scope claim (a key's scopes are never empty; "*" is the whole)
+ * and logins never do, so the claim tells them apart. */
+bool stoa_principal_from_api_key(const stoa_principal_t *p);
 /* True when the principal may call `method` on `pool`: no scope claim, or
  * one of its scopes covers it. */
 bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *pool,

@@ -1,0 +1,253 @@
+"""What dies with a credential: API-key tokens never manage credentials, and
+the tokens of a key die with its session, its key, its user's role, status or
+account, on every pool within the revocation deadline.
+
+Each case here was an attack that worked against the stack before: a key
+token minting a wider key, key tokens outliving a role change, a key's own
+expiry, a suspension or an erasure.
+"""
+
+import os
+import subprocess
+import time
+import unittest
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from authlib import SourceClient, count_rows, jwt_claims, query_json
+from billinglib import stoactl_env
+from harness import BIN_DIR, StackTestCase
+
+GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
+REVOCATION_DEADLINE_S = 1.5
+
+
+class CredentialsTest(StackTestCase):
+    stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
+
+    # --- helpers -----------------------------------------------------------
+
+    def client(self):
+        c = SourceClient(self.stack)
+        self.addCleanup(c.close)
+        return c
+
+    def new_account(self, c, tag):
+        email = f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
+        user = self.assert_ok_json(c.request(
+            "POST", "/v1/auth/register",
+            {"email": email, "password": GOOD_PASSWORD, "name": "Key Owner"}), 201)["user"]
+        tokens = self.assert_ok_json(c.request(
+            "POST", "/v1/auth/login", {"email": email, "password": GOOD_PASSWORD}))
+        return email, user["id"], tokens["access_token"]
+
+    def create_key(self, c, token, **body):
+        body.setdefault("name", "bot")
+        return c.request("POST", "/v1/auth/api-keys", body, token=token)
+
+    def key_token(self, c, key):
+        return self.assert_ok_json(c.request(
+            "POST", "/v1/auth/token", {"grant_type": "api_key", "api_key": key}))
+
+    def exchange_status(self, c, key):
+        return c.request("POST", "/v1/auth/token",
+                         {"grant_type": "api_key", "api_key": key})
+
+    def stoactl(self, *args):
+        done = subprocess.run([os.path.join(BIN_DIR, "stoactl"), "--config",
+                               self.stack.conf_path(), *args],
+                              capture_output=True, text=True, timeout=60,
+                              env=stoactl_env(), stdin=subprocess.DEVNULL)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout
+
+    # A route of the auth pool and one of the billing pool: a revocation
+    # must hold on every pool, each with its own per-process cache.
+    def pool_reads(self, c, token):
+        return [c.request("GET", "/v1/me", token=token),
+                c.request("GET", "/v1/billing/entitlements", token=token)]
+
+    def assert_live(self, c, token):
+        for resp in self.pool_reads(c, token):
+            self.assert_ok_json(resp)
+
+    def assert_refused_within_deadline(self, c, token):
+        t0 = time.monotonic()
+        while True:
+            answers = self.pool_reads(c, token)
+            if all(r.status == 401 for r in answers):
+                break
+            self.assertLess(time.monotonic() - t0, REVOCATION_DEADLINE_S,
+                            [repr(r) for r in answers])
+            time.sleep(0.05)
+        for resp in answers:
+            self.assert_error(resp, 401, "unauthenticated")
+
+    def keys_live(self, user_id):
+        return count_rows(self.stack, """
+            SELECT 1 FROM auth.api_keys WHERE user_id = :'id'::uuid
+            AND revoked_at IS NULL""", id=user_id)
+
+    # --- a key's token manages no credential --------------------------------
+
+    def test_10_key_tokens_cannot_manage_credentials(self):
+        c = self.client()
+        email, user_id, login = self.new_account(c, "nocred")
+        wide = self.assert_ok_json(self.create_key(c, login, scopes=["*"]), 201)
+        narrow = self.assert_ok_json(self.create_key(c, login, scopes=["auth:write"]), 201)
+        bare = self.assert_ok_json(self.create_key(c, login), 201)
+        sessions = self.assert_ok_json(c.request("GET", "/v1/auth/sessions", token=login))
+        login_sid = sessions["data"][0]["id"]
+        keys_before = self.keys_live(user_id)
+        calls = [
+            ("POST", "/v1/auth/api-keys", {"name": "child", "scopes": ["*"]}),
+            ("POST", "/v1/auth/api-keys", {"name": "child"}),
+            ("DELETE", f"/v1/auth/api-keys/{wide['id']}", None),
+            ("POST", "/v1/auth/password/change",
+             {"current_password": GOOD_PASSWORD, "new_password": "An0ther-Long-Secret!x"}),
+            ("POST", "/v1/auth/mfa/totp/enroll", {"password": GOOD_PASSWORD}),
+            ("POST", "/v1/auth/mfa/totp/confirm", {"code": "123456", "password": GOOD_PASSWORD}),
+            ("DELETE", "/v1/auth/mfa/totp", {"password": GOOD_PASSWORD}),
+            ("DELETE", "/v1/auth/sessions", None),
+            ("DELETE", f"/v1/auth/sessions/{login_sid}", None),
+            ("DELETE", "/v1/me", {"password": GOOD_PASSWORD}),
+        ]
+        for label, key in (("scopes *", wide), ("no scopes", bare)):
+            token = self.key_token(c, key["key"])["access_token"]
+            self.assertEqual(jwt_claims(token)["scope"], "*")
+            for method, path, body in calls:
+                with self.subTest(key=label, route=f"{method} {path}"):
+                    self.assert_error(c.request(method, path, body, token=token),
+                                      403, "forbidden")
+            # What a key may do, it still does.
+            self.assert_ok_json(c.request("GET", "/v1/me", token=token))
+            self.assert_ok_json(c.request("GET", "/v1/auth/api-keys", token=token))
+        # A key scoped to auth:write is refused for the same reason.
+        token = self.key_token(c, narrow["key"])["access_token"]
+        self.assert_error(self.create_key(c, token, scopes=["*"]), 403, "forbidden")
+        self.assert_error(self.create_key(c, token), 403, "forbidden")
+
+        # Nothing was written or ended by any of it.
+        self.assertEqual(self.keys_live(user_id), keys_before)
+        self.assert_ok_json(c.request("GET", "/v1/me", token=login))
+        self.assertEqual(count_rows(self.stack, """
+            SELECT 1 FROM auth.mfa_totp WHERE user_id = :'id'::uuid""", id=user_id), 0)
+        self.assert_ok_json(c.request("POST", "/v1/auth/login",
+                                      {"email": email, "password": GOOD_PASSWORD}))
+        # The login that made the keys manages them.
+        self.assertEqual(c.request("DELETE", f"/v1/auth/api-keys/{wide['id']}",
+                                   token=login).status, 204)
+
+    def test_11_empty_scopes_are_refused_not_read_as_everything(self):
+        c = self.client()
+        _, _, login = self.new_account(c, "emptyscopes")
+        details = self.assert_error(self.create_key(c, login, scopes=[]), 400,
+                                    "invalid_request")
+        self.assertEqual(details["fields"], {"scopes": "invalid"})
+        bare = self.assert_ok_json(self.create_key(c, login), 201)
+        self.assertEqual(bare["scopes"], ["*"])
+        listed = self.assert_ok_json(c.request("GET", "/v1/auth/api-keys", token=login))
+        self.assertEqual([k["scopes"] for k in listed["data"] if k["id"] == bare["id"]],
+                         [["*"]])
+
+    def test_12_key_sessions_are_not_login_sessions(self):
+        c = self.client()
+        _, _, login = self.new_account(c, "keysess")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        token = self.key_token(c, key["key"])["access_token"]
+        listed = self.assert_ok_json(c.request("GET", "/v1/auth/sessions", token=login))
+        self.assertEqual(len(listed["data"]), 1, listed)
+        self.assertNotEqual(listed["data"][0]["id"], jwt_claims(token)["sid"])
+        # A key's token has no login to end.
+        self.assert_error(c.request("POST", "/v1/auth/logout", token=token), 400,
+                          "invalid_request")
+
+    # --- what ends a key's tokens --------------------------------------------
+
+    def test_20_revoking_a_key_ends_its_tokens_on_every_pool(self):
+        c = self.client()
+        _, _, login = self.new_account(c, "revokekey")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        first = self.key_token(c, key["key"])["access_token"]
+        second = self.key_token(c, key["key"])["access_token"]
+        self.assertNotEqual(jwt_claims(first)["sid"], jwt_claims(second)["sid"])
+        self.assert_live(c, first)
+        self.assert_live(c, second)
+        self.assertEqual(c.request("DELETE", f"/v1/auth/api-keys/{key['id']}",
+                                   token=login).status, 204)
+        self.assert_refused_within_deadline(c, first)
+        self.assert_refused_within_deadline(c, second)
+        self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+
+    def test_21_a_role_change_ends_key_tokens(self):
+        c = self.client()
+        email, _, login = self.new_account(c, "rolechange")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        token = self.key_token(c, key["key"])["access_token"]
+        self.assertEqual(jwt_claims(token)["role"], "client")
+        self.assert_live(c, token)
+        self.stoactl("user", "set-role", "--email", email, "--role", "finance")
+        self.assert_refused_within_deadline(c, token)
+        self.assert_refused_within_deadline(c, login)
+        # The key itself stays, and trades for the new role.
+        fresh = self.key_token(c, key["key"])["access_token"]
+        self.assertEqual(jwt_claims(fresh)["role"], "finance")
+        self.assert_live(c, fresh)
+
+    def test_22_a_key_expiring_in_seconds_stops_then(self):
+        c = self.client()
+        _, _, login = self.new_account(c, "expiring")
+        ends = (datetime.now(timezone.utc) + timedelta(seconds=4)).replace(microsecond=0)
+        stamp = ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+        key = self.assert_ok_json(self.create_key(c, login, expires_at=stamp), 201)
+        got = self.key_token(c, key["key"])
+        token = got["access_token"]
+        self.assertLessEqual(jwt_claims(token)["exp"], int(ends.timestamp()))
+        self.assertLessEqual(got["expires_in"], 5)
+        self.assert_live(c, token)
+        # Past the key's end (the gateway's leeway does not stretch it).
+        time.sleep(max(0.0, ends.timestamp() - time.time()) + 0.1)
+        self.assert_refused_within_deadline(c, token)
+        self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+
+    def test_23_suspension_revokes_every_key(self):
+        c = self.client()
+        email, user_id, login = self.new_account(c, "suspend")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        token = self.key_token(c, key["key"])["access_token"]
+        self.assert_live(c, token)
+        self.stoactl("user", "suspend", "--email", email)
+        self.assert_refused_within_deadline(c, token)
+        self.assert_refused_within_deadline(c, login)
+        self.assertEqual(self.keys_live(user_id), 0)
+        self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+        self.assert_error(c.request("POST", "/v1/auth/login",
+                                    {"email": email, "password": GOOD_PASSWORD}),
+                          403, "account_suspended")
+        # Reactivated: signs in again, the old key stays dead.
+        self.stoactl("user", "activate", "--email", email)
+        again = self.assert_ok_json(c.request(
+            "POST", "/v1/auth/login", {"email": email, "password": GOOD_PASSWORD}))
+        self.assert_live(c, again["access_token"])
+        self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+        actions = query_json(self.stack, """
+            SELECT coalesce(json_agg(action ORDER BY id), '[]'::json)
+            FROM admin.audit_log WHERE target_id = :'id'::uuid""", id=user_id)
+        self.assertIn("user.suspended", actions)
+        self.assertIn("user.activated", actions)
+
+    def test_24_erasure_revokes_every_key(self):
+        c = self.client()
+        _, user_id, login = self.new_account(c, "erase")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        token = self.key_token(c, key["key"])["access_token"]
+        self.assert_live(c, token)
+        resp = c.request("DELETE", "/v1/me", {"password": GOOD_PASSWORD}, token=login)
+        self.assertEqual(resp.status, 204, repr(resp))
+        self.assert_refused_within_deadline(c, token)
+        self.assertEqual(self.keys_live(user_id), 0)
+        self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+
+
+if __name__ == "__main__":
+    unittest.main()
