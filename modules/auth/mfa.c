@@ -147,8 +147,8 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
 {
     const char *p[] = {user_id, ACCOUNT_MAX_FAILURES, ACCOUNT_FAILURE_WINDOW_S};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_account_lock", p,
-                          &res);
+    int rc =
+        stoa_db_exec(req->ctx->db, req->arena, "mfa_account_lock", p, &res);
     if (rc != STOA_OK)
         return rc;
     long left = stoa_db_rows(res) == 1 ? atol(stoa_db_value(res, 0, 0)) : 0;
@@ -168,8 +168,7 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
 static int count_account_failure(stoa_request_t *req, const char *user_id)
 {
     const char *p[] = {user_id, ACCOUNT_FAILURE_WINDOW_S};
-    return stoa_db_exec(req->ctx->db, req->arena, "mfa_account_fail", p,
-                        NULL);
+    return stoa_db_exec(req->ctx->db, req->arena, "mfa_account_fail", p, NULL);
 }
 
 /* The current password, which turning TOTP on requires besides the
@@ -532,8 +531,8 @@ int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
     char *token, *hash;
     auth_new_token(req, &token, &hash);
     const char *p[] = {hash, user_id};
-    rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_challenge_insert", p,
-                      NULL);
+    rc =
+        stoa_db_exec(req->ctx->db, req->arena, "mfa_challenge_insert", p, NULL);
     if (rc != STOA_OK)
         return rc;
     char *details = stoa_arena_sprintf(req->arena, "{\"mfa_token\":\"%s\"}",
