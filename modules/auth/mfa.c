@@ -615,8 +615,8 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
 }
 
 /* Checks a TOTP code against the user's secret, spending its step, in
- * the caller's transaction. STOA_DECLINED (answer written) when the
- * stored secret does not open. */
+ * the caller's transaction. When the stored secret does not open, the
+ * 503 is written and its status (STOA_AGAIN) returned. */
 static int use_totp_code(stoa_request_t *req, const char *user_id,
                          const char *code, bool *used)
 {
