@@ -1,5 +1,14 @@
 /* mfa.c - TOTP second factor (RFC 6238: HMAC-SHA1, 6 digits, 30 s, one
- * step of drift either way), recovery codes, and the login challenge. */
+ * step of drift either way), recovery codes, and the login challenge.
+ *
+ * Against guessing: an mfa_token dies after CHALLENGE_MAX_FAILURES wrong
+ * codes, and an account takes at most ACCOUNT_MAX_FAILURES wrong codes in
+ * ACCOUNT_FAILURE_WINDOW_S, whatever the client addresses. Both counts
+ * are Postgres row updates under the row locks verification already
+ * takes (the challenge, then the account's TOTP row), so concurrent
+ * guesses serialise on them and cannot overshoot, and they hold when
+ * Redis is down (the per account+address login throttle in Redis then
+ * stops, by design; these must not). */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -14,7 +23,15 @@
 
 #define TOTP_SECRET_LEN 20 /* 160 bits */
 #define TOTP_STEP_S 30
+/* The buffer a sealed secret opens into: room for TOTP_SECRET_LEN and
+ * for longer secrets should they ever be imported. */
+#define TOTP_SECRET_MAX 64
 #define RECOVERY_CODES 10
+#define RECOVERY_CODE_CHARS 10 /* "xxxxx-xxxxx" without the dash */
+/* Limits of wrong codes, as the SQL parameters they are passed as. */
+#define CHALLENGE_MAX_FAILURES "5"
+#define ACCOUNT_MAX_FAILURES "10"
+#define ACCOUNT_FAILURE_WINDOW_S "900"
 #define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
 #define COL_STATUS (AUTH_USER_NCOLUMNS + 1)
 
@@ -89,18 +106,161 @@ static bool need_key(stoa_request_t *req)
 }
 
 /* The user id is the AEAD's associated data: a sealed secret copied to
- * another account's row does not open. */
+ * another account's row does not open. The box is bounded by the secret
+ * buffer before anything is decrypted: AES-GCM writes the plaintext out
+ * before it checks the tag, so an over-long box (a damaged or planted
+ * row) must be refused here, not by the tag. */
 static bool open_secret_for(stoa_request_t *req, const char *user_id,
-                            const char *sealed_hex, uint8_t secret[64],
-                            size_t *len)
+                            const char *sealed_hex,
+                            uint8_t secret[TOTP_SECRET_MAX], size_t *len)
 {
-    uint8_t sealed[128];
+    uint8_t sealed[TOTP_SECRET_MAX + STOA_AEAD_OVERHEAD];
     size_t n, hl = sealed_hex ? strlen(sealed_hex) : 0;
     if (hl < 2 || hl - 2 > 2 * sizeof(sealed) ||
-        stoa_hex_decode(sealed_hex + 2, hl - 2, sealed, &n) != STOA_OK)
+        stoa_hex_decode(sealed_hex + 2, hl - 2, sealed, &n) != STOA_OK ||
+        n > sizeof(sealed))
         return false;
     return stoa_aead_open(auth_state(req)->mfa_key, sealed, n, user_id,
                           strlen(user_id), secret, len) == STOA_OK;
+}
+
+/* A stored secret that does not open (damaged, or sealed under another
+ * mfa_encryption_key) is the server's fault, not a wrong code: it is not
+ * counted against the user, who can still use a recovery code. */
+static int secret_unreadable(stoa_request_t *req, const char *user_id)
+{
+    stoa_log(STOA_LOG_ERR,
+             "the sealed TOTP secret of user %s does not open (damaged, or "
+             "sealed under another mfa_encryption_key)",
+             user_id);
+    return stoa_http_error(req, 503, "mfa_unavailable",
+                           "the authenticator code cannot be checked now; "
+                           "use a recovery code");
+}
+
+/* The account's lock on second-factor codes: STOA_OK when it takes
+ * codes, else 429 with Retry-After is written (after a rollback when
+ * in_transaction) and STOA_DECLINED returned. Inside a transaction the
+ * TOTP row stays locked until it ends. */
+static int account_lock_check(stoa_request_t *req, const char *user_id,
+                              bool in_transaction)
+{
+    const char *p[] = {user_id, ACCOUNT_MAX_FAILURES, ACCOUNT_FAILURE_WINDOW_S};
+    stoa_db_result_t *res;
+    int rc =
+        stoa_db_exec(req->ctx->db, req->arena, "mfa_account_lock", p, &res);
+    if (rc != STOA_OK)
+        return rc;
+    long left = stoa_db_rows(res) == 1 ? atol(stoa_db_value(res, 0, 0)) : 0;
+    if (left <= 0)
+        return STOA_OK;
+    if (in_transaction)
+        stoa_db_rollback(req->ctx->db);
+    stoa_http_header(req, "Retry-After",
+                     stoa_arena_sprintf(req->arena, "%ld", left));
+    return stoa_http_error(req, 429, "too_many_attempts",
+                           "too many wrong codes for this account; retry "
+                           "later");
+}
+
+/* Counts one wrong code against the account, in the caller's
+ * transaction. */
+static int count_account_failure(stoa_request_t *req, const char *user_id)
+{
+    const char *p[] = {user_id, ACCOUNT_FAILURE_WINDOW_S};
+    return stoa_db_exec(req->ctx->db, req->arena, "mfa_account_fail", p, NULL);
+}
+
+/* The current password, which turning TOTP on requires besides the
+ * access token: a stolen token alone must not bind the account to the
+ * thief's authenticator and lock the owner out. Wrong passwords count in
+ * the failed-login throttle like a login's, so these routes are no side
+ * door for guessing it. STOA_OK, or the answer (401, 429) is written and
+ * STOA_DECLINED returned. */
+static int check_password(stoa_request_t *req, const stoa_db_result_t *user,
+                          const char *password)
+{
+    const char *email = stoa_db_value(user, 0, 1);
+    if (auth_throttle_check(req, email) != STOA_OK)
+        return STOA_DECLINED;
+    const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
+    if (phc && stoa_password_verify(phc, password) == STOA_OK)
+        return STOA_OK;
+    auth_throttle_fail(req, email);
+    const char *user_id = stoa_db_value(user, 0, 0);
+    if (stoa_audit(req, NULL, "mfa.password_failed", user_id, NULL) != STOA_OK)
+        stoa_log(STOA_LOG_ERR, "audit of a failed MFA password not written");
+    return stoa_http_error(req, 401, "invalid_credentials",
+                           "the password is wrong");
+}
+
+/* Reads {code} (6 digits). */
+static const char *code_field(stoa_request_t *req, const stoa_json_t *body,
+                              unsigned flags)
+{
+    const char *code = stoa_field_string(req, body, "code", flags, 1, 16);
+    if (code && strlen(code) != 6)
+        stoa_request_field_error(req, "code", "must_be_6_digits");
+    return code;
+}
+
+/* Reads {password} and, when with_code, {code}: the bodies of enroll and
+ * confirm, unknown fields refused. An empty body reads as {}, so a
+ * client that sends none is told which field is missing. STOA_OK, or the
+ * answer (400, 415) is written and STOA_DECLINED returned. */
+static int enrolment_body(stoa_request_t *req, bool with_code,
+                          const char **password, const char **code)
+{
+    *password = NULL;
+    if (with_code)
+        *code = NULL;
+    if (req->body_len == 0) {
+        stoa_request_field_error(req, "password", "required");
+        if (with_code)
+            stoa_request_field_error(req, "code", "required");
+        return stoa_http_invalid_fields(req);
+    }
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const password_only[] = {"password", NULL};
+    static const char *const password_and_code[] = {"password", "code", NULL};
+    stoa_field_reject_unknown(req, body,
+                              with_code ? password_and_code : password_only);
+    *password =
+        stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
+    if (with_code)
+        *code = code_field(req, body, STOA_FIELD_REQUIRED);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    return STOA_OK;
+}
+
+/* The caller's user row (AUTH_USER_COLUMNS, password hash, status);
+ * 404 when the account is gone. */
+static int caller_row(stoa_request_t *req, stoa_db_result_t **user)
+{
+    const char *p[] = {req->principal.user_id};
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "user_by_id", p, user);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(*user) == 0)
+        return stoa_http_error(req, 404, "not_found", "no such user");
+    return STOA_OK;
+}
+
+/* The start of enroll and confirm: the body, the caller's row, and the
+ * password proven. STOA_OK, or the answer is written (or the database
+ * failed) and its status returned. */
+static int enrolment_start(stoa_request_t *req, bool with_code,
+                           const char **code, stoa_db_result_t **user)
+{
+    const char *password;
+    int rc;
+    if ((rc = enrolment_body(req, with_code, &password, code)) != STOA_OK ||
+        (rc = caller_row(req, user)) != STOA_OK)
+        return rc;
+    return check_password(req, *user, password);
 }
 
 static char *bytea_param(stoa_request_t *req, const uint8_t *data, size_t len)
@@ -132,15 +292,12 @@ int auth_mfa_enroll(stoa_request_t *req)
 {
     if (!need_key(req))
         return STOA_DECLINED;
-    const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
-    const char *p1[] = {user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
+    int rc = enrolment_start(req, false, NULL, &user);
     if (rc != STOA_OK)
         return rc;
-    if (stoa_db_rows(user) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
+    const char *user_id = req->principal.user_id;
+    stoa_db_t *db = req->ctx->db;
     uint8_t secret[TOTP_SECRET_LEN], sealed[TOTP_SECRET_LEN + STOA_AEAD_OVERHEAD];
     stoa_random_bytes(secret, sizeof(secret));
     if (stoa_aead_seal(auth_state(req)->mfa_key, secret, sizeof(secret),
@@ -183,34 +340,19 @@ int auth_mfa_enroll(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
-/* Reads {code} (6 digits) with unknown fields refused. */
-static const char *code_field(stoa_request_t *req, const stoa_json_t *body,
-                              unsigned flags)
-{
-    const char *code = stoa_field_string(req, body, "code", flags, 1, 16);
-    if (code && strlen(code) != 6)
-        stoa_request_field_error(req, "code", "must_be_6_digits");
-    return code;
-}
-
 int auth_mfa_confirm(stoa_request_t *req)
 {
     if (!need_key(req))
         return STOA_DECLINED;
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
-        return STOA_DECLINED;
-    static const char *const allowed[] = {"code", NULL};
-    stoa_field_reject_unknown(req, body, allowed);
-    const char *code = code_field(req, body, STOA_FIELD_REQUIRED);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
+    const char *code;
+    stoa_db_result_t *user, *res;
+    int rc = enrolment_start(req, true, &code, &user);
+    if (rc != STOA_OK)
+        return rc;
     const char *user_id = req->principal.user_id;
     stoa_db_t *db = req->ctx->db;
     const char *p1[] = {user_id};
-    stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
+    if ((rc = stoa_db_begin(db)) != STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "mfa_get", p1, &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
@@ -223,12 +365,12 @@ int auth_mfa_confirm(stoa_request_t *req)
         return stoa_http_error(req, 409, "mfa_already_enabled",
                                "two-factor authentication is already on");
     }
-    uint8_t secret[64];
+    uint8_t secret[TOTP_SECRET_MAX];
     size_t slen;
     if (!open_secret_for(req, user_id, stoa_db_value(res, 0, 0), secret,
                          &slen)) {
         stoa_db_rollback(db);
-        return STOA_ERROR;
+        return secret_unreadable(req, user_id);
     }
     int64_t step = totp_match(secret, slen, code, 0);
     stoa_wipe(secret, sizeof(secret));
@@ -268,6 +410,7 @@ int auth_mfa_confirm(stoa_request_t *req)
         (rc = stoa_db_exec(db, req->arena, "mfa_recovery_insert", p3, NULL)) !=
             STOA_OK ||
         (rc = stoa_audit(req, NULL, "mfa.enabled", user_id, NULL)) != STOA_OK ||
+        (rc = auth_mail_user(req, user, "mfa_enabled")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK) {
         stoa_buf_free(&hashes);
         return rc;
@@ -304,11 +447,9 @@ int auth_mfa_disable(stoa_request_t *req)
     stoa_db_t *db = req->ctx->db;
     const char *p1[] = {user_id};
     stoa_db_result_t *user, *res;
-    int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
+    int rc = caller_row(req, &user);
     if (rc != STOA_OK)
         return rc;
-    if (stoa_db_rows(user) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
     const char *email = stoa_db_value(user, 0, 1);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;
@@ -326,12 +467,16 @@ int auth_mfa_disable(stoa_request_t *req)
             stoa_db_rollback(db);
             return STOA_DECLINED;
         }
-        uint8_t secret[64];
+        /* Codes tried here count against the account as at login: a
+         * stolen access token must not buy unlimited guesses either. */
+        if ((rc = account_lock_check(req, user_id, true)) != STOA_OK)
+            return rc;
+        uint8_t secret[TOTP_SECRET_MAX];
         size_t slen;
         if (!open_secret_for(req, user_id, stoa_db_value(res, 0, 0), secret,
                              &slen)) {
             stoa_db_rollback(db);
-            return STOA_ERROR;
+            return secret_unreadable(req, user_id);
         }
         ok = totp_match(secret, slen, code,
                         atoll(stoa_db_value(res, 0, 2))) != 0;
@@ -341,7 +486,15 @@ int auth_mfa_disable(stoa_request_t *req)
         ok = phc && stoa_password_verify(phc, password) == STOA_OK;
     }
     if (!ok) {
-        stoa_db_rollback(db);
+        /* A wrong code is kept (committed) in the account's count; a
+         * wrong password only in the login throttle. */
+        if (code) {
+            if ((rc = count_account_failure(req, user_id)) != STOA_OK ||
+                (rc = stoa_db_commit(db)) != STOA_OK)
+                return rc;
+        } else {
+            stoa_db_rollback(db);
+        }
         auth_throttle_fail(req, email);
         stoa_request_field_error(req, code ? "code" : "password", "incorrect");
         return stoa_http_invalid_fields(req);
@@ -370,11 +523,16 @@ int auth_mfa_enabled(stoa_request_t *req, const char *user_id, bool *enabled)
 
 int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
 {
+    /* An account that took too many wrong codes gets no new challenge,
+     * from any address: fresh mfa_tokens must not mean fresh guesses. */
+    int rc = account_lock_check(req, user_id, false);
+    if (rc != STOA_OK)
+        return rc;
     char *token, *hash;
     auth_new_token(req, &token, &hash);
     const char *p[] = {hash, user_id};
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_challenge_insert", p,
-                          NULL);
+    rc =
+        stoa_db_exec(req->ctx->db, req->arena, "mfa_challenge_insert", p, NULL);
     if (rc != STOA_OK)
         return rc;
     char *details = stoa_arena_sprintf(req->arena, "{\"mfa_token\":\"%s\"}",
@@ -383,6 +541,110 @@ int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
                                    "a second factor is required: POST "
                                    "/v1/auth/mfa/verify",
                                    details);
+}
+
+/* Recovery codes as people type them: case, dashes and spaces do not
+ * matter, every other character does. The whole input must be the ten
+ * characters of one code (a right code with anything after it is not
+ * that code). Writes the "xxxxx-xxxxx" form the hashes are made of;
+ * false when the input cannot be a code. */
+static bool recovery_code_canonical(const char *typed,
+                                    char out[RECOVERY_CODE_CHARS + 2])
+{
+    char chars[RECOVERY_CODE_CHARS];
+    size_t n = 0;
+    for (const char *p = typed; *p; p++) {
+        char c = *p;
+        if (c == '-' || c == ' ')
+            continue;
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        bool in_alphabet = (c >= 'a' && c <= 'z') || (c >= '2' && c <= '7');
+        if (!in_alphabet || n == RECOVERY_CODE_CHARS)
+            return false;
+        chars[n++] = c;
+    }
+    if (n != RECOVERY_CODE_CHARS)
+        return false;
+    snprintf(out, RECOVERY_CODE_CHARS + 2, "%.5s-%.5s", chars, chars + 5);
+    stoa_wipe(chars, sizeof(chars));
+    return true;
+}
+
+/* Spends the user's unused recovery code that matches typed, in the
+ * caller's transaction. The digest is compared with every unused code's
+ * in constant time, all of them whatever matches, so the answer's timing
+ * says nothing about how close a guess came. */
+static int use_recovery_code(stoa_request_t *req, const char *user_id,
+                             const char *typed, bool *used)
+{
+    *used = false;
+    char canonical[RECOVERY_CODE_CHARS + 2];
+    if (!recovery_code_canonical(typed, canonical))
+        return STOA_OK;
+    uint8_t d[STOA_SHA256_LEN];
+    stoa_sha256(canonical, strlen(canonical), d);
+    stoa_wipe(canonical, sizeof(canonical));
+    const char *p1[] = {user_id};
+    stoa_db_result_t *codes;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_recovery_unused", p1,
+                          &codes);
+    if (rc != STOA_OK)
+        return rc;
+    bool match = false;
+    for (int i = 0; i < stoa_db_rows(codes); i++) {
+        const char *hex = stoa_db_value(codes, i, 0);
+        uint8_t stored[STOA_SHA256_LEN];
+        size_t n = 0;
+        /* bytea text form: "\x" then 64 hex digits. */
+        if (hex && strlen(hex) == 2 + 2 * sizeof(stored) &&
+            stoa_hex_decode(hex + 2, 2 * sizeof(stored), stored, &n) ==
+                STOA_OK &&
+            n == sizeof(stored))
+            match |= stoa_ct_equal(stored, d, sizeof(d));
+    }
+    if (!match)
+        return STOA_OK;
+    const char *p2[] = {user_id, bytea_param(req, d, sizeof(d))};
+    stoa_db_result_t *spent;
+    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_recovery_use", p2,
+                           &spent)) != STOA_OK)
+        return rc;
+    *used = stoa_db_rows(spent) == 1;
+    return STOA_OK;
+}
+
+/* Checks a TOTP code against the user's secret, spending its step, in
+ * the caller's transaction. When the stored secret does not open, the
+ * 503 is written and its status (STOA_AGAIN) returned. */
+static int use_totp_code(stoa_request_t *req, const char *user_id,
+                         const char *code, bool *used)
+{
+    *used = false;
+    const char *p[] = {user_id};
+    stoa_db_result_t *totp;
+    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_get", p, &totp);
+    if (rc != STOA_OK || stoa_db_rows(totp) != 1)
+        return rc;
+    uint8_t secret[TOTP_SECRET_MAX];
+    size_t slen;
+    if (!open_secret_for(req, user_id, stoa_db_value(totp, 0, 0), secret,
+                         &slen))
+        return secret_unreadable(req, user_id);
+    int64_t step =
+        totp_match(secret, slen, code, atoll(stoa_db_value(totp, 0, 2)));
+    stoa_wipe(secret, sizeof(secret));
+    if (!step)
+        return STOA_OK;
+    char step_s[24];
+    snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
+    const char *p2[] = {user_id, step_s};
+    stoa_db_result_t *spent;
+    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_use_step", p2,
+                           &spent)) != STOA_OK)
+        return rc;
+    *used = stoa_db_rows(spent) == 1;
+    return STOA_OK;
 }
 
 int auth_mfa_verify(stoa_request_t *req)
@@ -410,14 +672,14 @@ int auth_mfa_verify(stoa_request_t *req)
     stoa_db_t *db = req->ctx->db;
     char *token_hash = auth_token_hash_param(req, token);
     const char *p1[] = {token_hash};
-    stoa_db_result_t *challenge, *user, *totp;
+    const char *p_get[] = {token_hash, CHALLENGE_MAX_FAILURES};
+    stoa_db_result_t *challenge, *user;
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_challenge_get", p1,
+        (rc = stoa_db_exec(db, req->arena, "mfa_challenge_get", p_get,
                            &challenge)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(challenge) == 0 ||
-        stoa_db_value(challenge, 0, 1)[0] != 't') {
+    if (stoa_db_rows(challenge) == 0) {
         stoa_db_rollback(db);
         return stoa_http_error(req, 401, "invalid_token",
                                "the mfa_token is unknown, used or expired");
@@ -432,66 +694,44 @@ int auth_mfa_verify(stoa_request_t *req)
         return stoa_http_error(req, 401, "invalid_token",
                                "the account is not active");
     }
+    /* The address lock first: an address that is locked out is told so,
+     * whatever it presents. */
     const char *email = stoa_db_value(user, 0, 1);
     if (auth_throttle_check(req, email) != STOA_OK) {
         stoa_db_rollback(db);
         return STOA_DECLINED;
     }
-    bool ok = false, used_recovery = false;
-    if (code) {
-        if ((rc = stoa_db_exec(db, req->arena, "mfa_get", p2, &totp)) !=
-            STOA_OK)
-            return rc;
-        uint8_t secret[64];
-        size_t slen;
-        if (stoa_db_rows(totp) == 1 &&
-            open_secret_for(req, user_id, stoa_db_value(totp, 0, 0), secret,
-                            &slen)) {
-            int64_t step = totp_match(secret, slen, code,
-                                      atoll(stoa_db_value(totp, 0, 2)));
-            stoa_wipe(secret, sizeof(secret));
-            if (step) {
-                char step_s[24];
-                snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
-                const char *p3[] = {user_id, step_s};
-                stoa_db_result_t *used;
-                if ((rc = stoa_db_exec(db, req->arena, "mfa_use_step", p3,
-                                       &used)) != STOA_OK)
-                    return rc;
-                ok = stoa_db_rows(used) == 1;
-            }
-        }
-    } else {
-        /* Recovery codes are compared case-insensitively, dash optional. */
-        char normal[16];
-        size_t n = 0;
-        for (const char *p = recovery; *p && n < 10; p++) {
-            char c = *p;
-            if (c == '-' || c == ' ')
-                continue;
-            normal[n++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-        }
-        normal[n] = '\0';
-        char formatted[16];
-        snprintf(formatted, sizeof(formatted), "%.5s-%.5s", normal,
-                 n > 5 ? normal + 5 : "");
-        uint8_t d[STOA_SHA256_LEN];
-        stoa_sha256(formatted, strlen(formatted), d);
-        const char *p4[] = {user_id, bytea_param(req, d, sizeof(d))};
-        stoa_db_result_t *used;
-        if ((rc = stoa_db_exec(db, req->arena, "mfa_recovery_use", p4,
-                               &used)) != STOA_OK)
-            return rc;
-        ok = used_recovery = stoa_db_rows(used) == 1;
+    /* Used, expired, or killed by its wrong codes: gone, even for the
+     * right code. */
+    if (stoa_db_value(challenge, 0, 1)[0] != 't') {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 401, "invalid_token",
+                               "the mfa_token is unknown, used or expired");
+    }
+    if ((rc = account_lock_check(req, user_id, true)) != STOA_OK)
+        return rc;
+    bool ok = false;
+    rc = code ? use_totp_code(req, user_id, code, &ok)
+              : use_recovery_code(req, user_id, recovery, &ok);
+    if (rc != STOA_OK) {
+        stoa_db_rollback(db);
+        return rc;
     }
     if (!ok) {
-        stoa_db_rollback(db);
+        /* Committed, not rolled back: the next guess on this challenge
+         * or account, waiting on the row locks, must see this one. */
+        if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_fail", p1,
+                               NULL)) != STOA_OK ||
+            (rc = count_account_failure(req, user_id)) != STOA_OK ||
+            (rc = stoa_audit(req, user_id, "mfa.failed", user_id, NULL)) !=
+                STOA_OK ||
+            (rc = stoa_db_commit(db)) != STOA_OK)
+            return rc;
         auth_throttle_fail(req, email);
-        if (stoa_audit(req, user_id, "mfa.failed", user_id, NULL) != STOA_OK)
-            stoa_log(STOA_LOG_ERR, "audit of a failed MFA code not written");
         return stoa_http_error(req, 401, "invalid_code",
                                "the code is wrong, expired or already used");
     }
+    bool used_recovery = !code;
     if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_use", p1, NULL)) !=
             STOA_OK ||
         (used_recovery &&

@@ -146,6 +146,13 @@ const stoa_db_statement_t auth_statements[] = {
      "INSERT INTO auth.mfa_recovery_codes (code_hash, user_id) SELECT "
      "decode(h, 'hex'), $1::uuid FROM unnest($2::text[]) AS h",
      2},
+    /* Every unused code of the user, so the caller can compare the typed
+     * one against all of them in constant time; locked like the codes
+     * it may then spend. */
+    {"mfa_recovery_unused",
+     "SELECT code_hash FROM auth.mfa_recovery_codes WHERE user_id = $1::uuid "
+     "AND used_at IS NULL FOR UPDATE",
+     1},
     {"mfa_recovery_use",
      "UPDATE auth.mfa_recovery_codes SET used_at = now() WHERE code_hash = "
      "$2::bytea AND user_id = $1::uuid AND used_at IS NULL RETURNING "
@@ -156,15 +163,39 @@ const stoa_db_statement_t auth_statements[] = {
      "INSERT INTO auth.mfa_challenges (token_hash, user_id, expires_at) "
      "VALUES ($1::bytea, $2::uuid, now() + interval '5 minutes')",
      2},
-    /* Locked: two completions of one challenge cannot both succeed. */
+    /* Locked: two completions of one challenge cannot both succeed, and
+     * concurrent guesses on it see each other's failures ($2: how many
+     * wrong codes kill it). */
     {"mfa_challenge_get",
-     "SELECT c.user_id, c.used_at IS NULL AND c.expires_at > now() FROM "
-     "auth.mfa_challenges c WHERE c.token_hash = $1::bytea FOR UPDATE",
+     "SELECT c.user_id, c.used_at IS NULL AND c.expires_at > now() AND "
+     "c.failed_codes < $2::int FROM auth.mfa_challenges c WHERE "
+     "c.token_hash = $1::bytea FOR UPDATE",
+     2},
+    {"mfa_challenge_fail",
+     "UPDATE auth.mfa_challenges SET failed_codes = failed_codes + 1 WHERE "
+     "token_hash = $1::bytea",
      1},
     {"mfa_challenge_use",
      "UPDATE auth.mfa_challenges SET used_at = now() WHERE token_hash = "
      "$1::bytea",
      1},
+    /* Seconds left of the account's lock on codes (0: none) when it has
+     * $2 wrong codes in the window of $3 s; locked, so that guesses on one
+     * account serialise between this check and their count. */
+    {"mfa_account_lock",
+     "SELECT CASE WHEN failed_codes >= $2::int AND failed_since > now() - "
+     "make_interval(secs => $3::int) THEN greatest(1, ceil(extract(epoch "
+     "FROM failed_since + make_interval(secs => $3::int) - now())))::int "
+     "ELSE 0 END FROM auth.mfa_totp WHERE user_id = $1::uuid FOR UPDATE",
+     3},
+    /* One more wrong code in the window of $2 s, or the first of a new
+     * window (SET reads the old row, so both CASEs agree). */
+    {"mfa_account_fail",
+     "UPDATE auth.mfa_totp SET failed_codes = CASE WHEN failed_since > now() "
+     "- make_interval(secs => $2::int) THEN failed_codes + 1 ELSE 1 END, "
+     "failed_since = CASE WHEN failed_since > now() - make_interval(secs => "
+     "$2::int) THEN failed_since ELSE now() END WHERE user_id = $1::uuid",
+     2},
 
     /* --- API keys --------------------------------------------------- */
     {"api_key_insert",

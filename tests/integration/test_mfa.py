@@ -168,10 +168,11 @@ class MfaStackTestCase(StackTestCase):
 
     def enroll(self, client, token):
         return self.assert_ok_json(client.request("POST", "/v1/auth/mfa/totp/enroll",
-                                                  token=token))
+                                                  {"password": GOOD_PASSWORD}, token=token))
 
     def confirm(self, client, token, code):
-        return client.request("POST", "/v1/auth/mfa/totp/confirm", {"code": code}, token=token)
+        return client.request("POST", "/v1/auth/mfa/totp/confirm",
+                              {"code": code, "password": GOOD_PASSWORD}, token=token)
 
     def enable_mfa(self, client, tag):
         """A fresh account with TOTP on: (email, user id, access token of the
@@ -278,7 +279,8 @@ class MfaTest(MfaStackTestCase):
         confirmed = query_json(self.stack, sealed_sql, id=user_id)
         self.assertNotEqual(bytes.fromhex(confirmed), sealed,
                             "the second enrolment kept the first secret")
-        self.assert_error(c.request("POST", "/v1/auth/mfa/totp/enroll", token=token),
+        self.assert_error(c.request("POST", "/v1/auth/mfa/totp/enroll",
+                                    {"password": GOOD_PASSWORD}, token=token),
                           409, "mfa_already_enabled")
         # The refused enrolment left the confirmed secret alone.
         self.assertEqual(query_json(self.stack, sealed_sql, id=user_id), confirmed)
