@@ -133,7 +133,7 @@ int auth_mfa_enroll(stoa_request_t *req)
     if (!need_key(req))
         return STOA_DECLINED;
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
     stoa_db_result_t *user;
     int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
@@ -206,7 +206,7 @@ int auth_mfa_confirm(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
     int rc = stoa_db_begin(db);
@@ -301,7 +301,7 @@ int auth_mfa_disable(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
     stoa_db_result_t *user, *res;
     int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
@@ -361,7 +361,7 @@ int auth_mfa_enabled(stoa_request_t *req, const char *user_id, bool *enabled)
 {
     const char *p[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_enabled", p, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_enabled", p, &res);
     if (rc != STOA_OK)
         return rc;
     *enabled = stoa_db_value(res, 0, 0)[0] == 't';
@@ -373,7 +373,7 @@ int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
     char *token, *hash;
     auth_new_token(req, &token, &hash);
     const char *p[] = {hash, user_id};
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_challenge_insert", p,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_challenge_insert", p,
                           NULL);
     if (rc != STOA_OK)
         return rc;
@@ -407,7 +407,7 @@ int auth_mfa_verify(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     if (!need_key(req))
         return STOA_DECLINED;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     char *token_hash = auth_token_hash_param(req, token);
     const char *p1[] = {token_hash};
     stoa_db_result_t *challenge, *user, *totp;
