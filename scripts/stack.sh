@@ -443,7 +443,11 @@ clear_stale_pg_lock() {
 # from postgresql.conf, so a plain `pg_ctl start -D ...` keeps them.
 write_pg_settings() {
     local data=$RUN/pg/data
-    local max_connections=$((4 * POOL_PROCESSES + 60))
+    # Every pool process shares db_pool_size connections among its threads.
+    local db_pool_size
+    db_pool_size=$(conf_value db_pool_size 4)
+    [[ $db_pool_size =~ ^[1-9][0-9]{0,2}$ ]] || die "db_pool_size must be an integer from 1 to 256: $db_pool_size"
+    local max_connections=$((4 * POOL_PROCESSES * db_pool_size + 60))
     ((max_connections >= 200)) || max_connections=200
     cat >"$data/stoa-dev.conf.new" <<EOF
 # Written by scripts/stack.sh on every start.
@@ -829,14 +833,19 @@ render_nginx() {
     for key in jwt_issuer jwt_audience; do
         [[ ${!key} =~ $plain_value ]] || die "$key cannot be handed to nginx: ${!key}"
     done
-    # Each worker may keep this many idle connections per pool: two workers
-    # together must never pin more processes than the pool has.
-    if ((POOL_PROCESSES >= 2)); then
-        keepalive_directive="keepalive $((POOL_PROCESSES / 2));"
-        keepalive_note="$((POOL_PROCESSES / 2)) idle per worker, $((POOL_PROCESSES / 2 * 2)) at most for $POOL_PROCESSES processes,"
+    # Each worker may keep this many idle connections per pool: the two
+    # workers together pin at most half of the pool's handler threads, so
+    # the other half always takes new connections at once.
+    local threads handlers
+    threads=$(conf_value pool_threads 8)
+    [[ $threads =~ ^[1-9][0-9]{0,2}$ ]] || die "pool_threads must be an integer from 1 to 256: $threads"
+    handlers=$((POOL_PROCESSES * threads))
+    if ((handlers >= 4)); then
+        keepalive_directive="keepalive $((handlers / 4));"
+        keepalive_note="$((handlers / 4)) idle per worker, $((handlers / 4 * 2)) at most for $handlers handler threads ($POOL_PROCESSES processes x $threads),"
     else
-        keepalive_directive="# keepalive off: one process cannot serve two workers' idle connections"
-        keepalive_note="with a single process per pool nothing is kept idle,"
+        keepalive_directive="# keepalive off: too few handler threads to keep any idle"
+        keepalive_note="with fewer than 4 handler threads per pool nothing is kept idle,"
     fi
     if ((IS_ROOT)); then
         # Started as root, the pools' sockets belong to root (mode 0600), so

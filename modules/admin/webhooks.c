@@ -126,7 +126,7 @@ int admin_webhooks_create(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
 
     char *secret = new_secret(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {url, description, events, secret,
                             req->principal.user_id};
     stoa_db_result_t *res;
@@ -166,7 +166,7 @@ int admin_webhooks_list(stoa_request_t *req)
     snprintf(fetch, sizeof(fetch), "%d", limit + 1);
     const char *params[] = {ts, cid, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_list", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "webhook_list", params,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -198,7 +198,7 @@ int admin_webhooks_delete(stoa_request_t *req)
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_error(req, 404, "not_found", "no such webhook");
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id};
     stoa_db_result_t *res;
     int rc = stoa_db_begin(db);
@@ -236,7 +236,7 @@ int admin_webhooks_deliveries(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     const char *p1[] = {id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_exists", p1, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "webhook_exists", p1, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
@@ -245,7 +245,7 @@ int admin_webhooks_deliveries(stoa_request_t *req)
     char fetch[16];
     snprintf(fetch, sizeof(fetch), "%d", limit + 1);
     const char *p2[] = {id, cursor, fetch};
-    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "webhook_deliveries", p2,
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "webhook_deliveries", p2,
                            &res)) != STOA_OK)
         return rc;
     int rows = stoa_db_rows(res);
@@ -308,7 +308,7 @@ int admin_webhooks_rotate_secret(stoa_request_t *req)
     char *secret = new_secret(req);
     char overlap_s[24];
     snprintf(overlap_s, sizeof(overlap_s), "%lld", (long long)overlap);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id, secret, overlap_s};
     stoa_db_result_t *res;
     int rc = stoa_db_begin(db);

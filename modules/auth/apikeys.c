@@ -88,7 +88,7 @@ int auth_api_keys_create(stoa_request_t *req)
     char *hash = auth_token_hash_param(req, secret);
     char *key = stoa_arena_sprintf(req->arena, "stoa_%s_%s", prefix, secret);
     stoa_wipe(secret, sizeof(secret));
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {req->principal.user_id, name, prefix, hash,
                             scopes_param, expires};
     stoa_db_result_t *res;
@@ -129,7 +129,7 @@ int auth_api_keys_list(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "api_keys_list", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "api_keys_list", params,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -162,7 +162,7 @@ int auth_api_keys_delete(stoa_request_t *req)
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_error(req, 404, "not_found", "no such API key");
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id, req->principal.user_id};
     const char *p2[] = {req->principal.user_id, id, "api_key_revoked"};
     stoa_db_result_t *res, *sessions;
@@ -191,11 +191,11 @@ int auth_revoke_api_keys(stoa_request_t *req, const char *user_id,
 {
     const char *p1[] = {user_id};
     const char *p2[] = {user_id, NULL, reason};
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "api_keys_revoke_all", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "api_keys_revoke_all", p1,
                           NULL);
     if (rc != STOA_OK)
         return rc;
-    return stoa_db_exec(req->ctx->db, req->arena, "api_key_sessions_revoke",
+    return stoa_db_exec(stoa_request_db(req), req->arena, "api_key_sessions_revoke",
                         p2, revoked);
 }
 
@@ -232,7 +232,7 @@ int auth_token(stoa_request_t *req)
     bool ok = false;
     if (secret) {
         const char *p1[] = {prefix};
-        if ((rc = stoa_db_exec(req->ctx->db, req->arena, "api_key_lookup", p1,
+        if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "api_key_lookup", p1,
                                &res)) != STOA_OK)
             return rc;
         if (stoa_db_rows(res) == 1) {
@@ -259,7 +259,7 @@ int auth_token(stoa_request_t *req)
     const char *p2[] = {key_id, ttl, req->user_agent, req->remote_addr};
     stoa_db_result_t *session;
     char *access;
-    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "api_key_session_start",
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "api_key_session_start",
                            p2, &session)) != STOA_OK)
         return rc;
     if (stoa_db_rows(session) != 1) /* revoked or deleted meanwhile */

@@ -2,21 +2,31 @@
 #ifndef AUTH_H
 #define AUTH_H
 
+#include <pthread.h>
+
 #include "stoa/app.h"
 #include "stoa/jwt.h"
 #include "stoa/password.h"
 
-/* Per-process state, built once at start (ctx->data). */
+#define AUTH_RETIRED_KEYS 8
+
+/* Per-process state, built once at start (ctx->data) and shared by the
+ * handler threads: the fields under `lock` change at run time (a key
+ * rotation, a new jwks.json); the rest is read-only after init. */
 typedef struct {
+    pthread_mutex_t lock;
     stoa_password_params_t params;
     /* Login hashes against this when the email is unknown, so both paths
      * cost one Argon2id verification (no timing oracle). */
     char dummy_hash[STOA_PASSWORD_HASH_MAX];
-    stoa_jwt_key_t *signing_key;
+    stoa_jwt_key_t *signing_key; /* under lock */
+    /* Keys replaced by a rotation stay allocated for a while: another
+     * thread may be signing with one right now. */
+    stoa_jwt_key_t *retired[AUTH_RETIRED_KEYS];
+    unsigned nretired;
     uint64_t keys_checked_us;
-    stoa_buf_t jwks;         /* keys_dir/jwks.json as served */
+    stoa_buf_t jwks;         /* keys_dir/jwks.json as served; under lock */
     long long jwks_mtime_ns; /* of the file behind jwks */
-    stoa_buf_t scratch;
     bool mfa_key_set;
     uint8_t mfa_key[32]; /* seals TOTP secrets (mfa_encryption_key) */
 } auth_state_t;

@@ -33,7 +33,7 @@ int auth_login(stoa_request_t *req)
         return STOA_DECLINED;
 
     auth_state_t *st = auth_state(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {email};
     stoa_db_result_t *user;
     int rc = stoa_db_exec(db, req->arena, "user_by_email", p1, &user);
@@ -143,7 +143,7 @@ int auth_refresh(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
 
     const stoa_conf_t *conf = &req->ctx->conf;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     char *hash = auth_token_hash_param(req, token);
     char window[24], ttl[24];
     snprintf(window, sizeof(window), "%ld", conf->refresh_reuse_interval);
@@ -240,7 +240,7 @@ int auth_logout(stoa_request_t *req)
     if (!p->session_id || stoa_principal_from_api_key(p))
         return stoa_http_error(req, 400, "invalid_request",
                                "this token has no login session to end");
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;

@@ -48,8 +48,8 @@ static int auth_init(stoa_ctx_t *ctx)
     if (stoa_password_hash(&state.params, "stoa-dummy-password-for-timing",
                            state.dummy_hash) != STOA_OK)
         return STOA_ERROR;
+    pthread_mutex_init(&state.lock, NULL);
     stoa_buf_init(&state.jwks);
-    stoa_buf_init(&state.scratch);
     const char *mfa_key = ctx->conf.mfa_encryption_key;
     size_t n = 0;
     if (mfa_key[0]) {

@@ -148,14 +148,14 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
     const char *p[] = {user_id, ACCOUNT_MAX_FAILURES, ACCOUNT_FAILURE_WINDOW_S};
     stoa_db_result_t *res;
     int rc =
-        stoa_db_exec(req->ctx->db, req->arena, "mfa_account_lock", p, &res);
+        stoa_db_exec(stoa_request_db(req), req->arena, "mfa_account_lock", p, &res);
     if (rc != STOA_OK)
         return rc;
     long left = stoa_db_rows(res) == 1 ? atol(stoa_db_value(res, 0, 0)) : 0;
     if (left <= 0)
         return STOA_OK;
     if (in_transaction)
-        stoa_db_rollback(req->ctx->db);
+        stoa_db_rollback(stoa_request_db(req));
     stoa_http_header(req, "Retry-After",
                      stoa_arena_sprintf(req->arena, "%ld", left));
     return stoa_http_error(req, 429, "too_many_attempts",
@@ -168,7 +168,7 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
 static int count_account_failure(stoa_request_t *req, const char *user_id)
 {
     const char *p[] = {user_id, ACCOUNT_FAILURE_WINDOW_S};
-    return stoa_db_exec(req->ctx->db, req->arena, "mfa_account_fail", p, NULL);
+    return stoa_db_exec(stoa_request_db(req), req->arena, "mfa_account_fail", p, NULL);
 }
 
 /* The current password, which turning TOTP on requires besides the
@@ -241,7 +241,7 @@ static int enrolment_body(stoa_request_t *req, bool with_code,
 static int caller_row(stoa_request_t *req, stoa_db_result_t **user)
 {
     const char *p[] = {req->principal.user_id};
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "user_by_id", p, user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_by_id", p, user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*user) == 0)
@@ -297,7 +297,7 @@ int auth_mfa_enroll(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     uint8_t secret[TOTP_SECRET_LEN], sealed[TOTP_SECRET_LEN + STOA_AEAD_OVERHEAD];
     stoa_random_bytes(secret, sizeof(secret));
     if (stoa_aead_seal(auth_state(req)->mfa_key, secret, sizeof(secret),
@@ -350,7 +350,7 @@ int auth_mfa_confirm(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "mfa_get", p1, &res)) != STOA_OK)
@@ -444,7 +444,7 @@ int auth_mfa_disable(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
     stoa_db_result_t *user, *res;
     int rc = caller_row(req, &user);
@@ -514,7 +514,7 @@ int auth_mfa_enabled(stoa_request_t *req, const char *user_id, bool *enabled)
 {
     const char *p[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_enabled", p, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_enabled", p, &res);
     if (rc != STOA_OK)
         return rc;
     *enabled = stoa_db_value(res, 0, 0)[0] == 't';
@@ -532,7 +532,7 @@ int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
     auth_new_token(req, &token, &hash);
     const char *p[] = {hash, user_id};
     rc =
-        stoa_db_exec(req->ctx->db, req->arena, "mfa_challenge_insert", p, NULL);
+        stoa_db_exec(stoa_request_db(req), req->arena, "mfa_challenge_insert", p, NULL);
     if (rc != STOA_OK)
         return rc;
     char *details = stoa_arena_sprintf(req->arena, "{\"mfa_token\":\"%s\"}",
@@ -587,7 +587,7 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
     stoa_wipe(canonical, sizeof(canonical));
     const char *p1[] = {user_id};
     stoa_db_result_t *codes;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_recovery_unused", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_recovery_unused", p1,
                           &codes);
     if (rc != STOA_OK)
         return rc;
@@ -607,7 +607,7 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
         return STOA_OK;
     const char *p2[] = {user_id, bytea_param(req, d, sizeof(d))};
     stoa_db_result_t *spent;
-    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_recovery_use", p2,
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_recovery_use", p2,
                            &spent)) != STOA_OK)
         return rc;
     *used = stoa_db_rows(spent) == 1;
@@ -623,7 +623,7 @@ static int use_totp_code(stoa_request_t *req, const char *user_id,
     *used = false;
     const char *p[] = {user_id};
     stoa_db_result_t *totp;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_get", p, &totp);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_get", p, &totp);
     if (rc != STOA_OK || stoa_db_rows(totp) != 1)
         return rc;
     uint8_t secret[TOTP_SECRET_MAX];
@@ -640,7 +640,7 @@ static int use_totp_code(stoa_request_t *req, const char *user_id,
     snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
     const char *p2[] = {user_id, step_s};
     stoa_db_result_t *spent;
-    if ((rc = stoa_db_exec(req->ctx->db, req->arena, "mfa_use_step", p2,
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_use_step", p2,
                            &spent)) != STOA_OK)
         return rc;
     *used = stoa_db_rows(spent) == 1;
@@ -669,7 +669,7 @@ int auth_mfa_verify(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     if (!need_key(req))
         return STOA_DECLINED;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     char *token_hash = auth_token_hash_param(req, token);
     const char *p1[] = {token_hash};
     const char *p_get[] = {token_hash, CHALLENGE_MAX_FAILURES};

@@ -26,7 +26,7 @@ int auth_password_forgot(stoa_request_t *req)
      * account exists. */
     if (!email)
         return stoa_http_empty(req, 202);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {email};
     stoa_db_result_t *user;
     int rc = stoa_db_exec(db, req->arena, "user_by_email", p1, &user);
@@ -75,7 +75,7 @@ static int replace_password(stoa_request_t *req, const stoa_db_result_t *user,
     char *hash;
     if (auth_password_hash(req, password, &hash) != STOA_OK)
         return STOA_ERROR;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id, hash};
     stoa_db_result_t *revoked;
     int rc;
@@ -102,7 +102,7 @@ int auth_password_reset(stoa_request_t *req)
         stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;
@@ -148,7 +148,7 @@ int auth_password_change(stoa_request_t *req)
                                          STOA_FIELD_REQUIRED, 1, 4096);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {req->principal.user_id};
     stoa_db_result_t *user;
     int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);

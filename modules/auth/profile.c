@@ -25,7 +25,7 @@ static int write_me(stoa_request_t *req, const stoa_db_result_t *user,
     if (rc == STOA_OK && cache) {
         char *key = stoa_arena_sprintf(req->arena, "me:%s",
                                        stoa_db_value(user, 0, 0));
-        if (stoa_kv_set(req->ctx->kv, key, req->body_out.data,
+        if (stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
                         req->body_out.len, PROFILE_CACHE_TTL_S) != STOA_OK)
             stoa_log(STOA_LOG_DEBUG, "profile not cached");
     }
@@ -37,11 +37,11 @@ int auth_me_get(stoa_request_t *req)
     char *key = stoa_arena_sprintf(req->arena, "me:%s", req->principal.user_id);
     char *cached;
     size_t len;
-    if (stoa_kv_get(req->ctx->kv, req->arena, key, &cached, &len) == STOA_OK)
+    if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) == STOA_OK)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "user_by_id", params, &user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_by_id", params, &user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
@@ -98,7 +98,7 @@ int auth_me_patch(stoa_request_t *req)
     char *prefs_text = prefs ? prefs_json(req, prefs) : NULL;
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *user_id = req->principal.user_id;
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
@@ -127,7 +127,7 @@ int auth_me_export(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "user_export", params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_export", params, &res);
     if (rc != STOA_OK)
         return rc;
     const char *json = stoa_db_value(res, 0, 0);
@@ -149,7 +149,7 @@ int auth_me_delete(stoa_request_t *req)
         stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};
     stoa_db_result_t *user;
@@ -201,10 +201,13 @@ int auth_jwks(stoa_request_t *req)
         return STOA_ERROR;
     long long mtime = (long long)sb.st_mtim.tv_sec * 1000000000LL +
                       sb.st_mtim.tv_nsec;
+    pthread_mutex_lock(&st->lock);
     if (mtime != st->jwks_mtime_ns || !st->jwks.len) {
         FILE *f = fopen(path, "rb");
-        if (!f)
+        if (!f) {
+            pthread_mutex_unlock(&st->lock);
             return STOA_ERROR;
+        }
         char chunk[4096];
         size_t n;
         stoa_buf_reset(&st->jwks);
@@ -213,5 +216,8 @@ int auth_jwks(stoa_request_t *req)
         fclose(f);
         st->jwks_mtime_ns = mtime;
     }
-    return stoa_http_raw_json(req, 200, st->jwks.data, st->jwks.len);
+    size_t len = st->jwks.len;
+    char *copy = stoa_arena_strndup(req->arena, st->jwks.data, len);
+    pthread_mutex_unlock(&st->lock);
+    return stoa_http_raw_json(req, 200, copy, len);
 }

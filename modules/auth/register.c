@@ -39,7 +39,7 @@ static int queue_verification(stoa_request_t *req, const char *user_id,
     char *token, *hash;
     auth_new_token(req, &token, &hash);
     const char *params[] = {hash, user_id, "verify_email", "86400"};
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "email_token_insert",
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "email_token_insert",
                           params, NULL);
     if (rc != STOA_OK)
         return rc;
@@ -84,7 +84,7 @@ int auth_register(stoa_request_t *req)
     char *hash;
     if (auth_password_hash(req, password, &hash) != STOA_OK)
         return STOA_ERROR;
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;
@@ -132,7 +132,7 @@ int auth_verify_email(stoa_request_t *req)
     const char *token = auth_token_field(req, body, allowed);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;

@@ -10,7 +10,7 @@ int auth_sessions_list(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "sessions_list", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "sessions_list", params,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -42,7 +42,7 @@ int auth_sessions_delete(stoa_request_t *req)
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_error(req, 404, "not_found", "no such session");
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;
@@ -66,7 +66,7 @@ int auth_sessions_delete(stoa_request_t *req)
 
 int auth_sessions_delete_others(stoa_request_t *req)
 {
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;

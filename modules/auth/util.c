@@ -120,24 +120,32 @@ static const stoa_jwt_key_t *signing_key(stoa_request_t *req)
 {
     auth_state_t *st = auth_state(req);
     uint64_t now = stoa_now_us();
-    if (st->signing_key && now - st->keys_checked_us < 1000000)
-        return st->signing_key;
+    pthread_mutex_lock(&st->lock);
+    stoa_jwt_key_t *current = st->signing_key;
+    if (current && now - st->keys_checked_us < 1000000) {
+        pthread_mutex_unlock(&st->lock);
+        return current;
+    }
     st->keys_checked_us = now;
     stoa_jwt_key_t *key = stoa_keys_load_current(req->ctx->conf.keys_dir);
     if (!key) {
-        if (!st->signing_key)
+        if (!current)
             stoa_log(STOA_LOG_CRIT, "no signing key in %s",
                      req->ctx->conf.keys_dir);
-        return st->signing_key;
-    }
-    if (st->signing_key &&
-        strcmp(stoa_jwt_key_id(key), stoa_jwt_key_id(st->signing_key)) == 0) {
+    } else if (current &&
+               strcmp(stoa_jwt_key_id(key), stoa_jwt_key_id(current)) == 0) {
         stoa_jwt_key_free(key);
-        return st->signing_key;
+    } else {
+        /* The replaced key is freed AUTH_RETIRED_KEYS rotations later;
+         * rotations are at least a second apart and a signature takes
+         * microseconds, so nobody holds it by then. */
+        unsigned slot = st->nretired++ % AUTH_RETIRED_KEYS;
+        stoa_jwt_key_free(st->retired[slot]);
+        st->retired[slot] = current;
+        st->signing_key = current = key;
     }
-    stoa_jwt_key_free(st->signing_key);
-    st->signing_key = key;
-    return key;
+    pthread_mutex_unlock(&st->lock);
+    return current;
 }
 
 int auth_access_token(stoa_request_t *req, const char *user_id,
@@ -155,7 +163,6 @@ int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
     const stoa_jwt_key_t *key = signing_key(req);
     if (!key)
         return STOA_ERROR;
-    auth_state_t *st = auth_state(req);
     const stoa_conf_t *conf = &req->ctx->conf;
     int64_t now = stoa_unix_time();
     char jti[STOA_UUID_STR_LEN + 1];
@@ -182,12 +189,16 @@ int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
     stoa_jw_object_close(w);
     bool ok = stoa_jw_ok(w);
     stoa_jw_free(w);
-    stoa_buf_reset(&st->scratch);
-    int rc = ok ? stoa_jwt_sign(key, claims.data, &st->scratch) : STOA_ERROR;
+    stoa_buf_t signed_token;
+    stoa_buf_init(&signed_token);
+    int rc = ok ? stoa_jwt_sign(key, claims.data, &signed_token) : STOA_ERROR;
     stoa_buf_free(&claims);
+    if (rc == STOA_OK)
+        *token = stoa_arena_strndup(req->arena, signed_token.data,
+                                    signed_token.len);
+    stoa_buf_free(&signed_token);
     if (rc != STOA_OK)
         return STOA_ERROR;
-    *token = stoa_arena_strndup(req->arena, st->scratch.data, st->scratch.len);
     return STOA_OK;
 }
 
@@ -200,14 +211,14 @@ int auth_start_session(stoa_request_t *req, const stoa_db_result_t *user)
     snprintf(ttl, sizeof(ttl), "%ld", conf->refresh_token_ttl);
     const char *p1[] = {user_id, ttl, req->user_agent, req->remote_addr};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "session_insert", p1, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "session_insert", p1, &res);
     if (rc != STOA_OK)
         return rc;
     const char *session_id = stoa_db_value(res, 0, 0);
     char *refresh, *hash;
     auth_new_token(req, &refresh, &hash);
     const char *p2[] = {hash, session_id, ttl};
-    rc = stoa_db_exec(req->ctx->db, req->arena, "refresh_insert", p2, NULL);
+    rc = stoa_db_exec(stoa_request_db(req), req->arena, "refresh_insert", p2, NULL);
     if (rc != STOA_OK)
         return rc;
     char *access;
@@ -242,7 +253,7 @@ int auth_revoke_sessions(stoa_request_t *req, const char *user_id,
                          stoa_db_result_t **revoked)
 {
     const char *params[] = {user_id, keep_session_id, reason};
-    return stoa_db_exec(req->ctx->db, req->arena, "sessions_revoke", params,
+    return stoa_db_exec(stoa_request_db(req), req->arena, "sessions_revoke", params,
                         revoked);
 }
 
@@ -270,7 +281,7 @@ int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
     stoa_buf_free(&payload);
     if (!ok)
         return STOA_ERROR;
-    return stoa_outbox_enqueue(req->ctx->db, req->arena, "email.send", json,
+    return stoa_outbox_enqueue(stoa_request_db(req), req->arena, "email.send", json,
                                dedupe_key, 0);
 }
 
@@ -299,7 +310,7 @@ int auth_mail_user(stoa_request_t *req, const stoa_db_result_t *user,
 void auth_forget_profile(stoa_request_t *req, const char *user_id)
 {
     char *key = stoa_arena_sprintf(req->arena, "me:%s", user_id);
-    if (stoa_kv_del(req->ctx->kv, key) != STOA_OK)
+    if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not drop cached profile");
 }
 
@@ -334,14 +345,14 @@ int auth_throttle_check(stoa_request_t *req, const char *email)
 {
     char *keys[2] = {account_key(req, "ll", email), ip_key(req, "ll")};
     char *values[2];
-    if (stoa_kv_mget(req->ctx->kv, req->arena, 2, (const char *const *)keys,
+    if (stoa_kv_mget(stoa_request_kv(req), req->arena, 2, (const char *const *)keys,
                      values) != STOA_OK)
         return STOA_OK;
     for (int i = 0; i < 2; i++) {
         if (!values[i])
             continue;
         long ttl = 0;
-        if (stoa_kv_ttl(req->ctx->kv, keys[i], &ttl) != STOA_OK || ttl < 1)
+        if (stoa_kv_ttl(stoa_request_kv(req), keys[i], &ttl) != STOA_OK || ttl < 1)
             ttl = 1;
         char *retry = stoa_arena_sprintf(req->arena, "%ld", ttl);
         stoa_http_header(req, "Retry-After", retry);
@@ -355,18 +366,18 @@ static void count_failure(stoa_request_t *req, char *counter, char *lock,
                           char *lockouts, long long limit)
 {
     long long n = 0, locks = 0;
-    if (stoa_kv_incr(req->ctx->kv, counter, THROTTLE_WINDOW_S, &n) != STOA_OK ||
+    if (stoa_kv_incr(stoa_request_kv(req), counter, THROTTLE_WINDOW_S, &n) != STOA_OK ||
         n < limit)
         return;
-    if (stoa_kv_incr(req->ctx->kv, lockouts, 86400, &locks) != STOA_OK)
+    if (stoa_kv_incr(stoa_request_kv(req), lockouts, 86400, &locks) != STOA_OK)
         locks = 1;
     long lock_s = THROTTLE_WINDOW_S;
     for (long long i = 1; i < locks && lock_s < THROTTLE_MAX_LOCK_S; i++)
         lock_s *= 2;
     if (lock_s > THROTTLE_MAX_LOCK_S)
         lock_s = THROTTLE_MAX_LOCK_S;
-    if (stoa_kv_set(req->ctx->kv, lock, "1", 1, lock_s) == STOA_OK &&
-        stoa_kv_del(req->ctx->kv, counter) != STOA_OK)
+    if (stoa_kv_set(stoa_request_kv(req), lock, "1", 1, lock_s) == STOA_OK &&
+        stoa_kv_del(stoa_request_kv(req), counter) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not reset a login failure counter");
 }
 
@@ -381,6 +392,6 @@ void auth_throttle_fail(stoa_request_t *req, const char *email)
 
 void auth_throttle_clear(stoa_request_t *req, const char *email)
 {
-    if (stoa_kv_del(req->ctx->kv, account_key(req, "lf", email)) != STOA_OK)
+    if (stoa_kv_del(stoa_request_kv(req), account_key(req, "lf", email)) != STOA_OK)
         stoa_log(STOA_LOG_DEBUG, "throttle counter not cleared");
 }

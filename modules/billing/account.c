@@ -15,7 +15,7 @@
  * idempotency key is per user, so two racing requests get one customer. */
 static int ensure_customer(stoa_request_t *req, const char **customer)
 {
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
@@ -94,7 +94,7 @@ int billing_checkout(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
 
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {price_id};
     stoa_db_result_t *res;
     int rc = stoa_db_exec(db, req->arena, "price_for_checkout", p1, &res);
@@ -155,7 +155,7 @@ int billing_portal(stoa_request_t *req)
 {
     const char *p1[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "customer_of_user", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "customer_of_user", p1,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -219,7 +219,7 @@ static void write_subscription(stoa_jw_t *w, const stoa_db_result_t *res)
 static int load_subscription(stoa_request_t *req, stoa_db_result_t **res)
 {
     const char *p1[] = {req->principal.user_id};
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "subscription_of_user", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "subscription_of_user", p1,
                           res);
     if (rc != STOA_OK)
         return rc;
@@ -265,7 +265,7 @@ int billing_subscription_cancel(stoa_request_t *req)
     stoa_buf_free(&form);
     if (rc != STOA_OK)
         return billing_stripe_failed(req, rc, &err);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {sub};
     char *details = stoa_arena_sprintf(req->arena, "{\"subscription\":\"%s\"}",
                                        sub);
@@ -295,7 +295,7 @@ int billing_invoices(stoa_request_t *req)
     snprintf(fetch, sizeof(fetch), "%d", limit + 1);
     const char *params[] = {req->principal.user_id, ts, id, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "invoices_of_user", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "invoices_of_user", params,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -329,11 +329,11 @@ int billing_entitlements(stoa_request_t *req)
                                    user_id);
     char *cached;
     size_t len;
-    if (stoa_kv_get(req->ctx->kv, req->arena, key, &cached, &len) == STOA_OK)
+    if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) == STOA_OK)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "entitlements_of_user", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "entitlements_of_user", p1,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -344,7 +344,7 @@ int billing_entitlements(stoa_request_t *req)
         features = stoa_db_value(res, 0, 2);
     } else {
         /* Not entitled by a subscription: the free plan's features. */
-        if ((rc = stoa_db_exec(req->ctx->db, req->arena, "free_plan", NULL,
+        if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "free_plan", NULL,
                                &res)) != STOA_OK)
             return rc;
         if (stoa_db_rows(res) == 1) {
@@ -361,7 +361,7 @@ int billing_entitlements(stoa_request_t *req)
     stoa_jw_object_close(w);
     rc = stoa_http_send(req);
     if (rc == STOA_OK &&
-        stoa_kv_set(req->ctx->kv, key, req->body_out.data, req->body_out.len,
+        stoa_kv_set(stoa_request_kv(req), key, req->body_out.data, req->body_out.len,
                     ENTITLEMENTS_CACHE_TTL_S) != STOA_OK)
         stoa_log(STOA_LOG_DEBUG, "entitlements not cached");
     return rc;

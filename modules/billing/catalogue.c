@@ -16,12 +16,12 @@ int billing_plans(stoa_request_t *req)
 {
     char *cached;
     size_t len;
-    if (stoa_kv_get(req->ctx->kv, req->arena, BILLING_PLANS_KEY, &cached,
+    if (stoa_kv_get(stoa_request_kv(req), req->arena, BILLING_PLANS_KEY, &cached,
                     &len) == STOA_OK)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *params[] = {"false"};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "plans_public", params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "plans_public", params, &res);
     if (rc != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 200);
@@ -34,7 +34,7 @@ int billing_plans(stoa_request_t *req)
     stoa_jw_object_close(w);
     rc = stoa_http_send(req);
     if (rc == STOA_OK &&
-        stoa_kv_set(req->ctx->kv, BILLING_PLANS_KEY, req->body_out.data,
+        stoa_kv_set(stoa_request_kv(req), BILLING_PLANS_KEY, req->body_out.data,
                     req->body_out.len, PLANS_CACHE_TTL_S) != STOA_OK)
         stoa_log(STOA_LOG_DEBUG, "plans not cached");
     return rc;
@@ -100,7 +100,7 @@ static int answer_plan(stoa_request_t *req, const char *id, int status)
 {
     const char *params[] = {"true", id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "plan_by_id", params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "plan_by_id", params, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
@@ -127,7 +127,7 @@ int billing_admin_plan_create(stoa_request_t *req)
     read_plan_fields(req, body, STOA_FIELD_REQUIRED, &f);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {key,        f.name,   f.description,
                             f.features, f.active, f.sort_order};
     stoa_db_result_t *res;
@@ -165,7 +165,7 @@ int billing_admin_plan_update(stoa_request_t *req)
     read_plan_fields(req, body, STOA_FIELD_OPTIONAL, &f);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id,         f.name,   f.description,
                             f.features, f.active, f.sort_order};
     stoa_db_result_t *res;
@@ -220,7 +220,7 @@ int billing_admin_price_create(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     char amount_s[24];
     snprintf(amount_s, sizeof(amount_s), "%lld", (long long)amount);
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {plan_id, amount_s, cur, interval};
     stoa_db_result_t *res;
     int rc = stoa_db_begin(db);
@@ -262,7 +262,7 @@ int billing_admin_plan_sync(stoa_request_t *req)
     const char *plan_id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(plan_id))
         return stoa_http_error(req, 404, "not_found", "no such plan");
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     stoa_stripe_t *stripe = billing_state(req)->stripe;
     const char *p1[] = {plan_id};
     stoa_db_result_t *plan, *prices;

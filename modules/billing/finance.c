@@ -52,7 +52,7 @@ int billing_finance_subscriptions(stoa_request_t *req)
     const char *params[] = {f.status,    f.plan,        f.from, f.to,
                             f.cursor_ts, f.cursor_id, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "finance_subscriptions",
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "finance_subscriptions",
                           params, &res);
     if (rc != STOA_OK)
         return rc;
@@ -91,7 +91,7 @@ int billing_finance_invoices(stoa_request_t *req)
     const char *params[] = {f.status,    f.plan,        f.from, f.to,
                             f.cursor_ts, f.cursor_id, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "finance_invoices", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "finance_invoices", params,
                           &res);
     if (rc != STOA_OK)
         return rc;

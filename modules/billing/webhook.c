@@ -56,7 +56,7 @@ static const char *ref(const stoa_json_t *obj, const char *key)
 static int exec(event_t *ev, const char *name, const char *const *params,
                 stoa_db_result_t **out)
 {
-    return stoa_db_exec(ev->req->ctx->db, ev->req->arena, name, params, out);
+    return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, name, params, out);
 }
 
 static int domain_event(event_t *ev, const char *type, const char *user_id,
@@ -72,7 +72,7 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
     stoa_jw_value(w, ev->object);
     stoa_jw_object_close(w);
     stoa_jw_free(w);
-    int rc = stoa_outbox_event(ev->req->ctx->db, ev->req->arena, type, data.data);
+    int rc = stoa_outbox_event(stoa_request_db(ev->req), ev->req->arena, type, data.data);
     stoa_buf_free(&data);
     return rc;
 }
@@ -109,7 +109,7 @@ static int mail_user(event_t *ev, const char *user_id, const char *tmpl,
     stoa_jw_object_close(w);
     stoa_jw_free(w);
     char *key = stoa_arena_sprintf(ev->req->arena, "%s:%s", tmpl, ev->event_id);
-    rc = stoa_outbox_enqueue(ev->req->ctx->db, ev->req->arena, "email.send",
+    rc = stoa_outbox_enqueue(stoa_request_db(ev->req), ev->req->arena, "email.send",
                              payload.data, key, 0);
     stoa_buf_free(&payload);
     return rc;
@@ -396,7 +396,7 @@ int billing_webhook(stoa_request_t *req)
         strlen(ev.type) > 100 || !ev.created || !stoa_json_is_object(ev.object))
         return stoa_http_error(req, 400, "invalid_request",
                                "not a Stripe event");
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;

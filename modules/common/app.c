@@ -1,76 +1,20 @@
-/* app.c - the pool program skeleton: config, process context, the FastCGI
- * accept loop, dispatch, response writing and health routes. */
+/* app.c - the pool program skeleton: config, process context, dispatch
+ * and the health routes; the FastCGI transport is fcgi.c. */
 #include "stoa/app.h"
 
-#include <errno.h>
-#include <fcgiapp.h>
-#include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "stoa/crypto.h"
-#include "stoa/log.h"
 #include "stoa/audit.h"
+#include "stoa/crypto.h"
+#include "stoa/fcgi.h"
+#include "stoa/log.h"
 #include "stoa/idempotency.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
-
-static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t in_request;
-
-/* libfcgi's blocking accept and reads ignore SIGTERM, so the handler
- * leaves at once when no request is being served; otherwise the loop
- * exits after the response in flight. */
-static void on_term(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    if (!in_request)
-        _exit(0);
-}
-
-static void install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
-    }
-}
-
-const char *stoa_request_param(const stoa_request_t *req, const char *name)
-{
-    FCGX_Request *fr = req->transport;
-    return fr ? FCGX_GetParam(name, fr->envp) : NULL;
-}
 
 static int health(stoa_request_t *req)
 {
@@ -83,8 +27,8 @@ static int health(stoa_request_t *req)
 
 static int ready(stoa_request_t *req)
 {
-    int db = stoa_db_ping(req->ctx->db);
-    int kv = stoa_kv_ping(req->ctx->kv);
+    int db = stoa_db_ping(stoa_request_db(req));
+    int kv = stoa_kv_ping(stoa_request_kv(req));
     const char *pg_state = db == STOA_OK ? "ok" : "down";
     const char *kv_state = kv == STOA_OK ? "ok" : "down";
     if (db != STOA_OK || kv != STOA_OK) {
@@ -95,7 +39,7 @@ static int ready(stoa_request_t *req)
         return STOA_OK;
     }
     stoa_db_result_t *jobs = NULL;
-    if (stoa_db_exec(req->ctx->db, req->arena, "outbox_counts", NULL, &jobs) !=
+    if (stoa_db_exec(stoa_request_db(req), req->arena, "outbox_counts", NULL, &jobs) !=
         STOA_OK)
         jobs = NULL;
     stoa_jw_t *w = stoa_http_json(req, 200);
@@ -187,7 +131,8 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     int rc = route->handler(req);
     /* Whatever the handler did, no transaction outlives its request (a
      * no-op, without a round trip, when none is open). */
-    stoa_db_rollback(req->ctx->db);
+    if (req->db)
+        stoa_db_rollback(req->db);
     if (rc == STOA_AGAIN) {
         /* Keep a specific 503 the handler wrote (its own code). */
         if (!req->responded || req->status != 503)
@@ -201,141 +146,6 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     }
     if (claimed)
         stoa_idempotency_end(req);
-}
-
-/* Fills the request from FastCGI params; returns false when the body is
- * refused (the answer is already set). */
-static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
-                         FCGX_Request *fr)
-{
-    char **env = fr->envp;
-    req->transport = fr;
-    req->method = FCGX_GetParam("REQUEST_METHOD", env);
-    req->path = FCGX_GetParam("DOCUMENT_URI", env);
-    req->query = FCGX_GetParam("QUERY_STRING", env);
-    req->content_type = FCGX_GetParam("CONTENT_TYPE", env);
-    req->remote_addr = FCGX_GetParam("REMOTE_ADDR", env);
-    req->user_agent = FCGX_GetParam("HTTP_USER_AGENT", env);
-    req->idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", env);
-    /* Copied: the access line is written after FCGX_Finish_r, which frees
-     * the params. */
-    req->method = stoa_arena_strdup(req->arena, req->method ? req->method
-                                                           : "GET");
-    if (!req->path) {
-        /* Without nginx's normalised path, fall back to the raw URI. */
-        const char *uri = FCGX_GetParam("REQUEST_URI", env);
-        uri = uri ? uri : "/";
-        req->path = stoa_arena_strndup(req->arena, uri, strcspn(uri, "?"));
-    }
-    if (!req->query)
-        req->query = "";
-
-    const char *rid = FCGX_GetParam("REQUEST_ID", env);
-    if (stoa_request_id_valid(rid)) {
-        /* Copied like the method: the access line outlives the params. */
-        req->request_id = stoa_arena_strdup(req->arena, rid);
-    } else {
-        uint8_t raw[16];
-        char *hex = stoa_arena_alloc(req->arena, 33);
-        stoa_random_bytes(raw, sizeof(raw));
-        stoa_hex_encode(raw, sizeof(raw), hex);
-        req->request_id = hex;
-    }
-    stoa_log_set_request(req->request_id);
-
-    const char *sub = FCGX_GetParam("GATEWAY_SUB", env);
-    const char *role = FCGX_GetParam("GATEWAY_ROLE", env);
-    if (sub && stoa_uuid_valid(sub) && stoa_role_valid(role)) {
-        req->principal.present = true;
-        req->principal.user_id = stoa_arena_strdup(req->arena, sub);
-        req->principal.role = role;
-        const char *sid = FCGX_GetParam("GATEWAY_SID", env);
-        req->principal.session_id = sid && *sid ? sid : NULL;
-        req->principal.token_id = FCGX_GetParam("GATEWAY_JTI", env);
-        const char *exp = FCGX_GetParam("GATEWAY_EXP", env);
-        req->principal.expires_at = exp ? strtoll(exp, NULL, 10) : 0;
-        const char *scope = FCGX_GetParam("GATEWAY_SCOPE", env);
-        req->principal.scope = scope && *scope ? scope : NULL;
-    }
-
-    const char *cl = FCGX_GetParam("CONTENT_LENGTH", env);
-    long long length = 0;
-    if (cl && *cl) {
-        char *end;
-        errno = 0;
-        length = strtoll(cl, &end, 10);
-        if (errno || *end || length < 0) {
-            stoa_http_error(req, 400, "invalid_request",
-                            "invalid Content-Length");
-            return false;
-        }
-    }
-    long cap = ctx->conf.max_body_bytes;
-    if (strncmp(req->path, "/v1/analytics/events", 20) == 0)
-        cap = ctx->conf.max_event_body_bytes;
-    if (length > cap) {
-        stoa_http_error(req, 413, "payload_too_large", NULL);
-        return false;
-    }
-    char *body = stoa_arena_alloc(req->arena, (size_t)length + 1);
-    size_t got = 0;
-    while (got < (size_t)length) {
-        int n = FCGX_GetStr(body + got, (int)((size_t)length - got), fr->in);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    if (got != (size_t)length) {
-        stoa_http_error(req, 400, "invalid_request", "truncated body");
-        return false;
-    }
-    body[got] = '\0';
-    req->body = body;
-    req->body_len = got;
-    return true;
-}
-
-static void write_response(stoa_request_t *req, FCGX_Request *fr)
-{
-    stoa_buf_t head;
-    stoa_buf_init(&head);
-    stoa_buf_printf(&head, "Status: %d %s\r\nX-Request-Id: %s\r\n",
-                    req->status, status_text(req->status), req->request_id);
-    if (req->status != 204) {
-        stoa_buf_printf(&head,
-                        "Content-Type: application/json\r\n"
-                        "Content-Length: %zu\r\n",
-                        req->body_out.len);
-    }
-    stoa_buf_puts(&head, "Cache-Control: no-store\r\n");
-    stoa_buf_append(&head, req->headers.data ? req->headers.data : "",
-                    req->headers.len);
-    stoa_buf_puts(&head, "\r\n");
-    if (req->status != 204 && req->body_out.len)
-        stoa_buf_append(&head, req->body_out.data, req->body_out.len);
-    FCGX_PutStr(head.data, (int)head.len, fr->out);
-    stoa_buf_free(&head);
-}
-
-static void request_reset(stoa_request_t *req)
-{
-    stoa_arena_t *arena = req->arena;
-    stoa_ctx_t *ctx = req->ctx;
-    stoa_buf_t headers = req->headers, body = req->body_out,
-               fields = req->field_errors;
-    stoa_jw_t *jw = req->jw;
-    stoa_arena_reset(arena);
-    memset(req, 0, sizeof(*req));
-    req->arena = arena;
-    req->ctx = ctx;
-    req->headers = headers;
-    req->body_out = body;
-    req->field_errors = fields;
-    req->jw = jw;
-    stoa_buf_reset(&req->headers);
-    stoa_buf_reset(&req->body_out);
-    stoa_buf_reset(&req->field_errors);
-    stoa_log_set_request(NULL);
 }
 
 static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
@@ -353,6 +163,31 @@ static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
         routes[2 + i] = app->routes[i];
     *n = total;
     return routes;
+}
+
+typedef struct {
+    const stoa_app_t *app;
+    stoa_route_t *routes;
+    size_t nroutes;
+} app_server_t;
+
+static void serve_one(stoa_ctx_t *ctx, stoa_request_t *req, void *arg)
+{
+    const app_server_t *srv = arg;
+    stoa_app_dispatch(ctx, req, srv->routes, srv->nroutes);
+}
+
+/* Routes flagged STOA_ROUTE_BULK take the larger body limit (event
+ * batches); the rest, and paths that match no route, the ordinary one. */
+static long body_cap(stoa_ctx_t *ctx, const stoa_request_t *req, void *arg)
+{
+    const app_server_t *srv = arg;
+    for (size_t i = 0; i < srv->nroutes; i++)
+        if ((srv->routes[i].flags & STOA_ROUTE_BULK) &&
+            strcmp(srv->routes[i].method, req->method) == 0 &&
+            stoa_route_pattern_matches(srv->routes[i].pattern, req->path))
+            return ctx->conf.max_event_body_bytes;
+    return ctx->conf.max_body_bytes;
 }
 
 static void usage(const char *program)
@@ -386,16 +221,16 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
         stoa_conf_free(&ctx.conf);
         return 1;
     }
-    ctx.kv = stoa_kv_new(ctx.conf.redis_url, ctx.conf.redis_timeout_ms);
-    if (!ctx.kv) {
+    stoa_kv_t *probe = stoa_kv_new(ctx.conf.redis_url, ctx.conf.redis_timeout_ms);
+    if (!probe) {
         fprintf(stderr, "%s: configuration error: redis_url is malformed\n",
                 ctx.program);
         stoa_conf_free(&ctx.conf);
         return 1;
     }
+    stoa_kv_free(probe);
     if (check_only) {
         printf("%s: configuration ok\n", ctx.program);
-        stoa_kv_free(ctx.kv);
         stoa_conf_free(&ctx.conf);
         return 0;
     }
@@ -428,72 +263,36 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
                    tables[i].len * sizeof(*statements));
         at += tables[i].len;
     }
-    ctx.db = stoa_db_new(ctx.conf.database_url, statements, nstatements,
-                         ctx.conf.db_statement_timeout_ms,
-                         ctx.conf.db_connect_timeout_s);
-    /* Connect eagerly so the first request does not pay for it; an outage
-     * now is not fatal: requests answer 503 until it ends. */
-    if (stoa_db_connect(ctx.db) != STOA_OK)
+    if (stoa_ctx_pools_open(&ctx, statements, nstatements,
+                            (size_t)ctx.conf.db_pool_size,
+                            (size_t)ctx.conf.redis_pool_size, err,
+                            sizeof(err)) != STOA_OK) {
+        stoa_log(STOA_LOG_CRIT, "%s", err);
+        return 1;
+    }
+    /* Connect one of each eagerly so the first request does not pay for
+     * it; an outage now is not fatal: requests answer 503 until it ends. */
+    stoa_db_t *db = stoa_ctx_db_take(&ctx, 0);
+    if (stoa_db_connect(db) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "postgres not reachable at start");
-    if (stoa_kv_ping(ctx.kv) != STOA_OK)
+    stoa_ctx_db_give(&ctx, db);
+    stoa_kv_t *kv = stoa_ctx_kv_take(&ctx, 0);
+    if (stoa_kv_ping(kv) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "redis not reachable at start");
+    stoa_ctx_kv_give(&ctx, kv);
     if (app->init && app->init(&ctx) != STOA_OK) {
         stoa_log(STOA_LOG_CRIT, "initialisation failed");
         return 1;
     }
-    size_t nroutes;
-    stoa_route_t *routes = build_routes(app, &nroutes);
-    install_signals();
-    if (FCGX_Init() != 0) {
-        stoa_log(STOA_LOG_CRIT, "FCGX_Init failed");
-        return 1;
-    }
-    FCGX_Request fr;
-    FCGX_InitRequest(&fr, 0, 0);
-    stoa_request_t req;
-    memset(&req, 0, sizeof(req));
-    req.arena = stoa_arena_create(0);
-    req.ctx = &ctx;
-    stoa_buf_init(&req.headers);
-    stoa_buf_init(&req.body_out);
-    stoa_buf_init(&req.field_errors);
-    req.jw = stoa_jw_new(&req.body_out);
-    stoa_log(STOA_LOG_INFO, "serving");
-
-    while (!stop_requested) {
-        in_request = 0;
-        if (stop_requested)
-            break;
-        int rc = FCGX_Accept_r(&fr);
-        in_request = 1;
-        if (rc < 0) {
-            if (stop_requested)
-                break;
-            stoa_log(STOA_LOG_ERR, "accept failed: %d", rc);
-            usleep(10000);
-            continue;
-        }
-        uint64_t start = stoa_now_us();
-        if (read_request(&ctx, &req, &fr))
-            stoa_app_dispatch(&ctx, &req, routes, nroutes);
-        write_response(&req, &fr);
-        FCGX_Finish_r(&fr);
-        stoa_log_access(req.method, req.route ? req.route->pattern : NULL,
-                        req.status, stoa_now_us() - start,
-                        req.principal.present ? req.principal.user_id : NULL);
-        request_reset(&req);
-    }
-    stoa_log(STOA_LOG_INFO, "stopping");
-    stoa_jw_free(req.jw);
-    stoa_buf_free(&req.headers);
-    stoa_buf_free(&req.body_out);
-    stoa_buf_free(&req.field_errors);
-    stoa_arena_destroy(req.arena);
-    stoa_db_free(ctx.db);
-    stoa_kv_free(ctx.kv);
-    stoa_conf_free(&ctx.conf);
-    free(routes);
-    free(statements);
-    stoa_log_close();
-    return 0;
+    /* Large buffers (Argon2id's, ~19 MiB a hash) always come from mmap
+     * and go back to the system when freed: a fixed threshold stops glibc
+     * from raising it after the first free and keeping such buffers in
+     * the heap; two malloc arenas keep threads from each growing one. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    mallopt(M_ARENA_MAX, 2);
+    static app_server_t server;
+    server.app = app;
+    server.routes = build_routes(app, &server.nroutes);
+    static const stoa_fcgi_handler_t handler = {serve_one, body_cap, &server};
+    return stoa_fcgi_serve(&ctx, (size_t)ctx.conf.pool_threads, &handler);
 }

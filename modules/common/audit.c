@@ -25,5 +25,5 @@ int stoa_audit(stoa_request_t *req, const char *actor_id, const char *action,
     const char *params[] = {actor_id,         actor,           action,
                             target_id,        req->remote_addr, req->request_id,
                             details_json};
-    return stoa_db_exec(req->ctx->db, req->arena, "audit_insert", params, NULL);
+    return stoa_db_exec(stoa_request_db(req), req->arena, "audit_insert", params, NULL);
 }

@@ -78,6 +78,9 @@ static void set_error(stoa_db_t *db, const PGresult *res)
 
 int stoa_db_connect(stoa_db_t *db)
 {
+    /* NULL: the pool had no connection to give (db.h). */
+    if (!db)
+        return STOA_AGAIN;
     if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
         return STOA_OK;
     uint64_t now = stoa_now_us();
@@ -172,6 +175,8 @@ int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena, const char *name,
 {
     if (out)
         *out = NULL;
+    if (!db)
+        return STOA_AGAIN;
     size_t idx = 0;
     const stoa_db_statement_t *st = find_statement(db, name, &idx);
     STOA_ASSERT(st != NULL);
@@ -228,7 +233,7 @@ int stoa_db_commit(stoa_db_t *db) { return simple(db, "COMMIT"); }
 
 void stoa_db_rollback(stoa_db_t *db)
 {
-    if (db->conn && PQstatus(db->conn) == CONNECTION_OK &&
+    if (db && db->conn && PQstatus(db->conn) == CONNECTION_OK &&
         PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
         PGresult *res = PQexec(db->conn, "ROLLBACK");
         PQclear(res);
@@ -259,8 +264,14 @@ long stoa_db_affected(const stoa_db_result_t *r)
     return r ? atol(PQcmdTuples(r->res)) : 0;
 }
 
-const char *stoa_db_sqlstate(const stoa_db_t *db) { return db->sqlstate; }
-const char *stoa_db_last_error(const stoa_db_t *db) { return db->error; }
+const char *stoa_db_sqlstate(const stoa_db_t *db)
+{
+    return db ? db->sqlstate : "";
+}
+const char *stoa_db_last_error(const stoa_db_t *db)
+{
+    return db ? db->error : "no connection free";
+}
 
 int stoa_db_socket(stoa_db_t *db)
 {

@@ -10,6 +10,7 @@
 #include "stoa/app.h"
 #include "stoa/crypto.h"
 #include "stoa/db.h"
+#include "stoa/log.h"
 
 const char *stoa_request_path_param(const stoa_request_t *req,
                                     const char *name)
@@ -411,10 +412,12 @@ static bool pattern_match(stoa_request_t *req, const char *pattern,
         if (*p == '{') {
             if (se == s || n == STOA_ROUTE_MAX_PARAMS)
                 return false;
-            params[n].name = stoa_arena_strndup(req->arena, p + 1,
-                                                (size_t)(pe - p - 2));
-            params[n].value = stoa_arena_strndup(req->arena, s,
-                                                 (size_t)(se - s));
+            if (req) {
+                params[n].name = stoa_arena_strndup(req->arena, p + 1,
+                                                    (size_t)(pe - p - 2));
+                params[n].value = stoa_arena_strndup(req->arena, s,
+                                                     (size_t)(se - s));
+            }
             n++;
         } else if (pe - p != se - s || memcmp(p, s, (size_t)(pe - p)) != 0) {
             return false;
@@ -424,9 +427,16 @@ static bool pattern_match(stoa_request_t *req, const char *pattern,
     }
     if (*p || *s)
         return false;
-    memcpy(req->params, params, n * sizeof(params[0]));
-    req->nparams = n;
+    if (req) {
+        memcpy(req->params, params, n * sizeof(params[0]));
+        req->nparams = n;
+    }
     return true;
+}
+
+bool stoa_route_pattern_matches(const char *pattern, const char *path)
+{
+    return pattern_match(NULL, pattern, path);
 }
 
 int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
@@ -453,4 +463,43 @@ int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
     if (found < 0)
         req->nparams = 0;
     return found;
+}
+
+stoa_db_t *stoa_request_db(stoa_request_t *req)
+{
+    if (!req->db && !req->db_unavailable) {
+        req->db = stoa_ctx_db_take(req->ctx, STOA_CTX_WAIT_MS);
+        if (!req->db) {
+            req->db_unavailable = true;
+            stoa_log(STOA_LOG_ERR, "no free Postgres connection in %d ms",
+                     STOA_CTX_WAIT_MS);
+        }
+    }
+    return req->db;
+}
+
+stoa_kv_t *stoa_request_kv(stoa_request_t *req)
+{
+    if (!req->kv && !req->kv_unavailable) {
+        req->kv = stoa_ctx_kv_take(req->ctx, STOA_CTX_WAIT_MS);
+        if (!req->kv) {
+            req->kv_unavailable = true;
+            stoa_log(STOA_LOG_ERR, "no free Redis connection in %d ms",
+                     STOA_CTX_WAIT_MS);
+        }
+    }
+    return req->kv;
+}
+
+void stoa_request_release_db(stoa_request_t *req)
+{
+    stoa_ctx_db_give(req->ctx, req->db);
+    req->db = NULL;
+}
+
+void stoa_request_release(stoa_request_t *req)
+{
+    stoa_request_release_db(req);
+    stoa_ctx_kv_give(req->ctx, req->kv);
+    req->kv = NULL;
 }

@@ -80,7 +80,7 @@ int stoa_idempotency_begin(stoa_request_t *req, bool *claimed)
         stoa_http_invalid_fields(req);
         return STOA_DECLINED;
     }
-    stoa_db_t *db = req->ctx->db;
+    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {scope_of(req), key, request_hash(req)};
     stoa_db_result_t *res;
     int rc = stoa_db_exec(db, req->arena, "idem_claim", params, &res);
@@ -125,10 +125,10 @@ void stoa_idempotency_end(stoa_request_t *req)
                                                            : "",
                                         req->body_out.len);
         const char *params[] = {scope, req->idempotency_key, status, body};
-        rc = stoa_db_exec(req->ctx->db, req->arena, "idem_store", params, NULL);
+        rc = stoa_db_exec(stoa_request_db(req), req->arena, "idem_store", params, NULL);
     } else {
         const char *params[] = {scope, req->idempotency_key};
-        rc = stoa_db_exec(req->ctx->db, req->arena, "idem_release", params,
+        rc = stoa_db_exec(stoa_request_db(req), req->arena, "idem_release", params,
                           NULL);
     }
     if (rc != STOA_OK)

@@ -110,6 +110,9 @@ static redisReply *command_argv(stoa_kv_t *kv, int argc, const char **argv,
 
 static int ensure(stoa_kv_t *kv)
 {
+    /* NULL: the pool had no connection to give; as if Redis were down. */
+    if (!kv)
+        return STOA_AGAIN;
     if (kv->ctx)
         return STOA_OK;
     uint64_t now = stoa_now_us();

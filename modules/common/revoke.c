@@ -33,7 +33,9 @@ typedef struct {
     bool live;
 } cache_slot_t;
 
-static cache_slot_t cache[CACHE_SLOTS];
+/* Per thread: handler threads never share a slot, so no lock; each
+ * thread fills its own within the same one-second bound. */
+static _Thread_local cache_slot_t cache[CACHE_SLOTS];
 
 static cache_slot_t *slot_for(const char *user_id, const char *session_id)
 {
@@ -50,7 +52,7 @@ static int check_postgres(stoa_request_t *req, bool *live)
 {
     const char *params[] = {req->principal.user_id, req->principal.session_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(req->ctx->db, req->arena, "revoke_check", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "revoke_check", params,
                           &res);
     if (rc != STOA_OK)
         return STOA_AGAIN;
@@ -84,7 +86,7 @@ int stoa_revoke_check(stoa_request_t *req)
     keys[1] = stoa_arena_sprintf(req->arena, "rv:s:%s",
                                  p->session_id ? p->session_id : "-");
     keys[2] = STOA_REVOKE_SYNCED_KEY;
-    int rc = stoa_kv_mget(req->ctx->kv, req->arena, 3,
+    int rc = stoa_kv_mget(stoa_request_kv(req), req->arena, 3,
                           (const char *const *)keys, values);
     if (rc == STOA_OK && (values[0] || values[1])) {
         live = false;
@@ -140,10 +142,10 @@ int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
 
 void stoa_revoke_session_committed(stoa_request_t *req, const char *session_id)
 {
-    if (stoa_revoke_mark_session(req->ctx->kv, req->ctx->conf.access_token_ttl,
+    if (stoa_revoke_mark_session(stoa_request_kv(req), req->ctx->conf.access_token_ttl,
                                  session_id) == STOA_OK)
         return;
-    if (stoa_revoke_request_sync(req->ctx->db, req->arena) != STOA_OK)
+    if (stoa_revoke_request_sync(stoa_request_db(req), req->arena) != STOA_OK)
         stoa_log(STOA_LOG_CRIT, "revocation re-sync not queued; the minute "
                                 "re-sync will restore the marker");
 }

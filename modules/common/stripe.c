@@ -2,6 +2,7 @@
 #include "stoa/stripe.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,16 +12,45 @@
 #include "stoa/log.h"
 
 #define STRIPE_TRIES 3
+#define STRIPE_IDLE_HANDLES 4
 
+/* Shared by a process's threads: a call takes an idle curl handle (each
+ * keeps its TLS connection to Stripe alive) and puts it back after. */
 struct stoa_stripe_s {
-    CURL *curl; /* reused: keeps the TLS connection to Stripe alive */
+    pthread_mutex_t lock;
+    CURL *idle[STRIPE_IDLE_HANDLES];
+    int nidle;
     char *api_base;
     char *auth_header;
 };
 
+static CURL *take_handle(stoa_stripe_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    CURL *c = s->nidle ? s->idle[--s->nidle] : NULL;
+    pthread_mutex_unlock(&s->lock);
+    return c ? c : curl_easy_init();
+}
+
+static void give_handle(stoa_stripe_t *s, CURL *c)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle < STRIPE_IDLE_HANDLES) {
+        s->idle[s->nidle++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (c)
+        curl_easy_cleanup(c);
+}
+
 stoa_stripe_t *stoa_stripe_new(const char *api_base, const char *secret_key)
 {
+    /* Once, before any thread runs: curl_easy_init would otherwise do it
+     * on first use, racing other threads on older libcurls. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     stoa_stripe_t *s = stoa_xcalloc(1, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
     s->api_base = stoa_xstrdup(api_base);
     size_t n = strlen(secret_key) + 32;
     s->auth_header = stoa_xmalloc(n);
@@ -32,8 +62,9 @@ void stoa_stripe_free(stoa_stripe_t *s)
 {
     if (!s)
         return;
-    if (s->curl)
-        curl_easy_cleanup(s->curl);
+    for (int i = 0; i < s->nidle; i++)
+        curl_easy_cleanup(s->idle[i]);
+    pthread_mutex_destroy(&s->lock);
     stoa_wipe(s->auth_header, strlen(s->auth_header));
     free(s->auth_header);
     free(s->api_base);
@@ -109,7 +140,8 @@ int stoa_stripe_call(stoa_stripe_t *s, stoa_arena_t *arena, const char *method,
     *out = NULL;
     bool post = strcmp(method, "POST") == 0;
     STOA_ASSERT(!post || idempotency_key);
-    if (!s->curl && !(s->curl = curl_easy_init())) {
+    CURL *c = take_handle(s);
+    if (!c) {
         snprintf(err->message, sizeof(err->message), "curl init failed");
         return STOA_AGAIN;
     }
@@ -127,7 +159,6 @@ int stoa_stripe_call(stoa_stripe_t *s, stoa_arena_t *arena, const char *method,
     stoa_buf_init(&body);
     int rc = STOA_AGAIN;
     for (int attempt = 1; attempt <= STRIPE_TRIES; attempt++) {
-        CURL *c = s->curl;
         curl_easy_reset(c);
         stoa_buf_reset(&body);
         curl_easy_setopt(c, CURLOPT_URL, url);
@@ -183,6 +214,7 @@ int stoa_stripe_call(stoa_stripe_t *s, stoa_arena_t *arena, const char *method,
             nanosleep(&ts, NULL);
         }
     }
+    give_handle(s, c);
     curl_slist_free_all(headers);
     stoa_buf_free(&body);
     return rc;

@@ -1,10 +1,15 @@
 /* app.h - the skeleton every pool program runs.
  *
  * main() of a pool declares its routes and statements and calls
- * stoa_app_main(): config -> process context (log, Postgres, Redis) ->
- * FastCGI accept loop on fd 0 (the socket spawn-fcgi hands over) ->
- * dispatch -> arena reset. Every pool gets GET /v1/<name>/healthz and
- * /v1/<name>/readyz. SIGTERM finishes the request in flight, then exits. */
+ * stoa_app_main(): config -> process context (log, pools of Postgres and
+ * Redis connections) -> handler threads accepting FastCGI on fd 0 (the
+ * socket spawn-fcgi hands over; fcgi.h) -> dispatch -> arena reset. Every
+ * pool gets GET /v1/<name>/healthz and /v1/<name>/readyz. SIGTERM drains
+ * the requests in flight, then exits.
+ *
+ * Handlers run on several threads at once: they keep no static mutable
+ * state; what a process shares (ctx->data) is read-only after init or
+ * guarded by its own lock. */
 #ifndef STOA_APP_H
 #define STOA_APP_H
 
@@ -13,7 +18,7 @@
 #include "stoa/http.h"
 #include "stoa/kv.h"
 
-typedef struct {
+typedef struct stoa_app_s {
     const char *name; /* "auth": program stoa-auth, prefix /v1/auth */
     const stoa_route_t *routes;
     size_t nroutes;
@@ -23,14 +28,6 @@ typedef struct {
     int (*init)(stoa_ctx_t *ctx);
 } stoa_app_t;
 
-struct stoa_ctx_s {
-    const stoa_app_t *app;
-    char program[64];
-    stoa_conf_t conf;
-    stoa_db_t *db;
-    stoa_kv_t *kv;
-    void *data; /* the pool's own process state */
-};
 
 /* Parses --config FILE and --check-config, builds the context and serves
  * until SIGTERM. Returns the process exit code. */

@@ -43,6 +43,9 @@ typedef struct stoa_conf_s {
     long db_connect_timeout_s;
     long redis_timeout_ms;
     long pool_processes;
+    long pool_threads;
+    long db_pool_size;
+    long redis_pool_size;
     long jobs_concurrency;
     long jobs_poll_interval_ms;
 } stoa_conf_t;

@@ -16,13 +16,13 @@
 #include "stoa/arena.h"
 #include "stoa/buf.h"
 #include "stoa/core.h"
+#include "stoa/ctx.h"
 #include "stoa/json.h"
 #include "stoa/principal.h"
 
 #define STOA_ROUTE_MAX_PARAMS 4
 #define STOA_REQUEST_ID_MAX 128
 
-typedef struct stoa_ctx_s stoa_ctx_t;
 typedef struct stoa_request_s stoa_request_t;
 typedef int (*stoa_handler_fn)(stoa_request_t *req);
 
@@ -30,6 +30,9 @@ typedef int (*stoa_handler_fn)(stoa_request_t *req);
 #define STOA_ROUTE_PUBLIC 0u
 #define STOA_ROUTE_AUTH 1u /* needs a principal (401 otherwise) */
 #define STOA_ROUTE_IDEMPOTENT 2u /* honours Idempotency-Key (idempotency.h) */
+/* Takes bodies up to max_event_body_bytes (event batches) instead of
+ * max_body_bytes. */
+#define STOA_ROUTE_BULK 8u
 /* Manages credentials (keys, password, MFA, other sessions, erasure): needs
  * a login session; a token traded from an API key gets 403 forbidden, so a
  * leaked key can never mint, widen or outlive itself. Implies AUTH. */
@@ -75,7 +78,26 @@ struct stoa_request_s {
     stoa_jw_t *jw;           /* writer bound to body_out */
 
     void *transport; /* FastCGI request (FCGX_Request *) */
+
+    /* Connections taken from the context's pools at first use (through
+     * stoa_request_db/kv) and given back when the request ends. */
+    stoa_db_t *db;
+    stoa_kv_t *kv;
+    bool db_unavailable, kv_unavailable; /* the pool had none to give */
 };
+
+/* The request's Postgres connection: taken from the pool at first use,
+ * the same one for the rest of the request (a transaction stays on it),
+ * given back by stoa_request_release(). NULL when none became free within
+ * STOA_CTX_WAIT_MS; every stoa_db_ call then answers STOA_AGAIN (503). */
+stoa_db_t *stoa_request_db(stoa_request_t *req);
+/* The same for Redis: NULL acts as Redis being down. */
+stoa_kv_t *stoa_request_kv(stoa_request_t *req);
+/* Gives both back (rolling back a transaction left open). Called by the
+ * transport after the handler; a handler that is done with Postgres
+ * before a slow step (a password hash) may call stoa_request_release_db. */
+void stoa_request_release(stoa_request_t *req);
+void stoa_request_release_db(stoa_request_t *req);
 
 /* A FastCGI param or request header by CGI name ("HTTP_USER_AGENT");
  * borrowed, NULL when absent. */
@@ -164,6 +186,9 @@ int stoa_http_invalid_fields(stoa_request_t *req);
 /* Router: matches method and path against a table. Returns the index of
  * the route, or -404 when no pattern matches the path, or -405 when one
  * matches with another method (allow gets "GET, POST" style text, arena). */
+/* True when path matches pattern ("{name}" matches one non-empty
+ * segment); captures nothing. */
+bool stoa_route_pattern_matches(const char *pattern, const char *path);
 int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
                       size_t nroutes, const char **allow);
 

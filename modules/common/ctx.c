@@ -1,0 +1,163 @@
+/* ctx.c - the connection pools of the process context: a stack of idle
+ * handles under one mutex, and a condition variable for the threads that
+ * wait when every handle is out. */
+#include "stoa/ctx.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct stoa_conn_pool_s {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    void **idle; /* a stack: the most recently used (warmest) on top */
+    size_t nidle;
+    size_t size;
+    void **all; /* for freeing */
+    unsigned long waits;
+    void (*free_handle)(void *);
+};
+
+static void free_db(void *h) { stoa_db_free(h); }
+static void free_kv(void *h) { stoa_kv_free(h); }
+
+static stoa_conn_pool_t *pool_new(size_t size, void (*free_handle)(void *))
+{
+    stoa_conn_pool_t *p = stoa_xcalloc(1, sizeof(*p));
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->freed, &attr);
+    pthread_condattr_destroy(&attr);
+    p->idle = stoa_xcalloc(size, sizeof(void *));
+    p->all = stoa_xcalloc(size, sizeof(void *));
+    p->free_handle = free_handle;
+    return p;
+}
+
+static void pool_add(stoa_conn_pool_t *p, void *h)
+{
+    p->all[p->size++] = h;
+    p->idle[p->nidle++] = h;
+}
+
+static void pool_free(stoa_conn_pool_t *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->size; i++)
+        p->free_handle(p->all[i]);
+    free(p->idle);
+    free(p->all);
+    pthread_cond_destroy(&p->freed);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static void *pool_take(stoa_conn_pool_t *p, long wait_ms)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->nidle == 0) {
+        p->waits++;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += wait_ms / 1000;
+        until.tv_nsec += (wait_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (p->nidle == 0)
+            if (pthread_cond_timedwait(&p->freed, &p->lock, &until) ==
+                ETIMEDOUT)
+                break;
+    }
+    void *h = p->nidle ? p->idle[--p->nidle] : NULL;
+    pthread_mutex_unlock(&p->lock);
+    return h;
+}
+
+static void pool_give(stoa_conn_pool_t *p, void *h)
+{
+    pthread_mutex_lock(&p->lock);
+    STOA_ASSERT(p->nidle < p->size);
+    p->idle[p->nidle++] = h;
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_statement_t *statements,
+                        size_t nstatements, size_t db_size, size_t kv_size,
+                        char *err, size_t errlen)
+{
+    const stoa_conf_t *c = &ctx->conf;
+    stoa_conn_pool_t *kv = pool_new(kv_size, free_kv);
+    for (size_t i = 0; i < kv_size; i++) {
+        stoa_kv_t *h = stoa_kv_new(c->redis_url, c->redis_timeout_ms);
+        if (!h) {
+            snprintf(err, errlen, "redis_url is malformed");
+            pool_free(kv);
+            return STOA_ERROR;
+        }
+        pool_add(kv, h);
+    }
+    stoa_conn_pool_t *db = pool_new(db_size, free_db);
+    for (size_t i = 0; i < db_size; i++)
+        pool_add(db, stoa_db_new(c->database_url, statements, nstatements,
+                                 c->db_statement_timeout_ms,
+                                 c->db_connect_timeout_s));
+    ctx->db_pool = db;
+    ctx->kv_pool = kv;
+    return STOA_OK;
+}
+
+void stoa_ctx_pools_close(stoa_ctx_t *ctx)
+{
+    pool_free(ctx->db_pool);
+    pool_free(ctx->kv_pool);
+    ctx->db_pool = ctx->kv_pool = NULL;
+}
+
+stoa_db_t *stoa_ctx_db_take(stoa_ctx_t *ctx, long wait_ms)
+{
+    return pool_take(ctx->db_pool, wait_ms);
+}
+
+void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db)
+{
+    if (!db)
+        return;
+    /* No transaction outlives its taker. */
+    stoa_db_rollback(db);
+    pool_give(ctx->db_pool, db);
+}
+
+stoa_kv_t *stoa_ctx_kv_take(stoa_ctx_t *ctx, long wait_ms)
+{
+    return pool_take(ctx->kv_pool, wait_ms);
+}
+
+void stoa_ctx_kv_give(stoa_ctx_t *ctx, stoa_kv_t *kv)
+{
+    if (kv)
+        pool_give(ctx->kv_pool, kv);
+}
+
+void stoa_ctx_pool_stats(const stoa_ctx_t *ctx, unsigned long *db_waits,
+                         unsigned long *kv_waits)
+{
+    stoa_conn_pool_t *pools[] = {ctx->db_pool, ctx->kv_pool};
+    unsigned long *outs[] = {db_waits, kv_waits};
+    for (int i = 0; i < 2; i++) {
+        *outs[i] = 0;
+        if (!pools[i])
+            continue;
+        pthread_mutex_lock(&pools[i]->lock);
+        *outs[i] = pools[i]->waits;
+        pthread_mutex_unlock(&pools[i]->lock);
+    }
+}

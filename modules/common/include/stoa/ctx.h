@@ -1,0 +1,75 @@
+/* ctx.h - the process context, below every part that does I/O: the
+ * configuration, the program's name and the pools of Postgres and Redis
+ * connections that a process's threads share.
+ *
+ * A pool process runs several handler threads (fcgi.h); a thread takes a
+ * connection from its pool for the work that needs one and gives it back
+ * when the request ends, so a request that touches neither Postgres nor
+ * Redis holds none and a process needs far fewer connections than threads.
+ * The jobs worker and stoactl build the same context and call the same
+ * parts (audit, revoke, outbox, idempotency) with it.
+ *
+ * Ownership: the context owns the pools and every connection in them; a
+ * connection taken with stoa_ctx_db_take() is the taker's alone until it
+ * is given back with stoa_ctx_db_give(). */
+#ifndef STOA_CTX_H
+#define STOA_CTX_H
+
+#include "stoa/conf.h"
+#include "stoa/db.h"
+#include "stoa/kv.h"
+
+/* How long a thread waits for a free connection before the request is
+ * answered 503: a pool that is this busy is overloaded, not slow. */
+#define STOA_CTX_WAIT_MS 2000
+
+typedef struct stoa_conn_pool_s stoa_conn_pool_t;
+struct stoa_app_s;
+
+typedef struct stoa_ctx_s {
+    const struct stoa_app_s *app; /* pools only; NULL elsewhere */
+    char program[64];             /* "stoa-auth", "stoa-jobs", "stoactl" */
+    stoa_conf_t conf;
+    stoa_conn_pool_t *db_pool;
+    stoa_conn_pool_t *kv_pool;
+    void *data; /* the program's own process state */
+} stoa_ctx_t;
+
+/* Who acts, for the parts that record or revoke on someone's behalf:
+ * audit entries, revocations, idempotency records. All fields borrowed and
+ * may be NULL (the jobs worker and stoactl act without an address). */
+typedef struct {
+    const char *user_id;    /* the acting user; NULL: the system */
+    const char *label;      /* a non-user actor ("stoactl", "jobs") */
+    const char *address;    /* client address */
+    const char *request_id; /* for the log and the audit trail */
+} stoa_actor_t;
+
+/* Builds the pools of ctx->conf (db_pool_size and redis_pool_size
+ * connections; none connects yet) with the statements every connection
+ * prepares (borrowed; must outlive the context). STOA_OK, or STOA_ERROR
+ * with a message in err when redis_url is malformed. */
+STOA_MUSTCHECK int stoa_ctx_pools_open(stoa_ctx_t *ctx,
+                                       const stoa_db_statement_t *statements,
+                                       size_t nstatements, size_t db_size,
+                                       size_t kv_size, char *err,
+                                       size_t errlen);
+/* Frees both pools and their connections: call when no thread holds one. */
+void stoa_ctx_pools_close(stoa_ctx_t *ctx);
+
+/* Takes an idle connection, waiting at most wait_ms for one to be given
+ * back; NULL when none became free (answer 503). The connection may be
+ * disconnected: its own calls connect and report STOA_AGAIN as usual. */
+stoa_db_t *stoa_ctx_db_take(stoa_ctx_t *ctx, long wait_ms);
+/* Gives a connection back (rolling back a transaction left open). NULL is
+ * ignored. */
+void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db);
+stoa_kv_t *stoa_ctx_kv_take(stoa_ctx_t *ctx, long wait_ms);
+void stoa_ctx_kv_give(stoa_ctx_t *ctx, stoa_kv_t *kv);
+
+/* Connections waited for since start, and the longest wait (µs): a pool
+ * too small for its threads shows here first. */
+void stoa_ctx_pool_stats(const stoa_ctx_t *ctx, unsigned long *db_waits,
+                         unsigned long *kv_waits);
+
+#endif
