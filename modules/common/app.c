@@ -3,6 +3,7 @@
 #include "stoa/app.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,41 @@ static int ready(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
+/* The hashing gate: at most hash_concurrency requests of STOA_ROUTE_HASHES
+ * routes run at once in a process and at most `queue` wait; the rest are
+ * shed at once. Handler threads beyond those stay free for every other
+ * route, whatever the storm. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    long running, waiting, concurrency, queue;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1, 3};
+
+static bool gate_enter(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    bool in = gate.running < gate.concurrency;
+    if (!in && gate.waiting < gate.queue) {
+        gate.waiting++;
+        while (gate.running >= gate.concurrency)
+            pthread_cond_wait(&gate.done, &gate.lock);
+        gate.waiting--;
+        in = true;
+    }
+    if (in)
+        gate.running++;
+    pthread_mutex_unlock(&gate.lock);
+    return in;
+}
+
+static void gate_leave(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.running--;
+    pthread_cond_signal(&gate.done);
+    pthread_mutex_unlock(&gate.lock);
+}
+
 void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
                        const stoa_route_t *routes, size_t nroutes)
 {
@@ -118,13 +154,28 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
             return;
         }
     }
+    bool gated = false;
+    if (route->flags & STOA_ROUTE_HASHES) {
+        if (!gate_enter()) {
+            stoa_http_header(req, "Retry-After", "1");
+            stoa_http_error(req, 503, "busy",
+                            "too many password checks at once; retry");
+            return;
+        }
+        gated = true;
+    }
     bool claimed = false;
     if (route->flags & STOA_ROUTE_IDEMPOTENT) {
         int idem = stoa_idempotency_begin(req, &claimed);
-        if (idem == STOA_DECLINED)
+        if (idem == STOA_DECLINED) {
+            if (gated)
+                gate_leave();
             return;
+        }
         if (idem != STOA_OK) {
             stoa_http_error(req, 503, "unavailable", NULL);
+            if (gated)
+                gate_leave();
             return;
         }
     }
@@ -146,6 +197,8 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     }
     if (claimed)
         stoa_idempotency_end(req);
+    if (gated)
+        gate_leave();
 }
 
 static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
@@ -289,6 +342,14 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
      * from raising it after the first free and keeping such buffers in
      * the heap; two malloc arenas keep threads from each growing one. */
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    /* One hash at a time per process (pool_processes of them per host,
+     * about a core each) and a quarter of the threads at most inside the
+     * gate: nginx may pin half of them with idle kept connections
+     * (stack.sh), so a quarter always serves everything else. */
+    gate.concurrency = 1;
+    gate.queue = ctx.conf.pool_threads / 4 - 1;
+    if (gate.queue < 1)
+        gate.queue = 1;
     mallopt(M_ARENA_MAX, 2);
     static app_server_t server;
     server.app = app;
