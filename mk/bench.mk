@@ -48,3 +48,10 @@ bench-login bench-webhooks bench-outbox bench-connections bench-memory: bench-%:
 .PHONY: bench-peer
 bench-peer: bench-build
 	$(BENCH_ENV) python3 tests/bench/peer.py
+
+# The benches' own tests: their reading of wrk and their verdicts, and the
+# FastAPI peer doing the same work as stoa (skipped without its packages).
+.PHONY: test-bench
+test-bench: all
+	STOA_BIN_DIR=$(abspath $(BIN)) python3 -m unittest discover -s tests/bench \
+		-p 'test_*.py' -v
