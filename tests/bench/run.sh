@@ -20,7 +20,7 @@
 #
 # Environment:
 #   STOA_BIN_DIR     stack binaries (<repo>/bin)
-#   STOA_BENCH_BIN   directory holding stoa-empty-fcgi (<repo>/build/bench)
+#   STOA_BENCH_BIN   directory holding stoa-empty-fcgi (<repo>/build/release/bench)
 #   BENCH_PROCESSES  processes per pool and for the empty responder (4)
 #   BENCH_KEEPALIVE  idle upstream connections kept per nginx worker for the
 #                    empty responder: "pools" (the default: what the stack's
@@ -42,7 +42,7 @@ PATH=$PATH:/usr/sbin:/sbin
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly REPO_DIR
 BIN_DIR=${STOA_BIN_DIR:-$REPO_DIR/bin}
-BENCH_BIN=${STOA_BENCH_BIN:-$REPO_DIR/build/bench}
+BENCH_BIN=${STOA_BENCH_BIN:-$REPO_DIR/build/release/bench}
 readonly PROCESSES=${BENCH_PROCESSES:-4}
 readonly KEEPALIVE_SETTING=${BENCH_KEEPALIVE:-pools}
 readonly RUN_SECONDS=${BENCH_SECONDS:-8}
