@@ -169,11 +169,9 @@ run: deps
 stop:
 	@scripts/stack.sh stop
 
+# Every bench of SPEC §9 in turn (mk/bench.mk).
 .PHONY: bench
-bench: deps
-	$(Q)$(MAKE) --no-print-directory all $(BUILD)/bench/stoa-empty-fcgi
-	STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BUILD)/bench) \
-		tests/bench/run.sh
+bench: bench-all
 
 $(BUILD)/bench/stoa-empty-fcgi: $(BUILD)/tests/bench/empty_fcgi.o
 	@mkdir -p $(@D)

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages stoa builds, tests and runs with, when any
 # is missing. Idempotent and quiet when everything is present.
+#
+#   scripts/deps.sh          what make, make test and make run need
+#   scripts/deps.sh bench    that, plus what the benchmarks alone need (the
+#                            FastAPI peer and its drivers)
 set -euo pipefail
 
 packages=(
@@ -11,6 +15,16 @@ packages=(
   postgresql-15 postgresql-client-15 redis-server
   wrk clang libclang-rt-14-dev clang-format
 )
+# Only the benchmarks use these: make test and make run never pull them in.
+bench_packages=(
+  python3-fastapi python3-uvicorn python3-uvloop python3-httptools
+  python3-jwt python3-cryptography python3-redis python3-asyncpg
+)
+case ${1:-} in
+'') ;;
+bench) packages+=("${bench_packages[@]}") ;;
+*) echo "usage: $0 [bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,14 +7,20 @@
 #   me      /v1/me            an authenticated read: TLS, the gateway's token
 #                             check (cached), the auth pool's revocation check
 #                             and the Redis-cached profile (SPEC §9 bar)
-# Prints requests/s and p99 (median of the runs) and the ratios pool/empty
-# and empty/static; writes the same figures as JSON to $BENCH_OUT if set.
+# Each route is measured at every connection count of BENCH_CONNECTIONS
+# (64, 256 and 1000 by default). Prints requests/s and p99 (median of the
+# runs) per count, the ratios pool/empty, me/empty and empty/static, and
+# PASS/FAIL for the SPEC §9 bars: /v1/me at least 0.70 of the empty
+# responder at every count, p99 at most 10 ms at 64 and 256 connections for
+# /v1/me and the pool's healthz. Writes the same figures as JSON to
+# $BENCH_OUT if set.
 # Exit status: 0 when every run was clean, 1 when a run had errors or
-# stalled requests, 2 on a setup failure.
+# stalled requests (or, with BENCH_STRICT=1, when a bar was missed), 2 on a
+# setup failure.
 #
 # Environment:
 #   STOA_BIN_DIR     stack binaries (<repo>/bin)
-#   STOA_BENCH_BIN   directory holding stoa-empty-fcgi (<repo>/build/bench)
+#   STOA_BENCH_BIN   directory holding stoa-empty-fcgi (<repo>/build/release/bench)
 #   BENCH_PROCESSES  processes per pool and for the empty responder (4)
 #   BENCH_KEEPALIVE  idle upstream connections kept per nginx worker for the
 #                    empty responder: "pools" (the default: what the stack's
@@ -22,7 +28,10 @@
 #   BENCH_SECONDS    length of one measured run (8)
 #   BENCH_RUNS       measured runs per route, interleaved (3)
 #   BENCH_WARMUP     warm-up seconds per route before measuring (2)
-#   BENCH_CONNECTIONS, BENCH_THREADS  wrk -c and -t (64, 2)
+#   BENCH_CONNECTIONS  wrk -c: the connection counts to measure at,
+#                    space-separated ("64 256 1000")
+#   BENCH_THREADS    wrk -t (2)
+#   BENCH_STRICT     1: a missed bar makes the exit status 1
 #   BENCH_STALL_MS   a request nginx logs as slower than this fails the
 #                    run (1000)
 #   BENCH_OUT        file to write the JSON result to
@@ -33,13 +42,16 @@ PATH=$PATH:/usr/sbin:/sbin
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly REPO_DIR
 BIN_DIR=${STOA_BIN_DIR:-$REPO_DIR/bin}
-BENCH_BIN=${STOA_BENCH_BIN:-$REPO_DIR/build/bench}
+BENCH_BIN=${STOA_BENCH_BIN:-$REPO_DIR/build/release/bench}
 readonly PROCESSES=${BENCH_PROCESSES:-4}
 readonly KEEPALIVE_SETTING=${BENCH_KEEPALIVE:-pools}
 readonly RUN_SECONDS=${BENCH_SECONDS:-8}
 readonly RUNS=${BENCH_RUNS:-3}
 readonly WARMUP_SECONDS=${BENCH_WARMUP:-2}
-readonly CONNECTIONS=${BENCH_CONNECTIONS:-64}
+readonly CONNECTION_LIST=${BENCH_CONNECTIONS:-64 256 1000}
+read -r -a CONNECTION_COUNTS <<<"${CONNECTION_LIST//,/ }"
+readonly CONNECTION_COUNTS
+readonly STRICT=${BENCH_STRICT:-0}
 readonly THREADS=${BENCH_THREADS:-2}
 readonly STALL_MS=${BENCH_STALL_MS:-1000}
 readonly OUT=${BENCH_OUT:-}
@@ -62,12 +74,28 @@ die() {
 
 is_count() { [[ $1 =~ ^[0-9]+$ ]]; }
 
-for name in PROCESSES RUN_SECONDS RUNS WARMUP_SECONDS CONNECTIONS THREADS STALL_MS; do
+for name in PROCESSES RUN_SECONDS RUNS WARMUP_SECONDS THREADS STALL_MS; do
     if ! is_count "${!name}" || ((${!name} == 0)); then
         die "$name must be a positive integer: ${!name}"
     fi
 done
-((CONNECTIONS >= THREADS)) || die "BENCH_CONNECTIONS must be at least BENCH_THREADS"
+((${#CONNECTION_COUNTS[@]} > 0)) || die "BENCH_CONNECTIONS lists no connection count"
+MAX_CONNECTIONS=0
+for c in "${CONNECTION_COUNTS[@]}"; do
+    if ! is_count "$c" || ((c == 0)); then
+        die "BENCH_CONNECTIONS must list positive integers: $CONNECTION_LIST"
+    fi
+    ((c >= THREADS)) || die "every BENCH_CONNECTIONS count must be at least BENCH_THREADS"
+    if ((c > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$c; fi
+done
+readonly MAX_CONNECTIONS
+# wrk holds one descriptor per connection: raise the soft limit (for this
+# script and what it starts only) when the largest count needs it. nginx
+# sizes its own limits from the hard limit (scripts/stack.sh).
+if (($(ulimit -n) < MAX_CONNECTIONS + 256)); then
+    ulimit -n "$((MAX_CONNECTIONS + 256))" 2>/dev/null ||
+        die "wrk needs $((MAX_CONNECTIONS + 256)) open files; the hard limit is $(ulimit -Hn)"
+fi
 
 [[ $KEEPALIVE_SETTING == pools ]] || is_count "$KEEPALIVE_SETTING" ||
     die "BENCH_KEEPALIVE must be \"pools\" or a number: $KEEPALIVE_SETTING"
@@ -274,33 +302,36 @@ log_size() { stat -c %s "$ACCESS_LOG" 2>/dev/null || echo 0; }
 # them when wrk hangs up, status 499) are seen too: wrk's own histogram
 # only holds requests that completed.
 measure() {
-    local route=$1 run=$2 seconds=$3 start end
+    local route=$1 run=$2 seconds=$3 conns=$4 start end
     start=$(log_size)
     local header=()
     if [[ -v ROUTE_HEADER[$route] ]]; then
         header=(-H "${ROUTE_HEADER[$route]}")
     fi
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --timeout 5s --latency \
-        "${header[@]}" "$BASE${ROUTE_PATH[$route]}" >"$WORK/wrk-$route-$run.txt" 2>&1 || {
-        cat "$WORK/wrk-$route-$run.txt" >&2
+    local out=$WORK/wrk-$route-$conns-$run.txt
+    wrk -t"$THREADS" -c"$conns" -d"${seconds}s" --timeout 5s --latency \
+        "${header[@]}" "$BASE${ROUTE_PATH[$route]}" >"$out" 2>&1 || {
+        cat "$out" >&2
         die "wrk failed on ${ROUTE_PATH[$route]}"
     }
     sleep "$LOG_FLUSH_WAIT"
     end=$(log_size)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$route" "$run" "$start" "$end" "$WORK/wrk-$route-$run.txt" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$route" "$run" "$start" "$end" "$out" "$conns" \
         >>"$WORK/runs.tsv"
 }
 
 : >"$WORK/runs.tsv"
 note "warm-up: ${WARMUP_SECONDS}s per route"
 for route in "${ROUTES[@]}"; do
-    measure "$route" warmup "$WARMUP_SECONDS"
+    measure "$route" warmup "$WARMUP_SECONDS" "${CONNECTION_COUNTS[0]}"
 done
 : >"$WORK/runs.tsv"
-note "measuring: $RUNS x ${RUN_SECONDS}s per route, interleaved, wrk -t$THREADS -c$CONNECTIONS"
-for ((run = 1; run <= RUNS; run++)); do
-    for route in "${ROUTES[@]}"; do
-        measure "$route" "$run" "$RUN_SECONDS"
+for conns in "${CONNECTION_COUNTS[@]}"; do
+    note "measuring: $RUNS x ${RUN_SECONDS}s per route, interleaved, wrk -t$THREADS -c$conns"
+    for ((run = 1; run <= RUNS; run++)); do
+        for route in "${ROUTES[@]}"; do
+            measure "$route" "$run" "$RUN_SECONDS" "$conns"
+        done
     done
 done
 
@@ -309,7 +340,8 @@ done
 
 export BENCH_PROCESSES_USED=$PROCESSES BENCH_EMPTY_KEEPALIVE=$EMPTY_KEEPALIVE
 export BENCH_POOL_KEEPALIVE=$POOL_KEEPALIVE BENCH_NGINX_WORKERS=$NGINX_WORKERS
-export BENCH_CONNECTIONS_USED=$CONNECTIONS BENCH_THREADS_USED=$THREADS
+export BENCH_CONNECTIONS_USED="${CONNECTION_COUNTS[*]}" BENCH_THREADS_USED=$THREADS
+export BENCH_STRICT_USED=$STRICT
 export BENCH_SECONDS_USED=$RUN_SECONDS BENCH_RUNS_USED=$RUNS BENCH_STALL_MS_USED=$STALL_MS
 export BENCH_ACCESS_LOG=$ACCESS_LOG BENCH_RUNS_FILE=$WORK/runs.tsv BENCH_OUT_FILE=$OUT
 export BENCH_PATH_STATIC=${ROUTE_PATH[static]} BENCH_PATH_EMPTY=${ROUTE_PATH[empty]}
@@ -387,11 +419,12 @@ def scan_log(path, start, end, uri):
             "slowest_ms": round(slowest * 1000.0, 1)}
 
 
-runs = {r: [] for r in routes}
+counts = [int(c) for c in env["BENCH_CONNECTIONS_USED"].split()]
+runs = {(r, c): [] for r in routes for c in counts}
 unchecked = []
 with open(env["BENCH_RUNS_FILE"]) as f:
     for line in f:
-        route, run, start, end, wrk_file = line.rstrip("\n").split("\t")
+        route, run, start, end, wrk_file, conns = line.rstrip("\n").split("\t")
         with open(wrk_file) as w:
             result = parse_wrk(w.read())
         result["run"] = int(run)
@@ -411,33 +444,56 @@ with open(env["BENCH_RUNS_FILE"]) as f:
                             % (logged["stalled"], stall_s * 1000, logged["slowest_ms"]))
         result["problems"] = problems
         if logged is None:
-            unchecked.append("%s run %s" % (route, run))
-        runs[route].append(result)
+            unchecked.append("%s at %s connections, run %s" % (route, conns, run))
+        runs[(route, int(conns))].append(result)
 
-summary = {}
-for r in routes:
-    good = [x for x in runs[r] if x["requests_per_second"] is not None]
+
+def summarise(r, c):
+    good = [x for x in runs[(r, c)] if x["requests_per_second"] is not None]
     ordered = sorted(good, key=lambda x: x["requests_per_second"])
     median = ordered[(len(ordered) - 1) // 2] if ordered else None
-    summary[r] = {
+    return {
         "path": paths[r],
         "requests_per_second": median["requests_per_second"] if median else None,
         "p99_ms": median["p99_ms"] if median else None,
         "median_run": median["run"] if median else None,
-        "failed": any(x["problems"] for x in runs[r]),
-        "runs": runs[r],
+        "failed": any(x["problems"] for x in runs[(r, c)]),
+        "runs": runs[(r, c)],
     }
 
 
-def ratio(a, b):
-    sa, sb = summary[a]["requests_per_second"], summary[b]["requests_per_second"]
+summary = {c: {r: summarise(r, c) for r in routes} for c in counts}
+
+
+def ratio(c, a, b):
+    sa, sb = summary[c][a]["requests_per_second"], summary[c][b]["requests_per_second"]
     return round(sa / sb, 3) if sa and sb else None
 
 
-ratios = {"pool_over_empty": ratio("pool", "empty"),
-          "me_over_empty": ratio("me", "empty"),
-          "empty_over_static": ratio("empty", "static")}
-failed = any(summary[r]["failed"] for r in routes)
+ratios = {c: {"pool_over_empty": ratio(c, "pool", "empty"),
+              "me_over_empty": ratio(c, "me", "empty"),
+              "empty_over_static": ratio(c, "empty", "static")} for c in counts}
+failed = any(summary[c][r]["failed"] for c in counts for r in routes)
+
+# SPEC §9: /v1/me at least 0.70 of the empty responder (at every count
+# measured); p99 at most 10 ms at 64 and 256 connections for /v1/me and a
+# pool's healthz alike.
+bars = []
+
+
+def bar(label, value, op, limit):
+    ok = value is not None and (value >= limit if op == ">=" else value <= limit)
+    bars.append({"bar": label, "value": value, "op": op, "limit": limit, "passed": ok})
+
+
+for c in counts:
+    bar("(d)/(b) /v1/me vs ceiling at %d connections" % c,
+        ratios[c]["me_over_empty"], ">=", 0.70)
+for c in counts:
+    if c in (64, 256):
+        bar("(d) /v1/me p99 ms at %d connections" % c, summary[c]["me"]["p99_ms"], "<=", 10)
+        bar("(c) healthz p99 ms at %d connections" % c, summary[c]["pool"]["p99_ms"], "<=", 10)
+
 settings = {
     "processes": int(env["BENCH_PROCESSES_USED"]),
     # A number, or "auto" when nginx picks one per core.
@@ -445,7 +501,7 @@ settings = {
                       if env["BENCH_NGINX_WORKERS"].isdigit() else env["BENCH_NGINX_WORKERS"]),
     "empty_keepalive_per_worker": int(env["BENCH_EMPTY_KEEPALIVE"]),
     "pool_keepalive_per_worker": int(env["BENCH_POOL_KEEPALIVE"]),
-    "connections": int(env["BENCH_CONNECTIONS_USED"]),
+    "connections": counts,
     "threads": int(env["BENCH_THREADS_USED"]),
     "seconds": int(env["BENCH_SECONDS_USED"]),
     "runs": int(env["BENCH_RUNS_USED"]),
@@ -457,37 +513,44 @@ labels = {"static": "(a) nginx return 200",
           "empty": "(b) empty FastCGI responder",
           "pool": "(c) auth pool healthz",
           "me": "(d) GET /v1/me with a token"}
-print()
-print("%-30s %-18s %12s %10s  %s" % ("route", "path", "req/s", "p99 ms", "status"))
-for r in routes:
-    s = summary[r]
-    rps = "%.0f" % s["requests_per_second"] if s["requests_per_second"] else "-"
-    p99 = "%.2f" % s["p99_ms"] if s["p99_ms"] is not None else "-"
-    print("%-30s %-18s %12s %10s  %s" % (labels[r], s["path"], rps, p99,
-                                          "FAILED" if s["failed"] else "ok"))
-print()
 fmt = lambda v: "%.3f" % v if v is not None else "-"
-print("(c)/(b) pool vs ceiling:   %s   (SPEC bar for real routes: >= 0.70)"
-      % fmt(ratios["pool_over_empty"]))
-print("(d)/(b) /v1/me vs ceiling: %s   (SPEC bar: >= 0.70, p99 <= 10 ms at 256 connections)"
-      % fmt(ratios["me_over_empty"]))
-print("(b)/(a) hop vs static:     %s" % fmt(ratios["empty_over_static"]))
+for c in counts:
+    print()
+    print("== %d connections" % c)
+    print("%-30s %-18s %12s %10s  %s" % ("route", "path", "req/s", "p99 ms", "status"))
+    for r in routes:
+        s = summary[c][r]
+        rps = "%.0f" % s["requests_per_second"] if s["requests_per_second"] else "-"
+        p99 = "%.2f" % s["p99_ms"] if s["p99_ms"] is not None else "-"
+        print("%-30s %-18s %12s %10s  %s" % (labels[r], s["path"], rps, p99,
+                                              "FAILED" if s["failed"] else "ok"))
+    print("(c)/(b) pool vs ceiling:   %s" % fmt(ratios[c]["pool_over_empty"]))
+    print("(d)/(b) /v1/me vs ceiling: %s" % fmt(ratios[c]["me_over_empty"]))
+    print("(b)/(a) hop vs static:     %s" % fmt(ratios[c]["empty_over_static"]))
+print()
+print("bars (SPEC §9):")
+for b in bars:
+    v = "-" if b["value"] is None else ("%.3f" % b["value"])
+    print("  %s  %s: %s %s %s" % ("PASS" if b["passed"] else "FAIL", b["bar"], v,
+                                 b["op"], b["limit"]))
 print()
 print("settings: %d processes per pool and for the empty responder; %s nginx workers;"
       % (settings["processes"], settings["nginx_workers"]))
 print("          upstream keepalive per worker: empty %d, pools %d;"
       % (settings["empty_keepalive_per_worker"], settings["pool_keepalive_per_worker"]))
-print("          wrk -t%d -c%d -d%ds over TLS, %d interleaved runs, median shown"
-      % (settings["threads"], settings["connections"], settings["seconds"], settings["runs"]))
-for r in routes:
-    for x in runs[r]:
-        p99 = "%.2f" % x["p99_ms"] if x["p99_ms"] is not None else "-"
-        mx = "%.1f" % x["max_ms"] if x["max_ms"] is not None else "-"
-        rps = "%.0f" % x["requests_per_second"] if x["requests_per_second"] else "-"
-        line = "  run %d %-6s %9s req/s  p99 %8s ms  max %8s ms" % (x["run"], r, rps, p99, mx)
-        if x["problems"]:
-            line += "  FAILED: " + "; ".join(x["problems"])
-        print(line)
+print("          wrk -t%d -c%s -d%ds over TLS, %d interleaved runs, median shown"
+      % (settings["threads"], "/".join(map(str, counts)), settings["seconds"], settings["runs"]))
+for c in counts:
+    for r in routes:
+        for x in runs[(r, c)]:
+            p99 = "%.2f" % x["p99_ms"] if x["p99_ms"] is not None else "-"
+            mx = "%.1f" % x["max_ms"] if x["max_ms"] is not None else "-"
+            rps = "%.0f" % x["requests_per_second"] if x["requests_per_second"] else "-"
+            line = "  c%-5d run %d %-6s %9s req/s  p99 %8s ms  max %8s ms" % (
+                c, x["run"], r, rps, p99, mx)
+            if x["problems"]:
+                line += "  FAILED: " + "; ".join(x["problems"])
+            print(line)
 
 if settings["empty_keepalive_per_worker"] != settings["pool_keepalive_per_worker"]:
     print("note: (b) and (c) keep a different number of idle upstream connections,")
@@ -496,12 +559,20 @@ if unchecked:
     print("warning: nginx's access log had no entries for %s: stalls not checked"
           % ", ".join(unchecked))
 
-result = {"settings": settings, "results": summary, "ratios": ratios, "failed": failed}
+result = {"settings": settings,
+          "results": {str(c): summary[c] for c in counts},
+          "ratios": {str(c): ratios[c] for c in counts},
+          "bars": bars, "failed": failed}
 if env.get("BENCH_OUT_FILE"):
     with open(env["BENCH_OUT_FILE"], "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
+missed = [b for b in bars if not b["passed"]]
+strict = env.get("BENCH_STRICT_USED") == "1"
+if missed:
+    print("\nbench: %d bar(s) missed%s" % (len(missed), "" if strict else
+          " (BENCH_STRICT=1 makes that an error)"))
 if failed:
     print("\nbench: FAILED: some runs had errors or stalled requests (see above)")
-sys.exit(1 if failed else 0)
+sys.exit(1 if failed or (strict and missed) else 0)
 EOF

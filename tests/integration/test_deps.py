@@ -48,10 +48,10 @@ class DepsInstallPathTest(unittest.TestCase):
         self.policy = os.path.join(self.dir, "policy-rc.d")
         self.log = os.path.join(self.dir, "apt.log")
 
-    def run_deps(self, **env):
+    def run_deps(self, *args, **env):
         full = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"],
                     STOA_POLICY_RC=self.policy, DEPS_LOG=self.log, **env)
-        return subprocess.run(["bash", DEPS_SH], env=full, capture_output=True,
+        return subprocess.run(["bash", DEPS_SH, *args], env=full, capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
 
     def apt_log(self):
@@ -95,6 +95,28 @@ class DepsInstallPathTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(self.apt_log(), [])
         self.assertFalse(os.path.exists(self.policy))
+
+    def test_the_bench_packages_come_only_with_the_bench_argument(self):
+        bench_only = ("python3-fastapi", "python3-uvicorn", "python3-asyncpg",
+                      "python3-redis", "python3-jwt")
+        done = self.run_deps()
+        self.assertEqual(done.returncode, 0, done.stderr)
+        plain = [line for line in self.apt_log() if line.startswith("install ")]
+        os.remove(self.log)
+        done = self.run_deps("bench")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        bench = [line for line in self.apt_log() if line.startswith("install ")]
+        self.assertEqual((len(plain), len(bench)), (1, 1))
+        for pkg in bench_only:
+            self.assertNotIn(pkg, plain[0].split())
+            self.assertIn(pkg, bench[0].split())
+        # The build's own packages still come with the bench list.
+        self.assertIn("libfcgi-dev", bench[0].split())
+
+    def test_an_unknown_argument_is_refused(self):
+        done = self.run_deps("everything")
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(self.apt_log(), [])
 
 
 if __name__ == "__main__":

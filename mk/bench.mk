@@ -1,0 +1,57 @@
+# The benchmarks of SPEC §9 (tests/bench/, see tests/bench/README.md).
+#
+#   make bench            every bench in turn: the FastCGI hop at 64, 256
+#                         and 1000 connections, login vs raw Argon2id,
+#                         Stripe webhooks, the outbox, 10,000 idle TLS
+#                         clients, pool memory over 1M requests
+#   make bench-hop | bench-login | bench-webhooks | bench-outbox |
+#        bench-connections | bench-memory       one of them
+#   make bench-peer       GET /v1/me against a FastAPI peer
+#
+# Each prints its figures against a ceiling measured in the same run and
+# PASS/FAIL per bar; a missed bar is an error only with BENCH_STRICT=1.
+# The benches' own packages come from `scripts/deps.sh bench`.
+
+BENCH_DIR := $(BUILD)/bench
+BENCH_PROGRAMS := $(BENCH_DIR)/stoa-empty-fcgi $(BENCH_DIR)/stoa-argon2-rate
+BENCH_ENV = STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BENCH_DIR))
+BENCH_PY := tests/bench/login.py tests/bench/webhooks.py tests/bench/outbox.py \
+	tests/bench/connections.py tests/bench/memory.py
+
+$(BENCH_DIR)/stoa-argon2-rate: $(BUILD)/tests/bench/argon2_rate.o
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+.PHONY: bench-deps bench-build
+bench-deps:
+	@scripts/deps.sh bench
+bench-build: bench-deps
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_PROGRAMS)
+
+# Every bench runs even when one before it failed; the status is the
+# worst of them.
+.PHONY: bench-all
+bench-all: bench-build
+	@rc=0; \
+	$(BENCH_ENV) tests/bench/run.sh || rc=$$?; \
+	for b in $(BENCH_PY); do $(BENCH_ENV) python3 $$b || { s=$$?; [ $$s -gt $$rc ] && rc=$$s; }; done; \
+	exit $$rc
+
+.PHONY: bench-hop
+bench-hop: bench-build
+	$(BENCH_ENV) tests/bench/run.sh
+
+.PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory
+bench-login bench-webhooks bench-outbox bench-connections bench-memory: bench-%: bench-build
+	$(BENCH_ENV) python3 tests/bench/$*.py
+
+.PHONY: bench-peer
+bench-peer: bench-build
+	$(BENCH_ENV) python3 tests/bench/peer.py
+
+# The benches' own tests: their reading of wrk and their verdicts, and the
+# FastAPI peer doing the same work as stoa (skipped without its packages).
+.PHONY: test-bench
+test-bench: all
+	STOA_BIN_DIR=$(abspath $(BIN)) python3 -m unittest discover -s tests/bench \
+		-p 'test_*.py' -v

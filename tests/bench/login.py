@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Login against raw Argon2id (SPEC §9): successful POST /v1/auth/login per
+second through nginx, against the Argon2id hashes per second libargon2
+itself reaches with the stack's parameters (argon2_memory_kib,
+argon2_iterations, argon2_parallelism) on all cores, measured in the same
+run (bar: at least 0.85). Meanwhile a GET /v1/me load runs, and its p99
+must stay at or below 50 ms: hashing is bounded per host, a login storm
+must not starve reads.
+
+Environment: BENCH_SECONDS (10), BENCH_PROCESSES (4), BENCH_LOGIN_CONNECTIONS
+(16), BENCH_ME_CONNECTIONS (16), BENCH_HASH_THREADS (the number of cores),
+BENCH_OUT, BENCH_STRICT.
+"""
+
+import os
+import subprocess
+import tempfile
+
+import benchlib as b
+
+
+def raw_hash_rate(memory, iterations, parallelism, threads, seconds):
+    binary = os.path.join(b.BENCH_BIN, "stoa-argon2-rate")
+    if not os.access(binary, os.X_OK):
+        raise b.SetupError(f"missing {binary} (make bench-build)")
+    done = subprocess.run([binary, str(memory), str(iterations), str(parallelism),
+                           str(threads), str(seconds)],
+                          capture_output=True, text=True, timeout=seconds * 4 + 60)
+    if done.returncode != 0:
+        raise b.SetupError(f"stoa-argon2-rate failed: {done.stderr}")
+    fields = dict(kv.split("=") for kv in done.stdout.split())
+    return float(fields["hashes_per_second"])
+
+
+def login_script(email, password):
+    body = '{"email":"%s","password":"%s"}' % (email, password)
+    return f"""-- Written by tests/bench/login.py: the same successful login, repeated.
+wrk.method = "POST"
+wrk.body = {b.lua_string(body)}
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def bench():
+    seconds = b.env_int("BENCH_SECONDS", 10)
+    login_conns = b.env_int("BENCH_LOGIN_CONNECTIONS", 16)
+    me_conns = b.env_int("BENCH_ME_CONNECTIONS", 16)
+    threads = b.env_int("BENCH_HASH_THREADS", os.cpu_count() or 1)
+    b.which("wrk")
+    with b.BenchStack() as stack:
+        memory = int(stack.conf_value("argon2_memory_kib"))
+        iterations = int(stack.conf_value("argon2_iterations"))
+        parallelism = int(stack.conf_value("argon2_parallelism"))
+        report = b.Report("login vs raw Argon2id", {
+            "argon2": f"m={memory},t={iterations},p={parallelism}",
+            "hash_threads": threads, "seconds": seconds, "processes": stack.processes,
+            "login_connections": login_conns, "me_connections": me_conns})
+        _, email, token, _ = stack.register_and_login("login")
+        me_header = f"Authorization: Bearer {token}"
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(login_script(email, b.PASSWORD))
+            script = f.name
+        try:
+            b.note(f"raw Argon2id on {threads} threads for {seconds}s")
+            hashes = raw_hash_rate(memory, iterations, parallelism, threads, seconds)
+            b.note("warm-up: 2s of logins")
+            b.run_wrk(stack, "/v1/auth/login", min(login_conns, 4), 2, script=script)
+            b.note(f"logins ({login_conns} connections) with GET /v1/me "
+                   f"({me_conns} connections) meanwhile, {seconds}s")
+            me = b.start_wrk(stack, "/v1/me", me_conns, seconds, headers=[me_header])
+            login = b.run_wrk(stack, "/v1/auth/login", login_conns, seconds, script=script,
+                              timeout_s=10)
+            me = b.finish_wrk(me)
+        finally:
+            os.unlink(script)
+        # wrk's rate counts refusals too: only 2xx answers are logins.
+        total = login["requests"] or 0
+        ok_share = (total - login["non_2xx"]) / total if total else 0.0
+        login_rate = login["requests_per_second"] * ok_share
+        report.figure("raw Argon2id hashes/s (ceiling)", hashes, "/s")
+        report.figure("successful logins/s through nginx", login_rate, "/s")
+        report.figure("login p99", login["p99_ms"], "ms")
+        ratio = round(login_rate / hashes, 3) if hashes else None
+        report.figure("logins / raw hashes", ratio)
+        report.figure("GET /v1/me req/s meanwhile", me["requests_per_second"], "/s")
+        report.figure("GET /v1/me p99 meanwhile", me["p99_ms"], "ms")
+        report.bar("logins/s >= 0.85 of raw Argon2id hashes/s", ratio, ">=", 0.85)
+        report.bar("GET /v1/me p99 during the logins (ms)", me["p99_ms"], "<=", 50)
+        for p in b.wrk_problems("login", login) + b.wrk_problems("/v1/me", me):
+            report.problem(p)
+        report.data = {"login": {k: v for k, v in login.items() if k != "output"},
+                       "me": {k: v for k, v in me.items() if k != "output"},
+                       "raw_hashes_per_second": hashes}
+        return report.finish()
+
+
+if __name__ == "__main__":
+    b.main(bench)
