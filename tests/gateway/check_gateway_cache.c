@@ -27,16 +27,7 @@ static void setup(void)
 {
     key = stoa_jwt_key_generate();
     ck_assert_ptr_nonnull(key);
-    stoa_buf_t jwks;
-    stoa_buf_init(&jwks);
-    stoa_buf_puts(&jwks, "{\"keys\":[");
-    stoa_jwt_key_jwk(key, &jwks);
-    stoa_buf_puts(&jwks, "]}");
-    char err[256];
-    ck_assert_int_eq(
-        stoa_jwt_keyset_from_jwks(&keys, jwks.data, jwks.len, err, sizeof(err)),
-        STOA_OK);
-    stoa_buf_free(&jwks);
+    test_jwt_public_keyset(key, &keys);
     memset(&no_keys, 0, sizeof(no_keys));
 
     now = (int64_t)time(NULL);

@@ -21,16 +21,7 @@ static void setup(void)
 {
     key = stoa_jwt_key_generate();
     ck_assert_ptr_nonnull(key);
-    stoa_buf_t jwks;
-    stoa_buf_init(&jwks);
-    stoa_buf_puts(&jwks, "{\"keys\":[");
-    stoa_jwt_key_jwk(key, &jwks);
-    stoa_buf_puts(&jwks, "]}");
-    char err[256];
-    ck_assert_int_eq(
-        stoa_jwt_keyset_from_jwks(&keys, jwks.data, jwks.len, err, sizeof(err)),
-        STOA_OK);
-    stoa_buf_free(&jwks);
+    test_jwt_public_keyset(key, &keys);
     opts = (stoa_jwt_verify_opts_t){
         .issuer = ISSUER, .audience = "stoa", .leeway = 5,
         .now = (int64_t)time(NULL)};
