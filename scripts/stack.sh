@@ -333,6 +333,7 @@ ensure_config() {
         [webhook_allow_hosts]="127.0.0.1,localhost"
         [pool_processes]="$POOL_PROCESSES"
         [mfa_encryption_key_file]="$RUN/keys/mfa.key"
+        [idempotency_seal_key_file]="$RUN/keys/idempotency.key"
     )
     local -A seen=()
     local tmp line key
@@ -361,13 +362,15 @@ ensure_config() {
     note "wrote $conf"
 }
 
-# The key sealing TOTP secrets: made once, never replaced (a new key would
-# make every enrolled authenticator unreadable).
-ensure_mfa_key() {
-    local key=$RUN/keys/mfa.key
+# A 256-bit key as 64 hex digits, made once and never replaced: the TOTP
+# sealing key (a new one would make every enrolled authenticator
+# unreadable) and the key sealing stored Idempotency-Key answers (a new
+# one only makes the last day's replays answer 409).
+ensure_secret_key() {
+    local key=$1 what=$2
     [[ -s $key ]] && return 0
     (umask 077 && openssl rand -hex 32 >"$key.tmp") && mv "$key.tmp" "$key"
-    note "generated the TOTP sealing key $key"
+    note "generated the $what $key"
 }
 
 # Self-signed ECDSA P-256 certificate for 127.0.0.1 and localhost. It is its
@@ -980,7 +983,8 @@ cmd_start() {
     ensure_dirs
     take_lock
     ensure_config
-    ensure_mfa_key
+    ensure_secret_key "$RUN/keys/mfa.key" "TOTP sealing key"
+    ensure_secret_key "$RUN/keys/idempotency.key" "idempotency answer sealing key"
     ensure_tls
     start_postgres
     start_redis
