@@ -21,12 +21,13 @@ import json
 import os
 import subprocess
 import sys
+import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from authlib import SourceClient, b64url_decode, count_rows, query_json  # noqa: E402
-from harness import PG_BIN, StackTestCase, is_root  # noqa: E402
+from harness import PG_BIN, Stack, StackTestCase  # noqa: E402
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 WEBHOOKS = "/v1/admin/webhooks"
@@ -97,7 +98,10 @@ class EdgeStackTestCase(StackTestCase):
 
     def assert_nowhere_in(self, text, secret, where):
         for form in secret_forms(secret):
-            self.assertNotIn(form, text, f"the secret sits in {where}")
+            # Not assertNotIn: its message would print the whole dump.
+            at = text.find(form)
+            self.assertEqual(at, -1, f"the secret sits in {where}: "
+                             f"...{text[max(0, at - 300):at + 100]}...")
 
 
 class IdempotentSecretsTest(EdgeStackTestCase):
@@ -282,3 +286,175 @@ class WebhookTargetsTest(EdgeStackTestCase):
                 created = self.assert_ok_json(resp, 201)
                 resp = c.request("DELETE", f"{WEBHOOKS}/{created['id']}", token=token)
                 self.assertEqual(resp.status, 204, repr(resp))
+
+
+# --- CORS ------------------------------------------------------------------
+
+LISTED = ("https://app.example.com", "http://localhost:5173")
+# Neither listed nor a listed origin's spelling: tricks on a listed name,
+# other schemes and ports, the opaque origin, a trailing slash.
+UNLISTED = ("https://evil.example", "https://app.example.com.evil.net",
+            "https://evilapp.example.com", "https://app.example.co",
+            "https://xapp.example.com", "http://app.example.com",
+            "https://app.example.com:8443", "https://app.example.com/",
+            "null", "http://localhost:5174", "http://localhost")
+ALLOW_HEADERS = ("authorization", "content-type", "idempotency-key", "x-request-id")
+
+
+def header_list(resp, name):
+    """The comma-separated values of a header, lower-cased, over all its
+    lines."""
+    out = []
+    for line in resp.header_all(name):
+        out += [v.strip().lower() for v in line.split(",") if v.strip()]
+    return out
+
+
+def cors_headers(resp):
+    return {k: v for k, v in resp.headers.items() if k.lower().startswith("access-control-")}
+
+
+class CorsTest(EdgeStackTestCase):
+    """Item: CORS answered by nginx for the origins of cors_origins. The
+    strict per-address limit of the auth routes stays as shipped (2 r/s,
+    burst 10), so a 429 is easy to provoke."""
+
+    stack_env = {"STOA_CORS_ORIGINS": ", ".join(LISTED)}
+
+    def preflight(self, client, origin, path, method="POST",
+                  request_headers="authorization, content-type, idempotency-key"):
+        headers = {"Origin": origin, "Access-Control-Request-Method": method}
+        if request_headers:
+            headers["Access-Control-Request-Headers"] = request_headers
+        return client.request("OPTIONS", path, headers=headers)
+
+    def assert_cors(self, resp, origin):
+        """The headers of an ordinary answer to a listed origin."""
+        self.assertEqual(resp.header_all("Access-Control-Allow-Origin"), [origin], repr(resp))
+        self.assertIn("origin", header_list(resp, "Vary"), repr(resp))
+        exposed = header_list(resp, "Access-Control-Expose-Headers")
+        for name in ("x-request-id", "retry-after"):
+            self.assertIn(name, exposed, repr(resp))
+        self.assertNotIn("*", resp.header("Access-Control-Allow-Origin", ""))
+
+    def assert_no_cors(self, resp):
+        self.assertEqual(cors_headers(resp), {}, repr(resp))
+
+    PATHS = ("/v1/auth/login", "/v1/auth/api-keys", "/v1/me", "/v1/billing/checkout",
+             "/v1/analytics/events", "/v1/admin/webhooks", "/v1/admin/plans", "/v1/updates",
+             "/.well-known/jwks.json", "/healthz", "/v1/nothing-here")
+
+    def test_01_preflight_from_a_listed_origin(self):
+        c = self.client()
+        for origin in LISTED:
+            for path in self.PATHS:
+                with self.subTest(origin=origin, path=path):
+                    resp = self.preflight(c, origin, path)
+                    self.assertEqual(resp.status, 204, repr(resp))
+                    self.assertEqual(resp.body, b"")
+                    self.assert_request_id(resp)
+                    self.assertEqual(resp.header_all("Access-Control-Allow-Origin"), [origin])
+                    methods = header_list(resp, "Access-Control-Allow-Methods")
+                    for m in ("get", "post", "patch", "delete"):
+                        self.assertIn(m, methods, repr(resp))
+                    allowed = header_list(resp, "Access-Control-Allow-Headers")
+                    for h in ALLOW_HEADERS:
+                        self.assertIn(h, allowed, repr(resp))
+                    self.assertGreater(int(resp.header("Access-Control-Max-Age")), 0)
+                    self.assertIn("origin", header_list(resp, "Vary"))
+                    # Bearer tokens, not cookies: no credentials mode.
+                    self.assertIsNone(resp.header("Access-Control-Allow-Credentials"))
+                    # The security headers are there as on any answer.
+                    self.assertEqual(resp.header("X-Content-Type-Options"), "nosniff")
+        # A preflight that asks for DELETE without extra headers.
+        resp = self.preflight(c, LISTED[0], "/v1/auth/sessions", "DELETE", None)
+        self.assertEqual(resp.status, 204, repr(resp))
+        self.assertEqual(resp.header("Access-Control-Allow-Origin"), LISTED[0])
+
+    def test_02_preflight_from_any_other_origin_gets_no_allow_headers(self):
+        c = self.client()
+        for origin in UNLISTED:
+            for path in ("/v1/auth/login", "/v1/me", "/v1/admin/webhooks", "/v1/nothing-here"):
+                with self.subTest(origin=origin, path=path):
+                    resp = self.preflight(c, origin, path)
+                    self.assertNotEqual(resp.status, 204, repr(resp))
+                    self.assertLess(resp.status, 500, repr(resp))
+                    self.assert_no_cors(resp)
+        # Without Access-Control-Request-Method it is no preflight either.
+        resp = c.request("OPTIONS", "/v1/me", headers={"Origin": LISTED[0]})
+        self.assertNotEqual(resp.status, 204, repr(resp))
+        self.assertIsNone(resp.header("Access-Control-Allow-Methods"))
+
+    def ordinary_answers(self, client, origin):
+        """(label, expected status, response) for answers of every kind:
+        nginx's own, the gateway's refusals, the pools' successes and
+        errors."""
+        o = {"Origin": origin}
+        _, token = self.new_account(client, "cors")
+        json_type = {"Content-Type": "application/json"}
+        out = [
+            ("healthz", 200, client.request("GET", "/healthz", headers=o)),
+            ("pool", 200, client.request("GET", "/v1/billing/plans", headers=o)),
+            ("pool with token", 200, client.request("GET", "/v1/me", headers=o, token=token)),
+            ("gateway, no token", 401, client.request("GET", "/v1/me", headers=o)),
+            ("gateway, role", 403, client.request("GET", "/v1/admin/webhooks", headers=o,
+                                                  token=token)),
+            ("pool, bad login", 401, client.request(
+                "POST", "/v1/auth/login", {"email": "nobody@example.com", "password": "x" * 12},
+                headers=o)),
+            ("nginx, no route", 404, client.request("GET", "/v1/nothing-here", headers=o)),
+            ("nginx, body cap", 413, client.request("POST", "/v1/auth/register",
+                                                    "x" * (1024 * 1024 + 10), raw=True,
+                                                    headers=dict(o, **json_type))),
+        ]
+        # The strict auth zone: 2 r/s, burst 10.
+        for _ in range(40):
+            resp = client.request("POST", "/v1/auth/token", {}, headers=o)
+            if resp.status == 429:
+                break
+        out.append(("nginx, rate limit", 429, resp))
+        return out
+
+    def test_03_every_answer_to_a_listed_origin_carries_cors(self):
+        for origin in LISTED:
+            c = self.client()
+            for label, status, resp in self.ordinary_answers(c, origin):
+                with self.subTest(origin=origin, answer=label):
+                    self.assertEqual(resp.status, status, repr(resp))
+                    self.assert_cors(resp, origin)
+                    if status >= 400:
+                        self.assertIsInstance(resp.json, dict, repr(resp))
+                        self.assertIn("error", resp.json, repr(resp))
+
+    def test_04_other_origins_get_no_cors_headers(self):
+        for origin in UNLISTED[:4] + ("null",):
+            c = self.client()
+            for label, status, resp in self.ordinary_answers(c, origin):
+                with self.subTest(origin=origin, answer=label):
+                    self.assertEqual(resp.status, status, repr(resp))
+                    self.assert_no_cors(resp)
+
+    def test_05_no_origin_no_cors_and_no_vary(self):
+        c = self.client()
+        for path in ("/healthz", "/v1/billing/plans", "/v1/me", "/v1/nothing-here"):
+            with self.subTest(path=path):
+                resp = c.request("GET", path)
+                self.assert_no_cors(resp)
+                self.assertNotIn("origin", header_list(resp, "Vary"))
+
+
+class CorsOriginsCheckedTest(unittest.TestCase):
+    """stack.sh refuses a cors_origins entry that is not an exact origin
+    rather than render a map that allows nothing, or too much."""
+
+    def test_01_bad_entries_stop_the_start(self):
+        for bad in ("*", "null", "https://app.example.com/", "https://*.example.com",
+                    "app.example.com"):
+            with self.subTest(entry=bad):
+                stack = Stack(env={"STOA_CORS_ORIGINS": f"https://ok.example.com, {bad}"})
+                try:
+                    with self.assertRaises(RuntimeError) as caught:
+                        stack.start()
+                    self.assertIn("cors_origins", str(caught.exception))
+                finally:
+                    stack.destroy()
