@@ -373,8 +373,13 @@ class CorsTest(EdgeStackTestCase):
 
     def test_02_preflight_from_any_other_origin_gets_no_allow_headers(self):
         c = self.client()
-        for origin in UNLISTED:
-            for path in ("/v1/auth/login", "/v1/me", "/v1/admin/webhooks", "/v1/nothing-here"):
+        for path in ("/v1/auth/login", "/v1/me", "/v1/admin/webhooks", "/v1/nothing-here"):
+            # The same preflight from a listed origin is answered...
+            resp = self.preflight(c, LISTED[0], path)
+            self.assertEqual(resp.status, 204, repr(resp))
+            self.assertEqual(resp.header("Access-Control-Allow-Origin"), LISTED[0])
+            # ...and from any other origin it is not.
+            for origin in UNLISTED:
                 with self.subTest(origin=origin, path=path):
                     resp = self.preflight(c, origin, path)
                     self.assertNotEqual(resp.status, 204, repr(resp))
@@ -427,6 +432,9 @@ class CorsTest(EdgeStackTestCase):
                         self.assertIn("error", resp.json, repr(resp))
 
     def test_04_other_origins_get_no_cors_headers(self):
+        # Control: the same answer for a listed origin has them.
+        resp = self.client().request("GET", "/v1/me", headers={"Origin": LISTED[1]})
+        self.assert_cors(resp, LISTED[1])
         for origin in UNLISTED[:4] + ("null",):
             c = self.client()
             for label, status, resp in self.ordinary_answers(c, origin):
@@ -441,6 +449,9 @@ class CorsTest(EdgeStackTestCase):
                 resp = c.request("GET", path)
                 self.assert_no_cors(resp)
                 self.assertNotIn("origin", header_list(resp, "Vary"))
+                # Control: with a listed Origin the same answer has them.
+                resp = c.request("GET", path, headers={"Origin": LISTED[0]})
+                self.assert_cors(resp, LISTED[0])
 
 
 class CorsOriginsCheckedTest(unittest.TestCase):
