@@ -58,7 +58,8 @@ static bool key_sane(const char *k)
 static const char *scope_of(stoa_request_t *req)
 {
     if (req->principal.present)
-        return stoa_arena_sprintf(req->arena, "user:%s", req->principal.user_id);
+        return stoa_arena_sprintf(req->arena, "user:%s",
+                                  req->principal.user_id);
     return stoa_arena_sprintf(req->arena, "ip:%s",
                               req->remote_addr ? req->remote_addr : "-");
 }
@@ -226,10 +227,9 @@ void stoa_idempotency_end(stoa_request_t *req)
         char status[16];
         snprintf(status, sizeof(status), "%d", req->status);
         /* NULL (no seal key): the record keeps only that the work is done. */
-        const char *sealed =
-            answer_seal(req, scope, status, request_hash(req),
-                        req->body_out.data ? req->body_out.data : "",
-                        req->body_out.len);
+        const char *sealed = answer_seal(
+            req, scope, status, request_hash(req),
+            req->body_out.data ? req->body_out.data : "", req->body_out.len);
         const char *params[] = {scope, req->idempotency_key, status, sealed};
         rc = stoa_db_exec(req->ctx->db, req->arena, "idem_store", params, NULL);
     } else {

@@ -14,7 +14,8 @@
 #define ISSUER "https://stoa.example"
 
 static stoa_jwt_key_t *key;
-static stoa_jwt_keyset_t keys; /* the key's public half, as the gateway has it */
+static stoa_jwt_keyset_t
+    keys; /* the key's public half, as the gateway has it */
 static stoa_jwt_verify_opts_t opts;
 
 static void setup(void)
@@ -22,9 +23,10 @@ static void setup(void)
     key = stoa_jwt_key_generate();
     ck_assert_ptr_nonnull(key);
     test_jwt_public_keyset(key, &keys);
-    opts = (stoa_jwt_verify_opts_t){
-        .issuer = ISSUER, .audience = "stoa", .leeway = 5,
-        .now = (int64_t)time(NULL)};
+    opts = (stoa_jwt_verify_opts_t){.issuer = ISSUER,
+                                    .audience = "stoa",
+                                    .leeway = 5,
+                                    .now = (int64_t)time(NULL)};
 }
 
 static void teardown(void)
