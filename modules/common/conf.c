@@ -16,6 +16,7 @@ typedef enum { CONF_STRING, CONF_LONG, CONF_LEVEL } conf_type_t;
 /* flags */
 #define CONF_SECRET 1u   /* redacted in dumps; may be given as <key>_file */
 #define CONF_NONEMPTY 2u /* an empty value is refused */
+#define CONF_KEY256 4u   /* empty, or 64 hex digits (a 256-bit key) */
 
 typedef struct {
     const char *name;
@@ -50,6 +51,7 @@ static const conf_key_t conf_keys[] = {
     L(argon2_parallelism, 1, 1, 64),
     S(mfa_encryption_key, "", CONF_SECRET),
     S(mfa_issuer, "stoa", CONF_NONEMPTY),
+    S(idempotency_seal_key, "", CONF_SECRET | CONF_KEY256),
     S(stripe_api_base, "https://api.stripe.com", CONF_NONEMPTY),
     S(stripe_secret_key, "", CONF_SECRET),
     S(stripe_webhook_secret, "", CONF_SECRET),
@@ -116,6 +118,14 @@ static int set_value(stoa_conf_t *conf, const conf_key_t *k, const char *value,
         if ((k->flags & CONF_NONEMPTY) && !*value)
             return fail(err, errlen, "%s: %s must not be empty", where,
                         k->name);
+        uint8_t key[32];
+        size_t key_len = 0;
+        if ((k->flags & CONF_KEY256) && *value &&
+            (strlen(value) != 2 * sizeof(key) ||
+             stoa_hex_decode(value, strlen(value), key, &key_len) != STOA_OK))
+            return fail(err, errlen, "%s: %s must be 64 hex digits", where,
+                        k->name);
+        stoa_wipe(key, sizeof(key));
         char **slot = (char **)(void *)(base + k->offset);
         free(*slot);
         *slot = stoa_xstrdup(value);

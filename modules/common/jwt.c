@@ -19,6 +19,39 @@
 #define COORD_LEN 32
 #define SIG_LEN 64
 
+/* The order n of the P-256 group and floor(n / 2), big-endian. An ECDSA
+ * signature (r, s) has a twin (r, n - s) that verifies just as well, so a
+ * token would have two valid spellings (two cache entries, two "unique"
+ * strings for one signing). Only the low half, s <= n / 2, is issued and
+ * accepted. */
+static const uint8_t p256_order[COORD_LEN] = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17,
+    0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+};
+static const uint8_t p256_half_order[COORD_LEN] = {
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b,
+    0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+};
+
+/* Fixed-width big-endian numbers compare like their bytes. */
+static bool s_is_low(const uint8_t s[COORD_LEN])
+{
+    return memcmp(s, p256_half_order, COORD_LEN) <= 0;
+}
+
+/* s = n - s, for 0 < s < n (what OpenSSL returns). */
+static void s_negate(uint8_t s[COORD_LEN])
+{
+    unsigned borrow = 0;
+    for (size_t i = COORD_LEN; i-- > 0;) {
+        unsigned d = (unsigned)p256_order[i] - s[i] - borrow;
+        s[i] = (uint8_t)d;
+        borrow = (d >> 8) & 1;
+    }
+}
+
 struct stoa_jwt_key_s {
     EVP_PKEY *pkey;
     bool is_private;
@@ -325,6 +358,9 @@ int stoa_jwt_sign(const stoa_jwt_key_t *key, const char *claims_json,
     ECDSA_SIG_free(sig);
     if (!ok)
         goto fail;
+    /* OpenSSL returns either half; verifiers here accept only the low. */
+    if (!s_is_low(raw + COORD_LEN))
+        s_negate(raw + COORD_LEN);
     stoa_buf_reserve(out, 100);
     out->data[out->len++] = '.';
     out->len += stoa_b64url_encode(raw, SIG_LEN, out->data + out->len);
@@ -493,6 +529,8 @@ stoa_jwt_status_t stoa_jwt_verify(const stoa_jwt_keyset_t *set,
     if (slen != stoa_b64url_encoded_len(SIG_LEN) ||
         stoa_b64url_decode(dot2 + 1, slen, sig, &n) != STOA_OK || n != SIG_LEN)
         return STOA_JWT_BAD_SIGNATURE;
+    if (!s_is_low(sig + COORD_LEN))
+        return STOA_JWT_BAD_SIGNATURE; /* the high twin of a signature */
     if (!verify_sig(key, token, (size_t)(dot2 - token), sig))
         return STOA_JWT_BAD_SIGNATURE;
 

@@ -4,6 +4,7 @@
  * A cache hit is told from a verification by swapping the key set for an
  * empty one under the same generation: only a cached token still passes. */
 #include "../unit/check_util.h"
+#include "../unit/check_jwt_util.h"
 
 #include <stdint.h>
 #include <time.h>
@@ -26,16 +27,7 @@ static void setup(void)
 {
     key = stoa_jwt_key_generate();
     ck_assert_ptr_nonnull(key);
-    stoa_buf_t jwks;
-    stoa_buf_init(&jwks);
-    stoa_buf_puts(&jwks, "{\"keys\":[");
-    stoa_jwt_key_jwk(key, &jwks);
-    stoa_buf_puts(&jwks, "]}");
-    char err[256];
-    ck_assert_int_eq(
-        stoa_jwt_keyset_from_jwks(&keys, jwks.data, jwks.len, err, sizeof(err)),
-        STOA_OK);
-    stoa_buf_free(&jwks);
+    test_jwt_public_keyset(key, &keys);
     memset(&no_keys, 0, sizeof(no_keys));
 
     now = (int64_t)time(NULL);
@@ -197,6 +189,24 @@ START_TEST(refused_tokens_are_not_cached)
 }
 END_TEST
 
+/* The high-S twin of a cached token is another string, so it is
+ * verified, and refused, rather than found. */
+START_TEST(high_s_twin_is_refused_even_after_the_original)
+{
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
+    char *token = token_numbered(1);
+    char *twin = test_jwt_twin(token);
+    ngx_http_api_gateway_identity_t id;
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    for (int round = 0; round < 2; round++)
+        ck_assert_int_eq(run(cache, twin, now, &id), STOA_JWT_BAD_SIGNATURE);
+    ck_assert_int_eq(run(cache, token, now, &id), STOA_JWT_OK);
+    free(twin);
+    free(token);
+    ngx_http_api_gateway_cache_destroy(cache);
+}
+END_TEST
+
 START_TEST(oversized_tokens_are_refused_first)
 {
     ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(64);
@@ -324,6 +334,7 @@ static Suite *gateway_cache_suite(void)
     tcase_add_test(tc, entries_belong_to_one_profile);
     tcase_add_test(tc, entries_die_at_expiry_plus_leeway);
     tcase_add_test(tc, refused_tokens_are_not_cached);
+    tcase_add_test(tc, high_s_twin_is_refused_even_after_the_original);
     tcase_add_test(tc, oversized_tokens_are_refused_first);
     tcase_add_test(tc, size_is_bounded);
     tcase_add_test(tc, the_entry_with_most_life_left_stays);

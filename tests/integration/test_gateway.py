@@ -61,20 +61,33 @@ def b64url_json(doc):
     return b64url(json.dumps(doc, separators=(",", ":")).encode())
 
 
-def der_to_raw(der):
-    """An ECDSA-Sig-Value (DER SEQUENCE of two INTEGERs) as JOSE r||s."""
+# The order of the P-256 group: s and n - s both verify under plain ECDSA.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def der_to_raw(der, low_s=True):
+    """An ECDSA-Sig-Value (DER SEQUENCE of two INTEGERs) as JOSE r||s, with
+    s in the low half (the only form the gateway takes) unless low_s is
+    false. openssl returns either half."""
     if der[0] != 0x30:
         raise ValueError("not a DER sequence")
     pos = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
-    out = b""
+    values = []
     for _ in range(2):
         if der[pos] != 0x02:
             raise ValueError("not a DER integer")
         n = der[pos + 1]
-        value = der[pos + 2:pos + 2 + n].lstrip(b"\0")
-        out += value.rjust(32, b"\0")
+        values.append(int.from_bytes(der[pos + 2:pos + 2 + n], "big"))
         pos += 2 + n
-    return out
+    r, s = values
+    if low_s and s > P256_N // 2:
+        s = P256_N - s
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def high_s(raw):
+    """The other valid signature of the same input: r || n - s."""
+    return raw[:32] + (P256_N - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
 
 
 def jwt_claims(token):
@@ -403,6 +416,8 @@ class GatewayTest(StackTestCase):
             ("critical extension", s.token(self.claims(), header=dict(es, crit=["exp"])),
              "invalid"),
             ("DER signature", s.token(self.claims(), signature=der), "invalid"),
+            ("high-S twin of the valid signature",
+             f"{h}.{c}.{b64url(high_s(base64.urlsafe_b64decode(sig + '==')))}", "invalid"),
             ("63-byte signature", f"{h}.{c}.{b64url(base64.urlsafe_b64decode(sig + '==')[:63])}",
              "invalid"),
             ("claims changed after signing",

@@ -192,6 +192,35 @@ START_TEST(required_string_must_not_be_empty)
 }
 END_TEST
 
+/* A seal key is empty (answers are not kept) or exactly 256 bits in hex. */
+START_TEST(seal_key_is_empty_or_64_hex_digits)
+{
+    static const char good[] =
+        "00112233445566778899aabbccddeeffFFEEDDCCBBAA99887766554433221100";
+    char line[200];
+    snprintf(line, sizeof(line), "idempotency_seal_key = %s\n", good);
+    ck_assert_int_eq(parse(line), STOA_OK);
+    ck_assert_str_eq(conf.idempotency_seal_key, good);
+    ck_assert_int_eq(parse("idempotency_seal_key =\n"), STOA_OK);
+    ck_assert_str_eq(conf.idempotency_seal_key, "");
+    static const char *const bad[] = {
+        "abc",
+        /* 63 and 65 digits */
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeef",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff0",
+        "g0112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    };
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
+        snprintf(line, sizeof(line), "idempotency_seal_key = %s\n", bad[i]);
+        ck_assert_msg(parse(line) == STOA_DECLINED, "accepted %s", bad[i]);
+        ck_assert_msg(strstr(err, "idempotency_seal_key") != NULL, "err: %s",
+                      err);
+        /* The message names the key, never the value. */
+        ck_assert_msg(strstr(err, bad[i]) == NULL, "err: %s", err);
+    }
+}
+END_TEST
+
 START_TEST(nul_byte_and_long_line_refused)
 {
     const char text[] = "jwt_audience = a\0b\n";
@@ -426,6 +455,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, line_without_equals);
     tcase_add_test(tc, required_string_must_not_be_empty);
     tcase_add_test(tc, nul_byte_and_long_line_refused);
+    tcase_add_test(tc, seal_key_is_empty_or_64_hex_digits);
     tcase_add_test(tc, log_level_names);
     suite_add_tcase(s, tc);
 

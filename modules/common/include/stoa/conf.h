@@ -29,6 +29,7 @@ typedef struct stoa_conf_s {
     long argon2_parallelism;
     char *mfa_encryption_key; /* 64 hex digits (32 bytes) */
     char *mfa_issuer;
+    char *idempotency_seal_key; /* "" or 64 hex digits (32 bytes) */
     char *stripe_api_base;
     char *stripe_secret_key;
     char *stripe_webhook_secret;

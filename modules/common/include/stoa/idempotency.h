@@ -6,7 +6,14 @@
  * another body is 422 `idempotency_key_reused`; a repeat while the first
  * is still running is 409 `idempotency_in_progress`. 5xx answers are not
  * stored, so a retry after a failure runs again. Keys are scoped to the
- * caller (user id, or client address for anonymous routes). */
+ * caller (user id, or client address for anonymous routes).
+ *
+ * Stored answers may carry one-time secrets (SPEC §3), so they are kept
+ * only sealed (AES-256-GCM under a per-record key derived from the
+ * config's idempotency_seal_key, the caller and the Idempotency-Key).
+ * Without a seal key, or when a stored answer no longer opens (the seal
+ * key was replaced), the work is still not done twice: a repeat answers
+ * 409 `idempotency_replay_unavailable`. */
 #ifndef STOA_IDEMPOTENCY_H
 #define STOA_IDEMPOTENCY_H
 

@@ -3,7 +3,10 @@
  * drift.
  *
  * Only compact JWS with alg ES256 (ECDSA P-256, SHA-256, the 64-byte JOSE
- * r||s signature) is accepted. Verification does bounded work: tokens
+ * r||s signature) is accepted, and only in its low-S form (s <= n/2, as
+ * in Bitcoin's BIP 62 and libsecp256k1): the signer normalises, the
+ * verifier refuses the high twin (r, n - s), so one signing gives exactly
+ * one valid token string. Verification does bounded work: tokens
  * longer than STOA_JWT_MAX_LEN are refused before any decoding, and every
  * decoded part lives in fixed buffers. Nothing here allocates in
  * proportion to attacker input beyond that cap. */
@@ -52,7 +55,8 @@ bool stoa_jwt_key_is_private(const stoa_jwt_key_t *key);
 void stoa_jwt_key_jwk(const stoa_jwt_key_t *key, stoa_buf_t *out);
 
 /* Signs claims_json (a JSON object of our own making) with a private key
- * into out (appended). STOA_OK or STOA_ERROR. */
+ * into out (appended); the signature is always low-S. STOA_OK or
+ * STOA_ERROR. */
 STOA_MUSTCHECK int stoa_jwt_sign(const stoa_jwt_key_t *key,
                                  const char *claims_json, stoa_buf_t *out);
 
@@ -91,7 +95,7 @@ typedef enum {
 const char *stoa_jwt_status_name(stoa_jwt_status_t st);
 
 /* Verifies token (len bytes, need not be NUL-terminated) against set.
- * Fills claims on success. */
+ * A high-S signature is STOA_JWT_BAD_SIGNATURE. Fills claims on success. */
 stoa_jwt_status_t stoa_jwt_verify(const stoa_jwt_keyset_t *set,
                                   const char *token, size_t len,
                                   const stoa_jwt_verify_opts_t *opts,
