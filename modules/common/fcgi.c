@@ -288,9 +288,17 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
     }
     stoa_log(STOA_LOG_INFO, "serving with %zu threads", started);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0)
-        ;
+    /* Waiting for a stop signal, this thread also writes the handlers'
+     * buffered access lines out every 200 ms. */
+    stoa_log_buffer_access(true);
+    int sig;
+    for (;;) {
+        struct timespec tick = {0, 200 * 1000 * 1000};
+        sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig > 0)
+            break;
+        stoa_log_flush();
+    }
     atomic_store(&stopping, true);
     stoa_log(STOA_LOG_INFO, "stopping on signal %d", sig);
     uint64_t began = stoa_now_us();
@@ -307,6 +315,7 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
             break;
         usleep(2000);
     }
+    stoa_log_flush();
     stoa_log(STOA_LOG_INFO, "stopped");
     /* Threads still blocked in accept or on an idle kept connection hold
      * nothing that needs undoing; the exit ends them. */

@@ -1,9 +1,10 @@
-/* log.c - JSON lines, one write(2) each, O_APPEND so pool processes can
- * share a file. */
+/* log.c - JSON lines, one write(2) each (or a batch of access lines),
+ * O_APPEND so pool processes can share a file. */
 #include "stoa/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,12 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include "stoa/buf.h"
 
 int stoa_log_level = STOA_LOG_INFO;
 
 static int log_fd = STDERR_FILENO;
 static char log_program[64] = "stoa";
+/* getpid(2) is a syscall per call in current glibc: read once. */
+static long log_pid;
 static _Thread_local const char *log_request_id;
 
 static const char *const level_names[] = {"debug", "info", "notice",
@@ -34,6 +39,7 @@ int stoa_log_open(const char *program, const char *dir, int level)
 {
     snprintf(log_program, sizeof(log_program), "%s", program);
     stoa_log_level = level;
+    log_pid = (long)getpid();
     if (!dir || !*dir || strcmp(dir, "-") == 0) {
         log_fd = STDERR_FILENO;
         return STOA_OK;
@@ -68,8 +74,11 @@ void stoa_log_set_request(const char *request_id)
  * logging does not allocate per line once warm. */
 static _Thread_local stoa_buf_t line;
 
+static void pending_forget(void);
+
 void stoa_log_thread_done(void)
 {
+    pending_forget();
     stoa_buf_free(&line);
 }
 
@@ -86,7 +95,7 @@ static void line_begin(int level)
                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                     tm.tm_min, tm.tm_sec, (long)tv.tv_usec,
                     level_names[level < 0 ? 0 : level > 5 ? 5 : level],
-                    log_program, (long)getpid());
+                    log_program, log_pid ? log_pid : (long)getpid());
     if (log_request_id) {
         stoa_buf_puts(&line, ",\"request_id\":\"");
         stoa_buf_json_escape(&line, log_request_id, strlen(log_request_id));
@@ -103,18 +112,105 @@ static void line_string(const char *key, const char *value)
     stoa_buf_puts(&line, "\"");
 }
 
-static void line_end(void)
+static void write_all(const char *data, size_t len)
 {
-    stoa_buf_puts(&line, "}\n");
     size_t off = 0;
-    while (off < line.len) {
-        ssize_t n = write(log_fd, line.data + off, line.len - off);
+    while (off < len) {
+        ssize_t n = write(log_fd, data + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break; /* nowhere left to report a logging failure */
         off += (size_t)n;
     }
+}
+
+/* Buffered access lines: one per thread, all on a list so that
+ * stoa_log_flush() can empty them from another thread. */
+typedef struct pending_s {
+    pthread_mutex_t lock;
+    stoa_buf_t buf;
+    struct pending_s *next;
+} pending_t;
+
+#define PENDING_FLUSH_BYTES 16384
+
+static bool buffering;
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static pending_t *pending_list;
+static _Thread_local pending_t *pending;
+
+static void pending_write(pending_t *p)
+{
+    if (p->buf.len)
+        write_all(p->buf.data, p->buf.len);
+    stoa_buf_reset(&p->buf);
+}
+
+void stoa_log_buffer_access(bool on)
+{
+    buffering = on;
+}
+
+void stoa_log_flush(void)
+{
+    pthread_mutex_lock(&pending_lock);
+    for (pending_t *p = pending_list; p; p = p->next) {
+        pthread_mutex_lock(&p->lock);
+        pending_write(p);
+        pthread_mutex_unlock(&p->lock);
+    }
+    pthread_mutex_unlock(&pending_lock);
+}
+
+static void pending_forget(void)
+{
+    pending_t *p = pending;
+    if (!p)
+        return;
+    pthread_mutex_lock(&pending_lock);
+    for (pending_t **at = &pending_list; *at; at = &(*at)->next)
+        if (*at == p) {
+            *at = p->next;
+            break;
+        }
+    pthread_mutex_unlock(&pending_lock);
+    pending_write(p);
+    stoa_buf_free(&p->buf);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+    pending = NULL;
+}
+
+static void line_end(void)
+{
+    stoa_buf_puts(&line, "}\n");
+    /* This thread's buffered access lines go first, to keep its order. */
+    if (pending) {
+        pthread_mutex_lock(&pending->lock);
+        pending_write(pending);
+        pthread_mutex_unlock(&pending->lock);
+    }
+    write_all(line.data, line.len);
+}
+
+static void line_end_buffered(void)
+{
+    stoa_buf_puts(&line, "}\n");
+    if (!pending) {
+        pending = stoa_xcalloc(1, sizeof(*pending));
+        pthread_mutex_init(&pending->lock, NULL);
+        stoa_buf_init(&pending->buf);
+        pthread_mutex_lock(&pending_lock);
+        pending->next = pending_list;
+        pending_list = pending;
+        pthread_mutex_unlock(&pending_lock);
+    }
+    pthread_mutex_lock(&pending->lock);
+    stoa_buf_append(&pending->buf, line.data, line.len);
+    if (pending->buf.len >= PENDING_FLUSH_BYTES)
+        pending_write(pending);
+    pthread_mutex_unlock(&pending->lock);
 }
 
 void stoa_log_write(int level, const char *fmt, ...)
@@ -144,5 +240,8 @@ void stoa_log_access(const char *method, const char *route, int status,
     stoa_buf_printf(&line, ",\"status\":%d,\"latency_us\":%llu", status,
                     (unsigned long long)latency_us);
     line_string("user_id", user_id);
-    line_end();
+    if (buffering && level < STOA_LOG_ERR)
+        line_end_buffered();
+    else
+        line_end();
 }

@@ -45,6 +45,14 @@ void stoa_log_set_request(const char *request_id);
 
 void stoa_log_write(int level, const char *fmt, ...) STOA_PRINTF(2, 3);
 
+/* Access lines below err are kept in a per-thread buffer and written in
+ * batches (16 KiB, or whenever stoa_log_flush runs: the pools' transport
+ * calls it every 200 ms and before exiting), which saves a write(2) per
+ * request. Other lines are written at once, after the thread's buffered
+ * ones. A process killed with -9 loses at most that buffer. */
+void stoa_log_buffer_access(bool on);
+void stoa_log_flush(void);
+
 /* The access line of one request. user_id and route may be NULL. */
 void stoa_log_access(const char *method, const char *route, int status,
                      uint64_t latency_us, const char *user_id);
