@@ -1,4 +1,4 @@
-/* check_format.c - email normalisation and RFC 3339 time shapes. */
+/* check_format.c - email normalisation and RFC 3339 times. */
 #include "check_util.h"
 #include "stoa/format.h"
 
@@ -84,6 +84,36 @@ static const struct {
     {"abcd-ef-ghTij:kl:mnZ", false, false},
     {"", false, false},
     {" 2027-01-31", false, false},
+    /* The calendar: only dates and times that exist. */
+    {"2027-13-01", false, false},
+    {"2027-00-10", false, false},
+    {"2027-01-00", false, false},
+    {"2027-01-32", false, false},
+    {"2027-04-31", false, false},
+    {"2027-04-30", false, true},
+    {"2026-02-30", false, false},
+    {"2025-02-29", false, false},
+    {"2024-02-29", false, true},
+    {"2000-02-29", false, true},
+    {"2100-02-29", false, false},
+    {"2100-02-28", false, true},
+    {"0000-01-01", false, false},
+    {"0001-01-01", false, true},
+    {"9999-12-31", false, true},
+    {"2099-13-45T99:99:99Z", false, false},
+    {"2027-02-29T00:00:00Z", false, false},
+    {"2028-02-29T00:00:00Z", true, true},
+    {"2027-01-31T24:00:00Z", false, false},
+    {"2027-01-31T23:60:00Z", false, false},
+    {"2027-01-31T23:59:59Z", true, true},
+    {"2027-01-31T12:00:61Z", false, false},
+    {"2027-01-31T12:00:60Z", false, false},
+    {"2027-01-31T23:58:60Z", false, false},
+    {"2027-01-31T22:59:60Z", false, false},
+    {"2027-12-31T23:59:60Z", true, true},
+    {"2027-01-31T12:00:00+25:00", false, false},
+    {"2027-01-31T12:00:00-00:00", false, false},
+    {"2027-01-31T12:00:00z", false, false},
 };
 
 START_TEST(time_table)

@@ -14,8 +14,12 @@
  * Arena-owned. */
 char *stoa_email_normalise(stoa_arena_t *arena, const char *in);
 
-/* "2027-01-31T12:00:00Z" exactly, or also "2027-01-31" when date_only_ok.
- * Only the shape is checked: Postgres checks the calendar. */
+/* "2027-01-31T12:00:00Z" exactly (UTC, no fraction, no other offset), or
+ * also "2027-01-31" when date_only_ok, and a time that exists: month
+ * 01..12, a day the month has (Feb 29 in leap years only), year 0001 and
+ * later, hour 00..23, minute 00..59, second 00..59 or the leap second
+ * 23:59:60. A value that passes is always taken by Postgres as a date or
+ * timestamptz, so callers answer 400 for the rest and never a 500. */
 bool stoa_time_shape_valid(const char *s, bool date_only_ok);
 
 #endif
