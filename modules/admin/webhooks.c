@@ -244,9 +244,12 @@ int admin_webhooks_deliveries(stoa_request_t *req)
     /* One row more than asked tells whether there is a next page. */
     char fetch[16];
     snprintf(fetch, sizeof(fetch), "%d", limit + 1);
+    /* Postgres checks the cursor's bigint range (a 400 naming it). */
     const char *p2[] = {id, cursor, fetch};
-    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "webhook_deliveries", p2,
-                           &res)) != STOA_OK)
+    static const char *const f2[] = {NULL, "cursor", NULL};
+    if ((rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
+                                  "webhook_deliveries", p2, f2, &res)) !=
+        STOA_OK)
         return rc;
     int rows = stoa_db_rows(res);
     int shown = rows > limit ? limit : rows;

@@ -43,6 +43,11 @@ void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
  * admin API and the product.* webhook (metadata.plan_key) share it. */
 bool billing_plan_key_valid(const char *key);
 
+/* Stripe's subscription statuses, as the schema's CHECK has them
+ * (NULL-terminated): the finance filter and the subscription webhooks. */
+extern const char *const billing_subscription_statuses[];
+bool billing_subscription_status_valid(const char *status);
+
 /* Handlers. */
 int billing_plans(stoa_request_t *req);
 int billing_admin_plan_create(stoa_request_t *req);

@@ -13,6 +13,10 @@ typedef struct {
     int limit;
 } filters_t;
 
+/* The request field behind each parameter of both list statements. */
+static const char *const filter_fields[] = {"status", "plan",   "from", "to",
+                                            "cursor", "cursor", NULL};
+
 static bool read_filters(stoa_request_t *req, const char *const *statuses,
                          filters_t *f)
 {
@@ -41,19 +45,17 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
 
 int billing_finance_subscriptions(stoa_request_t *req)
 {
-    static const char *const statuses[] = {
-        "trialing", "active",     "past_due",           "canceled",
-        "unpaid",   "incomplete", "incomplete_expired", "paused", NULL};
     filters_t f;
-    if (!read_filters(req, statuses, &f))
+    if (!read_filters(req, billing_subscription_statuses, &f))
         return stoa_http_invalid_fields(req);
     char fetch[16];
     snprintf(fetch, sizeof(fetch), "%d", f.limit + 1);
     const char *params[] = {f.status,    f.plan,        f.from, f.to,
                             f.cursor_ts, f.cursor_id, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "finance_subscriptions",
-                          params, &res);
+    int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
+                                 "finance_subscriptions", params,
+                                 filter_fields, &res);
     if (rc != STOA_OK)
         return rc;
     int rows = stoa_db_rows(res), shown = rows > f.limit ? f.limit : rows;
@@ -91,8 +93,8 @@ int billing_finance_invoices(stoa_request_t *req)
     const char *params[] = {f.status,    f.plan,        f.from, f.to,
                             f.cursor_ts, f.cursor_id, fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "finance_invoices", params,
-                          &res);
+    int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena, "finance_invoices",
+                                 params, filter_fields, &res);
     if (rc != STOA_OK)
         return rc;
     int rows = stoa_db_rows(res), shown = rows > f.limit ? f.limit : rows;

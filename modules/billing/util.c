@@ -141,3 +141,15 @@ bool billing_plan_key_valid(const char *key)
     }
     return true;
 }
+
+const char *const billing_subscription_statuses[] = {
+    "trialing", "active",     "past_due",           "canceled",
+    "unpaid",   "incomplete", "incomplete_expired", "paused", NULL};
+
+bool billing_subscription_status_valid(const char *status)
+{
+    for (const char *const *s = billing_subscription_statuses; *s; s++)
+        if (strcmp(*s, status) == 0)
+            return true;
+    return false;
+}

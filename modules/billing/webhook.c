@@ -148,6 +148,12 @@ static int on_subscription(event_t *ev)
                                                "customer or status");
         return STOA_OK;
     }
+    /* The schema refuses any other status: a 500 Stripe would retry. */
+    if (!billing_subscription_status_valid(status)) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "unknown subscription status; ignored");
+        return STOA_OK;
+    }
     const stoa_json_t *items = stoa_json_get(stoa_json_get(o, "items"), "data");
     const stoa_json_t *price = stoa_json_get(stoa_json_at(items, 0), "price");
     const char *price_id = stoa_json_is_object(price) ? str(price, "id")
@@ -268,8 +274,16 @@ static int on_product(event_t *ev)
 {
     const stoa_json_t *o = ev->object;
     const char *id = str(o, "id"), *name = str(o, "name");
+    const char *description = str(o, "description");
     if (!id || !name) {
         snprintf(ev->error, sizeof(ev->error), "product without id or name");
+        return STOA_OK;
+    }
+    /* The bounds of the plans table (a CHECK the insert would fail). */
+    if (!*name || strlen(name) > 200 ||
+        (description && strlen(description) > 2000)) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "product name or description too long or empty; ignored");
         return STOA_OK;
     }
     const stoa_json_t *meta = stoa_json_get(o, "metadata");
@@ -301,7 +315,6 @@ static int on_product(event_t *ev)
     }
     bool deleted = strcmp(ev->type, "product.deleted") == 0;
     const char *active = deleted ? "false" : boolean(o, "active");
-    const char *description = str(o, "description");
     const char *p1[] = {key, id};
     const char *p2[] = {key,    name,   description ? description : "",
                         features, active, id, ev->created};
@@ -324,6 +337,15 @@ static int on_price(event_t *ev)
         (strcmp(interval, "month") != 0 && strcmp(interval, "year") != 0)) {
         snprintf(ev->error, sizeof(ev->error),
                  "not a monthly or yearly recurring price; ignored");
+        return STOA_OK;
+    }
+    /* The bounds of the prices table (a CHECK the insert would fail). */
+    bool iso = strlen(currency) == 3;
+    for (int i = 0; iso && i < 3; i++)
+        iso = currency[i] >= 'a' && currency[i] <= 'z';
+    if (amount[0] == '-' || !iso) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "negative amount or not an ISO currency; ignored");
         return STOA_OK;
     }
     bool deleted = strcmp(ev->type, "price.deleted") == 0;

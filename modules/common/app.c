@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "stoa/format.h"
 #include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/fcgi.h"
@@ -102,6 +103,26 @@ static void gate_leave(void)
     pthread_mutex_unlock(&gate.lock);
 }
 
+/* Postgres refused a value of the request as its type (a data exception,
+ * db.h): the client's mistake, so 400 by field when the handler named it,
+ * else a general 400. Never the value itself in the log: it may be a
+ * secret. */
+static void answer_data_exception(stoa_request_t *req)
+{
+    stoa_db_t *db = req->db;
+    const char *field = stoa_db_data_exception_field(db);
+    stoa_log(STOA_LOG_NOTICE, "%s %s: a value was refused by Postgres (%s)",
+             req->route->method, req->route->pattern, stoa_db_sqlstate(db));
+    if (field) {
+        stoa_buf_reset(&req->field_errors);
+        stoa_request_field_error(req, field, "invalid");
+        stoa_http_invalid_fields(req);
+    } else {
+        stoa_http_error(req, 400, "invalid_request",
+                        "a value in the request is malformed or out of range");
+    }
+}
+
 void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
                        const stoa_route_t *routes, size_t nroutes)
 {
@@ -189,7 +210,9 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         if (!req->responded || req->status != 503)
             stoa_http_error(req, 503, "unavailable", NULL);
     } else if (rc == STOA_ERROR || !req->responded) {
-        if (!req->responded || req->status < 500) {
+        if (stoa_db_data_exception(req->db)) {
+            answer_data_exception(req);
+        } else if (!req->responded || req->status < 500) {
             stoa_log(STOA_LOG_ERR, "handler for %s %s failed", route->method,
                      route->pattern);
             stoa_http_error(req, 500, "internal", NULL);

@@ -131,8 +131,9 @@ void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db)
 {
     if (!db)
         return;
-    /* No transaction outlives its taker. */
+    /* No transaction, and no data exception (db.h), outlives its taker. */
     stoa_db_rollback(db);
+    stoa_db_clear_data_exception(db);
     pool_give(ctx->db_pool, db);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "stoa/crypto.h"
+#include "stoa/format.h"
 #include "stoa/log.h"
 
 struct stoa_db_s {
@@ -21,6 +22,10 @@ struct stoa_db_s {
     uint64_t last_attempt_us;
     char sqlstate[6];
     char error[256];
+    /* Sticky until stoa_db_clear_data_exception(): a data exception seen
+     * during the request, and the field it was about (borrowed). */
+    bool data_exception;
+    const char *data_exception_field;
 };
 
 struct stoa_db_result_s {
@@ -142,6 +147,58 @@ static void result_free(void *data)
     PQclear(data);
 }
 
+/* The field a data exception was about: Postgres names no parameter, but
+ * quotes the text it refused ("invalid input syntax for type uuid: "x"",
+ * "value "9..." is out of range for type bigint"), and refuses bytes that
+ * are not UTF-8 before anything else. NULL unless exactly one field fits. */
+static const char *refused_field(const PGresult *res, int nparams,
+                                 const char *const *params,
+                                 const char *const *fields)
+{
+    const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    bool encoding = state && strcmp(state, "22021") == 0;
+    const char *found = NULL;
+    for (int i = 0; i < nparams; i++) {
+        if (!fields[i] || !params[i])
+            continue;
+        size_t n = strlen(params[i]);
+        bool fits;
+        if (n == 0) {
+            continue;
+        } else if (encoding) {
+            fits = !stoa_utf8_valid(params[i], n);
+        } else {
+            const char *at = message ? strstr(message, params[i]) : NULL;
+            while (at && !(at > message && at[-1] == '"' && at[n] == '"'))
+                at = strstr(at + 1, params[i]);
+            fits = at != NULL;
+        }
+        if (!fits)
+            continue;
+        if (found && strcmp(found, fields[i]) != 0)
+            return NULL;
+        found = fields[i];
+    }
+    return found;
+}
+
+/* Marks a failure of SQLSTATE class 22, data exception: a parameter's
+ * text is not a value of its type (an impossible date, a number out of
+ * range, bytes that are not UTF-8, a string too long). res may be NULL or
+ * a success (nothing to mark). */
+static void note_data_exception(stoa_db_t *db, const PGresult *res,
+                                int nparams, const char *const *params,
+                                const char *const *fields)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strncmp(state, "22", 2) != 0)
+        return;
+    if (!db->data_exception && fields && params)
+        db->data_exception_field = refused_field(res, nparams, params, fields);
+    db->data_exception = true;
+}
+
 static int finish(stoa_db_t *db, stoa_arena_t *arena, PGresult *res,
                   stoa_db_result_t **out)
 {
@@ -173,6 +230,13 @@ static const stoa_db_statement_t *find_statement(stoa_db_t *db,
 int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena, const char *name,
                  const char *const *params, stoa_db_result_t **out)
 {
+    return stoa_db_exec_fields(db, arena, name, params, NULL, out);
+}
+
+int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena, const char *name,
+                        const char *const *params, const char *const *fields,
+                        stoa_db_result_t **out)
+{
     if (out)
         *out = NULL;
     if (!db)
@@ -197,6 +261,7 @@ int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena, const char *name,
     }
     PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, params,
                                    NULL, NULL, 0);
+    note_data_exception(db, res, st->nparams, params, fields);
     return finish(db, arena, res, out);
 }
 
@@ -211,6 +276,7 @@ int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
         return rc;
     PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL,
                                  NULL, 0);
+    note_data_exception(db, res, nparams, params, NULL);
     return finish(db, arena, res, out);
 }
 
@@ -262,6 +328,24 @@ const char *stoa_db_value(const stoa_db_result_t *r, int row, int col)
 long stoa_db_affected(const stoa_db_result_t *r)
 {
     return r ? atol(PQcmdTuples(r->res)) : 0;
+}
+
+bool stoa_db_data_exception(const stoa_db_t *db)
+{
+    return db && db->data_exception;
+}
+
+const char *stoa_db_data_exception_field(const stoa_db_t *db)
+{
+    return db && db->data_exception ? db->data_exception_field : NULL;
+}
+
+void stoa_db_clear_data_exception(stoa_db_t *db)
+{
+    if (!db)
+        return;
+    db->data_exception = false;
+    db->data_exception_field = NULL;
 }
 
 const char *stoa_db_sqlstate(const stoa_db_t *db)

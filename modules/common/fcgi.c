@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "stoa/crypto.h"
+#include "stoa/format.h"
 #include "stoa/log.h"
 
 static atomic_bool stopping;
@@ -65,7 +66,11 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
     req->query = FCGX_GetParam("QUERY_STRING", env);
     req->content_type = FCGX_GetParam("CONTENT_TYPE", env);
     req->remote_addr = FCGX_GetParam("REMOTE_ADDR", env);
-    req->user_agent = FCGX_GetParam("HTTP_USER_AGENT", env);
+    /* Stored with a session and shown back: clean text only, once here
+     * for every handler (Postgres refuses bytes that are not UTF-8). */
+    req->user_agent = stoa_text_sanitise(req->arena,
+                                         FCGX_GetParam("HTTP_USER_AGENT", env),
+                                         STOA_USER_AGENT_MAX);
     req->idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", env);
     /* Copied: the access line is written after FCGX_Finish_r, which frees
      * the params. */

@@ -10,6 +10,7 @@
 #include "stoa/app.h"
 #include "stoa/crypto.h"
 #include "stoa/db.h"
+#include "stoa/format.h"
 #include "stoa/log.h"
 
 const char *stoa_request_path_param(const stoa_request_t *req,
@@ -87,8 +88,12 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
             const char *v = eq ? eq + 1 : q + plen;
             size_t vlen = eq ? plen - klen - 1 : 0;
             char *value = form_decode(req->arena, v, vlen);
-            if (!value)
+            /* Every value goes to a handler as text, and may reach
+             * Postgres, which refuses bytes that are not UTF-8 (a 500). */
+            if (!value || !stoa_utf8_valid(value, strlen(value))) {
                 stoa_request_field_error(req, key, "invalid_encoding");
+                return NULL;
+            }
             return value;
         }
         q += plen;

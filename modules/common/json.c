@@ -8,49 +8,14 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "stoa/format.h"
+
 /* stoa_json_t is an opaque alias of yajl's tree node. */
 #define NODE(v) ((yajl_val)(v))
 
 static void tree_free(void *data)
 {
     yajl_tree_free((yajl_val)data);
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
- * above U+10FFFF. yajl's own check lets some of these through, and
- * Postgres would then refuse the text with a 500 instead of our 400. */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (i + n >= len)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
-    }
-    return true;
 }
 
 /* One pass before yajl sees the text. yajl's tree parser has no depth
@@ -96,12 +61,11 @@ static bool tree_utf8_valid(yajl_val v, int depth)
     if (depth > STOA_JSON_MAX_DEPTH + 2)
         return false;
     if (YAJL_IS_STRING(v))
-        return utf8_valid((const unsigned char *)v->u.string,
-                          strlen(v->u.string));
+        return stoa_utf8_valid(v->u.string, strlen(v->u.string));
     if (YAJL_IS_OBJECT(v)) {
         for (size_t i = 0; i < v->u.object.len; i++)
-            if (!utf8_valid((const unsigned char *)v->u.object.keys[i],
-                            strlen(v->u.object.keys[i])) ||
+            if (!stoa_utf8_valid(v->u.object.keys[i],
+                                 strlen(v->u.object.keys[i])) ||
                 !tree_utf8_valid(v->u.object.values[i], depth + 1))
                 return false;
     } else if (YAJL_IS_ARRAY(v)) {
@@ -129,7 +93,10 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
             snprintf(err, errlen, "malformed JSON: %s", why);
         return STOA_DECLINED;
     }
-    if (!utf8_valid((const unsigned char *)text, len)) {
+    /* Strict UTF-8 (stoa_utf8_valid): yajl's own check lets overlong
+     * forms and surrogates through, and Postgres would then refuse the
+     * text with a 500 instead of our 400. */
+    if (!stoa_utf8_valid(text, len)) {
         snprintf(err, errlen, "malformed JSON: invalid UTF-8");
         return STOA_DECLINED;
     }
@@ -383,7 +350,7 @@ void stoa_jw_stringn(stoa_jw_t *w, const char *s, size_t len)
         return;
     /* A NUL could not be read back (the parser refuses \u0000, Postgres
      * text cannot hold it): refused like invalid UTF-8. */
-    if (!utf8_valid((const unsigned char *)s, len) || memchr(s, '\0', len)) {
+    if (!stoa_utf8_valid(s, len) || memchr(s, '\0', len)) {
         w->ok = false;
         return;
     }
@@ -403,7 +370,7 @@ void stoa_jw_key(stoa_jw_t *w, const char *key)
 {
     size_t len = strlen(key);
     if (!w->ok || w->depth == 0 || w->stack[w->depth - 1] != 'o' ||
-        w->after_key || !utf8_valid((const unsigned char *)key, len)) {
+        w->after_key || !stoa_utf8_valid(key, len)) {
         w->ok = false;
         return;
     }

@@ -242,6 +242,23 @@ START_TEST(query_malformed_escape)
 }
 END_TEST
 
+START_TEST(query_value_not_utf8)
+{
+    static const char *const bad[] = {"%ff%fe", "%c0%af", "%ed%a0%80",
+                                      "abc%e2%82", "%80", "%f4%90%80%80"};
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
+        stoa_buf_reset(&req.field_errors);
+        req.query = stoa_arena_sprintf(req.arena, "plan=%s&ok=caf%%C3%%A9",
+                                       bad[i]);
+        ck_assert_msg(stoa_request_query(&req, "plan") == NULL,
+                      "'%s' decoded", bad[i]);
+        ck_assert_str_eq(stoa_request_query(&req, "ok"), "caf\xc3\xa9");
+    }
+    const stoa_json_t *fields = recorded_fields();
+    ck_assert_str_eq(field_reason(fields, "plan"), "invalid_encoding");
+}
+END_TEST
+
 /* ---- error contract ---------------------------------------------------- */
 
 START_TEST(http_error_shape)
@@ -647,6 +664,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, query_decoding);
     tcase_add_test(tc, query_empty_and_null);
     tcase_add_test(tc, query_malformed_escape);
+    tcase_add_test(tc, query_value_not_utf8);
     suite_add_tcase(s, tc);
 
     tc = test_case("responses", setup, teardown);

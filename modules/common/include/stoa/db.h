@@ -42,6 +42,16 @@ STOA_MUSTCHECK int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
                                 const char *name, const char *const *params,
                                 stoa_db_result_t **out);
 
+/* stoa_db_exec for a statement fed from a request: fields[i] names the
+ * request field parameter i was read from (NULL: not from the client), so
+ * that a data exception about it is reported by name (see below). fields
+ * is borrowed until stoa_db_clear_data_exception() (a static table). */
+STOA_MUSTCHECK int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
+                                       const char *name,
+                                       const char *const *params,
+                                       const char *const *fields,
+                                       stoa_db_result_t **out);
+
 /* An ad hoc parameterised query (PQexecParams), for tools and migrations
  * bookkeeping; same returns as stoa_db_exec. */
 STOA_MUSTCHECK int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena,
@@ -65,6 +75,25 @@ int stoa_db_rows(const stoa_db_result_t *res);
 /* Borrowed until arena reset; NULL for SQL NULL. */
 const char *stoa_db_value(const stoa_db_result_t *res, int row, int col);
 long stoa_db_affected(const stoa_db_result_t *res);
+
+/* Data exceptions (SQLSTATE class 22): Postgres could not take a
+ * parameter's text as its type (22P02 invalid text, 22007/22008 an
+ * impossible date or time, 22003 a number out of range, 22021 bytes that
+ * are not UTF-8, 22001 a string too long...). Such a failure comes from
+ * what a client sent, so the pools answer it 400 invalid_request, never
+ * 500 (stoa_app_dispatch does, for any handler that passes the failure
+ * up; the transaction is rolled back). The mark stays until cleared, even
+ * across later statements (one that fails in the aborted transaction, a
+ * rollback), so the cause is not lost.
+ *   stoa_db_data_exception        true once one was seen;
+ *   stoa_db_data_exception_field  the field it was about, when the
+ *                                 statement ran by stoa_db_exec_fields and
+ *                                 Postgres' report points at one parameter;
+ *                                 else NULL (borrowed);
+ *   stoa_db_clear_data_exception  forgets both (at each request's start). */
+bool stoa_db_data_exception(const stoa_db_t *db);
+const char *stoa_db_data_exception_field(const stoa_db_t *db);
+void stoa_db_clear_data_exception(stoa_db_t *db);
 
 /* SQLSTATE of the last failed statement ("" when none), and its message. */
 const char *stoa_db_sqlstate(const stoa_db_t *db);

@@ -22,6 +22,8 @@
 
 #define STOA_ROUTE_MAX_PARAMS 4
 #define STOA_REQUEST_ID_MAX 128
+/* Bytes of a User-Agent kept (stored with a session, shown in its list). */
+#define STOA_USER_AGENT_MAX 512
 
 typedef struct stoa_request_s stoa_request_t;
 typedef int (*stoa_handler_fn)(stoa_request_t *req);
@@ -64,7 +66,7 @@ struct stoa_request_s {
     const char *query; /* raw query string, "" when none */
     const char *content_type;
     const char *remote_addr;
-    const char *user_agent;
+    const char *user_agent; /* sanitised text (stoa_text_sanitise), or NULL */
     const char *idempotency_key;
     const char *request_id;
     const char *body; /* NUL-terminated, body_len bytes; "" when none */
@@ -113,8 +115,8 @@ const char *stoa_request_path_param(const stoa_request_t *req,
                                     const char *name);
 
 /* The value of one query key, percent-decoded, arena-owned; NULL when
- * absent, or when its encoding is malformed (a field error is then
- * recorded under the key). */
+ * absent, or when its encoding is malformed or it is not UTF-8 (a field
+ * error `invalid_encoding` is then recorded under the key). */
 const char *stoa_request_query(stoa_request_t *req, const char *key);
 
 /* List paging (SPEC §3): ?limit= in 1..100 (default 20) and ?cursor= of
