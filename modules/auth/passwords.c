@@ -127,7 +127,8 @@ int auth_password_reset(stoa_request_t *req)
     }
     /* A refused password rolls back, so the token stays usable. */
     if (!auth_password_acceptable(req, "password", password,
-                                  stoa_db_value(user, 0, 1))) {
+                                  stoa_db_value(user, 0, 1),
+                                  stoa_db_value(user, 0, 2))) {
         stoa_db_rollback(db);
         return stoa_http_invalid_fields(req);
     }
@@ -165,7 +166,8 @@ int auth_password_change(stoa_request_t *req)
         stoa_request_field_error(req, "current_password", "incorrect");
         return stoa_http_invalid_fields(req);
     }
-    if (!auth_password_acceptable(req, "new_password", next, email))
+    if (!auth_password_acceptable(req, "new_password", next, email,
+                                  stoa_db_value(user, 0, 2)))
         return stoa_http_invalid_fields(req);
     if ((rc = stoa_db_begin(db)) != STOA_OK)
         return rc;

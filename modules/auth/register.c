@@ -76,7 +76,7 @@ int auth_register(stoa_request_t *req)
     if (raw_email && !email)
         stoa_request_field_error(req, "email", "invalid");
     if (password)
-        auth_password_acceptable(req, "password", password, email);
+        auth_password_acceptable(req, "password", password, email, name);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
 

@@ -1,8 +1,6 @@
 /* util.c - helpers shared by the auth handlers: users as JSON, emails,
  * password policy, tokens, sessions, mail, throttling. */
-#include <ctype.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
@@ -11,9 +9,6 @@
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
-
-extern const char *const auth_common_passwords[];
-extern const size_t auth_common_passwords_len;
 
 auth_state_t *auth_state(stoa_request_t *req)
 {
@@ -39,53 +34,14 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     stoa_jw_object_close(w);
 }
 
-static int word_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, *(const char *const *)elem);
-}
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
-}
-
 bool auth_password_acceptable(stoa_request_t *req, const char *field,
-                              const char *password, const char *email)
+                              const char *password, const char *email,
+                              const char *name)
 {
-    if (utf8_chars(password) < 12) {
-        stoa_request_field_error(req, field, "too_short");
-        return false;
-    }
-    if (strlen(password) > 1024) {
-        stoa_request_field_error(req, field, "too_long");
-        return false;
-    }
-    char *lower = stoa_arena_strdup(req->arena, password);
-    for (char *p = lower; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    if (bsearch(lower, auth_common_passwords, auth_common_passwords_len,
-                sizeof(auth_common_passwords[0]), word_cmp)) {
-        stoa_request_field_error(req, field, "too_common");
-        return false;
-    }
-    if (email) {
-        const char *at = strchr(email, '@');
-        size_t local = at ? (size_t)(at - email) : 0;
-        /* Very short local parts ("jo@") would refuse half the
-         * dictionary: only names of 3+ characters count. */
-        if (local >= 3) {
-            char *needle = stoa_arena_strndup(req->arena, email, local);
-            if (strstr(lower, needle)) {
-                stoa_request_field_error(req, field, "contains_email");
-                return false;
-            }
-        }
-    }
-    return true;
+    const char *reason = stoa_password_refusal(password, email, name);
+    if (reason)
+        stoa_request_field_error(req, field, reason);
+    return reason == NULL;
 }
 
 int auth_password_hash(stoa_request_t *req, const char *pw, char **phc)
