@@ -106,9 +106,11 @@ int auth_password_reset(stoa_request_t *req)
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;
-    const char *p1[] = {auth_token_hash_param(req, token), "reset_password"};
+    /* The link and every other reset link of the user die together: an
+     * older mail lying in the inbox cannot set the password again. */
+    const char *p1[] = {auth_token_hash_param(req, token)};
     stoa_db_result_t *res, *user;
-    if ((rc = stoa_db_exec(db, req->arena, "email_token_use", p1, &res)) !=
+    if ((rc = stoa_db_exec(db, req->arena, "reset_tokens_spend", p1, &res)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {

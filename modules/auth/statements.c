@@ -190,5 +190,21 @@ const stoa_db_statement_t auth_statements[] = {
      1},
     {"api_key_used",
      "UPDATE auth.api_keys SET last_used_at = now() WHERE id = $1::uuid", 1},
+
+    /* --- password reset ---------------------------------------------- */
+    /* Spends the presented reset link and every other open reset link of
+     * its user in one statement, and answers the user only when the
+     * presented one was among them: of two resets racing with two links of
+     * one user, the second waits on the row locks, finds its link spent
+     * and gets nothing. */
+    {"reset_tokens_spend",
+     "WITH owner AS (SELECT user_id FROM auth.email_tokens WHERE token_hash = "
+     "$1::bytea AND purpose = 'reset_password' AND used_at IS NULL AND "
+     "expires_at > now()), spent AS (UPDATE auth.email_tokens t SET used_at "
+     "= now() FROM owner WHERE t.user_id = owner.user_id AND t.purpose = "
+     "'reset_password' AND t.used_at IS NULL RETURNING t.user_id, "
+     "t.token_hash = $1::bytea AND t.expires_at > now() AS presented) "
+     "SELECT user_id FROM spent WHERE presented",
+     1},
 };
 const size_t auth_statements_len = STOA_ARRAY_LEN(auth_statements);
