@@ -53,11 +53,6 @@ const stoa_db_statement_t auth_statements[] = {
      "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
      ")::text",
      1},
-    {"email_token_insert",
-     "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
-     "expires_at) VALUES ($1::bytea, $2::uuid, $3, now() + "
-     "make_interval(secs => $4::int))",
-     4},
     {"email_token_use",
      "UPDATE auth.email_tokens SET used_at = now() WHERE token_hash = "
      "$1::bytea AND purpose = $2 AND used_at IS NULL AND expires_at > now() "

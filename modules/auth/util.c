@@ -7,6 +7,7 @@
 #include "stoa/crypto.h"
 #include "stoa/keys.h"
 #include "stoa/log.h"
+#include "stoa/mail_link.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
 
@@ -55,13 +56,7 @@ int auth_password_hash(stoa_request_t *req, const char *pw, char **phc)
 
 char *auth_token_hash_param(stoa_request_t *req, const char *token)
 {
-    uint8_t digest[STOA_SHA256_LEN];
-    stoa_sha256(token, strlen(token), digest);
-    char *out = stoa_arena_alloc(req->arena, 2 + 2 * STOA_SHA256_LEN + 1);
-    out[0] = '\\';
-    out[1] = 'x';
-    stoa_hex_encode(digest, sizeof(digest), out + 2);
-    return out;
+    return stoa_mail_link_token_hash(req->arena, token);
 }
 
 void auth_new_token(stoa_request_t *req, char **token, char **hash_param)
@@ -207,23 +202,8 @@ void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked)
 int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
                     const char *data_json, const char *dedupe_key)
 {
-    stoa_buf_t payload;
-    stoa_buf_init(&payload);
-    stoa_jw_t *w = stoa_jw_new(&payload);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "template", tmpl);
-    stoa_jw_kv_string(w, "to", to);
-    stoa_jw_key(w, "data");
-    stoa_jw_raw(w, data_json, strlen(data_json));
-    stoa_jw_object_close(w);
-    bool ok = stoa_jw_ok(w);
-    stoa_jw_free(w);
-    char *json = stoa_arena_strndup(req->arena, payload.data, payload.len);
-    stoa_buf_free(&payload);
-    if (!ok)
-        return STOA_ERROR;
-    return stoa_outbox_enqueue(req->ctx->db, req->arena, "email.send", json,
-                               dedupe_key, 0);
+    return stoa_mail_link_enqueue(req->ctx->db, req->arena, tmpl, to,
+                                  data_json, NULL, NULL, dedupe_key);
 }
 
 int auth_mail_name(stoa_request_t *req, const char *tmpl, const char *to,
