@@ -236,14 +236,28 @@ void auth_forget_profile(stoa_request_t *req, const char *user_id)
 }
 
 /* --- failed-login throttle ---------------------------------------------
- * Counters per (account, IP) and per IP over a 15-minute window. Reaching
- * the limit locks the pair out; each further lockout within a day doubles
- * the lock (15 min, 30 min, 1 h, ... at most a day). Redis down: no
- * throttling (SPEC: everything but rate limiting keeps working). */
+ * Per (account, IP): 5 failures in 15 minutes lock the pair out; each
+ * further lockout within a day doubles the lock (15 min, 30 min, 1 h, ...
+ * at most a day).
+ *
+ * Per IP, failures only slow the address down: one address is often a
+ * whole office or a mobile carrier, and a lock on it would let one person
+ * lock everyone behind it out. From the 20th failure in 15 minutes, each
+ * failure opens a cool-down (1 s, doubling with every further failure, at
+ * most 5 min) during which attempts from the address at accounts that
+ * have failed from it are refused without being looked at. An account
+ * without recent failures from the address is judged at once, so the
+ * colleague with the right password gets in; every guess the attacker
+ * makes lengthens its own wait and spends its next guesses at the
+ * accounts it tried.
+ *
+ * Redis down: no throttling (SPEC: everything but rate limiting keeps
+ * working). */
 #define THROTTLE_WINDOW_S 900
 #define THROTTLE_ACCOUNT_LIMIT 5
-#define THROTTLE_IP_LIMIT 20
 #define THROTTLE_MAX_LOCK_S 86400
+#define THROTTLE_IP_SLOW_AFTER 20
+#define THROTTLE_IP_MAX_WAIT_S 300
 
 static char *account_key(stoa_request_t *req, const char *prefix,
                          const char *email)
@@ -262,53 +276,77 @@ static char *ip_key(stoa_request_t *req, const char *prefix)
                               req->remote_addr ? req->remote_addr : "-");
 }
 
+/* 429 too_many_attempts with Retry-After = what is left of key. */
+static int refuse_for(stoa_request_t *req, const char *key)
+{
+    long ttl = 0;
+    if (stoa_kv_ttl(req->ctx->kv, key, &ttl) != STOA_OK || ttl < 1)
+        ttl = 1;
+    char *retry = stoa_arena_sprintf(req->arena, "%ld", ttl);
+    stoa_http_header(req, "Retry-After", retry);
+    return stoa_http_error(req, 429, "too_many_attempts",
+                           "too many failed attempts; retry later");
+}
+
 int auth_throttle_check(stoa_request_t *req, const char *email)
 {
-    char *keys[2] = {account_key(req, "ll", email), ip_key(req, "ll")};
-    char *values[2];
-    if (stoa_kv_mget(req->ctx->kv, req->arena, 2, (const char *const *)keys,
+    /* The pair's lock, the address's cool-down, the pair's failures. */
+    char *keys[3] = {account_key(req, "ll", email), ip_key(req, "ll"),
+                     account_key(req, "lf", email)};
+    char *values[3];
+    if (stoa_kv_mget(req->ctx->kv, req->arena, 3, (const char *const *)keys,
                      values) != STOA_OK)
         return STOA_OK;
-    for (int i = 0; i < 2; i++) {
-        if (!values[i])
-            continue;
-        long ttl = 0;
-        if (stoa_kv_ttl(req->ctx->kv, keys[i], &ttl) != STOA_OK || ttl < 1)
-            ttl = 1;
-        char *retry = stoa_arena_sprintf(req->arena, "%ld", ttl);
-        stoa_http_header(req, "Retry-After", retry);
-        return stoa_http_error(req, 429, "too_many_attempts",
-                               "too many failed attempts; retry later");
-    }
+    if (values[0])
+        return refuse_for(req, keys[0]);
+    if (values[1] && values[2])
+        return refuse_for(req, keys[1]);
     return STOA_OK;
 }
 
-static void count_failure(stoa_request_t *req, char *counter, char *lock,
-                          char *lockouts, long long limit)
+static void count_account_failure(stoa_request_t *req, const char *email)
 {
+    char *counter = account_key(req, "lf", email);
     long long n = 0, locks = 0;
     if (stoa_kv_incr(req->ctx->kv, counter, THROTTLE_WINDOW_S, &n) != STOA_OK ||
-        n < limit)
+        n < THROTTLE_ACCOUNT_LIMIT)
         return;
-    if (stoa_kv_incr(req->ctx->kv, lockouts, 86400, &locks) != STOA_OK)
+    if (stoa_kv_incr(req->ctx->kv, account_key(req, "lc", email), 86400,
+                     &locks) != STOA_OK)
         locks = 1;
     long lock_s = THROTTLE_WINDOW_S;
     for (long long i = 1; i < locks && lock_s < THROTTLE_MAX_LOCK_S; i++)
         lock_s *= 2;
     if (lock_s > THROTTLE_MAX_LOCK_S)
         lock_s = THROTTLE_MAX_LOCK_S;
-    if (stoa_kv_set(req->ctx->kv, lock, "1", 1, lock_s) == STOA_OK &&
+    if (stoa_kv_set(req->ctx->kv, account_key(req, "ll", email), "1", 1,
+                    lock_s) == STOA_OK &&
         stoa_kv_del(req->ctx->kv, counter) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not reset a login failure counter");
 }
 
+static void count_address_failure(stoa_request_t *req)
+{
+    long long n = 0;
+    if (stoa_kv_incr(req->ctx->kv, ip_key(req, "lf"), THROTTLE_WINDOW_S,
+                     &n) != STOA_OK ||
+        n < THROTTLE_IP_SLOW_AFTER)
+        return;
+    long wait_s = 1;
+    for (long long i = THROTTLE_IP_SLOW_AFTER;
+         i < n && wait_s < THROTTLE_IP_MAX_WAIT_S; i++)
+        wait_s *= 2;
+    if (wait_s > THROTTLE_IP_MAX_WAIT_S)
+        wait_s = THROTTLE_IP_MAX_WAIT_S;
+    if (stoa_kv_set(req->ctx->kv, ip_key(req, "ll"), "1", 1, wait_s) !=
+        STOA_OK)
+        stoa_log(STOA_LOG_WARN, "could not set a login cool-down");
+}
+
 void auth_throttle_fail(stoa_request_t *req, const char *email)
 {
-    count_failure(req, account_key(req, "lf", email),
-                  account_key(req, "ll", email), account_key(req, "lc", email),
-                  THROTTLE_ACCOUNT_LIMIT);
-    count_failure(req, ip_key(req, "lf"), ip_key(req, "ll"), ip_key(req, "lc"),
-                  THROTTLE_IP_LIMIT);
+    count_account_failure(req, email);
+    count_address_failure(req);
 }
 
 void auth_throttle_clear(stoa_request_t *req, const char *email)
