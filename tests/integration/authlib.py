@@ -1,8 +1,8 @@
 """Helpers for the auth end-to-end tests: HTTPS clients that each speak from
 their own loopback address (the login throttle counts per account and IP),
-reads of the stack's Postgres (the outbox carries the mailed tokens until a
-mailer sends them), and JWT inspection, including an ES256 signature check
-against the published JWKS with the openssl command line tool.
+reads of the stack's Postgres, the mails the jobs worker writes (the only
+place mailed tokens exist), and JWT inspection, including an ES256 signature
+check against the published JWKS with the openssl command line tool.
 
 Python 3.11 standard library only (plus the openssl and psql programs).
 """
