@@ -22,8 +22,8 @@ const stoa_mail_link_t *stoa_mail_link_find(const char *purpose)
 }
 
 /* Enqueues the text of w's buffer as a job of kind. */
-static int enqueue_written(stoa_db_t *db, stoa_arena_t *arena,
-                           const char *kind, stoa_jw_t *w, stoa_buf_t *payload,
+static int enqueue_written(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
+                           stoa_jw_t *w, stoa_buf_t *payload,
                            const char *dedupe_key)
 {
     bool ok = stoa_jw_ok(w);
@@ -35,10 +35,10 @@ static int enqueue_written(stoa_db_t *db, stoa_arena_t *arena,
     return stoa_outbox_enqueue(db, arena, kind, json, dedupe_key, 0);
 }
 
-int stoa_mail_link_enqueue(stoa_db_t *db, stoa_arena_t *arena,
-                           const char *tmpl, const char *to,
-                           const char *data_json, const char *purpose,
-                           const char *user_id, const char *dedupe_key)
+int stoa_mail_link_enqueue(stoa_db_t *db, stoa_arena_t *arena, const char *tmpl,
+                           const char *to, const char *data_json,
+                           const char *purpose, const char *user_id,
+                           const char *dedupe_key)
 {
     STOA_ASSERT(!purpose || (stoa_mail_link_find(purpose) && user_id &&
                              strcmp(purpose, tmpl) == 0));
@@ -71,8 +71,8 @@ int stoa_mail_link_requested(const stoa_json_t *payload,
     const stoa_json_t *request = stoa_json_get(payload, "link");
     if (!request)
         return STOA_OK;
-    const stoa_mail_link_t *found =
-        stoa_mail_link_find(stoa_json_string(stoa_json_get(request, "purpose")));
+    const stoa_mail_link_t *found = stoa_mail_link_find(
+        stoa_json_string(stoa_json_get(request, "purpose")));
     const char *user = stoa_json_string(stoa_json_get(request, "user_id"));
     if (!found || !user || !*user)
         return STOA_DECLINED;

@@ -54,8 +54,8 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     const char *user_id = stoa_db_value(user, 0, 0);
     if (over_mail_limit(t, reset.email)) {
         stoa_log(STOA_LOG_NOTICE,
-                 "reset mail for user %s not sent: %d an hour at most",
-                 user_id, RESET_MAILS_PER_HOUR);
+                 "reset mail for user %s not sent: %d an hour at most", user_id,
+                 RESET_MAILS_PER_HOUR);
         return STOA_OK;
     }
     stoa_buf_t data;
@@ -77,10 +77,9 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     char *dedupe = stoa_arena_sprintf(t->arena, "password-reset:%s", job->id);
     const char *p2[] = {user_id, reset.ip, reset.request_id};
     if ((rc = stoa_db_begin(t->db)) != STOA_OK ||
-        (rc = stoa_mail_link_enqueue(t->db, t->arena, "reset_password",
-                                     stoa_db_value(user, 0, 1), data_json,
-                                     "reset_password", user_id, dedupe)) !=
-            STOA_OK ||
+        (rc = stoa_mail_link_enqueue(
+             t->db, t->arena, "reset_password", stoa_db_value(user, 0, 1),
+             data_json, "reset_password", user_id, dedupe)) != STOA_OK ||
         (rc = stoa_db_exec(t->db, t->arena, "reset_audit", p2, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(t->db)) != STOA_OK) {

@@ -63,8 +63,9 @@ typedef struct {
 
 /* Enqueues the forgotten-password job for a normalised address, in the
  * caller's transaction: one row of the same shape for every address. */
-STOA_MUSTCHECK int stoa_mail_link_request_reset(
-    stoa_db_t *db, stoa_arena_t *arena, const stoa_mail_link_reset_t *reset);
+STOA_MUSTCHECK int
+stoa_mail_link_request_reset(stoa_db_t *db, stoa_arena_t *arena,
+                             const stoa_mail_link_reset_t *reset);
 
 /* Reads a forgotten-password job's payload into out (strings borrowed from
  * payload): STOA_OK, or STOA_DECLINED when it has no address. */
