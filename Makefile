@@ -27,7 +27,8 @@ PKGS := libpq hiredis yajl libcurl openssl libargon2
 
 # System headers through -isystem so their warnings are not ours.
 PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi
+# zxcvbn-c (password strength) ships no .pc file.
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lzxcvbn
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wpointer-arith \
@@ -58,20 +59,22 @@ $(BUILD)/%.o: %.c $(FLAGS_FILE)
 
 # --- the common library ------------------------------------------------
 COMMON_SRC := $(wildcard modules/common/*.c)
-COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# The password policy embeds the common-password list, generated at build
+# time.
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/stoa_common_passwords.o
 LIBSTOA := $(BUILD)/libstoa.a
 
-$(LIBSTOA): $(COMMON_OBJ)
+# Remade when the Makefile changes too: .SECONDARY lets make skip a missing
+# generated member of an archive that looks newer than its sources.
+$(LIBSTOA): $(COMMON_OBJ) Makefile
 	$(if $(Q),@echo "  AR      $@")
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $(COMMON_OBJ)
 
 # --- programs ----------------------------------------------------------
-# The auth pool embeds the common-password list, generated at build time.
-EXTRA_OBJ_stoa-auth := $(BUILD)/gen/common_passwords.o
-$(BUILD)/gen/common_passwords.c: modules/auth/data/common-passwords.txt \
+$(BUILD)/gen/stoa_common_passwords.c: modules/auth/data/common-passwords.txt \
 		scripts/gen-wordlist.sh
 	@mkdir -p $(@D)
-	$(Q)scripts/gen-wordlist.sh $< auth_common_passwords > $@
+	$(Q)scripts/gen-wordlist.sh $< stoa_common_passwords > $@
 # The jobs worker embeds its mail templates the same way.
 EXTRA_OBJ_stoa-jobs := $(BUILD)/gen/mail_templates.o
 $(BUILD)/gen/mail_templates.c: $(wildcard modules/jobs/templates/*) \
@@ -119,11 +122,12 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
-fuzz:
+fuzz: $(BUILD)/gen/stoa_common_passwords.c
 	@set -e; mkdir -p build/fuzz; for src in $(FUZZ_SRC); do \
 		n=$$(basename $$src .c); t=$${n#fuzz_}; \
 		clang -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
-			$(PKG_CFLAGS) $$src $(COMMON_SRC) $(PKG_LIBS) -o build/fuzz/$$n; \
+			$(PKG_CFLAGS) $$src $(COMMON_SRC) $< $(PKG_LIBS) \
+			-o build/fuzz/$$n; \
 		mkdir -p build/fuzz/corpus-$$t; \
 		build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 			build/fuzz/corpus-$$t tests/fuzz/corpus/$$t; \

@@ -49,10 +49,12 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                      int col);
 
 
-/* SPEC §4 password policy; records a field error under field and returns
- * false when password is refused. email may be NULL. */
+/* SPEC §4 password policy (stoa_password_refusal); records a field error
+ * under field and returns false when password is refused. email and name
+ * may be NULL. */
 bool auth_password_acceptable(stoa_request_t *req, const char *field,
-                              const char *password, const char *email);
+                              const char *password, const char *email,
+                              const char *name);
 
 /* Hashes with the configured Argon2id parameters; arena-owned PHC. */
 STOA_MUSTCHECK int auth_password_hash(stoa_request_t *req, const char *pw,

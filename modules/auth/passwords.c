@@ -1,14 +1,11 @@
 /* passwords.c - forgotten password, reset by mailed token, change. */
-#include <string.h>
-
 #include "auth.h"
 #include "stoa/format.h"
 #include "stoa/audit.h"
 #include "stoa/log.h"
+#include "stoa/mail_link.h"
 
-#define RESET_TTL_S "3600"
 #define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
-#define COL_STATUS (AUTH_USER_NCOLUMNS + 1)
 
 int auth_password_forgot(stoa_request_t *req)
 {
@@ -22,46 +19,21 @@ int auth_password_forgot(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     char *email = stoa_email_normalise(req->arena, raw);
-    /* 202 whatever happens below: the answer never tells whether an
-     * account exists. */
+    /* 202 whatever happens: the answer never tells whether an account
+     * exists. (An address that cannot be one has no account to hide.) */
     if (!email)
         return stoa_http_empty(req, 202);
+    /* No lookup here: every address costs the same one-row transaction,
+     * and stoa-jobs finds the account, applies the per-address mail limit,
+     * mails the link and audits (SPEC §4: the same time either way). */
+    stoa_mail_link_reset_t reset = {email, req->remote_addr, req->request_id};
     stoa_db_t *db = stoa_request_db(req);
-    const char *p1[] = {email};
-    stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, "user_by_email", p1, &user);
-    if (rc != STOA_OK)
-        return rc;
-    if (stoa_db_rows(user) == 0 ||
-        strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0)
-        return stoa_http_empty(req, 202);
-    const char *user_id = stoa_db_value(user, 0, 0);
-    char *token, *hash;
-    auth_new_token(req, &token, &hash);
-    stoa_buf_t data;
-    stoa_buf_init(&data);
-    stoa_jw_t *w = stoa_jw_new(&data);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, 2));
-    stoa_jw_kv_string(w, "link",
-                      stoa_arena_sprintf(req->arena, "%s/reset-password?token=%s",
-                                         req->ctx->conf.public_url, token));
-    stoa_jw_kv_integer(w, "expires_in_minutes", 60);
-    stoa_jw_object_close(w);
-    stoa_jw_free(w);
-    const char *p2[] = {hash, user_id, "reset_password", RESET_TTL_S};
+    int rc;
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "email_token_insert", p2, NULL)) !=
+        (rc = stoa_mail_link_request_reset(db, req->arena, &reset)) !=
             STOA_OK ||
-        (rc = auth_queue_mail(req, "reset_password", email, data.data, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_audit(req, user_id, "password.reset_requested", user_id,
-                         NULL)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK) {
-        stoa_buf_free(&data);
+        (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    }
-    stoa_buf_free(&data);
     return stoa_http_empty(req, 202);
 }
 
@@ -106,9 +78,11 @@ int auth_password_reset(stoa_request_t *req)
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;
-    const char *p1[] = {auth_token_hash_param(req, token), "reset_password"};
+    /* The link and every other reset link of the user die together: an
+     * older mail lying in the inbox cannot set the password again. */
+    const char *p1[] = {auth_token_hash_param(req, token)};
     stoa_db_result_t *res, *user;
-    if ((rc = stoa_db_exec(db, req->arena, "email_token_use", p1, &res)) !=
+    if ((rc = stoa_db_exec(db, req->arena, "reset_tokens_spend", p1, &res)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
@@ -127,7 +101,8 @@ int auth_password_reset(stoa_request_t *req)
     }
     /* A refused password rolls back, so the token stays usable. */
     if (!auth_password_acceptable(req, "password", password,
-                                  stoa_db_value(user, 0, 1))) {
+                                  stoa_db_value(user, 0, 1),
+                                  stoa_db_value(user, 0, 2))) {
         stoa_db_rollback(db);
         return stoa_http_invalid_fields(req);
     }
@@ -165,7 +140,8 @@ int auth_password_change(stoa_request_t *req)
         stoa_request_field_error(req, "current_password", "incorrect");
         return stoa_http_invalid_fields(req);
     }
-    if (!auth_password_acceptable(req, "new_password", next, email))
+    if (!auth_password_acceptable(req, "new_password", next, email,
+                                  stoa_db_value(user, 0, 2)))
         return stoa_http_invalid_fields(req);
     if ((rc = stoa_db_begin(db)) != STOA_OK)
         return rc;

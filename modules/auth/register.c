@@ -4,9 +4,8 @@
 #include "auth.h"
 #include "stoa/format.h"
 #include "stoa/audit.h"
+#include "stoa/mail_link.h"
 #include "stoa/outbox.h"
-
-#define VERIFY_TTL_S 86400
 
 /* A display name: 1-200 bytes, not blank, no control characters. */
 static bool name_ok(const char *name)
@@ -32,29 +31,24 @@ const char *auth_name_field(stoa_request_t *req, const stoa_json_t *body,
     return name;
 }
 
-/* Writes the verification token and its mail (caller's transaction). */
+/* Queues the verification mail (caller's transaction). Its link is made
+ * by stoa-jobs when it sends the mail, so the token is never stored in
+ * clear, not even in the outbox. */
 static int queue_verification(stoa_request_t *req, const char *user_id,
                               const char *email, const char *name)
 {
-    char *token, *hash;
-    auth_new_token(req, &token, &hash);
-    const char *params[] = {hash, user_id, "verify_email", "86400"};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "email_token_insert",
-                          params, NULL);
-    if (rc != STOA_OK)
-        return rc;
     stoa_buf_t data;
     stoa_buf_init(&data);
     stoa_jw_t *w = stoa_jw_new(&data);
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "name", name);
-    stoa_jw_kv_string(w, "link",
-                      stoa_arena_sprintf(req->arena, "%s/verify-email?token=%s",
-                                         req->ctx->conf.public_url, token));
-    stoa_jw_kv_integer(w, "expires_in_hours", VERIFY_TTL_S / 3600);
     stoa_jw_object_close(w);
+    bool ok = stoa_jw_ok(w);
     stoa_jw_free(w);
-    rc = auth_queue_mail(req, "verify_email", email, data.data, NULL);
+    int rc = ok ? stoa_mail_link_enqueue(stoa_request_db(req), req->arena,
+                                         "verify_email", email, data.data,
+                                         "verify_email", user_id, NULL)
+                : STOA_ERROR;
     stoa_buf_free(&data);
     return rc;
 }
@@ -76,7 +70,7 @@ int auth_register(stoa_request_t *req)
     if (raw_email && !email)
         stoa_request_field_error(req, "email", "invalid");
     if (password)
-        auth_password_acceptable(req, "password", password, email);
+        auth_password_acceptable(req, "password", password, email, name);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
 

@@ -53,11 +53,6 @@ const stoa_db_statement_t auth_statements[] = {
      "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
      ")::text",
      1},
-    {"email_token_insert",
-     "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
-     "expires_at) VALUES ($1::bytea, $2::uuid, $3, now() + "
-     "make_interval(secs => $4::int))",
-     4},
     {"email_token_use",
      "UPDATE auth.email_tokens SET used_at = now() WHERE token_hash = "
      "$1::bytea AND purpose = $2 AND used_at IS NULL AND expires_at > now() "
@@ -240,6 +235,21 @@ const stoa_db_statement_t auth_statements[] = {
      "NULL OR k.expires_at > now()), array_to_string(k.scopes, ' '), "
      "k.user_id, u.role, u.status, u.email FROM auth.api_keys k JOIN "
      "auth.users u ON u.id = k.user_id WHERE k.prefix = $1",
+     1},
+    /* --- password reset ---------------------------------------------- */
+    /* Spends the presented reset link and every other open reset link of
+     * its user in one statement, and answers the user only when the
+     * presented one was among them: of two resets racing with two links of
+     * one user, the second waits on the row locks, finds its link spent
+     * and gets nothing. */
+    {"reset_tokens_spend",
+     "WITH owner AS (SELECT user_id FROM auth.email_tokens WHERE token_hash = "
+     "$1::bytea AND purpose = 'reset_password' AND used_at IS NULL AND "
+     "expires_at > now()), spent AS (UPDATE auth.email_tokens t SET used_at "
+     "= now() FROM owner WHERE t.user_id = owner.user_id AND t.purpose = "
+     "'reset_password' AND t.used_at IS NULL RETURNING t.user_id, "
+     "t.token_hash = $1::bytea AND t.expires_at > now() AS presented) "
+     "SELECT user_id FROM spent WHERE presented",
      1},
 };
 const size_t auth_statements_len = STOA_ARRAY_LEN(auth_statements);

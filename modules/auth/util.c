@@ -1,19 +1,15 @@
 /* util.c - helpers shared by the auth handlers: users as JSON, emails,
  * password policy, tokens, sessions, mail, throttling. */
-#include <ctype.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
 #include "stoa/crypto.h"
 #include "stoa/keys.h"
 #include "stoa/log.h"
+#include "stoa/mail_link.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
-
-extern const char *const auth_common_passwords[];
-extern const size_t auth_common_passwords_len;
 
 auth_state_t *auth_state(stoa_request_t *req)
 {
@@ -39,53 +35,14 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     stoa_jw_object_close(w);
 }
 
-static int word_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, *(const char *const *)elem);
-}
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
-}
-
 bool auth_password_acceptable(stoa_request_t *req, const char *field,
-                              const char *password, const char *email)
+                              const char *password, const char *email,
+                              const char *name)
 {
-    if (utf8_chars(password) < 12) {
-        stoa_request_field_error(req, field, "too_short");
-        return false;
-    }
-    if (strlen(password) > 1024) {
-        stoa_request_field_error(req, field, "too_long");
-        return false;
-    }
-    char *lower = stoa_arena_strdup(req->arena, password);
-    for (char *p = lower; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    if (bsearch(lower, auth_common_passwords, auth_common_passwords_len,
-                sizeof(auth_common_passwords[0]), word_cmp)) {
-        stoa_request_field_error(req, field, "too_common");
-        return false;
-    }
-    if (email) {
-        const char *at = strchr(email, '@');
-        size_t local = at ? (size_t)(at - email) : 0;
-        /* Very short local parts ("jo@") would refuse half the
-         * dictionary: only names of 3+ characters count. */
-        if (local >= 3) {
-            char *needle = stoa_arena_strndup(req->arena, email, local);
-            if (strstr(lower, needle)) {
-                stoa_request_field_error(req, field, "contains_email");
-                return false;
-            }
-        }
-    }
-    return true;
+    const char *reason = stoa_password_refusal(password, email, name);
+    if (reason)
+        stoa_request_field_error(req, field, reason);
+    return reason == NULL;
 }
 
 int auth_password_hash(stoa_request_t *req, const char *pw, char **phc)
@@ -99,13 +56,7 @@ int auth_password_hash(stoa_request_t *req, const char *pw, char **phc)
 
 char *auth_token_hash_param(stoa_request_t *req, const char *token)
 {
-    uint8_t digest[STOA_SHA256_LEN];
-    stoa_sha256(token, strlen(token), digest);
-    char *out = stoa_arena_alloc(req->arena, 2 + 2 * STOA_SHA256_LEN + 1);
-    out[0] = '\\';
-    out[1] = 'x';
-    stoa_hex_encode(digest, sizeof(digest), out + 2);
-    return out;
+    return stoa_mail_link_token_hash(req->arena, token);
 }
 
 void auth_new_token(stoa_request_t *req, char **token, char **hash_param)
@@ -266,23 +217,8 @@ void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked)
 int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
                     const char *data_json, const char *dedupe_key)
 {
-    stoa_buf_t payload;
-    stoa_buf_init(&payload);
-    stoa_jw_t *w = stoa_jw_new(&payload);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "template", tmpl);
-    stoa_jw_kv_string(w, "to", to);
-    stoa_jw_key(w, "data");
-    stoa_jw_raw(w, data_json, strlen(data_json));
-    stoa_jw_object_close(w);
-    bool ok = stoa_jw_ok(w);
-    stoa_jw_free(w);
-    char *json = stoa_arena_strndup(req->arena, payload.data, payload.len);
-    stoa_buf_free(&payload);
-    if (!ok)
-        return STOA_ERROR;
-    return stoa_outbox_enqueue(stoa_request_db(req), req->arena, "email.send", json,
-                               dedupe_key, 0);
+    return stoa_mail_link_enqueue(stoa_request_db(req), req->arena, tmpl, to,
+                                  data_json, NULL, NULL, dedupe_key);
 }
 
 int auth_mail_name(stoa_request_t *req, const char *tmpl, const char *to,
@@ -315,14 +251,28 @@ void auth_forget_profile(stoa_request_t *req, const char *user_id)
 }
 
 /* --- failed-login throttle ---------------------------------------------
- * Counters per (account, IP) and per IP over a 15-minute window. Reaching
- * the limit locks the pair out; each further lockout within a day doubles
- * the lock (15 min, 30 min, 1 h, ... at most a day). Redis down: no
- * throttling (SPEC: everything but rate limiting keeps working). */
+ * Per (account, IP): 5 failures in 15 minutes lock the pair out; each
+ * further lockout within a day doubles the lock (15 min, 30 min, 1 h, ...
+ * at most a day).
+ *
+ * Per IP, failures only slow the address down: one address is often a
+ * whole office or a mobile carrier, and a lock on it would let one person
+ * lock everyone behind it out. From the 20th failure in 15 minutes, each
+ * failure opens a cool-down (1 s, doubling with every further failure, at
+ * most 5 min) during which attempts from the address at accounts that
+ * have failed from it are refused without being looked at. An account
+ * without recent failures from the address is judged at once, so the
+ * colleague with the right password gets in; every guess the attacker
+ * makes lengthens its own wait and spends its next guesses at the
+ * accounts it tried.
+ *
+ * Redis down: no throttling (SPEC: everything but rate limiting keeps
+ * working). */
 #define THROTTLE_WINDOW_S 900
 #define THROTTLE_ACCOUNT_LIMIT 5
-#define THROTTLE_IP_LIMIT 20
 #define THROTTLE_MAX_LOCK_S 86400
+#define THROTTLE_IP_SLOW_AFTER 20
+#define THROTTLE_IP_MAX_WAIT_S 300
 
 static char *account_key(stoa_request_t *req, const char *prefix,
                          const char *email)
@@ -341,53 +291,77 @@ static char *ip_key(stoa_request_t *req, const char *prefix)
                               req->remote_addr ? req->remote_addr : "-");
 }
 
+/* 429 too_many_attempts with Retry-After = what is left of key. */
+static int refuse_for(stoa_request_t *req, const char *key)
+{
+    long ttl = 0;
+    if (stoa_kv_ttl(stoa_request_kv(req), key, &ttl) != STOA_OK || ttl < 1)
+        ttl = 1;
+    char *retry = stoa_arena_sprintf(req->arena, "%ld", ttl);
+    stoa_http_header(req, "Retry-After", retry);
+    return stoa_http_error(req, 429, "too_many_attempts",
+                           "too many failed attempts; retry later");
+}
+
 int auth_throttle_check(stoa_request_t *req, const char *email)
 {
-    char *keys[2] = {account_key(req, "ll", email), ip_key(req, "ll")};
-    char *values[2];
-    if (stoa_kv_mget(stoa_request_kv(req), req->arena, 2, (const char *const *)keys,
+    /* The pair's lock, the address's cool-down, the pair's failures. */
+    char *keys[3] = {account_key(req, "ll", email), ip_key(req, "ll"),
+                     account_key(req, "lf", email)};
+    char *values[3];
+    if (stoa_kv_mget(stoa_request_kv(req), req->arena, 3, (const char *const *)keys,
                      values) != STOA_OK)
         return STOA_OK;
-    for (int i = 0; i < 2; i++) {
-        if (!values[i])
-            continue;
-        long ttl = 0;
-        if (stoa_kv_ttl(stoa_request_kv(req), keys[i], &ttl) != STOA_OK || ttl < 1)
-            ttl = 1;
-        char *retry = stoa_arena_sprintf(req->arena, "%ld", ttl);
-        stoa_http_header(req, "Retry-After", retry);
-        return stoa_http_error(req, 429, "too_many_attempts",
-                               "too many failed attempts; retry later");
-    }
+    if (values[0])
+        return refuse_for(req, keys[0]);
+    if (values[1] && values[2])
+        return refuse_for(req, keys[1]);
     return STOA_OK;
 }
 
-static void count_failure(stoa_request_t *req, char *counter, char *lock,
-                          char *lockouts, long long limit)
+static void count_account_failure(stoa_request_t *req, const char *email)
 {
+    char *counter = account_key(req, "lf", email);
     long long n = 0, locks = 0;
     if (stoa_kv_incr(stoa_request_kv(req), counter, THROTTLE_WINDOW_S, &n) != STOA_OK ||
-        n < limit)
+        n < THROTTLE_ACCOUNT_LIMIT)
         return;
-    if (stoa_kv_incr(stoa_request_kv(req), lockouts, 86400, &locks) != STOA_OK)
+    if (stoa_kv_incr(stoa_request_kv(req), account_key(req, "lc", email), 86400,
+                     &locks) != STOA_OK)
         locks = 1;
     long lock_s = THROTTLE_WINDOW_S;
     for (long long i = 1; i < locks && lock_s < THROTTLE_MAX_LOCK_S; i++)
         lock_s *= 2;
     if (lock_s > THROTTLE_MAX_LOCK_S)
         lock_s = THROTTLE_MAX_LOCK_S;
-    if (stoa_kv_set(stoa_request_kv(req), lock, "1", 1, lock_s) == STOA_OK &&
+    if (stoa_kv_set(stoa_request_kv(req), account_key(req, "ll", email), "1", 1,
+                    lock_s) == STOA_OK &&
         stoa_kv_del(stoa_request_kv(req), counter) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not reset a login failure counter");
 }
 
+static void count_address_failure(stoa_request_t *req)
+{
+    long long n = 0;
+    if (stoa_kv_incr(stoa_request_kv(req), ip_key(req, "lf"), THROTTLE_WINDOW_S,
+                     &n) != STOA_OK ||
+        n < THROTTLE_IP_SLOW_AFTER)
+        return;
+    long wait_s = 1;
+    for (long long i = THROTTLE_IP_SLOW_AFTER;
+         i < n && wait_s < THROTTLE_IP_MAX_WAIT_S; i++)
+        wait_s *= 2;
+    if (wait_s > THROTTLE_IP_MAX_WAIT_S)
+        wait_s = THROTTLE_IP_MAX_WAIT_S;
+    if (stoa_kv_set(stoa_request_kv(req), ip_key(req, "ll"), "1", 1, wait_s) !=
+        STOA_OK)
+        stoa_log(STOA_LOG_WARN, "could not set a login cool-down");
+}
+
 void auth_throttle_fail(stoa_request_t *req, const char *email)
 {
-    count_failure(req, account_key(req, "lf", email),
-                  account_key(req, "ll", email), account_key(req, "lc", email),
-                  THROTTLE_ACCOUNT_LIMIT);
-    count_failure(req, ip_key(req, "lf"), ip_key(req, "ll"), ip_key(req, "lc"),
-                  THROTTLE_IP_LIMIT);
+    count_account_failure(req, email);
+    count_address_failure(req);
 }
 
 void auth_throttle_clear(stoa_request_t *req, const char *email)

@@ -14,6 +14,8 @@
 #include "jobs_templates.h"
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
+#include "stoa/log.h"
+#include "stoa/mail_link.h"
 
 static const jobs_template_t *find_template(const char *name)
 {
@@ -37,10 +39,12 @@ static void html_escape(stoa_buf_t *out, const char *s)
     }
 }
 
-/* Replaces {{key}} with data[key] (a string or an integer); html escapes
- * values; one_line drops CR/LF (headers). A missing key is an error. */
-static int render(const char *tmpl, const stoa_json_t *data, bool html,
-                  bool one_line, stoa_buf_t *out, char *err, size_t errlen)
+/* Replaces {{key}} with data[key], or else extra[key] (a string or an
+ * integer; extra may be NULL); html escapes values; one_line drops CR/LF
+ * (headers). A missing key is an error. */
+static int render(const char *tmpl, const stoa_json_t *data,
+                  const stoa_json_t *extra, bool html, bool one_line,
+                  stoa_buf_t *out, char *err, size_t errlen)
 {
     const char *p = tmpl;
     while (*p) {
@@ -64,6 +68,8 @@ static int render(const char *tmpl, const stoa_json_t *data, bool html,
         memcpy(key, open + 2, klen);
         key[klen] = '\0';
         const stoa_json_t *v = stoa_json_get(data, key);
+        if (!v)
+            v = stoa_json_get(extra, key);
         char number[32];
         const char *value = stoa_json_string(v);
         int64_t n;
@@ -138,10 +144,17 @@ static void crlf(stoa_buf_t *out, const char *s)
     }
 }
 
+static void wipe_free(stoa_buf_t *b)
+{
+    if (b->data)
+        stoa_wipe(b->data, b->len);
+    stoa_buf_free(b);
+}
+
 static int build_message(const jobs_thread_t *t, const jobs_template_t *tp,
                          const char *to, const stoa_json_t *data,
-                         const char *message_key, stoa_buf_t *msg, char *err,
-                         size_t errlen)
+                         const stoa_json_t *extra, const char *message_key,
+                         stoa_buf_t *msg, char *err, size_t errlen)
 {
     stoa_buf_t subject, text, html, text_crlf, html_crlf;
     stoa_buf_init(&subject);
@@ -150,9 +163,12 @@ static int build_message(const jobs_thread_t *t, const jobs_template_t *tp,
     stoa_buf_init(&text_crlf);
     stoa_buf_init(&html_crlf);
     int rc = STOA_DECLINED;
-    if (render(tp->subject, data, false, true, &subject, err, errlen) != STOA_OK ||
-        render(tp->text, data, false, false, &text, err, errlen) != STOA_OK ||
-        render(tp->html, data, true, false, &html, err, errlen) != STOA_OK)
+    if (render(tp->subject, data, extra, false, true, &subject, err,
+               errlen) != STOA_OK ||
+        render(tp->text, data, extra, false, false, &text, err, errlen) !=
+            STOA_OK ||
+        render(tp->html, data, extra, true, false, &html, err, errlen) !=
+            STOA_OK)
         goto out;
     char from_addr[256];
     const char *at = NULL;
@@ -203,11 +219,12 @@ static int build_message(const jobs_thread_t *t, const jobs_template_t *tp,
     stoa_buf_printf(msg, "--%s--\r\n", boundary);
     rc = STOA_OK;
 out:
-    stoa_buf_free(&subject);
-    stoa_buf_free(&text);
-    stoa_buf_free(&html);
-    stoa_buf_free(&text_crlf);
-    stoa_buf_free(&html_crlf);
+    /* A mailed link's token lives in these: none outlives the message. */
+    wipe_free(&subject);
+    wipe_free(&text);
+    wipe_free(&html);
+    wipe_free(&text_crlf);
+    wipe_free(&html_crlf);
     return rc;
 }
 
@@ -298,9 +315,9 @@ static int deliver_smtp(const stoa_conf_t *conf, const char *to,
     return code >= 500 && code < 600 ? STOA_DECLINED : STOA_AGAIN;
 }
 
-int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
-                   const stoa_json_t *data, const char *message_key,
-                   char *err, size_t errlen)
+static int mail_send(jobs_thread_t *t, const char *name, const char *to,
+                     const stoa_json_t *data, const stoa_json_t *extra,
+                     const char *message_key, char *err, size_t errlen)
 {
     const jobs_template_t *tp = find_template(name);
     if (!tp) {
@@ -313,7 +330,8 @@ int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
     }
     stoa_buf_t msg;
     stoa_buf_init(&msg);
-    int rc = build_message(t, tp, to, data, message_key, &msg, err, errlen);
+    int rc = build_message(t, tp, to, data, extra, message_key, &msg, err,
+                           errlen);
     if (rc == STOA_OK) {
         const char *url = t->conf->smtp_url;
         if (strncmp(url, "file://", 7) == 0)
@@ -321,8 +339,90 @@ int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
         else
             rc = deliver_smtp(t->conf, to, &msg, err, errlen);
     }
-    stoa_buf_free(&msg);
+    wipe_free(&msg);
     return rc;
+}
+
+int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
+                   const stoa_json_t *data, const char *message_key,
+                   char *err, size_t errlen)
+{
+    return mail_send(t, name, to, data, NULL, message_key, err, errlen);
+}
+
+/* A mail that carries a single-use link: the token is made here, stored
+ * as its hash in the transaction, and the transaction commits only once
+ * the mail is out. A failed send rolls the token back; a retry makes a
+ * new one. So the token is never in the outbox, and no link is live that
+ * no mail carries (but for a commit lost after the send, which leaves a
+ * dead link in that mail and sends a working one on the retry). */
+static int send_with_link(jobs_thread_t *t, const char *tmpl, const char *to,
+                          const stoa_json_t *data,
+                          const stoa_mail_link_t *link, const char *user_id,
+                          const char *message_key, char *err, size_t errlen)
+{
+    if (strcmp(tmpl, link->purpose) != 0) {
+        snprintf(err, errlen, "a %s link in a %.64s mail", link->purpose,
+                 tmpl);
+        return STOA_DECLINED;
+    }
+    char *token = stoa_random_token(t->arena, 32);
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%ld", link->ttl_s);
+    const char *params[] = {stoa_mail_link_token_hash(t->arena, token),
+                            user_id, link->purpose, ttl};
+    stoa_db_result_t *res;
+    int rc = stoa_db_begin(t->db);
+    if (rc == STOA_OK)
+        rc = stoa_db_exec(t->db, t->arena, "mail_link_insert", params, &res);
+    if (rc != STOA_OK) {
+        snprintf(err, errlen, "could not store the link: %s",
+                 stoa_db_last_error(t->db));
+        stoa_db_rollback(t->db);
+        return rc == STOA_DECLINED ? STOA_DECLINED : STOA_AGAIN;
+    }
+    if (stoa_db_rows(res) == 0) {
+        /* The account is gone or suspended since: nothing to send. */
+        stoa_db_rollback(t->db);
+        stoa_log(STOA_LOG_INFO, "no %s link: the account is not active",
+                 link->purpose);
+        return STOA_OK;
+    }
+    stoa_buf_t extra_text;
+    stoa_buf_init(&extra_text);
+    stoa_jw_t *w = stoa_jw_new(&extra_text);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "link");
+    stoa_jw_string(w, stoa_arena_sprintf(t->arena, "%s%s?token=%s",
+                                         t->conf->public_url, link->path,
+                                         token));
+    stoa_jw_kv_integer(w, "expires_in_minutes", link->ttl_s / 60);
+    stoa_jw_kv_integer(w, "expires_in_hours", link->ttl_s / 3600);
+    stoa_jw_object_close(w);
+    bool ok = stoa_jw_ok(w);
+    stoa_jw_free(w);
+    stoa_json_t *extra = NULL;
+    char perr[128];
+    if (!ok || stoa_json_parse(t->arena, extra_text.data, extra_text.len,
+                               STOA_JSON_MAX_DEPTH, &extra, perr,
+                               sizeof(perr)) != STOA_OK) {
+        snprintf(err, errlen, "could not build the link");
+        rc = STOA_ERROR;
+    } else {
+        rc = mail_send(t, tmpl, to, data, extra, message_key, err, errlen);
+    }
+    wipe_free(&extra_text);
+    stoa_wipe(token, strlen(token));
+    if (rc != STOA_OK) {
+        stoa_db_rollback(t->db);
+        return rc == STOA_ERROR ? STOA_AGAIN : rc;
+    }
+    if (stoa_db_commit(t->db) != STOA_OK) {
+        snprintf(err, errlen, "sent, but the link was not stored: %s",
+                 stoa_db_last_error(t->db));
+        return STOA_AGAIN;
+    }
+    return STOA_OK;
 }
 
 int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
@@ -335,9 +435,18 @@ int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
         snprintf(err, errlen, "email.send needs template, to and data");
         return STOA_DECLINED;
     }
+    const stoa_mail_link_t *link;
+    const char *user_id;
+    if (stoa_mail_link_requested(job->payload, &link, &user_id) != STOA_OK) {
+        snprintf(err, errlen, "email.send asks for an unknown link");
+        return STOA_DECLINED;
+    }
     /* The job names the message: a retry is the same message (same
      * Message-ID, same file), and ids of other databases do not clash. */
     char *key = stoa_arena_sprintf(t->arena, "stoa-%s-%s", job->id,
                                    job->created);
+    if (link)
+        return send_with_link(t, tmpl, to, data, link, user_id, key, err,
+                              errlen);
     return jobs_mail_send(t, tmpl, to, data, key, err, errlen);
 }

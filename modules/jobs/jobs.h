@@ -59,6 +59,8 @@ int jobs_cleanup(jobs_thread_t *t, const jobs_job_t *job, char *err,
                  size_t errlen);
 int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
                          size_t errlen);
+int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                        size_t errlen);
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key

@@ -19,6 +19,7 @@
 #include "jobs.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/mail_link.h"
 #include "stoa/outbox.h"
 
 #define JOBS_CHANNEL "stoa_jobs"
@@ -35,7 +36,8 @@ static const int webhook_schedule[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
 static const int resync_schedule[] = {2};
 
 static const jobs_kind_t kinds[] = {
-    {"email.send", jobs_email_send, NULL, 0},
+    {STOA_MAIL_JOB_KIND, jobs_email_send, NULL, 0},
+    {STOA_MAIL_LINK_RESET_JOB_KIND, jobs_password_reset, NULL, 0},
     {"event", jobs_event_fanout, NULL, 0},
     {"webhook.deliver", jobs_webhook_deliver, webhook_schedule,
      STOA_ARRAY_LEN(webhook_schedule)},

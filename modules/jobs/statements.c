@@ -127,8 +127,28 @@ const stoa_db_statement_t jobs_statements[] = {
      1},
     {"suspended_users",
      "SELECT id FROM auth.users WHERE status = 'suspended'", 0},
-    /* Done jobs carry mailed tokens in their payloads: keep them briefly. */
+    /* Done jobs are kept a week for `stoactl jobs list` and support
+     * questions; they carry no token (links are made when mailed). */
     {"cleanup_outbox",
      "DELETE FROM jobs.outbox WHERE done_at < now() - interval '7 days'", 0},
+    /* --- mailed links ------------------------------------------------- */
+    /* The hash of a link's token, only while its account is active. */
+    {"mail_link_insert",
+     "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
+     "expires_at) SELECT $1::bytea, u.id, $3, now() + make_interval(secs => "
+     "$4::int) FROM auth.users u WHERE u.id = $2::uuid AND u.status = "
+     "'active' RETURNING 1",
+     4},
+    {"reset_account",
+     "SELECT id, email, name FROM auth.users WHERE lower(email) = $1 AND "
+     "status = 'active'",
+     1},
+    /* The request's address and id travel in the job, so the entry reads
+     * as if the pool had written it. */
+    {"reset_audit",
+     "INSERT INTO admin.audit_log (actor_id, actor, action, target_id, ip, "
+     "request_id) VALUES ($1::uuid, 'user', 'password.reset_requested', "
+     "$1::uuid, $2::inet, $3)",
+     3},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

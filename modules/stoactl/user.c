@@ -57,14 +57,19 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     }
     while (plen && (password[plen - 1] == '\n' || password[plen - 1] == '\r'))
         password[--plen] = '\0';
-    if (plen < 12 || plen > 1024) {
-        fprintf(stderr, "stoactl: the password must be 12 to 1024 bytes\n");
-        stoa_wipe(password, plen);
-        return 2;
-    }
     if (!name) {
         name = stoa_arena_strndup(ctl->arena, normal,
                                   (size_t)(strchr(normal, '@') - normal));
+    }
+    /* The same rules as sign-up: an operator-made account is no weaker. */
+    const char *refusal = stoa_password_refusal(password, normal, name);
+    if (refusal) {
+        fprintf(stderr, "stoactl: the password is refused (%s): at least %d "
+                        "characters, not a common password, not containing "
+                        "the address, and hard to guess\n",
+                refusal, STOA_PASSWORD_MIN_CHARS);
+        stoa_wipe(password, plen);
+        return 2;
     }
     stoa_password_params_t params = {
         (uint32_t)ctl->conf.argon2_memory_kib,

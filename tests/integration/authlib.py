@@ -1,13 +1,15 @@
 """Helpers for the auth end-to-end tests: HTTPS clients that each speak from
 their own loopback address (the login throttle counts per account and IP),
-reads of the stack's Postgres (the outbox carries the mailed tokens until a
-mailer sends them), and JWT inspection, including an ES256 signature check
-against the published JWKS with the openssl command line tool.
+reads of the stack's Postgres, the mails the jobs worker writes (the only
+place mailed tokens exist), and JWT inspection, including an ES256 signature
+check against the published JWKS with the openssl command line tool.
 
 Python 3.11 standard library only (plus the openssl and psql programs).
 """
 
 import base64
+import email
+import email.policy
 import hashlib
 import http.client
 import itertools
@@ -19,7 +21,7 @@ import subprocess
 import tempfile
 import urllib.parse
 
-from harness import Client
+from harness import Client, wait_until
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -190,3 +192,52 @@ def es256_signature_valid(jwk, token):
                                "-signature", paths["sig.der"], paths["data"]],
                               capture_output=True, text=True, timeout=30)
     return proc.returncode == 0 and "Verified OK" in proc.stdout
+
+
+# --- mail as the jobs worker writes it (smtp_url = file://run/mail) ----------
+
+def outbox_settled(stack):
+    """True when no due job is waiting or running: every mail the requests
+    so far caused has been written (or has failed)."""
+    return count_rows(stack, """
+        SELECT 1 FROM jobs.outbox
+        WHERE done_at IS NULL AND dead_at IS NULL AND run_at <= now()""") == 0
+
+
+def wait_outbox_settled(stack, timeout=20.0):
+    settled, _ = wait_until(lambda: outbox_settled(stack), timeout, interval=0.1)
+    if not settled:
+        raise AssertionError(f"the outbox did not drain within {timeout}s")
+
+
+def _eml_order(name):
+    # stoa-<job id>-<created>.eml: oldest job first.
+    try:
+        return int(name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def mailed_links(stack, to, path):
+    """Links to `path` (e.g. "/reset-password") in the mails written for
+    address `to`, oldest first."""
+    mail_dir = stack.path("mail")
+    links = []
+    for name in sorted((n for n in os.listdir(mail_dir) if n.endswith(".eml")), key=_eml_order):
+        with open(os.path.join(mail_dir, name), "rb") as f:
+            msg = email.message_from_binary_file(f, policy=email.policy.default)
+        if [a.addr_spec for a in msg["To"].addresses] != [to]:
+            continue
+        text = msg.get_body(preferencelist=("plain",)).get_content()
+        links += re.findall(re.escape(path) + r"\?token=[A-Za-z0-9_-]+", text)
+    return links
+
+
+MAIL_LINK_PATHS = {"verify_email": "/verify-email", "reset_password": "/reset-password"}
+
+
+def mailed_tokens(stack, to, template):
+    """Tokens of the links of one template mailed to `to`, oldest first,
+    once the outbox has drained."""
+    wait_outbox_settled(stack)
+    return [token_of_link(link) for link in mailed_links(stack, to, MAIL_LINK_PATHS[template])]

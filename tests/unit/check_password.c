@@ -1,5 +1,6 @@
 /* check_password.c - Argon2id hashing into PHC strings, verification and
- * the rehash check. Small cost parameters keep the suite fast. */
+ * the rehash check (small cost parameters keep the suite fast), and the
+ * password policy. */
 #include "check_util.h"
 #include "stoa/password.h"
 
@@ -138,6 +139,122 @@ START_TEST(impossible_params_are_an_error)
 }
 END_TEST
 
+/* --- policy ----------------------------------------------------------- */
+
+static const struct {
+    const char *password;
+    const char *email; /* may be NULL */
+    const char *name;  /* may be NULL */
+    const char *reason; /* NULL: accepted */
+} policy_cases[] = {
+    /* Weak by the estimate, though none is in the shipped list. */
+    {"password1234", "user@example.com", "Some User", "too_weak"},
+    {"qwertyuiop12", "user@example.com", "Some User", "too_weak"},
+    {"aaaaaaaaaaaa", "user@example.com", "Some User", "too_weak"},
+    {"123456789012", "user@example.com", "Some User", "too_weak"},
+    {"abcdefghijkl", NULL, NULL, "too_weak"},
+    {"Zq9!Zq9!Zq9!", NULL, NULL, "too_weak"},
+    /* Four words, with or without spaces. */
+    {"purple walrus inside lantern", "user@example.com", "Some User", NULL},
+    {"correct horse battery staple", NULL, NULL, NULL},
+    {"orange tiger river cloud", "orange@example.com", NULL, "contains_email"},
+    {"orange tiger river cloud", "tiger.lily@example.com", NULL, NULL},
+    {"Tq7#vLp2!xRz-9mW", "user@example.com", "Some User", NULL},
+    /* Exactly 12 random characters. */
+    {"Xy7!pQ2#wE9k", NULL, NULL, NULL},
+    /* Characters are counted, not bytes. */
+    {"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3"
+     "\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
+     NULL, NULL, "too_short"},
+    {"Xy7!pQ2#wE9", NULL, NULL, "too_short"},
+    {"", NULL, NULL, "too_short"},
+    /* The shipped list, in any case; it is checked before the estimate. */
+    {"qwerty123456", NULL, NULL, "too_common"},
+    {"QWERTY123456", NULL, NULL, "too_common"},
+    /* The local part (3+ characters), in any case. */
+    {"My-zebrastripe-Pass!", "zebrastripe@example.com", NULL,
+     "contains_email"},
+    {"ZEBRASTRIPE#2024xyz", "zebrastripe@example.com", NULL,
+     "contains_email"},
+    /* ...and as a word the estimate knows, leet spelling included. */
+    {"z3br4str1p3!!", "zebrastripe@example.com", NULL, "too_weak"},
+    {"z3br4str1p3!!x9", NULL, NULL, NULL},
+    /* Words of the name: strong for anyone else, weak for its owner. */
+    {"Brackwater1987!", "q@example.com", "Quillon Brackwater", "too_weak"},
+    {"Brackwater1987!", "q@example.com", "Someone Else", NULL},
+    {"brackwaterquillon", NULL, "Quillon Brackwater", "too_weak"},
+    {"brackwaterquillon", NULL, NULL, NULL},
+    /* Pieces of a local part count too. */
+    {"Fernsby-Marmaduke-1", "marmaduke.fernsby@example.com", NULL,
+     "too_weak"},
+};
+
+START_TEST(policy_table)
+{
+    for (size_t i = 0; i < STOA_ARRAY_LEN(policy_cases); i++) {
+        const char *got = stoa_password_refusal(policy_cases[i].password,
+                                                policy_cases[i].email,
+                                                policy_cases[i].name);
+        const char *want = policy_cases[i].reason;
+        ck_assert_msg((got == NULL && want == NULL) ||
+                          (got && want && strcmp(got, want) == 0),
+                      "case %zu '%s': got %s, want %s", i,
+                      policy_cases[i].password, got ? got : "accepted",
+                      want ? want : "accepted");
+    }
+}
+END_TEST
+
+START_TEST(policy_length_limits)
+{
+    /* 1024 bytes is the most; the estimate of a long password stays fast
+     * (it judges a prefix) and a strong start carries it. */
+    char pw[STOA_PASSWORD_MAX_BYTES + 2];
+    memset(pw, 'a', sizeof(pw));
+    memcpy(pw, "Tq7#vLp2!xRz-9mW", 16);
+    pw[STOA_PASSWORD_MAX_BYTES] = '\0';
+    ck_assert_ptr_null(stoa_password_refusal(pw, NULL, NULL));
+    pw[STOA_PASSWORD_MAX_BYTES] = 'a';
+    pw[STOA_PASSWORD_MAX_BYTES + 1] = '\0';
+    ck_assert_str_eq(stoa_password_refusal(pw, NULL, NULL), "too_long");
+    /* Multibyte characters across the cut of the estimated prefix. */
+    char wide[STOA_PASSWORD_MAX_BYTES + 1];
+    size_t n = 0;
+    memcpy(wide, "Tq7#vLp2!xRz-9mW", 16);
+    n = 17;
+    wide[16] = 'x';
+    while (n + 2 <= STOA_PASSWORD_MAX_BYTES) {
+        wide[n++] = (char)0xc3;
+        wide[n++] = (char)0xa9;
+    }
+    wide[n] = '\0';
+    ck_assert_ptr_null(stoa_password_refusal(wide, "user@example.com", NULL));
+}
+END_TEST
+
+START_TEST(policy_odd_user_words)
+{
+    /* Names and addresses of every shape are only hints: none breaks the
+     * check. */
+    char long_name[600];
+    memset(long_name, 'n', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    const char *names[] = {"", " ", "a b c d e f g h i j k l m n o p q r s t",
+                           long_name, "Zo\xc3\xab O'Neil-Smith", NULL};
+    const char *emails[] = {"@example.com", "ab@example.com", "no-at-sign",
+                            "x.y.z.w.v.u.t.s.r.q.p.o.n.m.l.k@example.com",
+                            NULL};
+    for (size_t i = 0; i < STOA_ARRAY_LEN(names); i++)
+        for (size_t j = 0; j < STOA_ARRAY_LEN(emails); j++) {
+            ck_assert_ptr_null(stoa_password_refusal(
+                "purple walrus inside lantern", emails[j], names[i]));
+            ck_assert_str_eq(stoa_password_refusal("password1234", emails[j],
+                                                   names[i]),
+                             "too_weak");
+        }
+}
+END_TEST
+
 static Suite *password_suite(void)
 {
     Suite *s = suite_create("password");
@@ -151,6 +268,11 @@ static Suite *password_suite(void)
     tcase_add_test(tc, other_params_hash_and_verify);
     tcase_add_test(tc, impossible_params_are_an_error);
     suite_add_tcase(s, tc);
+    TCase *policy = test_case("policy", NULL, NULL);
+    tcase_add_test(policy, policy_table);
+    tcase_add_test(policy, policy_length_limits);
+    tcase_add_test(policy, policy_odd_user_words);
+    suite_add_tcase(s, policy);
     return s;
 }
 

@@ -1,0 +1,80 @@
+/* mail_link.h - mailed single-use links (email verification, password
+ * reset): the job kinds and payloads the pools and stoa-jobs agree on, and
+ * the hash a link's token is stored under.
+ *
+ * A link's token exists only in the mail. A pool enqueues a mail that asks
+ * for a link (a purpose and a user); stoa-jobs creates the token when it
+ * sends that mail, stores only its SHA-256 (auth.email_tokens) in the same
+ * transaction, and commits only once the mail is out. Nothing that grants
+ * access is written to the outbox, so none sits in a database dump.
+ *
+ * The forgotten-password request goes one step further: it enqueues the
+ * same job whether or not the address has an account, and the worker
+ * decides (SPEC §4: the request takes as long either way). */
+#ifndef STOA_MAIL_LINK_H
+#define STOA_MAIL_LINK_H
+
+#include "stoa/arena.h"
+#include "stoa/db.h"
+#include "stoa/json.h"
+
+/* The templated-mail job, and the forgotten-password job. */
+#define STOA_MAIL_JOB_KIND "email.send"
+#define STOA_MAIL_LINK_RESET_JOB_KIND "auth.password_reset"
+
+typedef struct {
+    const char *purpose; /* auth.email_tokens.purpose and the mail template */
+    const char *path;    /* appended to public_url, then "?token=" */
+    long ttl_s;
+} stoa_mail_link_t;
+
+/* "verify_email" (24 h) or "reset_password" (1 h); NULL for anything else.
+ * Borrowed (static). */
+const stoa_mail_link_t *stoa_mail_link_find(const char *purpose);
+
+/* Enqueues, in the caller's transaction, the mail of template tmpl to `to`
+ * with data_json (a JSON object of our own making). With a purpose (which
+ * must be the template's name) it asks for a fresh link of that purpose
+ * for user_id, and the worker adds "link", "expires_in_minutes" and
+ * "expires_in_hours" to the data. purpose, user_id and dedupe_key may be
+ * NULL. */
+STOA_MUSTCHECK int stoa_mail_link_enqueue(stoa_db_t *db, stoa_arena_t *arena,
+                                          const char *tmpl, const char *to,
+                                          const char *data_json,
+                                          const char *purpose,
+                                          const char *user_id,
+                                          const char *dedupe_key);
+
+/* The link request of an email.send payload: STOA_OK with *link and
+ * *user_id (borrowed from payload) when it asks for one, STOA_OK with
+ * *link NULL when it does not, STOA_DECLINED when the request is
+ * malformed (unknown purpose, no user). */
+STOA_MUSTCHECK int stoa_mail_link_requested(const stoa_json_t *payload,
+                                            const stoa_mail_link_t **link,
+                                            const char **user_id);
+
+/* What a forgotten-password job carries; ip and request_id (for the
+ * audit entry) may be NULL. */
+typedef struct {
+    const char *email; /* normalised */
+    const char *ip;
+    const char *request_id;
+} stoa_mail_link_reset_t;
+
+/* Enqueues the forgotten-password job for a normalised address, in the
+ * caller's transaction: one row of the same shape for every address. */
+STOA_MUSTCHECK int
+stoa_mail_link_request_reset(stoa_db_t *db, stoa_arena_t *arena,
+                             const stoa_mail_link_reset_t *reset);
+
+/* Reads a forgotten-password job's payload into out (strings borrowed from
+ * payload): STOA_OK, or STOA_DECLINED when it has no address. */
+STOA_MUSTCHECK int stoa_mail_link_reset_read(const stoa_json_t *payload,
+                                             stoa_mail_link_reset_t *out);
+
+/* The bytea literal ("\x" then hex) of SHA-256(token), under which mailed
+ * links (and the other tokens the auth pool hands out) are stored and
+ * looked up. Arena-owned. */
+char *stoa_mail_link_token_hash(stoa_arena_t *arena, const char *token);
+
+#endif
