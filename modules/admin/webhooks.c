@@ -137,7 +137,7 @@ int admin_webhooks_create(stoa_request_t *req)
         return rc;
     const char *id = stoa_db_value(res, 0, 0);
     char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
-    if ((rc = stoa_audit(req, NULL, "webhook.created", NULL, details)) !=
+    if ((rc = stoa_request_audit(req, NULL, "webhook.created", NULL, details)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -211,7 +211,7 @@ int admin_webhooks_delete(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such webhook");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
-    if ((rc = stoa_audit(req, NULL, "webhook.deleted", NULL, details)) !=
+    if ((rc = stoa_request_audit(req, NULL, "webhook.deleted", NULL, details)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -324,7 +324,7 @@ int admin_webhooks_rotate_secret(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such webhook");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
-    if ((rc = stoa_audit(req, NULL, "webhook.secret_rotated", NULL, details)) !=
+    if ((rc = stoa_request_audit(req, NULL, "webhook.secret_rotated", NULL, details)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

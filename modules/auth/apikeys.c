@@ -101,7 +101,7 @@ int auth_api_keys_create(stoa_request_t *req)
     char *details = stoa_arena_sprintf(req->arena,
                                        "{\"api_key_id\":\"%s\",\"prefix\":\"%s\"}",
                                        id, prefix);
-    if ((rc = stoa_audit(req, NULL, "api_key.created", req->principal.user_id,
+    if ((rc = stoa_request_audit(req, NULL, "api_key.created", req->principal.user_id,
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -178,25 +178,12 @@ int auth_api_keys_delete(stoa_request_t *req)
     char *details = stoa_arena_sprintf(req->arena, "{\"api_key_id\":\"%s\"}", id);
     if ((rc = stoa_db_exec(db, req->arena, "api_key_sessions_revoke", p2,
                            &sessions)) != STOA_OK ||
-        (rc = stoa_audit(req, NULL, "api_key.revoked", req->principal.user_id,
+        (rc = stoa_request_audit(req, NULL, "api_key.revoked", req->principal.user_id,
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_mark_revoked(req, sessions);
     return stoa_http_empty(req, 204);
-}
-
-int auth_revoke_api_keys(stoa_request_t *req, const char *user_id,
-                         const char *reason, stoa_db_result_t **revoked)
-{
-    const char *p1[] = {user_id};
-    const char *p2[] = {user_id, NULL, reason};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "api_keys_revoke_all", p1,
-                          NULL);
-    if (rc != STOA_OK)
-        return rc;
-    return stoa_db_exec(stoa_request_db(req), req->arena, "api_key_sessions_revoke",
-                        p2, revoked);
 }
 
 int auth_token(stoa_request_t *req)

@@ -90,21 +90,16 @@ void auth_write_tokens(stoa_request_t *req, const char *access,
                        const char *refresh, const stoa_db_result_t *user);
 
 /* Revokes sessions of user_id in the caller's transaction (all, or all but
- * keep_session_id when it is not NULL) and returns their ids (arena) so
- * the caller can mark them in Redis after commit. */
+ * keep_session_id when it is not NULL; API-key exchanges included) and,
+ * with with_keys, every API key of the user (a reset, erasure); returns
+ * the ended session ids (arena) so the caller marks them after commit. */
 STOA_MUSTCHECK int auth_revoke_sessions(stoa_request_t *req,
                                         const char *user_id,
                                         const char *keep_session_id,
-                                        const char *reason,
+                                        const char *reason, bool with_keys,
                                         stoa_db_result_t **revoked);
 void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked);
 
-/* Revokes every API key of user_id and the live sessions of their tokens,
- * in the caller's transaction (password reset, erasure, suspension); the
- * caller marks *revoked with auth_mark_revoked() after the commit. */
-STOA_MUSTCHECK int auth_revoke_api_keys(stoa_request_t *req,
-                                        const char *user_id, const char *reason,
-                                        stoa_db_result_t **revoked);
 
 /* Queues a templated mail in the caller's transaction. data_json is a
  * JSON object of our own making. */

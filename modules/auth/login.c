@@ -49,13 +49,13 @@ int auth_login(stoa_request_t *req)
     const char *user_id = found ? stoa_db_value(user, 0, 0) : NULL;
     if (!ok) {
         auth_throttle_fail(req, email);
-        if (stoa_audit(req, user_id, "login.failed", user_id, NULL) != STOA_OK)
+        if (stoa_request_audit(req, user_id, "login.failed", user_id, NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a failed login not written");
         return stoa_http_error(req, 401, "invalid_credentials",
                                "email or password is wrong");
     }
     if (strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
-        if (stoa_audit(req, user_id, "login.refused_suspended", user_id,
+        if (stoa_request_audit(req, user_id, "login.refused_suspended", user_id,
                        NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a refused login not written");
         return stoa_http_error(req, 403, "account_suspended",
@@ -83,7 +83,7 @@ int auth_login(stoa_request_t *req)
             return rc;
     }
     if ((rc = auth_start_session(req, user)) != STOA_OK ||
-        (rc = stoa_audit(req, user_id, "login.succeeded", user_id, NULL)) !=
+        (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -186,11 +186,11 @@ int auth_refresh(stoa_request_t *req)
         const char *p2[] = {session_id, user_id, "refresh_token_reused"};
         if ((rc = stoa_db_exec(db, req->arena, "session_revoke_one", p2,
                                NULL)) != STOA_OK ||
-            (rc = stoa_audit(req, user_id, "refresh.reused", user_id,
+            (rc = stoa_request_audit(req, user_id, "refresh.reused", user_id,
                              NULL)) != STOA_OK ||
             (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
-        stoa_revoke_session_committed(req, session_id);
+        stoa_revoke_session_committed(&req->conns, req->arena, session_id);
         return stoa_http_error(req, 401, "token_reused",
                                "this refresh token was already used; the "
                                "session has been revoked");
@@ -254,9 +254,9 @@ int auth_logout(stoa_request_t *req)
         return stoa_http_error(req, 400, "invalid_request",
                                "this token has no login session to end");
     }
-    if ((rc = stoa_audit(req, NULL, "logout", p->user_id, NULL)) != STOA_OK ||
+    if ((rc = stoa_request_audit(req, NULL, "logout", p->user_id, NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    stoa_revoke_session_committed(req, p->session_id);
+    stoa_revoke_session_committed(&req->conns, req->arena, p->session_id);
     return stoa_http_empty(req, 204);
 }

@@ -188,7 +188,7 @@ static int check_password(stoa_request_t *req, const stoa_db_result_t *user,
         return STOA_OK;
     auth_throttle_fail(req, email);
     const char *user_id = stoa_db_value(user, 0, 0);
-    if (stoa_audit(req, NULL, "mfa.password_failed", user_id, NULL) != STOA_OK)
+    if (stoa_request_audit(req, NULL, "mfa.password_failed", user_id, NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "audit of a failed MFA password not written");
     return stoa_http_error(req, 401, "invalid_credentials",
                            "the password is wrong");
@@ -316,7 +316,7 @@ int auth_mfa_enroll(stoa_request_t *req)
         return stoa_http_error(req, 409, "mfa_already_enabled",
                                "two-factor authentication is already on");
     }
-    if ((rc = stoa_audit(req, NULL, "mfa.enrolment_started", user_id, NULL)) !=
+    if ((rc = stoa_request_audit(req, NULL, "mfa.enrolment_started", user_id, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -409,7 +409,7 @@ int auth_mfa_confirm(stoa_request_t *req)
             STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "mfa_recovery_insert", p3, NULL)) !=
             STOA_OK ||
-        (rc = stoa_audit(req, NULL, "mfa.enabled", user_id, NULL)) != STOA_OK ||
+        (rc = stoa_request_audit(req, NULL, "mfa.enabled", user_id, NULL)) != STOA_OK ||
         (rc = auth_mail_user(req, user, "mfa_enabled")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK) {
         stoa_buf_free(&hashes);
@@ -502,7 +502,7 @@ int auth_mfa_disable(stoa_request_t *req)
     if ((rc = stoa_db_exec(db, req->arena, "mfa_delete", p1, NULL)) != STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "mfa_recovery_delete", p1, NULL)) !=
             STOA_OK ||
-        (rc = stoa_audit(req, NULL, "mfa.disabled", user_id, NULL)) != STOA_OK ||
+        (rc = stoa_request_audit(req, NULL, "mfa.disabled", user_id, NULL)) != STOA_OK ||
         (rc = auth_mail_user(req, user, "mfa_disabled")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -723,7 +723,7 @@ int auth_mfa_verify(stoa_request_t *req)
         if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_fail", p1,
                                NULL)) != STOA_OK ||
             (rc = count_account_failure(req, user_id)) != STOA_OK ||
-            (rc = stoa_audit(req, user_id, "mfa.failed", user_id, NULL)) !=
+            (rc = stoa_request_audit(req, user_id, "mfa.failed", user_id, NULL)) !=
                 STOA_OK ||
             (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
@@ -735,11 +735,11 @@ int auth_mfa_verify(stoa_request_t *req)
     if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_use", p1, NULL)) !=
             STOA_OK ||
         (used_recovery &&
-         ((rc = stoa_audit(req, user_id, "mfa.recovery_code_used", user_id,
+         ((rc = stoa_request_audit(req, user_id, "mfa.recovery_code_used", user_id,
                            NULL)) != STOA_OK ||
           (rc = auth_mail_user(req, user, "recovery_code_used")) != STOA_OK)) ||
         (rc = auth_start_session(req, user)) != STOA_OK ||
-        (rc = stoa_audit(req, user_id, "login.succeeded", user_id,
+        (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id,
                          "{\"mfa\":true}")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

@@ -53,9 +53,13 @@ static int replace_password(stoa_request_t *req, const stoa_db_result_t *user,
     int rc;
     if ((rc = stoa_db_exec(db, req->arena, "user_set_password", p1, NULL)) !=
             STOA_OK ||
+        /* A reset (no session kept: the caller proved only the mailbox)
+         * also revokes every API key: whoever held the account before
+         * must not keep a way in. */
         (rc = auth_revoke_sessions(req, user_id, keep_session,
-                                   "password_changed", &revoked)) != STOA_OK ||
-        (rc = stoa_audit(req, user_id, action, user_id, NULL)) != STOA_OK ||
+                                   "password_changed", keep_session == NULL,
+                                   &revoked)) != STOA_OK ||
+        (rc = stoa_request_audit(req, user_id, action, user_id, NULL)) != STOA_OK ||
         (rc = auth_mail_user(req, user, "password_changed")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

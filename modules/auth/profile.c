@@ -115,7 +115,7 @@ int auth_me_patch(stoa_request_t *req)
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
     if ((rc = stoa_outbox_event(db, req->arena, "user.updated", event)) !=
             STOA_OK ||
-        (rc = stoa_audit(req, NULL, "user.profile_updated", user_id, NULL)) !=
+        (rc = stoa_request_audit(req, NULL, "user.profile_updated", user_id, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -166,13 +166,11 @@ int auth_me_delete(stoa_request_t *req)
     /* Erasure: personal data replaced, credentials and tokens deleted,
      * sessions revoked; the id stays so billing records (kept by law)
      * and the audit trail still point at one anonymous account. */
-    stoa_db_result_t *revoked, *key_sessions;
+    stoa_db_result_t *revoked;
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = auth_revoke_api_keys(req, user_id, "account_deleted",
-                                   &key_sessions)) != STOA_OK ||
         (rc = auth_revoke_sessions(req, user_id, NULL, "account_deleted",
-                                   &revoked)) != STOA_OK ||
+                                   true, &revoked)) != STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "user_erase", p1, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "refresh_delete_user", p1, NULL)) !=
@@ -181,11 +179,10 @@ int auth_me_delete(stoa_request_t *req)
                            NULL)) != STOA_OK ||
         (rc = stoa_outbox_event(db, req->arena, "user.deleted", event)) !=
             STOA_OK ||
-        (rc = stoa_audit(req, NULL, "user.deleted", user_id, NULL)) !=
+        (rc = stoa_request_audit(req, NULL, "user.deleted", user_id, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    auth_mark_revoked(req, key_sessions);
     auth_mark_revoked(req, revoked);
     auth_forget_profile(req, user_id);
     return stoa_http_empty(req, 204);

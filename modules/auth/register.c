@@ -97,7 +97,7 @@ int auth_register(stoa_request_t *req)
     if ((rc = queue_verification(req, user_id, email, name)) != STOA_OK ||
         (rc = stoa_outbox_event(db, req->arena, "user.created", event)) !=
             STOA_OK ||
-        (rc = stoa_audit(req, user_id, "user.registered", user_id, NULL)) !=
+        (rc = stoa_request_audit(req, user_id, "user.registered", user_id, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -156,7 +156,7 @@ int auth_verify_email(stoa_request_t *req)
     if ((rc = auth_mail_name(req, "welcome", stoa_db_value(user, 0, 0),
                              stoa_db_value(user, 0, 1), welcome_key)) !=
             STOA_OK ||
-        (rc = stoa_audit(req, user_id, "user.email_verified", user_id,
+        (rc = stoa_request_audit(req, user_id, "user.email_verified", user_id,
                          NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

@@ -56,11 +56,11 @@ int auth_sessions_delete(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such session");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"session_id\":\"%s\"}", id);
-    if ((rc = stoa_audit(req, NULL, "session.revoked", req->principal.user_id,
+    if ((rc = stoa_request_audit(req, NULL, "session.revoked", req->principal.user_id,
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
-    stoa_revoke_session_committed(req, id);
+    stoa_revoke_session_committed(&req->conns, req->arena, id);
     return stoa_http_empty(req, 204);
 }
 
@@ -73,8 +73,8 @@ int auth_sessions_delete_others(stoa_request_t *req)
     stoa_db_result_t *revoked;
     if ((rc = auth_revoke_sessions(req, req->principal.user_id,
                                    req->principal.session_id,
-                                   "revoked_by_user", &revoked)) != STOA_OK ||
-        (rc = stoa_audit(req, NULL, "sessions.revoked_others",
+                                   "revoked_by_user", false, &revoked)) != STOA_OK ||
+        (rc = stoa_request_audit(req, NULL, "sessions.revoked_others",
                          req->principal.user_id, NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

@@ -74,11 +74,6 @@ const stoa_db_statement_t auth_statements[] = {
      "WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL "
      "RETURNING id",
      3},
-    {"sessions_revoke",
-     "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
-     "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
-     "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
-     3},
     {"sessions_list",
      "SELECT id, " TS("created_at") ", " TS("last_used_at") ", user_agent, "
      "host(ip) FROM auth.sessions WHERE user_id = $1::uuid AND revoked_at IS "
@@ -216,10 +211,6 @@ const stoa_db_statement_t auth_statements[] = {
      "$1::uuid AND ($2::uuid IS NULL OR id = $2::uuid)) AND revoked_at IS "
      "NULL AND expires_at > now() RETURNING id",
      3},
-    {"api_keys_revoke_all",
-     "UPDATE auth.api_keys SET revoked_at = now() WHERE user_id = $1::uuid "
-     "AND revoked_at IS NULL RETURNING id",
-     1},
     /* One round trip for an exchange: the key is marked used and the
      * token's session starts, ending with the key at the latest. */
     {"api_key_session_start",

@@ -201,17 +201,15 @@ void auth_write_tokens(stoa_request_t *req, const char *access,
 
 int auth_revoke_sessions(stoa_request_t *req, const char *user_id,
                          const char *keep_session_id, const char *reason,
-                         stoa_db_result_t **revoked)
+                         bool with_keys, stoa_db_result_t **revoked)
 {
-    const char *params[] = {user_id, keep_session_id, reason};
-    return stoa_db_exec(stoa_request_db(req), req->arena, "sessions_revoke", params,
-                        revoked);
+    return stoa_revoke_sessions(stoa_request_db(req), req->arena, user_id,
+                                keep_session_id, reason, with_keys, revoked);
 }
 
 void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked)
 {
-    for (int i = 0; i < stoa_db_rows(revoked); i++)
-        stoa_revoke_session_committed(req, stoa_db_value(revoked, i, 0));
+    stoa_revoke_committed(&req->conns, req->arena, revoked);
 }
 
 int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,

@@ -272,7 +272,7 @@ int billing_subscription_cancel(stoa_request_t *req)
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "subscription_set_cancel", p1,
                            NULL)) != STOA_OK ||
-        (rc = stoa_audit(req, NULL, "subscription.cancel_requested", NULL,
+        (rc = stoa_request_audit(req, NULL, "subscription.cancel_requested", NULL,
                          details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

@@ -143,7 +143,7 @@ int billing_admin_plan_create(stoa_request_t *req)
     }
     const char *id = stoa_db_value(res, 0, 0);
     char *details = stoa_arena_sprintf(req->arena, "{\"plan_key\":\"%s\"}", key);
-    if ((rc = stoa_audit(req, NULL, "plan.created", NULL, details)) != STOA_OK ||
+    if ((rc = stoa_request_audit(req, NULL, "plan.created", NULL, details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     billing_forget_plans(req);
@@ -179,7 +179,7 @@ int billing_admin_plan_update(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such plan");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"plan_id\":\"%s\"}", id);
-    if ((rc = stoa_audit(req, NULL, "plan.updated", NULL, details)) != STOA_OK ||
+    if ((rc = stoa_request_audit(req, NULL, "plan.updated", NULL, details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     billing_forget_plans(req);
@@ -235,7 +235,7 @@ int billing_admin_price_create(stoa_request_t *req)
     char *details = stoa_arena_sprintf(req->arena,
                                        "{\"plan_id\":\"%s\",\"price_id\":\"%s\"}",
                                        plan_id, stoa_db_value(res, 0, 0));
-    if ((rc = stoa_audit(req, NULL, "price.created", NULL, details)) !=
+    if ((rc = stoa_request_audit(req, NULL, "price.created", NULL, details)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -356,7 +356,7 @@ int billing_admin_plan_sync(stoa_request_t *req)
     char *details = stoa_arena_sprintf(
         req->arena, "{\"plan_id\":\"%s\",\"prices_created\":%d}", plan_id,
         created);
-    if ((rc = stoa_audit(req, NULL, "plan.synced", NULL, details)) != STOA_OK ||
+    if ((rc = stoa_request_audit(req, NULL, "plan.synced", NULL, details)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     billing_forget_plans(req);

@@ -109,7 +109,7 @@ static void gate_leave(void)
  * secret. */
 static void answer_data_exception(stoa_request_t *req)
 {
-    stoa_db_t *db = req->db;
+    stoa_db_t *db = req->conns.db;
     const char *field = stoa_db_data_exception_field(db);
     stoa_log(STOA_LOG_NOTICE, "%s %s: a value was refused by Postgres (%s)",
              req->route->method, req->route->pattern, stoa_db_sqlstate(db));
@@ -145,7 +145,8 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
             stoa_http_error(req, 401, "unauthenticated", NULL);
             return;
         }
-        int live = stoa_revoke_check(req);
+        req->conns.ctx = ctx;
+        int live = stoa_revoke_check(&req->conns, req->arena, &req->principal);
         if (live == STOA_AGAIN) {
             stoa_http_error(req, 503, "unavailable", NULL);
             return;
@@ -203,14 +204,14 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     int rc = route->handler(req);
     /* Whatever the handler did, no transaction outlives its request (a
      * no-op, without a round trip, when none is open). */
-    if (req->db)
-        stoa_db_rollback(req->db);
+    if (req->conns.db)
+        stoa_db_rollback(req->conns.db);
     if (rc == STOA_AGAIN) {
         /* Keep a specific 503 the handler wrote (its own code). */
         if (!req->responded || req->status != 503)
             stoa_http_error(req, 503, "unavailable", NULL);
     } else if (rc == STOA_ERROR || !req->responded) {
-        if (stoa_db_data_exception(req->db)) {
+        if (stoa_db_data_exception(req->conns.db)) {
             answer_data_exception(req);
         } else if (!req->responded || req->status < 500) {
             stoa_log(STOA_LOG_ERR, "handler for %s %s failed", route->method,
@@ -290,61 +291,19 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
     }
     static stoa_ctx_t ctx;
     ctx.app = app;
-    snprintf(ctx.program, sizeof(ctx.program), "stoa-%s", app->name);
-    char err[512];
-    if (stoa_conf_load(&ctx.conf, config, err, sizeof(err)) != STOA_OK) {
-        fprintf(stderr, "%s: configuration error: %s\n", ctx.program, err);
-        stoa_conf_free(&ctx.conf);
+    char program[64], err[512];
+    snprintf(program, sizeof(program), "stoa-%s", app->name);
+    if (stoa_ctx_open(&ctx, program, config, app->statements,
+                      app->nstatements, 0, 0,
+                      check_only ? STOA_CTX_CHECK_ONLY : 0, err,
+                      sizeof(err)) != STOA_OK) {
+        fprintf(stderr, "%s: %s\n", program, err);
         return 1;
     }
-    stoa_kv_t *probe = stoa_kv_new(ctx.conf.redis_url, ctx.conf.redis_timeout_ms);
-    if (!probe) {
-        fprintf(stderr, "%s: configuration error: redis_url is malformed\n",
-                ctx.program);
-        stoa_conf_free(&ctx.conf);
-        return 1;
-    }
-    stoa_kv_free(probe);
     if (check_only) {
-        printf("%s: configuration ok\n", ctx.program);
+        printf("%s: configuration ok\n", program);
         stoa_conf_free(&ctx.conf);
         return 0;
-    }
-    if (stoa_log_open(ctx.program, ctx.conf.log_dir,
-                      (int)ctx.conf.log_level) != STOA_OK) {
-        fprintf(stderr, "%s: cannot open log in %s\n", ctx.program,
-                ctx.conf.log_dir);
-        return 1;
-    }
-    /* The library's own statements are prepared alongside the pool's, on
-     * the same connection. */
-    const struct {
-        const stoa_db_statement_t *list;
-        size_t len;
-    } tables[] = {
-        {stoa_outbox_statements, stoa_outbox_statements_len},
-        {stoa_audit_statements, stoa_audit_statements_len},
-        {stoa_revoke_statements, stoa_revoke_statements_len},
-        {stoa_idempotency_statements, stoa_idempotency_statements_len},
-        {app->statements, app->nstatements},
-    };
-    size_t nstatements = 0;
-    for (size_t i = 0; i < STOA_ARRAY_LEN(tables); i++)
-        nstatements += tables[i].len;
-    stoa_db_statement_t *statements =
-        stoa_xcalloc(nstatements, sizeof(*statements));
-    for (size_t i = 0, at = 0; i < STOA_ARRAY_LEN(tables); i++) {
-        if (tables[i].len)
-            memcpy(statements + at, tables[i].list,
-                   tables[i].len * sizeof(*statements));
-        at += tables[i].len;
-    }
-    if (stoa_ctx_pools_open(&ctx, statements, nstatements,
-                            (size_t)ctx.conf.db_pool_size,
-                            (size_t)ctx.conf.redis_pool_size, err,
-                            sizeof(err)) != STOA_OK) {
-        stoa_log(STOA_LOG_CRIT, "%s", err);
-        return 1;
     }
     /* Connect one of each eagerly so the first request does not pay for
      * it; an outage now is not fatal: requests answer 503 until it ends. */

@@ -4,6 +4,11 @@
 #include "stoa/ctx.h"
 
 #include <errno.h>
+#include "stoa/audit.h"
+#include "stoa/idempotency.h"
+#include "stoa/log.h"
+#include "stoa/outbox.h"
+#include "stoa/revoke.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,4 +166,119 @@ void stoa_ctx_pool_stats(const stoa_ctx_t *ctx, unsigned long *db_waits,
         *outs[i] = pools[i]->waits;
         pthread_mutex_unlock(&pools[i]->lock);
     }
+}
+
+int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
+                  const stoa_db_statement_t *statements, size_t nstatements,
+                  size_t db_size, size_t kv_size, unsigned flags, char *err,
+                  size_t errlen)
+{
+    snprintf(ctx->program, sizeof(ctx->program), "%s", program);
+    char why[512];
+    if (stoa_conf_load(&ctx->conf, config_path, why, sizeof(why)) != STOA_OK) {
+        snprintf(err, errlen, "configuration error: %s", why);
+        stoa_conf_free(&ctx->conf);
+        return STOA_ERROR;
+    }
+    stoa_kv_t *probe = stoa_kv_new(ctx->conf.redis_url,
+                                   ctx->conf.redis_timeout_ms);
+    if (!probe) {
+        snprintf(err, errlen, "configuration error: redis_url is malformed");
+        stoa_conf_free(&ctx->conf);
+        return STOA_ERROR;
+    }
+    stoa_kv_free(probe);
+    if (flags & STOA_CTX_CHECK_ONLY)
+        return STOA_OK;
+    const char *dir = (flags & STOA_CTX_LOG_STDERR) ? "-" : ctx->conf.log_dir;
+    if (stoa_log_open(program, dir, (int)ctx->conf.log_level) != STOA_OK) {
+        snprintf(err, errlen, "cannot open log in %s", ctx->conf.log_dir);
+        stoa_conf_free(&ctx->conf);
+        return STOA_ERROR;
+    }
+    /* The library's own statements are prepared alongside the program's,
+     * on every connection. */
+    const struct {
+        const stoa_db_statement_t *list;
+        size_t len;
+    } tables[] = {
+        {stoa_outbox_statements, stoa_outbox_statements_len},
+        {stoa_audit_statements, stoa_audit_statements_len},
+        {stoa_revoke_statements, stoa_revoke_statements_len},
+        {stoa_idempotency_statements, stoa_idempotency_statements_len},
+        {statements, nstatements},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < STOA_ARRAY_LEN(tables); i++)
+        total += tables[i].len;
+    stoa_db_statement_t *all = stoa_xcalloc(total ? total : 1, sizeof(*all));
+    for (size_t i = 0, at = 0; i < STOA_ARRAY_LEN(tables); i++) {
+        if (tables[i].len)
+            memcpy(all + at, tables[i].list, tables[i].len * sizeof(*all));
+        at += tables[i].len;
+    }
+    ctx->statements = all;
+    if (flags & STOA_CTX_NO_TIMEOUT)
+        ctx->conf.db_statement_timeout_ms = 0;
+    if (!db_size)
+        db_size = (size_t)ctx->conf.db_pool_size;
+    if (!kv_size)
+        kv_size = (size_t)ctx->conf.redis_pool_size;
+    if (stoa_ctx_pools_open(ctx, all, total, db_size, kv_size, err, errlen) !=
+        STOA_OK) {
+        free(all);
+        ctx->statements = NULL;
+        stoa_conf_free(&ctx->conf);
+        return STOA_ERROR;
+    }
+    return STOA_OK;
+}
+
+void stoa_ctx_close(stoa_ctx_t *ctx)
+{
+    stoa_ctx_pools_close(ctx);
+    free(ctx->statements);
+    ctx->statements = NULL;
+    stoa_conf_free(&ctx->conf);
+    stoa_log_close();
+}
+
+stoa_db_t *stoa_conns_db(stoa_conns_t *c)
+{
+    if (!c->db && !c->db_unavailable) {
+        c->db = stoa_ctx_db_take(c->ctx, STOA_CTX_WAIT_MS);
+        if (!c->db) {
+            c->db_unavailable = true;
+            stoa_log(STOA_LOG_ERR, "no free Postgres connection in %d ms",
+                     STOA_CTX_WAIT_MS);
+        }
+    }
+    return c->db;
+}
+
+stoa_kv_t *stoa_conns_kv(stoa_conns_t *c)
+{
+    if (!c->kv && !c->kv_unavailable) {
+        c->kv = stoa_ctx_kv_take(c->ctx, STOA_CTX_WAIT_MS);
+        if (!c->kv) {
+            c->kv_unavailable = true;
+            stoa_log(STOA_LOG_ERR, "no free Redis connection in %d ms",
+                     STOA_CTX_WAIT_MS);
+        }
+    }
+    return c->kv;
+}
+
+void stoa_conns_release_db(stoa_conns_t *c)
+{
+    stoa_ctx_db_give(c->ctx, c->db);
+    c->db = NULL;
+}
+
+void stoa_conns_release(stoa_conns_t *c)
+{
+    stoa_conns_release_db(c);
+    stoa_ctx_kv_give(c->ctx, c->kv);
+    c->kv = NULL;
+    c->db_unavailable = c->kv_unavailable = false;
 }

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "stoa/app.h"
+#include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/db.h"
 #include "stoa/format.h"
@@ -472,39 +473,44 @@ int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
 
 stoa_db_t *stoa_request_db(stoa_request_t *req)
 {
-    if (!req->db && !req->db_unavailable) {
-        req->db = stoa_ctx_db_take(req->ctx, STOA_CTX_WAIT_MS);
-        if (!req->db) {
-            req->db_unavailable = true;
-            stoa_log(STOA_LOG_ERR, "no free Postgres connection in %d ms",
-                     STOA_CTX_WAIT_MS);
-        }
-    }
-    return req->db;
+    req->conns.ctx = req->ctx;
+    return stoa_conns_db(&req->conns);
 }
 
 stoa_kv_t *stoa_request_kv(stoa_request_t *req)
 {
-    if (!req->kv && !req->kv_unavailable) {
-        req->kv = stoa_ctx_kv_take(req->ctx, STOA_CTX_WAIT_MS);
-        if (!req->kv) {
-            req->kv_unavailable = true;
-            stoa_log(STOA_LOG_ERR, "no free Redis connection in %d ms",
-                     STOA_CTX_WAIT_MS);
-        }
-    }
-    return req->kv;
+    req->conns.ctx = req->ctx;
+    return stoa_conns_kv(&req->conns);
 }
 
 void stoa_request_release_db(stoa_request_t *req)
 {
-    stoa_ctx_db_give(req->ctx, req->db);
-    req->db = NULL;
+    req->conns.ctx = req->ctx;
+    stoa_conns_release_db(&req->conns);
 }
 
 void stoa_request_release(stoa_request_t *req)
 {
-    stoa_request_release_db(req);
-    stoa_ctx_kv_give(req->ctx, req->kv);
-    req->kv = NULL;
+    req->conns.ctx = req->ctx;
+    stoa_conns_release(&req->conns);
+}
+
+stoa_actor_t stoa_request_actor(const stoa_request_t *req,
+                                const char *actor_id)
+{
+    stoa_actor_t a = {
+        .user_id = req->principal.present ? req->principal.user_id : actor_id,
+        .address = req->remote_addr,
+        .request_id = req->request_id,
+    };
+    return a;
+}
+
+int stoa_request_audit(stoa_request_t *req, const char *actor_id,
+                       const char *action, const char *target_id,
+                       const char *details_json)
+{
+    stoa_actor_t actor = stoa_request_actor(req, actor_id);
+    return stoa_audit(stoa_request_db(req), req->arena, &actor, action,
+                      target_id, details_json);
 }

@@ -22,6 +22,15 @@ const stoa_db_statement_t stoa_revoke_statements[] = {
      " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()))"
      " FROM auth.users u WHERE u.id = $1::uuid",
      2},
+    {"revoke_sessions",
+     "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
+     "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
+     "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
+     3},
+    {"revoke_api_keys",
+     "UPDATE auth.api_keys SET revoked_at = now() WHERE user_id = $1::uuid "
+     "AND revoked_at IS NULL",
+     1},
 };
 const size_t stoa_revoke_statements_len =
     STOA_ARRAY_LEN(stoa_revoke_statements);
@@ -48,11 +57,12 @@ static cache_slot_t *slot_for(const char *user_id, const char *session_id)
     return &cache[h % CACHE_SLOTS];
 }
 
-static int check_postgres(stoa_request_t *req, bool *live)
+static int check_postgres(stoa_conns_t *c, stoa_arena_t *arena,
+                          const stoa_principal_t *p, bool *live)
 {
-    const char *params[] = {req->principal.user_id, req->principal.session_id};
+    const char *params[] = {p->user_id, p->session_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "revoke_check", params,
+    int rc = stoa_db_exec(stoa_conns_db(c), arena, "revoke_check", params,
                           &res);
     if (rc != STOA_OK)
         return STOA_AGAIN;
@@ -61,9 +71,9 @@ static int check_postgres(stoa_request_t *req, bool *live)
     return STOA_OK;
 }
 
-int stoa_revoke_check(stoa_request_t *req)
+int stoa_revoke_check(stoa_conns_t *c, stoa_arena_t *arena,
+                      const stoa_principal_t *p)
 {
-    const stoa_principal_t *p = &req->principal;
     if (strlen(p->user_id) > STOA_UUID_STR_LEN ||
         (p->session_id && strlen(p->session_id) > STOA_UUID_STR_LEN))
         return STOA_DECLINED;
@@ -82,17 +92,17 @@ int stoa_revoke_check(stoa_request_t *req)
 
     bool live;
     char *keys[3], *values[3];
-    keys[0] = stoa_arena_sprintf(req->arena, "rv:u:%s", p->user_id);
-    keys[1] = stoa_arena_sprintf(req->arena, "rv:s:%s",
+    keys[0] = stoa_arena_sprintf(arena, "rv:u:%s", p->user_id);
+    keys[1] = stoa_arena_sprintf(arena, "rv:s:%s",
                                  p->session_id ? p->session_id : "-");
     keys[2] = STOA_REVOKE_SYNCED_KEY;
-    int rc = stoa_kv_mget(stoa_request_kv(req), req->arena, 3,
+    int rc = stoa_kv_mget(stoa_conns_kv(c), arena, 3,
                           (const char *const *)keys, values);
     if (rc == STOA_OK && (values[0] || values[1])) {
         live = false;
     } else if (rc == STOA_OK && values[2]) {
         live = true;
-    } else if (check_postgres(req, &live) != STOA_OK) {
+    } else if (check_postgres(c, arena, p, &live) != STOA_OK) {
         /* Redis down or not (yet) holding every marker: Postgres decides,
          * and when it cannot, nobody is let in. */
         return STOA_AGAIN;
@@ -140,14 +150,37 @@ int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
     return mark(kv, "rv:u:", user_id, 0);
 }
 
-void stoa_revoke_session_committed(stoa_request_t *req, const char *session_id)
+void stoa_revoke_session_committed(stoa_conns_t *c, stoa_arena_t *arena,
+                                   const char *session_id)
 {
-    if (stoa_revoke_mark_session(stoa_request_kv(req), req->ctx->conf.access_token_ttl,
+    if (stoa_revoke_mark_session(stoa_conns_kv(c),
+                                 c->ctx->conf.access_token_ttl,
                                  session_id) == STOA_OK)
         return;
-    if (stoa_revoke_request_sync(stoa_request_db(req), req->arena) != STOA_OK)
+    if (stoa_revoke_request_sync(stoa_conns_db(c), arena) != STOA_OK)
         stoa_log(STOA_LOG_CRIT, "revocation re-sync not queued; the minute "
                                 "re-sync will restore the marker");
+}
+
+void stoa_revoke_committed(stoa_conns_t *c, stoa_arena_t *arena,
+                           const stoa_db_result_t *revoked)
+{
+    for (int i = 0; i < stoa_db_rows(revoked); i++)
+        stoa_revoke_session_committed(c, arena, stoa_db_value(revoked, i, 0));
+}
+
+int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
+                         const char *user_id, const char *keep_session_id,
+                         const char *reason, bool with_keys,
+                         stoa_db_result_t **revoked)
+{
+    const char *p1[] = {user_id};
+    const char *p2[] = {user_id, keep_session_id, reason};
+    int rc = STOA_OK;
+    if (with_keys &&
+        (rc = stoa_db_exec(db, arena, "revoke_api_keys", p1, NULL)) != STOA_OK)
+        return rc;
+    return stoa_db_exec(db, arena, "revoke_sessions", p2, revoked);
 }
 
 void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id)

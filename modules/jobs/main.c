@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "stoa/ctx.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
 #include "stoa/mail_link.h"
@@ -115,6 +116,7 @@ static void wait_for_work(long ms, unsigned long seen)
 
 typedef struct {
     const stoa_conf_t *conf;
+    stoa_ctx_t *ctx;
     int index;
     char worker_id[128];
     pthread_t thread;
@@ -188,15 +190,10 @@ static void *worker_main(void *arg)
     t.conf = conf;
     t.worker_id = w->worker_id;
     t.arena = stoa_arena_create(0);
-    size_t n = stoa_outbox_statements_len + jobs_statements_len;
-    stoa_db_statement_t *statements = stoa_xcalloc(n, sizeof(*statements));
-    memcpy(statements, stoa_outbox_statements,
-           stoa_outbox_statements_len * sizeof(*statements));
-    memcpy(statements + stoa_outbox_statements_len, jobs_statements,
-           jobs_statements_len * sizeof(*statements));
-    t.db = stoa_db_new(conf->database_url, statements, n,
-                       conf->db_statement_timeout_ms, conf->db_connect_timeout_s);
-    t.kv = stoa_kv_new(conf->redis_url, conf->redis_timeout_ms);
+    /* The pools hold one connection of each kind per worker thread: a
+     * worker keeps its own for its whole life. */
+    t.db = stoa_ctx_db_take(w->ctx, STOA_CTX_WAIT_MS);
+    t.kv = stoa_ctx_kv_take(w->ctx, STOA_CTX_WAIT_MS);
     char lease[16];
     snprintf(lease, sizeof(lease), "%d", LEASE_S);
     while (!stop_requested) {
@@ -224,9 +221,8 @@ static void *worker_main(void *arg)
             wait_for_work(rc == STOA_OK ? conf->jobs_poll_interval_ms : 500,
                           seen);
     }
-    stoa_db_free(t.db);
-    stoa_kv_free(t.kv);
-    free(statements);
+    stoa_ctx_db_give(w->ctx, t.db);
+    stoa_ctx_kv_give(w->ctx, t.kv);
     stoa_arena_destroy(t.arena);
     stoa_log_thread_done();
     return NULL;
@@ -257,25 +253,25 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    static stoa_conf_t conf;
+    static stoa_ctx_t ctx;
     char err[512];
-    if (stoa_conf_load(&conf, config, err, sizeof(err)) != STOA_OK) {
+    /* A first look at the configuration for the pool sizes. */
+    stoa_conf_t probe;
+    if (stoa_conf_load(&probe, config, err, sizeof(err)) != STOA_OK) {
         fprintf(stderr, "stoa-jobs: configuration error: %s\n", err);
-        stoa_conf_free(&conf);
+        stoa_conf_free(&probe);
         return 1;
     }
-    stoa_kv_t *probe = stoa_kv_new(conf.redis_url, conf.redis_timeout_ms);
-    if (!probe) {
-        fprintf(stderr, "stoa-jobs: configuration error: redis_url is "
-                        "malformed\n");
+    size_t nworkers = (size_t)probe.jobs_concurrency;
+    stoa_conf_free(&probe);
+    /* One connection of each per worker, one more Postgres for LISTEN. */
+    if (stoa_ctx_open(&ctx, "stoa-jobs", config, jobs_statements,
+                      jobs_statements_len, nworkers + 1, nworkers, 0, err,
+                      sizeof(err)) != STOA_OK) {
+        fprintf(stderr, "stoa-jobs: %s\n", err);
         return 1;
     }
-    stoa_kv_free(probe);
-    if (stoa_log_open("stoa-jobs", conf.log_dir, (int)conf.log_level) !=
-        STOA_OK) {
-        fprintf(stderr, "stoa-jobs: cannot open log in %s\n", conf.log_dir);
-        return 1;
-    }
+    const stoa_conf_t *conf = &ctx.conf;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_term;
@@ -293,10 +289,10 @@ int main(int argc, char **argv)
 
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
-    size_t nworkers = (size_t)conf.jobs_concurrency;
     worker_t *workers = stoa_xcalloc(nworkers, sizeof(*workers));
     for (size_t i = 0; i < nworkers; i++) {
-        workers[i].conf = &conf;
+        workers[i].conf = conf;
+        workers[i].ctx = &ctx;
         workers[i].index = (int)i;
         snprintf(workers[i].worker_id, sizeof(workers[i].worker_id),
                  "%s:%ld:%zu", host, (long)getpid(), i);
@@ -309,10 +305,7 @@ int main(int argc, char **argv)
 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    stoa_db_t *db = stoa_db_new(conf.database_url, jobs_statements,
-                                jobs_statements_len,
-                                conf.db_statement_timeout_ms,
-                                conf.db_connect_timeout_s);
+    stoa_db_t *db = stoa_ctx_db_take(&ctx, STOA_CTX_WAIT_MS);
     stoa_arena_t *arena = stoa_arena_create(0);
     bool listening = false;
     uint64_t last_schedule_us = stoa_now_us();
@@ -330,7 +323,7 @@ int main(int argc, char **argv)
             wake_all();
         }
         struct pollfd pfd = {stoa_db_socket(db), POLLIN, 0};
-        int n = poll(&pfd, 1, (int)conf.jobs_poll_interval_ms);
+        int n = poll(&pfd, 1, (int)conf->jobs_poll_interval_ms);
         if (n < 0 && errno == EINTR)
             continue;
         int count = 0;
@@ -355,8 +348,7 @@ int main(int argc, char **argv)
         pthread_join(workers[i].thread, NULL);
     free(workers);
     stoa_arena_destroy(arena);
-    stoa_db_free(db);
-    stoa_conf_free(&conf);
-    stoa_log_close();
+    stoa_ctx_db_give(&ctx, db);
+    stoa_ctx_close(&ctx);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "stoa/audit.h"
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
@@ -75,13 +76,17 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     /* Keyed by this job: a re-run after a lost acknowledgement queues the
      * mail once. */
     char *dedupe = stoa_arena_sprintf(t->arena, "password-reset:%s", job->id);
-    const char *p2[] = {user_id, reset.ip, reset.request_id};
+    /* The request's address and id travel in the job, so the entry reads
+     * as if the pool had written it. */
+    const stoa_actor_t actor = {.user_id = user_id,
+                                .address = reset.ip,
+                                .request_id = reset.request_id};
     if ((rc = stoa_db_begin(t->db)) != STOA_OK ||
         (rc = stoa_mail_link_enqueue(
              t->db, t->arena, "reset_password", stoa_db_value(user, 0, 1),
              data_json, "reset_password", user_id, dedupe)) != STOA_OK ||
-        (rc = stoa_db_exec(t->db, t->arena, "reset_audit", p2, NULL)) !=
-            STOA_OK ||
+        (rc = stoa_audit(t->db, t->arena, &actor, "password.reset_requested",
+                         user_id, NULL)) != STOA_OK ||
         (rc = stoa_db_commit(t->db)) != STOA_OK) {
         snprintf(err, errlen, "could not queue the reset mail: %s",
                  stoa_db_last_error(t->db));

@@ -143,12 +143,5 @@ const stoa_db_statement_t jobs_statements[] = {
      "SELECT id, email, name FROM auth.users WHERE lower(email) = $1 AND "
      "status = 'active'",
      1},
-    /* The request's address and id travel in the job, so the entry reads
-     * as if the pool had written it. */
-    {"reset_audit",
-     "INSERT INTO admin.audit_log (actor_id, actor, action, target_id, ip, "
-     "request_id) VALUES ($1::uuid, 'user', 'password.reset_requested', "
-     "$1::uuid, $2::inet, $3)",
-     3},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

@@ -82,23 +82,25 @@ int main(int argc, char **argv)
 
     static stoactl_t ctl;
     char err[512];
-    if (stoa_conf_load(&ctl.conf, config, err, sizeof(err)) != STOA_OK) {
-        fprintf(stderr, "stoactl: configuration error: %s\n", err);
+    const char *command = argv[i];
+    bool check = strcmp(command, "check-config") == 0;
+    if (stoa_ctx_open(&ctl.ctx, "stoactl", config, NULL, 0, 1, 1,
+                      STOA_CTX_LOG_STDERR | STOA_CTX_NO_TIMEOUT |
+                          (check ? STOA_CTX_CHECK_ONLY : 0),
+                      err, sizeof(err)) != STOA_OK) {
+        fprintf(stderr, "stoactl: %s\n", err);
         return 1;
     }
-    if (stoa_log_open("stoactl", "-", (int)ctl.conf.log_level) != STOA_OK)
-        return 1;
-    const char *command = argv[i];
-    if (strcmp(command, "check-config") == 0) {
-        stoa_conf_dump(&ctl.conf, stdout);
-        stoa_conf_free(&ctl.conf);
+    ctl.conf = &ctl.ctx.conf;
+    if (check) {
+        stoa_conf_dump(ctl.conf, stdout);
+        stoa_conf_free(&ctl.ctx.conf);
         return 0;
     }
     ctl.arena = stoa_arena_create(0);
-    ctl.db = stoa_db_new(ctl.conf.database_url, stoa_outbox_statements,
-                         stoa_outbox_statements_len, 0,
-                         ctl.conf.db_connect_timeout_s);
-    ctl.kv = stoa_kv_new(ctl.conf.redis_url, ctl.conf.redis_timeout_ms);
+    ctl.conns.ctx = &ctl.ctx;
+    ctl.db = stoa_conns_db(&ctl.conns);
+    ctl.kv = stoa_conns_kv(&ctl.conns);
     int rc;
     if (strcmp(command, "migrate") == 0) {
         rc = stoactl_migrate(&ctl, argc - i - 1, argv + i + 1);
@@ -114,9 +116,8 @@ int main(int argc, char **argv)
         usage();
         rc = 2;
     }
-    stoa_db_free(ctl.db);
-    stoa_kv_free(ctl.kv);
+    stoa_conns_release(&ctl.conns);
     stoa_arena_destroy(ctl.arena);
-    stoa_conf_free(&ctl.conf);
+    stoa_ctx_close(&ctl.ctx);
     return rc;
 }

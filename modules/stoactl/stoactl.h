@@ -4,13 +4,19 @@
 
 #include "stoa/arena.h"
 #include "stoa/conf.h"
+#include "stoa/ctx.h"
 #include "stoa/db.h"
 #include "stoa/kv.h"
 
+/* The command's context is built by stoa_ctx_open like every program's,
+ * with one connection of each kind; commands act through the library
+ * (audit, revoke) with the actor "stoactl". */
 typedef struct {
-    stoa_conf_t conf;
+    stoa_ctx_t ctx;
+    const stoa_conf_t *conf; /* &ctx.conf */
+    stoa_conns_t conns;
     stoa_db_t *db;
-    stoa_kv_t *kv; /* NULL when redis_url is malformed */
+    stoa_kv_t *kv;
     stoa_arena_t *arena;
 } stoactl_t;
 

@@ -4,12 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/format.h"
 #include "stoa/password.h"
 #include "stoa/principal.h"
 #include "stoa/revoke.h"
 #include "stoactl.h"
+
+static const stoa_actor_t stoactl_actor = {.label = "stoactl"};
 
 static int usage(void)
 {
@@ -72,9 +75,9 @@ static int create(stoactl_t *ctl, int argc, char **argv)
         return 2;
     }
     stoa_password_params_t params = {
-        (uint32_t)ctl->conf.argon2_memory_kib,
-        (uint32_t)ctl->conf.argon2_iterations,
-        (uint32_t)ctl->conf.argon2_parallelism,
+        (uint32_t)ctl->conf->argon2_memory_kib,
+        (uint32_t)ctl->conf->argon2_iterations,
+        (uint32_t)ctl->conf->argon2_parallelism,
     };
     char hash[STOA_PASSWORD_HASH_MAX];
     int rc = stoa_password_hash(&params, password, hash);
@@ -111,12 +114,8 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     }
     const char *id = stoa_db_value(res, 0, 0);
     char *details = stoa_arena_sprintf(ctl->arena, "{\"role\":\"%s\"}", role);
-    const char *p2[] = {id, details};
-    if (stoa_db_query(ctl->db, NULL,
-                      "INSERT INTO admin.audit_log (actor, action, target_id, "
-                      "details) VALUES ('stoactl', 'user.created', $1, "
-                      "$2::jsonb)",
-                      2, p2, NULL) != STOA_OK ||
+    if (stoa_audit(ctl->db, ctl->arena, &stoactl_actor, "user.created", id,
+                   details) != STOA_OK ||
         stoa_db_commit(ctl->db) != STOA_OK) {
         fprintf(stderr, "stoactl: write failed: %s\n",
                 stoa_db_last_error(ctl->db));
@@ -157,44 +156,27 @@ static int apply_change(stoactl_t *ctl, const char *normal,
         return 1;
     }
     const char *id = stoa_db_value(user, 0, 0);
-    const char *p2[] = {id, c->revoke_reason};
-    const char *p3[] = {id, c->action, c->details};
-    if (c->revoke_keys &&
-        stoa_db_query(ctl->db, NULL,
-                      "UPDATE auth.api_keys SET revoked_at = now() WHERE "
-                      "user_id = $1 AND revoked_at IS NULL",
-                      1, p2, NULL) != STOA_OK)
-        goto failed;
-    /* Sessions of logins and of API-key exchanges alike. */
+    /* Sessions of logins and of API-key exchanges alike, through the same
+     * library calls as the pools. */
     if (c->revoke_reason &&
-        stoa_db_query(ctl->db, ctl->arena,
-                      "UPDATE auth.sessions SET revoked_at = now(), "
-                      "revoke_reason = $2 WHERE user_id = $1 AND "
-                      "revoked_at IS NULL AND expires_at > now() RETURNING id",
-                      2, p2, &revoked) != STOA_OK)
+        stoa_revoke_sessions(ctl->db, ctl->arena, id, NULL, c->revoke_reason,
+                             c->revoke_keys, &revoked) != STOA_OK)
         goto failed;
-    if (stoa_db_query(ctl->db, NULL,
-                      "INSERT INTO admin.audit_log (actor, action, target_id, "
-                      "details) VALUES ('stoactl', $2, $1, $3::jsonb)",
-                      3, p3, NULL) != STOA_OK ||
+    if (stoa_audit(ctl->db, ctl->arena, &stoactl_actor, c->action, id,
+                   c->details) != STOA_OK ||
         stoa_db_commit(ctl->db) != STOA_OK)
         goto failed;
-    bool marked = ctl->kv != NULL;
-    for (int i = 0; revoked && i < stoa_db_rows(revoked); i++)
-        marked = marked &&
-                 stoa_revoke_mark_session(ctl->kv, ctl->conf.access_token_ttl,
-                                          stoa_db_value(revoked, i, 0)) ==
-                     STOA_OK;
-    if (c->mark_user > 0)
-        marked = marked && stoa_revoke_mark_user(ctl->kv, id) == STOA_OK;
-    else if (c->mark_user < 0 && ctl->kv)
+    /* A marker Redis cannot take queues a re-sync, as in the pools. */
+    if (revoked)
+        stoa_revoke_committed(&ctl->conns, ctl->arena, revoked);
+    if (c->mark_user > 0 && stoa_revoke_mark_user(ctl->kv, id) != STOA_OK &&
+        stoa_revoke_request_sync(ctl->db, ctl->arena) != STOA_OK)
+        fprintf(stderr, "stoactl: warning: suspension marker not set; the "
+                        "jobs worker's minute re-sync sets it\n");
+    else if (c->mark_user < 0)
         stoa_revoke_unmark_user(ctl->kv, id);
-    if (!marked)
-        fprintf(stderr, "stoactl: warning: revocation marker not set; "
-                        "pools ask Postgres until the jobs worker's "
-                        "re-sync\n");
     char *key = stoa_arena_sprintf(ctl->arena, "me:%s", id);
-    if (ctl->kv && stoa_kv_del(ctl->kv, key) != STOA_OK)
+    if (stoa_kv_del(ctl->kv, key) != STOA_OK)
         fprintf(stderr, "stoactl: warning: Redis unreachable; cached "
                         "profile expires on its own\n");
     *id_out = id;

@@ -32,6 +32,7 @@ typedef struct stoa_ctx_s {
     stoa_conf_t conf;
     stoa_conn_pool_t *db_pool;
     stoa_conn_pool_t *kv_pool;
+    stoa_db_statement_t *statements; /* what every connection prepares */
     void *data; /* the program's own process state */
 } stoa_ctx_t;
 
@@ -44,6 +45,29 @@ typedef struct {
     const char *address;    /* client address */
     const char *request_id; /* for the log and the audit trail */
 } stoa_actor_t;
+
+/* The one start-up of every program (pools, stoa-jobs, stoactl): loads
+ * the configuration (config_path NULL: defaults and STOA_* only), checks
+ * it, opens the log (<log_dir>/<program>.log, or standard error with
+ * STOA_CTX_LOG_STDERR) and builds the pools, whose connections prepare the
+ * library's statements (outbox, audit, revoke, idempotency) and then
+ * `statements` (the program's own; borrowed, must outlive the context).
+ * db_size and kv_size 0 take the configuration's db_pool_size and
+ * redis_pool_size. With STOA_CTX_CHECK_ONLY it stops after the checks
+ * (nothing to close but the configuration). STOA_OK, or
+ * STOA_ERROR with a message for the operator in err. */
+#define STOA_CTX_LOG_STDERR 1u
+#define STOA_CTX_CHECK_ONLY 2u
+/* Tools (migrations): no statement_timeout on the connections. */
+#define STOA_CTX_NO_TIMEOUT 4u
+STOA_MUSTCHECK int stoa_ctx_open(stoa_ctx_t *ctx, const char *program,
+                                 const char *config_path,
+                                 const stoa_db_statement_t *statements,
+                                 size_t nstatements, size_t db_size,
+                                 size_t kv_size, unsigned flags, char *err,
+                                 size_t errlen);
+/* Frees what stoa_ctx_open made (no connection may be out). */
+void stoa_ctx_close(stoa_ctx_t *ctx);
 
 /* Builds the pools of ctx->conf (db_pool_size and redis_pool_size
  * connections; none connects yet) with the statements every connection
@@ -67,9 +91,32 @@ void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db);
 stoa_kv_t *stoa_ctx_kv_take(stoa_ctx_t *ctx, long wait_ms);
 void stoa_ctx_kv_give(stoa_ctx_t *ctx, stoa_kv_t *kv);
 
-/* Connections waited for since start, and the longest wait (µs): a pool
- * too small for its threads shows here first. */
+/* How often a thread found no idle connection since start: a pool too
+ * small for its threads shows here first. */
 void stoa_ctx_pool_stats(const stoa_ctx_t *ctx, unsigned long *db_waits,
                          unsigned long *kv_waits);
+
+/* The connections one unit of work holds (a request, a job, a command):
+ * taken from the context's pools at first use, the same one until
+ * stoa_conns_release(). The parts that do I/O (revoke, idempotency) take
+ * this, so they need neither a request nor a connection they may not use.
+ * Zero-initialise, then set ctx. */
+typedef struct {
+    stoa_ctx_t *ctx;
+    stoa_db_t *db;
+    stoa_kv_t *kv;
+    bool db_unavailable, kv_unavailable; /* the pool had none to give */
+} stoa_conns_t;
+
+/* The held Postgres connection, taken now if none is held yet; NULL when
+ * the pool had none within STOA_CTX_WAIT_MS (every stoa_db_ call then
+ * answers STOA_AGAIN, and later calls do not wait again). */
+stoa_db_t *stoa_conns_db(stoa_conns_t *c);
+/* The same for Redis: NULL acts as Redis being down. */
+stoa_kv_t *stoa_conns_kv(stoa_conns_t *c);
+/* Gives the Postgres connection back early (before a slow step). */
+void stoa_conns_release_db(stoa_conns_t *c);
+/* Gives both back; the record may be used again. */
+void stoa_conns_release(stoa_conns_t *c);
 
 #endif

@@ -88,10 +88,20 @@ struct stoa_request_s {
 
     /* Connections taken from the context's pools at first use (through
      * stoa_request_db/kv) and given back when the request ends. */
-    stoa_db_t *db;
-    stoa_kv_t *kv;
-    bool db_unavailable, kv_unavailable; /* the pool had none to give */
+    stoa_conns_t conns;
 };
+
+/* Who acts in this request, for audit and the like: the principal when
+ * there is one, else actor_id (may be NULL: a failed login names only its
+ * target), with the client address and the request id. Borrowed from req. */
+stoa_actor_t stoa_request_actor(const stoa_request_t *req,
+                                const char *actor_id);
+/* stoa_audit() on the request's connection with stoa_request_actor(). */
+STOA_MUSTCHECK int stoa_request_audit(stoa_request_t *req,
+                                      const char *actor_id,
+                                      const char *action,
+                                      const char *target_id,
+                                      const char *details_json);
 
 /* The request's Postgres connection: taken from the pool at first use,
  * the same one for the rest of the request (a transaction stays on it),
