@@ -14,7 +14,7 @@ import unittest
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from authlib import SourceClient, count_rows, jwt_claims, query_json
+from authlib import SourceClient, count_rows, jwt_claims, mailed_tokens, query_json
 from billinglib import stoactl_env
 from harness import BIN_DIR, StackTestCase
 
@@ -247,6 +247,42 @@ class CredentialsTest(StackTestCase):
         self.assert_refused_within_deadline(c, token)
         self.assertEqual(self.keys_live(user_id), 0)
         self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+
+    def test_25_a_password_reset_revokes_every_key(self):
+        """Whoever registered an address first must not keep a way in once
+        the mailbox's owner resets the password."""
+        c = self.client()
+        email, user_id, login = self.new_account(c, "reset")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        token = self.key_token(c, key["key"])["access_token"]
+        self.assert_live(c, token)
+        self.assertEqual(c.request("POST", "/v1/auth/password/forgot",
+                                   {"email": email}).status, 202)
+        reset = mailed_tokens(self.stack, email, "reset_password")
+        self.assertEqual(len(reset), 1)
+        resp = c.request("POST", "/v1/auth/password/reset",
+                         {"token": reset[0], "password": "Another-Long-Secret-42!"})
+        self.assertEqual(resp.status, 204, repr(resp))
+        self.assert_refused_within_deadline(c, token)
+        self.assert_refused_within_deadline(c, login)
+        self.assertEqual(self.keys_live(user_id), 0)
+        self.assert_error(self.exchange_status(c, key["key"]), 401, "invalid_credentials")
+
+    def test_26_a_password_change_ends_key_tokens_but_keeps_the_keys(self):
+        c = self.client()
+        _, user_id, login = self.new_account(c, "change")
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+        token = self.key_token(c, key["key"])["access_token"]
+        resp = c.request("POST", "/v1/auth/password/change",
+                         {"current_password": GOOD_PASSWORD,
+                          "new_password": "Another-Long-Secret-42!"}, token=login)
+        self.assertEqual(resp.status, 204, repr(resp))
+        # Other sessions end, the key's exchanges among them; the changer
+        # knew the password, so the keys themselves stay.
+        self.assert_refused_within_deadline(c, token)
+        self.assert_live(c, login)
+        self.assertEqual(self.keys_live(user_id), 1)
+        self.assert_live(c, self.key_token(c, key["key"])["access_token"])
 
 
 if __name__ == "__main__":
