@@ -123,6 +123,77 @@ static void answer_data_exception(stoa_request_t *req)
     }
 }
 
+/* Idempotency-Key handling around a STOA_ROUTE_IDEMPOTENT handler
+ * (idempotency.h): keys are scoped to the caller, the user or else the
+ * client address. */
+static void idem_call(stoa_request_t *req, stoa_idem_call_t *call)
+{
+    call->key = req->idempotency_key;
+    call->scope =
+        req->principal.present
+            ? stoa_arena_sprintf(req->arena, "user:%s", req->principal.user_id)
+            : stoa_arena_sprintf(req->arena, "ip:%s",
+                                 req->remote_addr ? req->remote_addr : "-");
+    call->hash = stoa_idempotency_hash(req->arena, req->method, req->path,
+                                       req->body, req->body_len);
+    call->seal_key = req->ctx->conf.idempotency_seal_key;
+}
+
+/* STOA_OK: run the handler (*claimed when a key was claimed);
+ * STOA_DECLINED: answered (replay or refusal); STOA_AGAIN/ERROR. */
+static int idempotency_begin(stoa_request_t *req, stoa_idem_call_t *call,
+                             bool *claimed)
+{
+    *claimed = false;
+    if (!req->idempotency_key)
+        return STOA_OK;
+    if (!stoa_idempotency_key_sane(req->idempotency_key)) {
+        stoa_request_field_error(req, "Idempotency-Key", "invalid");
+        stoa_http_invalid_fields(req);
+        return STOA_DECLINED;
+    }
+    idem_call(req, call);
+    stoa_idem_outcome_t out;
+    int rc = stoa_idempotency_claim(stoa_request_db(req), req->arena, call,
+                                    &out);
+    if (rc != STOA_OK)
+        return rc;
+    switch (out.state) {
+    case STOA_IDEM_RUN:
+        *claimed = true;
+        return STOA_OK;
+    case STOA_IDEM_REUSED:
+        stoa_http_error(req, 422, "idempotency_key_reused",
+                        "this Idempotency-Key was used with another request");
+        break;
+    case STOA_IDEM_RUNNING:
+        stoa_http_error(req, 409, "idempotency_in_progress",
+                        "a request with this Idempotency-Key is still running");
+        break;
+    case STOA_IDEM_LOST:
+        stoa_http_error(req, 409, "idempotency_replay_unavailable",
+                        "the request with this Idempotency-Key was done, but "
+                        "its answer was not kept; use a new key to run it "
+                        "again");
+        break;
+    case STOA_IDEM_REPLAY:
+        stoa_http_raw_json(req, out.status, out.body, out.body_len);
+        stoa_wipe(out.body, out.body_len);
+        stoa_http_header(req, "Idempotent-Replayed", "true");
+        break;
+    }
+    return STOA_DECLINED;
+}
+
+static void idempotency_end(stoa_request_t *req, const stoa_idem_call_t *call)
+{
+    int status = req->responded ? req->status : 0;
+    if (stoa_idempotency_finish(stoa_request_db(req), req->arena, call, status,
+                                req->body_out.data ? req->body_out.data : "",
+                                req->body_out.len) != STOA_OK)
+        stoa_log(STOA_LOG_ERR, "idempotency record not updated");
+}
+
 void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
                        const stoa_route_t *routes, size_t nroutes)
 {
@@ -187,8 +258,9 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         gated = true;
     }
     bool claimed = false;
+    stoa_idem_call_t idem_record;
     if (route->flags & STOA_ROUTE_IDEMPOTENT) {
-        int idem = stoa_idempotency_begin(req, &claimed);
+        int idem = idempotency_begin(req, &idem_record, &claimed);
         if (idem == STOA_DECLINED) {
             if (gated)
                 gate_leave();
@@ -220,7 +292,7 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         }
     }
     if (claimed)
-        stoa_idempotency_end(req);
+        idempotency_end(req, &idem_record);
     if (gated)
         gate_leave();
 }

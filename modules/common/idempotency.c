@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stoa/app.h"
+#include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
 
@@ -55,25 +55,22 @@ static bool key_sane(const char *k)
     return true;
 }
 
-static const char *scope_of(stoa_request_t *req)
+bool stoa_idempotency_key_sane(const char *key)
 {
-    if (req->principal.present)
-        return stoa_arena_sprintf(req->arena, "user:%s",
-                                  req->principal.user_id);
-    return stoa_arena_sprintf(req->arena, "ip:%s",
-                              req->remote_addr ? req->remote_addr : "-");
+    return key_sane(key);
 }
 
-static char *request_hash(stoa_request_t *req)
+char *stoa_idempotency_hash(stoa_arena_t *arena, const char *method,
+                            const char *path, const char *body, size_t len)
 {
     uint8_t d[STOA_SHA256_LEN];
     stoa_buf_t b;
     stoa_buf_init(&b);
-    stoa_buf_printf(&b, "%s\n%s\n", req->method, req->path);
-    stoa_buf_append(&b, req->body, req->body_len);
+    stoa_buf_printf(&b, "%s\n%s\n", method, path);
+    stoa_buf_append(&b, body, len);
     stoa_sha256(b.data, b.len, d);
     stoa_buf_free(&b);
-    char *out = stoa_arena_alloc(req->arena, 3 + 2 * STOA_SHA256_LEN);
+    char *out = stoa_arena_alloc(arena, 3 + 2 * STOA_SHA256_LEN);
     out[0] = '\\';
     out[1] = 'x';
     stoa_hex_encode(d, sizeof(d), out + 2);
@@ -83,10 +80,10 @@ static char *request_hash(stoa_request_t *req)
 /* The AEAD key of one record; false when no seal key is configured. The
  * key is bound to the caller and the Idempotency-Key, so a sealed answer
  * opens only in the row it was written for. */
-static bool record_key(stoa_request_t *req, const char *scope,
+static bool record_key(const stoa_idem_call_t *call,
                        uint8_t key[STOA_AEAD_KEY_LEN])
 {
-    const char *hex = req->ctx->conf.idempotency_seal_key;
+    const char *hex = call->seal_key;
     uint8_t master[STOA_AEAD_KEY_LEN];
     size_t n = 0;
     /* The config loader refused anything but empty or 64 hex digits. */
@@ -95,8 +92,8 @@ static bool record_key(stoa_request_t *req, const char *scope,
         return false;
     stoa_buf_t b;
     stoa_buf_init(&b);
-    stoa_buf_printf(&b, "stoa idempotency answer v1\n%s\n%s", scope,
-                    req->idempotency_key);
+    stoa_buf_printf(&b, "stoa idempotency answer v1\n%s\n%s", call->scope,
+                    call->key);
     stoa_hmac_sha256(master, sizeof(master), b.data, b.len, key);
     stoa_buf_free(&b);
     stoa_wipe(master, sizeof(master));
@@ -104,34 +101,35 @@ static bool record_key(stoa_request_t *req, const char *scope,
 }
 
 /* Associated data: the stored status and the request hash (bytea text). */
-static char *answer_aad(stoa_request_t *req, const char *status,
+static char *answer_aad(stoa_arena_t *arena, const char *status,
                         const char *hash)
 {
-    return stoa_arena_sprintf(req->arena, "%s\n%s", status, hash);
+    return stoa_arena_sprintf(arena, "%s\n%s", status, hash);
 }
 
 /* The sealed answer as a bytea parameter ("\x" + hex), arena-owned; NULL
  * when there is no seal key or sealing failed (nothing is kept). */
-static const char *answer_seal(stoa_request_t *req, const char *scope,
-                               const char *status, const char *hash,
-                               const char *body, size_t len)
+static const char *answer_seal(stoa_arena_t *arena,
+                               const stoa_idem_call_t *call,
+                               const char *status, const char *body,
+                               size_t len)
 {
     uint8_t key[STOA_AEAD_KEY_LEN];
-    if (!record_key(req, scope, key)) {
+    if (!record_key(call, key)) {
         stoa_log(STOA_LOG_WARN, "idempotency_seal_key is not set: the answer "
                                 "to a repeated Idempotency-Key is not kept");
         return NULL;
     }
-    const char *aad = answer_aad(req, status, hash);
+    const char *aad = answer_aad(arena, status, call->hash);
     size_t sealed_len = len + STOA_AEAD_OVERHEAD;
-    uint8_t *sealed = stoa_arena_alloc(req->arena, sealed_len);
+    uint8_t *sealed = stoa_arena_alloc(arena, sealed_len);
     int rc = stoa_aead_seal(key, body, len, aad, strlen(aad), sealed);
     stoa_wipe(key, sizeof(key));
     if (rc != STOA_OK) {
         stoa_log(STOA_LOG_ERR, "idempotency answer could not be sealed");
         return NULL;
     }
-    char *out = stoa_arena_alloc(req->arena, 3 + 2 * sealed_len);
+    char *out = stoa_arena_alloc(arena, 3 + 2 * sealed_len);
     out[0] = '\\';
     out[1] = 'x';
     stoa_hex_encode(sealed, sealed_len, out + 2);
@@ -140,18 +138,18 @@ static const char *answer_seal(stoa_request_t *req, const char *scope,
 
 /* Opens a stored answer (bytea text form); arena-owned, NUL-terminated,
  * or NULL when none was kept or it does not open (the seal key changed). */
-static char *answer_open(stoa_request_t *req, const char *scope,
-                         const char *status, const char *hash,
-                         const char *sealed_hex, size_t *len)
+static char *answer_open(stoa_arena_t *arena, const stoa_idem_call_t *call,
+                         const char *status, const char *sealed_hex,
+                         size_t *len)
 {
     size_t hex_len = sealed_hex ? strlen(sealed_hex) : 0;
     uint8_t key[STOA_AEAD_KEY_LEN];
-    if (hex_len < 2 || !record_key(req, scope, key))
+    if (hex_len < 2 || !record_key(call, key))
         return NULL;
     size_t sealed_len = 0;
-    uint8_t *sealed = stoa_arena_alloc(req->arena, hex_len / 2 + 1);
-    char *plain = stoa_arena_alloc(req->arena, hex_len / 2 + 1);
-    const char *aad = answer_aad(req, status, hash);
+    uint8_t *sealed = stoa_arena_alloc(arena, hex_len / 2 + 1);
+    char *plain = stoa_arena_alloc(arena, hex_len / 2 + 1);
+    const char *aad = answer_aad(arena, status, call->hash);
     int rc = stoa_hex_decode(sealed_hex + 2, hex_len - 2, sealed, &sealed_len);
     if (rc == STOA_OK)
         rc = stoa_aead_open(key, sealed, sealed_len, aad, strlen(aad),
@@ -166,77 +164,55 @@ static char *answer_open(stoa_request_t *req, const char *scope,
     return plain;
 }
 
-int stoa_idempotency_begin(stoa_request_t *req, bool *claimed)
+int stoa_idempotency_claim(stoa_db_t *db, stoa_arena_t *arena,
+                           const stoa_idem_call_t *call,
+                           stoa_idem_outcome_t *out)
 {
-    *claimed = false;
-    const char *key = req->idempotency_key;
-    if (!key)
-        return STOA_OK;
-    if (!key_sane(key)) {
-        stoa_request_field_error(req, "Idempotency-Key", "invalid");
-        stoa_http_invalid_fields(req);
-        return STOA_DECLINED;
-    }
-    stoa_db_t *db = stoa_request_db(req);
-    const char *params[] = {scope_of(req), key, request_hash(req)};
+    memset(out, 0, sizeof(*out));
+    const char *params[] = {call->scope, call->key, call->hash};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(db, req->arena, "idem_claim", params, &res);
-    if (rc != STOA_OK)
-        return rc == STOA_AGAIN ? STOA_AGAIN : STOA_ERROR;
-    if (stoa_db_rows(res) == 1) {
-        *claimed = true;
-        return STOA_OK;
+    for (;;) {
+        int rc = stoa_db_exec(db, arena, "idem_claim", params, &res);
+        if (rc != STOA_OK)
+            return rc == STOA_AGAIN ? STOA_AGAIN : STOA_ERROR;
+        if (stoa_db_rows(res) == 1) {
+            out->state = STOA_IDEM_RUN;
+            return STOA_OK;
+        }
+        if ((rc = stoa_db_exec(db, arena, "idem_get", params, &res)) !=
+            STOA_OK)
+            return rc == STOA_AGAIN ? STOA_AGAIN : STOA_ERROR;
+        if (stoa_db_rows(res) == 1) /* else released meanwhile: again */
+            break;
     }
-    if ((rc = stoa_db_exec(db, req->arena, "idem_get", params, &res)) !=
-        STOA_OK)
-        return rc == STOA_AGAIN ? STOA_AGAIN : STOA_ERROR;
-    if (stoa_db_rows(res) == 0) /* released between the two statements */
-        return stoa_idempotency_begin(req, claimed);
     if (stoa_db_value(res, 0, 0)[0] != 't') {
-        stoa_http_error(req, 422, "idempotency_key_reused",
-                        "this Idempotency-Key was used with another request");
-        return STOA_DECLINED;
+        out->state = STOA_IDEM_REUSED;
+        return STOA_OK;
     }
     const char *status = stoa_db_value(res, 0, 1);
     if (!status) {
-        stoa_http_error(req, 409, "idempotency_in_progress",
-                        "a request with this Idempotency-Key is still running");
-        return STOA_DECLINED;
+        out->state = STOA_IDEM_RUNNING;
+        return STOA_OK;
     }
-    size_t body_len;
-    char *body = answer_open(req, params[0], status, params[2],
-                             stoa_db_value(res, 0, 2), &body_len);
-    if (!body) {
-        stoa_http_error(req, 409, "idempotency_replay_unavailable",
-                        "the request with this Idempotency-Key was done, but "
-                        "its answer was not kept; use a new key to run it "
-                        "again");
-        return STOA_DECLINED;
-    }
-    stoa_http_raw_json(req, atoi(status), body, body_len);
-    stoa_wipe(body, body_len);
-    stoa_http_header(req, "Idempotent-Replayed", "true");
-    return STOA_DECLINED;
+    out->body = answer_open(arena, call, status, stoa_db_value(res, 0, 2),
+                            &out->body_len);
+    out->state = out->body ? STOA_IDEM_REPLAY : STOA_IDEM_LOST;
+    out->status = atoi(status);
+    return STOA_OK;
 }
 
-void stoa_idempotency_end(stoa_request_t *req)
+int stoa_idempotency_finish(stoa_db_t *db, stoa_arena_t *arena,
+                            const stoa_idem_call_t *call, int status,
+                            const char *body, size_t len)
 {
-    const char *scope = scope_of(req);
-    int rc;
-    if (req->responded && req->status < 500) {
-        char status[16];
-        snprintf(status, sizeof(status), "%d", req->status);
+    if (status > 0 && status < 500) {
+        char text[16];
+        snprintf(text, sizeof(text), "%d", status);
         /* NULL (no seal key): the record keeps only that the work is done. */
-        const char *sealed = answer_seal(
-            req, scope, status, request_hash(req),
-            req->body_out.data ? req->body_out.data : "", req->body_out.len);
-        const char *params[] = {scope, req->idempotency_key, status, sealed};
-        rc = stoa_db_exec(stoa_request_db(req), req->arena, "idem_store", params, NULL);
-    } else {
-        const char *params[] = {scope, req->idempotency_key};
-        rc = stoa_db_exec(stoa_request_db(req), req->arena, "idem_release", params,
-                          NULL);
+        const char *sealed = answer_seal(arena, call, text, body, len);
+        const char *params[] = {call->scope, call->key, text, sealed};
+        return stoa_db_exec(db, arena, "idem_store", params, NULL);
     }
-    if (rc != STOA_OK)
-        stoa_log(STOA_LOG_ERR, "idempotency record not updated");
+    const char *params[] = {call->scope, call->key};
+    return stoa_db_exec(db, arena, "idem_release", params, NULL);
 }

@@ -17,18 +17,52 @@
 #ifndef STOA_IDEMPOTENCY_H
 #define STOA_IDEMPOTENCY_H
 
+#include "stoa/arena.h"
 #include "stoa/db.h"
-#include "stoa/http.h"
 
 extern const stoa_db_statement_t stoa_idempotency_statements[];
 extern const size_t stoa_idempotency_statements_len;
 
-/* Before the handler: STOA_OK when the handler should run (the key is
- * claimed, or there is no key), STOA_DECLINED when the answer has been
- * written (replay or refusal), STOA_AGAIN when Postgres is down. */
-STOA_MUSTCHECK int stoa_idempotency_begin(stoa_request_t *req, bool *claimed);
+/* One call made with an Idempotency-Key. All fields borrowed. */
+typedef struct {
+    const char *key;      /* the Idempotency-Key (stoa_idempotency_key_sane) */
+    const char *scope;    /* the caller: "user:<id>" or "ip:<address>" */
+    const char *hash;     /* stoa_idempotency_hash() of the request */
+    const char *seal_key; /* conf idempotency_seal_key (may be empty) */
+} stoa_idem_call_t;
 
-/* After the handler, when begin claimed the key. */
-void stoa_idempotency_end(stoa_request_t *req);
+typedef enum {
+    STOA_IDEM_RUN,     /* claimed: do the work, then finish */
+    STOA_IDEM_REPLAY,  /* done before: answer status + body again */
+    STOA_IDEM_REUSED,  /* the key came with another request: 422 */
+    STOA_IDEM_RUNNING, /* the first call is still running: 409 */
+    STOA_IDEM_LOST,    /* done, its answer not kept or not opening: 409 */
+} stoa_idem_state_t;
+
+typedef struct {
+    stoa_idem_state_t state;
+    int status;     /* REPLAY */
+    char *body;     /* REPLAY: arena-owned; the caller wipes it after use */
+    size_t body_len;
+} stoa_idem_outcome_t;
+
+/* 1..255 printable ASCII characters. */
+bool stoa_idempotency_key_sane(const char *key);
+/* What a repeat must match: method, path and body; arena-owned bytea
+ * text. */
+char *stoa_idempotency_hash(stoa_arena_t *arena, const char *method,
+                            const char *path, const char *body, size_t len);
+
+/* Claims the call's key or reads what became of its first call. STOA_OK
+ * with *out, STOA_AGAIN when Postgres is down, STOA_ERROR otherwise. */
+STOA_MUSTCHECK int stoa_idempotency_claim(stoa_db_t *db, stoa_arena_t *arena,
+                                          const stoa_idem_call_t *call,
+                                          stoa_idem_outcome_t *out);
+/* After a claimed call: keeps its answer sealed (status 1..499) or, for a
+ * 5xx or no answer (status 0), releases the key so a retry runs again. */
+STOA_MUSTCHECK int stoa_idempotency_finish(stoa_db_t *db, stoa_arena_t *arena,
+                                           const stoa_idem_call_t *call,
+                                           int status, const char *body,
+                                           size_t len);
 
 #endif
