@@ -68,7 +68,7 @@ static const conf_key_t conf_keys[] = {
     L(pool_processes, 2, 1, 256),
     L(pool_threads, 8, 1, 256),
     L(db_pool_size, 4, 1, 256),
-    L(redis_pool_size, 4, 1, 256),
+    L(redis_pool_size, 8, 1, 256),
     L(jobs_concurrency, 4, 1, 256),
     L(jobs_poll_interval_ms, 5000, 100, 600000),
 };
