@@ -59,7 +59,7 @@ readonly IS_ROOT
 # as a config override, so these are removed from their environment.
 readonly STACK_ONLY_VARS=(STOA_RUN_DIR STOA_BIN_DIR STOA_HTTPS_PORT
     STOA_HTTP_PORT STOA_RATE_API STOA_BURST_API STOA_RATE_AUTH STOA_BURST_AUTH
-    STOA_GATEWAY_MODULE)
+    STOA_GATEWAY_MODULE STOA_UPSTREAM_KEEPALIVE)
 
 note() { printf 'stack.sh: %s\n' "$*" >&2; }
 die() {
@@ -866,9 +866,14 @@ render_nginx() {
     threads=$(conf_value pool_threads 8)
     [[ $threads =~ ^[1-9][0-9]{0,2}$ ]] || die "pool_threads must be an integer from 1 to 256: $threads"
     handlers=$((POOL_PROCESSES * threads))
-    if ((handlers >= 4)); then
-        keepalive_directive="keepalive $((handlers / 4));"
-        keepalive_note="$((handlers / 4)) idle per worker, $((handlers / 4 * 2)) at most for $handlers handler threads ($POOL_PROCESSES processes x $threads),"
+    local kept=${STOA_UPSTREAM_KEEPALIVE:-$((handlers / 4))}
+    [[ $kept =~ ^[0-9]{1,4}$ ]] || die "STOA_UPSTREAM_KEEPALIVE must be a count: $kept"
+    if ((kept == 0)); then
+        keepalive_directive="# keepalive off (STOA_UPSTREAM_KEEPALIVE=0)"
+        keepalive_note="with keep-alive turned off nothing is kept idle,"
+    elif ((handlers >= 4)); then
+        keepalive_directive="keepalive $kept;"
+        keepalive_note="$kept idle per worker, $((kept * 2)) at most for $handlers handler threads ($POOL_PROCESSES processes x $threads),"
     else
         keepalive_directive="# keepalive off: too few handler threads to keep any idle"
         keepalive_note="with fewer than 4 handler threads per pool nothing is kept idle,"
