@@ -3,13 +3,16 @@
 #include "stoa/fcgi.h"
 
 #include <errno.h>
+#include <fastcgi.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,17 +197,76 @@ static void request_reset(stoa_request_t *req)
 }
 
 
+/* Connection slots. A slot is an FCGX_Request: free (no connection), or
+ * holding a connection nginx keeps open between requests. Idle kept
+ * connections wait in epoll, not in a thread: every handler thread takes
+ * the next ready connection (a kept one with a request in it, or the
+ * listening socket with a new one in its queue) from one epoll set, so
+ * requests are served in the order they became ready whatever connection
+ * they came on, and an idle kept connection costs a slot, never a thread.
+ * Every fd is registered EPOLLONESHOT: a ready connection goes to exactly
+ * one thread, and is armed again when that thread is done with it. */
+typedef struct {
+    FCGX_Request fr;
+} slot_t;
+
 typedef struct {
     stoa_ctx_t *ctx;
     const stoa_fcgi_handler_t *handler;
+    int epfd;
+    pthread_mutex_t lock; /* guards free slots and listen_armed */
+    slot_t **free;
+    size_t nfree;
+    bool listen_armed;
 } server_t;
+
+/* The listening socket is armed while a free slot can take what it
+ * accepts; otherwise new connections wait in its queue. */
+static void arm_listen_locked(server_t *srv)
+{
+    if (srv->listen_armed || srv->nfree == 0 || atomic_load(&stopping))
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
+                             .data.ptr = NULL};
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, FCGI_LISTENSOCK_FILENO, &ev) ==
+        0)
+        srv->listen_armed = true;
+}
+
+static void slot_free(server_t *srv, slot_t *slot)
+{
+    pthread_mutex_lock(&srv->lock);
+    srv->free[srv->nfree++] = slot;
+    arm_listen_locked(srv);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* After a request: a connection nginx keeps goes back to epoll; a closed
+ * one frees its slot. */
+static void slot_done(server_t *srv, slot_t *slot)
+{
+    int fd = slot->fr.ipcFd;
+    if (fd < 0) {
+        slot_free(srv, slot);
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+                             .data.ptr = slot};
+    /* A slot's fd is new after each accept (closed fds leave the set by
+     * themselves): MOD re-arms a known one, ADD registers a new one. */
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ||
+        (errno == ENOENT && epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) == 0))
+        return;
+    stoa_log(STOA_LOG_ERR, "epoll_ctl failed on a kept connection: %s",
+             strerror(errno));
+    FCGX_Free(&slot->fr, 1);
+    slot_free(srv, slot);
+}
 
 static void *handler_thread(void *arg)
 {
-    const server_t *srv = arg;
+    server_t *srv = arg;
     stoa_ctx_t *ctx = srv->ctx;
-    FCGX_Request fr;
-    FCGX_InitRequest(&fr, 0, 0);
     stoa_request_t req;
     memset(&req, 0, sizeof(req));
     req.arena = stoa_arena_create(0);
@@ -215,44 +277,65 @@ static void *handler_thread(void *arg)
     req.jw = stoa_jw_new(&req.body_out);
     stoa_buf_t out;
     stoa_buf_init(&out);
-    while (!atomic_load(&stopping)) {
-        int rc = FCGX_Accept_r(&fr);
-        if (rc < 0) {
-            if (atomic_load(&stopping))
-                break;
-            stoa_log(STOA_LOG_ERR, "accept failed: %d", rc);
+    for (;;) {
+        struct epoll_event ev;
+        int n = epoll_wait(srv->epfd, &ev, 1, -1);
+        if (n < 0 && errno != EINTR) {
+            stoa_log(STOA_LOG_ERR, "epoll_wait failed: %s", strerror(errno));
             usleep(10000);
+        }
+        if (n <= 0)
+            continue;
+        slot_t *slot = ev.data.ptr;
+        bool accepting = slot == NULL;
+        if (accepting) {
+            pthread_mutex_lock(&srv->lock);
+            srv->listen_armed = false;
+            slot = srv->nfree ? srv->free[--srv->nfree] : NULL;
+            pthread_mutex_unlock(&srv->lock);
+            if (!slot)
+                continue; /* armed again when a slot frees */
+        }
+        /* A kept connection with data reads its next request; a free slot
+         * accepts (the socket is non-blocking: another process may have
+         * taken the connection first) - libfcgi does both. */
+        int rc = FCGX_Accept_r(&slot->fr);
+        if (accepting) {
+            pthread_mutex_lock(&srv->lock);
+            arm_listen_locked(srv);
+            pthread_mutex_unlock(&srv->lock);
+        }
+        if (rc < 0) {
+            /* Nothing to accept, or nginx closed a kept connection. */
+            if (rc != -EAGAIN && rc != -EWOULDBLOCK && !accepting &&
+                slot->fr.ipcFd >= 0)
+                stoa_log(STOA_LOG_WARN, "FastCGI read failed: %d", rc);
+            slot_done(srv, slot);
             continue;
         }
+        FCGX_Request *fr = &slot->fr;
         atomic_fetch_add(&in_flight, 1);
         uint64_t start = stoa_now_us();
         atomic_store(&last_activity_us, start);
-        if (read_request(ctx, &req, &fr, srv->handler))
+        if (read_request(ctx, &req, fr, srv->handler))
             srv->handler->handle(ctx, &req, srv->handler->arg);
-        /* Connections go back before the answer leaves: the next request
-         * of this thread may be seconds away on a kept connection. */
+        /* Connections go back before the answer leaves. */
         stoa_request_release(&req);
-        write_response(&req, &fr, &out);
-        /* Draining: this connection is closed after its answer (nginx
-         * then does not reuse it) and the thread takes no other. */
+        write_response(&req, fr, &out);
+        /* Draining: this connection is closed after its answer, so nginx
+         * does not reuse it. */
         if (atomic_load(&stopping))
-            fr.keepConnection = 0;
-        FCGX_Finish_r(&fr);
+            fr->keepConnection = 0;
+        FCGX_Finish_r(fr);
         uint64_t end = stoa_now_us();
         stoa_log_access(req.method, req.route ? req.route->pattern : NULL,
                         req.status, end - start,
                         req.principal.present ? req.principal.user_id : NULL);
         request_reset(&req);
+        slot_done(srv, slot);
         atomic_store(&last_activity_us, end);
         atomic_fetch_sub(&in_flight, 1);
     }
-    stoa_buf_free(&out);
-    stoa_jw_free(req.jw);
-    stoa_buf_free(&req.headers);
-    stoa_buf_free(&req.body_out);
-    stoa_buf_free(&req.field_errors);
-    stoa_arena_destroy(req.arena);
-    stoa_log_thread_done();
     return NULL;
 }
 
@@ -275,6 +358,30 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
     static server_t srv;
     srv.ctx = ctx;
     srv.handler = handler;
+    pthread_mutex_init(&srv.lock, NULL);
+    size_t nslots = threads * STOA_FCGI_SLOTS_PER_THREAD;
+    srv.free = stoa_xcalloc(nslots, sizeof(*srv.free));
+    slot_t *slots = stoa_xcalloc(nslots, sizeof(*slots));
+    for (size_t i = 0; i < nslots; i++) {
+        FCGX_InitRequest(&slots[i].fr, FCGI_LISTENSOCK_FILENO, 0);
+        srv.free[srv.nfree++] = &slots[i];
+    }
+    /* Shared with the pool's other processes (one socket from
+     * spawn-fcgi): whoever loses the race for a connection gets EAGAIN
+     * instead of blocking in accept. Accepted sockets stay blocking. */
+    int fl = fcntl(FCGI_LISTENSOCK_FILENO, F_GETFL);
+    srv.epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event lev = {.events = EPOLLIN | EPOLLONESHOT,
+                              .data.ptr = NULL};
+    if (fl < 0 ||
+        fcntl(FCGI_LISTENSOCK_FILENO, F_SETFL, fl | O_NONBLOCK) != 0 ||
+        srv.epfd < 0 ||
+        epoll_ctl(srv.epfd, EPOLL_CTL_ADD, FCGI_LISTENSOCK_FILENO, &lev) != 0) {
+        stoa_log(STOA_LOG_CRIT, "cannot watch the FastCGI socket: %s",
+                 strerror(errno));
+        return 1;
+    }
+    srv.listen_armed = true;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     /* Handlers keep their state in arenas: a small stack is plenty. */

@@ -2,14 +2,18 @@
  * with its own FCGX_Request, arena and request, accepting on the socket
  * spawn-fcgi hands over as fd 0.
  *
- * Why threads: libfcgi serves one connection at a time per FCGX_Request,
- * and nginx keeps upstream connections open between requests. With one
- * handler per process, a request could wait in the listen queue while
- * every handler sat on an idle kept connection. A process runs
- * conf.pool_threads handlers, and nginx keeps fewer idle connections per
- * pool than the pool has handlers (scripts/stack.sh sizes both), so a
- * fresh connection always finds a free handler: the tail is set by the
- * work, not by which connection nginx picked.
+ * Why this shape: libfcgi serves one connection per FCGX_Request, and
+ * nginx keeps upstream connections open between requests. A thread that
+ * waited on its own kept connection would serve that connection's next
+ * request before anything queued on a new connection, and under load the
+ * queued ones waited up to a second (the kept ones jumped the queue). So
+ * connections live in slots (an FCGX_Request each, STOA_FCGI_SLOTS_PER_
+ * THREAD per thread) watched by one epoll set, and conf.pool_threads
+ * handler threads each take the next ready one, a kept connection with a
+ * request or the listening socket with a new connection: requests are
+ * served in the order they arrived, an idle kept connection costs a slot
+ * and a file descriptor, never a thread. nginx keeps at most half the
+ * slots idle (scripts/stack.sh), so a new connection finds a free slot.
  *
  * Shutdown: SIGTERM and SIGINT are taken by the calling thread (sigwait;
  * libfcgi's blocking accept would not notice them). Handlers finish the
@@ -23,6 +27,9 @@
 #include "stoa/http.h"
 
 #define STOA_FCGI_QUIET_MS 50
+/* Connection slots per handler thread: idle kept connections wait in
+ * them (in epoll), not in threads. */
+#define STOA_FCGI_SLOTS_PER_THREAD 16
 #define STOA_FCGI_DRAIN_MS 10000
 
 typedef struct {
