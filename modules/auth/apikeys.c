@@ -253,7 +253,9 @@ int auth_token(stoa_request_t *req)
         return stoa_http_error(req, 401, "invalid_credentials",
                                "the API key is unknown, revoked or expired");
     int64_t not_after = strtoll(stoa_db_value(session, 0, 1), NULL, 10);
-    if ((rc = auth_access_token_scoped(req, user_id, stoa_db_value(res, 0, 5),
+    /* The role as it is now, read under the lock with the session. */
+    if ((rc = auth_access_token_scoped(req, user_id,
+                                       stoa_db_value(session, 0, 2),
                                        stoa_db_value(session, 0, 0), scope,
                                        not_after, &access)) != STOA_OK)
         return rc;

@@ -85,6 +85,17 @@ STOA_MUSTCHECK int auth_access_token_scoped(stoa_request_t *req,
 STOA_MUSTCHECK int auth_start_session(stoa_request_t *req,
                                       const stoa_db_result_t *user);
 
+/* In the caller's transaction, before a session starts: reads the user
+ * again, locked against every change that ends sessions (see
+ * "user_for_session"). *user gets the fresh row (AUTH_USER_COLUMNS, then
+ * password hash and status). When the account is no longer active (403
+ * account_suspended), or verified_hash is given and the password changed
+ * meanwhile (401 invalid_credentials), answers and returns STOA_DECLINED. */
+STOA_MUSTCHECK int auth_user_for_session(stoa_request_t *req,
+                                         const char *user_id,
+                                         const char *verified_hash,
+                                         stoa_db_result_t **user);
+
 /* Writes {access_token, token_type, expires_in, refresh_token[, user]}. */
 void auth_write_tokens(stoa_request_t *req, const char *access,
                        const char *refresh, const stoa_db_result_t *user);

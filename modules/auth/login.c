@@ -56,23 +56,31 @@ int auth_login(stoa_request_t *req)
     }
     if (strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
         if (stoa_request_audit(req, user_id, "login.refused_suspended", user_id,
-                       NULL) != STOA_OK)
+                               NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a refused login not written");
         return stoa_http_error(req, 403, "account_suspended",
                                "this account is suspended");
     }
+    /* The hash took tens of milliseconds: a reset, suspension or role
+     * change may have committed since. Read the user again, locked, and
+     * start from that (a changed password refuses this login). */
+    if ((rc = stoa_db_begin(db)) != STOA_OK ||
+        (rc = auth_user_for_session(req, user_id, phc, &user)) != STOA_OK)
+        return rc;
     bool mfa = false;
     if ((rc = auth_mfa_enabled(req, user_id, &mfa)) != STOA_OK)
         return rc;
     if (mfa) {
         /* The password was right; the session waits for the second
-         * factor (POST /v1/auth/mfa/verify with this challenge). */
+         * factor (POST /v1/auth/mfa/verify with this challenge), which
+         * must exist only if this password still is the password. */
         rc = auth_mfa_challenge(req, user_id);
-        return rc == STOA_ERROR || rc == STOA_AGAIN ? rc : STOA_DECLINED;
+        if (rc == STOA_ERROR || rc == STOA_AGAIN)
+            return rc;
+        if ((rc = stoa_db_commit(db)) != STOA_OK)
+            return rc;
+        return STOA_DECLINED;
     }
-
-    if ((rc = stoa_db_begin(db)) != STOA_OK)
-        return rc;
     if (stoa_password_needs_rehash(phc, &st->params)) {
         char *hash;
         if (auth_password_hash(req, password, &hash) != STOA_OK)

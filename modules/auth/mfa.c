@@ -673,26 +673,39 @@ int auth_mfa_verify(stoa_request_t *req)
     char *token_hash = auth_token_hash_param(req, token);
     const char *p1[] = {token_hash};
     const char *p_get[] = {token_hash, CHALLENGE_MAX_FAILURES};
-    stoa_db_result_t *challenge, *user;
+    stoa_db_result_t *owner, *challenge, *user;
+    /* Locks in the order every session-ending change takes them: the
+     * user's row (FOR SHARE here), then the challenge. A reset deletes
+     * the user's challenges under that lock, so a challenge started with
+     * the old password cannot finish after it. */
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_challenge_get", p_get,
-                           &challenge)) != STOA_OK)
+        (rc = stoa_db_exec(db, req->arena, "mfa_challenge_owner", p1,
+                           &owner)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(challenge) == 0) {
+    if (stoa_db_rows(owner) == 0) {
         stoa_db_rollback(db);
         return stoa_http_error(req, 401, "invalid_token",
                                "the mfa_token is unknown, used or expired");
     }
-    const char *user_id = stoa_db_value(challenge, 0, 0);
-    const char *p2[] = {user_id};
-    if ((rc = stoa_db_exec(db, req->arena, "user_by_id", p2, &user)) != STOA_OK)
+    const char *user_id = stoa_db_value(owner, 0, 0);
+    if ((rc = stoa_db_exec(db, req->arena, "user_for_session", &user_id,
+                           &user)) != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0 ||
         strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
         stoa_db_rollback(db);
         return stoa_http_error(req, 401, "invalid_token",
                                "the account is not active");
+    }
+    if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_get", p_get,
+                           &challenge)) != STOA_OK)
+        return rc;
+    if (stoa_db_rows(challenge) == 0 ||
+        strcmp(stoa_db_value(challenge, 0, 0), user_id) != 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 401, "invalid_token",
+                               "the mfa_token is unknown, used or expired");
     }
     /* The address lock first: an address that is locked out is told so,
      * whatever it presents. */

@@ -14,6 +14,18 @@ const stoa_db_statement_t auth_statements[] = {
      "SELECT " AUTH_USER_COLUMNS ", u.password_hash, u.status "
      "FROM auth.users u WHERE lower(u.email) = $1 AND u.status <> 'deleted'",
      1},
+    /* Read again, locked, in the transaction that starts a session: every
+     * change that ends sessions (reset, change, role, suspension, erasure)
+     * locks this row first (stoa_revoke_sessions), so a session starts
+     * either before such a change (which then ends it) or after it (and
+     * sees the new password, status and role). */
+    {"user_for_session",
+     "SELECT " AUTH_USER_COLUMNS ", u.password_hash, u.status "
+     "FROM auth.users u WHERE u.id = $1::uuid FOR SHARE OF u",
+     1},
+    {"mfa_challenge_owner",
+     "SELECT user_id FROM auth.mfa_challenges WHERE token_hash = $1::bytea",
+     1},
     {"user_by_id",
      "SELECT " AUTH_USER_COLUMNS ", u.password_hash, u.status "
      "FROM auth.users u WHERE u.id = $1::uuid AND u.status <> 'deleted'",
@@ -213,13 +225,22 @@ const stoa_db_statement_t auth_statements[] = {
      3},
     /* One round trip for an exchange: the key is marked used and the
      * token's session starts, ending with the key at the latest. */
+    /* The key and its user are checked again under their row locks: a
+     * revocation, role change or suspension that commits while this waits
+     * is seen (Postgres re-reads a locked row before it is used), so no
+     * session of a revoked key, and no token with an old role, is made. */
     {"api_key_session_start",
-     "WITH used AS (UPDATE auth.api_keys SET last_used_at = now() WHERE id = "
-     "$1::uuid RETURNING user_id, expires_at) INSERT INTO auth.sessions "
-     "(user_id, expires_at, user_agent, ip, api_key_id) SELECT used.user_id, "
-     "least(now() + make_interval(secs => $2::int), used.expires_at), "
-     "left($3, 512), $4::inet, $1::uuid FROM used RETURNING id, "
-     "floor(extract(epoch FROM expires_at))::bigint",
+     "WITH owner AS (SELECT u.id, u.role FROM auth.users u JOIN "
+     "auth.api_keys k ON k.user_id = u.id WHERE k.id = $1::uuid AND "
+     "u.status = 'active' FOR SHARE OF u), used AS (UPDATE auth.api_keys "
+     "SET last_used_at = now() WHERE id = $1::uuid AND revoked_at IS NULL "
+     "AND (expires_at IS NULL OR expires_at > now()) AND user_id IN (SELECT "
+     "id FROM owner) RETURNING user_id, expires_at), s AS (INSERT INTO "
+     "auth.sessions (user_id, expires_at, user_agent, ip, api_key_id) SELECT "
+     "used.user_id, least(now() + make_interval(secs => $2::int), "
+     "used.expires_at), left($3, 512), $4::inet, $1::uuid FROM used "
+     "RETURNING id, floor(extract(epoch FROM expires_at))::bigint AS exp) "
+     "SELECT s.id, s.exp, (SELECT role FROM owner) FROM s",
      4},
     {"api_key_lookup",
      "SELECT k.id, k.secret_hash, k.revoked_at IS NULL AND (k.expires_at IS "

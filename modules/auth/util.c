@@ -153,6 +153,26 @@ int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
     return STOA_OK;
 }
 
+int auth_user_for_session(stoa_request_t *req, const char *user_id,
+                          const char *verified_hash, stoa_db_result_t **user)
+{
+    const char *p[] = {user_id};
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_for_session",
+                          p, user);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(*user) != 1 ||
+        strcmp(stoa_db_value(*user, 0, AUTH_USER_NCOLUMNS + 1), "active") !=
+            0)
+        return stoa_http_error(req, 403, "account_suspended",
+                               "this account is not active");
+    const char *now_hash = stoa_db_value(*user, 0, AUTH_USER_NCOLUMNS);
+    if (verified_hash && (!now_hash || strcmp(now_hash, verified_hash) != 0))
+        return stoa_http_error(req, 401, "invalid_credentials",
+                               "email or password is wrong");
+    return STOA_OK;
+}
+
 int auth_start_session(stoa_request_t *req, const stoa_db_result_t *user)
 {
     const stoa_conf_t *conf = &req->ctx->conf;

@@ -124,16 +124,22 @@ static void answer_data_exception(stoa_request_t *req)
 }
 
 /* Idempotency-Key handling around a STOA_ROUTE_IDEMPOTENT handler
- * (idempotency.h): keys are scoped to the caller, the user or else the
+ * (idempotency.h): keys are scoped to the caller's session (a stored
+ * answer may hold a one-time secret: another session of the same user,
+ * guessing the key, must not read it back), else the user, else the
  * client address. */
 static void idem_call(stoa_request_t *req, stoa_idem_call_t *call)
 {
+    const stoa_principal_t *p = &req->principal;
     call->key = req->idempotency_key;
-    call->scope =
-        req->principal.present
-            ? stoa_arena_sprintf(req->arena, "user:%s", req->principal.user_id)
-            : stoa_arena_sprintf(req->arena, "ip:%s",
-                                 req->remote_addr ? req->remote_addr : "-");
+    if (p->present && p->session_id)
+        call->scope = stoa_arena_sprintf(req->arena, "session:%s:%s",
+                                         p->user_id, p->session_id);
+    else if (p->present)
+        call->scope = stoa_arena_sprintf(req->arena, "user:%s", p->user_id);
+    else
+        call->scope = stoa_arena_sprintf(
+            req->arena, "ip:%s", req->remote_addr ? req->remote_addr : "-");
     call->hash = stoa_idempotency_hash(req->arena, req->method, req->path,
                                        req->body, req->body_len);
     call->seal_key = req->ctx->conf.idempotency_seal_key;
@@ -397,11 +403,11 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
      * the heap; two malloc arenas keep threads from each growing one. */
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     /* One hash at a time per process (pool_processes of them per host,
-     * about a core each) and a quarter of the threads at most inside the
-     * gate: nginx may pin half of them with idle kept connections
-     * (stack.sh), so a quarter always serves everything else. */
+     * about a core each) and half the threads at most inside the gate:
+     * the other half always serves everything else (idle kept connections
+     * wait in epoll, not in threads: fcgi.h). */
     gate.concurrency = 1;
-    gate.queue = ctx.conf.pool_threads / 4 - 1;
+    gate.queue = ctx.conf.pool_threads / 2 - 1;
     if (gate.queue < 1)
         gate.queue = 1;
     mallopt(M_ARENA_MAX, 2);

@@ -22,6 +22,13 @@ const stoa_db_statement_t stoa_revoke_statements[] = {
      " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()))"
      " FROM auth.users u WHERE u.id = $1::uuid",
      2},
+    /* Taken first by everything that ends sessions, so that a session
+     * being started (which reads this row FOR SHARE) is either ended here
+     * or sees the change. */
+    {"revoke_lock_user",
+     "SELECT 1 FROM auth.users WHERE id = $1::uuid FOR UPDATE", 1},
+    {"revoke_mfa_challenges",
+     "DELETE FROM auth.mfa_challenges WHERE user_id = $1::uuid", 1},
     {"revoke_sessions",
      "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
      "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
@@ -176,9 +183,16 @@ int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
 {
     const char *p1[] = {user_id};
     const char *p2[] = {user_id, keep_session_id, reason};
-    int rc = STOA_OK;
+    int rc = stoa_db_exec(db, arena, "revoke_lock_user", p1, NULL);
+    if (rc != STOA_OK)
+        return rc;
+    /* Keys go, and so do second-factor challenges started with what was
+     * the password: they would otherwise still open a session. */
     if (with_keys &&
-        (rc = stoa_db_exec(db, arena, "revoke_api_keys", p1, NULL)) != STOA_OK)
+        ((rc = stoa_db_exec(db, arena, "revoke_api_keys", p1, NULL)) !=
+             STOA_OK ||
+         (rc = stoa_db_exec(db, arena, "revoke_mfa_challenges", p1, NULL)) !=
+             STOA_OK))
         return rc;
     return stoa_db_exec(db, arena, "revoke_sessions", p2, revoked);
 }

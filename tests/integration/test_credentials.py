@@ -9,6 +9,7 @@ expiry, a suspension or an erasure.
 
 import os
 import subprocess
+import threading
 import time
 import unittest
 import uuid
@@ -162,6 +163,25 @@ class CredentialsTest(StackTestCase):
         self.assert_error(c.request("POST", "/v1/auth/logout", token=token), 400,
                           "invalid_request")
 
+    def test_13_another_session_cannot_replay_a_key_secret(self):
+        """A stored answer holding a key's secret opens only for the session
+        that made it: another session of the same user, sending the same
+        Idempotency-Key and body, gets a run of its own."""
+        c = self.client()
+        email, _, first = self.new_account(c, "idemsess")
+        second = self.assert_ok_json(c.request(
+            "POST", "/v1/auth/login", {"email": email, "password": GOOD_PASSWORD}))["access_token"]
+        headers = {"Idempotency-Key": "key-" + uuid.uuid4().hex}
+        body = {"name": "bot"}
+        made = self.assert_ok_json(c.request("POST", "/v1/auth/api-keys", body,
+                                             headers=headers, token=first), 201)
+        again = c.request("POST", "/v1/auth/api-keys", body, headers=headers, token=first)
+        self.assertEqual(self.assert_ok_json(again, 201)["key"], made["key"])
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        other = c.request("POST", "/v1/auth/api-keys", body, headers=headers, token=second)
+        self.assertNotEqual(self.assert_ok_json(other, 201)["key"], made["key"])
+        self.assertIsNone(other.header("Idempotent-Replayed"))
+
     # --- what ends a key's tokens --------------------------------------------
 
     def test_20_revoking_a_key_ends_its_tokens_on_every_pool(self):
@@ -283,6 +303,114 @@ class CredentialsTest(StackTestCase):
         self.assert_live(c, login)
         self.assertEqual(self.keys_live(user_id), 1)
         self.assert_live(c, self.key_token(c, key["key"])["access_token"])
+
+    # --- races: a session started while its credential dies -------------------
+
+    def hammer(self, call, workers=4):
+        """Runs call(client) in a loop on `workers` threads until stopped;
+        returns (stop, threads, results)."""
+        stop, results = threading.Event(), []
+
+        def loop():
+            client = SourceClient(self.stack)
+            try:
+                while not stop.is_set():
+                    results.append(call(client))
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=loop, daemon=True) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        return stop, threads, results
+
+    def finish(self, stop, threads):
+        time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join(30)
+
+    def assert_no_token_survives(self, c, tokens):
+        time.sleep(REVOCATION_DEADLINE_S)
+        alive = [t for t in tokens if any(r.status == 200 for r in self.pool_reads(c, t))]
+        self.assertEqual(alive, [], f"{len(alive)} of {len(tokens)} tokens still work")
+
+    def test_30_exchanges_racing_a_revocation_leave_no_live_token(self):
+        """An exchange waiting on the key's row while its revocation commits
+        must not start a session after it (three keys, eight exchangers)."""
+        c = self.client()
+        _, _, login = self.new_account(c, "racerevoke")
+        tokens = []
+        for _ in range(3):
+            key = self.assert_ok_json(self.create_key(c, login), 201)
+
+            def exchange(client, key=key):
+                r = self.exchange_status(client, key["key"])
+                return r.json["access_token"] if r.status == 200 else None
+
+            stop, threads, got = self.hammer(exchange, workers=8)
+            time.sleep(0.3)
+            self.assertEqual(c.request("DELETE", f"/v1/auth/api-keys/{key['id']}",
+                                       token=login).status, 204)
+            self.finish(stop, threads)
+            tokens += [t for t in got if t]
+        self.assertGreater(len(tokens), 12)
+        self.assert_no_token_survives(c, tokens)
+
+    def test_31_logins_racing_a_reset_leave_no_live_session(self):
+        c = self.client()
+        email, user_id, _ = self.new_account(c, "racereset")
+
+        def login(client):
+            r = client.request("POST", "/v1/auth/login",
+                               {"email": email, "password": GOOD_PASSWORD})
+            return r.json if r.status == 200 else None
+
+        stop, threads, got = self.hammer(login)
+        time.sleep(0.3)
+        self.assertEqual(c.request("POST", "/v1/auth/password/forgot",
+                                   {"email": email}).status, 202)
+        reset = mailed_tokens(self.stack, email, "reset_password")
+        resp = c.request("POST", "/v1/auth/password/reset",
+                         {"token": reset[-1], "password": "Another-Long-Secret-42!"})
+        self.assertEqual(resp.status, 204, repr(resp))
+        self.finish(stop, threads)
+        sessions = [s for s in got if s]
+        self.assertGreater(len(sessions), 2)
+        self.assert_no_token_survives(c, [s["access_token"] for s in sessions])
+        for s in sessions:
+            r = c.request("POST", "/v1/auth/refresh", {"refresh_token": s["refresh_token"]})
+            self.assertEqual(r.status, 401, f"a refresh token from the old password works: {r!r}")
+        self.assertEqual(count_rows(self.stack, """
+            SELECT 1 FROM auth.sessions WHERE user_id = :'id'::uuid
+            AND revoked_at IS NULL AND expires_at > now()""", id=user_id), 0)
+
+    def test_32_a_demotion_racing_exchanges_and_logins_leaves_no_old_role(self):
+        c = self.client()
+        email, _, login = self.new_account(c, "racerole")
+        self.stoactl("user", "set-role", "--email", email, "--role", "finance")
+        login = self.assert_ok_json(c.request(
+            "POST", "/v1/auth/login", {"email": email, "password": GOOD_PASSWORD}))["access_token"]
+        key = self.assert_ok_json(self.create_key(c, login), 201)
+
+        def exchange_or_login(client):
+            if threading.get_ident() % 2:
+                r = self.exchange_status(client, key["key"])
+            else:
+                r = client.request("POST", "/v1/auth/login",
+                                   {"email": email, "password": GOOD_PASSWORD})
+            return r.json["access_token"] if r.status == 200 else None
+
+        stop, threads, got = self.hammer(exchange_or_login)
+        time.sleep(0.3)
+        self.stoactl("user", "set-role", "--email", email, "--role", "client")
+        self.finish(stop, threads)
+        time.sleep(REVOCATION_DEADLINE_S)
+        finance_tokens = [t for t in got if t and jwt_claims(t)["role"] == "finance"]
+        self.assertGreater(len(finance_tokens), 2)
+        alive = [t for t in finance_tokens
+                 if c.request("GET", "/v1/me", token=t).status == 200]
+        self.assertEqual(alive, [], f"{len(alive)} tokens with the old role still work")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class EdgeStackTestCase(StackTestCase):
     def idempotency_rows(self, user_id):
         return query_json(self.stack, """
             SELECT coalesce(json_agg(to_json(k)), '[]'::json)
-            FROM admin.idempotency_keys k WHERE scope = 'user:' || :'id'""", id=user_id)
+            FROM admin.idempotency_keys k WHERE scope LIKE 'session:' || :'id' || ':%'""", id=user_id)
 
     def assert_nowhere_in(self, text, secret, where):
         for form in secret_forms(secret):
@@ -187,9 +187,9 @@ class IdempotentSecretsTest(EdgeStackTestCase):
         self.assert_ok_json(self.create_key(c, thief_token, idem_key), 201)
         moved = query_json(self.stack, """
             WITH v AS (SELECT body_sealed FROM admin.idempotency_keys
-                       WHERE scope = 'user:' || :'victim' AND key = :'k'),
+                       WHERE scope LIKE 'session:' || :'victim' || ':%' AND key = :'k'),
                  t AS (UPDATE admin.idempotency_keys SET body_sealed = v.body_sealed FROM v
-                       WHERE scope = 'user:' || :'thief' AND key = :'k' RETURNING 1)
+                       WHERE scope LIKE 'session:' || :'thief' || ':%' AND key = :'k' RETURNING 1)
             SELECT to_json(count(*)) FROM t""", victim=victim_id, thief=thief_id, k=idem_key)
         self.assertEqual(moved, 1)
         resp = self.create_key(c, thief_token, idem_key)
@@ -207,7 +207,7 @@ class IdempotentSecretsTest(EdgeStackTestCase):
         self.assert_ok_json(self.create_key(c, token, idem_key), 201)
         query_json(self.stack, """
             WITH t AS (UPDATE admin.idempotency_keys SET status = 200
-                       WHERE scope = 'user:' || :'id' AND key = :'k' RETURNING 1)
+                       WHERE scope LIKE 'session:' || :'id' || ':%' AND key = :'k' RETURNING 1)
             SELECT to_json(count(*)) FROM t""", id=user_id, k=idem_key)
         self.assert_error(self.create_key(c, token, idem_key), 409,
                           "idempotency_replay_unavailable")

@@ -32,9 +32,11 @@ STOA_MUSTCHECK int stoa_revoke_check(stoa_conns_t *c, stoa_arena_t *arena,
 
 /* Ends sessions of user_id in the caller's transaction: every live one,
  * or all but keep_session_id; API-key exchanges included. With with_keys,
- * every API key of the user is revoked as well (a reset, erasure,
- * suspension). *revoked (arena) holds the ended session ids for
- * stoa_revoke_committed() after the commit. */
+ * every API key and pending second-factor challenge of the user goes as
+ * well (a reset, erasure, suspension). The user's row is locked first:
+ * session starts read it FOR SHARE, so none slips in beside this.
+ * *revoked (arena) holds the ended session ids for stoa_revoke_committed()
+ * after the commit. */
 STOA_MUSTCHECK int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
                                         const char *user_id,
                                         const char *keep_session_id,
