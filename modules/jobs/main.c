@@ -285,7 +285,8 @@ static void *heartbeat_main(void *arg)
          * which handlers allow (they are idempotent). */
         if (!db)
             db = stoa_ctx_db_take(hb->ctx, STOA_CTX_WAIT_MS);
-        if (!db || stoa_db_exec(db, arena, "jobs_heartbeat", p, NULL) != STOA_OK)
+        if (!db ||
+            stoa_db_exec(db, arena, "jobs_heartbeat", p, NULL) != STOA_OK)
             stoa_log(STOA_LOG_WARN, "could not renew the job leases");
         stoa_arena_reset(arena);
         pthread_mutex_lock(&heartbeat_lock);

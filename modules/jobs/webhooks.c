@@ -249,8 +249,8 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
     const char *pb[] = {endpoint_id, event_id, event_type, attempt};
     stoa_db_result_t *logged;
-    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_begin", pb,
-                     &logged) != STOA_OK ||
+    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_begin", pb, &logged) !=
+            STOA_OK ||
         stoa_db_rows(logged) != 1) {
         stoa_buf_free(&body);
         snprintf(err, errlen, "delivery log: %s", stoa_db_last_error(t->db));
