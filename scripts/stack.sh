@@ -744,19 +744,33 @@ start_jobs() {
     reap_orphans "$BIN/stoa-jobs" --config "$RUN/stoa.conf"
     rm -f "$RUN/pids/jobs.pid"
     note "starting the jobs worker"
-    # The shell records its own pid and then becomes the worker (exec keeps
-    # the pid), in a session of its own so it outlives this script.
+    start_daemon "jobs worker" "$RUN/pids/jobs.pid" "$RUN/log/stoa-jobs.stderr" jobs_up \
+        exec_stoa "$BIN/stoa-jobs" --config "$RUN/stoa.conf"
+}
+
+# start_daemon WHAT PID_FILE LOG UP_CHECK LAUNCHER CMD...: runs CMD through
+# LAUNCHER (exec_stoa, or exec_plain for this script itself), output to LOG,
+# and waits until UP_CHECK says it runs. The shell records its own pid and
+# then becomes CMD (exec keeps the pid), in a session of its own so it
+# outlives this script.
+start_daemon() {
+    local what=$1 pid_file=$2 log=$3 up_check=$4 launcher=$5
+    shift 5
     (
-        exec </dev/null >>"$RUN/log/stoa-jobs.stderr" 2>&1 9>&-
+        exec </dev/null >>"$log" 2>&1 9>&-
         # shellcheck disable=SC2016 # expanded by the inner shell
-        exec_stoa setsid bash -c 'echo "$$" >"$1" && shift && exec "$@"' stoa-jobs \
-            "$RUN/pids/jobs.pid" "$BIN/stoa-jobs" --config "$RUN/stoa.conf"
+        "$launcher" setsid bash -c 'echo "$$" >"$1" && shift && exec "$@"' "$what" \
+            "$pid_file" "$@"
     ) &
     local deadline=$((SECONDS + 5))
-    until jobs_up; do
-        ((SECONDS < deadline)) || die "the jobs worker did not start (see $RUN/log/stoa-jobs.stderr)"
+    until "$up_check"; do
+        ((SECONDS < deadline)) || die "the $what did not start (see $log)"
         sleep 0.05
     done
+}
+
+exec_plain() {
+    exec "$@"
 }
 
 stop_jobs() {
@@ -766,6 +780,92 @@ stop_jobs() {
     fi
     reap_orphans "$BIN/stoa-jobs" --config "$RUN/stoa.conf"
     rm -f "$RUN/pids/jobs.pid"
+}
+
+# ---------------------------------------------------------------------------
+# Pool watchdog
+#
+# multiwatch respawns a pool process that dies, but gives a child up after
+# 10 deaths within 10 s of its start and exits once it has no child left: a
+# request that crashes every process it reaches (a poison request retried by
+# a client) would leave the pool answering 502 until someone ran `start`.
+# So the dev stack supervises the supervisors: a watchdog (this script run as
+# `stack.sh watchdog RUN_DIR`, in a session of its own) checks every half
+# second that each pool's multiwatch is alive and starts the pool again when
+# it is not, waiting 0, 1, 2, 4 ... 30 s between restarts of a pool that
+# keeps dying (a pool that stayed up for 60 s starts over at 0). It leaves
+# the jobs worker alone: tests and operators stop and replace that one on
+# purpose, and `start` brings it back. In production systemd does this job
+# (docs/operations.md, "Fault: a crash loop").
+
+readonly WATCHDOG_TICK_S=0.5
+readonly WATCHDOG_MAX_DELAY_S=30
+readonly WATCHDOG_STABLE_S=60
+
+watchdog_up() {
+    alive "$RUN/pids/watchdog.pid" stack.sh watchdog "$RUN"
+}
+
+start_watchdog() {
+    watchdog_up && return 0
+    rm -f "$RUN/pids/watchdog.pid"
+    note "starting the pool watchdog"
+    start_daemon "pool watchdog" "$RUN/pids/watchdog.pid" "$RUN/log/watchdog.log" watchdog_up \
+        exec_plain bash "$REPO_DIR/scripts/stack.sh" watchdog "$RUN"
+}
+
+stop_watchdog() {
+    local pid
+    if pid=$(read_pid "$RUN/pids/watchdog.pid") && pid_matches "$pid" stack.sh watchdog; then
+        stop_pid "pool watchdog" TERM "$pid"
+    fi
+    rm -f "$RUN/pids/watchdog.pid"
+}
+
+# The watchdog's loop. A restart takes the stack lock without waiting: while
+# `start` or `stop` holds it, the pools are theirs and this round is skipped
+# (`stop` ends the watchdog before it stops the pools).
+cmd_watchdog() {
+    local -A delay=() next_try=() restarted_at=()
+    local pool now stopping=0
+    # TERM arrives while a sleep runs; the loop ends after it.
+    trap 'stopping=1' TERM INT
+    note "watchdog $$ supervising the ${POOLS[*]} pools"
+    while ((!stopping)); do
+        now=$SECONDS
+        for pool in "${POOLS[@]}"; do
+            ((!stopping)) || break
+            if pool_up "$pool"; then
+                if [[ -v restarted_at[$pool] ]] &&
+                    ((now - restarted_at[$pool] >= WATCHDOG_STABLE_S)); then
+                    unset "delay[$pool]" "restarted_at[$pool]"
+                fi
+                continue
+            fi
+            ((now >= ${next_try[$pool]:-0})) || continue
+            exec 9>"$RUN/.stack.lock"
+            if ! flock -n 9; then
+                exec 9>&-
+                continue
+            fi
+            # Checked again under the lock: `start` may just have done it.
+            if ! pool_up "$pool"; then
+                note "the $pool pool has no supervisor; restarting it (back-off ${delay[$pool]:-0}s)"
+                (start_pool "$pool") || note "restarting the $pool pool failed"
+            fi
+            exec 9>&-
+            local d=${delay[$pool]:-0}
+            next_try[$pool]=$((SECONDS + d))
+            restarted_at[$pool]=$SECONDS
+            if ((d == 0)); then
+                delay[$pool]=1
+            else
+                delay[$pool]=$((d * 2 > WATCHDOG_MAX_DELAY_S ? WATCHDOG_MAX_DELAY_S : d * 2))
+            fi
+        done
+        ((stopping)) || sleep "$WATCHDOG_TICK_S"
+    done
+    note "watchdog $$ stopped"
 }
 
 # ---------------------------------------------------------------------------
@@ -1039,6 +1139,7 @@ cmd_start() {
         start_pool "$pool"
     done
     start_jobs
+    start_watchdog
     start_nginx
     wait_ready
     printf 'stoa is up: https://127.0.0.1:%s\n' "$HTTPS_PORT"
@@ -1050,6 +1151,8 @@ cmd_stop() {
         return 0
     fi
     take_lock
+    # First, or it would start again the pools stopped below.
+    stop_watchdog
     stop_nginx
     local pool
     for pool in "${POOLS[@]}"; do
@@ -1096,6 +1199,7 @@ cmd_status() {
         report "$pool" "$state"
     done
     if jobs_up; then report jobs up; else report jobs down; fi
+    if [[ -d $RUN ]] && watchdog_up; then report watchdog up; else report watchdog down; fi
     if nginx_up; then
         report nginx "up (https://127.0.0.1:$HTTPS_PORT)"
     else
@@ -1105,6 +1209,15 @@ cmd_status() {
 }
 
 main() {
+    # `watchdog RUN_DIR` is started by `start` only; the run dir in its
+    # command line tells one stack's watchdog from another's.
+    if (($# == 2)) && [[ $1 == watchdog ]]; then
+        validate_settings
+        [[ $2 == "$RUN" ]] || die "watchdog: $2 is not this stack's run directory ($RUN)"
+        close_inherited_fds
+        cmd_watchdog
+        return 0
+    fi
     (($# == 1)) || usage
     validate_settings
     close_inherited_fds

@@ -4,8 +4,9 @@
  * outbox channel (and polls, since LISTEN does not survive PgBouncer's
  * transaction pooling) and enqueues scheduled jobs; jobs_concurrency
  * threads, each with its own connection, claim and run jobs. SIGTERM lets
- * each thread finish the job in hand. A job whose worker dies is claimed
- * again when its lease runs out. */
+ * each thread finish the job in hand. A heartbeat thread extends the
+ * leases of every job this process holds; a job whose worker dies is
+ * claimed again when its lease runs out, seconds later. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "stoa/buf.h"
 #include "stoa/ctx.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
@@ -24,10 +26,21 @@
 #include "stoa/outbox.h"
 
 #define JOBS_CHANNEL "stoa_jobs"
-#define LEASE_S 120 /* longer than any handler's own timeouts */
+/* Leases are short and renewed: a job held by a killed worker (claimed
+ * and waiting behind the one in hand, or in flight) is free again within
+ * LEASE_S, while a job that runs long keeps its lease for as long as its
+ * process lives. Three heartbeats fit in a lease, so one slow round trip
+ * to Postgres does not hand a live job to another worker. */
+#define LEASE_S 15
+#define HEARTBEAT_S 5
 #define CLAIM_BATCH "4"
 
 static volatile sig_atomic_t stop_requested;
+/* Set once every worker thread has returned: the heartbeat outlives them,
+ * so jobs finishing after SIGTERM keep their leases to the end. */
+static bool heartbeat_stop;
+static pthread_mutex_t heartbeat_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t heartbeat_cond = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond = PTHREAD_COND_INITIALIZER;
 static unsigned long wake_generation;
@@ -228,6 +241,64 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+typedef struct {
+    stoa_ctx_t *ctx;
+    /* The worker ids of this process as a Postgres text[] literal. */
+    char *worker_ids;
+    pthread_t thread;
+} heartbeat_t;
+
+/* Appends s to out as a double-quoted element of an array literal. */
+static void array_element(stoa_buf_t *out, const char *s)
+{
+    stoa_buf_append(out, "\"", 1);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            stoa_buf_append(out, "\\", 1);
+        stoa_buf_append(out, s, 1);
+    }
+    stoa_buf_append(out, "\"", 1);
+}
+
+static void *heartbeat_main(void *arg)
+{
+    heartbeat_t *hb = arg;
+    stoa_db_t *db = stoa_ctx_db_take(hb->ctx, STOA_CTX_WAIT_MS);
+    stoa_arena_t *arena = stoa_arena_create(0);
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%d", LEASE_S);
+    pthread_mutex_lock(&heartbeat_lock);
+    while (!heartbeat_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += HEARTBEAT_S;
+        while (!heartbeat_stop &&
+               pthread_cond_timedwait(&heartbeat_cond, &heartbeat_lock, &ts) !=
+                   ETIMEDOUT)
+            ;
+        if (heartbeat_stop)
+            break;
+        pthread_mutex_unlock(&heartbeat_lock);
+        const char *p[] = {hb->worker_ids, lease};
+        /* A failed renewal is retried at the next beat; if Postgres stays
+         * away longer than a lease, another worker may run the job too,
+         * which handlers allow (they are idempotent). */
+        if (!db)
+            db = stoa_ctx_db_take(hb->ctx, STOA_CTX_WAIT_MS);
+        if (!db ||
+            stoa_db_exec(db, arena, "jobs_heartbeat", p, NULL) != STOA_OK)
+            stoa_log(STOA_LOG_WARN, "could not renew the job leases");
+        stoa_arena_reset(arena);
+        pthread_mutex_lock(&heartbeat_lock);
+    }
+    pthread_mutex_unlock(&heartbeat_lock);
+    if (db)
+        stoa_ctx_db_give(hb->ctx, db);
+    stoa_arena_destroy(arena);
+    stoa_log_thread_done();
+    return NULL;
+}
+
 static void enqueue_scheduled(stoa_db_t *db, stoa_arena_t *arena)
 {
     int64_t now = stoa_unix_time();
@@ -264,9 +335,10 @@ int main(int argc, char **argv)
     }
     size_t nworkers = (size_t)probe.jobs_concurrency;
     stoa_conf_free(&probe);
-    /* One connection of each per worker, one more Postgres for LISTEN. */
+    /* One connection of each per worker, two more Postgres for LISTEN and
+     * the heartbeat. */
     if (stoa_ctx_open(&ctx, "stoa-jobs", config, jobs_statements,
-                      jobs_statements_len, nworkers + 1, nworkers, 0, err,
+                      jobs_statements_len, nworkers + 2, nworkers, 0, err,
                       sizeof(err)) != STOA_OK) {
         fprintf(stderr, "stoa-jobs: %s\n", err);
         return 1;
@@ -290,17 +362,31 @@ int main(int argc, char **argv)
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
     worker_t *workers = stoa_xcalloc(nworkers, sizeof(*workers));
+    stoa_buf_t ids;
+    stoa_buf_init(&ids);
+    stoa_buf_append(&ids, "{", 1);
     for (size_t i = 0; i < nworkers; i++) {
         workers[i].conf = conf;
         workers[i].ctx = &ctx;
         workers[i].index = (int)i;
         snprintf(workers[i].worker_id, sizeof(workers[i].worker_id),
                  "%s:%ld:%zu", host, (long)getpid(), i);
+        if (i > 0)
+            stoa_buf_append(&ids, ",", 1);
+        array_element(&ids, workers[i].worker_id);
         if (pthread_create(&workers[i].thread, NULL, worker_main,
                            &workers[i]) != 0) {
             stoa_log(STOA_LOG_CRIT, "cannot start worker threads");
             return 1;
         }
+    }
+
+    stoa_buf_append(&ids, "}", 1);
+    heartbeat_t heartbeat = {&ctx, ids.data, 0};
+    if (pthread_create(&heartbeat.thread, NULL, heartbeat_main, &heartbeat) !=
+        0) {
+        stoa_log(STOA_LOG_CRIT, "cannot start the heartbeat thread");
+        return 1;
     }
 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -346,6 +432,12 @@ int main(int argc, char **argv)
     wake_all();
     for (size_t i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
+    pthread_mutex_lock(&heartbeat_lock);
+    heartbeat_stop = true;
+    pthread_cond_signal(&heartbeat_cond);
+    pthread_mutex_unlock(&heartbeat_lock);
+    pthread_join(heartbeat.thread, NULL);
+    stoa_buf_free(&ids);
     free(workers);
     stoa_arena_destroy(arena);
     stoa_ctx_db_give(&ctx, db);

@@ -21,6 +21,14 @@ const stoa_db_statement_t jobs_statements[] = {
      "attempts = attempts - 1 WHERE id = $1 AND locked_by = $2 AND "
      "done_at IS NULL",
      2},
+    /* The heartbeat: every job still held by this process's workers ($1,
+     * a text[] of worker ids) keeps its lease. A job finished or taken over
+     * has another locked_by and is left alone. */
+    {"jobs_heartbeat",
+     "UPDATE jobs.outbox SET locked_until = now() + make_interval(secs => "
+     "$2::int) WHERE locked_by = ANY ($1::text[]) AND done_at IS NULL AND "
+     "dead_at IS NULL",
+     2},
     {"jobs_done",
      "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
      "locked_until = NULL, last_error = NULL WHERE id = $1 AND locked_by = $2",
@@ -56,11 +64,21 @@ const stoa_db_statement_t jobs_statements[] = {
      "previous_secret_until > now() THEN previous_secret END FROM "
      "admin.webhook_endpoints WHERE id = $1::uuid",
      1},
-    {"webhook_delivery_log",
-     "INSERT INTO admin.webhook_deliveries (endpoint_id, event_id, "
-     "event_type, attempt, status, latency_ms, error) VALUES ($1::uuid, $2, "
-     "$3, $4::int, $5::int, $6::int, left($7, 500))",
-     7},
+    /* An attempt is logged before it is sent, so one cut short by a dead
+     * worker is still on record; the next attempt marks such rows (no
+     * outcome yet) as interrupted. */
+    {"webhook_delivery_begin",
+     "WITH interrupted AS (UPDATE admin.webhook_deliveries SET error = "
+     "'interrupted' WHERE endpoint_id = $1::uuid AND event_id = $2 AND "
+     "attempt < $4::int AND status IS NULL AND latency_ms IS NULL AND "
+     "error IS NULL) INSERT INTO admin.webhook_deliveries (endpoint_id, "
+     "event_id, event_type, attempt) VALUES ($1::uuid, $2, $3, $4::int) "
+     "RETURNING id",
+     4},
+    {"webhook_delivery_end",
+     "UPDATE admin.webhook_deliveries SET status = $2::int, latency_ms = "
+     "$3::int, error = left($4, 500) WHERE id = $1::bigint",
+     4},
     {"webhook_succeeded",
      "UPDATE admin.webhook_endpoints SET failing_since = NULL, "
      "last_success_at = now() WHERE id = $1::uuid",

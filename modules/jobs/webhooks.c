@@ -243,6 +243,21 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     stoa_jw_value(w, event);
     stoa_jw_free(w);
 
+    /* On record before anything is sent: a worker killed mid-delivery
+     * leaves this row (no status, no latency) behind. */
+    char attempt[16];
+    snprintf(attempt, sizeof(attempt), "%d", job->attempt);
+    const char *pb[] = {endpoint_id, event_id, event_type, attempt};
+    stoa_db_result_t *logged;
+    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_begin", pb, &logged) !=
+            STOA_OK ||
+        stoa_db_rows(logged) != 1) {
+        stoa_buf_free(&body);
+        snprintf(err, errlen, "delivery log: %s", stoa_db_last_error(t->db));
+        return STOA_AGAIN;
+    }
+    const char *delivery_id = stoa_db_value(logged, 0, 0);
+
     /* During a rotation both secrets sign: "v1,<new> v1,<previous>". */
     const char *previous = stoa_db_value(ep, 0, 4);
     char timestamp[24], signature[256], second[128];
@@ -265,14 +280,12 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     }
     stoa_buf_free(&body);
 
-    char attempt[16], status[16], latency[16];
-    snprintf(attempt, sizeof(attempt), "%d", job->attempt);
+    char status[16], latency[16];
     snprintf(status, sizeof(status), "%ld", d.status);
     snprintf(latency, sizeof(latency), "%ld", d.latency_ms);
-    const char *p2[] = {endpoint_id, event_id, event_type, attempt,
-                        d.status ? status : NULL, latency,
+    const char *p2[] = {delivery_id, d.status ? status : NULL, latency,
                         d.error[0] ? d.error : NULL};
-    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_log", p2, NULL) !=
+    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_end", p2, NULL) !=
         STOA_OK)
         stoa_log(STOA_LOG_ERR, "delivery log not written");
     if (rc == STOA_OK) {
