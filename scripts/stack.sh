@@ -961,14 +961,14 @@ render_nginx() {
     done
     # Each worker may keep this many idle connections per pool: the two
     # workers together hold at most half of the pool's connection slots
-    # (16 per handler thread, modules/common/fcgi.h), so a new connection
+    # (64 per handler thread, modules/common/fcgi.h), so a new connection
     # always finds a free one. Idle kept connections wait in epoll, not in
     # threads.
     local threads handlers
     threads=$(conf_value pool_threads 8)
     [[ $threads =~ ^[1-9][0-9]{0,2}$ ]] || die "pool_threads must be an integer from 1 to 256: $threads"
     handlers=$((POOL_PROCESSES * threads))
-    local slots=$((handlers * 16))
+    local slots=$((handlers * 64))
     local kept=${STOA_UPSTREAM_KEEPALIVE:-$((slots / 4))}
     [[ $kept =~ ^[0-9]{1,4}$ ]] || die "STOA_UPSTREAM_KEEPALIVE must be a count: $kept"
     if ((kept == 0)); then
@@ -976,7 +976,7 @@ render_nginx() {
         keepalive_note="with keep-alive turned off nothing is kept idle,"
     elif ((handlers >= 4)); then
         keepalive_directive="keepalive $kept;"
-        keepalive_note="$kept idle per worker, $((kept * 2)) at most for $slots connection slots ($POOL_PROCESSES processes x $threads threads x 16),"
+        keepalive_note="$kept idle per worker, $((kept * 2)) at most for $slots connection slots ($POOL_PROCESSES processes x $threads threads x 64),"
     else
         keepalive_directive="# keepalive off: too few handler threads to keep any idle"
         keepalive_note="with fewer than 4 handler threads per pool nothing is kept idle,"

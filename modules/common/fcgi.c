@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -360,6 +361,22 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
     srv.handler = handler;
     pthread_mutex_init(&srv.lock, NULL);
     size_t nslots = threads * STOA_FCGI_SLOTS_PER_THREAD;
+    /* A descriptor per slot: raise the soft limit as far as needed (and
+     * allowed), else use fewer slots. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        rlim_t want = (rlim_t)nslots + 64;
+        if (nofile.rlim_cur < want) {
+            nofile.rlim_cur = want < nofile.rlim_max ? want : nofile.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+                getrlimit(RLIMIT_NOFILE, &nofile);
+        }
+        if (nofile.rlim_cur < want && nofile.rlim_cur > 128) {
+            nslots = (size_t)nofile.rlim_cur - 64;
+            stoa_log(STOA_LOG_WARN, "open-file limit %lu: %zu connection slots",
+                     (unsigned long)nofile.rlim_cur, nslots);
+        }
+    }
     srv.free = stoa_xcalloc(nslots, sizeof(*srv.free));
     slot_t *slots = stoa_xcalloc(nslots, sizeof(*slots));
     for (size_t i = 0; i < nslots; i++) {

@@ -28,8 +28,11 @@
 
 #define STOA_FCGI_QUIET_MS 50
 /* Connection slots per handler thread: idle kept connections wait in
- * them (in epoll), not in threads. */
-#define STOA_FCGI_SLOTS_PER_THREAD 16
+ * them (in epoll), not in threads. A connection that finds no free slot
+ * waits in the listen queue behind requests on kept connections, so there
+ * are enough for every connection nginx opens at a thousand clients
+ * (2 processes x 8 threads x 64). */
+#define STOA_FCGI_SLOTS_PER_THREAD 64
 #define STOA_FCGI_DRAIN_MS 10000
 
 typedef struct {
