@@ -31,6 +31,17 @@ struct stoa_conn_pool_s {
 static void free_db(void *h) { stoa_db_free(h); }
 static void free_kv(void *h) { stoa_kv_free(h); }
 
+/* While the breaker was open, revocation markers were skipped at once
+ * (revoke.c could not drop the sentinel either): a session revoked then
+ * would pass once Redis answers. Drop the sentinel first, so checks ask
+ * Postgres until the re-sync job has put every marker back. */
+static void kv_breaker_closed(stoa_kv_t *kv, void *arg)
+{
+    (void)arg;
+    if (stoa_kv_del(kv, STOA_REVOKE_SYNCED_KEY) != STOA_OK)
+        stoa_log(STOA_LOG_ERR, "could not clear the revocation sentinel");
+}
+
 static stoa_conn_pool_t *pool_new(size_t size, void (*free_handle)(void *))
 {
     stoa_conn_pool_t *p = stoa_xcalloc(1, sizeof(*p));
@@ -105,6 +116,7 @@ int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_statement_t *statements,
     const stoa_conf_t *c = &ctx->conf;
     stoa_conn_pool_t *kv = pool_new(kv_size, free_kv);
     kv->breaker = stoa_kv_breaker_new();
+    stoa_kv_breaker_on_close(kv->breaker, kv_breaker_closed, NULL);
     for (size_t i = 0; i < kv_size; i++) {
         stoa_kv_t *h = stoa_kv_new(c->redis_url, c->redis_timeout_ms);
         if (!h) {

@@ -15,6 +15,8 @@
 struct stoa_kv_breaker_s {
     _Atomic uint64_t open_until_us; /* 0: closed; else skip Redis until */
     _Atomic long backoff_ms;        /* the gap of the current opening */
+    void (*on_close)(stoa_kv_t *kv, void *arg);
+    void *on_close_arg;
 };
 
 struct stoa_kv_s {
@@ -26,6 +28,7 @@ struct stoa_kv_s {
     long timeout_ms;
     uint64_t last_attempt_us;
     bool reached;                /* the last call connected or sent */
+    bool bypass;                 /* inside the breaker's on_close hook */
     stoa_kv_breaker_t *breaker;  /* own_breaker, or one shared */
     stoa_kv_breaker_t own_breaker;
 };
@@ -106,7 +109,7 @@ stoa_kv_t *stoa_kv_new(const char *url, long timeout_ms)
 
 stoa_kv_breaker_t *stoa_kv_breaker_new(void)
 {
-    stoa_kv_breaker_t *b = stoa_xmalloc(sizeof(*b));
+    stoa_kv_breaker_t *b = stoa_xcalloc(1, sizeof(*b));
     atomic_init(&b->open_until_us, 0);
     atomic_init(&b->backoff_ms, 0);
     return b;
@@ -115,6 +118,13 @@ stoa_kv_breaker_t *stoa_kv_breaker_new(void)
 void stoa_kv_breaker_free(stoa_kv_breaker_t *b)
 {
     free(b);
+}
+
+void stoa_kv_breaker_on_close(stoa_kv_breaker_t *b,
+                              void (*fn)(stoa_kv_t *kv, void *arg), void *arg)
+{
+    b->on_close = fn;
+    b->on_close_arg = arg;
 }
 
 void stoa_kv_share_breaker(stoa_kv_t *kv, stoa_kv_breaker_t *b)
@@ -175,9 +185,10 @@ static void breaker_trip(stoa_kv_breaker_t *b, bool probe)
              STOA_KV_BREAKER_MIN_MS, STOA_KV_BREAKER_MAX_MS);
 }
 
-static void breaker_settle(stoa_kv_breaker_t *b, bool probe, bool hung,
+static void breaker_settle(stoa_kv_t *kv, bool probe, bool hung,
                            bool reached)
 {
+    stoa_kv_breaker_t *b = kv->breaker;
     if (hung) {
         breaker_trip(b, probe);
     } else if (probe && !reached) {
@@ -185,6 +196,12 @@ static void breaker_settle(stoa_kv_breaker_t *b, bool probe, bool hung,
          * caller probe instead. */
         atomic_store(&b->open_until_us, stoa_now_us());
     } else if (probe) {
+        /* Still open for everyone else: the hook's calls come first. */
+        if (b->on_close) {
+            kv->bypass = true;
+            b->on_close(kv, b->on_close_arg);
+            kv->bypass = false;
+        }
         atomic_store(&b->backoff_ms, 0);
         atomic_store(&b->open_until_us, 0);
         stoa_log(STOA_LOG_NOTICE, "redis answers again: circuit closed");
@@ -296,6 +313,8 @@ static redisReply *run(stoa_kv_t *kv, int argc, const char **argv,
                        const size_t *lens, int *rc)
 {
     bool probe;
+    if (kv && kv->bypass)
+        return run_once(kv, argc, argv, lens, rc);
     if (!kv || !breaker_admit(kv->breaker, kv->timeout_ms, &probe)) {
         *rc = STOA_AGAIN;
         return NULL;
@@ -306,7 +325,7 @@ static redisReply *run(stoa_kv_t *kv, int argc, const char **argv,
     bool hung = !r && *rc == STOA_AGAIN &&
                 stoa_now_us() - t0 >= (uint64_t)kv->timeout_ms * 500;
     if (hung || probe)
-        breaker_settle(kv->breaker, probe, hung, kv->reached);
+        breaker_settle(kv, probe, hung, kv->reached);
     if (!r)
         return NULL;
     if (r->type == REDIS_REPLY_ERROR) {

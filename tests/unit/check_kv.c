@@ -190,6 +190,17 @@ static int timed_ping(stoa_kv_t *kv, double *ms)
     return rc;
 }
 
+/* The close hook: runs once, on the probing handle, and its own call
+ * reaches the server although the breaker is not closed yet. */
+static int hook_runs, hook_rc = -100;
+
+static void on_close(stoa_kv_t *kv, void *arg)
+{
+    (void)arg;
+    hook_runs++;
+    hook_rc = stoa_kv_ping(kv);
+}
+
 START_TEST(breaker_one_timeout_spares_every_handle)
 {
     char path[64], url[80];
@@ -203,6 +214,7 @@ START_TEST(breaker_one_timeout_spares_every_handle)
     stoa_kv_t *alone = stoa_kv_new(url, timeout_ms);
     stoa_kv_share_breaker(a, shared);
     stoa_kv_share_breaker(b, shared);
+    stoa_kv_breaker_on_close(shared, on_close, NULL);
     double ms;
 
     /* The first call waits out its timeout and opens the breaker... */
@@ -234,9 +246,13 @@ START_TEST(breaker_one_timeout_spares_every_handle)
     ck_assert_int_eq(timed_ping(a, &ms), STOA_AGAIN);
     ck_assert_msg(ms < timeout_ms / 4, "skipped call took %.1f ms", ms);
     usleep((2 * STOA_KV_BREAKER_MIN_MS + 20) * 1000);
+    ck_assert_int_eq(hook_runs, 0);
     ck_assert_int_eq(timed_ping(a, &ms), STOA_OK);
+    ck_assert_int_eq(hook_runs, 1);
+    ck_assert_int_eq(hook_rc, STOA_OK);
     ck_assert(!stoa_kv_breaker_is_open(b));
     ck_assert_int_eq(timed_ping(b, &ms), STOA_OK);
+    ck_assert_int_eq(hook_runs, 1);
 
     stoa_kv_free(a);
     stoa_kv_free(b);

@@ -40,6 +40,13 @@ void stoa_kv_breaker_free(stoa_kv_breaker_t *b);
 /* kv uses breaker b from now on (borrowed: must outlive kv; NULL: its own
  * again). Not thread-safe: call before the handle is shared. */
 void stoa_kv_share_breaker(stoa_kv_t *kv, stoa_kv_breaker_t *b);
+/* fn(kv, arg) runs on the probing handle when b closes after an opening,
+ * before any other call goes to Redis again: the calls skipped while it
+ * was open may have been writes, and fn makes up for them. fn's own calls
+ * on kv bypass the breaker. Not thread-safe: call before the handles are
+ * shared. */
+void stoa_kv_breaker_on_close(stoa_kv_breaker_t *b,
+                              void (*fn)(stoa_kv_t *kv, void *arg), void *arg);
 /* True while kv's breaker is open (its calls skip Redis). */
 bool stoa_kv_breaker_is_open(const stoa_kv_t *kv);
 
