@@ -27,9 +27,9 @@ struct stoa_kv_s {
     bool is_unix;
     long timeout_ms;
     uint64_t last_attempt_us;
-    bool reached;                /* the last call connected or sent */
-    bool bypass;                 /* inside the breaker's on_close hook */
-    stoa_kv_breaker_t *breaker;  /* own_breaker, or one shared */
+    bool reached;               /* the last call connected or sent */
+    bool bypass;                /* inside the breaker's on_close hook */
+    stoa_kv_breaker_t *breaker; /* own_breaker, or one shared */
     stoa_kv_breaker_t own_breaker;
 };
 
@@ -144,8 +144,8 @@ bool stoa_kv_breaker_is_open(const stoa_kv_t *kv)
 static bool breaker_admit(stoa_kv_breaker_t *b, long timeout_ms, bool *probe)
 {
     *probe = false;
-    uint64_t until = atomic_load_explicit(&b->open_until_us,
-                                          memory_order_acquire);
+    uint64_t until =
+        atomic_load_explicit(&b->open_until_us, memory_order_acquire);
     if (until == 0)
         return true;
     uint64_t now = stoa_now_us();
@@ -185,8 +185,7 @@ static void breaker_trip(stoa_kv_breaker_t *b, bool probe)
              STOA_KV_BREAKER_MIN_MS, STOA_KV_BREAKER_MAX_MS);
 }
 
-static void breaker_settle(stoa_kv_t *kv, bool probe, bool hung,
-                           bool reached)
+static void breaker_settle(stoa_kv_t *kv, bool probe, bool hung, bool reached)
 {
     stoa_kv_breaker_t *b = kv->breaker;
     if (hung) {
