@@ -1,6 +1,7 @@
 /* ctx.c - the connection pools of the process context: a stack of idle
  * handles under one mutex, and a condition variable for the threads that
- * wait when every handle is out. */
+ * wait when every handle is out; the Redis handles share one circuit
+ * breaker (kv.h), so one timeout spares every thread the next. */
 #include "stoa/ctx.h"
 
 #include <errno.h>
@@ -24,10 +25,22 @@ struct stoa_conn_pool_s {
     void **all; /* for freeing */
     unsigned long waits;
     void (*free_handle)(void *);
+    stoa_kv_breaker_t *breaker; /* Redis pools: shared by every handle */
 };
 
 static void free_db(void *h) { stoa_db_free(h); }
 static void free_kv(void *h) { stoa_kv_free(h); }
+
+/* While the breaker was open, revocation markers were skipped at once
+ * (revoke.c could not drop the sentinel either): a session revoked then
+ * would pass once Redis answers. Drop the sentinel first, so checks ask
+ * Postgres until the re-sync job has put every marker back. */
+static void kv_breaker_closed(stoa_kv_t *kv, void *arg)
+{
+    (void)arg;
+    if (stoa_kv_del(kv, STOA_REVOKE_SYNCED_KEY) != STOA_OK)
+        stoa_log(STOA_LOG_ERR, "could not clear the revocation sentinel");
+}
 
 static stoa_conn_pool_t *pool_new(size_t size, void (*free_handle)(void *))
 {
@@ -56,6 +69,7 @@ static void pool_free(stoa_conn_pool_t *p)
         return;
     for (size_t i = 0; i < p->size; i++)
         p->free_handle(p->all[i]);
+    stoa_kv_breaker_free(p->breaker);
     free(p->idle);
     free(p->all);
     pthread_cond_destroy(&p->freed);
@@ -101,6 +115,8 @@ int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_statement_t *statements,
 {
     const stoa_conf_t *c = &ctx->conf;
     stoa_conn_pool_t *kv = pool_new(kv_size, free_kv);
+    kv->breaker = stoa_kv_breaker_new();
+    stoa_kv_breaker_on_close(kv->breaker, kv_breaker_closed, NULL);
     for (size_t i = 0; i < kv_size; i++) {
         stoa_kv_t *h = stoa_kv_new(c->redis_url, c->redis_timeout_ms);
         if (!h) {
@@ -108,6 +124,7 @@ int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_statement_t *statements,
             pool_free(kv);
             return STOA_ERROR;
         }
+        stoa_kv_share_breaker(h, kv->breaker);
         pool_add(kv, h);
     }
     stoa_conn_pool_t *db = pool_new(db_size, free_db);

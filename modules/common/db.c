@@ -1,11 +1,17 @@
-/* db.c - one libpq connection per process: lazy prepare, reconnect with
- * a retry gap, results owned by the request arena. */
+/* db.c - one libpq connection per handle: lazy prepare, reconnect with
+ * a retry gap, a check of an idle socket before use and one retry of a
+ * statement that cannot have taken effect, results owned by the request
+ * arena. */
 #include "stoa/db.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "stoa/crypto.h"
 #include "stoa/format.h"
@@ -17,6 +23,7 @@ struct stoa_db_s {
     const stoa_db_statement_t *statements;
     size_t nstatements;
     bool *prepared; /* per statement, for the current connection */
+    bool *reads;    /* per statement: its text is a lone SELECT */
     long statement_timeout_ms;
     long connect_timeout_s;
     uint64_t last_attempt_us;
@@ -42,6 +49,9 @@ stoa_db_t *stoa_db_new(const char *conninfo,
     db->statements = statements;
     db->nstatements = nstatements;
     db->prepared = stoa_xcalloc(nstatements ? nstatements : 1, sizeof(bool));
+    db->reads = stoa_xcalloc(nstatements ? nstatements : 1, sizeof(bool));
+    for (size_t i = 0; i < nstatements; i++)
+        db->reads[i] = stoa_db_sql_is_read(statements[i].sql);
     db->statement_timeout_ms = statement_timeout_ms;
     db->connect_timeout_s = connect_timeout_s;
     return db;
@@ -64,6 +74,7 @@ void stoa_db_free(stoa_db_t *db)
     stoa_wipe(db->conninfo, strlen(db->conninfo));
     free(db->conninfo);
     free(db->prepared);
+    free(db->reads);
     free(db);
 }
 
@@ -81,13 +92,61 @@ static void set_error(stoa_db_t *db, const PGresult *res)
         *nl = '\0';
 }
 
+bool stoa_db_sql_is_read(const char *sql)
+{
+    while (sql && isspace((unsigned char)*sql))
+        sql++;
+    return sql && strncasecmp(sql, "SELECT", 6) == 0 &&
+           (sql[6] == '\0' || isspace((unsigned char)sql[6]));
+}
+
+/* Whether an idle connection (no statement in flight, no transaction)
+ * still has a server. libpq reports CONNECTION_OK until it next reads, so a
+ * connection whose server restarted looks healthy while its socket holds
+ * the server's goodbye and an end of file: poll without waiting, and let
+ * libpq read whatever is there. Anything but a notification (LISTEN) on an
+ * idle connection is such a goodbye; libpq keeps notifications for
+ * PQnotifies. The socket is non-blocking (libpq sets it so), so nothing
+ * here waits. */
+static bool idle_connection_alive(PGconn *conn)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return false;
+    for (int reads = 0; reads < 8; reads++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, 0);
+        if (n < 0)
+            return errno == EINTR;
+        if (n == 0)
+            return true;
+        if (p.revents & (POLLERR | POLLNVAL))
+            return false;
+        if (PQconsumeInput(conn) != 1 || PQstatus(conn) != CONNECTION_OK)
+            return false;
+        if (p.revents & POLLHUP)
+            return false;
+    }
+    /* Still readable after eight reads: a stream of notifications, not a
+     * closed socket (which reads as end of file at once). */
+    return PQstatus(conn) == CONNECTION_OK;
+}
+
 int stoa_db_connect(stoa_db_t *db)
 {
     /* NULL: the pool had no connection to give (db.h). */
     if (!db)
         return STOA_AGAIN;
-    if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
-        return STOA_OK;
+    if (db->conn && PQstatus(db->conn) == CONNECTION_OK) {
+        /* Inside a transaction the connection was used a moment ago by
+         * this same taker; a break there shows on the statement itself. */
+        if (PQtransactionStatus(db->conn) != PQTRANS_IDLE ||
+            idle_connection_alive(db->conn))
+            return STOA_OK;
+        stoa_log(STOA_LOG_WARN, "postgres connection found closed while "
+                                "idle; reconnecting");
+        drop(db);
+    }
     uint64_t now = stoa_now_us();
     /* During an outage every request would otherwise pay a connect
      * timeout; answer 503 at once until the retry gap has passed. */
@@ -233,6 +292,35 @@ int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena, const char *name,
     return stoa_db_exec_fields(db, arena, name, params, NULL, out);
 }
 
+/* Whether a failed statement may run once more on a new connection: its
+ * connection broke, and nothing it could have changed is in doubt. That
+ * holds outside a transaction for a read, and for BEGIN (nothing was sent
+ * in the transaction yet). A lone write, COMMIT, or any statement inside a
+ * transaction may have taken effect before the break, or lost the
+ * statements before it: those answer STOA_AGAIN and the client decides.
+ * idle: the connection was outside a transaction before the statement. */
+static bool may_retry(stoa_db_t *db, const PGresult *res, bool idle,
+                      bool harmless)
+{
+    if (!idle || !harmless)
+        return false;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        return false;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    bool lost = !db->conn || PQstatus(db->conn) != CONNECTION_OK ||
+                (state && (strncmp(state, "08", 2) == 0 ||
+                           strncmp(state, "57P", 3) == 0));
+    if (lost) {
+        set_error(db, res);
+        stoa_log(STOA_LOG_WARN, "postgres connection lost before a "
+                                "statement took effect (%s); retrying once "
+                                "on a new connection", db->error);
+        drop(db);
+    }
+    return lost;
+}
+
 int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena, const char *name,
                         const char *const *params, const char *const *fields,
                         stoa_db_result_t **out)
@@ -244,25 +332,39 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena, const char *name,
     size_t idx = 0;
     const stoa_db_statement_t *st = find_statement(db, name, &idx);
     STOA_ASSERT(st != NULL);
-    int rc = stoa_db_connect(db);
-    if (rc != STOA_OK)
-        return rc;
-    if (!db->prepared[idx]) {
-        PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
-        rc = check_result(db, pr);
-        PQclear(pr);
-        if (rc != STOA_OK) {
-            if (rc == STOA_ERROR)
-                stoa_log(STOA_LOG_CRIT, "prepare %s failed: %s", st->name,
-                         db->error);
+    for (int attempt = 0;; attempt++) {
+        int rc = stoa_db_connect(db);
+        if (rc != STOA_OK)
             return rc;
+        bool idle = attempt == 0 &&
+                    PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+        if (!db->prepared[idx]) {
+            PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams,
+                                     NULL);
+            /* A PREPARE changes nothing but the connection it dies with. */
+            if (may_retry(db, pr, idle, true)) {
+                PQclear(pr);
+                continue;
+            }
+            rc = check_result(db, pr);
+            PQclear(pr);
+            if (rc != STOA_OK) {
+                if (rc == STOA_ERROR)
+                    stoa_log(STOA_LOG_CRIT, "prepare %s failed: %s", st->name,
+                             db->error);
+                return rc;
+            }
+            db->prepared[idx] = true;
         }
-        db->prepared[idx] = true;
+        PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, params,
+                                       NULL, NULL, 0);
+        if (may_retry(db, res, idle, db->reads[idx])) {
+            PQclear(res);
+            continue;
+        }
+        note_data_exception(db, res, st->nparams, params, fields);
+        return finish(db, arena, res, out);
     }
-    PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, params,
-                                   NULL, NULL, 0);
-    note_data_exception(db, res, st->nparams, params, fields);
-    return finish(db, arena, res, out);
 }
 
 int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
@@ -271,13 +373,22 @@ int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
 {
     if (out)
         *out = NULL;
-    int rc = stoa_db_connect(db);
-    if (rc != STOA_OK)
-        return rc;
-    PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL,
-                                 NULL, 0);
-    note_data_exception(db, res, nparams, params, NULL);
-    return finish(db, arena, res, out);
+    bool harmless = strcmp(sql, "BEGIN") == 0 || stoa_db_sql_is_read(sql);
+    for (int attempt = 0;; attempt++) {
+        int rc = stoa_db_connect(db);
+        if (rc != STOA_OK)
+            return rc;
+        bool idle = attempt == 0 &&
+                    PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+        PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params,
+                                     NULL, NULL, 0);
+        if (may_retry(db, res, idle, harmless)) {
+            PQclear(res);
+            continue;
+        }
+        note_data_exception(db, res, nparams, params, NULL);
+        return finish(db, arena, res, out);
+    }
 }
 
 int stoa_db_script(stoa_db_t *db, const char *sql)

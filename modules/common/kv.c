@@ -1,12 +1,23 @@
-/* kv.c - hiredis connection with timeouts and reconnect. */
+/* kv.c - hiredis connection with timeouts and reconnect, and the circuit
+ * breaker that keeps a hung Redis from costing every call its timeout. */
 #include "stoa/kv.h"
 
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "stoa/log.h"
+
+/* Lock-free: every Redis call of every thread reads open_until_us, and a
+ * closed breaker must cost no more than that one load. */
+struct stoa_kv_breaker_s {
+    _Atomic uint64_t open_until_us; /* 0: closed; else skip Redis until */
+    _Atomic long backoff_ms;        /* the gap of the current opening */
+    void (*on_close)(stoa_kv_t *kv, void *arg);
+    void *on_close_arg;
+};
 
 struct stoa_kv_s {
     redisContext *ctx;
@@ -16,6 +27,10 @@ struct stoa_kv_s {
     bool is_unix;
     long timeout_ms;
     uint64_t last_attempt_us;
+    bool reached;               /* the last call connected or sent */
+    bool bypass;                /* inside the breaker's on_close hook */
+    stoa_kv_breaker_t *breaker; /* own_breaker, or one shared */
+    stoa_kv_breaker_t own_breaker;
 };
 
 /* Decimal digits only (strtol would take spaces and signs). */
@@ -79,15 +94,117 @@ int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
 
 stoa_kv_t *stoa_kv_new(const char *url, long timeout_ms)
 {
-    stoa_kv_t kv;
-    memset(&kv, 0, sizeof(kv));
-    if (stoa_kv_parse_url(url, kv.host, sizeof(kv.host), &kv.port, &kv.db,
-                          &kv.is_unix) != STOA_OK)
+    stoa_kv_t *kv = stoa_xcalloc(1, sizeof(*kv));
+    if (stoa_kv_parse_url(url, kv->host, sizeof(kv->host), &kv->port, &kv->db,
+                          &kv->is_unix) != STOA_OK) {
+        free(kv);
         return NULL;
-    kv.timeout_ms = timeout_ms;
-    stoa_kv_t *out = stoa_xmalloc(sizeof(*out));
-    *out = kv;
-    return out;
+    }
+    kv->timeout_ms = timeout_ms;
+    atomic_init(&kv->own_breaker.open_until_us, 0);
+    atomic_init(&kv->own_breaker.backoff_ms, 0);
+    kv->breaker = &kv->own_breaker;
+    return kv;
+}
+
+stoa_kv_breaker_t *stoa_kv_breaker_new(void)
+{
+    stoa_kv_breaker_t *b = stoa_xcalloc(1, sizeof(*b));
+    atomic_init(&b->open_until_us, 0);
+    atomic_init(&b->backoff_ms, 0);
+    return b;
+}
+
+void stoa_kv_breaker_free(stoa_kv_breaker_t *b)
+{
+    free(b);
+}
+
+void stoa_kv_breaker_on_close(stoa_kv_breaker_t *b,
+                              void (*fn)(stoa_kv_t *kv, void *arg), void *arg)
+{
+    b->on_close = fn;
+    b->on_close_arg = arg;
+}
+
+void stoa_kv_share_breaker(stoa_kv_t *kv, stoa_kv_breaker_t *b)
+{
+    kv->breaker = b ? b : &kv->own_breaker;
+}
+
+bool stoa_kv_breaker_is_open(const stoa_kv_t *kv)
+{
+    return kv && atomic_load(&kv->breaker->open_until_us) != 0;
+}
+
+/* Whether a call may go to Redis now. While the breaker is open, no; when
+ * its gap has passed, one caller wins the right to probe (*probe) and the
+ * others still skip: the probe holds the breaker open for as long as it
+ * may wait (connect and command timeouts), then settles it. */
+static bool breaker_admit(stoa_kv_breaker_t *b, long timeout_ms, bool *probe)
+{
+    *probe = false;
+    uint64_t until =
+        atomic_load_explicit(&b->open_until_us, memory_order_acquire);
+    if (until == 0)
+        return true;
+    uint64_t now = stoa_now_us();
+    if (now < until)
+        return false;
+    uint64_t lease = now + (uint64_t)(2 * timeout_ms + 100) * 1000;
+    if (!atomic_compare_exchange_strong(&b->open_until_us, &until, lease))
+        return false;
+    *probe = true;
+    return true;
+}
+
+/* A call waited out its timeout: open the breaker (a probe that hung
+ * again doubles the gap, up to STOA_KV_BREAKER_MAX_MS). Logged when it
+ * opens, not at every probe. */
+static void breaker_trip(stoa_kv_breaker_t *b, bool probe)
+{
+    uint64_t now = stoa_now_us();
+    if (probe) {
+        long gap = atomic_load(&b->backoff_ms) * 2;
+        if (gap > STOA_KV_BREAKER_MAX_MS)
+            gap = STOA_KV_BREAKER_MAX_MS;
+        atomic_store(&b->backoff_ms, gap);
+        atomic_store(&b->open_until_us, now + (uint64_t)gap * 1000);
+        return;
+    }
+    uint64_t closed = 0;
+    uint64_t until = now + (uint64_t)STOA_KV_BREAKER_MIN_MS * 1000;
+    /* Threads already waiting when it opened time out too: only the first
+     * opens it (and the others do not reset the gap of an opening). */
+    if (!atomic_compare_exchange_strong(&b->open_until_us, &closed, until))
+        return;
+    atomic_store(&b->backoff_ms, STOA_KV_BREAKER_MIN_MS);
+    stoa_log(STOA_LOG_ERR,
+             "redis timed out: circuit open, calls skip Redis (first probe "
+             "in %d ms, gaps doubling to %d ms)",
+             STOA_KV_BREAKER_MIN_MS, STOA_KV_BREAKER_MAX_MS);
+}
+
+static void breaker_settle(stoa_kv_t *kv, bool probe, bool hung, bool reached)
+{
+    stoa_kv_breaker_t *b = kv->breaker;
+    if (hung) {
+        breaker_trip(b, probe);
+    } else if (probe && !reached) {
+        /* This handle did not try (its own retry gap): let the next
+         * caller probe instead. */
+        atomic_store(&b->open_until_us, stoa_now_us());
+    } else if (probe) {
+        /* Still open for everyone else: the hook's calls come first. */
+        if (b->on_close) {
+            kv->bypass = true;
+            b->on_close(kv, b->on_close_arg);
+            kv->bypass = false;
+        }
+        atomic_store(&b->backoff_ms, 0);
+        atomic_store(&b->open_until_us, 0);
+        stoa_log(STOA_LOG_NOTICE, "redis answers again: circuit closed");
+    }
 }
 
 static void drop(stoa_kv_t *kv)
@@ -120,6 +237,7 @@ static int ensure(stoa_kv_t *kv)
         now - kv->last_attempt_us < (uint64_t)STOA_KV_RETRY_MS * 1000)
         return STOA_AGAIN;
     kv->last_attempt_us = now;
+    kv->reached = true;
     struct timeval tv = {kv->timeout_ms / 1000, (kv->timeout_ms % 1000) * 1000};
     redisContext *c = kv->is_unix
                           ? redisConnectUnixWithTimeout(kv->host, tv)
@@ -171,17 +289,44 @@ static redisReply *command_argv(stoa_kv_t *kv, int argc, const char **argv,
     return r;
 }
 
-static redisReply *run(stoa_kv_t *kv, int argc, const char **argv,
-                       const size_t *lens, int *rc)
+static redisReply *run_once(stoa_kv_t *kv, int argc, const char **argv,
+                            const size_t *lens, int *rc)
 {
     *rc = ensure(kv);
     if (*rc != STOA_OK)
         return NULL;
+    kv->reached = true;
     redisReply *r = command_argv(kv, argc, argv, lens);
     if (!r) {
         *rc = STOA_AGAIN;
         return NULL;
     }
+    return r;
+}
+
+/* One command through the breaker. A transport failure that took at least
+ * half of timeout_ms is a hang (a server that accepts and never answers,
+ * or a connect that timed out), not a refusal: a refused connect costs
+ * nothing and the retry gap already spaces those out. */
+static redisReply *run(stoa_kv_t *kv, int argc, const char **argv,
+                       const size_t *lens, int *rc)
+{
+    bool probe;
+    if (kv && kv->bypass)
+        return run_once(kv, argc, argv, lens, rc);
+    if (!kv || !breaker_admit(kv->breaker, kv->timeout_ms, &probe)) {
+        *rc = STOA_AGAIN;
+        return NULL;
+    }
+    uint64_t t0 = stoa_now_us();
+    kv->reached = false;
+    redisReply *r = run_once(kv, argc, argv, lens, rc);
+    bool hung = !r && *rc == STOA_AGAIN &&
+                stoa_now_us() - t0 >= (uint64_t)kv->timeout_ms * 500;
+    if (hung || probe)
+        breaker_settle(kv, probe, hung, kv->reached);
+    if (!r)
+        return NULL;
     if (r->type == REDIS_REPLY_ERROR) {
         stoa_log(STOA_LOG_ERR, "redis error reply: %.*s", (int)r->len, r->str);
         freeReplyObject(r);

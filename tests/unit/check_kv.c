@@ -1,4 +1,12 @@
-/* check_kv.c - Redis url parsing (no server needed). */
+/* check_kv.c - Redis url parsing (no server needed), and the circuit
+ * breaker against a fake server on a unix socket: one that accepts and
+ * never answers (a Redis stopped by SIGSTOP), then one that answers. */
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
 #include "check_util.h"
 #include "stoa/kv.h"
 
@@ -120,6 +128,155 @@ START_TEST(regression_port_and_db_refuse_whitespace)
 }
 END_TEST
 
+/* A unix listener at path: the kernel completes connects into its backlog
+ * while nobody accepts, so a client connects and then waits for replies
+ * that never come. */
+static int listen_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    unlink(path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    return fd;
+}
+
+/* Answers +PONG to every read of one connection. */
+static void *answer_connection(void *arg)
+{
+    int c = (int)(intptr_t)arg;
+    char buf[512];
+    while (read(c, buf, sizeof(buf)) > 0)
+        if (write(c, "+PONG\r\n", 7) != 7)
+            break;
+    close(c);
+    return NULL;
+}
+
+/* Serves every connection at once, each on a thread of its own. */
+static void *answer_pong(void *arg)
+{
+    int listener = *(int *)arg;
+    for (;;) {
+        int c = accept(listener, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        pthread_t t;
+        if (pthread_create(&t, NULL, answer_connection, (void *)(intptr_t)c) ==
+            0)
+            pthread_detach(t);
+        else
+            close(c);
+    }
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 +
+           (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Pings through kv; returns the call's status and its duration in *ms. */
+static int timed_ping(stoa_kv_t *kv, double *ms)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = stoa_kv_ping(kv);
+    *ms = ms_since(&t0);
+    return rc;
+}
+
+/* The close hook: runs once, on the probing handle, and its own call
+ * reaches the server although the breaker is not closed yet. */
+static int hook_runs, hook_rc = -100;
+
+static void on_close(stoa_kv_t *kv, void *arg)
+{
+    (void)arg;
+    hook_runs++;
+    hook_rc = stoa_kv_ping(kv);
+}
+
+START_TEST(breaker_one_timeout_spares_every_handle)
+{
+    char path[64], url[80];
+    snprintf(path, sizeof(path), "/tmp/stoa-check-kv-%ld.sock", (long)getpid());
+    snprintf(url, sizeof(url), "unix://%s", path);
+    int hung = listen_unix(path);
+    const long timeout_ms = 100;
+    stoa_kv_breaker_t *shared = stoa_kv_breaker_new();
+    stoa_kv_t *a = stoa_kv_new(url, timeout_ms);
+    stoa_kv_t *b = stoa_kv_new(url, timeout_ms);
+    stoa_kv_t *alone = stoa_kv_new(url, timeout_ms);
+    stoa_kv_share_breaker(a, shared);
+    stoa_kv_share_breaker(b, shared);
+    stoa_kv_breaker_on_close(shared, on_close, NULL);
+    double ms;
+
+    /* The first call waits out its timeout and opens the breaker... */
+    ck_assert_int_eq(timed_ping(a, &ms), STOA_AGAIN);
+    ck_assert_msg(ms >= timeout_ms / 2, "hung call took %.1f ms", ms);
+    ck_assert(stoa_kv_breaker_is_open(a));
+    /* ...so the other handle of the pool skips Redis at once, */
+    ck_assert_int_eq(timed_ping(b, &ms), STOA_AGAIN);
+    ck_assert_msg(ms < timeout_ms / 4, "skipped call took %.1f ms", ms);
+    /* and a handle with its own breaker still tries. */
+    ck_assert(!stoa_kv_breaker_is_open(alone));
+    ck_assert_int_eq(timed_ping(alone, &ms), STOA_AGAIN);
+    ck_assert_msg(ms >= timeout_ms / 2, "own-breaker call took %.1f ms", ms);
+
+    /* After the first gap one call probes, hangs again and reopens it. */
+    usleep((STOA_KV_BREAKER_MIN_MS + 20) * 1000);
+    ck_assert_int_eq(timed_ping(b, &ms), STOA_AGAIN);
+    ck_assert_msg(ms >= timeout_ms / 2, "probe took %.1f ms", ms);
+    ck_assert(stoa_kv_breaker_is_open(a));
+    ck_assert_int_eq(timed_ping(a, &ms), STOA_AGAIN);
+    ck_assert_msg(ms < timeout_ms / 4, "skipped call took %.1f ms", ms);
+
+    /* The server answers again: still skipped until the doubled gap ends,
+     * then the probe's answer closes the breaker for every handle. */
+    close(hung);
+    int live = listen_unix(path);
+    pthread_t server;
+    ck_assert_int_eq(pthread_create(&server, NULL, answer_pong, &live), 0);
+    ck_assert_int_eq(timed_ping(a, &ms), STOA_AGAIN);
+    ck_assert_msg(ms < timeout_ms / 4, "skipped call took %.1f ms", ms);
+    usleep((2 * STOA_KV_BREAKER_MIN_MS + 20) * 1000);
+    ck_assert_int_eq(hook_runs, 0);
+    ck_assert_int_eq(timed_ping(a, &ms), STOA_OK);
+    ck_assert_int_eq(hook_runs, 1);
+    ck_assert_int_eq(hook_rc, STOA_OK);
+    ck_assert(!stoa_kv_breaker_is_open(b));
+    ck_assert_int_eq(timed_ping(b, &ms), STOA_OK);
+    ck_assert_int_eq(hook_runs, 1);
+
+    stoa_kv_free(a);
+    stoa_kv_free(b);
+    stoa_kv_free(alone);
+    stoa_kv_breaker_free(shared);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(breaker_stays_closed_on_a_refused_connection)
+{
+    /* Nothing listens: a refusal costs no wait and must not open it (the
+     * retry gap spaces reconnects; an open breaker would delay recovery). */
+    char url[80];
+    snprintf(url, sizeof(url), "unix:///tmp/stoa-check-kv-none-%ld.sock",
+             (long)getpid());
+    stoa_kv_t *kv = stoa_kv_new(url, 100);
+    double ms;
+    ck_assert_int_eq(timed_ping(kv, &ms), STOA_AGAIN);
+    ck_assert(!stoa_kv_breaker_is_open(kv));
+    stoa_kv_free(kv);
+}
+END_TEST
+
 static Suite *kv_suite(void)
 {
     Suite *s = suite_create("kv");
@@ -129,6 +286,11 @@ static Suite *kv_suite(void)
     tcase_add_loop_test(tc, parse_bad_urls, 0, (int)STOA_ARRAY_LEN(bad_urls));
     tcase_add_test(tc, parse_host_too_long);
     tcase_add_test(tc, new_checks_url_without_connecting);
+    suite_add_tcase(s, tc);
+
+    tc = test_case("breaker", NULL, NULL);
+    tcase_add_test(tc, breaker_one_timeout_spares_every_handle);
+    tcase_add_test(tc, breaker_stays_closed_on_a_refused_connection);
     suite_add_tcase(s, tc);
 
     tc = test_case("regression", NULL, NULL);

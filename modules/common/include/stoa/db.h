@@ -1,11 +1,21 @@
-/* db.h - one Postgres connection per process, prepared statements.
+/* db.h - one Postgres connection per handle, prepared statements.
  *
  * Statements are declared once in a table and prepared lazily on each
  * (re)connection. Every query is parameterised. When the connection is
  * broken the call returns STOA_AGAIN (the caller answers 503) and the next
  * call tries to reconnect, at most once per STOA_DB_RETRY_MS, so an outage
  * costs a failed request, never a crash or a pile of stalled workers.
- * Results are arena-owned (PQclear runs at arena reset). */
+ * Results are arena-owned (PQclear runs at arena reset).
+ *
+ * A server restart must not cost the first request on each pooled
+ * connection: before a statement outside a transaction, an idle connection
+ * is checked without waiting (its socket holds an end of file once the
+ * server has gone) and replaced when dead. A statement whose connection
+ * breaks anyway runs once more on a new connection when it cannot have
+ * taken effect: BEGIN, or a read (a statement whose text starts with
+ * SELECT, see stoa_db_sql_is_read) outside a transaction. Anything else
+ * whose fate is unknown (a lone write, COMMIT, a statement inside a
+ * transaction) answers STOA_AGAIN and is never replayed here. */
 #ifndef STOA_DB_H
 #define STOA_DB_H
 
@@ -31,7 +41,14 @@ stoa_db_t *stoa_db_new(const char *conninfo,
                        long connect_timeout_s);
 void stoa_db_free(stoa_db_t *db);
 
-/* Connects if needed. STOA_OK or STOA_AGAIN. */
+/* Whether a statement's text is a read that may run twice: it starts with
+ * the word SELECT (a data-modifying statement starts with INSERT, UPDATE,
+ * DELETE or WITH). A statement table must not hide a write in a SELECT (a
+ * function with side effects); none does. sql may be NULL (false). */
+bool stoa_db_sql_is_read(const char *sql);
+
+/* Connects if needed, replacing an idle connection whose server has gone.
+ * STOA_OK or STOA_AGAIN. */
 STOA_MUSTCHECK int stoa_db_connect(stoa_db_t *db);
 
 /* Runs a declared statement by name. params may contain NULL (SQL NULL).

@@ -1,4 +1,4 @@
-/* kv.h - one Redis connection per process (hiredis), with reconnect.
+/* kv.h - one Redis connection per handle (hiredis), with reconnect.
  *
  * Redis holds caches, counters and markers only: callers must treat
  * STOA_AGAIN (Redis unreachable) as "no cache", never as permission.
@@ -13,12 +13,42 @@
 
 #define STOA_KV_RETRY_MS 200
 
+/* The circuit breaker: a call that waits out redis_timeout_ms (a server
+ * that accepts and never answers, say stopped by SIGSTOP) opens it, and
+ * every call of every handle sharing it answers STOA_AGAIN at once for
+ * STOA_KV_BREAKER_MIN_MS; then one call probes, and each probe that hangs
+ * again doubles the gap up to STOA_KV_BREAKER_MAX_MS. A probe that gets
+ * any answer (or a quick refusal) closes it. Opening and closing are
+ * logged once each. A refused connection never opens it: it costs no
+ * wait, and STOA_KV_RETRY_MS spaces reconnects out already. */
+#define STOA_KV_BREAKER_MIN_MS 250
+#define STOA_KV_BREAKER_MAX_MS 5000
+
 typedef struct stoa_kv_s stoa_kv_t;
+typedef struct stoa_kv_breaker_s stoa_kv_breaker_t;
 
 /* url: redis://host:port[/db] or unix:///path/to.sock. NULL on a malformed
  * url. Does not connect. Caller frees with stoa_kv_free(). */
 stoa_kv_t *stoa_kv_new(const char *url, long timeout_ms);
 void stoa_kv_free(stoa_kv_t *kv);
+
+/* A breaker for several handles (a process's pool: one timeout opens it
+ * for every thread). Each handle starts with one of its own. Caller frees
+ * with stoa_kv_breaker_free() once no handle uses it. */
+stoa_kv_breaker_t *stoa_kv_breaker_new(void);
+void stoa_kv_breaker_free(stoa_kv_breaker_t *b);
+/* kv uses breaker b from now on (borrowed: must outlive kv; NULL: its own
+ * again). Not thread-safe: call before the handle is shared. */
+void stoa_kv_share_breaker(stoa_kv_t *kv, stoa_kv_breaker_t *b);
+/* fn(kv, arg) runs on the probing handle when b closes after an opening,
+ * before any other call goes to Redis again: the calls skipped while it
+ * was open may have been writes, and fn makes up for them. fn's own calls
+ * on kv bypass the breaker. Not thread-safe: call before the handles are
+ * shared. */
+void stoa_kv_breaker_on_close(stoa_kv_breaker_t *b,
+                              void (*fn)(stoa_kv_t *kv, void *arg), void *arg);
+/* True while kv's breaker is open (its calls skip Redis). */
+bool stoa_kv_breaker_is_open(const stoa_kv_t *kv);
 
 STOA_MUSTCHECK int stoa_kv_ping(stoa_kv_t *kv);
 /* STOA_OK with *value (arena-owned, NUL-terminated) and *len, STOA_DECLINED
