@@ -277,9 +277,12 @@ void auth_forget_profile(stoa_request_t *req, const char *user_id)
  * insert besides its audit line. Postgres knows no doubling and no address
  * cool-down: slower and coarser, but the pair's lock holds. */
 #define THROTTLE_WINDOW_S 900
-#define THROTTLE_WINDOW_PARAM "900"
 #define THROTTLE_ACCOUNT_LIMIT 5
-#define THROTTLE_ACCOUNT_LIMIT_PARAM "5"
+/* The same numbers as statement parameters (text). */
+#define THROTTLE_TEXT_(n) #n
+#define THROTTLE_TEXT(n) THROTTLE_TEXT_(n)
+#define THROTTLE_WINDOW_PARAM THROTTLE_TEXT(THROTTLE_WINDOW_S)
+#define THROTTLE_ACCOUNT_LIMIT_PARAM THROTTLE_TEXT(THROTTLE_ACCOUNT_LIMIT)
 #define THROTTLE_MAX_LOCK_S 86400
 #define THROTTLE_IP_SLOW_AFTER 20
 #define THROTTLE_IP_MAX_WAIT_S 300
@@ -371,8 +374,8 @@ static int check_in_postgres(stoa_request_t *req, const char *email)
     stoa_db_result_t *res;
     if (stoa_db_exec(stoa_request_db(req), req->arena, "login_failure_lock", p,
                      &res) != STOA_OK) {
-        stoa_log(STOA_LOG_ERR, "login throttle: neither Redis nor Postgres "
-                               "could judge an attempt");
+        stoa_log(STOA_LOG_ERR, "login throttle: Postgres could not judge "
+                               "an attempt; the password alone decides");
         return STOA_OK;
     }
     if (stoa_db_rows(res) == 0)
