@@ -29,6 +29,9 @@ typedef struct {
     long long jwks_mtime_ns; /* of the file behind jwks */
     bool mfa_key_set;
     uint8_t mfa_key[32]; /* seals TOTP secrets (mfa_encryption_key) */
+    /* Where the failed-login throttle looks (see util.c), as this
+     * process last saw it: each change is logged once. */
+    _Atomic int throttle_mode;
 } auth_state_t;
 
 auth_state_t *auth_state(stoa_request_t *req);
@@ -131,7 +134,8 @@ STOA_MUSTCHECK int auth_mail_user(stoa_request_t *req,
 /* Drops the cached /v1/me answer of a user. */
 void auth_forget_profile(stoa_request_t *req, const char *user_id);
 
-/* Failed-login throttle (Redis; off when Redis is down). */
+/* Failed-login throttle: Redis, and Postgres while Redis is unreachable
+ * or has not yet held a whole window of failures. */
 STOA_MUSTCHECK int auth_throttle_check(stoa_request_t *req, const char *email);
 void auth_throttle_fail(stoa_request_t *req, const char *email);
 void auth_throttle_clear(stoa_request_t *req, const char *email);

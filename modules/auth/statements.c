@@ -263,5 +263,29 @@ const stoa_db_statement_t auth_statements[] = {
      "t.token_hash = $1::bytea AND t.expires_at > now() AS presented) "
      "SELECT user_id FROM spent WHERE presented",
      1},
+
+    /* --- failed-login throttle (Postgres side) ------------------------ */
+    /* One failure of the pair ($1 subject, $2 address), and a few rows past
+     * the window ($3 s) pruned on the way, so the table holds about one
+     * window of failures without a job of its own. */
+    {"login_failure_insert",
+     "WITH pruned AS (DELETE FROM auth.login_failures WHERE id IN (SELECT id "
+     "FROM auth.login_failures WHERE at < now() - make_interval(secs => "
+     "$3::int) ORDER BY at LIMIT 16 FOR UPDATE SKIP LOCKED)) INSERT INTO auth.login_failures "
+     "(subject, address) VALUES ($1, $2)",
+     3},
+    /* A row when the pair has $4 failures within the window ($3 s): the
+     * seconds until the oldest of its last $4 leaves the window. */
+    {"login_failure_lock",
+     "SELECT greatest(1, ceil(extract(epoch FROM min(at) + make_interval(secs "
+     "=> $3::int) - now())))::int FROM (SELECT at FROM auth.login_failures "
+     "WHERE subject = $1 AND address = $2 AND at > now() - make_interval(secs "
+     "=> $3::int) ORDER BY at DESC LIMIT $4::int) recent HAVING count(*) >= "
+     "$4::int",
+     4},
+    /* A complete login forgets the pair's failures, as it does in Redis. */
+    {"login_failure_clear",
+     "DELETE FROM auth.login_failures WHERE subject = $1 AND address = $2",
+     2},
 };
 const size_t auth_statements_len = STOA_ARRAY_LEN(auth_statements);
