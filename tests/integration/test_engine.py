@@ -98,6 +98,9 @@ class EngineTest(StackTestCase):
         while one client reads healthz of the same pool."""
         c = self.client()
         email, _ = self.register(c, "slow")
+        reader, _ = self.register(c, "reader")
+        token = c.request("POST", "/v1/auth/login",
+                          {"email": reader, "password": GOOD_PASSWORD}).json["access_token"]
         connections = 3 * POOL_THREADS * self.pool_processes
         script = os.path.join(self.stack.run, "login-storm.lua")
         with open(script, "w") as f:
@@ -114,9 +117,11 @@ class EngineTest(StackTestCase):
             try:
                 t_end = time.monotonic() + 2.5
                 while time.monotonic() < t_end:
-                    t0 = time.monotonic()
-                    resp = probe.request("GET", "/v1/auth/healthz")
-                    fast.append((time.monotonic() - t0, resp.status))
+                    # A route with no work and an authenticated read alike.
+                    for path, tok in (("/v1/auth/healthz", None), ("/v1/me", token)):
+                        t0 = time.monotonic()
+                        resp = probe.request("GET", path, token=tok)
+                        fast.append((time.monotonic() - t0, resp.status))
                     time.sleep(0.02)
             finally:
                 probe.close()
@@ -131,7 +136,7 @@ class EngineTest(StackTestCase):
         self.assertTrue(all(status == 200 for _, status in fast), fast)
         times = sorted(t for t, _ in fast)
         self.assertLess(times[-1], FAST_BUDGET_S,
-                        f"healthz took {times[-1] * 1000:.0f} ms behind {connections} "
+                        f"a read took {times[-1] * 1000:.0f} ms behind {connections} "
                         f"logins (median {times[len(times) // 2] * 1000:.1f} ms); {out}")
 
     def test_30_kill_9_under_writes_loses_no_acknowledged_write(self):
