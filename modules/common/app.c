@@ -2,11 +2,13 @@
  * and the health routes; the FastCGI transport is fcgi.c. */
 #include "stoa/app.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "stoa/format.h"
@@ -69,9 +71,10 @@ static int ready(stoa_request_t *req)
 }
 
 /* The hashing gate: at most hash_concurrency requests of STOA_ROUTE_HASHES
- * routes run at once in a process and at most `queue` wait; the rest are
- * shed at once. Handler threads beyond those stay free for every other
- * route, whatever the storm. */
+ * routes run at once in a process and at most `queue` wait, each for
+ * GATE_WAIT_MS at most; the rest are shed at once. Handler threads beyond
+ * those stay free for every other route, whatever the storm. */
+#define GATE_WAIT_MS 500
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t done;
@@ -83,11 +86,17 @@ static bool gate_enter(void)
     pthread_mutex_lock(&gate.lock);
     bool in = gate.running < gate.concurrency;
     if (!in && gate.waiting < gate.queue) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += GATE_WAIT_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
         gate.waiting++;
-        while (gate.running >= gate.concurrency)
-            pthread_cond_wait(&gate.done, &gate.lock);
+        int rc = 0;
+        while (gate.running >= gate.concurrency && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&gate.done, &gate.lock, &until);
         gate.waiting--;
-        in = true;
+        in = gate.running < gate.concurrency;
     }
     if (in)
         gate.running++;
@@ -257,7 +266,7 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     if (route->flags & STOA_ROUTE_HASHES) {
         if (!gate_enter()) {
             stoa_http_header(req, "Retry-After", "1");
-            stoa_http_error(req, 503, "busy",
+            stoa_http_error(req, 503, "unavailable",
                             "too many password checks at once; retry");
             return;
         }
