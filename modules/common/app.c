@@ -70,34 +70,20 @@ static int ready(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
-/* The hashing gate: at most hash_concurrency requests of STOA_ROUTE_HASHES
- * routes run at once in a process and at most `queue` wait, each for
- * GATE_WAIT_MS at most; the rest are shed at once. Handler threads beyond
- * those stay free for every other route, whatever the storm. */
-#define GATE_WAIT_MS 500
+/* The admission gate of STOA_ROUTE_HASHES routes: at most `capacity`
+ * such requests are inside at once in a process (the hash itself runs one
+ * at a time, password.c, and they queue there); the rest are shed at once
+ * with 503. Handler threads beyond those stay free for every other route,
+ * whatever the storm. */
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t done;
-    long running, waiting, concurrency, queue;
-} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 1, 3};
+    long running, capacity;
+} gate = {PTHREAD_MUTEX_INITIALIZER, 0, 4};
 
 static bool gate_enter(void)
 {
     pthread_mutex_lock(&gate.lock);
-    bool in = gate.running < gate.concurrency;
-    if (!in && gate.waiting < gate.queue) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += GATE_WAIT_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        gate.waiting++;
-        int rc = 0;
-        while (gate.running >= gate.concurrency && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&gate.done, &gate.lock, &until);
-        gate.waiting--;
-        in = gate.running < gate.concurrency;
-    }
+    bool in = gate.running < gate.capacity;
     if (in)
         gate.running++;
     pthread_mutex_unlock(&gate.lock);
@@ -108,7 +94,6 @@ static void gate_leave(void)
 {
     pthread_mutex_lock(&gate.lock);
     gate.running--;
-    pthread_cond_signal(&gate.done);
     pthread_mutex_unlock(&gate.lock);
 }
 
@@ -411,15 +396,14 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
      * from raising it after the first free and keeping such buffers in
      * the heap; two malloc arenas keep threads from each growing one. */
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-    /* One hash at a time per process (pool_processes of them per host,
-     * about a core each) and half the threads at most inside the gate:
-     * the other half always serves everything else (idle kept connections
-     * wait in epoll, not in threads: fcgi.h). */
-    gate.concurrency = 1;
-    gate.queue = ctx.conf.pool_threads / 2 - 1;
-    if (gate.queue < 1)
-        gate.queue = 1;
     mallopt(M_ARENA_MAX, 2);
+    /* All threads but two at most in password routes (queued at the hash,
+     * password.c): two always serve everything else, which takes them
+     * microseconds (idle kept connections wait in epoll, not in threads:
+     * fcgi.h). */
+    gate.capacity = ctx.conf.pool_threads - 2;
+    if (gate.capacity < 1)
+        gate.capacity = 1;
     static app_server_t server;
     server.app = app;
     server.routes = build_routes(app, &server.nroutes);

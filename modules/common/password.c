@@ -4,6 +4,7 @@
 
 #include <argon2.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,13 @@
 
 #define SALT_LEN 16
 #define HASH_LEN 32
+
+/* One Argon2id at a time per process: a hash takes a core for tens of
+ * milliseconds and ~19 MiB, so a host runs as many at once as it has pool
+ * processes (about its cores), and a storm of logins queues here instead
+ * of thrashing every core. The database work of those logins, around the
+ * hash, still runs in parallel. */
+static pthread_mutex_t hashing = PTHREAD_MUTEX_INITIALIZER;
 
 int stoa_password_hash(const stoa_password_params_t *params,
                        const char *password, char out[STOA_PASSWORD_HASH_MAX])
@@ -24,10 +32,12 @@ int stoa_password_hash(const stoa_password_params_t *params,
                                     Argon2_id);
     if (need > STOA_PASSWORD_HASH_MAX)
         return STOA_ERROR;
+    pthread_mutex_lock(&hashing);
     int rc = argon2id_hash_encoded(params->iterations, params->memory_kib,
                                    params->parallelism, password,
                                    strlen(password), salt, SALT_LEN, HASH_LEN,
                                    out, STOA_PASSWORD_HASH_MAX);
+    pthread_mutex_unlock(&hashing);
     return rc == ARGON2_OK ? STOA_OK : STOA_ERROR;
 }
 
@@ -35,7 +45,9 @@ int stoa_password_verify(const char *phc, const char *password)
 {
     if (!phc || strncmp(phc, "$argon2id$", 10) != 0)
         return STOA_DECLINED;
+    pthread_mutex_lock(&hashing);
     int rc = argon2id_verify(phc, password, strlen(password));
+    pthread_mutex_unlock(&hashing);
     return rc == ARGON2_OK ? STOA_OK : STOA_DECLINED;
 }
 

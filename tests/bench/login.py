@@ -62,14 +62,14 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     o = o + t:get("ok"); s = s + t:get("shed"); x = x + t:get("other")
   end
-  io.write(string.format("LOGINS ok=%d shed=%d other=%d\n", o, s, x))
+  io.write(string.format("LOGINS ok=%d shed=%d other=%d\\n", o, s, x))
 end
 """
 
 
 def bench():
     seconds = b.env_int("BENCH_SECONDS", 10)
-    login_conns = b.env_int("BENCH_LOGIN_CONNECTIONS", 16)
+    login_conns = b.env_int("BENCH_LOGIN_CONNECTIONS", 8)
     # Reads at a modest rate beside the storm: a saturating read load would
     # take the cores the hashes need, and the ratio would measure it, not
     # the login path. The p99 bar is about reads not being starved.

@@ -35,11 +35,11 @@ typedef int (*stoa_handler_fn)(stoa_request_t *req);
 /* Takes bodies up to max_event_body_bytes (event batches) instead of
  * max_body_bytes. */
 #define STOA_ROUTE_BULK 8u
-/* Hashes a password (Argon2id, tens of ms of a core and ~19 MiB): runs
- * behind the process's hashing gate, so a login storm costs the host its
- * hashing cores, never every handler thread; beyond the gate's queue, or
- * after half a second in it, the request is shed with 503 `unavailable`
- * and Retry-After. */
+/* Hashes a password (Argon2id, tens of ms of a core and ~19 MiB): admitted
+ * by all handler threads but two (the hash itself runs one at a time per
+ * process, password.c), so a login storm costs the host its hashing cores,
+ * never every handler thread; beyond that the request is shed with 503
+ * `unavailable` and Retry-After. */
 #define STOA_ROUTE_HASHES 16u
 /* Manages credentials (keys, password, MFA, other sessions, erasure): needs
  * a login session; a token traded from an API key gets 403 forbidden, so a
