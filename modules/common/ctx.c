@@ -23,7 +23,6 @@ struct stoa_conn_pool_s {
     size_t nidle;
     size_t size;
     void **all; /* for freeing */
-    unsigned long waits;
     void (*free_handle)(void *);
     stoa_kv_breaker_t *breaker; /* Redis pools: shared by every handle */
 };
@@ -81,7 +80,6 @@ static void *pool_take(stoa_conn_pool_t *p, long wait_ms)
 {
     pthread_mutex_lock(&p->lock);
     if (p->nidle == 0) {
-        p->waits++;
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += wait_ms / 1000;
@@ -168,21 +166,6 @@ void stoa_ctx_kv_give(stoa_ctx_t *ctx, stoa_kv_t *kv)
 {
     if (kv)
         pool_give(ctx->kv_pool, kv);
-}
-
-void stoa_ctx_pool_stats(const stoa_ctx_t *ctx, unsigned long *db_waits,
-                         unsigned long *kv_waits)
-{
-    stoa_conn_pool_t *pools[] = {ctx->db_pool, ctx->kv_pool};
-    unsigned long *outs[] = {db_waits, kv_waits};
-    for (int i = 0; i < 2; i++) {
-        *outs[i] = 0;
-        if (!pools[i])
-            continue;
-        pthread_mutex_lock(&pools[i]->lock);
-        *outs[i] = pools[i]->waits;
-        pthread_mutex_unlock(&pools[i]->lock);
-    }
 }
 
 int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
@@ -286,15 +269,10 @@ stoa_kv_t *stoa_conns_kv(stoa_conns_t *c)
     return c->kv;
 }
 
-void stoa_conns_release_db(stoa_conns_t *c)
+void stoa_conns_release(stoa_conns_t *c)
 {
     stoa_ctx_db_give(c->ctx, c->db);
     c->db = NULL;
-}
-
-void stoa_conns_release(stoa_conns_t *c)
-{
-    stoa_conns_release_db(c);
     stoa_ctx_kv_give(c->ctx, c->kv);
     c->kv = NULL;
     c->db_unavailable = c->kv_unavailable = false;

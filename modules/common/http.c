@@ -471,28 +471,27 @@ int stoa_router_match(stoa_request_t *req, const stoa_route_t *routes,
     return found;
 }
 
-stoa_db_t *stoa_request_db(stoa_request_t *req)
+/* The request's connections, bound to its context (requests made by tests
+ * and benches fill only req->ctx). */
+static stoa_conns_t *request_conns(stoa_request_t *req)
 {
     req->conns.ctx = req->ctx;
-    return stoa_conns_db(&req->conns);
+    return &req->conns;
+}
+
+stoa_db_t *stoa_request_db(stoa_request_t *req)
+{
+    return stoa_conns_db(request_conns(req));
 }
 
 stoa_kv_t *stoa_request_kv(stoa_request_t *req)
 {
-    req->conns.ctx = req->ctx;
-    return stoa_conns_kv(&req->conns);
-}
-
-void stoa_request_release_db(stoa_request_t *req)
-{
-    req->conns.ctx = req->ctx;
-    stoa_conns_release_db(&req->conns);
+    return stoa_conns_kv(request_conns(req));
 }
 
 void stoa_request_release(stoa_request_t *req)
 {
-    req->conns.ctx = req->ctx;
-    stoa_conns_release(&req->conns);
+    stoa_conns_release(request_conns(req));
 }
 
 stoa_actor_t stoa_request_actor(const stoa_request_t *req,

@@ -91,11 +91,6 @@ void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db);
 stoa_kv_t *stoa_ctx_kv_take(stoa_ctx_t *ctx, long wait_ms);
 void stoa_ctx_kv_give(stoa_ctx_t *ctx, stoa_kv_t *kv);
 
-/* How often a thread found no idle connection since start: a pool too
- * small for its threads shows here first. */
-void stoa_ctx_pool_stats(const stoa_ctx_t *ctx, unsigned long *db_waits,
-                         unsigned long *kv_waits);
-
 /* The connections one unit of work holds (a request, a job, a command):
  * taken from the context's pools at first use, the same one until
  * stoa_conns_release(). The parts that do I/O (revoke, idempotency) take
@@ -114,8 +109,6 @@ typedef struct {
 stoa_db_t *stoa_conns_db(stoa_conns_t *c);
 /* The same for Redis: NULL acts as Redis being down. */
 stoa_kv_t *stoa_conns_kv(stoa_conns_t *c);
-/* Gives the Postgres connection back early (before a slow step). */
-void stoa_conns_release_db(stoa_conns_t *c);
 /* Gives both back; the record may be used again. */
 void stoa_conns_release(stoa_conns_t *c);
 

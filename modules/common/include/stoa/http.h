@@ -112,10 +112,8 @@ stoa_db_t *stoa_request_db(stoa_request_t *req);
 /* The same for Redis: NULL acts as Redis being down. */
 stoa_kv_t *stoa_request_kv(stoa_request_t *req);
 /* Gives both back (rolling back a transaction left open). Called by the
- * transport after the handler; a handler that is done with Postgres
- * before a slow step (a password hash) may call stoa_request_release_db. */
+ * transport after the handler. */
 void stoa_request_release(stoa_request_t *req);
-void stoa_request_release_db(stoa_request_t *req);
 
 /* A FastCGI param or request header by CGI name ("HTTP_USER_AGENT");
  * borrowed, NULL when absent. */
