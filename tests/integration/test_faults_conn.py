@@ -128,7 +128,10 @@ class PostgresRestartTest(FaultStackTestCase):
         # is stale after the restart, and every process has one at least.
         self.assertGreaterEqual(before, len(POOLS) * self.pool_processes,
                                 "too few pooled connections were opened")
-        want = before
+        # The count includes the jobs worker's connections, which come back
+        # on their own schedule: the pools alone must reach it, up to their
+        # own total.
+        want = min(before, want)
 
         stopped = self.stack.postgres_stop()
         self.assertEqual(stopped.returncode, 0, stopped.stderr)
