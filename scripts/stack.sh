@@ -11,7 +11,9 @@
 # STOA_HTTPS_PORT (8443), STOA_HTTP_PORT (8080), STOA_POOL_PROCESSES (2),
 # STOA_RATE_API (100r/s), STOA_BURST_API (200), STOA_RATE_AUTH (2r/s),
 # STOA_BURST_AUTH (10), STOA_GATEWAY_MODULE (the gateway module nginx loads:
-# <repo>/build/gateway/ngx_http_api_gateway_module.so).
+# <repo>/build/gateway/ngx_http_api_gateway_module.so), STOA_UPSTREAM_KEEPALIVE
+# (idle FastCGI connections nginx keeps per worker and pool: a quarter of the
+# pool's connection slots; 0 turns keep-alive off, for benches).
 set -euo pipefail
 
 umask 022
