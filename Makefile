@@ -82,6 +82,12 @@ $(BUILD)/gen/mail_templates.c: $(wildcard modules/jobs/templates/*) \
 	@mkdir -p $(@D)
 	$(Q)scripts/gen-templates.sh modules/jobs/templates > $@
 $(BUILD)/gen/mail_templates.o: ALL_CFLAGS += -Imodules/jobs
+# Each pool's route table comes from the one route manifest.
+$(foreach p,$(POOLS),$(eval EXTRA_OBJ_stoa-$(p) := $(BUILD)/gen/routes_$(p).o))
+$(BUILD)/gen/routes_%.c: routes.manifest scripts/gen-routes.py
+	@mkdir -p $(@D)
+	$(Q)python3 scripts/gen-routes.py c $* routes.manifest > $@
+$(foreach p,$(POOLS),$(eval $(BUILD)/gen/routes_$(p).o: ALL_CFLAGS += -Imodules/$(p)))
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_FILE)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -160,7 +166,7 @@ deps:
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory check-headers test-unit test-gateway-unit test-fuzz-replay test-fakes
+	$(Q)$(MAKE) --no-print-directory check-headers check-routes test-unit test-gateway-unit test-fuzz-replay test-fakes
 	$(Q)$(MAKE) --no-print-directory test-integration
 	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-gateway-unit test-fuzz-replay test-integration"
 
@@ -180,6 +186,13 @@ bench: bench-all
 $(BUILD)/bench/stoa-empty-fcgi: $(BUILD)/tests/bench/empty_fcgi.o
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ -lfcgi
+
+# Every route of routes.manifest names a handler defined in its file
+# (tests/integration/test_routes.py holds the built pools and the running
+# stack to the manifest).
+.PHONY: check-routes
+check-routes:
+	$(Q)python3 scripts/gen-routes.py check routes.manifest . && echo "routes ok"
 
 # Every public header compiles on its own.
 HEADERS := $(wildcard modules/common/include/stoa/*.h)

@@ -873,7 +873,9 @@ cmd_watchdog() {
 # ---------------------------------------------------------------------------
 # nginx
 
-readonly NGINX_FILES=(nginx.conf fastcgi_stoa.conf security_headers.conf errors.conf cors_headers.conf)
+# routes.conf is made from routes.manifest (scripts/gen-routes.py), the
+# others from nginx/.
+readonly NGINX_FILES=(nginx.conf routes.conf fastcgi_stoa.conf security_headers.conf errors.conf cors_headers.conf)
 
 nginx_cmd() {
     nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" "$@"
@@ -1005,6 +1007,11 @@ render_nginx() {
     for name in "${NGINX_FILES[@]}"; do
         src=$REPO_DIR/nginx/$name
         [[ $name == nginx.conf ]] && src=$REPO_DIR/nginx/nginx.conf.in
+        if [[ $name == routes.conf ]]; then
+            src=$RUN/nginx/routes.conf.src
+            python3 "$REPO_DIR/scripts/gen-routes.py" nginx "$REPO_DIR/routes.manifest" \
+                >"$src" || die "routes.manifest: cannot make the nginx locations"
+        fi
         [[ -r $src ]] || die "missing $src"
         dst=$RUN/nginx/$name
         sed -e "s|@RUN@|$RUN|g" \

@@ -1,16 +1,15 @@
-/* main.c - the analytics pool: wires its routes into the common skeleton. */
-#include "stoa/app.h"
-
-static const stoa_app_t analytics_app = {
-    .name = "analytics",
-    .routes = NULL,
-    .nroutes = 0,
-    .statements = NULL,
-    .nstatements = 0,
-    .init = NULL,
-};
+/* main.c - the analytics pool: start-up (its routes: routes.manifest). */
+#include "analytics.h"
 
 int main(int argc, char **argv)
 {
-    return stoa_app_main(argc, argv, &analytics_app);
+    stoa_app_t app = {
+        .name = "analytics",
+        .routes = stoa_routes,
+        .nroutes = stoa_routes_len,
+        .statements = NULL,
+        .nstatements = 0,
+        .init = NULL,
+    };
+    return stoa_app_main(argc, argv, &app);
 }

@@ -20,7 +20,7 @@
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
 
-static int health(stoa_request_t *req)
+int stoa_app_healthz(stoa_request_t *req)
 {
     stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
@@ -29,7 +29,7 @@ static int health(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
-static int ready(stoa_request_t *req)
+int stoa_app_readyz(stoa_request_t *req)
 {
     int db = stoa_db_ping(stoa_request_db(req));
     int kv = stoa_kv_ping(stoa_request_kv(req));
@@ -233,7 +233,7 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
             stoa_http_error(req, 403, "forbidden", NULL);
             return;
         }
-        if (!stoa_principal_scope_allows(&req->principal, ctx->app->name,
+        if (!stoa_principal_scope_allows(&req->principal, route->scope,
                                          req->method)) {
             stoa_http_error(req, 403, "insufficient_scope",
                             "this token's scopes do not cover this route");
@@ -297,26 +297,9 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
         gate_leave();
 }
 
-static stoa_route_t *build_routes(const stoa_app_t *app, size_t *n)
-{
-    size_t total = app->nroutes + 2;
-    stoa_route_t *routes = stoa_xcalloc(total, sizeof(*routes));
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/%s/healthz", app->name);
-    routes[0] = (stoa_route_t){"GET", stoa_xstrdup(path), health,
-                               STOA_ROUTE_PUBLIC, NULL};
-    snprintf(path, sizeof(path), "/v1/%s/readyz", app->name);
-    routes[1] = (stoa_route_t){"GET", stoa_xstrdup(path), ready,
-                               STOA_ROUTE_PUBLIC, NULL};
-    for (size_t i = 0; i < app->nroutes; i++)
-        routes[2 + i] = app->routes[i];
-    *n = total;
-    return routes;
-}
-
 typedef struct {
     const stoa_app_t *app;
-    stoa_route_t *routes;
+    const stoa_route_t *routes;
     size_t nroutes;
 } app_server_t;
 
@@ -342,9 +325,43 @@ static long body_cap(stoa_ctx_t *ctx, const stoa_request_t *req, void *arg)
 static void usage(const char *program)
 {
     fprintf(stderr,
-            "usage: %s [--config FILE] [--check-config]\n"
-            "Serves FastCGI on the socket passed as file descriptor 0.\n",
+            "usage: %s [--config FILE] [--check-config] [--routes]\n"
+            "Serves FastCGI on the socket passed as file descriptor 0.\n"
+            "--routes prints the route table the program was built with.\n",
             program);
+}
+
+/* One line a route: method, pattern, access, roles, flags, scope, as the
+ * manifest spells them, so a test can hold the built program to it. */
+static void print_routes(const stoa_app_t *app)
+{
+    for (size_t i = 0; i < app->nroutes; i++) {
+        const stoa_route_t *r = &app->routes[i];
+        const char *access = (r->flags & STOA_ROUTE_LOGIN)  ? "login"
+                             : (r->flags & STOA_ROUTE_AUTH) ? "user"
+                                                            : "public";
+        char roles[128] = "-", flags[64] = "";
+        if (r->roles) {
+            snprintf(roles, sizeof(roles), "%s", r->roles);
+            for (char *c = roles; *c; c++)
+                if (*c == ' ')
+                    *c = ',';
+        }
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } names[] = {{STOA_ROUTE_IDEMPOTENT, "idempotent"},
+                     {STOA_ROUTE_HASHES, "hashes"},
+                     {STOA_ROUTE_BULK, "bulk"}};
+        for (size_t k = 0; k < STOA_ARRAY_LEN(names); k++)
+            if (r->flags & names[k].bit) {
+                size_t n = strlen(flags);
+                snprintf(flags + n, sizeof(flags) - n, "%s%s", n ? "," : "",
+                         names[k].name);
+            }
+        printf("%s %s %s %s %s %s\n", r->method, r->pattern, access, roles,
+               flags[0] ? flags : "-", r->scope ? r->scope : "-");
+    }
 }
 
 int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
@@ -356,6 +373,9 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
             config = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = true;
+        } else if (strcmp(argv[i], "--routes") == 0) {
+            print_routes(app);
+            return 0;
         } else {
             usage(argv[0]);
             return 2;
@@ -406,7 +426,8 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
         gate.capacity = 1;
     static app_server_t server;
     server.app = app;
-    server.routes = build_routes(app, &server.nroutes);
+    server.routes = app->routes;
+    server.nroutes = app->nroutes;
     static const stoa_fcgi_handler_t handler = {serve_one, body_cap, &server};
     return stoa_fcgi_serve(&ctx, (size_t)ctx.conf.pool_threads, &handler);
 }

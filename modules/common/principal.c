@@ -56,20 +56,21 @@ bool stoa_principal_from_api_key(const stoa_principal_t *p)
     return p->present && p->scope != NULL;
 }
 
-bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *pool,
+bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *area,
                                  const char *method)
 {
     if (!p->scope)
         return true;
     bool read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    size_t plen = strlen(pool);
+    size_t plen = area ? strlen(area) : 0;
     for (const char *s = p->scope; *s;) {
         while (*s == ' ')
             s++;
         size_t n = strcspn(s, " ");
         if (n == 1 && s[0] == '*')
             return true;
-        if (n > plen + 1 && strncmp(s, pool, plen) == 0 && s[plen] == ':') {
+        if (area && n > plen + 1 && strncmp(s, area, plen) == 0 &&
+            s[plen] == ':') {
             const char *what = s + plen + 1;
             size_t wlen = n - plen - 1;
             if ((wlen == 1 && what[0] == '*') ||

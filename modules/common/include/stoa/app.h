@@ -1,11 +1,13 @@
 /* app.h - the skeleton every pool program runs.
  *
- * main() of a pool declares its routes and statements and calls
+ * main() of a pool names its routes (the table scripts/gen-routes.py makes
+ * from routes.manifest: stoa_routes below) and statements and calls
  * stoa_app_main(): config -> process context (log, pools of Postgres and
  * Redis connections) -> handler threads accepting FastCGI on fd 0 (the
  * socket spawn-fcgi hands over; fcgi.h) -> dispatch -> arena reset. Every
- * pool gets GET /v1/<name>/healthz and /v1/<name>/readyz. SIGTERM drains
- * the requests in flight, then exits.
+ * pool's manifest lists GET /v1/<name>/healthz and /v1/<name>/readyz,
+ * served by the handlers below. SIGTERM drains the requests in flight,
+ * then exits.
  *
  * Handlers run on several threads at once: they keep no static mutable
  * state; what a process shares (ctx->data) is read-only after init or
@@ -28,6 +30,17 @@ typedef struct stoa_app_s {
     int (*init)(stoa_ctx_t *ctx);
 } stoa_app_t;
 
+
+/* The program's route table, generated from routes.manifest into
+ * build/.../gen/routes_<pool>.c and linked into stoa-<pool> only. */
+extern const stoa_route_t stoa_routes[];
+extern const size_t stoa_routes_len;
+
+/* The probes every pool serves: liveness ({"status":"ok"}) and readiness
+ * (Postgres, Redis and the outbox per kind; 503 when a dependency is
+ * down). */
+int stoa_app_healthz(stoa_request_t *req);
+int stoa_app_readyz(stoa_request_t *req);
 
 /* Parses --config FILE and --check-config, builds the context and serves
  * until SIGTERM. Returns the process exit code. */

@@ -52,6 +52,10 @@ typedef struct {
     stoa_handler_fn handler;
     unsigned flags;
     const char *roles; /* space-separated roles allowed; NULL: any */
+    /* The API-key scope area ("auth", "billing", "analytics", "admin"):
+     * follows the URL prefix, whichever pool serves it. NULL: only a "*"
+     * key reaches the route. */
+    const char *scope;
 } stoa_route_t;
 
 typedef struct {

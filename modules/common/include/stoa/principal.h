@@ -31,9 +31,11 @@ bool stoa_scope_valid(const char *scope);
  * carry a scope claim (a key's scopes are never empty; "*" is the whole)
  * and logins never do, so the claim tells them apart. */
 bool stoa_principal_from_api_key(const stoa_principal_t *p);
-/* True when the principal may call `method` on `pool`: no scope claim, or
- * one of its scopes covers it. */
-bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *pool,
+/* True when the principal may call `method` on a route of scope area
+ * `area` (the route's URL prefix: auth, billing, analytics, admin): no
+ * scope claim, or one of its scopes covers it. A NULL area is reached by
+ * "*" alone. */
+bool stoa_principal_scope_allows(const stoa_principal_t *p, const char *area,
                                  const char *method);
 
 #endif
