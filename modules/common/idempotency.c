@@ -142,15 +142,15 @@ static char *answer_open(stoa_arena_t *arena, const stoa_idem_call_t *call,
                          const char *status, const char *sealed_hex,
                          size_t *len)
 {
-    size_t hex_len = sealed_hex ? strlen(sealed_hex) : 0;
+    size_t cap = sealed_hex ? strlen(sealed_hex) / 2 : 0;
     uint8_t key[STOA_AEAD_KEY_LEN];
-    if (hex_len < 2 || !record_key(call, key))
+    if (cap == 0 || !record_key(call, key))
         return NULL;
     size_t sealed_len = 0;
-    uint8_t *sealed = stoa_arena_alloc(arena, hex_len / 2 + 1);
-    char *plain = stoa_arena_alloc(arena, hex_len / 2 + 1);
+    uint8_t *sealed = stoa_arena_alloc(arena, cap);
+    char *plain = stoa_arena_alloc(arena, cap + 1);
     const char *aad = answer_aad(arena, status, call->hash);
-    int rc = stoa_hex_decode(sealed_hex + 2, hex_len - 2, sealed, &sealed_len);
+    int rc = stoa_bytea_decode(sealed_hex, sealed, cap, &sealed_len);
     if (rc == STOA_OK)
         rc = stoa_aead_open(key, sealed, sealed_len, aad, strlen(aad),
                             (uint8_t *)plain, len);
