@@ -151,8 +151,7 @@ static void as_login(stoa_request_t *r, const char *role, const char *session)
                                       .expires_at = stoa_unix_time() + 600};
 }
 
-static void as_key_token(stoa_request_t *r, const char *role,
-                         const char *scope)
+static void as_key_token(stoa_request_t *r, const char *role, const char *scope)
 {
     as_login(r, role, NULL);
     r->principal.scope = scope;
@@ -177,8 +176,7 @@ static const char *error_code(const stoa_request_t *r)
     if (stoa_json_parse(r->arena, r->body_out.data, r->body_out.len,
                         STOA_JSON_MAX_DEPTH, &doc, err, sizeof(err)) != STOA_OK)
         return NULL;
-    return stoa_json_string(
-        stoa_json_get(stoa_json_get(doc, "error"), "code"));
+    return stoa_json_string(stoa_json_get(stoa_json_get(doc, "error"), "code"));
 }
 
 static void expect(int status, const char *code)
@@ -192,6 +190,16 @@ static void expect(int status, const char *code)
     }
 }
 
+/* dispatch + expect, then the request is freed. */
+static void answers(const char *method, const char *path,
+                    void (*prepare)(stoa_request_t *), int status,
+                    const char *code)
+{
+    dispatch(method, path, prepare);
+    expect(status, code);
+    request_free(&req);
+}
+
 static bool has_header(const stoa_request_t *r, const char *line)
 {
     return r->headers.data && strstr(r->headers.data, line);
@@ -202,9 +210,10 @@ static bool has_header(const stoa_request_t *r, const char *line)
 START_TEST(unknown_path_404)
 {
     static const char *const paths[] = {
-        "/v1/billing/nothing", "/v1/billing/things/extra",
+        "/v1/billing/nothing",    "/v1/billing/things/extra",
         "/v1/billing/ledger/", /* {id} is one non-empty segment */
-        "/v1/billing/ledger/1/2", "/v1/billing/thing", "/v1/billing/open/"};
+        "/v1/billing/ledger/1/2", "/v1/billing/thing",
+        "/v1/billing/open/"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(paths); i++) {
         dispatch("GET", paths[i], NULL);
         expect(404, "not_found");
@@ -277,13 +286,10 @@ START_TEST(auth_needs_a_principal)
     expect(401, "unauthenticated");
     ck_assert(has_header(&req, "WWW-Authenticate: Bearer\r\n"));
     request_free(&req);
-    dispatch("POST", "/v1/billing/keys", NULL); /* LOGIN implies AUTH */
-    expect(401, "unauthenticated");
-    request_free(&req);
+    /* LOGIN implies AUTH. */
+    answers("POST", "/v1/billing/keys", NULL, 401, "unauthenticated");
     ck_assert_int_eq(calls, 0);
-    dispatch("GET", "/v1/billing/things", client_login);
-    expect(200, NULL);
-    request_free(&req);
+    answers("GET", "/v1/billing/things", client_login, 200, NULL);
     ck_assert_int_eq(calls, 1);
 }
 END_TEST
@@ -293,29 +299,22 @@ START_TEST(revoked_session_401_and_redis_unsure_503)
     fake_redis_put("rv:s:" SESSION, "1");
     dispatch("GET", "/v1/billing/things", client_login);
     expect(401, "unauthenticated");
-    ck_assert(has_header(&req, "WWW-Authenticate: Bearer error=\"invalid_token\""));
+    ck_assert(
+        has_header(&req, "WWW-Authenticate: Bearer error=\"invalid_token\""));
     request_free(&req);
     /* Another session, Redis without its sentinel, Postgres down: 503. */
     fake_redis_put(STOA_REVOKE_SYNCED_KEY, NULL);
-    dispatch("GET", "/v1/billing/things", admin_key_all);
-    expect(503, "unavailable");
-    request_free(&req);
+    answers("GET", "/v1/billing/things", admin_key_all, 503, "unavailable");
     ck_assert_int_eq(calls, 0);
 }
 END_TEST
 
 START_TEST(roles_403)
 {
-    dispatch("GET", "/v1/billing/ledger/1", client_login);
-    expect(403, "forbidden");
-    request_free(&req);
+    answers("GET", "/v1/billing/ledger/1", client_login, 403, "forbidden");
     ck_assert_int_eq(calls, 0);
-    dispatch("GET", "/v1/billing/ledger/1", finance_login);
-    expect(200, NULL);
-    request_free(&req);
-    dispatch("GET", "/v1/billing/ledger/1", admin_login);
-    expect(200, NULL);
-    request_free(&req);
+    answers("GET", "/v1/billing/ledger/1", finance_login, 200, NULL);
+    answers("GET", "/v1/billing/ledger/1", admin_login, 200, NULL);
     ck_assert_int_eq(calls, 2);
 }
 END_TEST
@@ -323,19 +322,13 @@ END_TEST
 START_TEST(scopes_403_insufficient_scope)
 {
     /* billing:read covers GET, not POST. */
-    dispatch("GET", "/v1/billing/things", client_key_read);
-    expect(200, NULL);
-    request_free(&req);
-    dispatch("POST", "/v1/billing/things", client_key_read);
-    expect(403, "insufficient_scope");
-    request_free(&req);
+    answers("GET", "/v1/billing/things", client_key_read, 200, NULL);
+    answers("POST", "/v1/billing/things", client_key_read, 403,
+            "insufficient_scope");
     /* Scopes of other pools cover nothing here. */
-    dispatch("GET", "/v1/billing/things", client_key_other_pool);
-    expect(403, "insufficient_scope");
-    request_free(&req);
-    dispatch("POST", "/v1/billing/things", client_key_billing_all);
-    expect(200, NULL);
-    request_free(&req);
+    answers("GET", "/v1/billing/things", client_key_other_pool, 403,
+            "insufficient_scope");
+    answers("POST", "/v1/billing/things", client_key_billing_all, 200, NULL);
     ck_assert_int_eq(calls, 2);
 }
 END_TEST
@@ -343,23 +336,13 @@ END_TEST
 START_TEST(login_routes_refuse_key_tokens)
 {
     /* Even a key with every scope cannot manage credentials. */
-    dispatch("POST", "/v1/billing/keys", admin_key_all);
-    expect(403, "forbidden");
-    request_free(&req);
-    dispatch("DELETE", "/v1/billing/keys/k1", admin_key_all);
-    expect(403, "forbidden");
-    request_free(&req);
+    answers("POST", "/v1/billing/keys", admin_key_all, 403, "forbidden");
+    answers("DELETE", "/v1/billing/keys/k1", admin_key_all, 403, "forbidden");
     ck_assert_int_eq(calls, 0);
-    dispatch("POST", "/v1/billing/keys", client_login);
-    expect(200, NULL);
-    request_free(&req);
+    answers("POST", "/v1/billing/keys", client_login, 200, NULL);
     /* Roles still count on a LOGIN route. */
-    dispatch("DELETE", "/v1/billing/keys/k1", client_login);
-    expect(403, "forbidden");
-    request_free(&req);
-    dispatch("DELETE", "/v1/billing/keys/k1", admin_login);
-    expect(200, NULL);
-    request_free(&req);
+    answers("DELETE", "/v1/billing/keys/k1", client_login, 403, "forbidden");
+    answers("DELETE", "/v1/billing/keys/k1", admin_login, 200, NULL);
     ck_assert_int_eq(calls, 2);
 }
 END_TEST
@@ -368,19 +351,11 @@ END_TEST
 
 START_TEST(handler_status_mapping)
 {
-    dispatch("GET", "/v1/billing/again", NULL);
-    expect(503, "unavailable");
-    request_free(&req);
-    dispatch("GET", "/v1/billing/error", NULL);
-    expect(500, "internal");
-    request_free(&req);
-    dispatch("GET", "/v1/billing/silent", NULL);
-    expect(500, "internal");
-    request_free(&req);
+    answers("GET", "/v1/billing/again", NULL, 503, "unavailable");
+    answers("GET", "/v1/billing/error", NULL, 500, "internal");
+    answers("GET", "/v1/billing/silent", NULL, 500, "internal");
     /* A handler's own 503 code is kept. */
-    dispatch("GET", "/v1/billing/own503", NULL);
-    expect(503, "mfa_unavailable");
-    request_free(&req);
+    answers("GET", "/v1/billing/own503", NULL, 503, "mfa_unavailable");
     ck_assert_int_eq(calls, 4);
 }
 END_TEST
@@ -436,9 +411,7 @@ START_TEST(hashes_gate_sheds_when_full)
     ck_assert(has_header(&refused->r, "Retry-After: 1\r\n"));
 
     /* While the gate is full, every other route is served. */
-    dispatch("GET", "/v1/billing/open", NULL);
-    expect(200, NULL);
-    request_free(&req);
+    answers("GET", "/v1/billing/open", NULL, 200, NULL);
 
     pthread_mutex_lock(&hashing.lock);
     hashing.hold = false;
@@ -480,9 +453,7 @@ START_TEST(hashes_gate_sequential_requests_pass)
 {
     /* One at a time, requests never fill the gate: each leaves it. */
     for (int i = 0; i < GATE_TRIES; i++) {
-        dispatch("POST", "/v1/billing/hash", NULL);
-        expect(200, NULL);
-        request_free(&req);
+        answers("POST", "/v1/billing/hash", NULL, 200, NULL);
     }
 }
 END_TEST

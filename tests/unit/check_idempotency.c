@@ -8,7 +8,8 @@
 #include "stoa/crypto.h"
 #include "stoa/idempotency.h"
 
-#define SEAL_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define SEAL_KEY                                                               \
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define OTHER_SEAL_KEY                                                         \
     "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
 
@@ -37,8 +38,8 @@ START_TEST(key_sane_bounds_and_alphabet)
     k = test_repeat('k', 256);
     ck_assert(!stoa_idempotency_key_sane(k));
     free(k);
-    static const char *const bad[] = {"",      " ",      "a b",    "a\tb",
-                                      "a\nb",  "\x7f",   "\x1f",   "\xc3\xa9",
+    static const char *const bad[] = {"",      " ",      "a b",  "a\tb",
+                                      "a\nb",  "\x7f",   "\x1f", "\xc3\xa9",
                                       "key\r", "\x80key"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++)
         ck_assert_msg(!stoa_idempotency_key_sane(bad[i]), "'%s' accepted",
@@ -94,8 +95,8 @@ static stoa_idem_call_t call_of(const char *seal_key)
         .key = "create-key-1",
         .scope = "session:6f1c0e7a-3b7e-4d0a-9a35-0b0e7c1d2a11:"
                  "0a8f5c2e-1111-4222-8333-944455556666",
-        .hash = stoa_idempotency_hash(arena, "POST", "/v1/auth/api-keys",
-                                      "{}", 2),
+        .hash =
+            stoa_idempotency_hash(arena, "POST", "/v1/auth/api-keys", "{}", 2),
         .seal_key = seal_key,
     };
     return c;
@@ -146,20 +147,25 @@ START_TEST(open_refuses_another_binding)
     stoa_idem_call_t other = c;
     other.scope = "session:6f1c0e7a-3b7e-4d0a-9a35-0b0e7c1d2a11:"
                   "0a8f5c2e-1111-4222-8333-944455556667";
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &other, "201", sealed, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &other, "201", sealed, &len));
     other = c;
     other.scope = "user:6f1c0e7a-3b7e-4d0a-9a35-0b0e7c1d2a11";
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &other, "201", sealed, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &other, "201", sealed, &len));
     other = c;
     other.key = "create-key-2";
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &other, "201", sealed, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &other, "201", sealed, &len));
     other = c;
     other.seal_key = OTHER_SEAL_KEY;
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &other, "201", sealed, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &other, "201", sealed, &len));
     other = c;
     other.hash =
         stoa_idempotency_hash(arena, "POST", "/v1/auth/api-keys", "{ }", 3);
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &other, "201", sealed, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &other, "201", sealed, &len));
     /* The status is bound as well: a row's status changed does not open. */
     ck_assert_ptr_null(stoa_idempotency_open(arena, &c, "200", sealed, &len));
     /* Scope and key are not simply concatenated: moving the boundary
@@ -172,10 +178,12 @@ START_TEST(open_refuses_another_binding)
     moved.key = "10";
     const char *s2 = stoa_idempotency_seal(arena, &other, "201", "{}", 2);
     ck_assert_ptr_nonnull(s2);
-    ck_assert_ptr_nonnull(stoa_idempotency_open(arena, &other, "201", s2, &len));
+    ck_assert_ptr_nonnull(
+        stoa_idempotency_open(arena, &other, "201", s2, &len));
     ck_assert_ptr_null(stoa_idempotency_open(arena, &moved, "201", s2, &len));
     /* And the right binding still opens. */
-    ck_assert_ptr_nonnull(stoa_idempotency_open(arena, &c, "201", sealed, &len));
+    ck_assert_ptr_nonnull(
+        stoa_idempotency_open(arena, &c, "201", sealed, &len));
 }
 END_TEST
 
@@ -197,7 +205,8 @@ START_TEST(open_refuses_damaged_values)
     ck_assert_ptr_null(stoa_idempotency_open(
         arena, &c, "201", stoa_arena_strndup(arena, sealed, n - 2), &len));
     ck_assert_ptr_null(stoa_idempotency_open(arena, &c, "201", "\\x", &len));
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &c, "201", sealed + 2, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &c, "201", sealed + 2, &len));
     char *bad = stoa_arena_strdup(arena, sealed);
     bad[5] = 'g';
     ck_assert_ptr_null(stoa_idempotency_open(arena, &c, "201", bad, &len));
@@ -217,18 +226,19 @@ START_TEST(no_seal_key_keeps_nothing)
     /* A seal key of the wrong form is no key (the config loader refuses
      * it; this is the last line). */
     stoa_idem_call_t shorter = call_of("0011");
-    ck_assert_ptr_null(
-        stoa_idempotency_seal(arena, &shorter, "201", answer, sizeof(answer) - 1));
+    ck_assert_ptr_null(stoa_idempotency_seal(arena, &shorter, "201", answer,
+                                             sizeof(answer) - 1));
     stoa_idem_call_t not_hex = call_of(
         "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
-    ck_assert_ptr_null(
-        stoa_idempotency_seal(arena, &not_hex, "201", answer, sizeof(answer) - 1));
+    ck_assert_ptr_null(stoa_idempotency_seal(arena, &not_hex, "201", answer,
+                                             sizeof(answer) - 1));
     /* A stored answer does not open once the seal key is gone. */
     stoa_idem_call_t c = call_of(SEAL_KEY);
     const char *sealed =
         stoa_idempotency_seal(arena, &c, "201", answer, sizeof(answer) - 1);
     size_t len;
-    ck_assert_ptr_null(stoa_idempotency_open(arena, &none, "201", sealed, &len));
+    ck_assert_ptr_null(
+        stoa_idempotency_open(arena, &none, "201", sealed, &len));
 }
 END_TEST
 

@@ -23,6 +23,15 @@ static void open_ctx(const char *redis_url)
                   stoa_revoke_statements_len);
 }
 
+/* The context again, with a Redis where nothing listens. */
+static void reopen_with_redis_down(void)
+{
+    stoa_conns_release(&conns);
+    fake_ctx_close(&ctx);
+    open_ctx("unix:///nonexistent/stoa-check-redis.sock");
+    conns.ctx = &ctx;
+}
+
 static void setup(void)
 {
     open_ctx(fake_redis_start());
@@ -124,10 +133,7 @@ END_TEST
 
 START_TEST(redis_down_asks_postgres)
 {
-    stoa_conns_release(&conns);
-    fake_ctx_close(&ctx);
-    open_ctx("unix:///nonexistent/stoa-check-redis.sock");
-    conns.ctx = &ctx;
+    reopen_with_redis_down();
     stoa_principal_t p = login_principal(USER, SESSION);
     ck_assert_int_eq(check(&p), STOA_AGAIN);
 }
@@ -230,9 +236,8 @@ END_TEST
 
 START_TEST(markers_written)
 {
-    ck_assert_int_eq(stoa_revoke_mark_session(stoa_conns_kv(&conns), 900,
-                                              SESSION),
-                     STOA_OK);
+    ck_assert_int_eq(
+        stoa_revoke_mark_session(stoa_conns_kv(&conns), 900, SESSION), STOA_OK);
     ck_assert_int_eq(stoa_revoke_mark_user(stoa_conns_kv(&conns), USER),
                      STOA_OK);
     stoa_revoke_unmark_user(stoa_conns_kv(&conns), USER);
@@ -240,7 +245,8 @@ START_TEST(markers_written)
     ck_assert_uint_ge(n, 3);
     /* The session marker outlives every token of the session (with the
      * gateway's leeway); the user's lasts until reactivation. */
-    ck_assert_str_eq(fake_redis_command(n - 3), "SET rv:s:" SESSION " 1 EX 1020");
+    ck_assert_str_eq(fake_redis_command(n - 3),
+                     "SET rv:s:" SESSION " 1 EX 1020");
     ck_assert_str_eq(fake_redis_command(n - 2), "SET rv:u:" USER " 1");
     ck_assert_str_eq(fake_redis_command(n - 1), "DEL rv:u:" USER);
     /* And the check sees the marker set. */
@@ -252,13 +258,10 @@ END_TEST
 
 START_TEST(marker_not_written_when_redis_down)
 {
-    stoa_conns_release(&conns);
-    fake_ctx_close(&ctx);
-    open_ctx("unix:///nonexistent/stoa-check-redis.sock");
-    conns.ctx = &ctx;
-    ck_assert_int_eq(stoa_revoke_mark_session(stoa_conns_kv(&conns), 900,
-                                              SESSION),
-                     STOA_AGAIN);
+    reopen_with_redis_down();
+    ck_assert_int_eq(
+        stoa_revoke_mark_session(stoa_conns_kv(&conns), 900, SESSION),
+        STOA_AGAIN);
     ck_assert_int_eq(stoa_revoke_mark_user(stoa_conns_kv(&conns), USER),
                      STOA_AGAIN);
 }
