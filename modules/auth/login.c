@@ -113,13 +113,9 @@ static void successor_key(const char *token, uint8_t key[STOA_AEAD_KEY_LEN])
 static int replay_successor(stoa_request_t *req, const char *token,
                             const char *sealed_hex)
 {
-    /* bytea text form: "\x" then hex. */
-    size_t hex_len = sealed_hex ? strlen(sealed_hex) : 0;
-    if (hex_len < 2 || hex_len > 8192)
-        return STOA_DECLINED;
     uint8_t sealed[4096], plain[4096], key[STOA_AEAD_KEY_LEN];
     size_t sealed_len, plain_len;
-    if (stoa_hex_decode(sealed_hex + 2, hex_len - 2, sealed, &sealed_len) !=
+    if (stoa_bytea_decode(sealed_hex, sealed, sizeof(sealed), &sealed_len) !=
         STOA_OK)
         return STOA_DECLINED;
     successor_key(token, key);

@@ -115,10 +115,8 @@ static bool open_secret_for(stoa_request_t *req, const char *user_id,
                             uint8_t secret[TOTP_SECRET_MAX], size_t *len)
 {
     uint8_t sealed[TOTP_SECRET_MAX + STOA_AEAD_OVERHEAD];
-    size_t n, hl = sealed_hex ? strlen(sealed_hex) : 0;
-    if (hl < 2 || hl - 2 > 2 * sizeof(sealed) ||
-        stoa_hex_decode(sealed_hex + 2, hl - 2, sealed, &n) != STOA_OK ||
-        n > sizeof(sealed))
+    size_t n;
+    if (stoa_bytea_decode(sealed_hex, sealed, sizeof(sealed), &n) != STOA_OK)
         return false;
     return stoa_aead_open(auth_state(req)->mfa_key, sealed, n, user_id,
                           strlen(user_id), secret, len) == STOA_OK;

@@ -158,3 +158,27 @@ size_t stoa_arena_used(const stoa_arena_t *a)
 {
     return a->used;
 }
+
+char *stoa_arena_read_file(stoa_arena_t *arena, const char *path, size_t max,
+                           size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    if (size < 0 || (unsigned long)size > max || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    char *buf = stoa_arena_alloc(arena, (size_t)size + 1);
+    size_t n = fread(buf, 1, (size_t)size, f);
+    fclose(f);
+    if (n != (size_t)size)
+        return NULL;
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}

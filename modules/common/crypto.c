@@ -91,6 +91,17 @@ int stoa_hex_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)
     return STOA_OK;
 }
 
+int stoa_bytea_decode(const char *text, uint8_t *out, size_t cap,
+                      size_t *out_len)
+{
+    if (!text || text[0] != '\\' || text[1] != 'x')
+        return STOA_DECLINED;
+    size_t hex_len = strlen(text + 2);
+    if (hex_len / 2 > cap)
+        return STOA_DECLINED;
+    return stoa_hex_decode(text + 2, hex_len, out, out_len);
+}
+
 static const char b64_std[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64_url[] =

@@ -107,12 +107,10 @@ static char *answer_aad(stoa_arena_t *arena, const char *status,
     return stoa_arena_sprintf(arena, "%s\n%s", status, hash);
 }
 
-/* The sealed answer as a bytea parameter ("\x" + hex), arena-owned; NULL
- * when there is no seal key or sealing failed (nothing is kept). */
-static const char *answer_seal(stoa_arena_t *arena,
-                               const stoa_idem_call_t *call,
-                               const char *status, const char *body,
-                               size_t len)
+const char *stoa_idempotency_seal(stoa_arena_t *arena,
+                                  const stoa_idem_call_t *call,
+                                  const char *status, const char *body,
+                                  size_t len)
 {
     uint8_t key[STOA_AEAD_KEY_LEN];
     if (!record_key(call, key)) {
@@ -136,21 +134,19 @@ static const char *answer_seal(stoa_arena_t *arena,
     return out;
 }
 
-/* Opens a stored answer (bytea text form); arena-owned, NUL-terminated,
- * or NULL when none was kept or it does not open (the seal key changed). */
-static char *answer_open(stoa_arena_t *arena, const stoa_idem_call_t *call,
-                         const char *status, const char *sealed_hex,
-                         size_t *len)
+char *stoa_idempotency_open(stoa_arena_t *arena,
+                            const stoa_idem_call_t *call, const char *status,
+                            const char *sealed_hex, size_t *len)
 {
-    size_t hex_len = sealed_hex ? strlen(sealed_hex) : 0;
+    size_t cap = sealed_hex ? strlen(sealed_hex) / 2 : 0;
     uint8_t key[STOA_AEAD_KEY_LEN];
-    if (hex_len < 2 || !record_key(call, key))
+    if (cap == 0 || !record_key(call, key))
         return NULL;
     size_t sealed_len = 0;
-    uint8_t *sealed = stoa_arena_alloc(arena, hex_len / 2 + 1);
-    char *plain = stoa_arena_alloc(arena, hex_len / 2 + 1);
+    uint8_t *sealed = stoa_arena_alloc(arena, cap);
+    char *plain = stoa_arena_alloc(arena, cap + 1);
     const char *aad = answer_aad(arena, status, call->hash);
-    int rc = stoa_hex_decode(sealed_hex + 2, hex_len - 2, sealed, &sealed_len);
+    int rc = stoa_bytea_decode(sealed_hex, sealed, cap, &sealed_len);
     if (rc == STOA_OK)
         rc = stoa_aead_open(key, sealed, sealed_len, aad, strlen(aad),
                             (uint8_t *)plain, len);
@@ -194,8 +190,8 @@ int stoa_idempotency_claim(stoa_db_t *db, stoa_arena_t *arena,
         out->state = STOA_IDEM_RUNNING;
         return STOA_OK;
     }
-    out->body = answer_open(arena, call, status, stoa_db_value(res, 0, 2),
-                            &out->body_len);
+    out->body = stoa_idempotency_open(arena, call, status,
+                                      stoa_db_value(res, 0, 2), &out->body_len);
     out->state = out->body ? STOA_IDEM_REPLAY : STOA_IDEM_LOST;
     out->status = atoi(status);
     return STOA_OK;
@@ -209,7 +205,8 @@ int stoa_idempotency_finish(stoa_db_t *db, stoa_arena_t *arena,
         char text[16];
         snprintf(text, sizeof(text), "%d", status);
         /* NULL (no seal key): the record keeps only that the work is done. */
-        const char *sealed = answer_seal(arena, call, text, body, len);
+        const char *sealed =
+            stoa_idempotency_seal(arena, call, text, body, len);
         const char *params[] = {call->scope, call->key, text, sealed};
         return stoa_db_exec(db, arena, "idem_store", params, NULL);
     }

@@ -27,6 +27,8 @@ static const v4_range_t v4_refused[] = {
     {0xac100000u, 12}, /* 172.16.0.0/12 private */
     {0xc0000000u, 24}, /* 192.0.0.0/24 IETF protocol assignments */
     {0xc0000200u, 24}, /* 192.0.2.0/24 documentation */
+    {0xc0586300u, 24}, /* 192.88.99.0/24 6to4 relay anycast (deprecated):
+                        * a tunnel into IPv6 we do not get to check */
     {0xc0a80000u, 16}, /* 192.168.0.0/16 private */
     {0xc6120000u, 15}, /* 198.18.0.0/15 benchmarking (often internal) */
     {0xc6336400u, 24}, /* 198.51.100.0/24 documentation */
@@ -43,6 +45,10 @@ typedef struct {
 static const v6_range_t v6_refused[] = {
     /* ::/96 IPv4-compatible (deprecated), with :: and ::1 */
     {{0}, 96},
+    /* ::ffff:0:0:0/96 IPv4-translated (SIIT): a translator hands it to
+     * the IPv4 address it carries, which is never a public receiver's
+     * published address */
+    {{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 96},
     /* 64:ff9b:1::/48 local-use IPv4/IPv6 translation */
     {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48},
     /* 100::/64 discard-only */
@@ -50,10 +56,20 @@ static const v6_range_t v6_refused[] = {
     /* 2001::/32 Teredo: the tunnel endpoint is an IPv4 address we do not
      * get to check */
     {{0x20, 0x01}, 32},
+    /* 2001:2::/48 benchmarking, like 198.18.0.0/15 */
+    {{0x20, 0x01, 0x00, 0x02, 0x00, 0x00}, 48},
+    /* 2001:10::/28 ORCHID (deprecated) and 2001:20::/28 ORCHIDv2:
+     * identifiers, never routed as destinations */
+    {{0x20, 0x01, 0x00, 0x10}, 28},
+    {{0x20, 0x01, 0x00, 0x20}, 28},
     /* 2001:db8::/32 documentation */
     {{0x20, 0x01, 0x0d, 0xb8}, 32},
     /* 2002::/16 6to4, same reason as Teredo */
     {{0x20, 0x02}, 16},
+    /* 3fff::/20 documentation (the second block) */
+    {{0x3f, 0xff, 0x00}, 20},
+    /* 5f00::/16 segment routing identifiers, local to an operator */
+    {{0x5f, 0x00}, 16},
     /* fc00::/7 unique local */
     {{0xfc}, 7},
     /* fe80::/10 link-local */

@@ -33,31 +33,6 @@ static void usage(void)
             "be overridden by STOA_<KEY> environment variables.\n");
 }
 
-char *stoactl_read_file(stoa_arena_t *arena, const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    long size = ftell(f);
-    if (size < 0 || size > 64L * 1024 * 1024 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    char *buf = stoa_arena_alloc(arena, (size_t)size + 1);
-    size_t n = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (n != (size_t)size)
-        return NULL;
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
-}
-
 int main(int argc, char **argv)
 {
     const char *config = NULL;

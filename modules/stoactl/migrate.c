@@ -93,7 +93,8 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv)
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         size_t len;
-        char *sql = stoactl_read_file(ctl->arena, path, &len);
+        char *sql =
+            stoa_arena_read_file(ctl->arena, path, STOACTL_FILE_MAX, &len);
         if (!sql) {
             fprintf(stderr, "stoactl migrate: cannot read %s\n", path);
             return 1;

@@ -28,7 +28,8 @@ int stoactl_keys(stoactl_t *ctl, int argc, char **argv);
 int stoactl_jobs(stoactl_t *ctl, int argc, char **argv);
 int stoactl_plan(stoactl_t *ctl, int argc, char **argv);
 
-/* Reads a whole file into the arena (NUL-terminated); NULL on error. */
-char *stoactl_read_file(stoa_arena_t *arena, const char *path, size_t *len);
+/* The largest file a command reads (a migration, a password file) with
+ * stoa_arena_read_file(). */
+#define STOACTL_FILE_MAX (64u * 1024 * 1024)
 
 #endif

@@ -53,7 +53,8 @@ static int create(stoactl_t *ctl, int argc, char **argv)
         return 2;
     }
     size_t plen;
-    char *password = stoactl_read_file(ctl->arena, password_file, &plen);
+    char *password = stoa_arena_read_file(ctl->arena, password_file,
+                                          STOACTL_FILE_MAX, &plen);
     if (!password) {
         fprintf(stderr, "stoactl: cannot read %s\n", password_file);
         return 1;

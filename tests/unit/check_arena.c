@@ -1,5 +1,6 @@
 /* check_arena.c - the per-request bump allocator: alignment, blocks larger
- * than the block size, cleanups on reset/destroy, reuse, sprintf. */
+ * than the block size, cleanups on reset/destroy, reuse, sprintf, and
+ * whole files read into it. */
 #include <stdint.h>
 
 #include "check_util.h"
@@ -223,6 +224,39 @@ START_TEST(sprintf_formats)
 }
 END_TEST
 
+START_TEST(read_file_whole_and_bounded)
+{
+    /* Larger than the block size, with a NUL inside: read byte for byte. */
+    char *text = test_repeat('m', 5000);
+    text[10] = '\0';
+    char *path = test_write_file(text, 5000);
+    size_t len = 0;
+    char *got = stoa_arena_read_file(arena, path, 5000, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(len, 5000);
+    ck_assert_int_eq(memcmp(got, text, 5000), 0);
+    ck_assert_int_eq(got[5000], '\0');
+    /* One byte over the bound: refused, not cut short. */
+    len = 7;
+    ck_assert_ptr_null(stoa_arena_read_file(arena, path, 4999, &len));
+    ck_assert_uint_eq(len, 7);
+    test_remove_file(path);
+    free(text);
+
+    /* An empty file is an empty string; len may be NULL. */
+    path = test_write_file("", 0);
+    got = stoa_arena_read_file(arena, path, 0, NULL);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, "");
+    test_remove_file(path);
+
+    ck_assert_ptr_null(
+        stoa_arena_read_file(arena, "/nonexistent/stoa-check", 100, NULL));
+    /* A directory opens but does not read as a file. */
+    ck_assert_ptr_null(stoa_arena_read_file(arena, "/", 1 << 20, NULL));
+}
+END_TEST
+
 static Suite *arena_suite(void)
 {
     Suite *s = suite_create("arena");
@@ -237,6 +271,7 @@ static Suite *arena_suite(void)
     tcase_add_test(tc, used_counts_allocations);
     tcase_add_test(tc, strdup_and_strndup);
     tcase_add_test(tc, sprintf_formats);
+    tcase_add_test(tc, read_file_whole_and_bounded);
     suite_add_tcase(s, tc);
     return s;
 }

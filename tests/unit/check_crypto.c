@@ -73,6 +73,62 @@ START_TEST(hex_decode_refuses)
 }
 END_TEST
 
+/* ---- bytea text form ("\x" + hex), as sealed columns read back ------- */
+
+START_TEST(bytea_decode_reads_the_text_form)
+{
+    uint8_t out[4];
+    size_t n = 0;
+    ck_assert_int_eq(stoa_bytea_decode("\\xdeadBEEF", out, sizeof(out), &n),
+                     STOA_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(memcmp(out, "\xde\xad\xbe\xef", 4), 0);
+    /* An empty bytea is empty, not an error. */
+    ck_assert_int_eq(stoa_bytea_decode("\\x", out, 0, &n), STOA_OK);
+    ck_assert_uint_eq(n, 0);
+    /* Exactly cap bytes fit. */
+    ck_assert_int_eq(stoa_bytea_decode("\\x00ff", out, 2, &n), STOA_OK);
+    ck_assert_uint_eq(n, 2);
+}
+END_TEST
+
+START_TEST(bytea_decode_refuses)
+{
+    static const char *const bad[] = {
+        "",         "\\",        "x00",       "00ff",  "\\X00",
+        "/x00",     "\\x0",      "\\x0g",     "\\x 00", "\\x00 ",
+        "\\x\\x00", "\\\\x00ff",
+    };
+    uint8_t out[8];
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
+        size_t n = 12345;
+        ck_assert_msg(stoa_bytea_decode(bad[i], out, sizeof(out), &n) ==
+                          STOA_DECLINED,
+                      "'%s' accepted", bad[i]);
+        ck_assert_uint_eq(n, 12345);
+    }
+    size_t n = 12345;
+    ck_assert_int_eq(stoa_bytea_decode(NULL, out, sizeof(out), &n),
+                     STOA_DECLINED);
+    ck_assert_uint_eq(n, 12345);
+}
+END_TEST
+
+START_TEST(bytea_decode_checks_room_before_writing)
+{
+    /* One byte more than the room: refused with the buffer untouched (a
+     * planted over-long box must not overrun a stack buffer; ASan builds
+     * would catch a write past out). */
+    uint8_t out[4] = {1, 2, 3, 4};
+    size_t n = 0;
+    ck_assert_int_eq(stoa_bytea_decode("\\xaabbccddee", out, 4, &n),
+                     STOA_DECLINED);
+    ck_assert_int_eq(memcmp(out, "\x01\x02\x03\x04", 4), 0);
+    ck_assert_int_eq(stoa_bytea_decode("\\xaa", out, 0, &n), STOA_DECLINED);
+    ck_assert_int_eq(out[0], 1);
+}
+END_TEST
+
 /* ---- base64url and base64 (RFC 4648 section 10) ------------------------- */
 
 static const struct {
@@ -433,6 +489,9 @@ static Suite *crypto_suite(void)
     TCase *tc = test_case("encodings", setup, teardown);
     tcase_add_test(tc, hex_known_and_round_trip);
     tcase_add_test(tc, hex_decode_refuses);
+    tcase_add_test(tc, bytea_decode_reads_the_text_form);
+    tcase_add_test(tc, bytea_decode_refuses);
+    tcase_add_test(tc, bytea_decode_checks_room_before_writing);
     tcase_add_loop_test(tc, b64url_rfc4648_vectors, 0,
                         (int)STOA_ARRAY_LEN(rfc4648));
     tcase_add_loop_test(tc, b64_rfc4648_vectors, 0,

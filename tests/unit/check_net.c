@@ -1,7 +1,9 @@
 /* check_net.c - the SSRF guard: every refused range at its first, last
  * and an inside address, the neighbours just outside it (which must pass,
- * unless they belong to the next refused range), IPv4 carried in IPv6
- * (mapped, NAT64) judged by its IPv4 address, and the allow-list. */
+ * unless they belong to the next refused range), each both as a literal
+ * and as the sockaddr a resolver hands over; IPv4 carried in IPv6
+ * (mapped, NAT64) judged by its IPv4 address, at the edges of both the
+ * carrying prefix and every IPv4 range; and the allow-list. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -33,6 +35,8 @@ static const struct {
      "192.0.1.0"},
     {"192.0.2.0/24", "192.0.2.0", "192.0.2.55", "192.0.2.255", "192.0.1.255",
      "192.0.3.0"},
+    {"192.88.99.0/24", "192.88.99.0", "192.88.99.1", "192.88.99.255",
+     "192.88.98.255", "192.88.100.0"},
     {"192.168.0.0/16", "192.168.0.0", "192.168.1.1", "192.168.255.255",
      "192.167.255.255", "192.169.0.0"},
     {"198.18.0.0/15", "198.18.0.0", "198.19.0.1", "198.19.255.255",
@@ -47,6 +51,8 @@ static const struct {
 
     /* IPv6 */
     {"::/96", "::", "::1", "::ffff:ffff", NULL, "::1:0:0"},
+    {"::ffff:0:0:0/96", "::ffff:0:0:0", "::ffff:0:a00:1", "::ffff:0:ffff:ffff",
+     "::fffe:ffff:ffff:ffff", "::ffff:1:0:0"},
     {"64:ff9b:1::/48", "64:ff9b:1::", "64:ff9b:1::a00:1",
      "64:ff9b:1:ffff:ffff:ffff:ffff:ffff", "64:ff9b:0:ffff:ffff:ffff:ffff:ffff",
      "64:ff9b:2::"},
@@ -55,12 +61,26 @@ static const struct {
     {"2001::/32", "2001::", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
      "2001:0:ffff:ffff:ffff:ffff:ffff:ffff",
      "2000:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:1::"},
+    {"2001:2::/48", "2001:2::", "2001:2::1",
+     "2001:2:0:ffff:ffff:ffff:ffff:ffff",
+     "2001:1:ffff:ffff:ffff:ffff:ffff:ffff", "2001:2:1::"},
+    {"2001:10::/28", "2001:10::", "2001:12::1",
+     "2001:1f:ffff:ffff:ffff:ffff:ffff:ffff",
+     "2001:f:ffff:ffff:ffff:ffff:ffff:ffff", NULL},
+    {"2001:20::/28", "2001:20::", "2001:2a::1",
+     "2001:2f:ffff:ffff:ffff:ffff:ffff:ffff", NULL, "2001:30::"},
     {"2001:db8::/32", "2001:db8::", "2001:db8::1",
      "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
      "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db9::"},
     {"2002::/16", "2002::", "2002:c000:204::1",
      "2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
      "2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2003::"},
+    {"3fff::/20", "3fff::", "3fff:123::1",
+     "3fff:fff:ffff:ffff:ffff:ffff:ffff:ffff",
+     "3ffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "3fff:1000::"},
+    {"5f00::/16", "5f00::", "5f00:1:2::3",
+     "5f00:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+     "5eff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "5f01::"},
     {"fc00::/7", "fc00::", "fd12:3456::1",
      "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
      "fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::"},
@@ -73,19 +93,113 @@ static const struct {
      NULL, NULL},
 };
 
+/* The guard's answer for a literal given as the resolver would hand it
+ * over (a sockaddr of its family). */
+static bool sockaddr_forbidden(const char *text)
+{
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+    memset(&in4, 0, sizeof(in4));
+    memset(&in6, 0, sizeof(in6));
+    in4.sin_family = AF_INET;
+    in6.sin6_family = AF_INET6;
+    if (inet_pton(AF_INET, text, &in4.sin_addr) == 1)
+        return stoa_net_address_forbidden((struct sockaddr *)&in4);
+    ck_assert_msg(inet_pton(AF_INET6, text, &in6.sin6_addr) == 1,
+                  "%s is not an address", text);
+    return stoa_net_address_forbidden((struct sockaddr *)&in6);
+}
+
 START_TEST(range_table)
 {
     const char *edges[] = {ranges[_i].first, ranges[_i].inside,
                            ranges[_i].last};
-    for (size_t k = 0; k < STOA_ARRAY_LEN(edges); k++)
+    for (size_t k = 0; k < STOA_ARRAY_LEN(edges); k++) {
         ck_assert_msg(stoa_net_literal_forbidden(edges[k]),
                       "%s (in %s) allowed", edges[k], ranges[_i].range);
+        ck_assert_msg(sockaddr_forbidden(edges[k]),
+                      "%s (in %s) allowed as a sockaddr", edges[k],
+                      ranges[_i].range);
+    }
     const char *outside[] = {ranges[_i].below, ranges[_i].above};
     for (size_t k = 0; k < STOA_ARRAY_LEN(outside); k++)
-        if (outside[k])
+        if (outside[k]) {
             ck_assert_msg(!stoa_net_literal_forbidden(outside[k]),
                           "%s (next to %s) refused", outside[k],
                           ranges[_i].range);
+            ck_assert_msg(!sockaddr_forbidden(outside[k]),
+                          "%s (next to %s) refused as a sockaddr",
+                          outside[k], ranges[_i].range);
+        }
+}
+END_TEST
+
+/* The two prefixes judged by the IPv4 address they carry, at their edges:
+ * the first and last carried addresses (0.0.0.0 and 255.255.255.255, both
+ * refused), a public one inside (allowed), and a private IPv4 address in
+ * the /96 just below and just above the prefix, which is not read as IPv4
+ * there (and those blocks belong to no refused range). */
+static const struct {
+    const char *prefix;
+    const char *first, *last, *public_inside, *below, *above;
+} carriers[] = {
+    {"::ffff:0:0/96", "::ffff:0.0.0.0", "::ffff:255.255.255.255",
+     "::ffff:93.184.216.34", "::fffe:a00:1", "::1:0:a00:1"},
+    {"64:ff9b::/96", "64:ff9b::0.0.0.0", "64:ff9b::255.255.255.255",
+     "64:ff9b::93.184.216.34", "64:ff9a:ffff:ffff:ffff:ffff:a00:1",
+     "64:ff9b::1:a00:1"},
+};
+
+START_TEST(carrier_prefix_edges)
+{
+    const char *refused[] = {carriers[_i].first, carriers[_i].last};
+    for (size_t k = 0; k < STOA_ARRAY_LEN(refused); k++) {
+        ck_assert_msg(stoa_net_literal_forbidden(refused[k]), "%s allowed",
+                      refused[k]);
+        ck_assert_msg(sockaddr_forbidden(refused[k]),
+                      "%s allowed as a sockaddr", refused[k]);
+    }
+    const char *allowed[] = {carriers[_i].public_inside, carriers[_i].below,
+                             carriers[_i].above};
+    for (size_t k = 0; k < STOA_ARRAY_LEN(allowed); k++) {
+        ck_assert_msg(!stoa_net_literal_forbidden(allowed[k]),
+                      "%s (by %s) refused", allowed[k], carriers[_i].prefix);
+        ck_assert_msg(!sockaddr_forbidden(allowed[k]),
+                      "%s (by %s) refused as a sockaddr", allowed[k],
+                      carriers[_i].prefix);
+    }
+}
+END_TEST
+
+/* Every refused range again, carried in the two IPv6 forms: its first and
+ * last IPv4 addresses are refused there too, and (where the neighbour is
+ * public) the address just outside passes. */
+START_TEST(v4_ranges_carried_in_ipv6)
+{
+    if (strchr(ranges[_i].range, ':'))
+        return; /* an IPv6 row */
+    static const char *const prefixes[] = {"::ffff:", "64:ff9b::"};
+    for (size_t f = 0; f < STOA_ARRAY_LEN(prefixes); f++) {
+        char text[64];
+        const char *in[] = {ranges[_i].first, ranges[_i].last};
+        for (size_t k = 0; k < STOA_ARRAY_LEN(in); k++) {
+            snprintf(text, sizeof(text), "%s%s", prefixes[f], in[k]);
+            ck_assert_msg(stoa_net_literal_forbidden(text), "%s allowed",
+                          text);
+            ck_assert_msg(sockaddr_forbidden(text), "%s allowed as sockaddr",
+                          text);
+        }
+        const char *out[] = {ranges[_i].below, ranges[_i].above};
+        for (size_t k = 0; k < STOA_ARRAY_LEN(out); k++) {
+            if (!out[k])
+                continue;
+            snprintf(text, sizeof(text), "%s%s", prefixes[f], out[k]);
+            ck_assert_msg(!stoa_net_literal_forbidden(text), "%s refused",
+                          text);
+            ck_assert_msg(!sockaddr_forbidden(text),
+                          "%s refused as sockaddr", text);
+        }
+    }
 }
 END_TEST
 
@@ -173,6 +287,10 @@ static Suite *net_suite(void)
     Suite *s = suite_create("net");
     TCase *tc = test_case("ssrf", NULL, NULL);
     tcase_add_loop_test(tc, range_table, 0, (int)STOA_ARRAY_LEN(ranges));
+    tcase_add_loop_test(tc, carrier_prefix_edges, 0,
+                        (int)STOA_ARRAY_LEN(carriers));
+    tcase_add_loop_test(tc, v4_ranges_carried_in_ipv6, 0,
+                        (int)STOA_ARRAY_LEN(ranges));
     tcase_add_loop_test(tc, ipv4_carried_in_ipv6, 0,
                         (int)STOA_ARRAY_LEN(carried));
     tcase_add_test(tc, public_addresses_pass);

@@ -35,6 +35,13 @@ char *stoa_arena_vsprintf(stoa_arena_t *arena, const char *fmt, va_list ap)
 /* Registers fn(data) to run at the next reset or destroy. */
 void stoa_arena_cleanup(stoa_arena_t *arena, stoa_cleanup_fn fn, void *data);
 
+/* A whole file read into the arena, NUL-terminated (so a text file reads
+ * as a string), its length in *len (may be NULL). NULL when it cannot be
+ * opened or read, or holds more than max bytes: a file an operator names
+ * (a migration, a password file) is never read without a bound. */
+char *stoa_arena_read_file(stoa_arena_t *arena, const char *path, size_t max,
+                           size_t *len);
+
 /* Bytes handed out since the last reset (for tests and metrics). */
 size_t stoa_arena_used(const stoa_arena_t *arena);
 

@@ -42,6 +42,16 @@ STOA_MUSTCHECK int stoa_b64url_decode(const char *in, size_t len,
 STOA_MUSTCHECK int stoa_b64_decode(const char *in, size_t len, uint8_t *out,
                                    size_t *out_len);
 
+/* A bytea value as Postgres writes it in text ("\x" then hex digits, the
+ * form every sealed column reads back in) into out, which holds cap bytes.
+ * text may be NULL (SQL NULL). The length is checked against cap before a
+ * byte is written, so a damaged or planted value can neither overrun out
+ * nor reach a decryption (AES-GCM writes plaintext before it checks the
+ * tag). STOA_OK with *out_len set, or STOA_DECLINED (NULL, no "\x", a
+ * malformed digit, longer than cap). */
+STOA_MUSTCHECK int stoa_bytea_decode(const char *text, uint8_t *out,
+                                     size_t cap, size_t *out_len);
+
 /* A random (version 4) UUID in canonical lower-case form. */
 void stoa_uuid_v4(char out[STOA_UUID_STR_LEN + 1]);
 bool stoa_uuid_valid(const char *s);

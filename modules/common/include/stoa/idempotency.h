@@ -53,6 +53,25 @@ bool stoa_idempotency_key_sane(const char *key);
 char *stoa_idempotency_hash(stoa_arena_t *arena, const char *method,
                             const char *path, const char *body, size_t len);
 
+/* The sealing of a stored answer, which claim and finish use (exposed so
+ * its properties can be tested without Postgres). status is the stored
+ * status as text ("201"); it and call->hash are the associated data, and
+ * the key is bound to call->seal_key, call->scope and call->key.
+ *   stoa_idempotency_seal  the sealed answer as a bytea parameter ("\x" +
+ *                          hex), arena-owned; NULL when there is no seal
+ *                          key or sealing failed (nothing is kept);
+ *   stoa_idempotency_open  the answer again, arena-owned, NUL-terminated,
+ *                          its length in *len; NULL when sealed_hex is
+ *                          NULL (none kept) or it does not open: damaged,
+ *                          another seal key, scope, key, status or hash. */
+const char *stoa_idempotency_seal(stoa_arena_t *arena,
+                                  const stoa_idem_call_t *call,
+                                  const char *status, const char *body,
+                                  size_t len);
+char *stoa_idempotency_open(stoa_arena_t *arena, const stoa_idem_call_t *call,
+                            const char *status, const char *sealed_hex,
+                            size_t *len);
+
 /* Claims the call's key or reads what became of its first call. STOA_OK
  * with *out, STOA_AGAIN when Postgres is down, STOA_ERROR otherwise. */
 STOA_MUSTCHECK int stoa_idempotency_claim(stoa_db_t *db, stoa_arena_t *arena,
