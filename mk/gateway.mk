@@ -97,9 +97,10 @@ test-gateway: all test-gateway-unit
 # --- benchmark -------------------------------------------------------------
 GATEWAY_BENCH := $(BUILD)/bench/bench_gateway
 $(GATEWAY_BENCH): $(BUILD)/tests/bench/bench_gateway.o \
+		$(BUILD)/gateway/ngx_http_api_gateway_guard.o \
 		$(BUILD)/gateway/ngx_http_api_gateway_cache.o $(LIBSTOA)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(GATEWAY_WRAP) -o $@ $^ $(PKG_LIBS)
 
 .PHONY: bench-gateway
 bench-gateway: $(GATEWAY_BENCH)
