@@ -479,24 +479,90 @@ ngx_http_api_gateway_add_header(ngx_http_request_t *r, const char *name,
 
 
 /*
- * Answers with the API's error document:
+ * The API's error document:
  * {"error":{"code":...,"message":...,"details":{}},"request_id":...}
- * The request id is the one the rest of the configuration uses, so the
- * body, the X-Request-Id header and the access log agree.
+ * in a buffer from the request's pool, or NULL.
+ */
+static ngx_buf_t *
+ngx_http_api_gateway_error_body(ngx_http_request_t *r, ngx_str_t *code,
+    ngx_str_t *message, ngx_str_t *request_id)
+{
+    size_t      len;
+    u_char     *p;
+    ngx_buf_t  *b;
+
+    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\","
+                 "\"details\":{}},\"request_id\":\"\"}\n") - 1
+          + code->len
+          + message->len + ngx_escape_json(NULL, message->data, message->len)
+          + request_id->len
+          + ngx_escape_json(NULL, request_id->data, request_id->len);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(b->last, "{\"error\":{\"code\":\"",
+                   sizeof("{\"error\":{\"code\":\"") - 1);
+    p = ngx_cpymem(p, code->data, code->len);
+    p = ngx_cpymem(p, "\",\"message\":\"", sizeof("\",\"message\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, message->data, message->len);
+    p = ngx_cpymem(p, "\",\"details\":{}},\"request_id\":\"",
+                   sizeof("\",\"details\":{}},\"request_id\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, request_id->data, request_id->len);
+    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    return b;
+}
+
+
+/* WWW-Authenticate (when challenge is set), X-Request-Id, Cache-Control. */
+static ngx_int_t
+ngx_http_api_gateway_error_headers(ngx_http_request_t *r,
+    ngx_str_t *challenge, ngx_str_t *request_id)
+{
+    static ngx_str_t  no_store = ngx_string("no-store");
+
+    if (challenge
+        && ngx_http_api_gateway_add_header(r, "WWW-Authenticate", challenge,
+                                           &r->headers_out.www_authenticate)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (request_id->len
+        && ngx_http_api_gateway_add_header(r, "X-Request-Id", request_id,
+                                           NULL)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_api_gateway_add_header(r, "Cache-Control", &no_store,
+                                           NULL);
+}
+
+
+/*
+ * Answers with the API's error document. The request id is the one the
+ * rest of the configuration uses, so the body, the X-Request-Id header
+ * and the access log agree.
  */
 static ngx_int_t
 ngx_http_api_gateway_send_error(ngx_http_request_t *r,
     ngx_http_api_gateway_loc_conf_t *glcf, ngx_uint_t status,
     ngx_str_t *code, ngx_str_t *message, ngx_str_t *challenge)
 {
-    size_t        len;
-    u_char       *p;
     ngx_int_t     rc;
     ngx_str_t     request_id;
     ngx_buf_t    *b;
     ngx_chain_t   out;
-
-    static ngx_str_t  no_store = ngx_string("no-store");
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -507,31 +573,10 @@ ngx_http_api_gateway_send_error(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\","
-                 "\"details\":{}},\"request_id\":\"\"}\n") - 1
-          + code->len
-          + message->len + ngx_escape_json(NULL, message->data, message->len)
-          + request_id.len
-          + ngx_escape_json(NULL, request_id.data, request_id.len);
-
-    b = ngx_create_temp_buf(r->pool, len);
+    b = ngx_http_api_gateway_error_body(r, code, message, &request_id);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    p = ngx_cpymem(b->last, "{\"error\":{\"code\":\"",
-                   sizeof("{\"error\":{\"code\":\"") - 1);
-    p = ngx_cpymem(p, code->data, code->len);
-    p = ngx_cpymem(p, "\",\"message\":\"", sizeof("\",\"message\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, message->data, message->len);
-    p = ngx_cpymem(p, "\",\"details\":{}},\"request_id\":\"",
-                   sizeof("\",\"details\":{}},\"request_id\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, request_id.data, request_id.len);
-    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
-
-    b->last = p;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
@@ -539,23 +584,7 @@ ngx_http_api_gateway_send_error(ngx_http_request_t *r,
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
-    if (challenge
-        && ngx_http_api_gateway_add_header(r, "WWW-Authenticate", challenge,
-                                           &r->headers_out.www_authenticate)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (request_id.len
-        && ngx_http_api_gateway_add_header(r, "X-Request-Id", &request_id,
-                                           NULL)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_api_gateway_add_header(r, "Cache-Control", &no_store, NULL)
+    if (ngx_http_api_gateway_error_headers(r, challenge, &request_id)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
