@@ -1,7 +1,8 @@
 # The nginx gateway module (gateway/), built against Debian's nginx.
 #
 #   make gateway         build/gateway/ngx_http_api_gateway_module.so
-#   make test-gateway    cache unit tests, nginx -t checks, end to end
+#   make test-gateway    unit tests (cache, verify, guard), nginx -t checks,
+#                        end to end
 #   make bench-gateway   first verification vs cached repeat (SPEC §9)
 #
 # nginx-dev ships nginx's headers and configure scripts, not its sources:
@@ -54,6 +55,8 @@ $(GATEWAY_SO): $(GATEWAY_TREE)/objs/Makefile $(GATEWAY_INPUTS)
 # The cache and check path are plain C, so they are also built with the
 # project's own (stricter) flags for the unit tests and the benchmark.
 $(BUILD)/gateway/ngx_http_api_gateway_cache.o: ALL_CFLAGS += -Igateway
+$(BUILD)/gateway/ngx_http_api_gateway_verify.o: ALL_CFLAGS += -Igateway
+$(BUILD)/gateway/ngx_http_api_gateway_guard.o: ALL_CFLAGS += -Igateway
 $(BUILD)/tests/gateway/%.o: ALL_CFLAGS += -Igateway
 $(BUILD)/tests/bench/bench_gateway.o: ALL_CFLAGS += -Igateway
 
@@ -63,11 +66,28 @@ $(GATEWAY_CHECK): $(BUILD)/tests/gateway/check_gateway_cache.o \
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 
+# The Bearer, refusal and role checks, and the guard around the shared
+# core: linked, like the module, with the core's allocation functions sent
+# to the guard (the list in gateway/config), and with malloc, calloc and
+# realloc sent to the suite, which makes them fail on demand.
+comma := ,
+GATEWAY_WRAP := $(addprefix -Wl$(comma)--wrap=,stoa_xmalloc stoa_xcalloc \
+	stoa_xrealloc stoa_xstrdup stoa_assert_fail)
+GATEWAY_CHECK_VERIFY := $(BUILD)/tests/gateway/check_gateway_verify
+$(GATEWAY_CHECK_VERIFY): $(BUILD)/tests/gateway/check_gateway_verify.o \
+		$(BUILD)/gateway/ngx_http_api_gateway_verify.o \
+		$(BUILD)/gateway/ngx_http_api_gateway_guard.o \
+		$(BUILD)/gateway/ngx_http_api_gateway_cache.o $(LIBSTOA)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(GATEWAY_WRAP) \
+		-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc \
+		-o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+
 .PHONY: test-gateway
 .PHONY: test-gateway-unit
-test-gateway-unit: $(GATEWAY_CHECK)
-	@echo "== $(GATEWAY_CHECK)"
-	@CK_DEFAULT_TIMEOUT=60 $(GATEWAY_CHECK)
+test-gateway-unit: $(GATEWAY_CHECK) $(GATEWAY_CHECK_VERIFY)
+	@set -e; for t in $(GATEWAY_CHECK) $(GATEWAY_CHECK_VERIFY); do \
+		echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
 
 test-gateway: all test-gateway-unit
 	STOA_BIN_DIR=$(abspath $(BIN)) STOA_GATEWAY_MODULE=$(abspath $(GATEWAY_SO)) \
@@ -77,9 +97,10 @@ test-gateway: all test-gateway-unit
 # --- benchmark -------------------------------------------------------------
 GATEWAY_BENCH := $(BUILD)/bench/bench_gateway
 $(GATEWAY_BENCH): $(BUILD)/tests/bench/bench_gateway.o \
+		$(BUILD)/gateway/ngx_http_api_gateway_guard.o \
 		$(BUILD)/gateway/ngx_http_api_gateway_cache.o $(LIBSTOA)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(Q)$(CC) $(ALL_LDFLAGS) $(GATEWAY_WRAP) -o $@ $^ $(PKG_LIBS)
 
 .PHONY: bench-gateway
 bench-gateway: $(GATEWAY_BENCH)

@@ -1,6 +1,7 @@
 /* bench_gateway.c - the gateway's token check (SPEC §9): a first check of a
  * token against a cached repeat, in process, through the very code the
- * nginx module runs (ngx_http_api_gateway_check: hash, cache probe,
+ * nginx module runs (ngx_http_api_gateway_guarded_check: the guard around
+ * the shared core, then ngx_http_api_gateway_check: hash, cache probe,
  * stoa_jwt_verify, cache fill).
  *
  * The ceiling is measured in the same run: one ES256 signature verification
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "ngx_http_api_gateway_cache.h"
+#include "ngx_http_api_gateway_guard.h"
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/jwt.h"
@@ -160,6 +162,19 @@ static ngx_http_api_gateway_check_t check_for(void)
     return check;
 }
 
+/* One check the way the module makes it, through the guard. */
+static stoa_jwt_status_t gateway_check(ngx_http_api_gateway_cache_t *cache,
+                                       const ngx_http_api_gateway_check_t *check,
+                                       const bench_token_t *t, int64_t now,
+                                       ngx_http_api_gateway_identity_t *id)
+{
+    stoa_jwt_status_t st;
+    if (ngx_http_api_gateway_guarded_check(cache, check, t->token, t->len, now,
+                                           id, &st) != STOA_OK)
+        fail("the guarded check failed");
+    return st;
+}
+
 static double elapsed_us(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) * 1e6 +
@@ -216,8 +231,7 @@ static first_round_t bench_first(ngx_http_api_gateway_cache_t *cache)
                                        &id) != STOA_JWT_OK)
             fail("the core refused a good token");
         clock_gettime(CLOCK_MONOTONIC, &t2);
-        if (ngx_http_api_gateway_check(cache, &check, t->token, t->len, now,
-                                       &id) != STOA_JWT_OK)
+        if (gateway_check(cache, &check, t, now, &id) != STOA_JWT_OK)
             fail("first check refused a good token");
         clock_gettime(CLOCK_MONOTONIC, &t3);
         op_ceiling[i] = elapsed_us(&t0, &t1);
@@ -238,8 +252,7 @@ static double bench_cached(ngx_http_api_gateway_cache_t *cache)
     ngx_http_api_gateway_identity_t id;
     int64_t now = (int64_t)time(NULL);
     for (int i = 0; i < ACTIVE; i++)
-        if (ngx_http_api_gateway_check(cache, &check, tokens[i].token,
-                                       tokens[i].len, now, &id) != STOA_JWT_OK)
+        if (gateway_check(cache, &check, &tokens[i], now, &id) != STOA_JWT_OK)
             fail("warm-up refused a good token");
     /* Proof the loop below is all hits: without keys only the cache can
      * answer. */
@@ -249,8 +262,7 @@ static double bench_cached(ngx_http_api_gateway_cache_t *cache)
     double t0 = now_s();
     for (int i = 0; i < CACHED_ITERATIONS; i++) {
         const bench_token_t *t = &tokens[i % ACTIVE];
-        if (ngx_http_api_gateway_check(cache, &check, t->token, t->len, now,
-                                       &id) != STOA_JWT_OK)
+        if (gateway_check(cache, &check, t, now, &id) != STOA_JWT_OK)
             fail("a cached repeat missed the cache");
     }
     return (now_s() - t0) * 1e6 / CACHED_ITERATIONS;
