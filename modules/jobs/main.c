@@ -189,17 +189,27 @@ static void record_done(batch_t *b)
         return;
     jobs_thread_t *t = b->t;
     const char *p[] = {id_array(b, b->done, b->ndone), t->worker_id};
-    if (stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL) == STOA_OK) {
+    int rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+    if (rc != STOA_OK) {
+        /* Once more, on a new connection if this one broke: running it
+         * twice is harmless (a job already recorded is no longer held). */
+        struct timespec ts = {0, STOA_DB_RETRY_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+    }
+    if (rc == STOA_OK) {
         for (int i = 0; i < b->ndone; i++)
             stoa_log(STOA_LOG_INFO, "job %s (%s) done on attempt %s",
                      stoa_db_value(b->res, b->done[i], 0),
                      stoa_db_value(b->res, b->done[i], 1),
                      stoa_db_value(b->res, b->done[i], 3));
     } else {
-        /* The leases run out and the jobs are claimed again: handlers are
-         * idempotent, so that is safe. */
-        stoa_log(STOA_LOG_ERR, "could not record the outcome of %d jobs "
-                 "(first %s)", b->ndone, stoa_db_value(b->res, b->done[0], 0));
+        /* The jobs run again once their leases lapse (when this process
+         * stops, or its heartbeat cannot reach Postgres either): handlers
+         * are idempotent, so that is safe. */
+        stoa_log(STOA_LOG_ERR,
+                 "could not record the outcome of %d jobs (first %s)", b->ndone,
+                 stoa_db_value(b->res, b->done[0], 0));
     }
     b->ndone = 0;
 }
@@ -215,8 +225,7 @@ static void release_from(batch_t *b, int from)
     for (int i = 0; i < n; i++)
         rows[i] = from + i;
     const char *p[] = {id_array(b, rows, n), b->t->worker_id};
-    if (stoa_db_exec(b->t->db, b->t->arena, "jobs_release", p, NULL) !=
-        STOA_OK)
+    if (stoa_db_exec(b->t->db, b->t->arena, "jobs_release", p, NULL) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "%d jobs left to their lease (first %s)", n,
                  stoa_db_value(b->res, from, 0));
     b->rows = from;
@@ -225,13 +234,14 @@ static void release_from(batch_t *b, int from)
 static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
                    const char *err)
 {
-    jobs_thread_t *t = b->t;
-    const jobs_kind_t *kind = jobs_kind_find(job->kind);
-    int db_rc;
     if (rc == STOA_OK) {
         b->done[b->ndone++] = row;
         return;
-    } else if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
+    }
+    jobs_thread_t *t = b->t;
+    const jobs_kind_t *kind = jobs_kind_find(job->kind);
+    int db_rc;
+    if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
         const char *p[] = {job->id, t->worker_id, err};
         db_rc = stoa_db_exec(t->db, t->arena, "jobs_dead", p, NULL);
         stoa_log(STOA_LOG_ERR, "job %s (%s) is dead after %d attempts: %s",
