@@ -9,9 +9,10 @@ share of the completion (one UPDATE and one commit for a claim's jobs).
 
 BENCH_JOBS rows are enqueued in one transaction (the worker is woken by
 its NOTIFY at commit); the figure is jobs / (last done_at - commit time).
-The ceiling beside it is what Postgres gives the completion step alone:
-pgbench running one-row autocommit UPDATEs on jobs.outbox over as many
-connections as the worker has threads (jobs_concurrency), in the same run.
+The ceiling beside it is what Postgres gives a job-at-a-time completion
+(batched completion goes past it): pgbench running one-row autocommit
+UPDATEs on jobs.outbox over as many connections as the worker has threads
+(jobs_concurrency), in the same run.
 
 Environment: BENCH_JOBS (100000), BENCH_JOBS_CONCURRENCY (the stack's
 jobs_concurrency), BENCH_SECONDS (8, the ceiling's run), BENCH_MAX_SECONDS
