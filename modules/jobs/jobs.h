@@ -40,6 +40,11 @@ typedef struct {
      * seconds. The last entry repeats. */
     const int *schedule;
     size_t schedule_len;
+    /* The handler only talks to Postgres, in a statement or two, and is
+     * done in milliseconds. Such jobs are claimed many at a time and their
+     * outcomes written together; a thread holds few of any other kind, so
+     * a slow one never keeps others waiting behind it (see main.c). */
+    bool quick;
 } jobs_kind_t;
 
 /* The delay before the next attempt after `attempt` failed: the kind's

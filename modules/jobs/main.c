@@ -33,7 +33,13 @@
  * to Postgres does not hand a live job to another worker. */
 #define LEASE_S 15
 #define HEARTBEAT_S 5
-#define CLAIM_BATCH "4"
+/* A thread claims CLAIM_MIN jobs at a time, twice as many after each full
+ * claim of quick jobs (see jobs_kind_t), up to CLAIM_MAX: a backlog of
+ * quick jobs costs two statements (the claim, the outcomes) per CLAIM_MAX
+ * jobs, while slow ones are spread over the threads a few at a time. A
+ * slow job or an empty claim brings a thread back to CLAIM_MIN. */
+#define CLAIM_MIN 4
+#define CLAIM_MAX 128
 
 static volatile sig_atomic_t stop_requested;
 /* Set once every worker thread has returned: the heartbeat outlives them,
@@ -49,15 +55,26 @@ static const int webhook_schedule[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
 /* A re-sync waits for Redis to come back: retried every 2 s. */
 static const int resync_schedule[] = {2};
 
+/* "noop" does nothing and succeeds: operators enqueue it to see that a
+ * worker is alive and how fast the outbox drains (docs/operations.md). */
+static int noop_run(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                    size_t errlen)
+{
+    (void)t, (void)job, (void)err, (void)errlen;
+    return STOA_OK;
+}
+
 static const jobs_kind_t kinds[] = {
-    {STOA_MAIL_JOB_KIND, jobs_email_send, NULL, 0},
-    {STOA_MAIL_LINK_RESET_JOB_KIND, jobs_password_reset, NULL, 0},
-    {"event", jobs_event_fanout, NULL, 0},
+    {STOA_MAIL_JOB_KIND, jobs_email_send, NULL, 0, false},
+    {STOA_MAIL_LINK_RESET_JOB_KIND, jobs_password_reset, NULL, 0, false},
+    /* One INSERT ... SELECT into the outbox. */
+    {"event", jobs_event_fanout, NULL, 0, true},
     {"webhook.deliver", jobs_webhook_deliver, webhook_schedule,
-     STOA_ARRAY_LEN(webhook_schedule)},
-    {"maintenance.cleanup", jobs_cleanup, NULL, 0},
+     STOA_ARRAY_LEN(webhook_schedule), false},
+    {"maintenance.cleanup", jobs_cleanup, NULL, 0, false},
     {"auth.revocation_sync", jobs_revocation_sync, resync_schedule,
-     STOA_ARRAY_LEN(resync_schedule)},
+     STOA_ARRAY_LEN(resync_schedule), false},
+    {"noop", noop_run, NULL, 0, true},
 };
 
 /* Recurring jobs: one outbox row per slot of `every_s` seconds. */
@@ -135,17 +152,96 @@ typedef struct {
     pthread_t thread;
 } worker_t;
 
-static void finish(jobs_thread_t *t, const jobs_job_t *job, int rc,
+/* The jobs of one claim in a worker thread. Successes are written
+ * together (record_done): at the end of the claim, and before a slow job
+ * starts, so no slow job stands between a job's effect and its record.
+ * A job whose success is not yet written keeps its lease (the heartbeat)
+ * and, if its worker dies, runs again after the lease, like a job in
+ * flight: handlers are idempotent. Failures are written at once, one by
+ * one, as before (they are few, and each has its own delay and reason). */
+typedef struct {
+    jobs_thread_t *t;
+    stoa_db_result_t *res;
+    int rows;            /* jobs held (fewer once some are released) */
+    int done[CLAIM_MAX]; /* rows that succeeded, not yet written */
+    int ndone;
+    stoa_buf_t ids; /* scratch: a bigint[] literal */
+} batch_t;
+
+/* Fills b->ids with the ids of rows[0..n) as a bigint[] literal (ids are
+ * digits from Postgres: nothing to quote). */
+static const char *id_array(batch_t *b, const int *rows, int n)
+{
+    stoa_buf_reset(&b->ids);
+    stoa_buf_append(&b->ids, "{", 1);
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            stoa_buf_append(&b->ids, ",", 1);
+        stoa_buf_puts(&b->ids, stoa_db_value(b->res, rows[i], 0));
+    }
+    stoa_buf_append(&b->ids, "}", 1);
+    return b->ids.data;
+}
+
+static void record_done(batch_t *b)
+{
+    if (b->ndone == 0)
+        return;
+    jobs_thread_t *t = b->t;
+    const char *p[] = {id_array(b, b->done, b->ndone), t->worker_id};
+    int rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+    if (rc != STOA_OK) {
+        /* Once more, on a new connection if this one broke: running it
+         * twice is harmless (a job already recorded is no longer held). */
+        struct timespec ts = {0, STOA_DB_RETRY_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+    }
+    if (rc == STOA_OK) {
+        for (int i = 0; i < b->ndone; i++)
+            stoa_log(STOA_LOG_INFO, "job %s (%s) done on attempt %s",
+                     stoa_db_value(b->res, b->done[i], 0),
+                     stoa_db_value(b->res, b->done[i], 1),
+                     stoa_db_value(b->res, b->done[i], 3));
+    } else {
+        /* The jobs run again once their leases lapse (when this process
+         * stops, or its heartbeat cannot reach Postgres either): handlers
+         * are idempotent, so that is safe. */
+        stoa_log(STOA_LOG_ERR,
+                 "could not record the outcome of %d jobs (first %s)", b->ndone,
+                 stoa_db_value(b->res, b->done[0], 0));
+    }
+    b->ndone = 0;
+}
+
+/* Gives back the jobs held from row `from` on, without spending their
+ * attempts (if this fails, their lease still hands them on). */
+static void release_from(batch_t *b, int from)
+{
+    int n = b->rows - from;
+    if (n <= 0)
+        return;
+    int rows[CLAIM_MAX];
+    for (int i = 0; i < n; i++)
+        rows[i] = from + i;
+    const char *p[] = {id_array(b, rows, n), b->t->worker_id};
+    if (stoa_db_exec(b->t->db, b->t->arena, "jobs_release", p, NULL) != STOA_OK)
+        stoa_log(STOA_LOG_WARN, "%d jobs left to their lease (first %s)", n,
+                 stoa_db_value(b->res, from, 0));
+    b->rows = from;
+}
+
+static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
                    const char *err)
 {
+    if (rc == STOA_OK) {
+        b->done[b->ndone++] = row;
+        return;
+    }
+    jobs_thread_t *t = b->t;
     const jobs_kind_t *kind = jobs_kind_find(job->kind);
     int db_rc;
-    if (rc == STOA_OK) {
-        const char *p[] = {job->id, t->worker_id};
-        db_rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
-        stoa_log(STOA_LOG_INFO, "job %s (%s) done on attempt %d", job->id,
-                 job->kind, job->attempt);
-    } else if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
+    if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
         const char *p[] = {job->id, t->worker_id, err};
         db_rc = stoa_db_exec(t->db, t->arena, "jobs_dead", p, NULL);
         stoa_log(STOA_LOG_ERR, "job %s (%s) is dead after %d attempts: %s",
@@ -165,8 +261,10 @@ static void finish(jobs_thread_t *t, const jobs_job_t *job, int rc,
                  job->id);
 }
 
-static void run_job(jobs_thread_t *t, const stoa_db_result_t *res, int row)
+static void run_job(batch_t *b, int row)
 {
+    jobs_thread_t *t = b->t;
+    const stoa_db_result_t *res = b->res;
     jobs_job_t job;
     memset(&job, 0, sizeof(job));
     job.id = stoa_db_value(res, row, 0);
@@ -191,7 +289,33 @@ static void run_job(jobs_thread_t *t, const stoa_db_result_t *res, int row)
         job.payload = payload;
         rc = kind->handler(t, &job, err, sizeof(err));
     }
-    finish(t, &job, rc, err[0] ? err : "failed");
+    finish(b, row, &job, rc, err[0] ? err : "failed");
+}
+
+/* Runs one claim's jobs in order; returns whether any was slow. */
+static bool run_batch(batch_t *b)
+{
+    bool slow = false;
+    int i = 0;
+    for (; i < b->rows && !stop_requested; i++) {
+        const jobs_kind_t *kind = jobs_kind_find(stoa_db_value(b->res, i, 1));
+        /* An unknown kind fails at once: as quick as any. */
+        if (kind && !kind->quick) {
+            slow = true;
+            record_done(b);
+            /* A thread keeps CLAIM_MIN jobs from a slow one on and gives
+             * the rest back to threads (here or elsewhere) that are free. */
+            if (b->rows - i > CLAIM_MIN) {
+                release_from(b, i + CLAIM_MIN);
+                wake_all();
+            }
+        }
+        run_job(b, i);
+    }
+    record_done(b);
+    /* Stopping: jobs claimed but not started go back at once. */
+    release_from(b, i);
+    return slow;
 }
 
 static void *worker_main(void *arg)
@@ -207,33 +331,37 @@ static void *worker_main(void *arg)
      * worker keeps its own for its whole life. */
     t.db = stoa_ctx_db_take(w->ctx, STOA_CTX_WAIT_MS);
     t.kv = stoa_ctx_kv_take(w->ctx, STOA_CTX_WAIT_MS);
+    batch_t b;
+    memset(&b, 0, sizeof(b));
+    b.t = &t;
+    stoa_buf_init(&b.ids);
     char lease[16];
     snprintf(lease, sizeof(lease), "%d", LEASE_S);
+    int claim = CLAIM_MIN;
     while (!stop_requested) {
         pthread_mutex_lock(&wake_lock);
         unsigned long seen = wake_generation;
         pthread_mutex_unlock(&wake_lock);
-        const char *p[] = {t.worker_id, lease, CLAIM_BATCH};
-        stoa_db_result_t *res;
-        int rc = stoa_db_exec(t.db, t.arena, "jobs_claim", p, &res);
-        int rows = rc == STOA_OK ? stoa_db_rows(res) : 0;
-        int i = 0;
-        for (; i < rows && !stop_requested; i++)
-            run_job(&t, res, i);
-        /* Stopping: jobs claimed but not started go back at once (if this
-         * fails, their lease still hands them on; nothing is lost). */
-        for (; i < rows; i++) {
-            const char *rp[] = {stoa_db_value(res, i, 0), t.worker_id};
-            if (stoa_db_exec(t.db, t.arena, "jobs_release", rp, NULL) !=
-                STOA_OK)
-                stoa_log(STOA_LOG_WARN, "job %s left to its lease",
-                         stoa_db_value(res, i, 0));
-        }
+        char limit[16];
+        snprintf(limit, sizeof(limit), "%d", claim);
+        const char *p[] = {t.worker_id, lease, limit};
+        int rc = stoa_db_exec(t.db, t.arena, "jobs_claim", p, &b.res);
+        int rows = rc == STOA_OK ? stoa_db_rows(b.res) : 0;
+        if (rows > claim) /* cannot happen (LIMIT); b.done has room for claim */
+            rows = claim;
+        b.rows = rows;
+        b.ndone = 0;
+        bool slow = rows > 0 && run_batch(&b);
+        if (slow || rows == 0)
+            claim = CLAIM_MIN;
+        else if (rows == claim)
+            claim = claim * 2 > CLAIM_MAX ? CLAIM_MAX : claim * 2;
         stoa_arena_reset(t.arena);
         if (rows == 0)
             wait_for_work(rc == STOA_OK ? conf->jobs_poll_interval_ms : 500,
                           seen);
     }
+    stoa_buf_free(&b.ids);
     stoa_ctx_db_give(w->ctx, t.db);
     stoa_ctx_kv_give(w->ctx, t.kv);
     stoa_arena_destroy(t.arena);

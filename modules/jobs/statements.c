@@ -4,22 +4,28 @@
 const stoa_db_statement_t jobs_statements[] = {
     /* Claims due, unleased jobs; SKIP LOCKED lets many workers on many
      * hosts claim side by side, and the lease (locked_until) hands a job
-     * to someone else if its worker dies mid-job. */
+     * to someone else if its worker dies mid-job. The oldest due come
+     * first (outbox_pending_idx, in run_at order, stops at the LIMIT) and
+     * are run in that order. */
     {"jobs_claim",
-     "UPDATE jobs.outbox o SET locked_by = $1, locked_until = now() + "
-     "make_interval(secs => $2::int), attempts = o.attempts + 1 "
-     "WHERE o.id IN (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "
+     "WITH due AS (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "
      "dead_at IS NULL AND run_at <= now() AND (locked_until IS NULL OR "
-     "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-     "RETURNING o.id, o.kind, o.payload::text, o.attempts, o.max_attempts, "
-     "o.dedupe_key, extract(epoch FROM o.created_at)::bigint",
+     "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED), "
+     "claimed AS (UPDATE jobs.outbox o SET locked_by = $1, locked_until = "
+     "now() + make_interval(secs => $2::int), attempts = o.attempts + 1 FROM "
+     "due WHERE o.id = due.id RETURNING o.id, o.kind, o.payload::text AS "
+     "payload, o.attempts, o.max_attempts, o.dedupe_key, extract(epoch FROM "
+     "o.created_at)::bigint AS created, o.run_at) SELECT id, kind, payload, "
+     "attempts, max_attempts, dedupe_key, created FROM claimed ORDER BY "
+     "run_at, id",
      3},
-    /* A job claimed but not started (the worker is stopping) goes back
-     * without spending an attempt. */
+    /* Jobs claimed but not started ($1, a bigint[]: the worker is
+     * stopping, or holds more slow jobs than it should) go back without
+     * spending an attempt. */
     {"jobs_release",
      "UPDATE jobs.outbox SET locked_by = NULL, locked_until = NULL, "
-     "attempts = attempts - 1 WHERE id = $1 AND locked_by = $2 AND "
-     "done_at IS NULL",
+     "attempts = attempts - 1 WHERE id = ANY ($1::bigint[]) AND "
+     "locked_by = $2 AND done_at IS NULL",
      2},
     /* The heartbeat: every job still held by this process's workers ($1,
      * a text[] of worker ids) keeps its lease. A job finished or taken over
@@ -29,9 +35,12 @@ const stoa_db_statement_t jobs_statements[] = {
      "$2::int) WHERE locked_by = ANY ($1::text[]) AND done_at IS NULL AND "
      "dead_at IS NULL",
      2},
+    /* The jobs of a run that succeeded ($1, a bigint[]), in one statement
+     * and one commit; only those this worker still holds. */
     {"jobs_done",
      "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
-     "locked_until = NULL, last_error = NULL WHERE id = $1 AND locked_by = $2",
+     "locked_until = NULL, last_error = NULL WHERE id = ANY ($1::bigint[]) "
+     "AND locked_by = $2",
      2},
     {"jobs_retry",
      "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => $3::int), "
