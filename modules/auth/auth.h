@@ -9,6 +9,9 @@
 #include "stoa/password.h"
 
 #define AUTH_RETIRED_KEYS 8
+/* An API key is stoa_<prefix>_<secret>: the prefix (hex digits) finds its
+ * row, the secret is checked against its hash (api_keys.c, token.c). */
+#define AUTH_KEY_PREFIX_LEN 12
 
 /* Per-process state, built once at start (ctx->data) and shared by the
  * handler threads: the fields under `lock` change at run time (a key
@@ -29,7 +32,7 @@ typedef struct {
     long long jwks_mtime_ns; /* of the file behind jwks */
     bool mfa_key_set;
     uint8_t mfa_key[32]; /* seals TOTP secrets (mfa_encryption_key) */
-    /* Where the failed-login throttle looks (see util.c), as this
+    /* Where the failed-login throttle looks (see throttle.c), as this
      * process last saw it: each change is logged once. */
     _Atomic int throttle_mode;
 } auth_state_t;
@@ -47,11 +50,12 @@ auth_state_t *auth_state(stoa_request_t *req);
     "m.confirmed_at IS NOT NULL)"
 #define AUTH_USER_NCOLUMNS 8
 
+/* --- user.c: the process state, a user as JSON, the profile cache --------- */
 /* Writes the user object from columns col..col+6 of row. */
 void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                      int col);
 
-
+/* --- password_policy.c ---------------------------------------------------- */
 /* SPEC §4 password policy (stoa_password_refusal); records a field error
  * under field and returns false when password is refused. email and name
  * may be NULL. */
@@ -63,6 +67,7 @@ bool auth_password_acceptable(stoa_request_t *req, const char *field,
 STOA_MUSTCHECK int auth_password_hash(stoa_request_t *req, const char *pw,
                                       char **phc);
 
+/* --- tokens.c ------------------------------------------------------------- */
 /* A fresh random token (32 bytes, base64url) and its SHA-256 as a bytea
  * literal for Postgres ("\x..."), both arena-owned. */
 void auth_new_token(stoa_request_t *req, char **token, char **hash_param);
@@ -82,6 +87,7 @@ STOA_MUSTCHECK int auth_access_token_scoped(stoa_request_t *req,
                                             const char *scope,
                                             int64_t not_after, char **token);
 
+/* --- signin.c ------------------------------------------------------------- */
 /* Starts a session for user_id inside the caller's transaction and writes
  * the login answer {access_token, token_type, expires_in, refresh_token,
  * user} from the user row (AUTH_USER_COLUMNS at col 0). */
@@ -103,6 +109,7 @@ STOA_MUSTCHECK int auth_user_for_session(stoa_request_t *req,
 void auth_write_tokens(stoa_request_t *req, const char *access,
                        const char *refresh, const stoa_db_result_t *user);
 
+/* --- sessions.c: ending sessions ------------------------------------------ */
 /* Revokes sessions of user_id in the caller's transaction (all, or all but
  * keep_session_id when it is not NULL; API-key exchanges included) and,
  * with with_keys, every API key of the user (a reset, erasure); returns
@@ -114,7 +121,7 @@ STOA_MUSTCHECK int auth_revoke_sessions(stoa_request_t *req,
                                         stoa_db_result_t **revoked);
 void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked);
 
-
+/* --- mail.c --------------------------------------------------------------- */
 /* Queues a templated mail in the caller's transaction. data_json is a
  * JSON object of our own making. */
 STOA_MUSTCHECK int auth_queue_mail(stoa_request_t *req, const char *tmpl,
@@ -134,6 +141,7 @@ STOA_MUSTCHECK int auth_mail_user(stoa_request_t *req,
 /* Drops the cached /v1/me answer of a user. */
 void auth_forget_profile(stoa_request_t *req, const char *user_id);
 
+/* --- throttle.c ----------------------------------------------------------- */
 /* Failed-login throttle: Redis, and Postgres while Redis is unreachable
  * or has not yet held a whole window of failures. */
 STOA_MUSTCHECK int auth_throttle_check(stoa_request_t *req, const char *email);

@@ -2,7 +2,6 @@
 #include <string.h>
 
 #include "auth.h"
-#include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/revoke.h"
 
@@ -80,4 +79,17 @@ int auth_sessions_delete_others(stoa_request_t *req)
         return rc;
     auth_mark_revoked(req, revoked);
     return stoa_http_empty(req, 204);
+}
+
+int auth_revoke_sessions(stoa_request_t *req, const char *user_id,
+                         const char *keep_session_id, const char *reason,
+                         bool with_keys, stoa_db_result_t **revoked)
+{
+    return stoa_revoke_sessions(stoa_request_db(req), req->arena, user_id,
+                                keep_session_id, reason, with_keys, revoked);
+}
+
+void auth_mark_revoked(stoa_request_t *req, const stoa_db_result_t *revoked)
+{
+    stoa_revoke_committed(&req->conns, req->arena, revoked);
 }

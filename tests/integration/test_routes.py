@@ -97,15 +97,15 @@ class ManifestStaticTest(unittest.TestCase):
     def test_05_disagreements_stop_the_build(self):
         lines = open(MANIFEST, encoding="utf-8").read().splitlines()
         cases = {
-            "one path, two pools": "GET /v1/me billing user - - auth_me_get auth/profile.c",
+            "one path, two pools": "GET /v1/me billing user - - auth_me_get auth/me.c",
             "one path, other roles":
                 "GET /v1/admin/plans billing user finance - billing_admin_plan_create "
                 "billing/catalogue.c",
-            "a route twice": "GET /v1/me auth user - - auth_me_get auth/profile.c",
-            "unknown flag": "GET /v1/me/x auth user - fast auth_me_get auth/profile.c",
+            "a route twice": "GET /v1/me auth user - - auth_me_get auth/me.c",
+            "unknown flag": "GET /v1/me/x auth user - fast auth_me_get auth/me.c",
             "roles on a public route": "GET /v1/me/y auth public admin - auth_me_get "
-                                       "auth/profile.c",
-            "outside every scope": "GET /v2/x auth user - - auth_me_get auth/profile.c",
+                                       "auth/me.c",
+            "outside every scope": "GET /v2/x auth user - - auth_me_get auth/me.c",
         }
         for name, extra in cases.items():
             with self.subTest(case=name):

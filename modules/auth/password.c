@@ -1,4 +1,4 @@
-/* passwords.c - forgotten password, reset by mailed token, change. */
+/* password.c - /v1/auth/password/...: forgotten password, reset by mailed token, change. */
 #include "auth.h"
 #include "stoa/format.h"
 #include "stoa/audit.h"

@@ -1,0 +1,36 @@
+/* user.c - the caller's process state and a user as JSON. */
+#include <string.h>
+
+#include "auth.h"
+#include "stoa/log.h"
+
+auth_state_t *auth_state(stoa_request_t *req)
+{
+    return req->ctx->data;
+}
+
+void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
+                     int col)
+{
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "id", stoa_db_value(res, row, col));
+    stoa_jw_kv_string(w, "email", stoa_db_value(res, row, col + 1));
+    stoa_jw_kv_string(w, "name", stoa_db_value(res, row, col + 2));
+    stoa_jw_kv_string(w, "role", stoa_db_value(res, row, col + 3));
+    const char *verified = stoa_db_value(res, row, col + 4);
+    stoa_jw_kv_bool(w, "email_verified", verified && verified[0] == 't');
+    const char *mfa = stoa_db_value(res, row, col + 7);
+    stoa_jw_kv_bool(w, "mfa_enabled", mfa && mfa[0] == 't');
+    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, row, col + 5));
+    stoa_jw_key(w, "notification_prefs");
+    const char *prefs = stoa_db_value(res, row, col + 6);
+    stoa_jw_raw(w, prefs ? prefs : "{}", prefs ? strlen(prefs) : 2);
+    stoa_jw_object_close(w);
+}
+
+void auth_forget_profile(stoa_request_t *req, const char *user_id)
+{
+    char *key = stoa_arena_sprintf(req->arena, "me:%s", user_id);
+    if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
+        stoa_log(STOA_LOG_WARN, "could not drop cached profile");
+}

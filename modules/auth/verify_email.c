@@ -1,0 +1,55 @@
+/* verify_email.c - POST /v1/auth/verify-email: the emailed token confirms
+ * the address. */
+
+#include "auth.h"
+
+int auth_verify_email(stoa_request_t *req)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return STOA_DECLINED;
+    static const char *const allowed[] = {"token", NULL};
+    const char *token = auth_token_field(req, body, allowed);
+    if (stoa_request_has_field_errors(req))
+        return stoa_http_invalid_fields(req);
+    stoa_db_t *db = stoa_request_db(req);
+    int rc = stoa_db_begin(db);
+    if (rc != STOA_OK)
+        return rc;
+    const char *p1[] = {auth_token_hash_param(req, token), "verify_email"};
+    stoa_db_result_t *res;
+    if ((rc = stoa_db_exec(db, req->arena, "email_token_use", p1, &res)) !=
+        STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 400, "invalid_token",
+                               "the link is invalid, used or expired");
+    }
+    const char *user_id = stoa_db_value(res, 0, 0);
+    const char *p2[] = {user_id};
+    stoa_db_result_t *user;
+    if ((rc = stoa_db_exec(db, req->arena, "user_verify_email", p2, &user)) !=
+        STOA_OK)
+        return rc;
+    if (stoa_db_rows(user) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_error(req, 400, "invalid_token",
+                               "the link is invalid, used or expired");
+    }
+    /* Welcome mail once per account, whatever the number of links used. */
+    char *welcome_key = stoa_arena_sprintf(req->arena, "welcome:%s", user_id);
+    if ((rc = auth_mail_name(req, "welcome", stoa_db_value(user, 0, 0),
+                             stoa_db_value(user, 0, 1), welcome_key)) !=
+            STOA_OK ||
+        (rc = stoa_request_audit(req, user_id, "user.email_verified", user_id,
+                                 NULL)) != STOA_OK ||
+        (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    auth_forget_profile(req, user_id);
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_bool(w, "email_verified", true);
+    stoa_jw_object_close(w);
+    return stoa_http_send(req);
+}
