@@ -20,11 +20,11 @@ static int handler(stoa_request_t *req)
 }
 
 static const stoa_route_t routes[] = {
-    {"GET", "/v1/items", handler, 0, NULL},
-    {"POST", "/v1/items", handler, 0, NULL},
-    {"GET", "/v1/items/{id}", handler, 0, NULL},
-    {"GET", "/v1/items/{id}/parts/{part}", handler, 0, NULL},
-    {"GET", "/{a}/{b}/{c}/{d}", handler, 0, NULL},
+    {"GET", "/v1/items", handler, 0, NULL, NULL},
+    {"POST", "/v1/items", handler, 0, NULL, NULL},
+    {"GET", "/v1/items/{id}", handler, 0, NULL, NULL},
+    {"GET", "/v1/items/{id}/parts/{part}", handler, 0, NULL, NULL},
+    {"GET", "/{a}/{b}/{c}/{d}", handler, 0, NULL, NULL},
 };
 
 static bool id_char(char c)
@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.query = text;
     req.path = text;
 
-    static const char *const keys[] = {"a", "b", "limit", "cursor", "q", "",
-                                       "a b", "x&y"};
+    static const char *const keys[] = {"a", "b", "limit", "cursor",
+                                       "q", "",  "a b",   "x&y"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         const char *v = stoa_request_query(&req, keys[i]);
         if (v && strlen(v) > text_len)

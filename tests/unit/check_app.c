@@ -79,19 +79,25 @@ static int hashing_handler(stoa_request_t *r)
 }
 
 static const stoa_route_t routes[] = {
-    {"GET", "/v1/billing/open", ok_handler, STOA_ROUTE_PUBLIC, NULL},
-    {"GET", "/v1/billing/things", ok_handler, STOA_ROUTE_AUTH, NULL},
-    {"POST", "/v1/billing/things", ok_handler, STOA_ROUTE_AUTH, NULL},
+    {"GET", "/v1/billing/open", ok_handler, STOA_ROUTE_PUBLIC, NULL, "billing"},
+    {"GET", "/v1/billing/things", ok_handler, STOA_ROUTE_AUTH, NULL, "billing"},
+    {"POST", "/v1/billing/things", ok_handler, STOA_ROUTE_AUTH, NULL,
+     "billing"},
     {"GET", "/v1/billing/ledger/{id}", ok_handler, STOA_ROUTE_AUTH,
-     "finance admin"},
-    {"POST", "/v1/billing/keys", ok_handler, STOA_ROUTE_LOGIN, NULL},
+     "finance admin", "billing"},
+    {"POST", "/v1/billing/keys", ok_handler, STOA_ROUTE_LOGIN, NULL, "billing"},
     {"DELETE", "/v1/billing/keys/{id}", ok_handler,
-     STOA_ROUTE_LOGIN | STOA_ROUTE_AUTH, "admin"},
-    {"GET", "/v1/billing/again", again_handler, STOA_ROUTE_PUBLIC, NULL},
-    {"GET", "/v1/billing/error", error_handler, STOA_ROUTE_PUBLIC, NULL},
-    {"GET", "/v1/billing/silent", silent_handler, STOA_ROUTE_PUBLIC, NULL},
-    {"GET", "/v1/billing/own503", own_503_handler, STOA_ROUTE_PUBLIC, NULL},
-    {"POST", "/v1/billing/hash", hashing_handler, STOA_ROUTE_HASHES, NULL},
+     STOA_ROUTE_LOGIN | STOA_ROUTE_AUTH, "admin", "billing"},
+    {"GET", "/v1/billing/again", again_handler, STOA_ROUTE_PUBLIC, NULL,
+     "billing"},
+    {"GET", "/v1/billing/error", error_handler, STOA_ROUTE_PUBLIC, NULL,
+     "billing"},
+    {"GET", "/v1/billing/silent", silent_handler, STOA_ROUTE_PUBLIC, NULL,
+     "billing"},
+    {"GET", "/v1/billing/own503", own_503_handler, STOA_ROUTE_PUBLIC, NULL,
+     "billing"},
+    {"POST", "/v1/billing/hash", hashing_handler, STOA_ROUTE_HASHES, NULL,
+     "billing"},
 };
 
 /* ---- requests ----------------------------------------------------------- */

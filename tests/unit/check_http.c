@@ -87,13 +87,13 @@ static int dummy_handler(stoa_request_t *r)
 }
 
 static const stoa_route_t routes[] = {
-    {"GET", "/v1/items", dummy_handler, STOA_ROUTE_PUBLIC, NULL},
-    {"POST", "/v1/items", dummy_handler, STOA_ROUTE_AUTH, NULL},
-    {"GET", "/v1/items/{id}", dummy_handler, STOA_ROUTE_AUTH, NULL},
-    {"DELETE", "/v1/items/{id}", dummy_handler, STOA_ROUTE_AUTH, "admin"},
-    {"GET", "/v1/items/{id}/parts/{part}", dummy_handler, 0, NULL},
-    {"GET", "/v1/items/export", dummy_handler, 0, NULL}, /* after {id} */
-    {"GET", "/v1/healthz", dummy_handler, 0, NULL},
+    {"GET", "/v1/items", dummy_handler, STOA_ROUTE_PUBLIC, NULL, NULL},
+    {"POST", "/v1/items", dummy_handler, STOA_ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/items/{id}", dummy_handler, STOA_ROUTE_AUTH, NULL, NULL},
+    {"DELETE", "/v1/items/{id}", dummy_handler, STOA_ROUTE_AUTH, "admin", NULL},
+    {"GET", "/v1/items/{id}/parts/{part}", dummy_handler, 0, NULL, NULL},
+    {"GET", "/v1/items/export", dummy_handler, 0, NULL, NULL}, /* after {id} */
+    {"GET", "/v1/healthz", dummy_handler, 0, NULL, NULL},
 };
 
 static const struct {
@@ -166,15 +166,13 @@ START_TEST(router_allow_may_be_null_and_params_reset)
 {
     req.method = "GET";
     req.path = "/v1/items/x1/parts/y1";
-    ck_assert_int_eq(stoa_router_match(&req, routes, STOA_ARRAY_LEN(routes),
-                                       NULL),
-                     4);
+    ck_assert_int_eq(
+        stoa_router_match(&req, routes, STOA_ARRAY_LEN(routes), NULL), 4);
     ck_assert_uint_eq(req.nparams, 2);
     /* A later failed match does not leave the earlier params behind. */
     req.method = "PUT";
-    ck_assert_int_eq(stoa_router_match(&req, routes, STOA_ARRAY_LEN(routes),
-                                       NULL),
-                     -405);
+    ck_assert_int_eq(
+        stoa_router_match(&req, routes, STOA_ARRAY_LEN(routes), NULL), -405);
     ck_assert_uint_eq(req.nparams, 0);
     ck_assert_int_eq(stoa_router_match(&req, routes, 0, NULL), -404);
 }
@@ -191,14 +189,9 @@ START_TEST(query_decoding)
         const char *value;
     } cases[] = {
         {"a", "1"}, /* first occurrence wins */
-        {"b", "x y"},
-        {"c", " "},
-        {"d", ""},
-        {"e", ""},
-        {"f", "AB"},
-        {"g", "caf\xc3\xa9"},
-        {"h", "a+b&c="},
-        {"spaced", "k"}, /* keys are decoded too */
+        {"b", "x y"},    {"c", " "},      {"d", ""},
+        {"e", ""},       {"f", "AB"},     {"g", "caf\xc3\xa9"},
+        {"h", "a+b&c="}, {"spaced", "k"}, /* keys are decoded too */
     };
     for (size_t i = 0; i < STOA_ARRAY_LEN(cases); i++) {
         const char *v = stoa_request_query(&req, cases[i].key);
@@ -224,13 +217,13 @@ END_TEST
 
 START_TEST(query_malformed_escape)
 {
-    static const char *const bad[] = {"%zz", "%4", "%", "abc%", "%G1", "%00",
-                                      "a%0"};
+    static const char *const bad[] = {"%zz", "%4",  "%",  "abc%",
+                                      "%G1", "%00", "a%0"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
         stoa_buf_reset(&req.field_errors);
         req.query = stoa_arena_sprintf(req.arena, "ok=1&bad=%s&z=2", bad[i]);
-        ck_assert_msg(stoa_request_query(&req, "bad") == NULL,
-                      "'%s' decoded", bad[i]);
+        ck_assert_msg(stoa_request_query(&req, "bad") == NULL, "'%s' decoded",
+                      bad[i]);
         ck_assert_msg(stoa_request_has_field_errors(&req),
                       "no field error for '%s'", bad[i]);
         /* Other keys still decode. */
@@ -244,14 +237,14 @@ END_TEST
 
 START_TEST(query_value_not_utf8)
 {
-    static const char *const bad[] = {"%ff%fe", "%c0%af", "%ed%a0%80",
-                                      "abc%e2%82", "%80", "%f4%90%80%80"};
+    static const char *const bad[] = {"%ff%fe",    "%c0%af", "%ed%a0%80",
+                                      "abc%e2%82", "%80",    "%f4%90%80%80"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
         stoa_buf_reset(&req.field_errors);
-        req.query = stoa_arena_sprintf(req.arena, "plan=%s&ok=caf%%C3%%A9",
-                                       bad[i]);
-        ck_assert_msg(stoa_request_query(&req, "plan") == NULL,
-                      "'%s' decoded", bad[i]);
+        req.query =
+            stoa_arena_sprintf(req.arena, "plan=%s&ok=caf%%C3%%A9", bad[i]);
+        ck_assert_msg(stoa_request_query(&req, "plan") == NULL, "'%s' decoded",
+                      bad[i]);
         ck_assert_str_eq(stoa_request_query(&req, "ok"), "caf\xc3\xa9");
     }
     const stoa_json_t *fields = recorded_fields();
@@ -267,11 +260,10 @@ START_TEST(http_error_shape)
                      STOA_DECLINED);
     const stoa_json_t *details = expect_error(404, "not_found");
     ck_assert_uint_eq(stoa_json_len(details), 0);
-    const stoa_json_t *doc =
-        parse_json(req.body_out.data, req.body_out.len);
-    ck_assert_str_eq(stoa_json_string(stoa_json_get(
-                         stoa_json_get(doc, "error"), "message")),
-                     "no such item");
+    const stoa_json_t *doc = parse_json(req.body_out.data, req.body_out.len);
+    ck_assert_str_eq(
+        stoa_json_string(stoa_json_get(stoa_json_get(doc, "error"), "message")),
+        "no such item");
     /* Exactly that text: no stray whitespace or extra members. */
     ck_assert_str_eq(req.body_out.data,
                      "{\"error\":{\"code\":\"not_found\",\"message\":"
@@ -285,8 +277,7 @@ START_TEST(http_error_statuses_and_defaults)
     ck_assert_int_eq(stoa_http_error(&req, 405, "method_not_allowed", NULL),
                      STOA_DECLINED);
     expect_error(405, "method_not_allowed");
-    ck_assert_int_eq(stoa_http_error(&req, 500, "internal", NULL),
-                     STOA_ERROR);
+    ck_assert_int_eq(stoa_http_error(&req, 500, "internal", NULL), STOA_ERROR);
     expect_error(500, "internal");
     ck_assert_int_eq(stoa_http_error(&req, 503, "unavailable", NULL),
                      STOA_AGAIN);
@@ -304,9 +295,9 @@ START_TEST(http_error_escapes_message)
                      STOA_DECLINED);
     expect_error(400, "invalid_request");
     const stoa_json_t *doc = parse_json(req.body_out.data, req.body_out.len);
-    ck_assert_str_eq(stoa_json_string(stoa_json_get(
-                         stoa_json_get(doc, "error"), "message")),
-                     "bad \"quote\" \\ and\nnewline");
+    ck_assert_str_eq(
+        stoa_json_string(stoa_json_get(stoa_json_get(doc, "error"), "message")),
+        "bad \"quote\" \\ and\nnewline");
 }
 END_TEST
 
@@ -407,8 +398,7 @@ static const struct {
     {NULL, "{}", 415, "unsupported_media_type"},
     {"", "{}", 415, "unsupported_media_type"},
     {"application/jsonx", "{}", 415, "unsupported_media_type"},
-    {"application/x-www-form-urlencoded", "a=1", 415,
-     "unsupported_media_type"},
+    {"application/x-www-form-urlencoded", "a=1", 415, "unsupported_media_type"},
     {"application/json", "{\"a\":", 400, "invalid_json"},
     {"application/json", "{} x", 400, "invalid_json"},
     {"application/json", "", 400, "invalid_json"},
@@ -439,9 +429,8 @@ START_TEST(json_body_table)
         ck_assert_int_eq(a, 1);
     } else {
         ck_assert_msg(rc == STOA_DECLINED, "%s / '%s' accepted",
-                      body_cases[_i].content_type
-                          ? body_cases[_i].content_type
-                          : "(none)",
+                      body_cases[_i].content_type ? body_cases[_i].content_type
+                                                  : "(none)",
                       body_cases[_i].body);
         ck_assert_ptr_null(obj);
         expect_error(body_cases[_i].status, body_cases[_i].code);
@@ -495,8 +484,8 @@ static const stoa_json_t *field_doc(void)
 START_TEST(field_string_cases)
 {
     const stoa_json_t *o = field_doc();
-    const char *s = stoa_field_string(&req, o, "name", STOA_FIELD_REQUIRED, 1,
-                                      10);
+    const char *s =
+        stoa_field_string(&req, o, "name", STOA_FIELD_REQUIRED, 1, 10);
     ck_assert_str_eq(s, "Bob");
     ck_assert_str_eq(stoa_field_string(&req, o, "name", 0, 3, 3), "Bob");
     ck_assert(!stoa_request_has_field_errors(&req));
@@ -506,10 +495,10 @@ START_TEST(field_string_cases)
     ck_assert_ptr_null(stoa_field_string(&req, o, "nul", 0, 0, 10));
     ck_assert(!stoa_request_has_field_errors(&req));
 
-    ck_assert_ptr_null(stoa_field_string(&req, o, "missing",
-                                         STOA_FIELD_REQUIRED, 1, 10));
-    ck_assert_ptr_null(stoa_field_string(&req, o, "nul", STOA_FIELD_REQUIRED,
-                                         1, 10));
+    ck_assert_ptr_null(
+        stoa_field_string(&req, o, "missing", STOA_FIELD_REQUIRED, 1, 10));
+    ck_assert_ptr_null(
+        stoa_field_string(&req, o, "nul", STOA_FIELD_REQUIRED, 1, 10));
     ck_assert_ptr_null(stoa_field_string(&req, o, "num", 0, 0, 10));
     ck_assert_ptr_null(stoa_field_string(&req, o, "obj", 0, 0, 10));
     ck_assert_ptr_null(stoa_field_string(&req, o, "empty", 0, 1, 10));
@@ -525,14 +514,14 @@ END_TEST
 START_TEST(field_string_length_bounds)
 {
     const stoa_json_t *o = field_doc();
-    ck_assert_ptr_null(stoa_field_string(&req, o, "name", STOA_FIELD_REQUIRED,
-                                         4, 10));
+    ck_assert_ptr_null(
+        stoa_field_string(&req, o, "name", STOA_FIELD_REQUIRED, 4, 10));
     const stoa_json_t *fields = recorded_fields();
     ck_assert_str_eq(field_reason(fields, "name"), "too_short");
 
     stoa_buf_reset(&req.field_errors);
-    ck_assert_ptr_null(stoa_field_string(&req, o, "name", STOA_FIELD_REQUIRED,
-                                         1, 2));
+    ck_assert_ptr_null(
+        stoa_field_string(&req, o, "name", STOA_FIELD_REQUIRED, 1, 2));
     fields = recorded_fields();
     ck_assert_str_eq(field_reason(fields, "name"), "too_long");
 
@@ -549,8 +538,8 @@ START_TEST(field_integer_cases)
 {
     const stoa_json_t *o = field_doc();
     int64_t v = 0;
-    ck_assert(stoa_field_integer(&req, o, "num", STOA_FIELD_REQUIRED, 1, 10,
-                                 &v));
+    ck_assert(
+        stoa_field_integer(&req, o, "num", STOA_FIELD_REQUIRED, 1, 10, &v));
     ck_assert_int_eq(v, 5);
     ck_assert(stoa_field_integer(&req, o, "num", 0, 5, 5, &v)); /* inclusive */
     ck_assert(!stoa_field_integer(&req, o, "absent", 0, 0, 10, &v));
@@ -655,8 +644,7 @@ static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *tc = test_case("router", setup, teardown);
-    tcase_add_loop_test(tc, router_table, 0,
-                        (int)STOA_ARRAY_LEN(route_cases));
+    tcase_add_loop_test(tc, router_table, 0, (int)STOA_ARRAY_LEN(route_cases));
     tcase_add_test(tc, router_allow_may_be_null_and_params_reset);
     suite_add_tcase(s, tc);
 
