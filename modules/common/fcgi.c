@@ -6,6 +6,7 @@
 #include <fastcgi.h>
 #include <fcgiapp.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -176,6 +177,34 @@ static void write_response(stoa_request_t *req, FCGX_Request *fr,
     *out = head;
 }
 
+/* Memory handling after a request. A large request (a big body, its
+ * parsed tree, a long answer) leaves megabytes of freed memory that glibc
+ * keeps: yajl's tree is thousands of small blocks that sit in malloc's
+ * free lists, and with eight threads sharing two malloc arenas the freed
+ * space is rarely at the top of a heap, where free() would give it back.
+ * So after such a request the thread's buffers drop what they grew past
+ * KEEP_BUF_BYTES and malloc_trim returns the freed pages at once; ordinary
+ * requests (a few KiB) never pay for it. */
+#define KEEP_BUF_BYTES (64 * 1024)
+#define LARGE_BODY_BYTES (16 * 1024)
+#define LARGE_ARENA_BYTES (64 * 1024)
+#define TRIM_NUDGE_BYTES (128 * 1024)
+
+static bool buf_shrink(stoa_buf_t *buf)
+{
+    if (buf->cap <= KEEP_BUF_BYTES)
+        return false;
+    stoa_buf_free(buf);
+    return true;
+}
+
+/* True when the request just answered was large enough to trim after. */
+static bool request_was_large(const stoa_request_t *req)
+{
+    return req->body_len >= LARGE_BODY_BYTES ||
+           stoa_arena_used(req->arena) >= LARGE_ARENA_BYTES;
+}
+
 static void request_reset(stoa_request_t *req)
 {
     stoa_arena_t *arena = req->arena;
@@ -195,6 +224,24 @@ static void request_reset(stoa_request_t *req)
     stoa_buf_reset(&req->body_out);
     stoa_buf_reset(&req->field_errors);
     stoa_log_set_request(NULL);
+}
+
+/* After request_reset: gives back what a large request left behind. */
+static void request_release_memory(stoa_request_t *req, stoa_buf_t *out,
+                                   bool large)
+{
+    /* Every buffer is checked (no short-circuit): each may have grown. */
+    bool shrunk = buf_shrink(&req->headers) | buf_shrink(&req->body_out) |
+                  buf_shrink(&req->field_errors) | buf_shrink(out);
+    if (!large && !shrunk)
+        return;
+    malloc_trim(0);
+    /* malloc_trim gives back the main heap's top and the free pages inside
+     * every heap, but not the top of the other arena's heap: glibc shrinks
+     * that when a free of 64 KiB or more happens in it, so this thread's
+     * arena gets one (volatile: the pair must not be optimised away). */
+    void *volatile nudge = malloc(TRIM_NUDGE_BYTES);
+    free(nudge);
 }
 
 
@@ -332,7 +379,9 @@ static void *handler_thread(void *arg)
         stoa_log_access(req.method, req.route ? req.route->pattern : NULL,
                         req.status, end - start,
                         req.principal.present ? req.principal.user_id : NULL);
+        bool large = request_was_large(&req);
         request_reset(&req);
+        request_release_memory(&req, &out, large);
         slot_done(srv, slot);
         atomic_store(&last_activity_us, end);
         atomic_fetch_sub(&in_flight, 1);

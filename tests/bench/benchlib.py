@@ -280,6 +280,18 @@ location = /bench/empty {{
             out[pool] = rows
         return out
 
+    def pool_processes_at_rest(self, timeout=10.0):
+        """{pool: [(pid, breakdown)]} (harness.memory_breakdown: rss, heap,
+        stacks, anon, files in KiB) once no pool process has used CPU for a
+        moment: read while a request is in flight, a login's Argon2id
+        (~19 MiB until the hash ends) would count as the process's size."""
+        pids = {pool: sorted(self.pool_children(pool)) for pool in harness.POOLS}
+        if not harness.wait_idle([p for group in pids.values() for p in group],
+                                 timeout=timeout):
+            note("the pools did not go idle: reading them busy")
+        return {pool: [(pid, harness.memory_breakdown(pid)) for pid in group]
+                for pool, group in pids.items()}
+
 
 def vm_rss_kib(pid):
     try:

@@ -5,8 +5,11 @@ RSS, flat).
 After a warm-up, VmRSS of every process of every pool is read from /proc;
 then wrk sends BENCH_REQUESTS requests (in runs of BENCH_SECONDS): GET
 /v1/me with a token, and every BENCH_LOGIN_EVERY-th request a successful
-POST /v1/auth/login; then VmRSS is read again. Both readings are printed
-per process. "Flat" means no process grew by more than
+POST /v1/auth/login; then VmRSS is read again. Each reading waits until
+the pools are idle (a process in the middle of a login holds Argon2id's
+~19 MiB until the hash ends; right after wrk stops, one usually is). Both
+readings are printed per process, the second with where it lies (smaps:
+heap, thread stacks, other anonymous memory, mapped files). "Flat" means no process grew by more than
 BENCH_RSS_GROWTH_KIB (1024) between the readings; a process replaced in
 between (another pid) is reported, since its reading would hide a leak.
 
@@ -42,6 +45,12 @@ end
 """
 
 
+def rss_only(readings):
+    """{pool: [(pid, VmRSS KiB)]} from pool_processes_at_rest()."""
+    return {pool: [(pid, m["rss"] if m else None) for pid, m in rows]
+            for pool, rows in readings.items()}
+
+
 def bench():
     total = b.env_int("BENCH_REQUESTS", 1000000)
     seconds = b.env_int("BENCH_SECONDS", 20)
@@ -60,7 +69,7 @@ def bench():
         try:
             b.note("warm-up: 5s of the mix")
             b.run_wrk(stack, "/v1/me", conns, 5, script=script, timeout_s=10)
-            before = stack.pool_processes_rss()
+            before = rss_only(stack.pool_processes_at_rest())
             sent, runs = 0, []
             while sent < total:
                 r = b.run_wrk(stack, "/v1/me", conns, seconds, script=script, timeout_s=10)
@@ -73,7 +82,8 @@ def bench():
                 if not r["requests"]:
                     report.problem("a run made no requests")
                     break
-            after = stack.pool_processes_rss()
+            after_kinds = stack.pool_processes_at_rest()
+            after = rss_only(after_kinds)
         finally:
             os.unlink(script)
         report.figure("requests sent", sent)
@@ -86,11 +96,16 @@ def bench():
                 report.problem(f"{pool}: processes replaced during the run "
                                f"({sorted(pids_before)} -> {sorted(pids_after)})")
             b_rss = dict(before[pool])
+            kinds = dict(after_kinds[pool])
             for pid, rss in after[pool]:
                 was = b_rss.get(pid)
-                rows.append({"pool": pool, "pid": pid, "before_kib": was, "after_kib": rss})
+                k = kinds.get(pid) or {}
+                rows.append({"pool": pool, "pid": pid, "before_kib": was, "after_kib": rss,
+                             "after_kinds_kib": k})
                 print(f"  {pool:<10} pid {pid:<8} VmRSS before {was or 0:>7} KiB  "
-                      f"after {rss or 0:>7} KiB")
+                      f"after {rss or 0:>7} KiB  (heap {k.get('heap', 0)}, stacks "
+                      f"{k.get('stacks', 0)}, anon {k.get('anon', 0)}, files "
+                      f"{k.get('files', 0)})")
                 if rss is not None:
                     worst_after = max(worst_after, rss)
                 if rss is not None and was is not None:

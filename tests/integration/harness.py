@@ -671,3 +671,72 @@ class StackTestCase(unittest.TestCase):
         header_id = self.assert_request_id(resp)
         self.assertEqual(doc["request_id"], header_id, f"body and header request id: {resp!r}")
         return err["details"]
+
+
+# --- process memory ----------------------------------------------------------
+
+def cpu_ticks(pid):
+    """utime + stime of a process (clock ticks), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_idle(pids, quiet=0.3, timeout=10.0):
+    """Waits until none of pids has used CPU for `quiet` seconds (no request
+    in flight: a pool process caught mid-hash holds Argon2id's ~19 MiB).
+    Returns True when they went quiet within timeout."""
+    deadline = time.monotonic() + timeout
+    last = {pid: cpu_ticks(pid) for pid in pids}
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = {pid: cpu_ticks(pid) for pid in pids}
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return True
+    return False
+
+
+def memory_breakdown(pid):
+    """Resident KiB of a process by kind, from /proc/<pid>/smaps: heap (the
+    brk heap), stacks (the main one and threads' stacks: a writable mapping
+    right above its guard page), anon (other anonymous memory: malloc's
+    second arena, mmap'd blocks, thread-local data), files (mapped files,
+    mostly libraries' pages shared with other processes) and rss (their
+    sum, VmRSS). None when the process is gone."""
+    out = {"rss": 0, "heap": 0, "stacks": 0, "anon": 0, "files": 0}
+    prev = None  # (end address, perms, name) of the mapping before
+    kind = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 5)
+                if "-" in head[0] and not head[0].endswith(":"):
+                    start, end = (int(x, 16) for x in head[0].split("-"))
+                    perms = head[1]
+                    name = head[5].strip() if len(head) > 5 else ""
+                    if name == "[heap]":
+                        kind = "heap"
+                    elif name == "[stack]":
+                        kind = "stacks"
+                    elif name.startswith("/"):
+                        kind = "files"
+                    elif (not name and perms.startswith("rw") and prev and prev[0] == start
+                          and prev[1].startswith("---") and not prev[2]
+                          and prev[3] <= 64 * 1024):
+                        kind = "stacks"
+                    else:
+                        kind = "anon"
+                    prev = (end, perms, name, end - start)
+                elif head[0] == "Rss:" and kind:
+                    kb = int(head[1])
+                    out[kind] += kb
+                    out["rss"] += kb
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return out
