@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/cache_keys.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 
@@ -20,8 +21,7 @@ static int write_me(stoa_request_t *req, const stoa_db_result_t *user,
     auth_write_user(w, user, 0, 0);
     int rc = stoa_http_send(req);
     if (rc == STOA_OK && cache) {
-        char *key = stoa_arena_sprintf(req->arena, "me:%s",
-                                       stoa_db_value(user, 0, 0));
+        char *key = stoa_key_profile(req->arena, stoa_db_value(user, 0, 0));
         if (stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
                         req->body_out.len, PROFILE_CACHE_TTL_S) != STOA_OK)
             stoa_log(STOA_LOG_DEBUG, "profile not cached");
@@ -31,7 +31,7 @@ static int write_me(stoa_request_t *req, const stoa_db_result_t *user,
 
 int auth_me_get(stoa_request_t *req)
 {
-    char *key = stoa_arena_sprintf(req->arena, "me:%s", req->principal.user_id);
+    char *key = stoa_key_profile(req->arena, req->principal.user_id);
     char *cached;
     size_t len;
     if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) == STOA_OK)

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/cache_keys.h"
 #include "stoa/log.h"
 
 auth_state_t *auth_state(stoa_request_t *req)
@@ -30,7 +31,7 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
 
 void auth_forget_profile(stoa_request_t *req, const char *user_id)
 {
-    char *key = stoa_arena_sprintf(req->arena, "me:%s", user_id);
+    char *key = stoa_key_profile(req->arena, user_id);
     if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not drop cached profile");
 }

@@ -325,8 +325,7 @@ int billing_invoices(stoa_request_t *req)
 int billing_entitlements(stoa_request_t *req)
 {
     const char *user_id = req->principal.user_id;
-    char *key = stoa_arena_sprintf(req->arena, BILLING_ENTITLEMENTS_PREFIX "%s",
-                                   user_id);
+    char *key = stoa_key_entitlements(req->arena, user_id);
     char *cached;
     size_t len;
     if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) == STOA_OK)

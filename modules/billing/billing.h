@@ -3,6 +3,7 @@
 #define BILLING_H
 
 #include "stoa/app.h"
+#include "stoa/cache_keys.h"
 #include "stoa/stripe.h"
 
 typedef struct {
@@ -10,10 +11,6 @@ typedef struct {
 } billing_state_t;
 
 billing_state_t *billing_state(stoa_request_t *req);
-
-/* Redis keys of cached answers. */
-#define BILLING_PLANS_KEY "billing:plans"
-#define BILLING_ENTITLEMENTS_PREFIX "billing:ent:"
 
 void billing_forget_plans(stoa_request_t *req);
 void billing_forget_entitlements(stoa_request_t *req, const char *user_id);

@@ -16,7 +16,7 @@ int billing_plans(stoa_request_t *req)
 {
     char *cached;
     size_t len;
-    if (stoa_kv_get(stoa_request_kv(req), req->arena, BILLING_PLANS_KEY, &cached,
+    if (stoa_kv_get(stoa_request_kv(req), req->arena, STOA_KEY_PLANS, &cached,
                     &len) == STOA_OK)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *params[] = {"false"};
@@ -34,7 +34,7 @@ int billing_plans(stoa_request_t *req)
     stoa_jw_object_close(w);
     rc = stoa_http_send(req);
     if (rc == STOA_OK &&
-        stoa_kv_set(stoa_request_kv(req), BILLING_PLANS_KEY, req->body_out.data,
+        stoa_kv_set(stoa_request_kv(req), STOA_KEY_PLANS, req->body_out.data,
                     req->body_out.len, PLANS_CACHE_TTL_S) != STOA_OK)
         stoa_log(STOA_LOG_DEBUG, "plans not cached");
     return rc;

@@ -14,7 +14,7 @@ billing_state_t *billing_state(stoa_request_t *req)
 
 void billing_forget_plans(stoa_request_t *req)
 {
-    if (stoa_kv_del(stoa_request_kv(req), BILLING_PLANS_KEY) != STOA_OK)
+    if (stoa_kv_del(stoa_request_kv(req), STOA_KEY_PLANS) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "plans cache not dropped; it expires soon");
 }
 
@@ -22,8 +22,7 @@ void billing_forget_entitlements(stoa_request_t *req, const char *user_id)
 {
     if (!user_id)
         return;
-    char *key = stoa_arena_sprintf(req->arena, BILLING_ENTITLEMENTS_PREFIX "%s",
-                                   user_id);
+    char *key = stoa_key_entitlements(req->arena, user_id);
     if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "entitlements cache not dropped");
 }

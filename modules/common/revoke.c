@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stoa/cache_keys.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
@@ -99,9 +100,9 @@ int stoa_revoke_check(stoa_conns_t *c, stoa_arena_t *arena,
 
     bool live;
     char *keys[3], *values[3];
-    keys[0] = stoa_arena_sprintf(arena, "rv:u:%s", p->user_id);
-    keys[1] = stoa_arena_sprintf(arena, "rv:s:%s",
-                                 p->session_id ? p->session_id : "-");
+    keys[0] = stoa_key_revoked_user(arena, p->user_id);
+    keys[1] = stoa_key_revoked_session(arena,
+                                       p->session_id ? p->session_id : "-");
     keys[2] = STOA_REVOKE_SYNCED_KEY;
     int rc = stoa_kv_mget(stoa_conns_kv(c), arena, 3,
                           (const char *const *)keys, values);
@@ -148,13 +149,13 @@ int stoa_revoke_request_sync(stoa_db_t *db, stoa_arena_t *arena)
 int stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
                              const char *session_id)
 {
-    return mark(kv, "rv:s:", session_id, token_ttl + MARKER_EXTRA_S);
+    return mark(kv, STOA_KEY_REVOKED_SESSION_PREFIX, session_id, token_ttl + MARKER_EXTRA_S);
 }
 
 int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
 {
     /* A suspended user stays marked until reactivated. */
-    return mark(kv, "rv:u:", user_id, 0);
+    return mark(kv, STOA_KEY_REVOKED_USER_PREFIX, user_id, 0);
 }
 
 void stoa_revoke_session_committed(stoa_conns_t *c, stoa_arena_t *arena,
@@ -200,7 +201,7 @@ int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
 void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id)
 {
     char key[64];
-    snprintf(key, sizeof(key), "rv:u:%s", user_id);
+    snprintf(key, sizeof(key), STOA_KEY_REVOKED_USER_PREFIX "%s", user_id);
     if (stoa_kv_del(kv, key) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "could not clear revocation marker %s", key);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "stoa/audit.h"
+#include "stoa/cache_keys.h"
 #include "stoa/crypto.h"
 #include "stoa/format.h"
 #include "stoa/password.h"
@@ -176,7 +177,7 @@ static int apply_change(stoactl_t *ctl, const char *normal,
                         "jobs worker's minute re-sync sets it\n");
     else if (c->mark_user < 0)
         stoa_revoke_unmark_user(ctl->kv, id);
-    char *key = stoa_arena_sprintf(ctl->arena, "me:%s", id);
+    char *key = stoa_key_profile(ctl->arena, id);
     if (stoa_kv_del(ctl->kv, key) != STOA_OK)
         fprintf(stderr, "stoactl: warning: Redis unreachable; cached "
                         "profile expires on its own\n");

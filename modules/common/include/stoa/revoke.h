@@ -15,6 +15,7 @@
 #ifndef STOA_REVOKE_H
 #define STOA_REVOKE_H
 
+#include "stoa/cache_keys.h"
 #include "stoa/ctx.h"
 #include "stoa/principal.h"
 
@@ -61,7 +62,7 @@ STOA_MUSTCHECK int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id);
 void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id);
 
 /* The sentinel key; set by the jobs worker after a full re-sync. */
-#define STOA_REVOKE_SYNCED_KEY "rv:synced"
+#define STOA_REVOKE_SYNCED_KEY STOA_KEY_REVOKE_SYNCED
 
 /* Queues a re-sync (when a marker could not be written: Redis down). */
 STOA_MUSTCHECK int stoa_revoke_request_sync(stoa_db_t *db, stoa_arena_t *arena);

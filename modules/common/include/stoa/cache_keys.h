@@ -1,0 +1,52 @@
+/* cache_keys.h - the Redis keys that more than one file or program spells:
+ * defined once here, so a writer and the one who drops or reads the key
+ * cannot drift apart (a profile cached under one name and dropped under
+ * another would serve stale data for its whole TTL).
+ *
+ * Each key: what it holds, and who owns its TTL (sets it, and so decides
+ * how long a missed invalidation can last). Losing any of them loses no
+ * data: Postgres holds every fact, Redis only copies and markers.
+ *
+ * Keys used by a single file stay in that file: the login throttle's
+ * "lf:", "ll:", "lc:" counters (auth/throttle.c) and the reset-mail
+ * counter "pwreset:" (jobs/password_reset.c). */
+#ifndef STOA_CACHE_KEYS_H
+#define STOA_CACHE_KEYS_H
+
+#include "stoa/arena.h"
+
+/* "me:<user id>": the JSON answer of GET /v1/me. TTL owner: auth/me.c
+ * (PROFILE_CACHE_TTL_S); dropped by the auth pool on every profile change
+ * and by stoactl on role changes and suspensions. */
+#define STOA_KEY_PROFILE_PREFIX "me:"
+
+/* "rv:u:<user id>": the user is suspended (no TTL: kept until
+ * reactivated). "rv:s:<session id>": the session is revoked. TTL owner:
+ * common/revoke.c (access token lifetime plus a margin). Read by every
+ * pool on every authenticated request. */
+#define STOA_KEY_REVOKED_USER_PREFIX "rv:u:"
+#define STOA_KEY_REVOKED_SESSION_PREFIX "rv:s:"
+
+/* "rv:synced": set (no TTL) by the jobs worker once every revocation
+ * marker is in Redis; without it the pools ask Postgres. Dropped by any
+ * program that fails to write a marker, and at start-up. */
+#define STOA_KEY_REVOKE_SYNCED "rv:synced"
+
+/* "billing:plans": the JSON answer of GET /v1/billing/plans. TTL owner:
+ * billing/catalogue.c (PLANS_CACHE_TTL_S); dropped on every catalogue
+ * change (admin routes, Stripe product and price events). */
+#define STOA_KEY_PLANS "billing:plans"
+
+/* "billing:ent:<user id>": the JSON answer of GET
+ * /v1/billing/entitlements. TTL owner: billing/account.c
+ * (ENTITLEMENTS_CACHE_TTL_S); dropped when a Stripe event changes the
+ * user's subscription. */
+#define STOA_KEY_ENTITLEMENTS_PREFIX "billing:ent:"
+
+/* The keys above for one id (a UUID, not checked). Arena-owned. */
+char *stoa_key_profile(stoa_arena_t *arena, const char *user_id);
+char *stoa_key_revoked_user(stoa_arena_t *arena, const char *user_id);
+char *stoa_key_revoked_session(stoa_arena_t *arena, const char *session_id);
+char *stoa_key_entitlements(stoa_arena_t *arena, const char *user_id);
+
+#endif
