@@ -1,12 +1,15 @@
 /* mail.c - mail to a user, queued in the outbox. */
 #include "auth.h"
-#include "stoa/mail_link.h"
+#include "stoa/mail.h"
 
 int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
                     const char *data_json, const char *dedupe_key)
 {
-    return stoa_mail_link_enqueue(stoa_request_db(req), req->arena, tmpl, to,
-                                  data_json, NULL, NULL, dedupe_key);
+    const stoa_mail_t mail = {.template_name = tmpl,
+                              .to = to,
+                              .data_json = data_json,
+                              .dedupe_key = dedupe_key};
+    return stoa_mail_enqueue(stoa_request_db(req), req->arena, &mail);
 }
 
 int auth_mail_name(stoa_request_t *req, const char *tmpl, const char *to,

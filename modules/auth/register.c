@@ -2,7 +2,7 @@
 
 #include "auth.h"
 #include "stoa/format.h"
-#include "stoa/mail_link.h"
+#include "stoa/mail.h"
 #include "stoa/outbox.h"
 
 /* Queues the verification mail (caller's transaction). Its link is made
@@ -19,9 +19,12 @@ static int queue_verification(stoa_request_t *req, const char *user_id,
     stoa_jw_object_close(w);
     bool ok = stoa_jw_ok(w);
     stoa_jw_free(w);
-    int rc = ok ? stoa_mail_link_enqueue(stoa_request_db(req), req->arena,
-                                         "verify_email", email, data.data,
-                                         "verify_email", user_id, NULL)
+    const stoa_mail_t mail = {.template_name = "verify_email",
+                              .to = email,
+                              .data_json = data.data,
+                              .link_purpose = "verify_email",
+                              .link_user_id = user_id};
+    int rc = ok ? stoa_mail_enqueue(stoa_request_db(req), req->arena, &mail)
                 : STOA_ERROR;
     stoa_buf_free(&data);
     return rc;

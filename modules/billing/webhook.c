@@ -9,6 +9,7 @@
 #include "billing.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/mail.h"
 #include "stoa/outbox.h"
 
 #define SIGNATURE_TOLERANCE_S 300
@@ -92,10 +93,6 @@ static int mail_user(event_t *ev, const char *user_id, const char *tmpl,
     stoa_buf_init(&payload);
     stoa_jw_t *w = stoa_jw_new(&payload);
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "template", tmpl);
-    stoa_jw_kv_string(w, "to", stoa_db_value(res, 0, 0));
-    stoa_jw_key(w, "data");
-    stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "name", stoa_db_value(res, 0, 1));
     if (amount && currency) {
         long long minor = atoll(amount);
@@ -106,11 +103,13 @@ static int mail_user(event_t *ev, const char *user_id, const char *tmpl,
     }
     stoa_jw_kv_string(w, "link", ev->req->ctx->conf.public_url);
     stoa_jw_object_close(w);
-    stoa_jw_object_close(w);
     stoa_jw_free(w);
     char *key = stoa_arena_sprintf(ev->req->arena, "%s:%s", tmpl, ev->event_id);
-    rc = stoa_outbox_enqueue(stoa_request_db(ev->req), ev->req->arena, "email.send",
-                             payload.data, key, 0);
+    const stoa_mail_t mail = {.template_name = tmpl,
+                              .to = stoa_db_value(res, 0, 0),
+                              .data_json = payload.data,
+                              .dedupe_key = key};
+    rc = stoa_mail_enqueue(stoa_request_db(ev->req), ev->req->arena, &mail);
     stoa_buf_free(&payload);
     return rc;
 }

@@ -1,5 +1,5 @@
-/* mail_link.c - the payloads of mails that carry a single-use link, and the
- * hash of their tokens. */
+/* mail_link.c - the purposes of mailed single-use links, the
+ * forgotten-password job, and the hash of link tokens. */
 #include "stoa/mail_link.h"
 
 #include <string.h>
@@ -33,52 +33,6 @@ static int enqueue_written(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
     if (!ok)
         return STOA_ERROR;
     return stoa_outbox_enqueue(db, arena, kind, json, dedupe_key, 0);
-}
-
-int stoa_mail_link_enqueue(stoa_db_t *db, stoa_arena_t *arena, const char *tmpl,
-                           const char *to, const char *data_json,
-                           const char *purpose, const char *user_id,
-                           const char *dedupe_key)
-{
-    STOA_ASSERT(!purpose || (stoa_mail_link_find(purpose) && user_id &&
-                             strcmp(purpose, tmpl) == 0));
-    stoa_buf_t payload;
-    stoa_buf_init(&payload);
-    stoa_jw_t *w = stoa_jw_new(&payload);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "template", tmpl);
-    stoa_jw_kv_string(w, "to", to);
-    stoa_jw_key(w, "data");
-    stoa_jw_raw(w, data_json, strlen(data_json));
-    if (purpose) {
-        stoa_jw_key(w, "link");
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "purpose", purpose);
-        stoa_jw_kv_string(w, "user_id", user_id);
-        stoa_jw_object_close(w);
-    }
-    stoa_jw_object_close(w);
-    return enqueue_written(db, arena, STOA_MAIL_JOB_KIND, w, &payload,
-                           dedupe_key);
-}
-
-int stoa_mail_link_requested(const stoa_json_t *payload,
-                             const stoa_mail_link_t **link,
-                             const char **user_id)
-{
-    *link = NULL;
-    *user_id = NULL;
-    const stoa_json_t *request = stoa_json_get(payload, "link");
-    if (!request)
-        return STOA_OK;
-    const stoa_mail_link_t *found = stoa_mail_link_find(
-        stoa_json_string(stoa_json_get(request, "purpose")));
-    const char *user = stoa_json_string(stoa_json_get(request, "user_id"));
-    if (!found || !user || !*user)
-        return STOA_DECLINED;
-    *link = found;
-    *user_id = user;
-    return STOA_OK;
 }
 
 int stoa_mail_link_request_reset(stoa_db_t *db, stoa_arena_t *arena,

@@ -15,7 +15,7 @@
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
-#include "stoa/mail_link.h"
+#include "stoa/mail.h"
 
 static const jobs_template_t *find_template(const char *name)
 {
@@ -428,25 +428,20 @@ static int send_with_link(jobs_thread_t *t, const char *tmpl, const char *to,
 int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
                     size_t errlen)
 {
-    const char *tmpl = stoa_json_string(stoa_json_get(job->payload, "template"));
-    const char *to = stoa_json_string(stoa_json_get(job->payload, "to"));
-    const stoa_json_t *data = stoa_json_get(job->payload, "data");
-    if (!tmpl || !to || !data) {
-        snprintf(err, errlen, "email.send needs template, to and data");
-        return STOA_DECLINED;
-    }
-    const stoa_mail_link_t *link;
-    const char *user_id;
-    if (stoa_mail_link_requested(job->payload, &link, &user_id) != STOA_OK) {
-        snprintf(err, errlen, "email.send asks for an unknown link");
+    /* The payload's shape is stoa/mail.h's, whoever wrote it. */
+    stoa_mail_job_t mail;
+    const char *why = NULL;
+    if (stoa_mail_read(job->payload, &mail, &why) != STOA_OK) {
+        snprintf(err, errlen, "%s", why);
         return STOA_DECLINED;
     }
     /* The job names the message: a retry is the same message (same
      * Message-ID, same file), and ids of other databases do not clash. */
     char *key = stoa_arena_sprintf(t->arena, "stoa-%s-%s", job->id,
                                    job->created);
-    if (link)
-        return send_with_link(t, tmpl, to, data, link, user_id, key, err,
-                              errlen);
-    return jobs_mail_send(t, tmpl, to, data, key, err, errlen);
+    if (mail.link)
+        return send_with_link(t, mail.template_name, mail.to, mail.data,
+                              mail.link, mail.link_user_id, key, err, errlen);
+    return jobs_mail_send(t, mail.template_name, mail.to, mail.data, key, err,
+                          errlen);
 }

@@ -22,6 +22,7 @@
 #include "stoa/ctx.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/mail.h"
 #include "stoa/mail_link.h"
 #include "stoa/outbox.h"
 

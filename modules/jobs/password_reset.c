@@ -11,6 +11,7 @@
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/mail.h"
 #include "stoa/mail_link.h"
 
 /* Reset mails per address and hour: enough for a user who asks again, too
@@ -81,10 +82,14 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     const stoa_actor_t actor = {.user_id = user_id,
                                 .address = reset.ip,
                                 .request_id = reset.request_id};
+    const stoa_mail_t mail = {.template_name = "reset_password",
+                              .to = stoa_db_value(user, 0, 1),
+                              .data_json = data_json,
+                              .link_purpose = "reset_password",
+                              .link_user_id = user_id,
+                              .dedupe_key = dedupe};
     if ((rc = stoa_db_begin(t->db)) != STOA_OK ||
-        (rc = stoa_mail_link_enqueue(
-             t->db, t->arena, "reset_password", stoa_db_value(user, 0, 1),
-             data_json, "reset_password", user_id, dedupe)) != STOA_OK ||
+        (rc = stoa_mail_enqueue(t->db, t->arena, &mail)) != STOA_OK ||
         (rc = stoa_audit(t->db, t->arena, &actor, "password.reset_requested",
                          user_id, NULL)) != STOA_OK ||
         (rc = stoa_db_commit(t->db)) != STOA_OK) {

@@ -1,9 +1,9 @@
 /* mail_link.h - mailed single-use links (email verification, password
- * reset): the job kinds and payloads the pools and stoa-jobs agree on, and
- * the hash a link's token is stored under.
+ * reset): their purposes, the forgotten-password job, and the hash a
+ * link's token is stored under.
  *
  * A link's token exists only in the mail. A pool enqueues a mail that asks
- * for a link (a purpose and a user); stoa-jobs creates the token when it
+ * for a link (a purpose and a user: stoa/mail.h); stoa-jobs creates the token when it
  * sends that mail, stores only its SHA-256 (auth.email_tokens) in the same
  * transaction, and commits only once the mail is out. Nothing that grants
  * access is written to the outbox, so none sits in a database dump.
@@ -18,8 +18,7 @@
 #include "stoa/db.h"
 #include "stoa/json.h"
 
-/* The templated-mail job, and the forgotten-password job. */
-#define STOA_MAIL_JOB_KIND "email.send"
+/* The forgotten-password job. */
 #define STOA_MAIL_LINK_RESET_JOB_KIND "auth.password_reset"
 
 typedef struct {
@@ -31,27 +30,6 @@ typedef struct {
 /* "verify_email" (24 h) or "reset_password" (1 h); NULL for anything else.
  * Borrowed (static). */
 const stoa_mail_link_t *stoa_mail_link_find(const char *purpose);
-
-/* Enqueues, in the caller's transaction, the mail of template tmpl to `to`
- * with data_json (a JSON object of our own making). With a purpose (which
- * must be the template's name) it asks for a fresh link of that purpose
- * for user_id, and the worker adds "link", "expires_in_minutes" and
- * "expires_in_hours" to the data. purpose, user_id and dedupe_key may be
- * NULL. */
-STOA_MUSTCHECK int stoa_mail_link_enqueue(stoa_db_t *db, stoa_arena_t *arena,
-                                          const char *tmpl, const char *to,
-                                          const char *data_json,
-                                          const char *purpose,
-                                          const char *user_id,
-                                          const char *dedupe_key);
-
-/* The link request of an email.send payload: STOA_OK with *link and
- * *user_id (borrowed from payload) when it asks for one, STOA_OK with
- * *link NULL when it does not, STOA_DECLINED when the request is
- * malformed (unknown purpose, no user). */
-STOA_MUSTCHECK int stoa_mail_link_requested(const stoa_json_t *payload,
-                                            const stoa_mail_link_t **link,
-                                            const char **user_id);
 
 /* What a forgotten-password job carries; ip and request_id (for the
  * audit entry) may be NULL. */
