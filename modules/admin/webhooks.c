@@ -9,13 +9,8 @@
 #include "admin.h"
 #include "stoa/audit.h"
 #include "stoa/crypto.h"
+#include "stoa/events.h"
 #include "stoa/net.h"
-
-/* Domain events an endpoint may subscribe to ("*": all). */
-static const char *const known_events[] = {
-    "*",           "user.created",         "user.updated",
-    "user.deleted", "subscription.updated", "invoice.paid",
-    "invoice.payment_failed", NULL};
 
 /* http(s) only, a host, no credentials in the URL, and not an internal IP
  * literal unless the host is allow-listed. Names are checked again at
@@ -64,8 +59,9 @@ static bool url_acceptable(stoa_request_t *req, const char *url)
     return ok;
 }
 
-/* events: a non-empty array of known names, as a Postgres array literal
- * (names are from our own list, so no quoting is needed). */
+/* events: a non-empty array of domain-event names (stoa/events.h) or "*"
+ * (all), as a Postgres array literal (names are from our own table, so no
+ * quoting is needed). */
 static char *events_param(stoa_request_t *req, const stoa_json_t *body)
 {
     const stoa_json_t *events = stoa_json_get(body, "events");
@@ -79,15 +75,17 @@ static char *events_param(stoa_request_t *req, const stoa_json_t *body)
     stoa_buf_puts(&out, "{");
     for (size_t i = 0; i < n; i++) {
         const char *name = stoa_json_string(stoa_json_at(events, i));
-        const char *const *k = known_events;
-        while (*k && (!name || strcmp(*k, name) != 0))
-            k++;
-        if (!*k) {
+        const stoa_event_t *known = stoa_event_find(name);
+        const char *k = known ? known->name
+                        : name && strcmp(name, STOA_EVENT_ALL) == 0
+                            ? STOA_EVENT_ALL
+                            : NULL;
+        if (!k) {
             stoa_request_field_error(req, "events", "unknown_event");
             stoa_buf_free(&out);
             return NULL;
         }
-        stoa_buf_printf(&out, "%s\"%s\"", i ? "," : "", *k);
+        stoa_buf_printf(&out, "%s\"%s\"", i ? "," : "", k);
     }
     stoa_buf_puts(&out, "}");
     char *param = stoa_arena_strndup(req->arena, out.data, out.len);

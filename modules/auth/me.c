@@ -4,6 +4,7 @@
 
 #include "auth.h"
 #include "stoa/cache_keys.h"
+#include "stoa/events.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 
@@ -110,7 +111,7 @@ int auth_me_patch(stoa_request_t *req)
         return stoa_http_error(req, 404, "not_found", "no such user");
     }
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
-    if ((rc = stoa_outbox_event(db, req->arena, "user.updated", event)) !=
+    if ((rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_UPDATED, event)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, NULL, "user.profile_updated", user_id, NULL)) !=
             STOA_OK ||
@@ -174,7 +175,7 @@ int auth_me_delete(stoa_request_t *req)
             STOA_OK ||
         (rc = stoa_db_exec(db, req->arena, "email_tokens_delete_user", p1,
                            NULL)) != STOA_OK ||
-        (rc = stoa_outbox_event(db, req->arena, "user.deleted", event)) !=
+        (rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_DELETED, event)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, NULL, "user.deleted", user_id, NULL)) !=
             STOA_OK ||

@@ -1,6 +1,7 @@
 /* register.c - POST /v1/auth/register: sign-up, and the verification mail. */
 
 #include "auth.h"
+#include "stoa/events.h"
 #include "stoa/format.h"
 #include "stoa/mail.h"
 #include "stoa/outbox.h"
@@ -72,7 +73,7 @@ int auth_register(stoa_request_t *req)
     const char *user_id = stoa_db_value(user, 0, 0);
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
     if ((rc = queue_verification(req, user_id, email, name)) != STOA_OK ||
-        (rc = stoa_outbox_event(db, req->arena, "user.created", event)) !=
+        (rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_CREATED, event)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, user_id, "user.registered", user_id, NULL)) !=
             STOA_OK ||

@@ -8,6 +8,7 @@
 
 #include "billing.h"
 #include "stoa/crypto.h"
+#include "stoa/events.h"
 #include "stoa/log.h"
 #include "stoa/mail.h"
 #include "stoa/outbox.h"
@@ -193,7 +194,7 @@ static int on_subscription(event_t *ev)
     ev->touched_user = user_id;
     if (strcmp(ev->type, "customer.subscription.trial_will_end") == 0)
         return mail_user(ev, user_id, "trial_ending", NULL, NULL);
-    return domain_event(ev, "subscription.updated", user_id, id);
+    return domain_event(ev, STOA_EVENT_SUBSCRIPTION_UPDATED, user_id, id);
 }
 
 static int on_invoice(event_t *ev)
@@ -232,12 +233,12 @@ static int on_invoice(event_t *ev)
     }
     const char *user_id = stoa_db_value(res, 0, 0);
     if (strcmp(ev->type, "invoice.paid") == 0) {
-        if ((rc = domain_event(ev, "invoice.paid", user_id, id)) != STOA_OK)
+        if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAID, user_id, id)) != STOA_OK)
             return rc;
         return mail_user(ev, user_id, "receipt", paid, currency);
     }
     if (strcmp(ev->type, "invoice.payment_failed") == 0) {
-        if ((rc = domain_event(ev, "invoice.payment_failed", user_id, id)) !=
+        if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAYMENT_FAILED, user_id, id)) !=
             STOA_OK)
             return rc;
         return mail_user(ev, user_id, "payment_failed", due, currency);
