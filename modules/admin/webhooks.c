@@ -195,7 +195,7 @@ int admin_webhooks_delete(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
-        return stoa_http_error(req, 404, "not_found", "no such webhook");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id};
     stoa_db_result_t *res;
@@ -206,7 +206,7 @@ int admin_webhooks_delete(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such webhook");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
     if ((rc = stoa_request_audit(req, NULL, "webhook.deleted", NULL, details)) !=
@@ -220,7 +220,7 @@ int admin_webhooks_deliveries(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
-        return stoa_http_error(req, 404, "not_found", "no such webhook");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     int limit;
     stoa_request_limit(req, &limit);
     const char *cursor = stoa_request_query(req, "cursor");
@@ -238,7 +238,7 @@ int admin_webhooks_deliveries(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such webhook");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     /* One row more than asked tells whether there is a next page. */
     char fetch[16];
     snprintf(fetch, sizeof(fetch), "%d", limit + 1);
@@ -293,7 +293,7 @@ int admin_webhooks_rotate_secret(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
-        return stoa_http_error(req, 404, "not_found", "no such webhook");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     int64_t overlap = 86400;
     if (req->body_len) {
         const stoa_json_t *body;
@@ -319,7 +319,7 @@ int admin_webhooks_rotate_secret(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such webhook");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
     if ((rc = stoa_request_audit(req, NULL, "webhook.secret_rotated", NULL, details)) !=

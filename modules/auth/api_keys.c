@@ -152,7 +152,7 @@ int auth_api_keys_delete(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
-        return stoa_http_error(req, 404, "not_found", "no such API key");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such API key");
     stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id, req->principal.user_id};
     const char *p2[] = {req->principal.user_id, id, "api_key_revoked"};
@@ -164,7 +164,7 @@ int auth_api_keys_delete(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such API key");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such API key");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"api_key_id\":\"%s\"}", id);
     if ((rc = stoa_db_exec(db, req->arena, "api_key_sessions_revoke", p2,

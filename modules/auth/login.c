@@ -48,15 +48,15 @@ int auth_login(stoa_request_t *req)
         auth_throttle_fail(req, email);
         if (stoa_request_audit(req, user_id, "login.failed", user_id, NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a failed login not written");
-        return stoa_http_error(req, 401, "invalid_credentials",
-                               "email or password is wrong");
+        return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
+                              "email or password is wrong");
     }
     if (strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
         if (stoa_request_audit(req, user_id, "login.refused_suspended", user_id,
                                NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a refused login not written");
-        return stoa_http_error(req, 403, "account_suspended",
-                               "this account is suspended");
+        return stoa_http_fail(req, STOA_ERR_ACCOUNT_SUSPENDED,
+                              "this account is suspended");
     }
     /* The hash took tens of milliseconds: a reset, suspension or role
      * change may have committed since. Read the user again, locked, and

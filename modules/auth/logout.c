@@ -9,8 +9,8 @@ int auth_logout(stoa_request_t *req)
     /* A key's token ends with its key: there is no login to end (revoke
      * the key instead). */
     if (!p->session_id || stoa_principal_from_api_key(p))
-        return stoa_http_error(req, 400, "invalid_request",
-                               "this token has no login session to end");
+        return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                              "this token has no login session to end");
     stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
@@ -22,8 +22,8 @@ int auth_logout(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 400, "invalid_request",
-                               "this token has no login session to end");
+        return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                              "this token has no login session to end");
     }
     if ((rc = stoa_request_audit(req, NULL, "logout", p->user_id, NULL)) !=
             STOA_OK ||

@@ -43,7 +43,7 @@ int auth_me_get(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     return write_me(req, user, true);
 }
 
@@ -108,7 +108,7 @@ int auth_me_patch(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such user");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     }
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
     if ((rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_UPDATED, event)) !=
@@ -155,7 +155,7 @@ int auth_me_delete(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
     if (!phc || stoa_password_verify(phc, password) != STOA_OK) {
         stoa_request_field_error(req, "password", "incorrect");

@@ -100,8 +100,8 @@ static bool need_key(stoa_request_t *req)
     if (auth_state(req)->mfa_key_set)
         return true;
     stoa_log(STOA_LOG_ERR, "mfa_encryption_key is not configured");
-    stoa_http_error(req, 503, "mfa_unavailable",
-                    "two-factor authentication is not configured here");
+    stoa_http_fail(req, STOA_ERR_MFA_UNAVAILABLE,
+                   "two-factor authentication is not configured here");
     return false;
 }
 
@@ -131,9 +131,9 @@ static int secret_unreadable(stoa_request_t *req, const char *user_id)
              "the sealed TOTP secret of user %s does not open (damaged, or "
              "sealed under another mfa_encryption_key)",
              user_id);
-    return stoa_http_error(req, 503, "mfa_unavailable",
-                           "the authenticator code cannot be checked now; "
-                           "use a recovery code");
+    return stoa_http_fail(req, STOA_ERR_MFA_UNAVAILABLE,
+                          "the authenticator code cannot be checked now; "
+                          "use a recovery code");
 }
 
 /* The account's lock on second-factor codes: STOA_OK when it takes
@@ -156,9 +156,9 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
         stoa_db_rollback(stoa_request_db(req));
     stoa_http_header(req, "Retry-After",
                      stoa_arena_sprintf(req->arena, "%ld", left));
-    return stoa_http_error(req, 429, "too_many_attempts",
-                           "too many wrong codes for this account; retry "
-                           "later");
+    return stoa_http_fail(req, STOA_ERR_TOO_MANY_ATTEMPTS,
+                          "too many wrong codes for this account; retry "
+                          "later");
 }
 
 /* Counts one wrong code against the account, in the caller's
@@ -188,8 +188,8 @@ static int check_password(stoa_request_t *req, const stoa_db_result_t *user,
     const char *user_id = stoa_db_value(user, 0, 0);
     if (stoa_request_audit(req, NULL, "mfa.password_failed", user_id, NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "audit of a failed MFA password not written");
-    return stoa_http_error(req, 401, "invalid_credentials",
-                           "the password is wrong");
+    return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
+                          "the password is wrong");
 }
 
 /* Reads {code} (6 digits). */
@@ -243,7 +243,7 @@ static int caller_row(stoa_request_t *req, stoa_db_result_t **user)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*user) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     return STOA_OK;
 }
 
@@ -311,8 +311,8 @@ int auth_mfa_enroll(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 409, "mfa_already_enabled",
-                               "two-factor authentication is already on");
+        return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,
+                              "two-factor authentication is already on");
     }
     if ((rc = stoa_request_audit(req, NULL, "mfa.enrolment_started", user_id, NULL)) !=
             STOA_OK ||
@@ -355,13 +355,13 @@ int auth_mfa_confirm(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 409, "mfa_not_enrolled",
-                               "start with POST /v1/auth/mfa/totp/enroll");
+        return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENROLLED,
+                              "start with POST /v1/auth/mfa/totp/enroll");
     }
     if (stoa_db_value(res, 0, 1)[0] == 't') {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 409, "mfa_already_enabled",
-                               "two-factor authentication is already on");
+        return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,
+                              "two-factor authentication is already on");
     }
     uint8_t secret[TOTP_SECRET_MAX];
     size_t slen;
@@ -456,8 +456,8 @@ int auth_mfa_disable(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, 1)[0] != 't') {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 409, "mfa_not_enabled",
-                               "two-factor authentication is off");
+        return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENABLED,
+                              "two-factor authentication is off");
     }
     bool ok;
     if (code) {
@@ -535,10 +535,10 @@ int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
         return rc;
     char *details = stoa_arena_sprintf(req->arena, "{\"mfa_token\":\"%s\"}",
                                        token);
-    return stoa_http_error_details(req, 401, "mfa_required",
-                                   "a second factor is required: POST "
-                                   "/v1/auth/mfa/verify",
-                                   details);
+    return stoa_http_fail_details(req, STOA_ERR_MFA_REQUIRED,
+                                  "a second factor is required: POST "
+                                  "/v1/auth/mfa/verify",
+                                  details);
 }
 
 /* Recovery codes as people type them: case, dashes and spaces do not
@@ -683,8 +683,8 @@ int auth_mfa_verify(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(owner) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 401, "invalid_token",
-                               "the mfa_token is unknown, used or expired");
+        return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
+                              "the mfa_token is unknown, used or expired");
     }
     const char *user_id = stoa_db_value(owner, 0, 0);
     if ((rc = stoa_db_exec(db, req->arena, "user_for_session", &user_id,
@@ -693,8 +693,8 @@ int auth_mfa_verify(stoa_request_t *req)
     if (stoa_db_rows(user) == 0 ||
         strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 401, "invalid_token",
-                               "the account is not active");
+        return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
+                              "the account is not active");
     }
     if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_get", p_get,
                            &challenge)) != STOA_OK)
@@ -702,8 +702,8 @@ int auth_mfa_verify(stoa_request_t *req)
     if (stoa_db_rows(challenge) == 0 ||
         strcmp(stoa_db_value(challenge, 0, 0), user_id) != 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 401, "invalid_token",
-                               "the mfa_token is unknown, used or expired");
+        return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
+                              "the mfa_token is unknown, used or expired");
     }
     /* The address lock first: an address that is locked out is told so,
      * whatever it presents. */
@@ -716,8 +716,8 @@ int auth_mfa_verify(stoa_request_t *req)
      * right code. */
     if (stoa_db_value(challenge, 0, 1)[0] != 't') {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 401, "invalid_token",
-                               "the mfa_token is unknown, used or expired");
+        return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
+                              "the mfa_token is unknown, used or expired");
     }
     if ((rc = account_lock_check(req, user_id, true)) != STOA_OK)
         return rc;
@@ -739,8 +739,8 @@ int auth_mfa_verify(stoa_request_t *req)
             (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
         auth_throttle_fail(req, email);
-        return stoa_http_error(req, 401, "invalid_code",
-                               "the code is wrong, expired or already used");
+        return stoa_http_fail(req, STOA_ERR_INVALID_CODE,
+                              "the code is wrong, expired or already used");
     }
     bool used_recovery = !code;
     if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_use", p1, NULL)) !=

@@ -91,8 +91,8 @@ int auth_password_reset(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 400, "invalid_token",
-                               "the link is invalid, used or expired");
+        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
+                                 "the link is invalid, used or expired");
     }
     const char *p2[] = {stoa_db_value(res, 0, 0)};
     if ((rc = stoa_db_exec(db, req->arena, "user_by_id", p2, &user)) !=
@@ -100,8 +100,8 @@ int auth_password_reset(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 400, "invalid_token",
-                               "the link is invalid, used or expired");
+        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
+                                 "the link is invalid, used or expired");
     }
     /* A refused password rolls back, so the token stays usable. */
     if (!auth_password_acceptable(req, "password", password,
@@ -134,7 +134,7 @@ int auth_password_change(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     const char *email = stoa_db_value(user, 0, 1);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;

@@ -67,8 +67,8 @@ int auth_refresh(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(row) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 401, "invalid_token",
-                               "unknown or expired refresh token");
+        return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
+                              "unknown or expired refresh token");
     }
     const char *session_id = stoa_db_value(row, 0, 0);
     bool spent = stoa_db_value(row, 0, 1)[0] == 't';
@@ -80,8 +80,8 @@ int auth_refresh(stoa_request_t *req)
     bool active = strcmp(stoa_db_value(row, 0, 7), "active") == 0;
     if (!live || !active) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 401, "invalid_token",
-                               "the session has ended");
+        return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
+                              "the session has ended");
     }
     if (spent) {
         /* Two tabs refreshing at once: within the window the parent gives
@@ -100,9 +100,9 @@ int auth_refresh(stoa_request_t *req)
             (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
         stoa_revoke_session_committed(&req->conns, req->arena, session_id);
-        return stoa_http_error(req, 401, "token_reused",
-                               "this refresh token was already used; the "
-                               "session has been revoked");
+        return stoa_http_fail(req, STOA_ERR_TOKEN_REUSED,
+                              "this refresh token was already used; the "
+                              "session has been revoked");
     }
 
     char *next, *next_hash, *access;

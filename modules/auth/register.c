@@ -67,8 +67,8 @@ int auth_register(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 409, "email_taken",
-                               "an account with this email already exists");
+        return stoa_http_fail(req, STOA_ERR_EMAIL_TAKEN,
+                              "an account with this email already exists");
     }
     const char *user_id = stoa_db_value(user, 0, 0);
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);

@@ -40,7 +40,7 @@ int auth_sessions_delete(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
-        return stoa_http_error(req, 404, "not_found", "no such session");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such session");
     stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
@@ -52,7 +52,7 @@ int auth_sessions_delete(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such session");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such session");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"session_id\":\"%s\"}", id);
     if ((rc = stoa_request_audit(req, NULL, "session.revoked", req->principal.user_id,

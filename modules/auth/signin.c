@@ -14,12 +14,12 @@ int auth_user_for_session(stoa_request_t *req, const char *user_id,
         return rc;
     if (stoa_db_rows(*user) != 1 ||
         strcmp(stoa_db_value(*user, 0, AUTH_USER_NCOLUMNS + 1), "active") != 0)
-        return stoa_http_error(req, 403, "account_suspended",
-                               "this account is not active");
+        return stoa_http_fail(req, STOA_ERR_ACCOUNT_SUSPENDED,
+                              "this account is not active");
     const char *now_hash = stoa_db_value(*user, 0, AUTH_USER_NCOLUMNS);
     if (verified_hash && (!now_hash || strcmp(now_hash, verified_hash) != 0))
-        return stoa_http_error(req, 401, "invalid_credentials",
-                               "email or password is wrong");
+        return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
+                              "email or password is wrong");
     return STOA_OK;
 }
 

@@ -107,8 +107,8 @@ static int refuse_with(stoa_request_t *req, long seconds)
     char *retry =
         stoa_arena_sprintf(req->arena, "%ld", seconds < 1 ? 1 : seconds);
     stoa_http_header(req, "Retry-After", retry);
-    return stoa_http_error(req, 429, "too_many_attempts",
-                           "too many failed attempts; retry later");
+    return stoa_http_fail(req, STOA_ERR_TOO_MANY_ATTEMPTS,
+                          "too many failed attempts; retry later");
 }
 
 /* 429 too_many_attempts with Retry-After = what is left of key. */

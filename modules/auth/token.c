@@ -54,8 +54,8 @@ int auth_token(stoa_request_t *req)
     }
     if (!ok) {
         auth_throttle_fail(req, throttle_id);
-        return stoa_http_error(req, 401, "invalid_credentials",
-                               "the API key is unknown, revoked or expired");
+        return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
+                              "the API key is unknown, revoked or expired");
     }
     const char *key_id = stoa_db_value(res, 0, 0);
     const char *user_id = stoa_db_value(res, 0, 4);
@@ -71,8 +71,8 @@ int auth_token(stoa_request_t *req)
                            "api_key_session_start", p2, &session)) != STOA_OK)
         return rc;
     if (stoa_db_rows(session) != 1) /* revoked or deleted meanwhile */
-        return stoa_http_error(req, 401, "invalid_credentials",
-                               "the API key is unknown, revoked or expired");
+        return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
+                              "the API key is unknown, revoked or expired");
     int64_t not_after = strtoll(stoa_db_value(session, 0, 1), NULL, 10);
     /* The role as it is now, read under the lock with the session. */
     if ((rc = auth_access_token_scoped(req, user_id,

@@ -23,8 +23,8 @@ int auth_verify_email(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 400, "invalid_token",
-                               "the link is invalid, used or expired");
+        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
+                                 "the link is invalid, used or expired");
     }
     const char *user_id = stoa_db_value(res, 0, 0);
     const char *p2[] = {user_id};
@@ -34,8 +34,8 @@ int auth_verify_email(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 400, "invalid_token",
-                               "the link is invalid, used or expired");
+        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
+                                 "the link is invalid, used or expired");
     }
     /* Welcome mail once per account, whatever the number of links used. */
     char *welcome_key = stoa_arena_sprintf(req->arena, "welcome:%s", user_id);

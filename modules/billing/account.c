@@ -30,7 +30,7 @@ static int ensure_customer(stoa_request_t *req, const char **customer)
         STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such user");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     stoa_buf_t form;
     stoa_buf_init(&form);
     stoa_stripe_form(&form, "email", stoa_db_value(res, 0, 0));
@@ -106,16 +106,16 @@ int billing_checkout(stoa_request_t *req)
     }
     const char *stripe_price = stoa_db_value(res, 0, 0);
     if (!stripe_price)
-        return stoa_http_error(req, 409, "price_not_synced",
-                               "this price has not been pushed to Stripe yet");
+        return stoa_http_fail(req, STOA_ERR_PRICE_NOT_SYNCED,
+                              "this price has not been pushed to Stripe yet");
     const char *p2[] = {req->principal.user_id};
     if ((rc = stoa_db_exec(db, req->arena, "live_subscription_of_user", p2,
                            &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) > 0)
-        return stoa_http_error(req, 409, "already_subscribed",
-                               "you already have a subscription; use the "
-                               "billing portal to change it");
+        return stoa_http_fail(req, STOA_ERR_ALREADY_SUBSCRIBED,
+                              "you already have a subscription; use the "
+                              "billing portal to change it");
     const char *customer = NULL;
     if ((rc = ensure_customer(req, &customer)) != STOA_OK)
         return rc;
@@ -160,9 +160,9 @@ int billing_portal(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
-        return stoa_http_error(req, 404, "no_customer",
-                               "there is no billing account yet: subscribe "
-                               "first");
+        return stoa_http_fail(req, STOA_ERR_NO_CUSTOMER,
+                              "there is no billing account yet: subscribe "
+                              "first");
     stoa_buf_t form;
     stoa_buf_init(&form);
     stoa_stripe_form(&form, "customer", stoa_db_value(res, 0, 0));
@@ -224,8 +224,8 @@ static int load_subscription(stoa_request_t *req, stoa_db_result_t **res)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*res) == 0)
-        return stoa_http_error(req, 404, "no_subscription",
-                               "you have no subscription");
+        return stoa_http_fail(req, STOA_ERR_NO_SUBSCRIPTION,
+                              "you have no subscription");
     return STOA_OK;
 }
 
@@ -249,8 +249,8 @@ int billing_subscription_cancel(stoa_request_t *req)
     const char *status = stoa_db_value(res, 0, 1);
     if (strcmp(status, "trialing") != 0 && strcmp(status, "active") != 0 &&
         strcmp(status, "past_due") != 0)
-        return stoa_http_error(req, 409, "not_cancelable",
-                               "the subscription is not active");
+        return stoa_http_fail(req, STOA_ERR_NOT_CANCELABLE,
+                              "the subscription is not active");
     const char *sub = stoa_db_value(res, 0, 0);
     stoa_buf_t form;
     stoa_buf_init(&form);

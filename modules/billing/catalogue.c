@@ -104,7 +104,7 @@ static int answer_plan(stoa_request_t *req, const char *id, int status)
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     stoa_jw_t *w = stoa_http_json(req, status);
     billing_write_plan(w, res, 0, true);
     return stoa_http_send(req);
@@ -138,8 +138,8 @@ int billing_admin_plan_create(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 409, "plan_exists",
-                               "a plan with this key exists");
+        return stoa_http_fail(req, STOA_ERR_PLAN_EXISTS,
+                              "a plan with this key exists");
     }
     const char *id = stoa_db_value(res, 0, 0);
     char *details = stoa_arena_sprintf(req->arena, "{\"plan_key\":\"%s\"}", key);
@@ -154,7 +154,7 @@ int billing_admin_plan_update(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     const stoa_json_t *body;
     if (stoa_request_json_body(req, &body) != STOA_OK)
         return STOA_DECLINED;
@@ -176,7 +176,7 @@ int billing_admin_plan_update(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     }
     char *details = stoa_arena_sprintf(req->arena, "{\"plan_id\":\"%s\"}", id);
     if ((rc = stoa_request_audit(req, NULL, "plan.updated", NULL, details)) != STOA_OK ||
@@ -190,7 +190,7 @@ int billing_admin_price_create(stoa_request_t *req)
 {
     const char *plan_id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(plan_id))
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     const stoa_json_t *body;
     if (stoa_request_json_body(req, &body) != STOA_OK)
         return STOA_DECLINED;
@@ -230,7 +230,7 @@ int billing_admin_price_create(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     }
     char *details = stoa_arena_sprintf(req->arena,
                                        "{\"plan_id\":\"%s\",\"price_id\":\"%s\"}",
@@ -261,7 +261,7 @@ int billing_admin_plan_sync(stoa_request_t *req)
 {
     const char *plan_id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(plan_id))
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     stoa_db_t *db = stoa_request_db(req);
     stoa_stripe_t *stripe = billing_state(req)->stripe;
     const char *p1[] = {plan_id};
@@ -275,7 +275,7 @@ int billing_admin_plan_sync(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(plan) == 0) {
         stoa_db_rollback(db);
-        return stoa_http_error(req, 404, "not_found", "no such plan");
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     }
     if ((rc = stoa_db_exec(db, req->arena, "prices_for_sync", p1, &prices)) !=
         STOA_OK)

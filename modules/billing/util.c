@@ -39,15 +39,16 @@ int billing_stripe_failed(stoa_request_t *req, int rc,
             *p = '_';
     stoa_log(STOA_LOG_WARN, "stripe refused or failed: %s", err->message);
     if (rc == STOA_AGAIN)
-        return stoa_http_error_details(req, 503, "payment_provider_unavailable",
-                                       "the payment provider cannot be reached; "
-                                       "retry later",
-                                       details);
-    return stoa_http_error_details(req, 502, "payment_provider_error",
-                                   err->message[0] ? err->message
-                                                   : "the payment provider "
-                                                     "refused the request",
-                                   details);
+        return stoa_http_fail_details(req,
+                                      STOA_ERR_PAYMENT_PROVIDER_UNAVAILABLE,
+                                      "the payment provider cannot be reached; "
+                                      "retry later",
+                                      details);
+    return stoa_http_fail_details(req, STOA_ERR_PAYMENT_PROVIDER_ERROR,
+                                  err->message[0] ? err->message
+                                                  : "the payment provider "
+                                                    "refused the request",
+                                  details);
 }
 
 static bool has_prefix_origin(const char *url, const char *origin, size_t n)

@@ -401,8 +401,8 @@ int billing_webhook(stoa_request_t *req)
                                      SIGNATURE_TOLERANCE_S) != STOA_OK) {
         stoa_log(STOA_LOG_NOTICE, "stripe webhook with a bad or stale "
                                   "signature refused");
-        return stoa_http_error(req, 400, "invalid_signature",
-                               "missing, wrong or stale Stripe-Signature");
+        return stoa_http_fail(req, STOA_ERR_INVALID_SIGNATURE,
+                              "missing, wrong or stale Stripe-Signature");
     }
     const stoa_json_t *body;
     if (stoa_request_json_body(req, &body) != STOA_OK)
@@ -416,8 +416,8 @@ int billing_webhook(stoa_request_t *req)
     ev.object = stoa_json_get(stoa_json_get(body, "data"), "object");
     if (!ev.event_id || strlen(ev.event_id) > 255 || !ev.type ||
         strlen(ev.type) > 100 || !ev.created || !stoa_json_is_object(ev.object))
-        return stoa_http_error(req, 400, "invalid_request",
-                               "not a Stripe event");
+        return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                              "not a Stripe event");
     stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)

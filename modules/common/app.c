@@ -39,7 +39,7 @@ int stoa_app_readyz(stoa_request_t *req)
         char *details = stoa_arena_sprintf(
             req->arena, "{\"postgres\":\"%s\",\"redis\":\"%s\"}", pg_state,
             kv_state);
-        stoa_http_error_details(req, 503, "unavailable", "not ready", details);
+        stoa_http_fail_details(req, STOA_ERR_UNAVAILABLE, "not ready", details);
         return STOA_OK;
     }
     stoa_db_result_t *jobs = NULL;
@@ -112,8 +112,8 @@ static void answer_data_exception(stoa_request_t *req)
         stoa_request_field_error(req, field, "invalid");
         stoa_http_invalid_fields(req);
     } else {
-        stoa_http_error(req, 400, "invalid_request",
-                        "a value in the request is malformed or out of range");
+        stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                       "a value in the request is malformed or out of range");
     }
 }
 
@@ -163,18 +163,18 @@ static int idempotency_begin(stoa_request_t *req, stoa_idem_call_t *call,
         *claimed = true;
         return STOA_OK;
     case STOA_IDEM_REUSED:
-        stoa_http_error(req, 422, "idempotency_key_reused",
-                        "this Idempotency-Key was used with another request");
+        stoa_http_fail(req, STOA_ERR_IDEMPOTENCY_KEY_REUSED,
+                       "this Idempotency-Key was used with another request");
         break;
     case STOA_IDEM_RUNNING:
-        stoa_http_error(req, 409, "idempotency_in_progress",
-                        "a request with this Idempotency-Key is still running");
+        stoa_http_fail(req, STOA_ERR_IDEMPOTENCY_IN_PROGRESS,
+                       "a request with this Idempotency-Key is still running");
         break;
     case STOA_IDEM_LOST:
-        stoa_http_error(req, 409, "idempotency_replay_unavailable",
-                        "the request with this Idempotency-Key was done, but "
-                        "its answer was not kept; use a new key to run it "
-                        "again");
+        stoa_http_fail(req, STOA_ERR_IDEMPOTENCY_REPLAY_UNAVAILABLE,
+                       "the request with this Idempotency-Key was done, but "
+                       "its answer was not kept; use a new key to run it "
+                       "again");
         break;
     case STOA_IDEM_REPLAY:
         stoa_http_raw_json(req, out.status, out.body, out.body_len);
@@ -200,12 +200,12 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     const char *allow = NULL;
     int idx = stoa_router_match(req, routes, nroutes, &allow);
     if (idx == -404) {
-        stoa_http_error(req, 404, "not_found", NULL);
+        stoa_http_fail(req, STOA_ERR_NOT_FOUND, NULL);
         return;
     }
     if (idx == -405) {
         stoa_http_header(req, "Allow", allow);
-        stoa_http_error(req, 405, "method_not_allowed", NULL);
+        stoa_http_fail(req, STOA_ERR_METHOD_NOT_ALLOWED, NULL);
         return;
     }
     const stoa_route_t *route = &routes[idx];
@@ -213,37 +213,37 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     if (route->flags & (STOA_ROUTE_AUTH | STOA_ROUTE_LOGIN)) {
         if (!req->principal.present) {
             stoa_http_header(req, "WWW-Authenticate", "Bearer");
-            stoa_http_error(req, 401, "unauthenticated", NULL);
+            stoa_http_fail(req, STOA_ERR_UNAUTHENTICATED, NULL);
             return;
         }
         req->conns.ctx = ctx;
         int live = stoa_revoke_check(&req->conns, req->arena, &req->principal);
         if (live == STOA_AGAIN) {
-            stoa_http_error(req, 503, "unavailable", NULL);
+            stoa_http_fail(req, STOA_ERR_UNAVAILABLE, NULL);
             return;
         }
         if (live != STOA_OK) {
             stoa_http_header(req, "WWW-Authenticate",
                              "Bearer error=\"invalid_token\"");
-            stoa_http_error(req, 401, "unauthenticated",
-                            "the session has been revoked");
+            stoa_http_fail(req, STOA_ERR_UNAUTHENTICATED,
+                           "the session has been revoked");
             return;
         }
         if (!stoa_principal_has_role(&req->principal, route->roles)) {
-            stoa_http_error(req, 403, "forbidden", NULL);
+            stoa_http_fail(req, STOA_ERR_FORBIDDEN, NULL);
             return;
         }
         if (!stoa_principal_scope_allows(&req->principal, route->scope,
                                          req->method)) {
-            stoa_http_error(req, 403, "insufficient_scope",
-                            "this token's scopes do not cover this route");
+            stoa_http_fail(req, STOA_ERR_INSUFFICIENT_SCOPE,
+                           "this token's scopes do not cover this route");
             return;
         }
         if ((route->flags & STOA_ROUTE_LOGIN) &&
             stoa_principal_from_api_key(&req->principal)) {
-            stoa_http_error(req, 403, "forbidden",
-                            "a token from an API key cannot manage "
-                            "credentials; sign in");
+            stoa_http_fail(req, STOA_ERR_FORBIDDEN,
+                           "a token from an API key cannot manage "
+                           "credentials; sign in");
             return;
         }
     }
@@ -251,8 +251,8 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     if (route->flags & STOA_ROUTE_HASHES) {
         if (!gate_enter()) {
             stoa_http_header(req, "Retry-After", "1");
-            stoa_http_error(req, 503, "unavailable",
-                            "too many password checks at once; retry");
+            stoa_http_fail(req, STOA_ERR_UNAVAILABLE,
+                           "too many password checks at once; retry");
             return;
         }
         gated = true;
@@ -267,7 +267,7 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
             return;
         }
         if (idem != STOA_OK) {
-            stoa_http_error(req, 503, "unavailable", NULL);
+            stoa_http_fail(req, STOA_ERR_UNAVAILABLE, NULL);
             if (gated)
                 gate_leave();
             return;
@@ -281,14 +281,14 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     if (rc == STOA_AGAIN) {
         /* Keep a specific 503 the handler wrote (its own code). */
         if (!req->responded || req->status != 503)
-            stoa_http_error(req, 503, "unavailable", NULL);
+            stoa_http_fail(req, STOA_ERR_UNAVAILABLE, NULL);
     } else if (rc == STOA_ERROR || !req->responded) {
         if (stoa_db_data_exception(req->conns.db)) {
             answer_data_exception(req);
         } else if (!req->responded || req->status < 500) {
             stoa_log(STOA_LOG_ERR, "handler for %s %s failed", route->method,
                      route->pattern);
-            stoa_http_error(req, 500, "internal", NULL);
+            stoa_http_fail(req, STOA_ERR_INTERNAL, NULL);
         }
     }
     if (claimed)

@@ -125,13 +125,13 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
         errno = 0;
         length = strtoll(cl, &end, 10);
         if (errno || *end || length < 0) {
-            stoa_http_error(req, 400, "invalid_request",
-                            "invalid Content-Length");
+            stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                           "invalid Content-Length");
             return false;
         }
     }
     if (length > h->body_cap(ctx, req, h->arg)) {
-        stoa_http_error(req, 413, "payload_too_large", NULL);
+        stoa_http_fail(req, STOA_ERR_PAYLOAD_TOO_LARGE, NULL);
         return false;
     }
     char *body = stoa_arena_alloc(req->arena, (size_t)length + 1);
@@ -143,7 +143,7 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
         got += (size_t)n;
     }
     if (got != (size_t)length) {
-        stoa_http_error(req, 400, "invalid_request", "truncated body");
+        stoa_http_fail(req, STOA_ERR_INVALID_REQUEST, "truncated body");
         return false;
     }
     body[got] = '\0';

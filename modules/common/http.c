@@ -194,20 +194,20 @@ int stoa_request_json_body(stoa_request_t *req, const stoa_json_t **out)
 {
     *out = NULL;
     if (!is_json_media_type(req->content_type))
-        return stoa_http_error(req, 415, "unsupported_media_type",
-                               "Content-Type must be application/json");
+        return stoa_http_fail(req, STOA_ERR_UNSUPPORTED_MEDIA_TYPE,
+                              "Content-Type must be application/json");
     if (req->body_len == 0)
-        return stoa_http_error(req, 400, "invalid_json",
-                               "a JSON body is required");
+        return stoa_http_fail(req, STOA_ERR_INVALID_JSON,
+                              "a JSON body is required");
     char err[200];
     stoa_json_t *doc;
     if (stoa_json_parse(req->arena, req->body, req->body_len,
                         STOA_JSON_MAX_DEPTH, &doc, err,
                         sizeof(err)) != STOA_OK)
-        return stoa_http_error(req, 400, "invalid_json", err);
+        return stoa_http_fail(req, STOA_ERR_INVALID_JSON, err);
     if (!stoa_json_is_object(doc))
-        return stoa_http_error(req, 400, "invalid_request",
-                               "the body must be a JSON object");
+        return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                              "the body must be a JSON object");
     *out = doc;
     return STOA_OK;
 }
@@ -340,24 +340,8 @@ int stoa_http_empty(stoa_request_t *req, int status)
 
 static const char *default_message(const char *code)
 {
-    static const struct {
-        const char *code, *message;
-    } table[] = {
-        {"not_found", "no such resource"},
-        {"method_not_allowed", "method not allowed on this resource"},
-        {"unauthenticated", "a valid access token is required"},
-        {"forbidden", "your role does not allow this"},
-        {"invalid_request", "the request is invalid"},
-        {"invalid_json", "the body is not valid JSON"},
-        {"unsupported_media_type", "Content-Type must be application/json"},
-        {"payload_too_large", "the request body is too large"},
-        {"unavailable", "a dependency is unavailable; retry later"},
-        {"internal", "internal error"},
-    };
-    for (size_t i = 0; i < STOA_ARRAY_LEN(table); i++)
-        if (strcmp(table[i].code, code) == 0)
-            return table[i].message;
-    return code;
+    const stoa_err_info_t *known = stoa_err_find(code);
+    return known ? known->message : code;
 }
 
 int stoa_http_error_details(stoa_request_t *req, int status, const char *code,
@@ -391,14 +375,36 @@ int stoa_http_error(stoa_request_t *req, int status, const char *code,
     return stoa_http_error_details(req, status, code, message, NULL);
 }
 
+int stoa_http_fail_details(stoa_request_t *req, stoa_err_t err,
+                           const char *message, const char *details_json)
+{
+    const stoa_err_info_t *e = stoa_err_info(err);
+    return stoa_http_error_details(
+        req, e->status, e->code, message ? message : e->message, details_json);
+}
+
+int stoa_http_fail(stoa_request_t *req, stoa_err_t err, const char *message)
+{
+    return stoa_http_fail_details(req, err, message, NULL);
+}
+
+int stoa_http_fail_as(stoa_request_t *req, int status, stoa_err_t err,
+                      const char *message)
+{
+    STOA_ASSERT(status >= 400 && status <= 599);
+    const stoa_err_info_t *e = stoa_err_info(err);
+    return stoa_http_error_details(req, status, e->code,
+                                   message ? message : e->message, NULL);
+}
+
 int stoa_http_invalid_fields(stoa_request_t *req)
 {
     char *details = stoa_arena_sprintf(req->arena, "{\"fields\":{%s}}",
                                        req->field_errors.data
                                            ? req->field_errors.data
                                            : "");
-    return stoa_http_error_details(req, 400, "invalid_request",
-                                   "some fields are invalid", details);
+    return stoa_http_fail_details(req, STOA_ERR_INVALID_REQUEST,
+                                  "some fields are invalid", details);
 }
 
 /* Matches one pattern against the path, capturing {name} segments. */

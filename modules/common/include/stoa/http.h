@@ -9,7 +9,8 @@
  *   STOA_ERROR               500 `internal` (logged).
  * Errors follow SPEC §3:
  *   {"error":{"code":..,"message":..,"details":{..}},"request_id":..}
- * and every response carries X-Request-Id. */
+ * with a code of the table in stoa/err.h, and every response carries
+ * X-Request-Id. */
 #ifndef STOA_HTTP_H
 #define STOA_HTTP_H
 
@@ -17,6 +18,7 @@
 #include "stoa/buf.h"
 #include "stoa/core.h"
 #include "stoa/ctx.h"
+#include "stoa/err.h"
 #include "stoa/json.h"
 #include "stoa/principal.h"
 
@@ -193,11 +195,23 @@ int stoa_http_raw_json(stoa_request_t *req, int status, const char *json,
                        size_t len);
 /* An empty answer (204, 202). Returns STOA_OK. */
 int stoa_http_empty(stoa_request_t *req, int status);
-/* The error contract; message may be NULL (a default for the code).
- * Returns STOA_DECLINED for 4xx, else STOA_ERROR / STOA_AGAIN. */
+/* The error contract: answers the error err of stoa/err.h with its
+ * status; message may be NULL (the table's default). Returns
+ * STOA_DECLINED for 4xx, STOA_AGAIN for 503, else STOA_ERROR. */
+int stoa_http_fail(stoa_request_t *req, stoa_err_t err, const char *message);
+/* The same with a details object given as JSON text of our own making. */
+int stoa_http_fail_details(stoa_request_t *req, stoa_err_t err,
+                           const char *message, const char *details_json);
+/* The same code at another status than the table's, for a route whose
+ * contract says so (a mailed link's bad token is a 400: it came in the
+ * body, not as a credential). */
+int stoa_http_fail_as(stoa_request_t *req, int status, stoa_err_t err,
+                      const char *message);
+/* The underlying form, by status and code text: for codes outside the
+ * table (tests, tools); message may be NULL (the table's default for a
+ * code it has, else the code). Handlers use stoa_http_fail. */
 int stoa_http_error(stoa_request_t *req, int status, const char *code,
                     const char *message);
-/* The same with a details object given as JSON text of our own making. */
 int stoa_http_error_details(stoa_request_t *req, int status, const char *code,
                             const char *message, const char *details_json);
 /* 400 invalid_request with details.fields; returns STOA_DECLINED. */
