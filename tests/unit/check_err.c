@@ -1,7 +1,8 @@
-/* check_err.c - the table of API error codes, and answering by id. */
+/* check_err.c - the table of API error codes (answering by id:
+ * check_http.c). */
 #include "check_util.h"
+#include "stoa/core.h"
 #include "stoa/err.h"
-#include "stoa/http.h"
 
 static bool snake_case(const char *s)
 {
@@ -75,90 +76,6 @@ START_TEST(spec_codes)
 }
 END_TEST
 
-static stoa_request_t req;
-
-static void setup(void)
-{
-    memset(&req, 0, sizeof(req));
-    req.arena = stoa_arena_create(0);
-    stoa_buf_init(&req.headers);
-    stoa_buf_init(&req.body_out);
-    stoa_buf_init(&req.field_errors);
-    req.jw = stoa_jw_new(&req.body_out);
-    req.request_id = "rid";
-}
-
-static void teardown(void)
-{
-    stoa_jw_free(req.jw);
-    stoa_buf_free(&req.headers);
-    stoa_buf_free(&req.body_out);
-    stoa_buf_free(&req.field_errors);
-    stoa_arena_destroy(req.arena);
-}
-
-START_TEST(fail_takes_status_and_message_from_the_table)
-{
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_EMAIL_TAKEN, NULL),
-                     STOA_DECLINED);
-    ck_assert_int_eq(req.status, 409);
-    ck_assert_str_eq(req.body_out.data,
-                     "{\"error\":{\"code\":\"email_taken\",\"message\":\"an "
-                     "account with this email already exists\",\"details\":"
-                     "{}},\"request_id\":\"rid\"}");
-}
-END_TEST
-
-START_TEST(fail_keeps_an_explicit_message)
-{
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_NOT_FOUND, "no such plan"),
-                     STOA_DECLINED);
-    ck_assert_int_eq(req.status, 404);
-    ck_assert_ptr_nonnull(strstr(req.body_out.data,
-                                 "\"code\":\"not_found\",\"message\":\"no "
-                                 "such plan\""));
-}
-END_TEST
-
-START_TEST(fail_statuses_map_to_results)
-{
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_UNAVAILABLE, NULL),
-                     STOA_AGAIN);
-    ck_assert_int_eq(req.status, 503);
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_INTERNAL, NULL),
-                     STOA_ERROR);
-    ck_assert_int_eq(req.status, 500);
-    ck_assert_int_eq(stoa_http_fail_details(&req,
-                                            STOA_ERR_PAYMENT_PROVIDER_ERROR,
-                                            NULL, "{\"provider_status\":402}"),
-                     STOA_ERROR);
-    ck_assert_int_eq(req.status, 502);
-    ck_assert_ptr_nonnull(
-        strstr(req.body_out.data, "\"details\":{\"provider_status\":402}"));
-}
-END_TEST
-
-START_TEST(fail_as_keeps_the_code_at_another_status)
-{
-    ck_assert_int_eq(stoa_http_fail_as(&req, 400, STOA_ERR_INVALID_TOKEN,
-                                       NULL),
-                     STOA_DECLINED);
-    ck_assert_int_eq(req.status, 400);
-    ck_assert_ptr_nonnull(
-        strstr(req.body_out.data, "\"code\":\"invalid_token\""));
-}
-END_TEST
-
-START_TEST(code_text_form_uses_the_table_default)
-{
-    ck_assert_int_eq(stoa_http_error(&req, 409, "plan_exists", NULL),
-                     STOA_DECLINED);
-    ck_assert_ptr_nonnull(strstr(
-        req.body_out.data,
-        stoa_err_info(STOA_ERR_PLAN_EXISTS)->message));
-}
-END_TEST
-
 static Suite *err_suite(void)
 {
     Suite *s = suite_create("err");
@@ -166,13 +83,6 @@ static Suite *err_suite(void)
     tcase_add_test(tc, every_entry_is_complete);
     tcase_add_test(tc, codes_are_unique);
     tcase_add_loop_test(tc, spec_codes, 0, (int)STOA_ARRAY_LEN(spec_cases));
-    suite_add_tcase(s, tc);
-    tc = test_case("answers", setup, teardown);
-    tcase_add_test(tc, fail_takes_status_and_message_from_the_table);
-    tcase_add_test(tc, fail_keeps_an_explicit_message);
-    tcase_add_test(tc, fail_statuses_map_to_results);
-    tcase_add_test(tc, fail_as_keeps_the_code_at_another_status);
-    tcase_add_test(tc, code_text_form_uses_the_table_default);
     suite_add_tcase(s, tc);
     return s;
 }

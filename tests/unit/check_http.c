@@ -2,6 +2,7 @@
  * JSON body checks, field validators and request id sanity, driven through
  * a stoa_request_t built by hand (no FastCGI). */
 #include "check_util.h"
+#include "stoa/err.h"
 #include "stoa/http.h"
 
 static stoa_request_t req;
@@ -640,6 +641,70 @@ START_TEST(request_id_valid_table)
 }
 END_TEST
 
+/* ---- errors by table id (stoa/err.h) ---------------------------------- */
+
+START_TEST(fail_takes_status_and_message_from_the_table)
+{
+    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_EMAIL_TAKEN, NULL),
+                     STOA_DECLINED);
+    ck_assert_int_eq(req.status, 409);
+    ck_assert_str_eq(req.body_out.data,
+                     "{\"error\":{\"code\":\"email_taken\",\"message\":\"an "
+                     "account with this email already exists\",\"details\":"
+                     "{}},\"request_id\":\"req-test-1\"}");
+}
+END_TEST
+
+START_TEST(fail_keeps_an_explicit_message)
+{
+    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_NOT_FOUND, "no such plan"),
+                     STOA_DECLINED);
+    ck_assert_int_eq(req.status, 404);
+    ck_assert_ptr_nonnull(strstr(req.body_out.data,
+                                 "\"code\":\"not_found\",\"message\":\"no "
+                                 "such plan\""));
+}
+END_TEST
+
+START_TEST(fail_statuses_map_to_results)
+{
+    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_UNAVAILABLE, NULL),
+                     STOA_AGAIN);
+    ck_assert_int_eq(req.status, 503);
+    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_INTERNAL, NULL),
+                     STOA_ERROR);
+    ck_assert_int_eq(req.status, 500);
+    ck_assert_int_eq(stoa_http_fail_details(&req,
+                                            STOA_ERR_PAYMENT_PROVIDER_ERROR,
+                                            NULL, "{\"provider_status\":402}"),
+                     STOA_ERROR);
+    ck_assert_int_eq(req.status, 502);
+    ck_assert_ptr_nonnull(
+        strstr(req.body_out.data, "\"details\":{\"provider_status\":402}"));
+}
+END_TEST
+
+START_TEST(fail_as_keeps_the_code_at_another_status)
+{
+    ck_assert_int_eq(stoa_http_fail_as(&req, 400, STOA_ERR_INVALID_TOKEN,
+                                       NULL),
+                     STOA_DECLINED);
+    ck_assert_int_eq(req.status, 400);
+    ck_assert_ptr_nonnull(
+        strstr(req.body_out.data, "\"code\":\"invalid_token\""));
+}
+END_TEST
+
+START_TEST(code_text_form_uses_the_table_default)
+{
+    ck_assert_int_eq(stoa_http_error(&req, 409, "plan_exists", NULL),
+                     STOA_DECLINED);
+    ck_assert_ptr_nonnull(strstr(
+        req.body_out.data,
+        stoa_err_info(STOA_ERR_PLAN_EXISTS)->message));
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
@@ -661,6 +726,11 @@ static Suite *http_suite(void)
     tcase_add_test(tc, http_error_escapes_message);
     tcase_add_test(tc, http_error_replaces_partial_body);
     tcase_add_test(tc, http_error_details_given);
+    tcase_add_test(tc, fail_takes_status_and_message_from_the_table);
+    tcase_add_test(tc, fail_keeps_an_explicit_message);
+    tcase_add_test(tc, fail_statuses_map_to_results);
+    tcase_add_test(tc, fail_as_keeps_the_code_at_another_status);
+    tcase_add_test(tc, code_text_form_uses_the_table_default);
     tcase_add_test(tc, invalid_fields_lists_fields);
     tcase_add_test(tc, invalid_fields_without_fields);
     tcase_add_test(tc, json_response_and_send);
