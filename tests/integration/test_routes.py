@@ -125,6 +125,17 @@ class ManifestStaticTest(unittest.TestCase):
         self.assertEqual(done.returncode, 1)
         self.assertIn("auth_me_get is not defined in modules/auth/login.c", done.stderr)
 
+    def test_06_the_architecture_map_is_current(self):
+        with open(os.path.join(REPO, "docs", "architecture.md"), encoding="utf-8") as f:
+            doc = f.read()
+        m = re.search(r"<!-- routes:begin[^>]*-->\n(.*?)<!-- routes:end -->", doc, re.S)
+        self.assertIsNotNone(m, "docs/architecture.md has no generated route map")
+        done = gen("markdown", MANIFEST)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(m.group(1), done.stdout,
+                         "regenerate the map: python3 scripts/gen-routes.py markdown "
+                         "routes.manifest")
+
     def tmp(self):
         import tempfile
         d = tempfile.mkdtemp(prefix="stoa-routes-")
