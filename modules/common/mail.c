@@ -11,11 +11,14 @@ char *stoa_mail_payload(stoa_arena_t *arena, const stoa_mail_t *mail)
 {
     /* A link is minted for the mail that names it: a purpose under another
      * template would mail a token with the wrong words around it. */
-    STOA_ASSERT(mail->template_name && mail->to);
     STOA_ASSERT(!mail->link_purpose ||
                 (stoa_mail_link_find(mail->link_purpose) &&
                  mail->link_user_id &&
                  strcmp(mail->link_purpose, mail->template_name) == 0));
+    /* The address comes from a row: a mail without one is an error of
+     * this call, not a reason to take the process down. */
+    if (!mail->template_name || !mail->to)
+        return NULL;
     const char *data = mail->data_json ? mail->data_json : "{}";
     stoa_buf_t payload;
     stoa_buf_init(&payload);

@@ -108,6 +108,17 @@ START_TEST(malformed_payloads_declined)
 }
 END_TEST
 
+START_TEST(mail_without_an_address_is_refused)
+{
+    const stoa_mail_t mail = {.template_name = "welcome", .to = NULL};
+    ck_assert_ptr_null(stoa_mail_payload(arena, &mail));
+    const stoa_mail_t bad_data = {.template_name = "welcome",
+                                  .to = "a@example.com",
+                                  .data_json = "{\"name\":"};
+    ck_assert_ptr_null(stoa_mail_payload(arena, &bad_data));
+}
+END_TEST
+
 START_TEST(kind_is_the_contract)
 {
     ck_assert_str_eq(STOA_MAIL_JOB_KIND, "email.send");
@@ -123,6 +134,7 @@ static Suite *mail_suite(void)
     tcase_add_test(tc, sql_written_payload_reads);
     tcase_add_loop_test(tc, malformed_payloads_declined, 0,
                         (int)STOA_ARRAY_LEN(declined));
+    tcase_add_test(tc, mail_without_an_address_is_refused);
     tcase_add_test(tc, kind_is_the_contract);
     suite_add_tcase(s, tc);
     return s;

@@ -43,7 +43,7 @@ typedef struct {
 } stoa_mail_t;
 
 /* The payload text of mail, arena-owned; NULL when it cannot be written
- * (a data_json that is not our own valid JSON). */
+ * (no template or address, or a data_json that is not valid JSON). */
 char *stoa_mail_payload(stoa_arena_t *arena, const stoa_mail_t *mail);
 
 /* Enqueues mail in the caller's open transaction. Returns STOA_OK (also
