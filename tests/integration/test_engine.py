@@ -14,8 +14,8 @@ import time
 import unittest
 import uuid
 
-from authlib import SourceClient
-from harness import BIN_DIR, StackTestCase, wait_until
+from authlib import SourceClient, SourceClientTestCase
+from harness import BIN_DIR, wait_until
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 POOL_THREADS = 8
@@ -59,16 +59,11 @@ def thread_count(pid):
         return 0
 
 
-class EngineTest(StackTestCase):
+class EngineTest(SourceClientTestCase):
     # nginx's limits out of the way: the pool's own shedding is under test.
     stack_env = {"STOA_RATE_AUTH": "1000000r/s", "STOA_BURST_AUTH": "1000000",
                  "STOA_RATE_API": "1000000r/s", "STOA_BURST_API": "1000000",
                  "STOA_POOL_THREADS": str(POOL_THREADS)}
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def register(self, c, tag):
         email = f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
