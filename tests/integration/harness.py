@@ -563,6 +563,26 @@ class Stack:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
+# --- wrk -----------------------------------------------------------------------
+
+def wrk_counting_lua(label):
+    """The part of a wrk Lua script that counts answers by kind: every wrk
+    thread starts the globals ok, shed and other (and backoff) at 0, the
+    script's own response() counts into them, and done() prints their sums
+    over the threads as one line, "<label> ok=N shed=N other=N"."""
+    return """local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; shed = 0; other = 0; backoff = 0 end
+function done(summary, latency, requests)
+  local o, s, x = 0, 0, 0
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok"); s = s + t:get("shed"); x = x + t:get("other")
+  end
+  io.write(string.format("%s ok=%%d shed=%%d other=%%d\\n", o, s, x))
+end
+""" % label
+
+
 # --- Postgres ------------------------------------------------------------------
 
 class Db:
