@@ -59,6 +59,17 @@ class AuthStackTestCase(SourceClientTestCase):
     def login(self, client, email, password=GOOD_PASSWORD):
         return self.assert_ok_json(self.login_response(client, email, password))
 
+    def assert_locked(self, client, email, password):
+        """The login throttle's refusal: 429 with a Retry-After within the
+        15-minute window."""
+        resp = self.login_response(client, email, password)
+        self.assert_error(resp, 429, "too_many_attempts")
+        retry_after = resp.header("Retry-After")
+        self.assertIsNotNone(retry_after, repr(resp))
+        self.assertRegex(retry_after, r"^\d+$")
+        self.assertGreater(int(retry_after), 0)
+        self.assertLessEqual(int(retry_after), 15 * 60)
+
     def new_account(self, client, tag):
         """Registers and logs in; returns (email, login answer)."""
         email = self.unique_email(tag)
@@ -418,13 +429,7 @@ class AuthTest(AuthStackTestCase):
                                   401, "invalid_credentials")
         for label, pw in (("right password", GOOD_PASSWORD), ("wrong password", "Wrong-again-1")):
             with self.subTest(label):
-                resp = self.login_response(c, email, pw)
-                self.assert_error(resp, 429, "too_many_attempts")
-                retry_after = resp.header("Retry-After")
-                self.assertIsNotNone(retry_after, repr(resp))
-                self.assertRegex(retry_after, r"^\d+$")
-                self.assertGreater(int(retry_after), 0)
-                self.assertLessEqual(int(retry_after), 15 * 60)
+                self.assert_locked(c, email, pw)
         # The lock is per account and address: the owner elsewhere gets in.
         self.login(self.client(), email)
 

@@ -50,15 +50,6 @@ class ThrottleWithoutRedisTest(AuthStackTestCase):
     # connection the restart broke): no readiness probe goes before them.
     redis_start_waits_for_auth = False
 
-    def assert_locked(self, client, email, password):
-        resp = self.login_response(client, email, password)
-        self.assert_error(resp, 429, "too_many_attempts")
-        retry_after = resp.header("Retry-After")
-        self.assertIsNotNone(retry_after, repr(resp))
-        self.assertRegex(retry_after, r"^\d+$")
-        self.assertGreater(int(retry_after), 0)
-        self.assertLessEqual(int(retry_after), 15 * 60)
-
     def fail_logins(self, client, email, count):
         for i in range(count):
             with self.subTest(failure=i + 1):
