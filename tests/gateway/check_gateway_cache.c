@@ -112,8 +112,7 @@ static char *token_numbered(int n)
 static stoa_jwt_status_t run_in(ngx_http_api_gateway_cache_t *c,
                                 const char *token, int64_t at)
 {
-    return ngx_http_api_gateway_check(c, &check, token, strlen(token), at,
-                                      &id);
+    return ngx_http_api_gateway_check(c, &check, token, strlen(token), at, &id);
 }
 
 static stoa_jwt_status_t run(const char *token, int64_t at)

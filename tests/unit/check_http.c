@@ -2,32 +2,19 @@
  * JSON body checks, field validators and request id sanity, driven through
  * a stoa_request_t built by hand (no FastCGI). */
 #include "check_util.h"
+#include "fixture_util.h"
 #include "stoa/http.h"
 
 static stoa_request_t req;
 
 static void setup(void)
 {
-    memset(&req, 0, sizeof(req));
-    req.arena = stoa_arena_create(0);
-    stoa_buf_init(&req.headers);
-    stoa_buf_init(&req.body_out);
-    stoa_buf_init(&req.field_errors);
-    req.jw = stoa_jw_new(&req.body_out);
-    req.method = "GET";
-    req.path = "/";
-    req.query = "";
-    req.body = "";
-    req.request_id = "req-test-1";
+    test_request_init(&req, "GET", "/", "req-test-1");
 }
 
 static void teardown(void)
 {
-    stoa_jw_free(req.jw);
-    stoa_buf_free(&req.headers);
-    stoa_buf_free(&req.body_out);
-    stoa_buf_free(&req.field_errors);
-    stoa_arena_destroy(req.arena);
+    test_request_free(&req);
 }
 
 static const stoa_json_t *parse_json(const char *text, size_t len)
