@@ -81,10 +81,17 @@ static int check(const stoa_principal_t *p)
     return stoa_revoke_check(&conns, arena, p);
 }
 
+/* A synced login in session (NULL: none) that the check lets through. */
+static stoa_principal_t passing_login(const char *session)
+{
+    stoa_principal_t p = synced_login(session);
+    ck_assert_int_eq(check(&p), STOA_OK);
+    return p;
+}
+
 START_TEST(live_with_sentinel_and_the_keys_asked)
 {
-    stoa_principal_t p = synced_login(SESSION);
-    ck_assert_int_eq(check(&p), STOA_OK);
+    passing_login(SESSION);
     size_t n = fake_redis_count();
     ck_assert_uint_ge(n, 1);
     ck_assert_str_eq(fake_redis_command(n - 1),
@@ -113,8 +120,7 @@ END_TEST
 
 START_TEST(session_less_token_asks_a_placeholder_key)
 {
-    stoa_principal_t p = synced_login(NULL);
-    ck_assert_int_eq(check(&p), STOA_OK);
+    passing_login(NULL);
     size_t n = fake_redis_count();
     ck_assert_str_eq(fake_redis_command(n - 1),
                      "MGET rv:u:" USER " rv:s:- rv:synced");
@@ -195,8 +201,7 @@ END_TEST
 
 START_TEST(cache_holds_one_second)
 {
-    stoa_principal_t p = synced_login(SESSION);
-    ck_assert_int_eq(check(&p), STOA_OK);
+    stoa_principal_t p = passing_login(SESSION);
     size_t asked = fake_redis_count();
     /* Revoked now: within the bound the cached answer stands, and Redis
      * is not asked. */
