@@ -47,9 +47,6 @@ wrk.headers["Content-Type"] = "application/json"
 -- A shed login (503) waits as its Retry-After asks, as a client should;
 -- retrying at once would only spend the cores the hashes need. Answers
 -- are counted by kind and printed at the end (sheds are not failures).
-local threads = {{}}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok = 0; shed = 0; other = 0; backoff = 0 end
 function response(status, headers, body)
   if status == 200 then ok = ok + 1
   elseif status == 503 then
@@ -62,14 +59,7 @@ function delay()
   backoff = 0
   return d
 end
-function done(summary, latency, requests)
-  local o, s, x = 0, 0, 0
-  for _, t in ipairs(threads) do
-    o = o + t:get("ok"); s = s + t:get("shed"); x = x + t:get("other")
-  end
-  io.write(string.format("LOGINS ok=%d shed=%d other=%d\\n", o, s, x))
-end
-"""
+""" + b.harness.wrk_counting_lua("LOGINS")
 
 
 def paced_reads_script(pause_ms):
