@@ -22,8 +22,8 @@ import time
 import unittest
 import uuid
 
-from authlib import SourceClient, count_rows
-from harness import POOLS, StackTestCase, read_pid_file, wait_until
+from authlib import SourceClient, SourceClientTestCase, count_rows
+from harness import POOLS, read_pid_file, wait_until
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 POOL_THREADS = 8
@@ -54,13 +54,8 @@ end
 """
 
 
-class FaultStackTestCase(StackTestCase):
+class FaultStackTestCase(SourceClientTestCase):
     stack_env = OPEN_LIMITS
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def new_session(self, c, email=None):
         """Registers (when email is None) and logs in; (email, token)."""

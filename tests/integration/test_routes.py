@@ -17,9 +17,9 @@ import subprocess
 import unittest
 import uuid
 
-from authlib import SourceClient
+from authlib import SourceClientTestCase
 from billinglib import create_user, login, unique_email
-from harness import BIN_DIR, StackTestCase
+from harness import BIN_DIR
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MANIFEST = os.path.join(REPO, "routes.manifest")
@@ -143,7 +143,7 @@ class ManifestStaticTest(unittest.TestCase):
         return d
 
 
-class ManifestLiveTest(StackTestCase):
+class ManifestLiveTest(SourceClientTestCase):
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
                  "STOA_RATE_API": "10000r/s", "STOA_BURST_API": "10000"}
 
@@ -151,11 +151,6 @@ class ManifestLiveTest(StackTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.routes = manifest()["routes"]
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def account(self, c, role):
         email = unique_email(f"routes-{role}")

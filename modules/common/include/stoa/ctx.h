@@ -33,6 +33,9 @@ typedef struct stoa_ctx_s {
     stoa_conn_pool_t *db_pool;
     stoa_conn_pool_t *kv_pool;
     stoa_db_statement_t *statements; /* what every connection prepares */
+    /* Copies of small answers, correct across the host's processes
+     * (hostcache.h); NULL without host_cache_file. */
+    struct stoa_hostcache_s *hostcache;
     void *data; /* the program's own process state */
 } stoa_ctx_t;
 
