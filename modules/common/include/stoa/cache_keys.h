@@ -15,9 +15,10 @@
 
 #include "stoa/arena.h"
 
-/* "me:<user id>": the JSON answer of GET /v1/me. TTL owner: auth/me.c
- * (PROFILE_CACHE_TTL_S); dropped by the auth pool on every profile change
- * and by stoactl on role changes and suspensions. */
+/* "me:<user id>": the JSON answer of GET /v1/me (in Redis, and under the
+ * same name in each process's host cache, stoa/hostcache.h). TTL owner:
+ * auth/me.c (PROFILE_CACHE_TTL_S); dropped by the auth pool on every
+ * profile change and by stoactl on role changes and suspensions. */
 #define STOA_KEY_PROFILE_PREFIX "me:"
 
 /* "rv:u:<user id>": the user is suspended (no TTL: kept until
