@@ -17,7 +17,7 @@ int auth_logout(stoa_request_t *req)
         return rc;
     const char *params[] = {p->session_id, p->user_id, "logout"};
     stoa_db_result_t *res;
-    if ((rc = stoa_db_exec(db, req->arena, "session_revoke_one", params,
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(SESSION_REVOKE_ONE), params,
                            &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
