@@ -517,6 +517,35 @@ const char *stoa_db_value(const stoa_db_result_t *r, int row, int col)
     return PQgetvalue(r->res, row, col);
 }
 
+stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
+                                         int ncols, const char *const *values)
+{
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    STOA_ASSERT(res != NULL);
+    PGresAttDesc *attrs = stoa_xcalloc(ncols ? (size_t)ncols : 1,
+                                       sizeof(*attrs));
+    char name[] = "column";
+    for (int c = 0; c < ncols; c++) {
+        attrs[c].name = name;
+        attrs[c].format = 0;
+        attrs[c].typlen = -1;
+        attrs[c].atttypmod = -1;
+    }
+    STOA_ASSERT(PQsetResultAttrs(res, ncols, attrs));
+    free(attrs);
+    for (int r = 0; r < nrows; r++)
+        for (int c = 0; c < ncols; c++) {
+            const char *v = values[r * ncols + c];
+            /* Length -1: SQL NULL. */
+            STOA_ASSERT(PQsetvalue(res, r, c, (char *)v,
+                                   v ? (int)strlen(v) : -1));
+        }
+    stoa_db_result_t *out = stoa_arena_alloc(arena, sizeof(*out));
+    out->res = res;
+    stoa_arena_cleanup(arena, result_free, res);
+    return out;
+}
+
 long stoa_db_affected(const stoa_db_result_t *r)
 {
     return r ? atol(PQcmdTuples(r->res)) : 0;

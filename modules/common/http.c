@@ -187,14 +187,14 @@ bool stoa_request_page(stoa_request_t *req, stoa_page_kind_t kind,
 {
     memset(page, 0, sizeof(*page));
     page->kind = kind;
-    bool ok = stoa_request_limit(req, &page->limit);
+    stoa_request_limit(req, &page->limit);
     if (kind == STOA_PAGE_KEYSET)
-        ok = stoa_request_cursor(req, &page->cursor_ts, &page->cursor_id) &&
-             ok;
+        stoa_request_cursor(req, &page->cursor_ts, &page->cursor_id);
     else
-        ok = serial_cursor(req, &page->cursor_id) && ok;
+        serial_cursor(req, &page->cursor_id);
     snprintf(page->fetch, sizeof(page->fetch), "%d", page->limit + 1);
-    return ok;
+    /* Also a parameter that is not UTF-8 (stoa_request_query). */
+    return !stoa_request_has_field_errors(req);
 }
 
 int stoa_request_begin(stoa_request_t *req, const stoa_db_statement_t *st,

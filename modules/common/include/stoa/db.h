@@ -129,6 +129,13 @@ int stoa_db_rows(const stoa_db_result_t *res);
 const char *stoa_db_value(const stoa_db_result_t *res, int row, int col);
 long stoa_db_affected(const stoa_db_result_t *res);
 
+/* A result made in memory, as a query would return it: nrows rows of
+ * ncols text values, row by row (NULL: SQL NULL), copied. For the unit
+ * tests of code that reads results. Arena-owned. */
+stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
+                                         int ncols,
+                                         const char *const *values);
+
 /* Data exceptions (SQLSTATE class 22): Postgres could not take a
  * parameter's text as its type (22P02 invalid text, 22007/22008 an
  * impossible date or time, 22003 a number out of range, 22021 bytes that

@@ -158,9 +158,9 @@ typedef struct {
 } stoa_page_t;
 
 /* Reads both parameters into *page as stoa_request_limit and
- * stoa_request_cursor do (or, SERIAL, a positive integer cursor); false,
- * with field errors recorded (answer stoa_http_invalid_fields), when one
- * is malformed. */
+ * stoa_request_cursor do (or, SERIAL, a positive integer cursor); false
+ * when a field error is recorded (by these or an earlier check: answer
+ * stoa_http_invalid_fields). */
 bool stoa_request_page(stoa_request_t *req, stoa_page_kind_t kind,
                        stoa_page_t *page);
 
