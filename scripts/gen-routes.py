@@ -5,6 +5,7 @@
   gen-routes.py nginx MANIFEST      the nginx locations of every route
   gen-routes.py check MANIFEST ROOT every handler is defined in its file
   gen-routes.py json MANIFEST       the parsed routes (for tests)
+  gen-routes.py markdown MANIFEST   the URL-to-file map of docs/architecture.md
 
 The manifest's own header says what each column means. Any line this
 script cannot read, or two lines for one path that disagree on what nginx
@@ -236,6 +237,15 @@ def fallback_body(pool, gateway, roles):
     return lines
 
 
+def markdown_map(routes):
+    out = ["| method | path | pool | access | handler file |", "|---|---|---|---|---|"]
+    for r in routes:
+        access = r["access"] + (f" ({', '.join(r['roles'])})" if r["roles"] else "")
+        where = f"`modules/{r['file']}`" if r["file"] else "(not built yet)"
+        out.append(f"| {r['method']} | `{r['path']}` | {r['pool']} | {access} | {where} |")
+    return "\n".join(out) + "\n"
+
+
 def check_handlers(routes, root):
     problems = []
     sources = {}
@@ -265,6 +275,8 @@ def main(argv):
             sys.stdout.write(c_table(parse(argv[3]), argv[2]))
         elif len(argv) == 3 and argv[1] == "nginx":
             sys.stdout.write(nginx_locations(*parse(argv[2], with_areas=True)))
+        elif len(argv) == 3 and argv[1] == "markdown":
+            sys.stdout.write(markdown_map(parse(argv[2])))
         elif len(argv) == 3 and argv[1] == "json":
             routes, areas = parse(argv[2], with_areas=True)
             json.dump({"routes": routes, "areas": areas}, sys.stdout, indent=1)

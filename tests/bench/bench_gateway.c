@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../unit/fixture_util.h"
 #include "ngx_http_api_gateway_cache.h"
 #include "ngx_http_api_gateway_guard.h"
 #include "stoa/buf.h"
@@ -86,16 +87,9 @@ static void set_up(void)
     if (!key)
         fail("key generation");
 
-    stoa_buf_t jwks;
-    stoa_buf_init(&jwks);
-    stoa_buf_puts(&jwks, "{\"keys\":[");
-    stoa_jwt_key_jwk(key, &jwks);
-    stoa_buf_puts(&jwks, "]}");
     char err[256];
-    if (stoa_jwt_keyset_from_jwks(&keyset, jwks.data, jwks.len, err,
-                                  sizeof(err)) != STOA_OK)
+    if (test_public_keyset(key, &keyset, err, sizeof(err)) != STOA_OK)
         fail(err);
-    stoa_buf_free(&jwks);
 
     /* The same public key for the ceiling, from the key's PEM. */
     char path[] = "/tmp/bench_gateway_XXXXXX";

@@ -7,9 +7,14 @@ run (bar: at least 0.85). Meanwhile a GET /v1/me load runs, and its p99
 must stay at or below 50 ms: hashing is bounded per host, a login storm
 must not starve reads.
 
+The reads are paced (each connection waits BENCH_ME_PAUSE_MS between its
+requests): a reader running flat out takes the cores the hashes need, and
+the ratio would then measure the read load, not the login path; their p99
+shows whether a login storm delays a read.
+
 Environment: BENCH_SECONDS (10), BENCH_PROCESSES (4), BENCH_LOGIN_CONNECTIONS
-(16), BENCH_ME_CONNECTIONS (16), BENCH_HASH_THREADS (the number of cores),
-BENCH_OUT, BENCH_STRICT.
+(8), BENCH_ME_CONNECTIONS (4), BENCH_ME_PAUSE_MS (10), BENCH_HASH_THREADS
+(the number of cores), BENCH_OUT, BENCH_STRICT.
 """
 
 import os
@@ -42,9 +47,6 @@ wrk.headers["Content-Type"] = "application/json"
 -- A shed login (503) waits as its Retry-After asks, as a client should;
 -- retrying at once would only spend the cores the hashes need. Answers
 -- are counted by kind and printed at the end (sheds are not failures).
-local threads = {{}}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok = 0; shed = 0; other = 0; backoff = 0 end
 function response(status, headers, body)
   if status == 200 then ok = ok + 1
   elseif status == 503 then
@@ -57,13 +59,12 @@ function delay()
   backoff = 0
   return d
 end
-function done(summary, latency, requests)
-  local o, s, x = 0, 0, 0
-  for _, t in ipairs(threads) do
-    o = o + t:get("ok"); s = s + t:get("shed"); x = x + t:get("other")
-  end
-  io.write(string.format("LOGINS ok=%d shed=%d other=%d\\n", o, s, x))
-end
+""" + b.harness.wrk_counting_lua("LOGINS")
+
+
+def paced_reads_script(pause_ms):
+    return f"""-- Written by tests/bench/login.py: reads paced beside a login storm.
+function delay() return {int(pause_ms)} end
 """
 
 
@@ -73,7 +74,8 @@ def bench():
     # Reads at a modest rate beside the storm: a saturating read load would
     # take the cores the hashes need, and the ratio would measure it, not
     # the login path. The p99 bar is about reads not being starved.
-    me_conns = b.env_int("BENCH_ME_CONNECTIONS", 2)
+    me_conns = b.env_int("BENCH_ME_CONNECTIONS", 4)
+    me_pause_ms = b.env_int("BENCH_ME_PAUSE_MS", 10)
     threads = b.env_int("BENCH_HASH_THREADS", os.cpu_count() or 1)
     b.which("wrk")
     with b.BenchStack() as stack:
@@ -83,25 +85,31 @@ def bench():
         report = b.Report("login vs raw Argon2id", {
             "argon2": f"m={memory},t={iterations},p={parallelism}",
             "hash_threads": threads, "seconds": seconds, "processes": stack.processes,
-            "login_connections": login_conns, "me_connections": me_conns})
+            "login_connections": login_conns, "me_connections": me_conns,
+            "me_pause_ms": me_pause_ms})
         _, email, token, _ = stack.register_and_login("login")
         me_header = f"Authorization: Bearer {token}"
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(login_script(email, b.PASSWORD))
             script = f.name
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(paced_reads_script(me_pause_ms))
+            me_script = f.name
         try:
             b.note(f"raw Argon2id on {threads} threads for {seconds}s")
             hashes = raw_hash_rate(memory, iterations, parallelism, threads, seconds)
             b.note("warm-up: 2s of logins")
             b.run_wrk(stack, "/v1/auth/login", min(login_conns, 4), 2, script=script)
             b.note(f"logins ({login_conns} connections) with GET /v1/me "
-                   f"({me_conns} connections) meanwhile, {seconds}s")
-            me = b.start_wrk(stack, "/v1/me", me_conns, seconds, headers=[me_header])
+                   f"({me_conns} connections, {me_pause_ms} ms apart) meanwhile, {seconds}s")
+            me = b.start_wrk(stack, "/v1/me", me_conns, seconds, headers=[me_header],
+                             script=me_script)
             login = b.run_wrk(stack, "/v1/auth/login", login_conns, seconds, script=script,
                               timeout_s=10)
             me = b.finish_wrk(me)
         finally:
             os.unlink(script)
+            os.unlink(me_script)
         # wrk's rate counts refusals too: only 200 answers are logins; a
         # shed (503 + Retry-After) is the gate working, anything else fails.
         counts = re.search(r"LOGINS ok=(\d+) shed=(\d+) other=(\d+)",

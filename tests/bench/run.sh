@@ -347,43 +347,18 @@ export BENCH_ACCESS_LOG=$ACCESS_LOG BENCH_RUNS_FILE=$WORK/runs.tsv BENCH_OUT_FIL
 export BENCH_PATH_STATIC=${ROUTE_PATH[static]} BENCH_PATH_EMPTY=${ROUTE_PATH[empty]}
 export BENCH_PATH_POOL=${ROUTE_PATH[pool]} BENCH_PATH_ME=${ROUTE_PATH[me]}
 
-python3 - <<'EOF'
+# wrk's figures are read by benchlib.parse_wrk(), as the Python benchmarks read them.
+PYTHONPATH="$REPO_DIR/tests/bench" python3 - <<'EOF'
 import json
 import os
-import re
 import sys
+
+from benchlib import parse_wrk
 
 env = os.environ
 routes = ("static", "empty", "pool", "me")
 paths = {r: env["BENCH_PATH_" + r.upper()] for r in routes}
 stall_s = int(env["BENCH_STALL_MS_USED"]) / 1000.0
-UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
-
-
-def to_ms(text):
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
-    return round(float(m.group(1)) * UNIT_MS[m.group(2)], 3) if m else None
-
-
-def parse_wrk(text):
-    out = {"requests_per_second": None, "p99_ms": None, "max_ms": None,
-           "non_2xx": 0, "socket_errors": 0}
-    m = re.search(r"Requests/sec:\s+([0-9.]+)", text)
-    if m:
-        out["requests_per_second"] = float(m.group(1))
-    m = re.search(r"^\s+99%\s+(\S+)", text, re.M)
-    if m:
-        out["p99_ms"] = to_ms(m.group(1))
-    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", text, re.M)
-    if m:
-        out["max_ms"] = to_ms(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    if m:
-        out["non_2xx"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m:
-        out["socket_errors"] = sum(int(x) for x in m.groups())
-    return out
 
 
 def scan_log(path, start, end, uri):

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../unit/fixture_util.h"
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/jwt.h"
@@ -59,16 +60,9 @@ static void set_up(void)
         abort();
 
     /* The public half, published the way the auth pool does it. */
-    stoa_buf_t jwks;
-    stoa_buf_init(&jwks);
-    stoa_buf_puts(&jwks, "{\"keys\":[");
-    stoa_jwt_key_jwk(key, &jwks);
-    stoa_buf_puts(&jwks, "]}");
     char err[256];
-    if (stoa_jwt_keyset_from_jwks(&keyset, jwks.data, jwks.len, err,
-                                  sizeof(err)) != STOA_OK)
+    if (test_public_keyset(key, &keyset, err, sizeof(err)) != STOA_OK)
         abort();
-    stoa_buf_free(&jwks);
 }
 
 static bool terminated(const char *s, size_t cap)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../unit/fixture_util.h"
 #include "stoa/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -36,15 +37,7 @@ static bool id_char(char c)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     stoa_request_t req;
-    memset(&req, 0, sizeof(req));
-    req.arena = stoa_arena_create(0);
-    stoa_buf_init(&req.headers);
-    stoa_buf_init(&req.body_out);
-    stoa_buf_init(&req.field_errors);
-    req.jw = stoa_jw_new(&req.body_out);
-    req.request_id = "fuzz";
-    req.method = "GET";
-    req.body = "";
+    test_request_init(&req, "GET", NULL, "fuzz");
 
     /* FastCGI params are C strings: the input up to its first NUL. */
     char *text = stoa_arena_strndup(req.arena, (const char *)data, size);
@@ -94,10 +87,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
     }
 
-    stoa_jw_free(req.jw);
-    stoa_buf_free(&req.headers);
-    stoa_buf_free(&req.body_out);
-    stoa_buf_free(&req.field_errors);
-    stoa_arena_destroy(req.arena);
+    test_request_free(&req);
     return 0;
 }

@@ -20,8 +20,9 @@ import shutil
 import subprocess
 import tempfile
 import urllib.parse
+import uuid
 
-from harness import Client, wait_until
+from harness import Client, StackTestCase, wait_until
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -65,6 +66,23 @@ class SourceClient(Client):
             hdrs["Authorization"] = f"Bearer {token}"
         hdrs.update(headers or {})
         return super().request(method, path, body=body, headers=hdrs, raw=raw)
+
+
+
+class SourceClientTestCase(StackTestCase):
+    """A stack test case whose clients each speak from a loopback address of
+    their own, so that one test's per-address limits do not meet another's,
+    and whose accounts each have an address of their own."""
+
+    def client(self, source_address=None, user_agent=None):
+        """A SourceClient closed when the test ends."""
+        c = SourceClient(self.stack, source_address=source_address, user_agent=user_agent)
+        self.addCleanup(c.close)
+        return c
+
+    @staticmethod
+    def unique_email(tag):
+        return f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
 
 
 # --- Postgres ----------------------------------------------------------------

@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import harness
 from harness import BIN_DIR, REPO, Client, wait_until
 
 # The fake lives next to the other fakes; re-exported for the tests.
@@ -144,42 +145,8 @@ class WebhookSender:
 
 # --- Postgres and Redis ------------------------------------------------------
 
-class Db:
-    """psql over the stack's unix socket as the application role. Values
-    are psql variables (:'name'), quoted by psql itself."""
-
-    def __init__(self, stack):
-        self.stack = stack
-
-    def _psql(self, sql, variables):
-        argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                "-h", self.stack.path("pg", "sock"), "-p", "5432", "-U", "stoa", "-d", "stoa"]
-        for name, value in variables.items():
-            argv += ["-v", f"{name}={value}"]
-        proc = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=30,
-                              cwd="/")
-        if proc.returncode != 0:
-            raise AssertionError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}\n{sql}")
-        return proc.stdout
-
-    def exec(self, sql, **variables):
-        self._psql(sql.rstrip().rstrip(";") + ";\n", variables)
-
-    def rows(self, sql, **variables):
-        wrapped = ("WITH q AS (" + sql.rstrip().rstrip(";")
-                   + ") SELECT coalesce(json_agg(q), '[]'::json) FROM q;\n")
-        return json.loads(self._psql(wrapped, variables))
-
-    def row(self, sql, **variables):
-        rows = self.rows(sql, **variables)
-        return rows[0] if rows else None
-
-    def value(self, sql, **variables):
-        row = self.row(sql, **variables)
-        return None if row is None else next(iter(row.values()))
-
-    def count(self, sql, **variables):
-        return self.value(f"SELECT count(*) AS n FROM ({sql}) x", **variables)
+class Db(harness.Db):
+    """The stack's Postgres, with the billing outbox at hand."""
 
     def outbox_events(self, event_type, stripe_object_id):
         """Domain events (outbox kind 'event') of one type about one Stripe

@@ -563,6 +563,70 @@ class Stack:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
 
 
+# --- wrk -----------------------------------------------------------------------
+
+def wrk_counting_lua(label):
+    """The part of a wrk Lua script that counts answers by kind: every wrk
+    thread starts the globals ok, shed and other (and backoff) at 0, the
+    script's own response() counts into them, and done() prints their sums
+    over the threads as one line, "<label> ok=N shed=N other=N"."""
+    return """local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok = 0; shed = 0; other = 0; backoff = 0 end
+function done(summary, latency, requests)
+  local o, s, x = 0, 0, 0
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok"); s = s + t:get("shed"); x = x + t:get("other")
+  end
+  io.write(string.format("%s ok=%%d shed=%%d other=%%d\\n", o, s, x))
+end
+""" % label
+
+
+# --- Postgres ------------------------------------------------------------------
+
+class Db:
+    """psql on the stack's unix socket as the application role. Values go in
+    as psql variables and are quoted by psql (:'name'), never pasted into
+    the SQL text. billinglib and jobslib add their own reads to it."""
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def _psql(self, sql, variables):
+        argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                "-h", self.stack.path("pg", "sock"), "-p", "5432", "-U", "stoa", "-d", "stoa"]
+        for name, value in variables.items():
+            argv += ["-v", f"{name}={value}"]
+        # Variables are interpolated in scripts read from standard input,
+        # not in -c commands.
+        proc = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=30,
+                              cwd="/")
+        if proc.returncode != 0:
+            raise AssertionError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}\n{sql}")
+        return proc.stdout
+
+    def exec(self, sql, **variables):
+        self._psql(sql.rstrip().rstrip(";") + ";\n", variables)
+
+    def rows(self, sql, **variables):
+        """Rows of a SELECT (or of a statement with RETURNING) as dicts."""
+        wrapped = ("WITH q AS (" + sql.rstrip().rstrip(";")
+                   + ") SELECT coalesce(json_agg(q), '[]'::json) FROM q;\n")
+        return json.loads(self._psql(wrapped, variables))
+
+    def row(self, sql, **variables):
+        rows = self.rows(sql, **variables)
+        return rows[0] if rows else None
+
+    def value(self, sql, **variables):
+        row = self.row(sql, **variables)
+        return None if row is None else next(iter(row.values()))
+
+    def count(self, sql, **variables):
+        return self.value(f"SELECT count(*) AS n FROM ({sql}) x", **variables)
+
+
 def _destroy_all_stacks():
     with _ACTIVE_LOCK:
         stacks = list(_ACTIVE_STACKS)
@@ -628,6 +692,28 @@ class StackTestCase(unittest.TestCase):
         if len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses) > before:
             type(self)._failed = True
         return out
+
+    # Redis stopped and started under the running stack
+
+    # Whether start_redis() also waits for the auth pool's readiness (the
+    # one pool that reads Redis on every login) before it returns.
+    redis_start_waits_for_auth = True
+
+    def stop_redis(self):
+        self.stack.redis_stop()
+        gone, _ = wait_until(lambda: not self.stack.redis_running(), 5.0, interval=0.05)
+        self.assertTrue(gone, "redis did not stop")
+
+    def start_redis(self):
+        if not self.stack.redis_running():
+            started = self.stack.redis_start()
+            self.assertEqual(started.returncode, 0, started.stderr)
+            up, _ = wait_until(self.stack.redis_running, 5.0, interval=0.05)
+            self.assertTrue(up, "redis did not come back")
+        if self.redis_start_waits_for_auth:
+            ok, _ = wait_until(lambda: self.stack.client.request(
+                "GET", "/v1/auth/readyz").status == 200, 5.0, interval=0.1)
+            self.assertTrue(ok, "auth pool not ready again after Redis came back")
 
     # helpers
 

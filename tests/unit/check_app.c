@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "check_fake_redis.h"
+#include "fixture_util.h"
 #include "stoa/app.h"
 #include "stoa/revoke.h"
 
@@ -105,29 +106,15 @@ static const stoa_route_t routes[] = {
 static void request_init(stoa_request_t *r, const char *method,
                          const char *path)
 {
-    memset(r, 0, sizeof(*r));
-    r->arena = stoa_arena_create(0);
-    stoa_buf_init(&r->headers);
-    stoa_buf_init(&r->body_out);
-    stoa_buf_init(&r->field_errors);
-    r->jw = stoa_jw_new(&r->body_out);
+    test_request_init(r, method, path, "req-app-1");
     r->ctx = &ctx;
-    r->method = method;
-    r->path = path;
-    r->query = "";
-    r->body = "";
-    r->request_id = "req-app-1";
     r->remote_addr = "192.0.2.1";
 }
 
 static void request_free(stoa_request_t *r)
 {
     stoa_request_release(r);
-    stoa_jw_free(r->jw);
-    stoa_buf_free(&r->headers);
-    stoa_buf_free(&r->body_out);
-    stoa_buf_free(&r->field_errors);
-    stoa_arena_destroy(r->arena);
+    test_request_free(r);
 }
 
 static stoa_request_t req;

@@ -104,12 +104,19 @@ static stoa_idem_call_t call_of(const char *seal_key)
 
 static const char answer[] = "{\"id\":\"k1\",\"key\":\"stoa_sk_secret\"}";
 
+/* The test answer sealed for call c. */
+static const char *sealed_answer(const stoa_idem_call_t *c)
+{
+    const char *sealed =
+        stoa_idempotency_seal(arena, c, "201", answer, sizeof(answer) - 1);
+    ck_assert_ptr_nonnull(sealed);
+    return sealed;
+}
+
 START_TEST(seal_round_trip_and_no_clear_text)
 {
     stoa_idem_call_t c = call_of(SEAL_KEY);
-    const char *sealed =
-        stoa_idempotency_seal(arena, &c, "201", answer, sizeof(answer) - 1);
-    ck_assert_ptr_nonnull(sealed);
+    const char *sealed = sealed_answer(&c);
     ck_assert(sealed[0] == '\\' && sealed[1] == 'x');
     ck_assert_uint_eq(strlen(sealed),
                       2 + 2 * (sizeof(answer) - 1 + STOA_AEAD_OVERHEAD));
@@ -139,9 +146,7 @@ END_TEST
 START_TEST(open_refuses_another_binding)
 {
     stoa_idem_call_t c = call_of(SEAL_KEY);
-    const char *sealed =
-        stoa_idempotency_seal(arena, &c, "201", answer, sizeof(answer) - 1);
-    ck_assert_ptr_nonnull(sealed);
+    const char *sealed = sealed_answer(&c);
     size_t len;
 
     stoa_idem_call_t other = c;
@@ -190,9 +195,7 @@ END_TEST
 START_TEST(open_refuses_damaged_values)
 {
     stoa_idem_call_t c = call_of(SEAL_KEY);
-    const char *sealed =
-        stoa_idempotency_seal(arena, &c, "201", answer, sizeof(answer) - 1);
-    ck_assert_ptr_nonnull(sealed);
+    const char *sealed = sealed_answer(&c);
     size_t n = strlen(sealed), len;
     /* One bit flipped anywhere (nonce, ciphertext, tag) fails the tag. */
     for (size_t i = 2; i < n; i += 7) {

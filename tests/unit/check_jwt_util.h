@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "check_util.h"
+#include "fixture_util.h"
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/jwt.h"
@@ -25,16 +26,9 @@
 static inline void test_jwt_public_keyset(const stoa_jwt_key_t *key,
                                           stoa_jwt_keyset_t *set)
 {
-    stoa_buf_t jwks;
-    stoa_buf_init(&jwks);
-    stoa_buf_puts(&jwks, "{\"keys\":[");
-    stoa_jwt_key_jwk(key, &jwks);
-    stoa_buf_puts(&jwks, "]}");
     char err[256];
-    ck_assert_int_eq(
-        stoa_jwt_keyset_from_jwks(set, jwks.data, jwks.len, err, sizeof(err)),
-        STOA_OK);
-    stoa_buf_free(&jwks);
+    ck_assert_msg(test_public_keyset(key, set, err, sizeof(err)) == STOA_OK,
+                  "JWKS refused: %s", err);
 }
 
 /* The token's signature s as a BIGNUM (caller frees with BN_free). */

@@ -1,6 +1,8 @@
 /* check_password.c - Argon2id hashing into PHC strings, verification and
  * the rehash check (small cost parameters keep the suite fast), and the
  * password policy. */
+#include <argon2.h>
+
 #include "check_util.h"
 #include "stoa/password.h"
 
@@ -12,8 +14,7 @@ static char phc[STOA_PASSWORD_HASH_MAX];
 static void setup(void)
 {
     memset(phc, 0, sizeof(phc));
-    ck_assert_int_eq(stoa_password_hash(&small, "correct horse", phc),
-                     STOA_OK);
+    ck_assert_int_eq(stoa_password_hash(&small, "correct horse", phc), STOA_OK);
 }
 
 START_TEST(hash_is_phc_argon2id)
@@ -92,6 +93,77 @@ START_TEST(malformed_phc_declined)
 }
 END_TEST
 
+/* The PHC strings are libargon2's own format: each side reads the other's. */
+START_TEST(phc_is_libargon2s_format)
+{
+    ck_assert_int_eq(argon2id_verify(phc, "correct horse", 13), ARGON2_OK);
+    ck_assert_int_ne(argon2id_verify(phc, "correct horsf", 13), ARGON2_OK);
+
+    char theirs[STOA_PASSWORD_HASH_MAX];
+    const uint8_t salt[16] = "0123456789abcdef";
+    ck_assert_int_eq(argon2id_hash_encoded(1, 64, 1, "battery staple", 14, salt,
+                                           sizeof(salt), 32, theirs,
+                                           sizeof(theirs)),
+                     ARGON2_OK);
+    ck_assert_int_eq(stoa_password_verify(theirs, "battery staple"), STOA_OK);
+    ck_assert_int_eq(stoa_password_verify(theirs, "battery stapler"),
+                     STOA_DECLINED);
+    /* Another salt and output length than ours still verifies. */
+    const uint8_t long_salt[24] = "0123456789abcdef01234567";
+    ck_assert_int_eq(argon2id_hash_encoded(2, 128, 2, "x", 1, long_salt,
+                                           sizeof(long_salt), 48, theirs,
+                                           sizeof(theirs)),
+                     ARGON2_OK);
+    ck_assert_int_eq(stoa_password_verify(theirs, "x"), STOA_OK);
+}
+END_TEST
+
+/* A stored hash is input too (a restored dump, a planted row): parameters
+ * out of bounds or not in canonical form are refused before any work. */
+START_TEST(hostile_parameters_are_declined)
+{
+    const char *tail = strchr(phc + strlen("$argon2id$v=19$"), '$');
+    ck_assert_ptr_nonnull(tail);
+    const char *const heads[] = {
+        "$argon2id$v=16$m=64,t=1,p=1",         /* another version */
+        "$argon2id$v=19$m=4194304,t=1,p=1",    /* 4 GiB */
+        "$argon2id$v=19$m=64,t=1000,p=1",      /* too many passes */
+        "$argon2id$v=19$m=64,t=1,p=255",       /* too many lanes */
+        "$argon2id$v=19$m=064,t=1,p=1",        /* leading zero */
+        "$argon2id$v=19$m=64,t=0,p=1",         /* zero passes */
+        "$argon2id$v=19$m=4,t=1,p=1",          /* under 8 KiB a lane */
+        "$argon2id$v=19$m=64,t=1",             /* a field missing */
+        "$argon2id$v=19$t=1,m=64,p=1",         /* fields reordered */
+        "$argon2id$v=19$m=64,t=1,p=1,data=xx", /* a field too many */
+        "$argon2id$v=19$m=-64,t=1,p=1",
+        "$argon2id$v=19$m=99999999999999999999,t=1,p=1",
+    };
+    for (size_t i = 0; i < STOA_ARRAY_LEN(heads); i++) {
+        char text[2 * STOA_PASSWORD_HASH_MAX];
+        snprintf(text, sizeof(text), "%s%s", heads[i], tail);
+        ck_assert_msg(stoa_password_verify(text, "correct horse") ==
+                          STOA_DECLINED,
+                      "case %zu verified: %s", i, text);
+    }
+    /* Salt or hash too short, too long, or padded. */
+    const char *const bodies[] = {
+        "$argon2id$v=19$m=64,t=1,p=1$c2FsdA$AAAAAAAAAAAAAAAAAAAAAA",
+        "$argon2id$v=19$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$AAA",
+        "$argon2id$v=19$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg==$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "$argon2id$v=19$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "$argon2id$v=19$m=64,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$",
+        "$argon2id$v=19$m=64,t=1,p=1$$"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    };
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bodies); i++)
+        ck_assert_msg(stoa_password_verify(bodies[i], "x") == STOA_DECLINED,
+                      "body %zu verified: %s", i, bodies[i]);
+}
+END_TEST
+
 START_TEST(needs_rehash)
 {
     ck_assert(!stoa_password_needs_rehash(phc, &small));
@@ -117,8 +189,8 @@ END_TEST
 
 START_TEST(other_params_hash_and_verify)
 {
-    stoa_password_params_t p = {.memory_kib = 128, .iterations = 2,
-                                .parallelism = 2};
+    stoa_password_params_t p = {
+        .memory_kib = 128, .iterations = 2, .parallelism = 2};
     char h[STOA_PASSWORD_HASH_MAX];
     ck_assert_int_eq(stoa_password_hash(&p, "pw", h), STOA_OK);
     ck_assert_msg(strncmp(h, "$argon2id$v=19$m=128,t=2,p=2$", 29) == 0,
@@ -132,8 +204,8 @@ END_TEST
 START_TEST(impossible_params_are_an_error)
 {
     /* Argon2 needs at least 8 KiB per lane. */
-    stoa_password_params_t p = {.memory_kib = 1, .iterations = 1,
-                                .parallelism = 1};
+    stoa_password_params_t p = {
+        .memory_kib = 1, .iterations = 1, .parallelism = 1};
     char h[STOA_PASSWORD_HASH_MAX];
     ck_assert_int_eq(stoa_password_hash(&p, "pw", h), STOA_ERROR);
 }
@@ -143,8 +215,8 @@ END_TEST
 
 static const struct {
     const char *password;
-    const char *email; /* may be NULL */
-    const char *name;  /* may be NULL */
+    const char *email;  /* may be NULL */
+    const char *name;   /* may be NULL */
     const char *reason; /* NULL: accepted */
 } policy_cases[] = {
     /* Weak by the estimate, though none is in the shipped list. */
@@ -172,10 +244,8 @@ static const struct {
     {"qwerty123456", NULL, NULL, "too_common"},
     {"QWERTY123456", NULL, NULL, "too_common"},
     /* The local part (3+ characters), in any case. */
-    {"My-zebrastripe-Pass!", "zebrastripe@example.com", NULL,
-     "contains_email"},
-    {"ZEBRASTRIPE#2024xyz", "zebrastripe@example.com", NULL,
-     "contains_email"},
+    {"My-zebrastripe-Pass!", "zebrastripe@example.com", NULL, "contains_email"},
+    {"ZEBRASTRIPE#2024xyz", "zebrastripe@example.com", NULL, "contains_email"},
     /* ...and as a word the estimate knows, leet spelling included. */
     {"z3br4str1p3!!", "zebrastripe@example.com", NULL, "too_weak"},
     {"z3br4str1p3!!x9", NULL, NULL, NULL},
@@ -185,16 +255,15 @@ static const struct {
     {"brackwaterquillon", NULL, "Quillon Brackwater", "too_weak"},
     {"brackwaterquillon", NULL, NULL, NULL},
     /* Pieces of a local part count too. */
-    {"Fernsby-Marmaduke-1", "marmaduke.fernsby@example.com", NULL,
-     "too_weak"},
+    {"Fernsby-Marmaduke-1", "marmaduke.fernsby@example.com", NULL, "too_weak"},
 };
 
 START_TEST(policy_table)
 {
     for (size_t i = 0; i < STOA_ARRAY_LEN(policy_cases); i++) {
-        const char *got = stoa_password_refusal(policy_cases[i].password,
-                                                policy_cases[i].email,
-                                                policy_cases[i].name);
+        const char *got =
+            stoa_password_refusal(policy_cases[i].password,
+                                  policy_cases[i].email, policy_cases[i].name);
         const char *want = policy_cases[i].reason;
         ck_assert_msg((got == NULL && want == NULL) ||
                           (got && want && strcmp(got, want) == 0),
@@ -239,8 +308,12 @@ START_TEST(policy_odd_user_words)
     char long_name[600];
     memset(long_name, 'n', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
-    const char *names[] = {"", " ", "a b c d e f g h i j k l m n o p q r s t",
-                           long_name, "Zo\xc3\xab O'Neil-Smith", NULL};
+    const char *names[] = {"",
+                           " ",
+                           "a b c d e f g h i j k l m n o p q r s t",
+                           long_name,
+                           "Zo\xc3\xab O'Neil-Smith",
+                           NULL};
     const char *emails[] = {"@example.com", "ab@example.com", "no-at-sign",
                             "x.y.z.w.v.u.t.s.r.q.p.o.n.m.l.k@example.com",
                             NULL};
@@ -248,9 +321,9 @@ START_TEST(policy_odd_user_words)
         for (size_t j = 0; j < STOA_ARRAY_LEN(emails); j++) {
             ck_assert_ptr_null(stoa_password_refusal(
                 "purple walrus inside lantern", emails[j], names[i]));
-            ck_assert_str_eq(stoa_password_refusal("password1234", emails[j],
-                                                   names[i]),
-                             "too_weak");
+            ck_assert_str_eq(
+                stoa_password_refusal("password1234", emails[j], names[i]),
+                "too_weak");
         }
 }
 END_TEST
@@ -260,6 +333,8 @@ static Suite *password_suite(void)
     Suite *s = suite_create("password");
     TCase *tc = test_case("argon2id", setup, NULL);
     tcase_add_test(tc, hash_is_phc_argon2id);
+    tcase_add_test(tc, phc_is_libargon2s_format);
+    tcase_add_test(tc, hostile_parameters_are_declined);
     tcase_add_test(tc, hash_then_verify);
     tcase_add_test(tc, salt_makes_hashes_differ);
     tcase_add_test(tc, wrong_password_declined);

@@ -59,6 +59,14 @@ static stoa_principal_t login_principal(const char *user, const char *session)
     return p;
 }
 
+/* A login of USER in session (NULL: none), with Redis marked as in step
+ * with Postgres (the sentinel set), so markers alone decide. */
+static stoa_principal_t synced_login(const char *session)
+{
+    fake_redis_put(STOA_REVOKE_SYNCED_KEY, "1");
+    return login_principal(USER, session);
+}
+
 /* A token traded from an API key: it carries a scope claim. */
 static stoa_principal_t key_principal(int64_t expires_at)
 {
@@ -73,11 +81,17 @@ static int check(const stoa_principal_t *p)
     return stoa_revoke_check(&conns, arena, p);
 }
 
+/* A synced login in session (NULL: none) that the check lets through. */
+static stoa_principal_t passing_login(const char *session)
+{
+    stoa_principal_t p = synced_login(session);
+    ck_assert_int_eq(check(&p), STOA_OK);
+    return p;
+}
+
 START_TEST(live_with_sentinel_and_the_keys_asked)
 {
-    fake_redis_put(STOA_REVOKE_SYNCED_KEY, "1");
-    stoa_principal_t p = login_principal(USER, SESSION);
-    ck_assert_int_eq(check(&p), STOA_OK);
+    passing_login(SESSION);
     size_t n = fake_redis_count();
     ck_assert_uint_ge(n, 1);
     ck_assert_str_eq(fake_redis_command(n - 1),
@@ -106,9 +120,7 @@ END_TEST
 
 START_TEST(session_less_token_asks_a_placeholder_key)
 {
-    fake_redis_put(STOA_REVOKE_SYNCED_KEY, "1");
-    stoa_principal_t p = login_principal(USER, NULL);
-    ck_assert_int_eq(check(&p), STOA_OK);
+    passing_login(NULL);
     size_t n = fake_redis_count();
     ck_assert_str_eq(fake_redis_command(n - 1),
                      "MGET rv:u:" USER " rv:s:- rv:synced");
@@ -189,9 +201,7 @@ END_TEST
 
 START_TEST(cache_holds_one_second)
 {
-    fake_redis_put(STOA_REVOKE_SYNCED_KEY, "1");
-    stoa_principal_t p = login_principal(USER, SESSION);
-    ck_assert_int_eq(check(&p), STOA_OK);
+    stoa_principal_t p = passing_login(SESSION);
     size_t asked = fake_redis_count();
     /* Revoked now: within the bound the cached answer stands, and Redis
      * is not asked. */
@@ -250,8 +260,7 @@ START_TEST(markers_written)
     ck_assert_str_eq(fake_redis_command(n - 2), "SET rv:u:" USER " 1");
     ck_assert_str_eq(fake_redis_command(n - 1), "DEL rv:u:" USER);
     /* And the check sees the marker set. */
-    fake_redis_put(STOA_REVOKE_SYNCED_KEY, "1");
-    stoa_principal_t p = login_principal(USER, SESSION);
+    stoa_principal_t p = synced_login(SESSION);
     ck_assert_int_eq(check(&p), STOA_DECLINED);
 }
 END_TEST
