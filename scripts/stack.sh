@@ -331,6 +331,7 @@ ensure_config() {
         [jwt_issuer]="https://127.0.0.1:$HTTPS_PORT"
         [log_dir]="$RUN/log"
         [keys_dir]="$RUN/keys"
+        [host_cache_file]="$RUN/host-cache"
         [smtp_url]="file://$RUN/mail"
         [webhook_allow_hosts]="127.0.0.1,localhost"
         [pool_processes]="$POOL_PROCESSES"

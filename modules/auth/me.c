@@ -1,8 +1,13 @@
-/* me.c - /v1/me and /v1/me/export: the caller's profile read (cached in
- * Redis), updated, exported and erased. */
+/* me.c - /v1/me and /v1/me/export: the caller's profile read, updated,
+ * exported and erased.
+ *
+ * A read is served from the process's copy (hostcache.h), else from Redis,
+ * else from Postgres; every change drops both copies after its commit
+ * (auth_forget_profile), so the next read anywhere on the host has it. */
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/hostcache.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 
@@ -12,29 +17,45 @@
 static const char *const known_prefs[] = {"product_updates", "marketing",
                                           "billing", "security", NULL};
 
-static int write_me(stoa_request_t *req, const stoa_db_result_t *user,
-                    bool cache)
+static int write_me(stoa_request_t *req, const stoa_db_result_t *user)
 {
     stoa_jw_t *w = stoa_http_json(req, 200);
     auth_write_user(w, user, 0, 0);
-    int rc = stoa_http_send(req);
-    if (rc == STOA_OK && cache) {
-        char *key = stoa_arena_sprintf(req->arena, "me:%s",
-                                       stoa_db_value(user, 0, 0));
-        if (stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
-                        req->body_out.len, PROFILE_CACHE_TTL_S) != STOA_OK)
-            stoa_log(STOA_LOG_DEBUG, "profile not cached");
-    }
-    return rc;
+    return stoa_http_send(req);
+}
+
+/* Keeps what a read fetched at version (read before the fetch): in Redis
+ * when it came from Postgres, and in the process. A change committed on
+ * this host since then has moved the version: such a copy is old and kept
+ * nowhere. */
+static void keep_profile(stoa_request_t *req, const char *key,
+                         uint64_t version, bool in_redis)
+{
+    stoa_hostcache_t *hc = req->ctx->hostcache;
+    if (stoa_hostcache_version(hc, key) != version)
+        return;
+    if (in_redis && stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
+                                req->body_out.len,
+                                PROFILE_CACHE_TTL_S) != STOA_OK)
+        stoa_log(STOA_LOG_DEBUG, "profile not cached");
+    stoa_hostcache_put(hc, key, version, req->body_out.data,
+                       req->body_out.len);
 }
 
 int auth_me_get(stoa_request_t *req)
 {
+    stoa_hostcache_t *hc = req->ctx->hostcache;
     char *key = stoa_arena_sprintf(req->arena, "me:%s", req->principal.user_id);
+    uint64_t version = stoa_hostcache_version(hc, key);
     char *cached;
     size_t len;
-    if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) == STOA_OK)
+    if (stoa_hostcache_get(hc, req->arena, key, &cached, &len) == STOA_OK)
         return stoa_http_raw_json(req, 200, cached, len);
+    if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) ==
+        STOA_OK) {
+        stoa_hostcache_put(hc, key, version, cached, len);
+        return stoa_http_raw_json(req, 200, cached, len);
+    }
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *user;
     int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID), params, &user);
@@ -42,7 +63,10 @@ int auth_me_get(stoa_request_t *req)
         return rc;
     if (stoa_db_rows(user) == 0)
         return stoa_http_error(req, 404, "not_found", "no such user");
-    return write_me(req, user, true);
+    rc = write_me(req, user);
+    if (rc == STOA_OK)
+        keep_profile(req, key, version, true);
+    return rc;
 }
 
 /* Validates notification_prefs into a JSON object text (arena), or NULL
@@ -116,7 +140,7 @@ int auth_me_patch(stoa_request_t *req)
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_forget_profile(req, user_id);
-    return write_me(req, user, false);
+    return write_me(req, user);
 }
 
 int auth_me_export(stoa_request_t *req)

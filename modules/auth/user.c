@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "stoa/hostcache.h"
 #include "stoa/log.h"
 
 auth_state_t *auth_state(stoa_request_t *req)
@@ -33,4 +34,7 @@ void auth_forget_profile(stoa_request_t *req, const char *user_id)
     char *key = stoa_arena_sprintf(req->arena, "me:%s", user_id);
     if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not drop cached profile");
+    /* After the Redis copy is gone: a read that fetched it before sees
+     * the version move and keeps nothing. */
+    stoa_hostcache_bump(req->ctx->hostcache, key);
 }

@@ -41,6 +41,7 @@ static const conf_key_t conf_keys[] = {
     {"log_level", CONF_LEVEL, offsetof(stoa_conf_t, log_level), "info", 0, 5,
      0},
     S(keys_dir, "keys", CONF_NONEMPTY),
+    S(host_cache_file, "", 0),
     S(jwt_issuer, "https://127.0.0.1:8443", CONF_NONEMPTY),
     S(jwt_audience, "stoa", CONF_NONEMPTY),
     L(access_token_ttl, 900, 60, 86400),

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include "stoa/audit.h"
 #include "stoa/idempotency.h"
+#include "stoa/hostcache.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
@@ -229,11 +230,20 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         stoa_conf_free(&ctx->conf);
         return STOA_ERROR;
     }
+    if (ctx->conf.host_cache_file[0] &&
+        stoa_hostcache_open(ctx->conf.host_cache_file, &ctx->hostcache, err,
+                            errlen) != STOA_OK) {
+        stoa_ctx_pools_close(ctx);
+        stoa_conf_free(&ctx->conf);
+        return STOA_ERROR;
+    }
     return STOA_OK;
 }
 
 void stoa_ctx_close(stoa_ctx_t *ctx)
 {
+    stoa_hostcache_close(ctx->hostcache);
+    ctx->hostcache = NULL;
     stoa_ctx_pools_close(ctx);
     stoa_conf_free(&ctx->conf);
     stoa_log_close();

@@ -12,6 +12,7 @@
 #include "stoa/principal.h"
 #include "stoa/revoke.h"
 #include "stoactl.h"
+#include "stoa/hostcache.h"
 
 static const stoa_actor_t stoactl_actor = {.label = "stoactl"};
 
@@ -176,6 +177,7 @@ static int apply_change(stoactl_t *ctl, const char *normal,
     if (stoa_kv_del(ctl->kv, key) != STOA_OK)
         fprintf(stderr, "stoactl: warning: Redis unreachable; cached "
                         "profile expires on its own\n");
+    stoa_hostcache_bump(ctl->ctx.hostcache, key);
     *id_out = id;
     *nrevoked = revoked ? stoa_db_rows(revoked) : 0;
     return 0;

@@ -19,6 +19,7 @@ typedef struct stoa_conf_s {
     char *log_dir;
     long log_level;
     char *keys_dir;
+    char *host_cache_file;
     char *jwt_issuer;
     char *jwt_audience;
     long access_token_ttl;

@@ -40,6 +40,9 @@ typedef struct stoa_ctx_s {
      * program's own (checked at start-up, stoa_db_check_tables). */
     stoa_db_table_t tables[STOA_CTX_TABLES];
     size_t ntables;
+    /* Copies of small answers, correct across the host's processes
+     * (hostcache.h); NULL without host_cache_file. */
+    struct stoa_hostcache_s *hostcache;
     void *data; /* the program's own process state */
 } stoa_ctx_t;
 
