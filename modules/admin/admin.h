@@ -10,7 +10,6 @@ int admin_webhooks_delete(stoa_request_t *req);
 int admin_webhooks_deliveries(stoa_request_t *req);
 int admin_webhooks_rotate_secret(stoa_request_t *req);
 
-extern const stoa_db_statement_t admin_statements[];
-extern const size_t admin_statements_len;
+#include "statements.h"
 
 #endif

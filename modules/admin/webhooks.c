@@ -124,20 +124,16 @@ int admin_webhooks_create(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
 
     char *secret = new_secret(req);
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {url, description, events, secret,
                             req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "webhook_insert", params, &res)) !=
-            STOA_OK)
+    int rc = stoa_request_begin(req, ADMIN_SQL(WEBHOOK_INSERT), params, &res);
+    if (rc != STOA_OK)
         return rc;
-    const char *id = stoa_db_value(res, 0, 0);
-    char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
-    if ((rc = stoa_request_audit(req, NULL, "webhook.created", NULL, details)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    const char *id = stoa_db_value(res, 0, WEBHOOK_INSERT_COL_ID);
+    char *details = stoa_json_pair(req->arena, "webhook_id", id);
+    if ((rc = stoa_request_commit(req, "webhook.created", NULL, details)) !=
+        STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 201);
     stoa_jw_object_open(w);
@@ -147,48 +143,39 @@ int admin_webhooks_create(stoa_request_t *req)
     stoa_jw_key(w, "events");
     stoa_jw_value(w, stoa_json_get(body, "events"));
     stoa_jw_kv_string(w, "secret", secret);
-    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, 1));
+    stoa_jw_kv_string(w, "created_at",
+                      stoa_db_value(res, 0, WEBHOOK_INSERT_COL_CREATED_AT));
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }
 
+static const stoa_column_t webhook_columns[] = {
+    {"id", WEBHOOK_COL_ID, STOA_COLUMN_TEXT},
+    {"url", WEBHOOK_COL_URL, STOA_COLUMN_TEXT},
+    {"description", WEBHOOK_COL_DESCRIPTION, STOA_COLUMN_TEXT},
+    {"events", WEBHOOK_COL_EVENTS, STOA_COLUMN_JSON},
+    {"created_at", WEBHOOK_COL_CREATED_AT, STOA_COLUMN_TEXT},
+    {"disabled_at", WEBHOOK_COL_DISABLED_AT, STOA_COLUMN_TEXT},
+    {"disabled_reason", WEBHOOK_COL_DISABLED_REASON, STOA_COLUMN_TEXT},
+    {"failing_since", WEBHOOK_COL_FAILING_SINCE, STOA_COLUMN_TEXT},
+    {"last_success_at", WEBHOOK_COL_LAST_SUCCESS_AT, STOA_COLUMN_TEXT},
+};
+
 int admin_webhooks_list(stoa_request_t *req)
 {
-    int limit;
-    const char *ts, *cid;
-    stoa_request_limit(req, &limit);
-    stoa_request_cursor(req, &ts, &cid);
-    if (stoa_request_has_field_errors(req))
+    stoa_page_t page;
+    if (!stoa_request_page(req, STOA_PAGE_KEYSET, &page))
         return stoa_http_invalid_fields(req);
-    char fetch[16];
-    snprintf(fetch, sizeof(fetch), "%d", limit + 1);
-    const char *params[] = {ts, cid, fetch};
+    const char *params[] = {page.cursor_ts, page.cursor_id, page.fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "webhook_list", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, ADMIN_SQL(WEBHOOK_LIST), params,
                           &res);
     if (rc != STOA_OK)
         return rc;
-    int rows = stoa_db_rows(res), shown = rows > limit ? limit : rows;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < shown; i++) {
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
-        stoa_jw_kv_string(w, "url", stoa_db_value(res, i, 1));
-        stoa_jw_kv_string(w, "description", stoa_db_value(res, i, 2));
-        stoa_jw_key(w, "events");
-        const char *events = stoa_db_value(res, i, 3);
-        stoa_jw_raw(w, events, strlen(events));
-        stoa_jw_kv_string(w, "created_at", stoa_db_value(res, i, 4));
-        stoa_jw_kv_string(w, "disabled_at", stoa_db_value(res, i, 5));
-        stoa_jw_kv_string(w, "disabled_reason", stoa_db_value(res, i, 6));
-        stoa_jw_kv_string(w, "failing_since", stoa_db_value(res, i, 7));
-        stoa_jw_kv_string(w, "last_success_at", stoa_db_value(res, i, 8));
-        stoa_jw_object_close(w);
-    }
-    return stoa_http_page_end(req, res, rows, limit, 9, 0);
+    static const stoa_list_t list = {webhook_columns,
+                                     STOA_ARRAY_LEN(webhook_columns), NULL,
+                                     WEBHOOK_COL_CURSOR_US, WEBHOOK_COL_ID};
+    return stoa_http_list(req, res, &page, &list);
 }
 
 int admin_webhooks_delete(stoa_request_t *req)
@@ -196,95 +183,55 @@ int admin_webhooks_delete(stoa_request_t *req)
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id};
-    stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "webhook_delete", params, &res)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, ADMIN_SQL(WEBHOOK_DELETE), params, NULL);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
-    }
-    char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
-    if ((rc = stoa_request_audit(req, NULL, "webhook.deleted", NULL, details)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    char *details = stoa_json_pair(req->arena, "webhook_id", id);
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, "webhook.deleted", NULL, details)) !=
+            STOA_OK)
         return rc;
     return stoa_http_empty(req, 204);
 }
+
+static const stoa_column_t delivery_columns[] = {
+    {"id", DELIVERY_COL_ID, STOA_COLUMN_INTEGER},
+    {"event_id", DELIVERY_COL_EVENT_ID, STOA_COLUMN_TEXT},
+    {"event_type", DELIVERY_COL_EVENT_TYPE, STOA_COLUMN_TEXT},
+    {"attempt", DELIVERY_COL_ATTEMPT, STOA_COLUMN_INTEGER},
+    {"at", DELIVERY_COL_AT, STOA_COLUMN_TEXT},
+    {"status", DELIVERY_COL_STATUS, STOA_COLUMN_INTEGER},
+    {"latency_ms", DELIVERY_COL_LATENCY_MS, STOA_COLUMN_INTEGER},
+    {"error", DELIVERY_COL_ERROR, STOA_COLUMN_TEXT},
+};
 
 int admin_webhooks_deliveries(stoa_request_t *req)
 {
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
-    int limit;
-    stoa_request_limit(req, &limit);
-    const char *cursor = stoa_request_query(req, "cursor");
-    if (cursor) {
-        char *end;
-        long long c = strtoll(cursor, &end, 10);
-        if (!*cursor || *end || c < 1 || cursor[0] < '0' || cursor[0] > '9')
-            stoa_request_field_error(req, "cursor", "invalid");
-    }
-    if (stoa_request_has_field_errors(req))
+    stoa_page_t page;
+    if (!stoa_request_page(req, STOA_PAGE_SERIAL, &page))
         return stoa_http_invalid_fields(req);
     const char *p1[] = {id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "webhook_exists", p1, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, ADMIN_SQL(WEBHOOK_EXISTS), p1, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
-    /* One row more than asked tells whether there is a next page. */
-    char fetch[16];
-    snprintf(fetch, sizeof(fetch), "%d", limit + 1);
     /* Postgres checks the cursor's bigint range (a 400 naming it). */
-    const char *p2[] = {id, cursor, fetch};
+    const char *p2[] = {id, page.cursor_id, page.fetch};
     static const char *const f2[] = {NULL, "cursor", NULL};
     if ((rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
-                                  "webhook_deliveries", p2, f2, &res)) !=
+                                  ADMIN_SQL(WEBHOOK_DELIVERIES), p2, f2, &res)) !=
         STOA_OK)
         return rc;
-    int rows = stoa_db_rows(res);
-    int shown = rows > limit ? limit : rows;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < shown; i++) {
-        stoa_jw_object_open(w);
-        stoa_jw_kv_integer(w, "id", atoll(stoa_db_value(res, i, 0)));
-        stoa_jw_kv_string(w, "event_id", stoa_db_value(res, i, 1));
-        stoa_jw_kv_string(w, "event_type", stoa_db_value(res, i, 2));
-        stoa_jw_kv_integer(w, "attempt", atoi(stoa_db_value(res, i, 3)));
-        stoa_jw_kv_string(w, "at", stoa_db_value(res, i, 4));
-        const char *status = stoa_db_value(res, i, 5);
-        stoa_jw_key(w, "status");
-        if (status)
-            stoa_jw_integer(w, atoi(status));
-        else
-            stoa_jw_null(w);
-        const char *latency = stoa_db_value(res, i, 6);
-        stoa_jw_key(w, "latency_ms");
-        if (latency)
-            stoa_jw_integer(w, atoi(latency));
-        else
-            stoa_jw_null(w);
-        stoa_jw_kv_string(w, "error", stoa_db_value(res, i, 7));
-        stoa_jw_object_close(w);
-    }
-    stoa_jw_array_close(w);
-    stoa_jw_key(w, "next_cursor");
-    if (rows > limit)
-        stoa_jw_string(w, stoa_db_value(res, shown - 1, 0));
-    else
-        stoa_jw_null(w);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    static const stoa_list_t list = {delivery_columns,
+                                     STOA_ARRAY_LEN(delivery_columns), NULL,
+                                     DELIVERY_COL_ID, 0};
+    return stoa_http_list(req, res, &page, &list);
 }
 
 /* A new signing secret; the previous one keeps signing too for the
@@ -309,28 +256,21 @@ int admin_webhooks_rotate_secret(stoa_request_t *req)
     char *secret = new_secret(req);
     char overlap_s[24];
     snprintf(overlap_s, sizeof(overlap_s), "%lld", (long long)overlap);
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id, secret, overlap_s};
     stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "webhook_rotate", params, &res)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, ADMIN_SQL(WEBHOOK_ROTATE), params, &res);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
-    }
-    char *details = stoa_arena_sprintf(req->arena, "{\"webhook_id\":\"%s\"}", id);
-    if ((rc = stoa_request_audit(req, NULL, "webhook.secret_rotated", NULL, details)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    char *details = stoa_json_pair(req->arena, "webhook_id", id);
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, "webhook.secret_rotated", NULL,
+                                  details)) != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "id", id);
     stoa_jw_kv_string(w, "secret", secret);
-    stoa_jw_kv_string(w, "previous_valid_until", stoa_db_value(res, 0, 0));
+    stoa_jw_kv_string(w, "previous_valid_until", stoa_db_value(res, 0, ROTATE_COL_PREVIOUS_VALID_UNTIL));
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }

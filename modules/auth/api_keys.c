@@ -79,22 +79,21 @@ int auth_api_keys_create(stoa_request_t *req)
     char *hash = auth_token_hash_param(req, secret);
     char *key = stoa_arena_sprintf(req->arena, "stoa_%s_%s", prefix, secret);
     stoa_wipe(secret, sizeof(secret));
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {req->principal.user_id, name, prefix, hash,
                             scopes_param, expires};
     stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "api_key_insert", params, &res)) !=
-            STOA_OK)
+    int rc = stoa_request_begin(req, AUTH_SQL(API_KEY_INSERT), params, &res);
+    if (rc != STOA_OK)
         return rc;
-    const char *id = stoa_db_value(res, 0, 0);
-    char *details = stoa_arena_sprintf(req->arena,
-                                       "{\"api_key_id\":\"%s\",\"prefix\":\"%s\"}",
-                                       id, prefix);
-    if ((rc = stoa_request_audit(req, NULL, "api_key.created", req->principal.user_id,
-                         details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    const char *id = stoa_db_value(res, 0, KEY_INSERT_COL_ID);
+    stoa_jw_t *d = stoa_jw_arena(req->arena);
+    stoa_jw_object_open(d);
+    stoa_jw_kv_string(d, "api_key_id", id);
+    stoa_jw_kv_string(d, "prefix", prefix);
+    stoa_jw_object_close(d);
+    if ((rc = stoa_request_commit(req, "api_key.created",
+                                  req->principal.user_id,
+                                  stoa_jw_arena_text(req->arena, d))) != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 201);
     stoa_jw_object_open(w);
@@ -110,42 +109,34 @@ int auth_api_keys_create(stoa_request_t *req)
         stoa_jw_string(w, "*");
         stoa_jw_array_close(w);
     }
-    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, 1));
-    stoa_jw_kv_string(w, "expires_at", stoa_db_value(res, 0, 2));
+    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, KEY_INSERT_COL_CREATED_AT));
+    stoa_jw_kv_string(w, "expires_at", stoa_db_value(res, 0, KEY_INSERT_COL_EXPIRES_AT));
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }
+
+static const stoa_column_t key_columns[] = {
+    {"id", KEYS_COL_ID, STOA_COLUMN_TEXT},
+    {"name", KEYS_COL_NAME, STOA_COLUMN_TEXT},
+    {"prefix", KEYS_COL_PREFIX, STOA_COLUMN_TEXT},
+    {"scopes", KEYS_COL_SCOPES, STOA_COLUMN_JSON},
+    {"created_at", KEYS_COL_CREATED_AT, STOA_COLUMN_TEXT},
+    {"last_used_at", KEYS_COL_LAST_USED_AT, STOA_COLUMN_TEXT},
+    {"expires_at", KEYS_COL_EXPIRES_AT, STOA_COLUMN_TEXT},
+};
 
 int auth_api_keys_list(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "api_keys_list", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(API_KEYS_LIST), params,
                           &res);
     if (rc != STOA_OK)
         return rc;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < stoa_db_rows(res); i++) {
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
-        stoa_jw_kv_string(w, "name", stoa_db_value(res, i, 1));
-        stoa_jw_kv_string(w, "prefix", stoa_db_value(res, i, 2));
-        stoa_jw_key(w, "scopes");
-        const char *scopes = stoa_db_value(res, i, 3);
-        stoa_jw_raw(w, scopes, strlen(scopes));
-        stoa_jw_kv_string(w, "created_at", stoa_db_value(res, i, 4));
-        stoa_jw_kv_string(w, "last_used_at", stoa_db_value(res, i, 5));
-        stoa_jw_kv_string(w, "expires_at", stoa_db_value(res, i, 6));
-        stoa_jw_object_close(w);
-    }
-    stoa_jw_array_close(w);
-    stoa_jw_key(w, "next_cursor");
-    stoa_jw_null(w);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    /* At most the newest 100 (the statement's LIMIT): not paged. */
+    static const stoa_list_t list = {key_columns, STOA_ARRAY_LEN(key_columns),
+                                     NULL, 0, 0};
+    return stoa_http_list(req, res, NULL, &list);
 }
 
 int auth_api_keys_delete(stoa_request_t *req)
@@ -156,22 +147,16 @@ int auth_api_keys_delete(stoa_request_t *req)
     stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id, req->principal.user_id};
     const char *p2[] = {req->principal.user_id, id, "api_key_revoked"};
-    stoa_db_result_t *res, *sessions;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "api_key_revoke", params, &res)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    stoa_db_result_t *sessions;
+    int rc = stoa_request_begin(req, AUTH_SQL(API_KEY_REVOKE), params, NULL);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such API key");
-    }
-    char *details = stoa_arena_sprintf(req->arena, "{\"api_key_id\":\"%s\"}", id);
-    if ((rc = stoa_db_exec(db, req->arena, "api_key_sessions_revoke", p2,
+    char *details = stoa_json_pair(req->arena, "api_key_id", id);
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(API_KEY_SESSIONS_REVOKE), p2,
                            &sessions)) != STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "api_key.revoked", req->principal.user_id,
-                         details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+        (rc = stoa_request_commit(req, "api_key.revoked",
+                                  req->principal.user_id, details)) != STOA_OK)
         return rc;
     auth_mark_revoked(req, sessions);
     return stoa_http_empty(req, 204);

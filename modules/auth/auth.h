@@ -44,11 +44,26 @@ auth_state_t *auth_state(stoa_request_t *req);
  * notification_prefs, mfa_enabled. */
 #define AUTH_USER_COLUMNS                                                      \
     "u.id, u.email, u.name, u.role, u.email_verified_at IS NOT NULL, "         \
-    "to_char(u.created_at AT TIME ZONE 'UTC', "                                \
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), u.notification_prefs::text, "          \
+    STOA_DB_TS("u.created_at") ", u.notification_prefs::text, "               \
     "EXISTS (SELECT 1 FROM auth.mfa_totp m WHERE m.user_id = u.id AND "        \
     "m.confirmed_at IS NOT NULL)"
 #define AUTH_USER_NCOLUMNS 8
+/* Its columns; user_by_email, user_by_id and user_for_session add the
+ * password hash and the status after them. */
+enum {
+    USER_COL_ID,
+    USER_COL_EMAIL,
+    USER_COL_NAME,
+    USER_COL_ROLE,
+    USER_COL_EMAIL_VERIFIED,
+    USER_COL_CREATED_AT,
+    USER_COL_NOTIFICATION_PREFS,
+    USER_COL_MFA_ENABLED,
+    USER_COL_PASSWORD_HASH,
+    USER_COL_STATUS
+};
+_Static_assert(USER_COL_PASSWORD_HASH == AUTH_USER_NCOLUMNS,
+               "AUTH_USER_COLUMNS and its column ids agree");
 
 /* --- user.c: the process state, a user as JSON, the profile cache --------- */
 /* Writes the user object from columns col..col+6 of row. */
@@ -88,11 +103,19 @@ STOA_MUSTCHECK int auth_access_token_scoped(stoa_request_t *req,
                                             int64_t not_after, char **token);
 
 /* --- signin.c ------------------------------------------------------------- */
-/* Starts a session for user_id inside the caller's transaction and writes
- * the login answer {access_token, token_type, expires_in, refresh_token,
- * user} from the user row (AUTH_USER_COLUMNS at col 0). */
+/* The tokens of a session just started (arena-owned). */
+typedef struct {
+    char *access;
+    char *refresh;
+} auth_tokens_t;
+
+/* Starts a session for the user row (AUTH_USER_COLUMNS at col 0) inside
+ * the caller's transaction, and mints its tokens into *tokens. Writes no
+ * answer: after its commit, the caller answers with
+ * auth_write_tokens(req, tokens->access, tokens->refresh, user). */
 STOA_MUSTCHECK int auth_start_session(stoa_request_t *req,
-                                      const stoa_db_result_t *user);
+                                      const stoa_db_result_t *user,
+                                      auth_tokens_t *tokens);
 
 /* In the caller's transaction, before a session starts: reads the user
  * again, locked against every change that ends sessions (see
@@ -188,7 +211,6 @@ STOA_MUSTCHECK int auth_mfa_challenge(stoa_request_t *req, const char *user_id);
 STOA_MUSTCHECK int auth_mfa_enabled(stoa_request_t *req, const char *user_id,
                                     bool *enabled);
 
-extern const stoa_db_statement_t auth_statements[];
-extern const size_t auth_statements_len;
+#include "statements.h"
 
 #endif

@@ -6,9 +6,6 @@
 #include "stoa/format.h"
 #include "stoa/log.h"
 
-/* Columns after AUTH_USER_COLUMNS in user_by_email / user_by_id. */
-#define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
-#define COL_STATUS (AUTH_USER_NCOLUMNS + 1)
 
 int auth_login(stoa_request_t *req)
 {
@@ -33,17 +30,17 @@ int auth_login(stoa_request_t *req)
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {email};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, "user_by_email", p1, &user);
+    int rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_EMAIL), p1, &user);
     if (rc != STOA_OK)
         return rc;
     bool found = stoa_db_rows(user) == 1;
-    const char *phc = found ? stoa_db_value(user, 0, COL_PASSWORD_HASH) : NULL;
+    const char *phc = found ? stoa_db_value(user, 0, USER_COL_PASSWORD_HASH) : NULL;
     /* Unknown email or an account without a password: verify against the
      * dummy hash anyway, so the answer takes as long either way. */
     bool ok = stoa_password_verify(phc ? phc : st->dummy_hash, password) ==
                   STOA_OK &&
               phc;
-    const char *user_id = found ? stoa_db_value(user, 0, 0) : NULL;
+    const char *user_id = found ? stoa_db_value(user, 0, USER_COL_ID) : NULL;
     if (!ok) {
         auth_throttle_fail(req, email);
         if (stoa_request_audit(req, user_id, "login.failed", user_id, NULL) != STOA_OK)
@@ -51,7 +48,7 @@ int auth_login(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
                               "email or password is wrong");
     }
-    if (strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
+    if (strcmp(stoa_db_value(user, 0, USER_COL_STATUS), "active") != 0) {
         if (stoa_request_audit(req, user_id, "login.refused_suspended", user_id,
                                NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a refused login not written");
@@ -83,15 +80,17 @@ int auth_login(stoa_request_t *req)
         if (auth_password_hash(req, password, &hash) != STOA_OK)
             return STOA_ERROR;
         const char *p2[] = {user_id, hash};
-        if ((rc = stoa_db_exec(db, req->arena, "user_set_password", p2,
+        if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_SET_PASSWORD), p2,
                                NULL)) != STOA_OK)
             return rc;
     }
-    if ((rc = auth_start_session(req, user)) != STOA_OK ||
+    auth_tokens_t tokens;
+    if ((rc = auth_start_session(req, user, &tokens)) != STOA_OK ||
         (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+        (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
         return rc;
+    auth_write_tokens(req, tokens.access, tokens.refresh, user);
     /* Only a complete login clears the failures: with MFA on, a right
      * password alone must not reset the count of wrong codes. */
     auth_throttle_clear(req, email);

@@ -11,23 +11,14 @@ int auth_logout(stoa_request_t *req)
     if (!p->session_id || stoa_principal_from_api_key(p))
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
                               "this token has no login session to end");
-    stoa_db_t *db = stoa_request_db(req);
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK)
-        return rc;
     const char *params[] = {p->session_id, p->user_id, "logout"};
-    stoa_db_result_t *res;
-    if ((rc = stoa_db_exec(db, req->arena, "session_revoke_one", params,
-                           &res)) != STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, AUTH_SQL(SESSION_REVOKE_ONE), params,
+                                NULL);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
                               "this token has no login session to end");
-    }
-    if ((rc = stoa_request_audit(req, NULL, "logout", p->user_id, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, "logout", p->user_id, NULL)) != STOA_OK)
         return rc;
     stoa_revoke_session_committed(&req->conns, req->arena, p->session_id);
     return stoa_http_empty(req, 204);

@@ -14,7 +14,6 @@
 #include "stoa/outbox.h"
 
 #define PROFILE_CACHE_TTL_S 300
-#define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
 
 /* Notification preferences a user may set; each a boolean. */
 static const char *const known_prefs[] = {"product_updates", "marketing",
@@ -61,7 +60,7 @@ int auth_me_get(stoa_request_t *req)
     }
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_by_id", params, &user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID), params, &user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
@@ -128,7 +127,7 @@ int auth_me_patch(stoa_request_t *req)
         return rc;
     const char *params[] = {user_id, name, prefs_text};
     stoa_db_result_t *user;
-    if ((rc = stoa_db_exec(db, req->arena, "user_update_profile", params,
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_UPDATE_PROFILE), params,
                            &user)) != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0) {
@@ -150,10 +149,10 @@ int auth_me_export(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_export", params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_EXPORT), params, &res);
     if (rc != STOA_OK)
         return rc;
-    const char *json = stoa_db_value(res, 0, 0);
+    const char *json = stoa_db_value(res, 0, EXPORT_COL_JSON);
     if (!json)
         return STOA_ERROR;
     stoa_http_header(req, "Content-Disposition",
@@ -176,12 +175,12 @@ int auth_me_delete(stoa_request_t *req)
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
+    int rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_ID), p1, &user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
-    const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
+    const char *phc = stoa_db_value(user, 0, USER_COL_PASSWORD_HASH);
     if (!phc || stoa_password_verify(phc, password) != STOA_OK) {
         stoa_request_field_error(req, "password", "incorrect");
         return stoa_http_invalid_fields(req);
@@ -194,11 +193,11 @@ int auth_me_delete(stoa_request_t *req)
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
         (rc = auth_revoke_sessions(req, user_id, NULL, "account_deleted",
                                    true, &revoked)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "user_erase", p1, NULL)) !=
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_ERASE), p1, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "refresh_delete_user", p1, NULL)) !=
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_DELETE_USER), p1, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "email_tokens_delete_user", p1,
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(EMAIL_TOKENS_DELETE_USER), p1,
                            NULL)) != STOA_OK ||
         (rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_DELETED, event)) !=
             STOA_OK ||

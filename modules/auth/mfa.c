@@ -32,8 +32,6 @@
 #define CHALLENGE_MAX_FAILURES "5"
 #define ACCOUNT_MAX_FAILURES "10"
 #define ACCOUNT_FAILURE_WINDOW_S "900"
-#define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
-#define COL_STATUS (AUTH_USER_NCOLUMNS + 1)
 
 static const char base32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -146,10 +144,10 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
     const char *p[] = {user_id, ACCOUNT_MAX_FAILURES, ACCOUNT_FAILURE_WINDOW_S};
     stoa_db_result_t *res;
     int rc =
-        stoa_db_exec(stoa_request_db(req), req->arena, "mfa_account_lock", p, &res);
+        stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_ACCOUNT_LOCK), p, &res);
     if (rc != STOA_OK)
         return rc;
-    long left = stoa_db_rows(res) == 1 ? atol(stoa_db_value(res, 0, 0)) : 0;
+    long left = stoa_db_rows(res) == 1 ? atol(stoa_db_value(res, 0, LOCK_COL_SECONDS)) : 0;
     if (left <= 0)
         return STOA_OK;
     if (in_transaction)
@@ -166,7 +164,7 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
 static int count_account_failure(stoa_request_t *req, const char *user_id)
 {
     const char *p[] = {user_id, ACCOUNT_FAILURE_WINDOW_S};
-    return stoa_db_exec(stoa_request_db(req), req->arena, "mfa_account_fail", p, NULL);
+    return stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_ACCOUNT_FAIL), p, NULL);
 }
 
 /* The current password, which turning TOTP on requires besides the
@@ -178,14 +176,14 @@ static int count_account_failure(stoa_request_t *req, const char *user_id)
 static int check_password(stoa_request_t *req, const stoa_db_result_t *user,
                           const char *password)
 {
-    const char *email = stoa_db_value(user, 0, 1);
+    const char *email = stoa_db_value(user, 0, USER_COL_EMAIL);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;
-    const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
+    const char *phc = stoa_db_value(user, 0, USER_COL_PASSWORD_HASH);
     if (phc && stoa_password_verify(phc, password) == STOA_OK)
         return STOA_OK;
     auth_throttle_fail(req, email);
-    const char *user_id = stoa_db_value(user, 0, 0);
+    const char *user_id = stoa_db_value(user, 0, USER_COL_ID);
     if (stoa_request_audit(req, NULL, "mfa.password_failed", user_id, NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "audit of a failed MFA password not written");
     return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
@@ -239,7 +237,7 @@ static int enrolment_body(stoa_request_t *req, bool with_code,
 static int caller_row(stoa_request_t *req, stoa_db_result_t **user)
 {
     const char *p[] = {req->principal.user_id};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "user_by_id", p, user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID), p, user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*user) == 0)
@@ -307,7 +305,7 @@ int auth_mfa_enroll(stoa_request_t *req)
     const char *p2[] = {user_id, bytea_param(req, sealed, sizeof(sealed))};
     stoa_db_result_t *res;
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_enroll", p2, &res)) != STOA_OK)
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_ENROLL), p2, &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
@@ -324,7 +322,7 @@ int auth_mfa_enroll(stoa_request_t *req)
     stoa_buf_puts(&uri, "otpauth://totp/");
     percent(&uri, issuer);
     stoa_buf_puts(&uri, ":");
-    percent(&uri, stoa_db_value(user, 0, 1));
+    percent(&uri, stoa_db_value(user, 0, USER_COL_EMAIL));
     stoa_buf_printf(&uri, "?secret=%s&issuer=", b32);
     percent(&uri, issuer);
     stoa_buf_puts(&uri, "&algorithm=SHA1&digits=6&period=30");
@@ -351,21 +349,21 @@ int auth_mfa_confirm(stoa_request_t *req)
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_get", p1, &res)) != STOA_OK)
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p1, &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENROLLED,
                               "start with POST /v1/auth/mfa/totp/enroll");
     }
-    if (stoa_db_value(res, 0, 1)[0] == 't') {
+    if (stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] == 't') {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,
                               "two-factor authentication is already on");
     }
     uint8_t secret[TOTP_SECRET_MAX];
     size_t slen;
-    if (!open_secret_for(req, user_id, stoa_db_value(res, 0, 0), secret,
+    if (!open_secret_for(req, user_id, stoa_db_value(res, 0, MFA_COL_SECRET_SEALED), secret,
                          &slen)) {
         stoa_db_rollback(db);
         return secret_unreadable(req, user_id);
@@ -402,10 +400,10 @@ int auth_mfa_confirm(stoa_request_t *req)
     snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
     const char *p2[] = {user_id, step_s};
     const char *p3[] = {user_id, hashes.data};
-    if ((rc = stoa_db_exec(db, req->arena, "mfa_confirm", p2, NULL)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_recovery_delete", p1, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CONFIRM), p2, NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_DELETE), p1, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_recovery_insert", p3, NULL)) !=
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_INSERT), p3, NULL)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, NULL, "mfa.enabled", user_id, NULL)) != STOA_OK ||
         (rc = auth_mail_user(req, user, "mfa_enabled")) != STOA_OK ||
@@ -448,13 +446,13 @@ int auth_mfa_disable(stoa_request_t *req)
     int rc = caller_row(req, &user);
     if (rc != STOA_OK)
         return rc;
-    const char *email = stoa_db_value(user, 0, 1);
+    const char *email = stoa_db_value(user, 0, USER_COL_EMAIL);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_get", p1, &res)) != STOA_OK)
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p1, &res)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, 1)[0] != 't') {
+    if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] != 't') {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENABLED,
                               "two-factor authentication is off");
@@ -471,16 +469,16 @@ int auth_mfa_disable(stoa_request_t *req)
             return rc;
         uint8_t secret[TOTP_SECRET_MAX];
         size_t slen;
-        if (!open_secret_for(req, user_id, stoa_db_value(res, 0, 0), secret,
+        if (!open_secret_for(req, user_id, stoa_db_value(res, 0, MFA_COL_SECRET_SEALED), secret,
                              &slen)) {
             stoa_db_rollback(db);
             return secret_unreadable(req, user_id);
         }
         ok = totp_match(secret, slen, code,
-                        atoll(stoa_db_value(res, 0, 2))) != 0;
+                        atoll(stoa_db_value(res, 0, MFA_COL_LAST_USED_STEP))) != 0;
         stoa_wipe(secret, sizeof(secret));
     } else {
-        const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
+        const char *phc = stoa_db_value(user, 0, USER_COL_PASSWORD_HASH);
         ok = phc && stoa_password_verify(phc, password) == STOA_OK;
     }
     if (!ok) {
@@ -497,8 +495,8 @@ int auth_mfa_disable(stoa_request_t *req)
         stoa_request_field_error(req, code ? "code" : "password", "incorrect");
         return stoa_http_invalid_fields(req);
     }
-    if ((rc = stoa_db_exec(db, req->arena, "mfa_delete", p1, NULL)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_recovery_delete", p1, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_DELETE), p1, NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_DELETE), p1, NULL)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, NULL, "mfa.disabled", user_id, NULL)) != STOA_OK ||
         (rc = auth_mail_user(req, user, "mfa_disabled")) != STOA_OK ||
@@ -512,10 +510,10 @@ int auth_mfa_enabled(stoa_request_t *req, const char *user_id, bool *enabled)
 {
     const char *p[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_enabled", p, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_ENABLED), p, &res);
     if (rc != STOA_OK)
         return rc;
-    *enabled = stoa_db_value(res, 0, 0)[0] == 't';
+    *enabled = stoa_db_value(res, 0, MFA_ENABLED_COL_ENABLED)[0] == 't';
     return STOA_OK;
 }
 
@@ -530,7 +528,7 @@ int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
     auth_new_token(req, &token, &hash);
     const char *p[] = {hash, user_id};
     rc =
-        stoa_db_exec(stoa_request_db(req), req->arena, "mfa_challenge_insert", p, NULL);
+        stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_CHALLENGE_INSERT), p, NULL);
     if (rc != STOA_OK)
         return rc;
     char *details = stoa_arena_sprintf(req->arena, "{\"mfa_token\":\"%s\"}",
@@ -585,13 +583,13 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
     stoa_wipe(canonical, sizeof(canonical));
     const char *p1[] = {user_id};
     stoa_db_result_t *codes;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_recovery_unused", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_RECOVERY_UNUSED), p1,
                           &codes);
     if (rc != STOA_OK)
         return rc;
     bool match = false;
     for (int i = 0; i < stoa_db_rows(codes); i++) {
-        const char *hex = stoa_db_value(codes, i, 0);
+        const char *hex = stoa_db_value(codes, i, RECOVERY_COL_CODE_HASH);
         uint8_t stored[STOA_SHA256_LEN];
         size_t n = 0;
         /* bytea text form: "\x" then 64 hex digits. */
@@ -605,7 +603,7 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
         return STOA_OK;
     const char *p2[] = {user_id, bytea_param(req, d, sizeof(d))};
     stoa_db_result_t *spent;
-    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_recovery_use", p2,
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_RECOVERY_USE), p2,
                            &spent)) != STOA_OK)
         return rc;
     *used = stoa_db_rows(spent) == 1;
@@ -621,16 +619,16 @@ static int use_totp_code(stoa_request_t *req, const char *user_id,
     *used = false;
     const char *p[] = {user_id};
     stoa_db_result_t *totp;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_get", p, &totp);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_GET), p, &totp);
     if (rc != STOA_OK || stoa_db_rows(totp) != 1)
         return rc;
     uint8_t secret[TOTP_SECRET_MAX];
     size_t slen;
-    if (!open_secret_for(req, user_id, stoa_db_value(totp, 0, 0), secret,
+    if (!open_secret_for(req, user_id, stoa_db_value(totp, 0, MFA_COL_SECRET_SEALED), secret,
                          &slen))
         return secret_unreadable(req, user_id);
     int64_t step =
-        totp_match(secret, slen, code, atoll(stoa_db_value(totp, 0, 2)));
+        totp_match(secret, slen, code, atoll(stoa_db_value(totp, 0, MFA_COL_LAST_USED_STEP)));
     stoa_wipe(secret, sizeof(secret));
     if (!step)
         return STOA_OK;
@@ -638,11 +636,21 @@ static int use_totp_code(stoa_request_t *req, const char *user_id,
     snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
     const char *p2[] = {user_id, step_s};
     stoa_db_result_t *spent;
-    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "mfa_use_step", p2,
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_USE_STEP), p2,
                            &spent)) != STOA_OK)
         return rc;
     *used = stoa_db_rows(spent) == 1;
     return STOA_OK;
+}
+
+/* The audit detail of a login completed with a second factor. */
+static char *mfa_detail(stoa_request_t *req)
+{
+    stoa_jw_t *w = stoa_jw_arena(req->arena);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_bool(w, "mfa", true);
+    stoa_jw_object_close(w);
+    return stoa_jw_arena_text(req->arena, w);
 }
 
 int auth_mfa_verify(stoa_request_t *req)
@@ -678,7 +686,7 @@ int auth_mfa_verify(stoa_request_t *req)
      * the old password cannot finish after it. */
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "mfa_challenge_owner", p1,
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_OWNER), p1,
                            &owner)) != STOA_OK)
         return rc;
     if (stoa_db_rows(owner) == 0) {
@@ -686,35 +694,35 @@ int auth_mfa_verify(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
                               "the mfa_token is unknown, used or expired");
     }
-    const char *user_id = stoa_db_value(owner, 0, 0);
-    if ((rc = stoa_db_exec(db, req->arena, "user_for_session", &user_id,
+    const char *user_id = stoa_db_value(owner, 0, TOKEN_COL_USER_ID);
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_FOR_SESSION), &user_id,
                            &user)) != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0 ||
-        strcmp(stoa_db_value(user, 0, COL_STATUS), "active") != 0) {
+        strcmp(stoa_db_value(user, 0, USER_COL_STATUS), "active") != 0) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
                               "the account is not active");
     }
-    if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_get", p_get,
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_GET), p_get,
                            &challenge)) != STOA_OK)
         return rc;
     if (stoa_db_rows(challenge) == 0 ||
-        strcmp(stoa_db_value(challenge, 0, 0), user_id) != 0) {
+        strcmp(stoa_db_value(challenge, 0, CHALLENGE_COL_USER_ID), user_id) != 0) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
                               "the mfa_token is unknown, used or expired");
     }
     /* The address lock first: an address that is locked out is told so,
      * whatever it presents. */
-    const char *email = stoa_db_value(user, 0, 1);
+    const char *email = stoa_db_value(user, 0, USER_COL_EMAIL);
     if (auth_throttle_check(req, email) != STOA_OK) {
         stoa_db_rollback(db);
         return STOA_DECLINED;
     }
     /* Used, expired, or killed by its wrong codes: gone, even for the
      * right code. */
-    if (stoa_db_value(challenge, 0, 1)[0] != 't') {
+    if (stoa_db_value(challenge, 0, CHALLENGE_COL_USABLE)[0] != 't') {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
                               "the mfa_token is unknown, used or expired");
@@ -731,7 +739,7 @@ int auth_mfa_verify(stoa_request_t *req)
     if (!ok) {
         /* Committed, not rolled back: the next guess on this challenge
          * or account, waiting on the row locks, must see this one. */
-        if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_fail", p1,
+        if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_FAIL), p1,
                                NULL)) != STOA_OK ||
             (rc = count_account_failure(req, user_id)) != STOA_OK ||
             (rc = stoa_request_audit(req, user_id, "mfa.failed", user_id, NULL)) !=
@@ -743,17 +751,19 @@ int auth_mfa_verify(stoa_request_t *req)
                               "the code is wrong, expired or already used");
     }
     bool used_recovery = !code;
-    if ((rc = stoa_db_exec(db, req->arena, "mfa_challenge_use", p1, NULL)) !=
+    auth_tokens_t tokens;
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_USE), p1, NULL)) !=
             STOA_OK ||
         (used_recovery &&
          ((rc = stoa_request_audit(req, user_id, "mfa.recovery_code_used", user_id,
                            NULL)) != STOA_OK ||
           (rc = auth_mail_user(req, user, "recovery_code_used")) != STOA_OK)) ||
-        (rc = auth_start_session(req, user)) != STOA_OK ||
+        (rc = auth_start_session(req, user, &tokens)) != STOA_OK ||
         (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id,
-                         "{\"mfa\":true}")) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+                                 mfa_detail(req))) != STOA_OK ||
+        (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
         return rc;
+    auth_write_tokens(req, tokens.access, tokens.refresh, user);
     auth_throttle_clear(req, email);
     return STOA_OK;
 }

@@ -5,8 +5,6 @@
 #include "stoa/log.h"
 #include "stoa/mail_link.h"
 
-#define COL_PASSWORD_HASH AUTH_USER_NCOLUMNS
-
 int auth_password_forgot(stoa_request_t *req)
 {
     const stoa_json_t *body;
@@ -43,7 +41,7 @@ static int replace_password(stoa_request_t *req, const stoa_db_result_t *user,
                             const char *password, const char *keep_session,
                             const char *action)
 {
-    const char *user_id = stoa_db_value(user, 0, 0);
+    const char *user_id = stoa_db_value(user, 0, USER_COL_ID);
     char *hash;
     if (auth_password_hash(req, password, &hash) != STOA_OK)
         return STOA_ERROR;
@@ -51,7 +49,7 @@ static int replace_password(stoa_request_t *req, const stoa_db_result_t *user,
     const char *p1[] = {user_id, hash};
     stoa_db_result_t *revoked;
     int rc;
-    if ((rc = stoa_db_exec(db, req->arena, "user_set_password", p1, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_SET_PASSWORD), p1, NULL)) !=
             STOA_OK ||
         /* A reset (no session kept: the caller proved only the mailbox)
          * also revokes every API key: whoever held the account before
@@ -86,7 +84,7 @@ int auth_password_reset(stoa_request_t *req)
      * older mail lying in the inbox cannot set the password again. */
     const char *p1[] = {auth_token_hash_param(req, token)};
     stoa_db_result_t *res, *user;
-    if ((rc = stoa_db_exec(db, req->arena, "reset_tokens_spend", p1, &res)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(RESET_TOKENS_SPEND), p1, &res)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
@@ -94,8 +92,8 @@ int auth_password_reset(stoa_request_t *req)
         return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
                                  "the link is invalid, used or expired");
     }
-    const char *p2[] = {stoa_db_value(res, 0, 0)};
-    if ((rc = stoa_db_exec(db, req->arena, "user_by_id", p2, &user)) !=
+    const char *p2[] = {stoa_db_value(res, 0, TOKEN_COL_USER_ID)};
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_ID), p2, &user)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0) {
@@ -105,8 +103,8 @@ int auth_password_reset(stoa_request_t *req)
     }
     /* A refused password rolls back, so the token stays usable. */
     if (!auth_password_acceptable(req, "password", password,
-                                  stoa_db_value(user, 0, 1),
-                                  stoa_db_value(user, 0, 2))) {
+                                  stoa_db_value(user, 0, USER_COL_EMAIL),
+                                  stoa_db_value(user, 0, USER_COL_NAME))) {
         stoa_db_rollback(db);
         return stoa_http_invalid_fields(req);
     }
@@ -130,22 +128,22 @@ int auth_password_change(stoa_request_t *req)
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {req->principal.user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, "user_by_id", p1, &user);
+    int rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_ID), p1, &user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
-    const char *email = stoa_db_value(user, 0, 1);
+    const char *email = stoa_db_value(user, 0, USER_COL_EMAIL);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;
-    const char *phc = stoa_db_value(user, 0, COL_PASSWORD_HASH);
+    const char *phc = stoa_db_value(user, 0, USER_COL_PASSWORD_HASH);
     if (!phc || stoa_password_verify(phc, current) != STOA_OK) {
         auth_throttle_fail(req, email);
         stoa_request_field_error(req, "current_password", "incorrect");
         return stoa_http_invalid_fields(req);
     }
     if (!auth_password_acceptable(req, "new_password", next, email,
-                                  stoa_db_value(user, 0, 2)))
+                                  stoa_db_value(user, 0, USER_COL_NAME)))
         return stoa_http_invalid_fields(req);
     if ((rc = stoa_db_begin(db)) != STOA_OK)
         return rc;

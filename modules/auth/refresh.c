@@ -62,7 +62,7 @@ int auth_refresh(stoa_request_t *req)
         return rc;
     const char *p1[] = {hash, window};
     stoa_db_result_t *row;
-    if ((rc = stoa_db_exec(db, req->arena, "refresh_lookup", p1, &row)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_LOOKUP), p1, &row)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(row) == 0) {
@@ -70,14 +70,14 @@ int auth_refresh(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
                               "unknown or expired refresh token");
     }
-    const char *session_id = stoa_db_value(row, 0, 0);
-    bool spent = stoa_db_value(row, 0, 1)[0] == 't';
-    const char *in_window = stoa_db_value(row, 0, 2);
-    const char *sealed = stoa_db_value(row, 0, 3);
-    bool live = stoa_db_value(row, 0, 4)[0] == 't';
-    const char *user_id = stoa_db_value(row, 0, 5);
-    const char *role = stoa_db_value(row, 0, 6);
-    bool active = strcmp(stoa_db_value(row, 0, 7), "active") == 0;
+    const char *session_id = stoa_db_value(row, 0, REFRESH_COL_SESSION_ID);
+    bool spent = stoa_db_value(row, 0, REFRESH_COL_SPENT)[0] == 't';
+    const char *in_window = stoa_db_value(row, 0, REFRESH_COL_SPENT_IN_WINDOW);
+    const char *sealed = stoa_db_value(row, 0, REFRESH_COL_SUCCESSOR_SEALED);
+    bool live = stoa_db_value(row, 0, REFRESH_COL_LIVE)[0] == 't';
+    const char *user_id = stoa_db_value(row, 0, REFRESH_COL_USER_ID);
+    const char *role = stoa_db_value(row, 0, REFRESH_COL_ROLE);
+    bool active = strcmp(stoa_db_value(row, 0, REFRESH_COL_STATUS), "active") == 0;
     if (!live || !active) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
@@ -93,7 +93,7 @@ int auth_refresh(stoa_request_t *req)
         }
         /* Reuse after the window: the token family is compromised. */
         const char *p2[] = {session_id, user_id, "refresh_token_reused"};
-        if ((rc = stoa_db_exec(db, req->arena, "session_revoke_one", p2,
+        if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(SESSION_REVOKE_ONE), p2,
                                NULL)) != STOA_OK ||
             (rc = stoa_request_audit(req, user_id, "refresh.reused", user_id,
                                      NULL)) != STOA_OK ||
@@ -129,11 +129,11 @@ int auth_refresh(stoa_request_t *req)
     const char *p3[] = {hash, box_hex};
     const char *p4[] = {next_hash, session_id, ttl};
     const char *p5[] = {session_id, ttl};
-    if ((rc = stoa_db_exec(db, req->arena, "refresh_spend", p3, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_SPEND), p3, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "refresh_insert", p4, NULL)) !=
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_INSERT), p4, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "session_touch", p5, NULL)) !=
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(SESSION_TOUCH), p5, NULL)) !=
             STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;

@@ -62,7 +62,7 @@ int auth_register(stoa_request_t *req)
         return rc;
     const char *params[] = {email, name, hash};
     stoa_db_result_t *user;
-    rc = stoa_db_exec(db, req->arena, "user_insert", params, &user);
+    rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_INSERT), params, &user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0) {
@@ -70,7 +70,7 @@ int auth_register(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_EMAIL_TAKEN,
                               "an account with this email already exists");
     }
-    const char *user_id = stoa_db_value(user, 0, 0);
+    const char *user_id = stoa_db_value(user, 0, USER_COL_ID);
     char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
     if ((rc = queue_verification(req, user_id, email, name)) != STOA_OK ||
         (rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_CREATED, event)) !=

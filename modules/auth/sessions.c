@@ -5,35 +5,36 @@
 #include "stoa/crypto.h"
 #include "stoa/revoke.h"
 
+static const stoa_column_t session_columns[] = {
+    {"id", SESSIONS_COL_ID, STOA_COLUMN_TEXT},
+    {"created_at", SESSIONS_COL_CREATED_AT, STOA_COLUMN_TEXT},
+    {"last_used_at", SESSIONS_COL_LAST_USED_AT, STOA_COLUMN_TEXT},
+    {"user_agent", SESSIONS_COL_USER_AGENT, STOA_COLUMN_TEXT},
+    {"ip", SESSIONS_COL_IP, STOA_COLUMN_TEXT},
+};
+
+/* "current": the session of the token that asks. */
+static void session_current(stoa_request_t *req, stoa_jw_t *w,
+                            const stoa_db_result_t *res, int row)
+{
+    const char *current = req->principal.session_id;
+    const char *id = stoa_db_value(res, row, SESSIONS_COL_ID);
+    stoa_jw_kv_bool(w, "current", current && strcmp(current, id) == 0);
+}
+
 int auth_sessions_list(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "sessions_list", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(SESSIONS_LIST), params,
                           &res);
     if (rc != STOA_OK)
         return rc;
-    const char *current = req->principal.session_id;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < stoa_db_rows(res); i++) {
-        const char *id = stoa_db_value(res, i, 0);
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", id);
-        stoa_jw_kv_string(w, "created_at", stoa_db_value(res, i, 1));
-        stoa_jw_kv_string(w, "last_used_at", stoa_db_value(res, i, 2));
-        stoa_jw_kv_string(w, "user_agent", stoa_db_value(res, i, 3));
-        stoa_jw_kv_string(w, "ip", stoa_db_value(res, i, 4));
-        stoa_jw_kv_bool(w, "current", current && strcmp(current, id) == 0);
-        stoa_jw_object_close(w);
-    }
-    stoa_jw_array_close(w);
-    stoa_jw_key(w, "next_cursor");
-    stoa_jw_null(w);
-    stoa_jw_object_close(w);
-    return stoa_http_send(req);
+    /* At most the newest 100 (the statement's LIMIT): not paged. */
+    static const stoa_list_t list = {session_columns,
+                                     STOA_ARRAY_LEN(session_columns),
+                                     session_current, 0, 0};
+    return stoa_http_list(req, res, NULL, &list);
 }
 
 int auth_sessions_delete(stoa_request_t *req)
@@ -41,23 +42,15 @@ int auth_sessions_delete(stoa_request_t *req)
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such session");
-    stoa_db_t *db = stoa_request_db(req);
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK)
-        return rc;
     const char *params[] = {id, req->principal.user_id, "revoked_by_user"};
-    stoa_db_result_t *res;
-    if ((rc = stoa_db_exec(db, req->arena, "session_revoke_one", params,
-                           &res)) != STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, AUTH_SQL(SESSION_REVOKE_ONE), params,
+                                NULL);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such session");
-    }
-    char *details = stoa_arena_sprintf(req->arena, "{\"session_id\":\"%s\"}", id);
-    if ((rc = stoa_request_audit(req, NULL, "session.revoked", req->principal.user_id,
-                         details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    char *details = stoa_json_pair(req->arena, "session_id", id);
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, "session.revoked",
+                                  req->principal.user_id, details)) != STOA_OK)
         return rc;
     stoa_revoke_session_committed(&req->conns, req->arena, id);
     return stoa_http_empty(req, 204);
@@ -65,17 +58,14 @@ int auth_sessions_delete(stoa_request_t *req)
 
 int auth_sessions_delete_others(stoa_request_t *req)
 {
-    stoa_db_t *db = stoa_request_db(req);
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK)
-        return rc;
+    int rc = stoa_request_begin(req, NULL, NULL, NULL);
     stoa_db_result_t *revoked;
-    if ((rc = auth_revoke_sessions(req, req->principal.user_id,
+    if (rc != STOA_OK ||
+        (rc = auth_revoke_sessions(req, req->principal.user_id,
                                    req->principal.session_id,
                                    "revoked_by_user", false, &revoked)) != STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "sessions.revoked_others",
-                         req->principal.user_id, NULL)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+        (rc = stoa_request_commit(req, "sessions.revoked_others",
+                                  req->principal.user_id, NULL)) != STOA_OK)
         return rc;
     auth_mark_revoked(req, revoked);
     return stoa_http_empty(req, 204);

@@ -128,7 +128,7 @@ static int check_in_postgres(stoa_request_t *req, const char *email)
     const char *p[] = {subject_hash(req, email), address_of(req),
                        THROTTLE_WINDOW_PARAM, THROTTLE_ACCOUNT_LIMIT_PARAM};
     stoa_db_result_t *res;
-    if (stoa_db_exec(stoa_request_db(req), req->arena, "login_failure_lock", p,
+    if (stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(LOGIN_FAILURE_LOCK), p,
                      &res) != STOA_OK) {
         stoa_log(STOA_LOG_ERR, "login throttle: Postgres could not judge "
                                "an attempt; the password alone decides");
@@ -136,7 +136,7 @@ static int check_in_postgres(stoa_request_t *req, const char *email)
     }
     if (stoa_db_rows(res) == 0)
         return STOA_OK;
-    return refuse_with(req, atol(stoa_db_value(res, 0, 0)));
+    return refuse_with(req, atol(stoa_db_value(res, 0, LOCK_COL_SECONDS)));
 }
 
 /* Whether Redis has held every failure of the last window, from the
@@ -195,7 +195,7 @@ static void record_failure(stoa_request_t *req, const char *email)
 {
     const char *p[] = {subject_hash(req, email), address_of(req),
                        THROTTLE_WINDOW_PARAM};
-    if (stoa_db_exec(stoa_request_db(req), req->arena, "login_failure_insert",
+    if (stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(LOGIN_FAILURE_INSERT),
                      p, NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "login throttle: a failure was not recorded "
                                "in Postgres");
@@ -254,7 +254,7 @@ void auth_throttle_fail(stoa_request_t *req, const char *email)
 void auth_throttle_clear(stoa_request_t *req, const char *email)
 {
     const char *p[] = {subject_hash(req, email), address_of(req)};
-    if (stoa_db_exec(stoa_request_db(req), req->arena, "login_failure_clear", p,
+    if (stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(LOGIN_FAILURE_CLEAR), p,
                      NULL) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "login throttle: failures in Postgres not "
                                 "cleared");

@@ -15,17 +15,17 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                      int col)
 {
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "id", stoa_db_value(res, row, col));
-    stoa_jw_kv_string(w, "email", stoa_db_value(res, row, col + 1));
-    stoa_jw_kv_string(w, "name", stoa_db_value(res, row, col + 2));
-    stoa_jw_kv_string(w, "role", stoa_db_value(res, row, col + 3));
-    const char *verified = stoa_db_value(res, row, col + 4);
+    stoa_jw_kv_string(w, "id", stoa_db_value(res, row, col + USER_COL_ID));
+    stoa_jw_kv_string(w, "email", stoa_db_value(res, row, col + USER_COL_EMAIL));
+    stoa_jw_kv_string(w, "name", stoa_db_value(res, row, col + USER_COL_NAME));
+    stoa_jw_kv_string(w, "role", stoa_db_value(res, row, col + USER_COL_ROLE));
+    const char *verified = stoa_db_value(res, row, col + USER_COL_EMAIL_VERIFIED);
     stoa_jw_kv_bool(w, "email_verified", verified && verified[0] == 't');
-    const char *mfa = stoa_db_value(res, row, col + 7);
+    const char *mfa = stoa_db_value(res, row, col + USER_COL_MFA_ENABLED);
     stoa_jw_kv_bool(w, "mfa_enabled", mfa && mfa[0] == 't');
-    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, row, col + 5));
+    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, row, col + USER_COL_CREATED_AT));
     stoa_jw_key(w, "notification_prefs");
-    const char *prefs = stoa_db_value(res, row, col + 6);
+    const char *prefs = stoa_db_value(res, row, col + USER_COL_NOTIFICATION_PREFS);
     stoa_jw_raw(w, prefs ? prefs : "{}", prefs ? strlen(prefs) : 2);
     stoa_jw_object_close(w);
 }

@@ -18,7 +18,7 @@ int auth_verify_email(stoa_request_t *req)
         return rc;
     const char *p1[] = {auth_token_hash_param(req, token), "verify_email"};
     stoa_db_result_t *res;
-    if ((rc = stoa_db_exec(db, req->arena, "email_token_use", p1, &res)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(EMAIL_TOKEN_USE), p1, &res)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
@@ -26,10 +26,10 @@ int auth_verify_email(stoa_request_t *req)
         return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
                                  "the link is invalid, used or expired");
     }
-    const char *user_id = stoa_db_value(res, 0, 0);
+    const char *user_id = stoa_db_value(res, 0, TOKEN_COL_USER_ID);
     const char *p2[] = {user_id};
     stoa_db_result_t *user;
-    if ((rc = stoa_db_exec(db, req->arena, "user_verify_email", p2, &user)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_VERIFY_EMAIL), p2, &user)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0) {

@@ -19,22 +19,22 @@ static int ensure_customer(stoa_request_t *req, const char **customer)
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(db, req->arena, "customer_of_user", p1, &res);
+    int rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 1) {
-        *customer = stoa_db_value(res, 0, 0);
+        *customer = stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID);
         return STOA_OK;
     }
-    if ((rc = stoa_db_exec(db, req->arena, "user_contact", p1, &res)) !=
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(USER_CONTACT), p1, &res)) !=
         STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     stoa_buf_t form;
     stoa_buf_init(&form);
-    stoa_stripe_form(&form, "email", stoa_db_value(res, 0, 0));
-    stoa_stripe_form(&form, "name", stoa_db_value(res, 0, 1));
+    stoa_stripe_form(&form, "email", stoa_db_value(res, 0, CONTACT_COL_EMAIL));
+    stoa_stripe_form(&form, "name", stoa_db_value(res, 0, CONTACT_COL_NAME));
     stoa_stripe_form(&form, "metadata[user_id]", user_id);
     const stoa_json_t *obj;
     stoa_stripe_error_t err;
@@ -48,14 +48,16 @@ static int ensure_customer(stoa_request_t *req, const char **customer)
     if (!id)
         return STOA_ERROR;
     const char *p2[] = {user_id, id};
-    if ((rc = stoa_db_exec(db, req->arena, "customer_insert", p2, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_INSERT), p2, NULL)) !=
         STOA_OK)
         return rc;
     /* Whoever won a race, the stored link is the truth. */
-    if ((rc = stoa_db_exec(db, req->arena, "customer_of_user", p1, &res)) !=
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1, &res)) !=
         STOA_OK)
         return rc;
-    *customer = stoa_db_rows(res) ? stoa_db_value(res, 0, 0) : id;
+    *customer = stoa_db_rows(res)
+                    ? stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID)
+                    : id;
     return STOA_OK;
 }
 
@@ -97,19 +99,19 @@ int billing_checkout(stoa_request_t *req)
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {price_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(db, req->arena, "price_for_checkout", p1, &res);
+    int rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICE_FOR_CHECKOUT), p1, &res);
     if (rc != STOA_OK)
         return rc;
-    if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, 1)[0] != 't') {
+    if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, CHECKOUT_COL_BUYABLE)[0] != 't') {
         stoa_request_field_error(req, "price_id", "unknown_or_inactive");
         return stoa_http_invalid_fields(req);
     }
-    const char *stripe_price = stoa_db_value(res, 0, 0);
+    const char *stripe_price = stoa_db_value(res, 0, CHECKOUT_COL_STRIPE_PRICE_ID);
     if (!stripe_price)
         return stoa_http_fail(req, STOA_ERR_PRICE_NOT_SYNCED,
                               "this price has not been pushed to Stripe yet");
     const char *p2[] = {req->principal.user_id};
-    if ((rc = stoa_db_exec(db, req->arena, "live_subscription_of_user", p2,
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(LIVE_SUBSCRIPTION_OF_USER), p2,
                            &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) > 0)
@@ -155,7 +157,7 @@ int billing_portal(stoa_request_t *req)
 {
     const char *p1[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "customer_of_user", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1,
                           &res);
     if (rc != STOA_OK)
         return rc;
@@ -165,7 +167,7 @@ int billing_portal(stoa_request_t *req)
                               "first");
     stoa_buf_t form;
     stoa_buf_init(&form);
-    stoa_stripe_form(&form, "customer", stoa_db_value(res, 0, 0));
+    stoa_stripe_form(&form, "customer", stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID));
     stoa_stripe_form(&form, "return_url", req->ctx->conf.public_url);
     const stoa_json_t *obj;
     stoa_stripe_error_t err;
@@ -188,38 +190,38 @@ int billing_portal(stoa_request_t *req)
 static void write_subscription(stoa_jw_t *w, const stoa_db_result_t *res)
 {
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "status", stoa_db_value(res, 0, 1));
+    stoa_jw_kv_string(w, "status", stoa_db_value(res, 0, SUBSCRIPTION_COL_STATUS));
     stoa_jw_key(w, "plan");
-    if (stoa_db_value(res, 0, 2)) {
+    if (stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_KEY)) {
         stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "key", stoa_db_value(res, 0, 2));
-        stoa_jw_kv_string(w, "name", stoa_db_value(res, 0, 3));
+        stoa_jw_kv_string(w, "key", stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_KEY));
+        stoa_jw_kv_string(w, "name", stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_NAME));
         stoa_jw_object_close(w);
     } else {
         stoa_jw_null(w);
     }
     stoa_jw_key(w, "price");
-    if (stoa_db_value(res, 0, 4)) {
+    if (stoa_db_value(res, 0, SUBSCRIPTION_COL_PRICE_ID)) {
         stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, 0, 4));
-        stoa_jw_kv_integer(w, "amount", atoll(stoa_db_value(res, 0, 5)));
-        stoa_jw_kv_string(w, "currency", stoa_db_value(res, 0, 6));
-        stoa_jw_kv_string(w, "interval", stoa_db_value(res, 0, 7));
+        stoa_jw_kv_string(w, "id", stoa_db_value(res, 0, SUBSCRIPTION_COL_PRICE_ID));
+        stoa_jw_kv_integer(w, "amount", atoll(stoa_db_value(res, 0, SUBSCRIPTION_COL_AMOUNT)));
+        stoa_jw_kv_string(w, "currency", stoa_db_value(res, 0, SUBSCRIPTION_COL_CURRENCY));
+        stoa_jw_kv_string(w, "interval", stoa_db_value(res, 0, SUBSCRIPTION_COL_INTERVAL));
         stoa_jw_object_close(w);
     } else {
         stoa_jw_null(w);
     }
-    stoa_jw_kv_string(w, "current_period_end", stoa_db_value(res, 0, 8));
+    stoa_jw_kv_string(w, "current_period_end", stoa_db_value(res, 0, SUBSCRIPTION_COL_CURRENT_PERIOD_END));
     stoa_jw_kv_bool(w, "cancel_at_period_end",
-                    stoa_db_value(res, 0, 9)[0] == 't');
-    stoa_jw_kv_string(w, "trial_end", stoa_db_value(res, 0, 10));
+                    stoa_db_value(res, 0, SUBSCRIPTION_COL_CANCEL_AT_PERIOD_END)[0] == 't');
+    stoa_jw_kv_string(w, "trial_end", stoa_db_value(res, 0, SUBSCRIPTION_COL_TRIAL_END));
     stoa_jw_object_close(w);
 }
 
 static int load_subscription(stoa_request_t *req, stoa_db_result_t **res)
 {
     const char *p1[] = {req->principal.user_id};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "subscription_of_user", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(SUBSCRIPTION_OF_USER), p1,
                           res);
     if (rc != STOA_OK)
         return rc;
@@ -246,12 +248,12 @@ int billing_subscription_cancel(stoa_request_t *req)
     int rc = load_subscription(req, &res);
     if (rc != STOA_OK)
         return rc;
-    const char *status = stoa_db_value(res, 0, 1);
+    const char *status = stoa_db_value(res, 0, SUBSCRIPTION_COL_STATUS);
     if (strcmp(status, "trialing") != 0 && strcmp(status, "active") != 0 &&
         strcmp(status, "past_due") != 0)
         return stoa_http_fail(req, STOA_ERR_NOT_CANCELABLE,
                               "the subscription is not active");
-    const char *sub = stoa_db_value(res, 0, 0);
+    const char *sub = stoa_db_value(res, 0, SUBSCRIPTION_COL_STRIPE_ID);
     stoa_buf_t form;
     stoa_buf_init(&form);
     stoa_stripe_form(&form, "cancel_at_period_end", "true");
@@ -265,16 +267,16 @@ int billing_subscription_cancel(stoa_request_t *req)
     stoa_buf_free(&form);
     if (rc != STOA_OK)
         return billing_stripe_failed(req, rc, &err);
-    stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {sub};
-    char *details = stoa_arena_sprintf(req->arena, "{\"subscription\":\"%s\"}",
-                                       sub);
-    if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "subscription_set_cancel", p1,
-                           NULL)) != STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "subscription.cancel_requested", NULL,
-                         details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    char *details = stoa_json_pair(req->arena, "subscription", sub);
+    /* An update of nothing (the row not yet written by the webhook) is
+     * no refusal: Stripe has the cancellation either way. */
+    if ((rc = stoa_request_begin(req, NULL, NULL, NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                           BILLING_SQL(SUBSCRIPTION_SET_CANCEL), p1, NULL)) !=
+            STOA_OK ||
+        (rc = stoa_request_commit(req, "subscription.cancel_requested", NULL,
+                                  details)) != STOA_OK)
         return rc;
     if ((rc = load_subscription(req, &res)) != STOA_OK)
         return rc;
@@ -283,43 +285,35 @@ int billing_subscription_cancel(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
+static const stoa_column_t invoice_columns[] = {
+    {"id", INVOICE_COL_ID, STOA_COLUMN_TEXT},
+    {"number", INVOICE_COL_NUMBER, STOA_COLUMN_TEXT},
+    {"amount_due", INVOICE_COL_AMOUNT_DUE, STOA_COLUMN_INTEGER},
+    {"amount_paid", INVOICE_COL_AMOUNT_PAID, STOA_COLUMN_INTEGER},
+    {"amount_refunded", INVOICE_COL_AMOUNT_REFUNDED, STOA_COLUMN_INTEGER},
+    {"currency", INVOICE_COL_CURRENCY, STOA_COLUMN_TEXT},
+    {"status", INVOICE_COL_STATUS, STOA_COLUMN_TEXT},
+    {"created", INVOICE_COL_CREATED, STOA_COLUMN_TEXT},
+    {"hosted_invoice_url", INVOICE_COL_HOSTED_INVOICE_URL, STOA_COLUMN_TEXT},
+    {"invoice_pdf", INVOICE_COL_INVOICE_PDF, STOA_COLUMN_TEXT},
+};
+
 int billing_invoices(stoa_request_t *req)
 {
-    int limit;
-    const char *ts, *id;
-    stoa_request_limit(req, &limit);
-    stoa_request_cursor(req, &ts, &id);
-    if (stoa_request_has_field_errors(req))
+    stoa_page_t page;
+    if (!stoa_request_page(req, STOA_PAGE_KEYSET, &page))
         return stoa_http_invalid_fields(req);
-    char fetch[16];
-    snprintf(fetch, sizeof(fetch), "%d", limit + 1);
-    const char *params[] = {req->principal.user_id, ts, id, fetch};
+    const char *params[] = {req->principal.user_id, page.cursor_ts,
+                            page.cursor_id, page.fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "invoices_of_user", params,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(INVOICES_OF_USER), params,
                           &res);
     if (rc != STOA_OK)
         return rc;
-    int rows = stoa_db_rows(res), shown = rows > limit ? limit : rows;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < shown; i++) {
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
-        stoa_jw_kv_string(w, "number", stoa_db_value(res, i, 1));
-        stoa_jw_kv_integer(w, "amount_due", atoll(stoa_db_value(res, i, 2)));
-        stoa_jw_kv_integer(w, "amount_paid", atoll(stoa_db_value(res, i, 3)));
-        stoa_jw_kv_integer(w, "amount_refunded",
-                           atoll(stoa_db_value(res, i, 10)));
-        stoa_jw_kv_string(w, "currency", stoa_db_value(res, i, 4));
-        stoa_jw_kv_string(w, "status", stoa_db_value(res, i, 5));
-        stoa_jw_kv_string(w, "created", stoa_db_value(res, i, 6));
-        stoa_jw_kv_string(w, "hosted_invoice_url", stoa_db_value(res, i, 7));
-        stoa_jw_kv_string(w, "invoice_pdf", stoa_db_value(res, i, 8));
-        stoa_jw_object_close(w);
-    }
-    return stoa_http_page_end(req, res, rows, limit, 9, 0);
+    static const stoa_list_t list = {invoice_columns,
+                                     STOA_ARRAY_LEN(invoice_columns), NULL,
+                                     INVOICE_COL_CURSOR_US, INVOICE_COL_ID};
+    return stoa_http_list(req, res, &page, &list);
 }
 
 int billing_entitlements(stoa_request_t *req)
@@ -332,23 +326,23 @@ int billing_entitlements(stoa_request_t *req)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "entitlements_of_user", p1,
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(ENTITLEMENTS_OF_USER), p1,
                           &res);
     if (rc != STOA_OK)
         return rc;
     const char *plan = NULL, *status = "none", *features = "{}";
     if (stoa_db_rows(res) == 1) {
-        plan = stoa_db_value(res, 0, 0);
-        status = stoa_db_value(res, 0, 1);
-        features = stoa_db_value(res, 0, 2);
+        plan = stoa_db_value(res, 0, ENTITLEMENT_COL_PLAN_KEY);
+        status = stoa_db_value(res, 0, ENTITLEMENT_COL_STATUS);
+        features = stoa_db_value(res, 0, ENTITLEMENT_COL_FEATURES);
     } else {
         /* Not entitled by a subscription: the free plan's features. */
-        if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, "free_plan", NULL,
+        if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(FREE_PLAN), NULL,
                                &res)) != STOA_OK)
             return rc;
         if (stoa_db_rows(res) == 1) {
-            plan = stoa_db_value(res, 0, 0);
-            features = stoa_db_value(res, 0, 1);
+            plan = stoa_db_value(res, 0, FREE_PLAN_COL_KEY);
+            features = stoa_db_value(res, 0, FREE_PLAN_COL_FEATURES);
         }
     }
     stoa_jw_t *w = stoa_http_json(req, 200);

@@ -33,6 +33,17 @@ bool billing_url_allowed(stoa_request_t *req, const char *url);
     "'interval', pr.interval, 'active', pr.active, 'stripe_price_id', "       \
     "pr.stripe_price_id) ORDER BY pr.amount) FROM billing.prices pr WHERE "   \
     "pr.plan_id = p.id AND ($1::bool OR pr.active)), '[]'::json)::text"
+/* Its columns. */
+enum {
+    PLAN_COL_ID,
+    PLAN_COL_KEY,
+    PLAN_COL_NAME,
+    PLAN_COL_DESCRIPTION,
+    PLAN_COL_FEATURES,
+    PLAN_COL_ACTIVE,
+    PLAN_COL_STRIPE_PRODUCT_ID,
+    PLAN_COL_PRICES /* a JSON array */
+};
 void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                         bool admin);
 
@@ -62,7 +73,6 @@ int billing_finance_subscriptions(stoa_request_t *req);
 int billing_finance_invoices(stoa_request_t *req);
 
 
-extern const stoa_db_statement_t billing_statements[];
-extern const size_t billing_statements_len;
+#include "statements.h"
 
 #endif

@@ -21,7 +21,7 @@ int billing_plans(stoa_request_t *req)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *params[] = {"false"};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "plans_public", params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(PLANS_PUBLIC), params, &res);
     if (rc != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 200);
@@ -100,7 +100,7 @@ static int answer_plan(stoa_request_t *req, const char *id, int status)
 {
     const char *params[] = {"true", id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, "plan_by_id", params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(PLAN_BY_ID), params, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
@@ -127,24 +127,18 @@ int billing_admin_plan_create(stoa_request_t *req)
     read_plan_fields(req, body, STOA_FIELD_REQUIRED, &f);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {key,        f.name,   f.description,
                             f.features, f.active, f.sort_order};
     stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "plan_insert", params, &res)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, BILLING_SQL(PLAN_INSERT), params, &res);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_PLAN_EXISTS,
                               "a plan with this key exists");
-    }
-    const char *id = stoa_db_value(res, 0, 0);
-    char *details = stoa_arena_sprintf(req->arena, "{\"plan_key\":\"%s\"}", key);
-    if ((rc = stoa_request_audit(req, NULL, "plan.created", NULL, details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    if (rc != STOA_OK)
+        return rc;
+    const char *id = stoa_db_value(res, 0, RETURNED_COL_ID);
+    char *details = stoa_json_pair(req->arena, "plan_key", key);
+    if ((rc = stoa_request_commit(req, "plan.created", NULL, details)) != STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, id, 201);
@@ -165,22 +159,14 @@ int billing_admin_plan_update(stoa_request_t *req)
     read_plan_fields(req, body, STOA_FIELD_OPTIONAL, &f);
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {id,         f.name,   f.description,
                             f.features, f.active, f.sort_order};
-    stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "plan_update", params, &res)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, BILLING_SQL(PLAN_UPDATE), params, NULL);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
-    }
-    char *details = stoa_arena_sprintf(req->arena, "{\"plan_id\":\"%s\"}", id);
-    if ((rc = stoa_request_audit(req, NULL, "plan.updated", NULL, details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    char *details = stoa_json_pair(req->arena, "plan_id", id);
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, "plan.updated", NULL, details)) != STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, id, 200);
@@ -220,24 +206,20 @@ int billing_admin_price_create(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     char amount_s[24];
     snprintf(amount_s, sizeof(amount_s), "%lld", (long long)amount);
-    stoa_db_t *db = stoa_request_db(req);
     const char *params[] = {plan_id, amount_s, cur, interval};
     stoa_db_result_t *res;
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "price_insert", params, &res)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, BILLING_SQL(PRICE_INSERT), params, &res);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
-    }
-    char *details = stoa_arena_sprintf(req->arena,
-                                       "{\"plan_id\":\"%s\",\"price_id\":\"%s\"}",
-                                       plan_id, stoa_db_value(res, 0, 0));
-    if ((rc = stoa_request_audit(req, NULL, "price.created", NULL, details)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    if (rc != STOA_OK)
+        return rc;
+    stoa_jw_t *d = stoa_jw_arena(req->arena);
+    stoa_jw_object_open(d);
+    stoa_jw_kv_string(d, "plan_id", plan_id);
+    stoa_jw_kv_string(d, "price_id", stoa_db_value(res, 0, RETURNED_COL_ID));
+    stoa_jw_object_close(d);
+    if ((rc = stoa_request_commit(req, "price.created", NULL,
+                                  stoa_jw_arena_text(req->arena, d))) != STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, plan_id, 201);
@@ -247,14 +229,14 @@ int billing_admin_price_create(stoa_request_t *req)
  * JSON string, the form the product.* webhook reads back. */
 static void product_form(stoa_buf_t *form, const stoa_db_result_t *plan)
 {
-    stoa_stripe_form(form, "name", stoa_db_value(plan, 0, 2));
-    const char *description = stoa_db_value(plan, 0, 3);
+    stoa_stripe_form(form, "name", stoa_db_value(plan, 0, SYNC_PLAN_COL_NAME));
+    const char *description = stoa_db_value(plan, 0, SYNC_PLAN_COL_DESCRIPTION);
     if (description && *description)
         stoa_stripe_form(form, "description", description);
     stoa_stripe_form(form, "active",
-                     stoa_db_value(plan, 0, 5)[0] == 't' ? "true" : "false");
-    stoa_stripe_form(form, "metadata[plan_key]", stoa_db_value(plan, 0, 1));
-    stoa_stripe_form(form, "metadata[features]", stoa_db_value(plan, 0, 4));
+                     stoa_db_value(plan, 0, SYNC_PLAN_COL_ACTIVE)[0] == 't' ? "true" : "false");
+    stoa_stripe_form(form, "metadata[plan_key]", stoa_db_value(plan, 0, SYNC_PLAN_COL_KEY));
+    stoa_stripe_form(form, "metadata[features]", stoa_db_value(plan, 0, SYNC_PLAN_COL_FEATURES));
 }
 
 int billing_admin_plan_sync(stoa_request_t *req)
@@ -268,19 +250,14 @@ int billing_admin_plan_sync(stoa_request_t *req)
     stoa_db_result_t *plan, *prices;
     /* The row lock serialises two syncs of one plan: each Stripe object
      * is created once. */
-    int rc = stoa_db_begin(db);
-    if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, "plan_for_sync", p1, &plan)) !=
-            STOA_OK)
-        return rc;
-    if (stoa_db_rows(plan) == 0) {
-        stoa_db_rollback(db);
+    int rc = stoa_request_begin(req, BILLING_SQL(PLAN_FOR_SYNC), p1, &plan);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
-    }
-    if ((rc = stoa_db_exec(db, req->arena, "prices_for_sync", p1, &prices)) !=
+    if (rc != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICES_FOR_SYNC), p1, &prices)) !=
         STOA_OK)
         return rc;
-    const char *product = stoa_db_value(plan, 0, 6);
+    const char *product = stoa_db_value(plan, 0, SYNC_PLAN_COL_STRIPE_PRODUCT_ID);
     stoa_buf_t form;
     stoa_buf_init(&form);
     product_form(&form, plan);
@@ -316,22 +293,22 @@ int billing_admin_plan_sync(stoa_request_t *req)
     }
     if (!product) {
         const char *p2[] = {plan_id, product_id};
-        if ((rc = stoa_db_exec(db, req->arena, "plan_set_product", p2, NULL)) !=
+        if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(PLAN_SET_PRODUCT), p2, NULL)) !=
             STOA_OK)
             return rc;
     }
     int created = 0;
     for (int i = 0; i < stoa_db_rows(prices); i++) {
-        if (stoa_db_value(prices, i, 5))
+        if (stoa_db_value(prices, i, SYNC_PRICE_COL_STRIPE_PRICE_ID))
             continue; /* Stripe prices are immutable: made once */
-        const char *price_id = stoa_db_value(prices, i, 0);
+        const char *price_id = stoa_db_value(prices, i, SYNC_PRICE_COL_ID);
         stoa_buf_init(&form);
         stoa_stripe_form(&form, "product", product_id);
-        stoa_stripe_form(&form, "unit_amount", stoa_db_value(prices, i, 1));
-        stoa_stripe_form(&form, "currency", stoa_db_value(prices, i, 2));
-        stoa_stripe_form(&form, "recurring[interval]", stoa_db_value(prices, i, 3));
+        stoa_stripe_form(&form, "unit_amount", stoa_db_value(prices, i, SYNC_PRICE_COL_AMOUNT));
+        stoa_stripe_form(&form, "currency", stoa_db_value(prices, i, SYNC_PRICE_COL_CURRENCY));
+        stoa_stripe_form(&form, "recurring[interval]", stoa_db_value(prices, i, SYNC_PRICE_COL_INTERVAL));
         stoa_stripe_form(&form, "active",
-                         stoa_db_value(prices, i, 4)[0] == 't' ? "true" : "false");
+                         stoa_db_value(prices, i, SYNC_PRICE_COL_ACTIVE)[0] == 't' ? "true" : "false");
         stoa_stripe_form(&form, "metadata[stoa_price_id]", price_id);
         char *pkey = stoa_arena_sprintf(req->arena, "stoa-price-%s", price_id);
         rc = stoa_stripe_call(stripe, req->arena, "POST", "/v1/prices",
@@ -348,16 +325,18 @@ int billing_admin_plan_sync(stoa_request_t *req)
         if (!stripe_price)
             return STOA_ERROR;
         const char *p3[] = {price_id, stripe_price};
-        if ((rc = stoa_db_exec(db, req->arena, "price_set_stripe", p3, NULL)) !=
+        if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICE_SET_STRIPE), p3, NULL)) !=
             STOA_OK)
             return rc;
         created++;
     }
-    char *details = stoa_arena_sprintf(
-        req->arena, "{\"plan_id\":\"%s\",\"prices_created\":%d}", plan_id,
-        created);
-    if ((rc = stoa_request_audit(req, NULL, "plan.synced", NULL, details)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    stoa_jw_t *d = stoa_jw_arena(req->arena);
+    stoa_jw_object_open(d);
+    stoa_jw_kv_string(d, "plan_id", plan_id);
+    stoa_jw_kv_integer(d, "prices_created", created);
+    stoa_jw_object_close(d);
+    if ((rc = stoa_request_commit(req, "plan.synced", NULL,
+                                  stoa_jw_arena_text(req->arena, d))) != STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, plan_id, 200);

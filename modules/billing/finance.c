@@ -1,7 +1,5 @@
 /* finance.c - every user's subscriptions and invoices, for the finance
  * and admin roles, filtered by status, plan and time. */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "billing.h"
@@ -9,8 +7,8 @@
 
 /* Filters shared by both lists; false with field errors when invalid. */
 typedef struct {
-    const char *status, *plan, *from, *to, *cursor_ts, *cursor_id;
-    int limit;
+    const char *status, *plan, *from, *to;
+    stoa_page_t page;
 } filters_t;
 
 /* The request field behind each parameter of both list statements. */
@@ -21,8 +19,7 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
                          filters_t *f)
 {
     memset(f, 0, sizeof(*f));
-    stoa_request_limit(req, &f->limit);
-    stoa_request_cursor(req, &f->cursor_ts, &f->cursor_id);
+    stoa_request_page(req, STOA_PAGE_KEYSET, &f->page);
     f->status = stoa_request_query(req, "status");
     if (f->status) {
         const char *const *s = statuses;
@@ -43,43 +40,65 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
     return !stoa_request_has_field_errors(req);
 }
 
+/* Runs one of the two list statements with the filters and answers the
+ * page. */
+static int answer_list(stoa_request_t *req, const filters_t *f,
+                       const stoa_db_statement_t *st, const stoa_list_t *list)
+{
+    const char *params[] = {f->status,         f->plan,
+                            f->from,           f->to,
+                            f->page.cursor_ts, f->page.cursor_id,
+                            f->page.fetch};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena, st, params,
+                                 filter_fields, &res);
+    if (rc != STOA_OK)
+        return rc;
+    return stoa_http_list(req, res, &f->page, list);
+}
+
+static const stoa_column_t subscription_columns[] = {
+    {"id", FINANCE_SUB_COL_ID, STOA_COLUMN_TEXT},
+    {"user_id", FINANCE_SUB_COL_USER_ID, STOA_COLUMN_TEXT},
+    {"email", FINANCE_SUB_COL_EMAIL, STOA_COLUMN_TEXT},
+    {"status", FINANCE_SUB_COL_STATUS, STOA_COLUMN_TEXT},
+    {"plan", FINANCE_SUB_COL_PLAN, STOA_COLUMN_TEXT},
+    {"stripe_price_id", FINANCE_SUB_COL_STRIPE_PRICE_ID, STOA_COLUMN_TEXT},
+    {"current_period_end", FINANCE_SUB_COL_CURRENT_PERIOD_END,
+     STOA_COLUMN_TEXT},
+    {"cancel_at_period_end", FINANCE_SUB_COL_CANCEL_AT_PERIOD_END,
+     STOA_COLUMN_BOOL},
+    {"updated_at", FINANCE_SUB_COL_UPDATED_AT, STOA_COLUMN_TEXT},
+    {"stripe_subscription_id", FINANCE_SUB_COL_STRIPE_SUBSCRIPTION_ID,
+     STOA_COLUMN_TEXT},
+};
+
 int billing_finance_subscriptions(stoa_request_t *req)
 {
     filters_t f;
     if (!read_filters(req, billing_subscription_statuses, &f))
         return stoa_http_invalid_fields(req);
-    char fetch[16];
-    snprintf(fetch, sizeof(fetch), "%d", f.limit + 1);
-    const char *params[] = {f.status,    f.plan,        f.from, f.to,
-                            f.cursor_ts, f.cursor_id, fetch};
-    stoa_db_result_t *res;
-    int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
-                                 "finance_subscriptions", params,
-                                 filter_fields, &res);
-    if (rc != STOA_OK)
-        return rc;
-    int rows = stoa_db_rows(res), shown = rows > f.limit ? f.limit : rows;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < shown; i++) {
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
-        stoa_jw_kv_string(w, "user_id", stoa_db_value(res, i, 1));
-        stoa_jw_kv_string(w, "email", stoa_db_value(res, i, 2));
-        stoa_jw_kv_string(w, "status", stoa_db_value(res, i, 3));
-        stoa_jw_kv_string(w, "plan", stoa_db_value(res, i, 4));
-        stoa_jw_kv_string(w, "stripe_price_id", stoa_db_value(res, i, 5));
-        stoa_jw_kv_string(w, "current_period_end", stoa_db_value(res, i, 6));
-        stoa_jw_kv_bool(w, "cancel_at_period_end",
-                        stoa_db_value(res, i, 7)[0] == 't');
-        stoa_jw_kv_string(w, "updated_at", stoa_db_value(res, i, 8));
-        stoa_jw_kv_string(w, "stripe_subscription_id", stoa_db_value(res, i, 10));
-        stoa_jw_object_close(w);
-    }
-    return stoa_http_page_end(req, res, rows, f.limit, 9, 0);
+    static const stoa_list_t list = {
+        subscription_columns, STOA_ARRAY_LEN(subscription_columns), NULL,
+        FINANCE_SUB_COL_CURSOR_US, FINANCE_SUB_COL_ID};
+    return answer_list(req, &f, BILLING_SQL(FINANCE_SUBSCRIPTIONS), &list);
 }
+
+static const stoa_column_t invoice_columns[] = {
+    {"id", FINANCE_INV_COL_ID, STOA_COLUMN_TEXT},
+    {"user_id", FINANCE_INV_COL_USER_ID, STOA_COLUMN_TEXT},
+    {"email", FINANCE_INV_COL_EMAIL, STOA_COLUMN_TEXT},
+    {"number", FINANCE_INV_COL_NUMBER, STOA_COLUMN_TEXT},
+    {"status", FINANCE_INV_COL_STATUS, STOA_COLUMN_TEXT},
+    {"amount_due", FINANCE_INV_COL_AMOUNT_DUE, STOA_COLUMN_INTEGER},
+    {"amount_paid", FINANCE_INV_COL_AMOUNT_PAID, STOA_COLUMN_INTEGER},
+    {"amount_refunded", FINANCE_INV_COL_AMOUNT_REFUNDED, STOA_COLUMN_INTEGER},
+    {"currency", FINANCE_INV_COL_CURRENCY, STOA_COLUMN_TEXT},
+    {"created", FINANCE_INV_COL_CREATED, STOA_COLUMN_TEXT},
+    {"hosted_invoice_url", FINANCE_INV_COL_HOSTED_INVOICE_URL,
+     STOA_COLUMN_TEXT},
+    {"plan", FINANCE_INV_COL_PLAN, STOA_COLUMN_TEXT},
+};
 
 int billing_finance_invoices(stoa_request_t *req)
 {
@@ -88,35 +107,9 @@ int billing_finance_invoices(stoa_request_t *req)
     filters_t f;
     if (!read_filters(req, statuses, &f))
         return stoa_http_invalid_fields(req);
-    char fetch[16];
-    snprintf(fetch, sizeof(fetch), "%d", f.limit + 1);
-    const char *params[] = {f.status,    f.plan,        f.from, f.to,
-                            f.cursor_ts, f.cursor_id, fetch};
-    stoa_db_result_t *res;
-    int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena, "finance_invoices",
-                                 params, filter_fields, &res);
-    if (rc != STOA_OK)
-        return rc;
-    int rows = stoa_db_rows(res), shown = rows > f.limit ? f.limit : rows;
-    stoa_jw_t *w = stoa_http_json(req, 200);
-    stoa_jw_object_open(w);
-    stoa_jw_key(w, "data");
-    stoa_jw_array_open(w);
-    for (int i = 0; i < shown; i++) {
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, i, 0));
-        stoa_jw_kv_string(w, "user_id", stoa_db_value(res, i, 1));
-        stoa_jw_kv_string(w, "email", stoa_db_value(res, i, 2));
-        stoa_jw_kv_string(w, "number", stoa_db_value(res, i, 3));
-        stoa_jw_kv_string(w, "status", stoa_db_value(res, i, 4));
-        stoa_jw_kv_integer(w, "amount_due", atoll(stoa_db_value(res, i, 5)));
-        stoa_jw_kv_integer(w, "amount_paid", atoll(stoa_db_value(res, i, 6)));
-        stoa_jw_kv_integer(w, "amount_refunded", atoll(stoa_db_value(res, i, 7)));
-        stoa_jw_kv_string(w, "currency", stoa_db_value(res, i, 8));
-        stoa_jw_kv_string(w, "created", stoa_db_value(res, i, 9));
-        stoa_jw_kv_string(w, "hosted_invoice_url", stoa_db_value(res, i, 11));
-        stoa_jw_kv_string(w, "plan", stoa_db_value(res, i, 12));
-        stoa_jw_object_close(w);
-    }
-    return stoa_http_page_end(req, res, rows, f.limit, 10, 0);
+    static const stoa_list_t list = {invoice_columns,
+                                     STOA_ARRAY_LEN(invoice_columns), NULL,
+                                     FINANCE_INV_COL_CURSOR_US,
+                                     FINANCE_INV_COL_ID};
+    return answer_list(req, &f, BILLING_SQL(FINANCE_INVOICES), &list);
 }

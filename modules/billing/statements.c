@@ -1,133 +1,132 @@
 /* statements.c - every query of the billing pool. */
 #include "billing.h"
 
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 #define FROM_US(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 
-const stoa_db_statement_t billing_statements[] = {
+const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
     /* --- catalogue ---------------------------------------------------- */
-    {"plans_public",
+    [BILLING_SQL_PLANS_PUBLIC] = {"plans_public",
      "SELECT " BILLING_PLAN_COLUMNS " FROM billing.plans p WHERE p.active "
      "ORDER BY p.sort_order, p.key",
      1},
-    {"plan_by_id",
+    [BILLING_SQL_PLAN_BY_ID] = {"plan_by_id",
      "SELECT " BILLING_PLAN_COLUMNS " FROM billing.plans p WHERE p.id = "
      "$2::uuid",
      2},
-    {"plan_insert",
+    [BILLING_SQL_PLAN_INSERT] = {"plan_insert",
      "INSERT INTO billing.plans (key, name, description, features, active, "
      "sort_order) VALUES ($1, $2, coalesce($3, ''), coalesce($4::jsonb, "
      "'{}'::jsonb), coalesce($5::bool, true), coalesce($6::int, 0)) "
      "ON CONFLICT (key) DO NOTHING RETURNING id",
      6},
-    {"plan_update",
+    [BILLING_SQL_PLAN_UPDATE] = {"plan_update",
      "UPDATE billing.plans SET name = coalesce($2, name), description = "
      "coalesce($3, description), features = coalesce($4::jsonb, features), "
      "active = coalesce($5::bool, active), sort_order = coalesce($6::int, "
      "sort_order), updated_at = now() WHERE id = $1::uuid RETURNING id",
      6},
-    {"price_insert",
+    [BILLING_SQL_PRICE_INSERT] = {"price_insert",
      "INSERT INTO billing.prices (plan_id, amount, currency, interval) "
      "SELECT $1::uuid, $2::bigint, $3, $4 WHERE EXISTS (SELECT 1 FROM "
      "billing.plans WHERE id = $1::uuid) RETURNING id",
      4},
-    {"plan_for_sync",
+    [BILLING_SQL_PLAN_FOR_SYNC] = {"plan_for_sync",
      "SELECT id, key, name, description, features::text, active, "
      "stripe_product_id FROM billing.plans WHERE id = $1::uuid FOR UPDATE",
      1},
-    {"prices_for_sync",
+    [BILLING_SQL_PRICES_FOR_SYNC] = {"prices_for_sync",
      "SELECT id, amount, currency, interval, active, stripe_price_id FROM "
      "billing.prices WHERE plan_id = $1::uuid ORDER BY created_at",
      1},
-    {"plan_set_product",
+    [BILLING_SQL_PLAN_SET_PRODUCT] = {"plan_set_product",
      "UPDATE billing.plans SET stripe_product_id = $2 WHERE id = $1::uuid", 2},
-    {"price_set_stripe",
+    [BILLING_SQL_PRICE_SET_STRIPE] = {"price_set_stripe",
      "UPDATE billing.prices SET stripe_price_id = $2 WHERE id = $1::uuid", 2},
 
     /* --- the caller's billing ----------------------------------------- */
-    {"price_for_checkout",
+    [BILLING_SQL_PRICE_FOR_CHECKOUT] = {"price_for_checkout",
      "SELECT pr.stripe_price_id, pr.active AND p.active FROM billing.prices "
      "pr JOIN billing.plans p ON p.id = pr.plan_id WHERE pr.id = $1::uuid",
      1},
-    {"customer_of_user",
+    [BILLING_SQL_CUSTOMER_OF_USER] = {"customer_of_user",
      "SELECT stripe_customer_id FROM billing.customers WHERE user_id = "
      "$1::uuid",
      1},
-    {"user_contact",
+    [BILLING_SQL_USER_CONTACT] = {"user_contact",
      "SELECT email, name FROM auth.users WHERE id = $1::uuid AND status = "
      "'active'",
      1},
-    {"customer_insert",
+    [BILLING_SQL_CUSTOMER_INSERT] = {"customer_insert",
      "INSERT INTO billing.customers (user_id, stripe_customer_id) VALUES "
      "($1::uuid, $2) ON CONFLICT DO NOTHING",
      2},
-    {"live_subscription_of_user",
+    [BILLING_SQL_LIVE_SUBSCRIPTION_OF_USER] = {"live_subscription_of_user",
      "SELECT stripe_subscription_id FROM billing.subscriptions WHERE user_id "
      "= $1::uuid AND status IN ('trialing', 'active', 'past_due') LIMIT 1",
      1},
-    {"subscription_of_user",
+    [BILLING_SQL_SUBSCRIPTION_OF_USER] = {"subscription_of_user",
      "SELECT s.stripe_subscription_id, s.status, p.key, p.name, pr.id, "
-     "pr.amount, pr.currency, pr.interval, " TS("s.current_period_end") ", "
-     "s.cancel_at_period_end, " TS("s.trial_end") ", s.stripe_price_id "
+     "pr.amount, pr.currency, pr.interval, " STOA_DB_TS("s.current_period_end") ", "
+     "s.cancel_at_period_end, " STOA_DB_TS("s.trial_end") ", s.stripe_price_id "
      "FROM billing.subscriptions s LEFT JOIN billing.prices pr ON "
      "pr.stripe_price_id = s.stripe_price_id LEFT JOIN billing.plans p ON "
      "p.id = pr.plan_id WHERE s.user_id = $1::uuid ORDER BY (s.status IN "
      "('trialing', 'active', 'past_due')) DESC, s.updated_at DESC LIMIT 1",
      1},
-    {"subscription_set_cancel",
+    [BILLING_SQL_SUBSCRIPTION_SET_CANCEL] = {"subscription_set_cancel",
      "UPDATE billing.subscriptions SET cancel_at_period_end = true, "
      "updated_at = now() WHERE stripe_subscription_id = $1",
      1},
-    {"invoices_of_user",
+    [BILLING_SQL_INVOICES_OF_USER] = {"invoices_of_user",
      "SELECT i.id, i.number, i.amount_due, i.amount_paid, i.currency, "
-     "i.status, " TS("i.created") ", i.hosted_invoice_url, i.invoice_pdf, "
+     "i.status, " STOA_DB_TS("i.created") ", i.hosted_invoice_url, i.invoice_pdf, "
      EPOCH_US("i.created") ", i.amount_refunded FROM billing.invoices i "
      "WHERE i.user_id = $1::uuid AND ($2::bigint IS NULL OR (i.created, i.id) "
      "< (" FROM_US("$2") ", $3::uuid)) ORDER BY i.created DESC, i.id DESC "
      "LIMIT $4::int",
      4},
-    {"entitlements_of_user",
+    [BILLING_SQL_ENTITLEMENTS_OF_USER] = {"entitlements_of_user",
      "SELECT p.key, s.status, p.features::text FROM billing.subscriptions s "
      "JOIN billing.prices pr ON pr.stripe_price_id = s.stripe_price_id JOIN "
      "billing.plans p ON p.id = pr.plan_id WHERE s.user_id = $1::uuid AND "
      "s.status IN ('trialing', 'active', 'past_due') ORDER BY s.updated_at "
      "DESC LIMIT 1",
      1},
-    {"free_plan",
+    [BILLING_SQL_FREE_PLAN] = {"free_plan",
      "SELECT key, features::text FROM billing.plans WHERE key = 'free'", 0},
 
     /* --- Stripe webhooks ---------------------------------------------- */
     /* The primary key makes a repeat (also a concurrent one, which waits
      * on the index) insert nothing. */
-    {"event_insert",
+    [BILLING_SQL_EVENT_INSERT] = {"event_insert",
      "INSERT INTO billing.stripe_events (id, type, created, payload) VALUES "
      "($1, $2, $3::bigint, $4::jsonb) ON CONFLICT (id) DO NOTHING "
      "RETURNING id",
      4},
-    {"event_done",
+    [BILLING_SQL_EVENT_DONE] = {"event_done",
      "UPDATE billing.stripe_events SET processed_at = now(), error = $2 "
      "WHERE id = $1",
      2},
-    {"link_customer",
+    [BILLING_SQL_LINK_CUSTOMER] = {"link_customer",
      "INSERT INTO billing.customers (user_id, stripe_customer_id) SELECT "
      "u.id, $2 FROM auth.users u WHERE u.id = $1::uuid ON CONFLICT DO "
      "NOTHING",
      2},
-    {"backfill_subscriptions",
+    [BILLING_SQL_BACKFILL_SUBSCRIPTIONS] = {"backfill_subscriptions",
      "UPDATE billing.subscriptions SET user_id = c.user_id FROM "
      "billing.customers c WHERE c.stripe_customer_id = $1 AND "
      "billing.subscriptions.stripe_customer_id = $1 AND "
      "billing.subscriptions.user_id IS NULL RETURNING c.user_id",
      1},
-    {"backfill_invoices",
+    [BILLING_SQL_BACKFILL_INVOICES] = {"backfill_invoices",
      "UPDATE billing.invoices SET user_id = c.user_id FROM billing.customers "
      "c WHERE c.stripe_customer_id = $1 AND billing.invoices."
      "stripe_customer_id = $1 AND billing.invoices.user_id IS NULL",
      1},
     /* Applied only when the event is not older than the last one applied;
      * at equal times a terminal status is never undone. */
-    {"subscription_upsert",
+    [BILLING_SQL_SUBSCRIPTION_UPSERT] = {"subscription_upsert",
      "INSERT INTO billing.subscriptions AS s (stripe_subscription_id, "
      "user_id, stripe_customer_id, status, stripe_price_id, "
      "current_period_start, current_period_end, cancel_at_period_end, "
@@ -150,7 +149,7 @@ const stoa_db_statement_t billing_statements[] = {
      "'incomplete_expired') AND EXCLUDED.status NOT IN ('canceled', "
      "'incomplete_expired'))) RETURNING s.user_id, s.status",
      11},
-    {"invoice_upsert",
+    [BILLING_SQL_INVOICE_UPSERT] = {"invoice_upsert",
      "INSERT INTO billing.invoices AS i (stripe_invoice_id, user_id, "
      "stripe_customer_id, stripe_subscription_id, number, status, "
      "amount_due, amount_paid, currency, created, hosted_invoice_url, "
@@ -170,12 +169,12 @@ const stoa_db_statement_t billing_statements[] = {
      "('paid', 'void', 'uncollectible') AND EXCLUDED.status IN ('draft', "
      "'open')) RETURNING i.user_id",
      12},
-    {"user_contact_any",
+    [BILLING_SQL_USER_CONTACT_ANY] = {"user_contact_any",
      "SELECT email, name FROM auth.users WHERE id = $1::uuid AND status = "
      "'active'",
      1},
     /* Refunds only grow: the larger figure wins whatever the order. */
-    {"charge_upsert",
+    [BILLING_SQL_CHARGE_UPSERT] = {"charge_upsert",
      "INSERT INTO billing.charges AS c (stripe_charge_id, stripe_invoice_id, "
      "amount, amount_refunded, currency, status, refunded, stripe_event_at) "
      "VALUES ($1, $2, $3::bigint, $4::bigint, $5, $6, $7::bool, $8::bigint) "
@@ -187,7 +186,7 @@ const stoa_db_statement_t billing_statements[] = {
      "ELSE c.status END, stripe_event_at = greatest(c.stripe_event_at, "
      "EXCLUDED.stripe_event_at), updated_at = now()",
      8},
-    {"invoice_refunded",
+    [BILLING_SQL_INVOICE_REFUNDED] = {"invoice_refunded",
      "UPDATE billing.invoices SET amount_refunded = greatest("
      "amount_refunded, $2::bigint), updated_at = now() WHERE "
      "stripe_invoice_id = $1",
@@ -195,12 +194,12 @@ const stoa_db_statement_t billing_statements[] = {
     /* A product named by metadata.plan_key links to our plan of that key
      * when that plan has no product yet (a plan made here and never
      * synced); otherwise the product id itself is the key. */
-    {"product_link_by_key",
+    [BILLING_SQL_PRODUCT_LINK_BY_KEY] = {"product_link_by_key",
      "UPDATE billing.plans SET stripe_product_id = $2 WHERE key = $1 AND "
      "stripe_product_id IS NULL AND NOT EXISTS (SELECT 1 FROM billing.plans "
      "WHERE stripe_product_id = $2)",
      2},
-    {"product_upsert",
+    [BILLING_SQL_PRODUCT_UPSERT] = {"product_upsert",
      "INSERT INTO billing.plans AS p (key, name, description, features, "
      "active, stripe_product_id, stripe_event_at) VALUES (CASE WHEN EXISTS "
      "(SELECT 1 FROM billing.plans WHERE key = $1 AND stripe_product_id IS "
@@ -216,11 +215,11 @@ const stoa_db_statement_t billing_statements[] = {
      7},
     /* A price may arrive before its product: a hidden placeholder plan
      * holds it until the product event fills the plan in. */
-    {"product_placeholder",
+    [BILLING_SQL_PRODUCT_PLACEHOLDER] = {"product_placeholder",
      "INSERT INTO billing.plans (key, name, active, stripe_product_id) "
      "VALUES (lower($1), $1, false, $1) ON CONFLICT DO NOTHING",
      1},
-    {"price_upsert",
+    [BILLING_SQL_PRICE_UPSERT] = {"price_upsert",
      "INSERT INTO billing.prices AS pr (plan_id, amount, currency, interval, "
      "active, stripe_price_id, stripe_event_at) VALUES ((SELECT id FROM "
      "billing.plans WHERE stripe_product_id = $1), $2::bigint, $3, $4, "
@@ -230,10 +229,10 @@ const stoa_db_statement_t billing_statements[] = {
      7},
 
     /* --- finance views ------------------------------------------------ */
-    {"finance_subscriptions",
+    [BILLING_SQL_FINANCE_SUBSCRIPTIONS] = {"finance_subscriptions",
      "SELECT s.id, s.user_id, u.email, s.status, p.key, s.stripe_price_id, "
-     TS("s.current_period_end") ", s.cancel_at_period_end, "
-     TS("s.updated_at") ", " EPOCH_US("s.updated_at") ", "
+     STOA_DB_TS("s.current_period_end") ", s.cancel_at_period_end, "
+     STOA_DB_TS("s.updated_at") ", " EPOCH_US("s.updated_at") ", "
      "s.stripe_subscription_id FROM billing.subscriptions s LEFT JOIN "
      "auth.users u ON u.id = s.user_id LEFT JOIN billing.prices pr ON "
      "pr.stripe_price_id = s.stripe_price_id LEFT JOIN billing.plans p ON "
@@ -244,9 +243,9 @@ const stoa_db_statement_t billing_statements[] = {
      "(s.updated_at, s.id) < (" FROM_US("$5") ", $6::uuid)) ORDER BY "
      "s.updated_at DESC, s.id DESC LIMIT $7::int",
      7},
-    {"finance_invoices",
+    [BILLING_SQL_FINANCE_INVOICES] = {"finance_invoices",
      "SELECT i.id, i.user_id, u.email, i.number, i.status, i.amount_due, "
-     "i.amount_paid, i.amount_refunded, i.currency, " TS("i.created") ", "
+     "i.amount_paid, i.amount_refunded, i.currency, " STOA_DB_TS("i.created") ", "
      EPOCH_US("i.created") ", i.hosted_invoice_url, p.key FROM "
      "billing.invoices i LEFT JOIN auth.users u ON u.id = i.user_id LEFT "
      "JOIN billing.subscriptions s ON s.stripe_subscription_id = "

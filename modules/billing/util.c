@@ -30,13 +30,17 @@ void billing_forget_entitlements(stoa_request_t *req, const char *user_id)
 int billing_stripe_failed(stoa_request_t *req, int rc,
                           const stoa_stripe_error_t *err)
 {
-    char *details = stoa_arena_sprintf(
-        req->arena, "{\"provider_status\":%d,\"provider_code\":\"%s\"}",
-        err->http_status, err->code);
     /* err->code comes from Stripe's JSON: keep only safe characters. */
-    for (char *p = strstr(details, "provider_code") + 16; *p && *p != '"'; p++)
+    char *code = stoa_arena_strdup(req->arena, err->code);
+    for (char *p = code; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9')))
             *p = '_';
+    stoa_jw_t *d = stoa_jw_arena(req->arena);
+    stoa_jw_object_open(d);
+    stoa_jw_kv_integer(d, "provider_status", err->http_status);
+    stoa_jw_kv_string(d, "provider_code", code);
+    stoa_jw_object_close(d);
+    char *details = stoa_jw_arena_text(req->arena, d);
     stoa_log(STOA_LOG_WARN, "stripe refused or failed: %s", err->message);
     if (rc == STOA_AGAIN)
         return stoa_http_fail_details(req,
@@ -87,19 +91,19 @@ void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
                         bool admin)
 {
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "id", stoa_db_value(res, row, 0));
-    stoa_jw_kv_string(w, "key", stoa_db_value(res, row, 1));
-    stoa_jw_kv_string(w, "name", stoa_db_value(res, row, 2));
-    stoa_jw_kv_string(w, "description", stoa_db_value(res, row, 3));
+    stoa_jw_kv_string(w, "id", stoa_db_value(res, row, PLAN_COL_ID));
+    stoa_jw_kv_string(w, "key", stoa_db_value(res, row, PLAN_COL_KEY));
+    stoa_jw_kv_string(w, "name", stoa_db_value(res, row, PLAN_COL_NAME));
+    stoa_jw_kv_string(w, "description", stoa_db_value(res, row, PLAN_COL_DESCRIPTION));
     stoa_jw_key(w, "features");
-    const char *features = stoa_db_value(res, row, 4);
+    const char *features = stoa_db_value(res, row, PLAN_COL_FEATURES);
     stoa_jw_raw(w, features, strlen(features));
     if (admin) {
-        stoa_jw_kv_bool(w, "active", stoa_db_value(res, row, 5)[0] == 't');
-        stoa_jw_kv_string(w, "stripe_product_id", stoa_db_value(res, row, 6));
+        stoa_jw_kv_bool(w, "active", stoa_db_value(res, row, PLAN_COL_ACTIVE)[0] == 't');
+        stoa_jw_kv_string(w, "stripe_product_id", stoa_db_value(res, row, PLAN_COL_STRIPE_PRODUCT_ID));
     }
     stoa_jw_key(w, "prices");
-    const char *prices = stoa_db_value(res, row, 7);
+    const char *prices = stoa_db_value(res, row, PLAN_COL_PRICES);
     if (admin) {
         stoa_jw_raw(w, prices, strlen(prices));
     } else {

@@ -55,10 +55,10 @@ static const char *ref(const stoa_json_t *obj, const char *key)
     return stoa_json_is_object(v) ? str(v, "id") : stoa_json_string(v);
 }
 
-static int exec(event_t *ev, const char *name, const char *const *params,
-                stoa_db_result_t **out)
+static int exec(event_t *ev, const stoa_db_statement_t *st,
+                const char *const *params, stoa_db_result_t **out)
 {
-    return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, name, params, out);
+    return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, st, params, out);
 }
 
 static int domain_event(event_t *ev, const char *type, const char *user_id,
@@ -87,7 +87,7 @@ static int mail_user(event_t *ev, const char *user_id, const char *tmpl,
         return STOA_OK;
     const char *p[] = {user_id};
     stoa_db_result_t *res;
-    int rc = exec(ev, "user_contact_any", p, &res);
+    int rc = exec(ev, BILLING_SQL(USER_CONTACT_ANY), p, &res);
     if (rc != STOA_OK || stoa_db_rows(res) == 0)
         return rc;
     stoa_buf_t payload;
@@ -130,9 +130,9 @@ static int on_checkout_completed(event_t *ev)
     const char *p2[] = {customer};
     stoa_db_result_t *res;
     int rc;
-    if ((rc = exec(ev, "link_customer", p1, NULL)) != STOA_OK ||
-        (rc = exec(ev, "backfill_subscriptions", p2, &res)) != STOA_OK ||
-        (rc = exec(ev, "backfill_invoices", p2, NULL)) != STOA_OK)
+    if ((rc = exec(ev, BILLING_SQL(LINK_CUSTOMER), p1, NULL)) != STOA_OK ||
+        (rc = exec(ev, BILLING_SQL(BACKFILL_SUBSCRIPTIONS), p2, &res)) != STOA_OK ||
+        (rc = exec(ev, BILLING_SQL(BACKFILL_INVOICES), p2, NULL)) != STOA_OK)
         return rc;
     ev->touched_user = user_id;
     return STOA_OK;
@@ -182,7 +182,7 @@ static int on_subscription(event_t *ev)
                             num(a, o, "trial_end"),
                             ev->created};
     stoa_db_result_t *res;
-    int rc = exec(ev, "subscription_upsert", params, &res);
+    int rc = exec(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
@@ -190,7 +190,7 @@ static int on_subscription(event_t *ev)
                  "stale: a newer event was already applied");
         return STOA_OK;
     }
-    const char *user_id = stoa_db_value(res, 0, 0);
+    const char *user_id = stoa_db_value(res, 0, UPSERTED_COL_USER_ID);
     ev->touched_user = user_id;
     if (strcmp(ev->type, "customer.subscription.trial_will_end") == 0)
         return mail_user(ev, user_id, "trial_ending", NULL, NULL);
@@ -223,7 +223,7 @@ static int on_invoice(event_t *ev)
                             str(o, "invoice_pdf"),
                             ev->created};
     stoa_db_result_t *res;
-    int rc = exec(ev, "invoice_upsert", params, &res);
+    int rc = exec(ev, BILLING_SQL(INVOICE_UPSERT), params, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0) {
@@ -231,7 +231,7 @@ static int on_invoice(event_t *ev)
                  "stale: a newer event was already applied");
         return STOA_OK;
     }
-    const char *user_id = stoa_db_value(res, 0, 0);
+    const char *user_id = stoa_db_value(res, 0, UPSERTED_COL_USER_ID);
     if (strcmp(ev->type, "invoice.paid") == 0) {
         if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAID, user_id, id)) != STOA_OK)
             return rc;
@@ -263,11 +263,11 @@ static int on_charge_refunded(event_t *ev)
                         amount,   refunded,
                         currency, status ? status : "succeeded",
                         boolean(o, "refunded"), ev->created};
-    int rc = exec(ev, "charge_upsert", p1, NULL);
+    int rc = exec(ev, BILLING_SQL(CHARGE_UPSERT), p1, NULL);
     if (rc != STOA_OK || !invoice)
         return rc;
     const char *p2[] = {invoice, refunded};
-    return exec(ev, "invoice_refunded", p2, NULL);
+    return exec(ev, BILLING_SQL(INVOICE_REFUNDED), p2, NULL);
 }
 
 static int on_product(event_t *ev)
@@ -319,8 +319,8 @@ static int on_product(event_t *ev)
     const char *p2[] = {key,    name,   description ? description : "",
                         features, active, id, ev->created};
     int rc;
-    if ((rc = exec(ev, "product_link_by_key", p1, NULL)) != STOA_OK ||
-        (rc = exec(ev, "product_upsert", p2, NULL)) != STOA_OK)
+    if ((rc = exec(ev, BILLING_SQL(PRODUCT_LINK_BY_KEY), p1, NULL)) != STOA_OK ||
+        (rc = exec(ev, BILLING_SQL(PRODUCT_UPSERT), p2, NULL)) != STOA_OK)
         return rc;
     ev->catalogue_changed = true;
     return STOA_OK;
@@ -354,8 +354,8 @@ static int on_price(event_t *ev)
                         deleted ? "false" : boolean(o, "active"), id,
                         ev->created};
     int rc;
-    if ((rc = exec(ev, "product_placeholder", p1, NULL)) != STOA_OK ||
-        (rc = exec(ev, "price_upsert", p2, NULL)) != STOA_OK)
+    if ((rc = exec(ev, BILLING_SQL(PRODUCT_PLACEHOLDER), p1, NULL)) != STOA_OK ||
+        (rc = exec(ev, BILLING_SQL(PRICE_UPSERT), p2, NULL)) != STOA_OK)
         return rc;
     ev->catalogue_changed = true;
     return STOA_OK;
@@ -419,23 +419,18 @@ int billing_webhook(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
                               "not a Stripe event");
     stoa_db_t *db = stoa_request_db(req);
-    int rc = stoa_db_begin(db);
+    const char *p1[] = {ev.event_id, ev.type, ev.created, req->body};
+    /* No row: the event was seen before (rolled back, nothing to do). */
+    int rc = stoa_request_begin(req, BILLING_SQL(EVENT_INSERT), p1, NULL);
+    if (rc == STOA_DECLINED)
+        return acknowledge(req, true);
     if (rc != STOA_OK)
         return rc;
-    const char *p1[] = {ev.event_id, ev.type, ev.created, req->body};
-    stoa_db_result_t *res;
-    if ((rc = stoa_db_exec(db, req->arena, "event_insert", p1, &res)) !=
-        STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
-        return acknowledge(req, true);
-    }
     if ((rc = apply(&ev)) != STOA_OK)
         return rc; /* rolled back: Stripe retries the delivery */
     const char *p2[] = {ev.event_id, ev.error[0] ? ev.error : NULL};
-    if ((rc = stoa_db_exec(db, req->arena, "event_done", p2, NULL)) != STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_DONE), p2, NULL)) != STOA_OK ||
+        (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
         return rc;
     if (ev.error[0])
         stoa_log(STOA_LOG_NOTICE, "stripe event %s (%s): %s", ev.event_id,

@@ -43,7 +43,7 @@ int stoa_app_readyz(stoa_request_t *req)
         return STOA_OK;
     }
     stoa_db_result_t *jobs = NULL;
-    if (stoa_db_exec(stoa_request_db(req), req->arena, "outbox_counts", NULL, &jobs) !=
+    if (stoa_db_exec(stoa_request_db(req), req->arena, STOA_OUTBOX_SQL(JOB_COUNTS), NULL, &jobs) !=
         STOA_OK)
         jobs = NULL;
     stoa_jw_t *w = stoa_http_json(req, 200);
@@ -58,11 +58,17 @@ int stoa_app_readyz(stoa_request_t *req)
     stoa_jw_key(w, "jobs");
     stoa_jw_object_open(w);
     for (int i = 0; i < stoa_db_rows(jobs); i++) {
-        stoa_jw_key(w, stoa_db_value(jobs, i, 0));
+        stoa_jw_key(w, stoa_db_value(jobs, i, STOA_OUTBOX_COUNTS_COL_KIND));
         stoa_jw_object_open(w);
-        stoa_jw_kv_integer(w, "queued", atoll(stoa_db_value(jobs, i, 1)));
-        stoa_jw_kv_integer(w, "running", atoll(stoa_db_value(jobs, i, 2)));
-        stoa_jw_kv_integer(w, "dead", atoll(stoa_db_value(jobs, i, 3)));
+        stoa_jw_kv_integer(
+            w, "queued",
+            atoll(stoa_db_value(jobs, i, STOA_OUTBOX_COUNTS_COL_QUEUED)));
+        stoa_jw_kv_integer(
+            w, "running",
+            atoll(stoa_db_value(jobs, i, STOA_OUTBOX_COUNTS_COL_RUNNING)));
+        stoa_jw_kv_integer(
+            w, "dead",
+            atoll(stoa_db_value(jobs, i, STOA_OUTBOX_COUNTS_COL_DEAD)));
         stoa_jw_object_close(w);
     }
     stoa_jw_object_close(w);

@@ -108,10 +108,15 @@ static void pool_give(stoa_conn_pool_t *p, void *h)
     pthread_mutex_unlock(&p->lock);
 }
 
-int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_statement_t *statements,
-                        size_t nstatements, size_t db_size, size_t kv_size,
+int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_table_t *tables,
+                        size_t ntables, size_t db_size, size_t kv_size,
                         char *err, size_t errlen)
 {
+    STOA_ASSERT(ntables <= STOA_CTX_TABLES);
+    if (tables != ctx->tables) {
+        memcpy(ctx->tables, tables, ntables * sizeof(*tables));
+        ctx->ntables = ntables;
+    }
     const stoa_conf_t *c = &ctx->conf;
     stoa_conn_pool_t *kv = pool_new(kv_size, free_kv);
     kv->breaker = stoa_kv_breaker_new();
@@ -128,7 +133,7 @@ int stoa_ctx_pools_open(stoa_ctx_t *ctx, const stoa_db_statement_t *statements,
     }
     stoa_conn_pool_t *db = pool_new(db_size, free_db);
     for (size_t i = 0; i < db_size; i++)
-        pool_add(db, stoa_db_new(c->database_url, statements, nstatements,
+        pool_add(db, stoa_db_new(c->database_url, ctx->tables, ctx->ntables,
                                  c->db_statement_timeout_ms,
                                  c->db_connect_timeout_s));
     ctx->db_pool = db;
@@ -199,36 +204,29 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
     }
     /* The library's own statements are prepared alongside the program's,
      * on every connection. */
-    const struct {
-        const stoa_db_statement_t *list;
-        size_t len;
-    } tables[] = {
+    const stoa_db_table_t tables[STOA_CTX_TABLES] = {
         {stoa_outbox_statements, stoa_outbox_statements_len},
         {stoa_audit_statements, stoa_audit_statements_len},
         {stoa_revoke_statements, stoa_revoke_statements_len},
         {stoa_idempotency_statements, stoa_idempotency_statements_len},
         {statements, nstatements},
     };
-    size_t total = 0;
-    for (size_t i = 0; i < STOA_ARRAY_LEN(tables); i++)
-        total += tables[i].len;
-    stoa_db_statement_t *all = stoa_xcalloc(total ? total : 1, sizeof(*all));
-    for (size_t i = 0, at = 0; i < STOA_ARRAY_LEN(tables); i++) {
-        if (tables[i].len)
-            memcpy(all + at, tables[i].list, tables[i].len * sizeof(*all));
-        at += tables[i].len;
+    if (stoa_db_check_tables(tables, STOA_CTX_TABLES, why, sizeof(why)) !=
+        STOA_OK) {
+        stoa_log(STOA_LOG_CRIT, "statement table error: %s", why);
+        snprintf(err, errlen, "statement table error: %s", why);
+        stoa_log_close();
+        stoa_conf_free(&ctx->conf);
+        return STOA_ERROR;
     }
-    ctx->statements = all;
     if (flags & STOA_CTX_NO_TIMEOUT)
         ctx->conf.db_statement_timeout_ms = 0;
     if (!db_size)
         db_size = (size_t)ctx->conf.db_pool_size;
     if (!kv_size)
         kv_size = (size_t)ctx->conf.redis_pool_size;
-    if (stoa_ctx_pools_open(ctx, all, total, db_size, kv_size, err, errlen) !=
-        STOA_OK) {
-        free(all);
-        ctx->statements = NULL;
+    if (stoa_ctx_pools_open(ctx, tables, STOA_CTX_TABLES, db_size, kv_size,
+                            err, errlen) != STOA_OK) {
         stoa_conf_free(&ctx->conf);
         return STOA_ERROR;
     }
@@ -236,8 +234,6 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         stoa_hostcache_open(ctx->conf.host_cache_file, &ctx->hostcache, err,
                             errlen) != STOA_OK) {
         stoa_ctx_pools_close(ctx);
-        free(all);
-        ctx->statements = NULL;
         stoa_conf_free(&ctx->conf);
         return STOA_ERROR;
     }
@@ -249,8 +245,6 @@ void stoa_ctx_close(stoa_ctx_t *ctx)
     stoa_hostcache_close(ctx->hostcache);
     ctx->hostcache = NULL;
     stoa_ctx_pools_close(ctx);
-    free(ctx->statements);
-    ctx->statements = NULL;
     stoa_conf_free(&ctx->conf);
     stoa_log_close();
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,10 @@
 struct stoa_db_s {
     PGconn *conn;
     char *conninfo;
-    const stoa_db_statement_t *statements;
-    size_t nstatements;
+    stoa_db_table_t *tables;
+    size_t ntables;
+    size_t *first;      /* per table: the slot of its first statement */
+    size_t nstatements; /* over all tables */
     bool *prepared; /* per statement, for the current connection */
     bool *reads;    /* per statement: its text is a lone SELECT */
     long statement_timeout_ms;
@@ -39,22 +42,94 @@ struct stoa_db_result_s {
     PGresult *res;
 };
 
-stoa_db_t *stoa_db_new(const char *conninfo,
-                       const stoa_db_statement_t *statements,
-                       size_t nstatements, long statement_timeout_ms,
+stoa_db_t *stoa_db_new(const char *conninfo, const stoa_db_table_t *tables,
+                       size_t ntables, long statement_timeout_ms,
                        long connect_timeout_s)
 {
     stoa_db_t *db = stoa_xcalloc(1, sizeof(*db));
     db->conninfo = stoa_xstrdup(conninfo);
-    db->statements = statements;
-    db->nstatements = nstatements;
-    db->prepared = stoa_xcalloc(nstatements ? nstatements : 1, sizeof(bool));
-    db->reads = stoa_xcalloc(nstatements ? nstatements : 1, sizeof(bool));
-    for (size_t i = 0; i < nstatements; i++)
-        db->reads[i] = stoa_db_sql_is_read(statements[i].sql);
+    db->tables = stoa_xcalloc(ntables ? ntables : 1, sizeof(*db->tables));
+    db->first = stoa_xcalloc(ntables ? ntables : 1, sizeof(*db->first));
+    db->ntables = ntables;
+    for (size_t t = 0; t < ntables; t++) {
+        db->tables[t] = tables[t];
+        db->first[t] = db->nstatements;
+        db->nstatements += tables[t].len;
+    }
+    size_t n = db->nstatements ? db->nstatements : 1;
+    db->prepared = stoa_xcalloc(n, sizeof(bool));
+    db->reads = stoa_xcalloc(n, sizeof(bool));
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].len; i++)
+            db->reads[db->first[t] + i] =
+                stoa_db_sql_is_read(tables[t].list[i].sql);
     db->statement_timeout_ms = statement_timeout_ms;
     db->connect_timeout_s = connect_timeout_s;
     return db;
+}
+
+int stoa_db_sql_max_param(const char *sql)
+{
+    int max = 0;
+    for (const char *p = sql; p && *p;) {
+        /* Quoted text and identifiers, and comments, may hold a '$' that
+         * is no parameter (a dollar in a literal); '' inside a literal
+         * reads as two literals, which changes nothing here. */
+        if (*p == '\'' || *p == '"') {
+            const char *end = strchr(p + 1, *p);
+            p = end ? end + 1 : p + strlen(p);
+        } else if (p[0] == '-' && p[1] == '-') {
+            const char *end = strchr(p, '\n');
+            p = end ? end + 1 : p + strlen(p);
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            p = end ? end + 2 : p + strlen(p);
+        } else if (*p == '$' && isdigit((unsigned char)p[1]) &&
+                   (p == sql || !(isalnum((unsigned char)p[-1]) ||
+                                  p[-1] == '_'))) {
+            int n = 0;
+            for (p++; isdigit((unsigned char)*p) && n < 100000; p++)
+                n = n * 10 + (*p - '0');
+            if (n > max)
+                max = n;
+        } else {
+            p++;
+        }
+    }
+    return max;
+}
+
+int stoa_db_check_tables(const stoa_db_table_t *tables, size_t ntables,
+                         char *err, size_t errlen)
+{
+    for (size_t t = 0; t < ntables; t++) {
+        for (size_t i = 0; i < tables[t].len; i++) {
+            const stoa_db_statement_t *st = &tables[t].list[i];
+            if (!st->name || !st->sql) {
+                const char *before = i ? tables[t].list[i - 1].name : NULL;
+                snprintf(err, errlen, "statement %zu of table %zu (after %s) "
+                         "has no text: its id has no entry in the table", i,
+                         t, before ? before : "none");
+                return STOA_ERROR;
+            }
+            int used = stoa_db_sql_max_param(st->sql);
+            if (used != st->nparams) {
+                snprintf(err, errlen, "statement %s: its text uses $%d but "
+                         "it declares %d parameter%s", st->name, used,
+                         st->nparams, st->nparams == 1 ? "" : "s");
+                return STOA_ERROR;
+            }
+            for (size_t u = 0; u <= t; u++)
+                for (size_t j = 0; j < (u == t ? i : tables[u].len); j++)
+                    if (tables[u].list[j].name &&
+                        strcmp(tables[u].list[j].name, st->name) == 0) {
+                        snprintf(err, errlen, "statement %s is declared "
+                                 "twice", st->name);
+                        return STOA_ERROR;
+                    }
+        }
+    }
+    return STOA_OK;
 }
 
 static void drop(stoa_db_t *db)
@@ -75,6 +150,8 @@ void stoa_db_free(stoa_db_t *db)
     free(db->conninfo);
     free(db->prepared);
     free(db->reads);
+    free(db->tables);
+    free(db->first);
     free(db);
 }
 
@@ -275,21 +352,26 @@ static int finish(stoa_db_t *db, stoa_arena_t *arena, PGresult *res,
     return STOA_OK;
 }
 
-static const stoa_db_statement_t *find_statement(stoa_db_t *db,
-                                                 const char *name, size_t *idx)
+/* The slot of st among the handle's statements: the table whose range
+ * holds its address (a handful of tables; addresses compared as integers,
+ * since they may point into different arrays). */
+static size_t statement_slot(const stoa_db_t *db, const stoa_db_statement_t *st)
 {
-    for (size_t i = 0; i < db->nstatements; i++)
-        if (strcmp(db->statements[i].name, name) == 0) {
-            *idx = i;
-            return &db->statements[i];
-        }
-    return NULL;
+    uintptr_t at = (uintptr_t)st;
+    for (size_t t = 0; t < db->ntables; t++) {
+        uintptr_t base = (uintptr_t)db->tables[t].list;
+        if (at >= base && at < base + db->tables[t].len * sizeof(*st))
+            return db->first[t] + (at - base) / sizeof(*st);
+    }
+    stoa_assert_fail("statement in one of the handle's tables", __FILE__,
+                     __LINE__);
 }
 
-int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena, const char *name,
-                 const char *const *params, stoa_db_result_t **out)
+int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
+                 const stoa_db_statement_t *st, const char *const *params,
+                 stoa_db_result_t **out)
 {
-    return stoa_db_exec_fields(db, arena, name, params, NULL, out);
+    return stoa_db_exec_fields(db, arena, st, params, NULL, out);
 }
 
 /* Whether a failed statement may run once more on a new connection: its
@@ -321,7 +403,8 @@ static bool may_retry(stoa_db_t *db, const PGresult *res, bool idle,
     return lost;
 }
 
-int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena, const char *name,
+int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
+                        const stoa_db_statement_t *st,
                         const char *const *params, const char *const *fields,
                         stoa_db_result_t **out)
 {
@@ -329,9 +412,7 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena, const char *name,
         *out = NULL;
     if (!db)
         return STOA_AGAIN;
-    size_t idx = 0;
-    const stoa_db_statement_t *st = find_statement(db, name, &idx);
-    STOA_ASSERT(st != NULL);
+    size_t idx = statement_slot(db, st);
     for (int attempt = 0;; attempt++) {
         int rc = stoa_db_connect(db);
         if (rc != STOA_OK)
@@ -434,6 +515,35 @@ const char *stoa_db_value(const stoa_db_result_t *r, int row, int col)
         PQgetisnull(r->res, row, col))
         return NULL;
     return PQgetvalue(r->res, row, col);
+}
+
+stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
+                                         int ncols, const char *const *values)
+{
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    STOA_ASSERT(res != NULL);
+    PGresAttDesc *attrs = stoa_xcalloc(ncols ? (size_t)ncols : 1,
+                                       sizeof(*attrs));
+    char name[] = "column";
+    for (int c = 0; c < ncols; c++) {
+        attrs[c].name = name;
+        attrs[c].format = 0;
+        attrs[c].typlen = -1;
+        attrs[c].atttypmod = -1;
+    }
+    STOA_ASSERT(PQsetResultAttrs(res, ncols, attrs));
+    free(attrs);
+    for (int r = 0; r < nrows; r++)
+        for (int c = 0; c < ncols; c++) {
+            const char *v = values[r * ncols + c];
+            /* Length -1: SQL NULL. */
+            STOA_ASSERT(PQsetvalue(res, r, c, (char *)v,
+                                   v ? (int)strlen(v) : -1));
+        }
+    stoa_db_result_t *out = stoa_arena_alloc(arena, sizeof(*out));
+    out->res = res;
+    stoa_arena_cleanup(arena, result_free, res);
+    return out;
 }
 
 long stoa_db_affected(const stoa_db_result_t *r)

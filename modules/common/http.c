@@ -104,20 +104,128 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
     return NULL;
 }
 
-int stoa_http_page_end(stoa_request_t *req, const stoa_db_result_t *res,
-                       int rows, int limit, int ts_col, int id_col)
+void stoa_http_write_columns(stoa_jw_t *w, const stoa_db_result_t *res,
+                             int row, const stoa_column_t *columns,
+                             size_t ncolumns)
 {
-    stoa_jw_t *w = req->jw;
+    for (size_t i = 0; i < ncolumns; i++) {
+        const stoa_column_t *c = &columns[i];
+        const char *v = stoa_db_value(res, row, c->column);
+        stoa_jw_key(w, c->name);
+        if (!v) {
+            stoa_jw_null(w);
+            continue;
+        }
+        switch (c->kind) {
+        case STOA_COLUMN_TEXT:
+            stoa_jw_string(w, v);
+            break;
+        case STOA_COLUMN_INTEGER:
+            stoa_jw_integer(w, atoll(v));
+            break;
+        case STOA_COLUMN_BOOL:
+            stoa_jw_bool(w, v[0] == 't');
+            break;
+        case STOA_COLUMN_JSON:
+            stoa_jw_raw(w, v, strlen(v));
+            break;
+        }
+    }
+}
+
+int stoa_http_list(stoa_request_t *req, const stoa_db_result_t *res,
+                   const stoa_page_t *page, const stoa_list_t *list)
+{
+    int rows = stoa_db_rows(res);
+    int shown = page && rows > page->limit ? page->limit : rows;
+    stoa_jw_t *w = stoa_http_json(req, 200);
+    stoa_jw_object_open(w);
+    stoa_jw_key(w, "data");
+    stoa_jw_array_open(w);
+    for (int i = 0; i < shown; i++) {
+        stoa_jw_object_open(w);
+        stoa_http_write_columns(w, res, i, list->columns, list->ncolumns);
+        if (list->more)
+            list->more(req, w, res, i);
+        stoa_jw_object_close(w);
+    }
     stoa_jw_array_close(w);
     stoa_jw_key(w, "next_cursor");
-    if (rows > limit)
-        stoa_jw_string(w, stoa_arena_sprintf(req->arena, "%s_%s",
-                                             stoa_db_value(res, limit - 1, ts_col),
-                                             stoa_db_value(res, limit - 1, id_col)));
+    if (shown < rows && page->kind == STOA_PAGE_KEYSET)
+        stoa_jw_string(
+            w, stoa_arena_sprintf(
+                   req->arena, "%s_%s",
+                   stoa_db_value(res, shown - 1, list->cursor_column),
+                   stoa_db_value(res, shown - 1, list->cursor_id_column)));
+    else if (shown < rows)
+        stoa_jw_string(w, stoa_db_value(res, shown - 1, list->cursor_column));
     else
         stoa_jw_null(w);
     stoa_jw_object_close(w);
     return stoa_http_send(req);
+}
+
+/* A SERIAL cursor: digits only, a positive number (its range is left to
+ * Postgres, which names the field). */
+static bool serial_cursor(stoa_request_t *req, const char **id)
+{
+    const char *cursor = stoa_request_query(req, "cursor");
+    *id = cursor;
+    if (!cursor)
+        return true;
+    char *end;
+    long long c = strtoll(cursor, &end, 10);
+    if (!*cursor || *end || c < 1 || cursor[0] < '0' || cursor[0] > '9') {
+        stoa_request_field_error(req, "cursor", "invalid");
+        return false;
+    }
+    return true;
+}
+
+bool stoa_request_page(stoa_request_t *req, stoa_page_kind_t kind,
+                       stoa_page_t *page)
+{
+    memset(page, 0, sizeof(*page));
+    page->kind = kind;
+    stoa_request_limit(req, &page->limit);
+    if (kind == STOA_PAGE_KEYSET)
+        stoa_request_cursor(req, &page->cursor_ts, &page->cursor_id);
+    else
+        serial_cursor(req, &page->cursor_id);
+    snprintf(page->fetch, sizeof(page->fetch), "%d", page->limit + 1);
+    /* Also a parameter that is not UTF-8 (stoa_request_query). */
+    return !stoa_request_has_field_errors(req);
+}
+
+int stoa_request_begin(stoa_request_t *req, const stoa_db_statement_t *st,
+                       const char *const *params, stoa_db_result_t **res)
+{
+    stoa_db_t *db = stoa_request_db(req);
+    stoa_db_result_t *found = NULL;
+    int rc = stoa_db_begin(db);
+    if (rc == STOA_OK && st)
+        rc = stoa_db_exec(db, req->arena, st, params, &found);
+    if (res)
+        *res = found;
+    if (rc == STOA_OK && st && stoa_db_rows(found) == 0)
+        rc = STOA_DECLINED;
+    if (rc != STOA_OK)
+        stoa_db_rollback(db);
+    return rc;
+}
+
+int stoa_request_commit(stoa_request_t *req, const char *action,
+                        const char *target_id, const char *details_json)
+{
+    stoa_db_t *db = stoa_request_db(req);
+    int rc = STOA_OK;
+    if (action)
+        rc = stoa_request_audit(req, NULL, action, target_id, details_json);
+    if (rc == STOA_OK)
+        rc = stoa_db_commit(db);
+    if (rc != STOA_OK)
+        stoa_db_rollback(db);
+    return rc;
 }
 
 bool stoa_request_limit(stoa_request_t *req, int *limit)

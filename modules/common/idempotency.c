@@ -19,10 +19,21 @@
 #include "stoa/crypto.h"
 #include "stoa/log.h"
 
-const stoa_db_statement_t stoa_idempotency_statements[] = {
+enum {
+    IDEM_SQL_CLAIM,
+    IDEM_SQL_GET,
+    IDEM_SQL_STORE,
+    IDEM_SQL_RELEASE,
+    IDEM_SQL_COUNT
+};
+#define IDEM_SQL(id) (&stoa_idempotency_statements[IDEM_SQL_##id])
+/* IDEM_SQL_GET: whether the request is the same, and the stored answer. */
+enum { GET_COL_SAME_REQUEST, GET_COL_STATUS, GET_COL_BODY_SEALED };
+
+const stoa_db_statement_t stoa_idempotency_statements[IDEM_SQL_COUNT] = {
     /* A claim left by a crashed process (no answer after a minute) may be
      * taken over. */
-    {"idem_claim",
+    [IDEM_SQL_CLAIM] = {"idem_claim",
      "INSERT INTO admin.idempotency_keys (scope, key, request_hash) VALUES "
      "($1, $2, $3::bytea) ON CONFLICT (scope, key) DO UPDATE SET "
      "request_hash = EXCLUDED.request_hash, created_at = now() WHERE "
@@ -30,15 +41,15 @@ const stoa_db_statement_t stoa_idempotency_statements[] = {
      "admin.idempotency_keys.created_at < now() - interval '60 seconds' "
      "RETURNING 1",
      3},
-    {"idem_get",
+    [IDEM_SQL_GET] = {"idem_get",
      "SELECT request_hash = $3::bytea, status, body_sealed FROM "
      "admin.idempotency_keys WHERE scope = $1 AND key = $2",
      3},
-    {"idem_store",
+    [IDEM_SQL_STORE] = {"idem_store",
      "UPDATE admin.idempotency_keys SET status = $3::int, body_sealed = "
      "$4::bytea WHERE scope = $1 AND key = $2",
      4},
-    {"idem_release",
+    [IDEM_SQL_RELEASE] = {"idem_release",
      "DELETE FROM admin.idempotency_keys WHERE scope = $1 AND key = $2", 2},
 };
 const size_t stoa_idempotency_statements_len =
@@ -168,30 +179,31 @@ int stoa_idempotency_claim(stoa_db_t *db, stoa_arena_t *arena,
     const char *params[] = {call->scope, call->key, call->hash};
     stoa_db_result_t *res;
     for (;;) {
-        int rc = stoa_db_exec(db, arena, "idem_claim", params, &res);
+        int rc = stoa_db_exec(db, arena, IDEM_SQL(CLAIM), params, &res);
         if (rc != STOA_OK)
             return rc == STOA_AGAIN ? STOA_AGAIN : STOA_ERROR;
         if (stoa_db_rows(res) == 1) {
             out->state = STOA_IDEM_RUN;
             return STOA_OK;
         }
-        if ((rc = stoa_db_exec(db, arena, "idem_get", params, &res)) !=
+        if ((rc = stoa_db_exec(db, arena, IDEM_SQL(GET), params, &res)) !=
             STOA_OK)
             return rc == STOA_AGAIN ? STOA_AGAIN : STOA_ERROR;
         if (stoa_db_rows(res) == 1) /* else released meanwhile: again */
             break;
     }
-    if (stoa_db_value(res, 0, 0)[0] != 't') {
+    if (stoa_db_value(res, 0, GET_COL_SAME_REQUEST)[0] != 't') {
         out->state = STOA_IDEM_REUSED;
         return STOA_OK;
     }
-    const char *status = stoa_db_value(res, 0, 1);
+    const char *status = stoa_db_value(res, 0, GET_COL_STATUS);
     if (!status) {
         out->state = STOA_IDEM_RUNNING;
         return STOA_OK;
     }
     out->body = stoa_idempotency_open(arena, call, status,
-                                      stoa_db_value(res, 0, 2), &out->body_len);
+                                      stoa_db_value(res, 0, GET_COL_BODY_SEALED),
+                                      &out->body_len);
     out->state = out->body ? STOA_IDEM_REPLAY : STOA_IDEM_LOST;
     out->status = atoi(status);
     return STOA_OK;
@@ -208,8 +220,8 @@ int stoa_idempotency_finish(stoa_db_t *db, stoa_arena_t *arena,
         const char *sealed =
             stoa_idempotency_seal(arena, call, text, body, len);
         const char *params[] = {call->scope, call->key, text, sealed};
-        return stoa_db_exec(db, arena, "idem_store", params, NULL);
+        return stoa_db_exec(db, arena, IDEM_SQL(STORE), params, NULL);
     }
     const char *params[] = {call->scope, call->key};
-    return stoa_db_exec(db, arena, "idem_release", params, NULL);
+    return stoa_db_exec(db, arena, IDEM_SQL(RELEASE), params, NULL);
 }

@@ -459,3 +459,40 @@ void stoa_jw_raw(stoa_jw_t *w, const char *json, size_t len)
     jw_tree(w, v);
     yajl_tree_free(v);
 }
+
+typedef struct {
+    stoa_buf_t text;
+    stoa_jw_t *w;
+} arena_writer_t;
+
+static void arena_writer_free(void *data)
+{
+    arena_writer_t *a = data;
+    stoa_jw_free(a->w);
+    stoa_buf_free(&a->text);
+}
+
+stoa_jw_t *stoa_jw_arena(stoa_arena_t *arena)
+{
+    arena_writer_t *a = stoa_arena_alloc(arena, sizeof(*a));
+    stoa_buf_init(&a->text);
+    a->w = stoa_jw_new(&a->text);
+    stoa_arena_cleanup(arena, arena_writer_free, a);
+    return a->w;
+}
+
+char *stoa_jw_arena_text(stoa_arena_t *arena, stoa_jw_t *w)
+{
+    if (!stoa_jw_ok(w) || w->depth != 0 || !w->done)
+        return NULL;
+    return stoa_arena_strndup(arena, w->out->data, w->out->len);
+}
+
+char *stoa_json_pair(stoa_arena_t *arena, const char *key, const char *value)
+{
+    stoa_jw_t *w = stoa_jw_arena(arena);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, key, value);
+    stoa_jw_object_close(w);
+    return stoa_jw_arena_text(arena, w);
+}

@@ -5,8 +5,8 @@
 
 #include "stoa/crypto.h"
 
-const stoa_db_statement_t stoa_outbox_statements[] = {
-    {"outbox_enqueue",
+const stoa_db_statement_t stoa_outbox_statements[STOA_OUTBOX_SQL_COUNT] = {
+    [STOA_OUTBOX_SQL_ENQUEUE] = {"outbox_enqueue",
      "INSERT INTO jobs.outbox (kind, payload, dedupe_key, run_at) "
      "VALUES ($1, $2::jsonb, $3, now() + make_interval(secs => $4::int)) "
      "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL "
@@ -14,7 +14,7 @@ const stoa_db_statement_t stoa_outbox_statements[] = {
      4},
     /* Open jobs per kind: queued (due or waiting for a retry), running
      * (leased), dead. */
-    {"outbox_counts",
+    [STOA_OUTBOX_SQL_JOB_COUNTS] = {"outbox_counts",
      "SELECT kind, count(*) FILTER (WHERE dead_at IS NULL AND "
      "(locked_until IS NULL OR locked_until < now())), count(*) FILTER "
      "(WHERE dead_at IS NULL AND locked_until >= now()), count(*) FILTER "
@@ -31,7 +31,7 @@ int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
     char delay[24];
     snprintf(delay, sizeof(delay), "%ld", delay_s < 0 ? 0 : delay_s);
     const char *params[] = {kind, payload_json, dedupe_key, delay};
-    return stoa_db_exec(db, arena, "outbox_enqueue", params, NULL);
+    return stoa_db_exec(db, arena, STOA_OUTBOX_SQL(ENQUEUE), params, NULL);
 }
 
 int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,

@@ -14,10 +14,24 @@
 #define MARKER_EXTRA_S 120
 #define CACHE_SLOTS 256
 
-const stoa_db_statement_t stoa_revoke_statements[] = {
+enum {
+    REVOKE_SQL_CHECK,
+    REVOKE_SQL_LOCK_USER,
+    REVOKE_SQL_MFA_CHALLENGES,
+    REVOKE_SQL_SESSIONS,
+    REVOKE_SQL_API_KEYS,
+    REVOKE_SQL_COUNT
+};
+#define REVOKE_SQL(id) (&stoa_revoke_statements[REVOKE_SQL_##id])
+/* REVOKE_SQL_CHECK: whether the user and session are live. */
+enum { CHECK_COL_LIVE };
+/* REVOKE_SQL_SESSIONS: the ended sessions (stoa_revoke_committed). */
+enum { SESSIONS_COL_ID };
+
+const stoa_db_statement_t stoa_revoke_statements[REVOKE_SQL_COUNT] = {
     /* The sid of a token is a session: a login's or, for tokens traded
      * from an API key, the exchange's (which ends with its key). */
-    {"revoke_check",
+    [REVOKE_SQL_CHECK] = {"revoke_check",
      "SELECT (u.status = 'active') AND ($2::uuid IS NULL OR EXISTS ("
      " SELECT 1 FROM auth.sessions s WHERE s.id = $2::uuid AND"
      " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()))"
@@ -26,16 +40,16 @@ const stoa_db_statement_t stoa_revoke_statements[] = {
     /* Taken first by everything that ends sessions, so that a session
      * being started (which reads this row FOR SHARE) is either ended here
      * or sees the change. */
-    {"revoke_lock_user",
+    [REVOKE_SQL_LOCK_USER] = {"revoke_lock_user",
      "SELECT 1 FROM auth.users WHERE id = $1::uuid FOR UPDATE", 1},
-    {"revoke_mfa_challenges",
+    [REVOKE_SQL_MFA_CHALLENGES] = {"revoke_mfa_challenges",
      "DELETE FROM auth.mfa_challenges WHERE user_id = $1::uuid", 1},
-    {"revoke_sessions",
+    [REVOKE_SQL_SESSIONS] = {"revoke_sessions",
      "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
      "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
      "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
      3},
-    {"revoke_api_keys",
+    [REVOKE_SQL_API_KEYS] = {"revoke_api_keys",
      "UPDATE auth.api_keys SET revoked_at = now() WHERE user_id = $1::uuid "
      "AND revoked_at IS NULL",
      1},
@@ -70,11 +84,11 @@ static int check_postgres(stoa_conns_t *c, stoa_arena_t *arena,
 {
     const char *params[] = {p->user_id, p->session_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_conns_db(c), arena, "revoke_check", params,
+    int rc = stoa_db_exec(stoa_conns_db(c), arena, REVOKE_SQL(CHECK), params,
                           &res);
     if (rc != STOA_OK)
         return STOA_AGAIN;
-    const char *v = stoa_db_value(res, 0, 0);
+    const char *v = stoa_db_value(res, 0, CHECK_COL_LIVE);
     *live = v && v[0] == 't';
     return STOA_OK;
 }
@@ -174,7 +188,7 @@ void stoa_revoke_committed(stoa_conns_t *c, stoa_arena_t *arena,
                            const stoa_db_result_t *revoked)
 {
     for (int i = 0; i < stoa_db_rows(revoked); i++)
-        stoa_revoke_session_committed(c, arena, stoa_db_value(revoked, i, 0));
+        stoa_revoke_session_committed(c, arena, stoa_db_value(revoked, i, SESSIONS_COL_ID));
 }
 
 int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
@@ -184,18 +198,18 @@ int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
 {
     const char *p1[] = {user_id};
     const char *p2[] = {user_id, keep_session_id, reason};
-    int rc = stoa_db_exec(db, arena, "revoke_lock_user", p1, NULL);
+    int rc = stoa_db_exec(db, arena, REVOKE_SQL(LOCK_USER), p1, NULL);
     if (rc != STOA_OK)
         return rc;
     /* Keys go, and so do second-factor challenges started with what was
      * the password: they would otherwise still open a session. */
     if (with_keys &&
-        ((rc = stoa_db_exec(db, arena, "revoke_api_keys", p1, NULL)) !=
+        ((rc = stoa_db_exec(db, arena, REVOKE_SQL(API_KEYS), p1, NULL)) !=
              STOA_OK ||
-         (rc = stoa_db_exec(db, arena, "revoke_mfa_challenges", p1, NULL)) !=
+         (rc = stoa_db_exec(db, arena, REVOKE_SQL(MFA_CHALLENGES), p1, NULL)) !=
              STOA_OK))
         return rc;
-    return stoa_db_exec(db, arena, "revoke_sessions", p2, revoked);
+    return stoa_db_exec(db, arena, REVOKE_SQL(SESSIONS), p2, revoked);
 }
 
 void stoa_revoke_unmark_user(stoa_kv_t *kv, const char *user_id)

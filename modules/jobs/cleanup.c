@@ -10,23 +10,24 @@ int jobs_cleanup(jobs_thread_t *t, const jobs_job_t *job, char *err,
                  size_t errlen)
 {
     (void)job;
-    static const char *const steps[] = {
-        "cleanup_sessions",       "cleanup_successors",
-        "cleanup_refresh_tokens", "cleanup_email_tokens",
-        "cleanup_outbox",         "cleanup_idempotency",
-        "cleanup_mfa_challenges", "cleanup_webhook_deliveries",
-        "cleanup_stripe_events",
+    static const int steps[] = {
+        JOBS_SQL_CLEANUP_SESSIONS,       JOBS_SQL_CLEANUP_SUCCESSORS,
+        JOBS_SQL_CLEANUP_REFRESH_TOKENS, JOBS_SQL_CLEANUP_EMAIL_TOKENS,
+        JOBS_SQL_CLEANUP_OUTBOX,         JOBS_SQL_CLEANUP_IDEMPOTENCY,
+        JOBS_SQL_CLEANUP_MFA_CHALLENGES, JOBS_SQL_CLEANUP_WEBHOOK_DELIVERIES,
+        JOBS_SQL_CLEANUP_STRIPE_EVENTS,
     };
     for (size_t i = 0; i < STOA_ARRAY_LEN(steps); i++) {
+        const stoa_db_statement_t *st = &jobs_statements[steps[i]];
         stoa_db_result_t *res;
-        int rc = stoa_db_exec(t->db, t->arena, steps[i], NULL, &res);
+        int rc = stoa_db_exec(t->db, t->arena, st, NULL, &res);
         if (rc != STOA_OK) {
-            snprintf(err, errlen, "%s: %s", steps[i],
+            snprintf(err, errlen, "%s: %s", st->name,
                      stoa_db_last_error(t->db));
             return STOA_AGAIN;
         }
         if (stoa_db_affected(res))
-            stoa_log(STOA_LOG_INFO, "%s: %ld rows", steps[i],
+            stoa_log(STOA_LOG_INFO, "%s: %ld rows", st->name,
                      stoa_db_affected(res));
     }
     return STOA_OK;
@@ -44,9 +45,9 @@ int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(window, sizeof(window), "%ld", ttl + 120);
     const char *p[] = {window};
     stoa_db_result_t *sessions, *users;
-    if (stoa_db_exec(t->db, t->arena, "revoked_recently", p, &sessions) !=
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(REVOKED_RECENTLY), p, &sessions) !=
             STOA_OK ||
-        stoa_db_exec(t->db, t->arena, "suspended_users", NULL, &users) !=
+        stoa_db_exec(t->db, t->arena, JOBS_SQL(SUSPENDED_USERS), NULL, &users) !=
             STOA_OK) {
         snprintf(err, errlen, "lookup: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
@@ -56,13 +57,13 @@ int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
         return STOA_AGAIN;
     }
     for (int i = 0; i < stoa_db_rows(sessions); i++)
-        if (stoa_revoke_mark_session(t->kv, ttl, stoa_db_value(sessions, i, 0)) !=
+        if (stoa_revoke_mark_session(t->kv, ttl, stoa_db_value(sessions, i, REVOKED_COL_ID)) !=
             STOA_OK) {
             snprintf(err, errlen, "redis refused a marker");
             return STOA_AGAIN;
         }
     for (int i = 0; i < stoa_db_rows(users); i++)
-        if (stoa_revoke_mark_user(t->kv, stoa_db_value(users, i, 0)) != STOA_OK) {
+        if (stoa_revoke_mark_user(t->kv, stoa_db_value(users, i, REVOKED_COL_ID)) != STOA_OK) {
             snprintf(err, errlen, "redis refused a marker");
             return STOA_AGAIN;
         }

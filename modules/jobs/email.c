@@ -374,7 +374,7 @@ static int send_with_link(jobs_thread_t *t, const char *tmpl, const char *to,
     stoa_db_result_t *res;
     int rc = stoa_db_begin(t->db);
     if (rc == STOA_OK)
-        rc = stoa_db_exec(t->db, t->arena, "mail_link_insert", params, &res);
+        rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(MAIL_LINK_INSERT), params, &res);
     if (rc != STOA_OK) {
         snprintf(err, errlen, "could not store the link: %s",
                  stoa_db_last_error(t->db));

@@ -74,7 +74,6 @@ int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
                    const stoa_json_t *data, const char *message_key,
                    char *err, size_t errlen);
 
-extern const stoa_db_statement_t jobs_statements[];
-extern const size_t jobs_statements_len;
+#include "statements.h"
 
 #endif

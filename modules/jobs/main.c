@@ -178,7 +178,7 @@ static const char *id_array(batch_t *b, const int *rows, int n)
     for (int i = 0; i < n; i++) {
         if (i > 0)
             stoa_buf_append(&b->ids, ",", 1);
-        stoa_buf_puts(&b->ids, stoa_db_value(b->res, rows[i], 0));
+        stoa_buf_puts(&b->ids, stoa_db_value(b->res, rows[i], CLAIM_COL_ID));
     }
     stoa_buf_append(&b->ids, "}", 1);
     return b->ids.data;
@@ -190,27 +190,27 @@ static void record_done(batch_t *b)
         return;
     jobs_thread_t *t = b->t;
     const char *p[] = {id_array(b, b->done, b->ndone), t->worker_id};
-    int rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+    int rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_DONE), p, NULL);
     if (rc != STOA_OK) {
         /* Once more, on a new connection if this one broke: running it
          * twice is harmless (a job already recorded is no longer held). */
         struct timespec ts = {0, STOA_DB_RETRY_MS * 1000000L};
         nanosleep(&ts, NULL);
-        rc = stoa_db_exec(t->db, t->arena, "jobs_done", p, NULL);
+        rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_DONE), p, NULL);
     }
     if (rc == STOA_OK) {
         for (int i = 0; i < b->ndone; i++)
             stoa_log(STOA_LOG_INFO, "job %s (%s) done on attempt %s",
-                     stoa_db_value(b->res, b->done[i], 0),
-                     stoa_db_value(b->res, b->done[i], 1),
-                     stoa_db_value(b->res, b->done[i], 3));
+                     stoa_db_value(b->res, b->done[i], CLAIM_COL_ID),
+                     stoa_db_value(b->res, b->done[i], CLAIM_COL_KIND),
+                     stoa_db_value(b->res, b->done[i], CLAIM_COL_ATTEMPTS));
     } else {
         /* The jobs run again once their leases lapse (when this process
          * stops, or its heartbeat cannot reach Postgres either): handlers
          * are idempotent, so that is safe. */
         stoa_log(STOA_LOG_ERR,
                  "could not record the outcome of %d jobs (first %s)", b->ndone,
-                 stoa_db_value(b->res, b->done[0], 0));
+                 stoa_db_value(b->res, b->done[0], CLAIM_COL_ID));
     }
     b->ndone = 0;
 }
@@ -226,9 +226,9 @@ static void release_from(batch_t *b, int from)
     for (int i = 0; i < n; i++)
         rows[i] = from + i;
     const char *p[] = {id_array(b, rows, n), b->t->worker_id};
-    if (stoa_db_exec(b->t->db, b->t->arena, "jobs_release", p, NULL) != STOA_OK)
+    if (stoa_db_exec(b->t->db, b->t->arena, JOBS_SQL(JOBS_RELEASE), p, NULL) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "%d jobs left to their lease (first %s)", n,
-                 stoa_db_value(b->res, from, 0));
+                 stoa_db_value(b->res, from, CLAIM_COL_ID));
     b->rows = from;
 }
 
@@ -244,14 +244,14 @@ static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
     int db_rc;
     if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
         const char *p[] = {job->id, t->worker_id, err};
-        db_rc = stoa_db_exec(t->db, t->arena, "jobs_dead", p, NULL);
+        db_rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_DEAD), p, NULL);
         stoa_log(STOA_LOG_ERR, "job %s (%s) is dead after %d attempts: %s",
                  job->id, job->kind, job->attempt, err);
     } else {
         char delay[24];
         snprintf(delay, sizeof(delay), "%ld", jobs_backoff_s(kind, job->attempt));
         const char *p[] = {job->id, t->worker_id, delay, err};
-        db_rc = stoa_db_exec(t->db, t->arena, "jobs_retry", p, NULL);
+        db_rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_RETRY), p, NULL);
         stoa_log(STOA_LOG_WARN, "job %s (%s) attempt %d failed, retry in %s s: %s",
                  job->id, job->kind, job->attempt, delay, err);
     }
@@ -268,13 +268,13 @@ static void run_job(batch_t *b, int row)
     const stoa_db_result_t *res = b->res;
     jobs_job_t job;
     memset(&job, 0, sizeof(job));
-    job.id = stoa_db_value(res, row, 0);
-    job.kind = stoa_db_value(res, row, 1);
-    job.payload_text = stoa_db_value(res, row, 2);
-    job.attempt = atoi(stoa_db_value(res, row, 3));
-    job.max_attempts = atoi(stoa_db_value(res, row, 4));
-    job.dedupe_key = stoa_db_value(res, row, 5);
-    job.created = stoa_db_value(res, row, 6);
+    job.id = stoa_db_value(res, row, CLAIM_COL_ID);
+    job.kind = stoa_db_value(res, row, CLAIM_COL_KIND);
+    job.payload_text = stoa_db_value(res, row, CLAIM_COL_PAYLOAD);
+    job.attempt = atoi(stoa_db_value(res, row, CLAIM_COL_ATTEMPTS));
+    job.max_attempts = atoi(stoa_db_value(res, row, CLAIM_COL_MAX_ATTEMPTS));
+    job.dedupe_key = stoa_db_value(res, row, CLAIM_COL_DEDUPE_KEY);
+    job.created = stoa_db_value(res, row, CLAIM_COL_CREATED);
     char err[512] = "";
     stoa_json_t *payload = NULL;
     int rc;
@@ -299,7 +299,7 @@ static bool run_batch(batch_t *b)
     bool slow = false;
     int i = 0;
     for (; i < b->rows && !stop_requested; i++) {
-        const jobs_kind_t *kind = jobs_kind_find(stoa_db_value(b->res, i, 1));
+        const jobs_kind_t *kind = jobs_kind_find(stoa_db_value(b->res, i, CLAIM_COL_KIND));
         /* An unknown kind fails at once: as quick as any. */
         if (kind && !kind->quick) {
             slow = true;
@@ -346,7 +346,7 @@ static void *worker_main(void *arg)
         char limit[16];
         snprintf(limit, sizeof(limit), "%d", claim);
         const char *p[] = {t.worker_id, lease, limit};
-        int rc = stoa_db_exec(t.db, t.arena, "jobs_claim", p, &b.res);
+        int rc = stoa_db_exec(t.db, t.arena, JOBS_SQL(JOBS_CLAIM), p, &b.res);
         int rows = rc == STOA_OK ? stoa_db_rows(b.res) : 0;
         if (rows > claim) /* cannot happen (LIMIT); b.done has room for claim */
             rows = claim;
@@ -415,7 +415,7 @@ static void *heartbeat_main(void *arg)
         if (!db)
             db = stoa_ctx_db_take(hb->ctx, STOA_CTX_WAIT_MS);
         if (!db ||
-            stoa_db_exec(db, arena, "jobs_heartbeat", p, NULL) != STOA_OK)
+            stoa_db_exec(db, arena, JOBS_SQL(JOBS_HEARTBEAT), p, NULL) != STOA_OK)
             stoa_log(STOA_LOG_WARN, "could not renew the job leases");
         stoa_arena_reset(arena);
         pthread_mutex_lock(&heartbeat_lock);
@@ -436,7 +436,7 @@ static void enqueue_scheduled(stoa_db_t *db, stoa_arena_t *arena)
         snprintf(slot, sizeof(slot), "slot:%lld",
                  (long long)(now / schedule[i].every_s));
         const char *p[] = {schedule[i].kind, slot};
-        if (stoa_db_exec(db, arena, "jobs_schedule", p, NULL) != STOA_OK)
+        if (stoa_db_exec(db, arena, JOBS_SQL(JOBS_SCHEDULE), p, NULL) != STOA_OK)
             stoa_log(STOA_LOG_WARN, "could not enqueue %s", schedule[i].kind);
     }
     stoa_arena_reset(arena);

@@ -45,7 +45,7 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     }
     const char *p1[] = {reset.email};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(t->db, t->arena, "reset_account", p1, &user);
+    int rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(RESET_ACCOUNT), p1, &user);
     if (rc != STOA_OK) {
         snprintf(err, errlen, "account lookup failed: %s",
                  stoa_db_last_error(t->db));
@@ -53,7 +53,7 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     }
     if (stoa_db_rows(user) == 0)
         return STOA_OK; /* no active account: nothing to send, nothing told */
-    const char *user_id = stoa_db_value(user, 0, 0);
+    const char *user_id = stoa_db_value(user, 0, RESET_ACCOUNT_COL_ID);
     if (over_mail_limit(t, reset.email)) {
         stoa_log(STOA_LOG_NOTICE,
                  "reset mail for user %s not sent: %d an hour at most", user_id,
@@ -64,7 +64,7 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     stoa_buf_init(&data);
     stoa_jw_t *w = stoa_jw_new(&data);
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, 2));
+    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, RESET_ACCOUNT_COL_NAME));
     stoa_jw_object_close(w);
     bool ok = stoa_jw_ok(w);
     stoa_jw_free(w);

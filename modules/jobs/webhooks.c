@@ -27,7 +27,7 @@ int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
         return STOA_DECLINED;
     }
     const char *params[] = {id, type, job->payload_text};
-    if (stoa_db_exec(t->db, t->arena, "webhooks_fanout", params, NULL) !=
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOKS_FANOUT), params, NULL) !=
         STOA_OK) {
         snprintf(err, errlen, "fan-out: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
@@ -226,14 +226,14 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     }
     const char *p1[] = {endpoint_id};
     stoa_db_result_t *ep;
-    if (stoa_db_exec(t->db, t->arena, "webhook_endpoint", p1, &ep) != STOA_OK) {
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_ENDPOINT), p1, &ep) != STOA_OK) {
         snprintf(err, errlen, "endpoint lookup: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
     }
-    if (stoa_db_rows(ep) == 0 || stoa_db_value(ep, 0, 2)[0] == 't')
+    if (stoa_db_rows(ep) == 0 || stoa_db_value(ep, 0, ENDPOINT_COL_GONE)[0] == 't')
         return STOA_OK; /* endpoint gone or disabled: nothing to deliver */
-    const char *url = stoa_db_value(ep, 0, 0);
-    const char *secret = stoa_db_value(ep, 0, 1);
+    const char *url = stoa_db_value(ep, 0, ENDPOINT_COL_URL);
+    const char *secret = stoa_db_value(ep, 0, ENDPOINT_COL_SECRET);
 
     /* The body is the stored event, serialised the same way every try
      * (jsonb gives it back in one canonical form). */
@@ -249,17 +249,17 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
     const char *pb[] = {endpoint_id, event_id, event_type, attempt};
     stoa_db_result_t *logged;
-    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_begin", pb, &logged) !=
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_BEGIN), pb, &logged) !=
             STOA_OK ||
         stoa_db_rows(logged) != 1) {
         stoa_buf_free(&body);
         snprintf(err, errlen, "delivery log: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
     }
-    const char *delivery_id = stoa_db_value(logged, 0, 0);
+    const char *delivery_id = stoa_db_value(logged, 0, DELIVERY_BEGIN_COL_ID);
 
     /* During a rotation both secrets sign: "v1,<new> v1,<previous>". */
-    const char *previous = stoa_db_value(ep, 0, 4);
+    const char *previous = stoa_db_value(ep, 0, ENDPOINT_COL_PREVIOUS_SECRET);
     char timestamp[24], signature[256], second[128];
     snprintf(timestamp, sizeof(timestamp), "%lld", (long long)stoa_unix_time());
     delivery_t d;
@@ -285,28 +285,28 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(latency, sizeof(latency), "%ld", d.latency_ms);
     const char *p2[] = {delivery_id, d.status ? status : NULL, latency,
                         d.error[0] ? d.error : NULL};
-    if (stoa_db_exec(t->db, t->arena, "webhook_delivery_end", p2, NULL) !=
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_END), p2, NULL) !=
         STOA_OK)
         stoa_log(STOA_LOG_ERR, "delivery log not written");
     if (rc == STOA_OK) {
-        if (stoa_db_exec(t->db, t->arena, "webhook_succeeded", p1, NULL) !=
+        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_SUCCEEDED), p1, NULL) !=
             STOA_OK)
             stoa_log(STOA_LOG_ERR, "endpoint health not updated");
         return STOA_OK;
     }
     snprintf(err, errlen, "%s", d.error[0] ? d.error : "delivery failed");
     stoa_db_result_t *failing;
-    if (stoa_db_exec(t->db, t->arena, "webhook_failed", p1, &failing) ==
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_FAILED), p1, &failing) ==
             STOA_OK &&
-        stoa_db_rows(failing) == 1 && stoa_db_value(failing, 0, 0)[0] == 't') {
+        stoa_db_rows(failing) == 1 && stoa_db_value(failing, 0, FAILED_COL_FOR_LONG)[0] == 't') {
         /* Five days without a single success: switch it off, tell the
          * admins (the mail rows are deduplicated per endpoint). */
         stoa_db_result_t *disabled;
-        if (stoa_db_exec(t->db, t->arena, "webhook_disable", p1, &disabled) ==
+        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DISABLE), p1, &disabled) ==
                 STOA_OK &&
             stoa_db_rows(disabled) == 1) {
             const char *p3[] = {endpoint_id, url};
-            if (stoa_db_exec(t->db, t->arena, "webhook_disabled_mail", p3,
+            if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DISABLED_MAIL), p3,
                              NULL) != STOA_OK)
                 stoa_log(STOA_LOG_ERR, "admin mail about a disabled endpoint "
                                        "not queued");

@@ -33,18 +33,8 @@ static int list(stoactl_t *ctl, const char *kind, const char *state,
         return usage();
     const char *params[] = {kind, state, limit};
     stoa_db_result_t *res;
-    if (stoa_db_query(
-            ctl->db, ctl->arena,
-            "SELECT id, kind, CASE WHEN done_at IS NOT NULL THEN 'done' WHEN "
-            "dead_at IS NOT NULL THEN 'dead' WHEN locked_until >= now() THEN "
-            "'running' ELSE 'queued' END AS state, attempts, max_attempts, "
-            "to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-            "coalesce(last_error, '') FROM jobs.outbox o WHERE ($1::text IS NULL "
-            "OR kind = $1) AND ($2::text IS NULL OR CASE WHEN done_at IS NOT "
-            "NULL THEN 'done' WHEN dead_at IS NOT NULL THEN 'dead' WHEN "
-            "locked_until >= now() THEN 'running' ELSE 'queued' END = $2) "
-            "ORDER BY id DESC LIMIT $3::int",
-            3, params, &res) != STOA_OK) {
+    if (stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(JOBS_LIST), params,
+                     &res) != STOA_OK) {
         fprintf(stderr, "stoactl jobs: %s\n", stoa_db_last_error(ctl->db));
         return 1;
     }
@@ -52,10 +42,13 @@ static int list(stoactl_t *ctl, const char *kind, const char *state,
            "ATTEMPTS", "RUN AT", "LAST ERROR");
     for (int i = 0; i < stoa_db_rows(res); i++)
         printf("%-10s %-22s %-8s %4s/%-4s %-21s %.80s\n",
-               stoa_db_value(res, i, 0), stoa_db_value(res, i, 1),
-               stoa_db_value(res, i, 2), stoa_db_value(res, i, 3),
-               stoa_db_value(res, i, 4), stoa_db_value(res, i, 5),
-               stoa_db_value(res, i, 6));
+               stoa_db_value(res, i, JOBS_COL_ID),
+               stoa_db_value(res, i, JOBS_COL_KIND),
+               stoa_db_value(res, i, JOBS_COL_STATE),
+               stoa_db_value(res, i, JOBS_COL_ATTEMPTS),
+               stoa_db_value(res, i, JOBS_COL_MAX_ATTEMPTS),
+               stoa_db_value(res, i, JOBS_COL_RUN_AT),
+               stoa_db_value(res, i, JOBS_COL_LAST_ERROR));
     return 0;
 }
 
@@ -68,13 +61,8 @@ static int retry(stoactl_t *ctl, const char *id)
         return usage();
     const char *params[] = {id};
     stoa_db_result_t *res;
-    if (stoa_db_query(ctl->db, ctl->arena,
-                      "UPDATE jobs.outbox SET dead_at = NULL, attempts = 0, "
-                      "run_at = now(), locked_by = NULL, locked_until = NULL "
-                      "WHERE id = $1::bigint AND done_at IS NULL AND "
-                      "(locked_until IS NULL OR locked_until < now()) "
-                      "RETURNING kind",
-                      1, params, &res) != STOA_OK) {
+    if (stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(JOB_RETRY), params,
+                     &res) != STOA_OK) {
         fprintf(stderr, "stoactl jobs: %s\n", stoa_db_last_error(ctl->db));
         return 1;
     }
@@ -83,7 +71,7 @@ static int retry(stoactl_t *ctl, const char *id)
                 id);
         return 1;
     }
-    printf("job %s (%s) queued to run now\n", id, stoa_db_value(res, 0, 0));
+    printf("job %s (%s) queued to run now\n", id, stoa_db_value(res, 0, RETRY_COL_KIND));
     return 0;
 }
 

@@ -59,7 +59,8 @@ int main(int argc, char **argv)
     char err[512];
     const char *command = argv[i];
     bool check = strcmp(command, "check-config") == 0;
-    if (stoa_ctx_open(&ctl.ctx, "stoactl", config, NULL, 0, 1, 1,
+    if (stoa_ctx_open(&ctl.ctx, "stoactl", config, stoactl_statements,
+                      stoactl_statements_len, 1, 1,
                       STOA_CTX_LOG_STDERR | STOA_CTX_NO_TIMEOUT |
                           (check ? STOA_CTX_CHECK_ONLY : 0),
                       err, sizeof(err)) != STOA_OK) {

@@ -106,6 +106,7 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv)
 
         stoa_db_result_t *res;
         const char *p1[] = {names[i]};
+        enum { APPLIED_COL_CHECKSUM };
         if (must(ctl, stoa_db_query(ctl->db, ctl->arena,
                                     "SELECT checksum FROM "
                                     "public.schema_migrations WHERE version = $1",
@@ -113,7 +114,7 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv)
                  "lookup") != STOA_OK)
             return 1;
         if (stoa_db_rows(res) == 1) {
-            const char *have = stoa_db_value(res, 0, 0);
+            const char *have = stoa_db_value(res, 0, APPLIED_COL_CHECKSUM);
             if (strcmp(have, checksum) != 0) {
                 fprintf(stderr,
                         "stoactl migrate: %s was changed after it was applied "

@@ -32,27 +32,21 @@ static int seed(stoactl_t *ctl)
         const char *p1[] = {demo[i].key, demo[i].name, demo[i].description,
                             demo[i].features, sort};
         stoa_db_result_t *res;
-        if (stoa_db_query(ctl->db, ctl->arena,
-                          "INSERT INTO billing.plans (key, name, description, "
-                          "features, sort_order) VALUES ($1, $2, $3, $4::jsonb, "
-                          "$5::int) ON CONFLICT (key) DO NOTHING RETURNING id",
-                          5, p1, &res) != STOA_OK)
+        if (stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(PLAN_SEED), p1,
+                         &res) != STOA_OK)
             goto fail;
         if (stoa_db_rows(res) == 0)
             continue; /* present already: left as the operator made it */
         added++;
-        const char *id = stoa_db_value(res, 0, 0);
+        const char *id = stoa_db_value(res, 0, RETURNED_COL_ID);
         const char *amounts[] = {demo[i].monthly, demo[i].yearly};
         const char *intervals[] = {"month", "year"};
         for (int j = 0; j < 2; j++) {
             if (!amounts[j])
                 continue;
             const char *p2[] = {id, amounts[j], intervals[j]};
-            if (stoa_db_query(ctl->db, NULL,
-                              "INSERT INTO billing.prices (plan_id, amount, "
-                              "currency, interval) VALUES ($1::uuid, "
-                              "$2::bigint, 'eur', $3)",
-                              3, p2, NULL) != STOA_OK)
+            if (stoa_db_exec(ctl->db, NULL, STOACTL_SQL(PRICE_SEED), p2,
+                             NULL) != STOA_OK)
                 goto fail;
         }
     }
@@ -69,25 +63,20 @@ fail:
 static int list(stoactl_t *ctl)
 {
     stoa_db_result_t *res;
-    if (stoa_db_query(ctl->db, ctl->arena,
-                      "SELECT p.key, p.name, p.active, coalesce("
-                      "p.stripe_product_id, '-'), coalesce(string_agg("
-                      "pr.amount || ' ' || pr.currency || '/' || pr.interval "
-                      "|| CASE WHEN pr.active THEN '' ELSE ' (inactive)' END, "
-                      "', ' ORDER BY pr.amount), '') FROM billing.plans p LEFT "
-                      "JOIN billing.prices pr ON pr.plan_id = p.id GROUP BY "
-                      "p.id ORDER BY p.sort_order, p.key",
-                      0, NULL, &res) != STOA_OK) {
+    if (stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(PLANS_LIST), NULL,
+                     &res) != STOA_OK) {
         fprintf(stderr, "stoactl plan list: %s\n", stoa_db_last_error(ctl->db));
         return 1;
     }
     printf("%-16s %-20s %-6s %-22s %s\n", "KEY", "NAME", "ACTIVE",
            "STRIPE PRODUCT", "PRICES (minor units)");
     for (int i = 0; i < stoa_db_rows(res); i++)
-        printf("%-16s %-20s %-6s %-22s %s\n", stoa_db_value(res, i, 0),
-               stoa_db_value(res, i, 1),
-               stoa_db_value(res, i, 2)[0] == 't' ? "yes" : "no",
-               stoa_db_value(res, i, 3), stoa_db_value(res, i, 4));
+        printf("%-16s %-20s %-6s %-22s %s\n",
+               stoa_db_value(res, i, PLANS_COL_KEY),
+               stoa_db_value(res, i, PLANS_COL_NAME),
+               stoa_db_value(res, i, PLANS_COL_ACTIVE)[0] == 't' ? "yes" : "no",
+               stoa_db_value(res, i, PLANS_COL_STRIPE_PRODUCT_ID),
+               stoa_db_value(res, i, PLANS_COL_PRICES));
     return 0;
 }
 

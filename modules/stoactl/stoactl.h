@@ -8,6 +8,8 @@
 #include "stoa/db.h"
 #include "stoa/kv.h"
 
+#include "statements.h"
+
 /* The command's context is built by stoa_ctx_open like every program's,
  * with one connection of each kind; commands act through the library
  * (audit, revoke) with the actor "stoactl". */

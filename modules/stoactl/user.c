@@ -6,6 +6,7 @@
 
 #include "stoa/audit.h"
 #include "stoa/cache_keys.h"
+#include "stoa/json.h"
 #include "stoa/crypto.h"
 #include "stoa/format.h"
 #include "stoa/password.h"
@@ -98,11 +99,7 @@ static int create(stoactl_t *ctl, int argc, char **argv)
      * address. The audit entry is written in the same transaction. */
     const char *p1[] = {normal, name, hash, role};
     stoa_db_result_t *res;
-    rc = stoa_db_query(ctl->db, ctl->arena,
-                       "INSERT INTO auth.users (email, name, password_hash, "
-                       "role, email_verified_at) VALUES ($1, $2, $3, $4, now()) "
-                       "ON CONFLICT (lower(email)) DO NOTHING RETURNING id",
-                       4, p1, &res);
+    rc = stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(USER_CREATE), p1, &res);
     if (rc != STOA_OK) {
         fprintf(stderr, "stoactl: insert failed: %s\n",
                 stoa_db_last_error(ctl->db));
@@ -115,8 +112,8 @@ static int create(stoactl_t *ctl, int argc, char **argv)
                 normal);
         return 3;
     }
-    const char *id = stoa_db_value(res, 0, 0);
-    char *details = stoa_arena_sprintf(ctl->arena, "{\"role\":\"%s\"}", role);
+    const char *id = stoa_db_value(res, 0, RETURNED_COL_ID);
+    char *details = stoa_json_pair(ctl->arena, "role", role);
     if (stoa_audit(ctl->db, ctl->arena, &stoactl_actor, "user.created", id,
                    details) != STOA_OK ||
         stoa_db_commit(ctl->db) != STOA_OK) {
@@ -134,7 +131,7 @@ static int create(stoactl_t *ctl, int argc, char **argv)
  * the audit entry; then the revocation markers, so no token from before
  * the change passes a pool's check for more than its second. */
 typedef struct {
-    const char *update_sql; /* $1 normalised email, $2 value; RETURNING id */
+    const stoa_db_statement_t *update; /* $1 normalised email, $2 value */
     const char *value;
     const char *action; /* audit action */
     const char *details;
@@ -150,15 +147,14 @@ static int apply_change(stoactl_t *ctl, const char *normal,
     stoa_db_result_t *user, *revoked = NULL;
     const char *p1[] = {normal, c->value};
     if (stoa_db_begin(ctl->db) != STOA_OK ||
-        stoa_db_query(ctl->db, ctl->arena, c->update_sql, 2, p1, &user) !=
-            STOA_OK)
+        stoa_db_exec(ctl->db, ctl->arena, c->update, p1, &user) != STOA_OK)
         goto failed;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(ctl->db);
         fprintf(stderr, "stoactl: no user with email %s\n", normal);
         return 1;
     }
-    const char *id = stoa_db_value(user, 0, 0);
+    const char *id = stoa_db_value(user, 0, RETURNED_COL_ID);
     /* Sessions of logins and of API-key exchanges alike, through the same
      * library calls as the pools. */
     if (c->revoke_reason &&
@@ -228,12 +224,10 @@ static int set_role(stoactl_t *ctl, int argc, char **argv)
     if (rc)
         return rc;
     user_change_t c = {
-        .update_sql = "UPDATE auth.users SET role = $2, updated_at = now() "
-                      "WHERE lower(email) = $1 AND status <> 'deleted' "
-                      "RETURNING id",
+        .update = STOACTL_SQL(USER_SET_ROLE),
         .value = role,
         .action = "user.role_changed",
-        .details = stoa_arena_sprintf(ctl->arena, "{\"role\":\"%s\"}", role),
+        .details = stoa_json_pair(ctl->arena, "role", role),
         .revoke_reason = "role_changed",
     };
     if ((rc = apply_change(ctl, normal, &c, &id, &n)) != 0)
@@ -253,12 +247,10 @@ static int set_status(stoactl_t *ctl, int argc, char **argv, bool suspend)
         return rc;
     const char *status = suspend ? "suspended" : "active";
     user_change_t c = {
-        .update_sql = "UPDATE auth.users SET status = $2, updated_at = now() "
-                      "WHERE lower(email) = $1 AND status <> 'deleted' "
-                      "RETURNING id",
+        .update = STOACTL_SQL(USER_SET_STATUS),
         .value = status,
         .action = suspend ? "user.suspended" : "user.activated",
-        .details = stoa_arena_sprintf(ctl->arena, "{\"status\":\"%s\"}", status),
+        .details = stoa_json_pair(ctl->arena, "status", status),
         .revoke_reason = suspend ? "suspended" : NULL,
         .revoke_keys = suspend,
         .mark_user = suspend ? 1 : -1,

@@ -248,8 +248,9 @@ static inline void fake_ctx_open(stoa_ctx_t *ctx, const char *redis_url,
         strdup("host=/nonexistent/stoa-check port=1 dbname=x user=x");
     ctx->conf.redis_timeout_ms = 500;
     char err[128];
-    ck_assert_int_eq(stoa_ctx_pools_open(ctx, statements, nstatements, 1, 1,
-                                         err, sizeof(err)),
+    const stoa_db_table_t table = {statements, nstatements};
+    ck_assert_int_eq(stoa_ctx_pools_open(ctx, &table, 1, 1, 1, err,
+                                         sizeof(err)),
                      STOA_OK);
 }
 

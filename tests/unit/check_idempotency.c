@@ -250,10 +250,11 @@ END_TEST
 START_TEST(claim_and_finish_without_postgres)
 {
     /* A socket directory that does not exist: the connect fails at once. */
+    const stoa_db_table_t table = {stoa_idempotency_statements,
+                                   stoa_idempotency_statements_len};
     stoa_db_t *db = stoa_db_new("host=/nonexistent/stoa-check port=1 "
                                 "dbname=x user=x",
-                                stoa_idempotency_statements,
-                                stoa_idempotency_statements_len, 1000, 1);
+                                &table, 1, 1000, 1);
     ck_assert_ptr_nonnull(db);
     stoa_idem_call_t c = call_of(SEAL_KEY);
     stoa_idem_outcome_t out;

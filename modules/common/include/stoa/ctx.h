@@ -24,6 +24,10 @@
 #define STOA_CTX_WAIT_MS 2000
 
 typedef struct stoa_conn_pool_s stoa_conn_pool_t;
+
+/* The library's statement tables (outbox, audit, revoke, idempotency) and
+ * a program's. */
+#define STOA_CTX_TABLES 5
 struct stoa_app_s;
 
 typedef struct stoa_ctx_s {
@@ -32,7 +36,10 @@ typedef struct stoa_ctx_s {
     stoa_conf_t conf;
     stoa_conn_pool_t *db_pool;
     stoa_conn_pool_t *kv_pool;
-    stoa_db_statement_t *statements; /* what every connection prepares */
+    /* What every connection prepares: the library's tables, then the
+     * program's own (checked at start-up, stoa_db_check_tables). */
+    stoa_db_table_t tables[STOA_CTX_TABLES];
+    size_t ntables;
     /* Copies of small answers, correct across the host's processes
      * (hostcache.h); NULL without host_cache_file. */
     struct stoa_hostcache_s *hostcache;
@@ -54,7 +61,9 @@ typedef struct {
  * it, opens the log (<log_dir>/<program>.log, or standard error with
  * STOA_CTX_LOG_STDERR) and builds the pools, whose connections prepare the
  * library's statements (outbox, audit, revoke, idempotency) and then
- * `statements` (the program's own; borrowed, must outlive the context).
+ * `statements` (the program's own table of nstatements; borrowed, must
+ * outlive the context), after checking every table (stoa_db_check_tables:
+ * a statement whose parameters do not add up stops the start, logged).
  * db_size and kv_size 0 take the configuration's db_pool_size and
  * redis_pool_size. With STOA_CTX_CHECK_ONLY it stops after the checks
  * (nothing to close but the configuration). STOA_OK, or
@@ -73,12 +82,13 @@ STOA_MUSTCHECK int stoa_ctx_open(stoa_ctx_t *ctx, const char *program,
 void stoa_ctx_close(stoa_ctx_t *ctx);
 
 /* Builds the pools of ctx->conf (db_pool_size and redis_pool_size
- * connections; none connects yet) with the statements every connection
- * prepares (borrowed; must outlive the context). STOA_OK, or STOA_ERROR
- * with a message in err when redis_url is malformed. */
+ * connections; none connects yet) with the statement tables every
+ * connection prepares (copied; their lists are borrowed and must outlive
+ * the context). STOA_OK, or STOA_ERROR with a message in err when
+ * redis_url is malformed. */
 STOA_MUSTCHECK int stoa_ctx_pools_open(stoa_ctx_t *ctx,
-                                       const stoa_db_statement_t *statements,
-                                       size_t nstatements, size_t db_size,
+                                       const stoa_db_table_t *tables,
+                                       size_t ntables, size_t db_size,
                                        size_t kv_size, char *err,
                                        size_t errlen);
 /* Frees both pools and their connections: call when no thread holds one. */

@@ -28,16 +28,49 @@ typedef struct stoa_db_s stoa_db_t;
 typedef struct stoa_db_result_s stoa_db_result_t;
 
 typedef struct {
-    const char *name; /* unique, used as the prepared statement name */
+    const char *name; /* unique, the prepared statement's name and in logs */
     const char *sql;
-    int nparams;
+    int nparams; /* the highest $n of sql (checked at start-up) */
 } stoa_db_statement_t;
 
-/* statements is borrowed and must outlive the handle (a static table).
- * Does not connect. Caller frees with stoa_db_free(). */
-stoa_db_t *stoa_db_new(const char *conninfo,
-                       const stoa_db_statement_t *statements,
-                       size_t nstatements, long statement_timeout_ms,
+/* A part's statements (the library's audit, outbox, revoke and
+ * idempotency, a program's own): list[id] for each id of the part's enum,
+ * declared next to the SQL with designated initialisers
+ *     enum { AUTH_SQL_USER_BY_ID, ..., AUTH_SQL_COUNT };
+ *     const stoa_db_statement_t auth_statements[AUTH_SQL_COUNT] = {
+ *         [AUTH_SQL_USER_BY_ID] = {"user_by_id", "SELECT ...", 1}, ...};
+ * and an enum of the columns each reading statement returns, so that
+ * results are read by name. A statement is passed by its address in its
+ * table (each part has a macro for &table[id]); no name is looked up. */
+typedef struct {
+    const stoa_db_statement_t *list;
+    size_t len;
+} stoa_db_table_t;
+
+/* A timestamp column as the API shows it: UTC, second precision,
+ * "2024-01-31T12:00:00Z". col is SQL text (a column or expression). */
+#define STOA_DB_TS(col)                                                        \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* The highest $n that sql uses outside quoted text and comments (0 when
+ * none). */
+int stoa_db_sql_max_param(const char *sql);
+
+/* The start-up check of the statement tables every connection prepares:
+ * every slot is filled (an id whose designated initialiser is missing
+ * leaves a hole), names are unique, and each statement's nparams is the
+ * highest $n of its text (a mismatch would only fail at its first use).
+ * STOA_OK, or STOA_ERROR with what is wrong ("statement user_by_id: its
+ * text uses $2 but it declares 1 parameter") in err. */
+STOA_MUSTCHECK int stoa_db_check_tables(const stoa_db_table_t *tables,
+                                        size_t ntables, char *err,
+                                        size_t errlen);
+
+/* tables[i].list is borrowed and must outlive the handle (static tables);
+ * the array itself is copied. Does not connect. Caller frees with
+ * stoa_db_free(). */
+stoa_db_t *stoa_db_new(const char *conninfo, const stoa_db_table_t *tables,
+                       size_t ntables, long statement_timeout_ms,
                        long connect_timeout_s);
 void stoa_db_free(stoa_db_t *db);
 
@@ -51,12 +84,15 @@ bool stoa_db_sql_is_read(const char *sql);
  * STOA_OK or STOA_AGAIN. */
 STOA_MUSTCHECK int stoa_db_connect(stoa_db_t *db);
 
-/* Runs a declared statement by name. params may contain NULL (SQL NULL).
+/* Runs a declared statement: st is the address of an entry of one of the
+ * handle's tables (anything else is a bug: assert). params has
+ * st->nparams entries and may contain NULL (SQL NULL).
  * *out (may be NULL if unwanted) is arena-owned. Returns STOA_OK,
  * STOA_AGAIN (connection lost), or STOA_ERROR (query failed; see
  * stoa_db_sqlstate()). */
 STOA_MUSTCHECK int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
-                                const char *name, const char *const *params,
+                                const stoa_db_statement_t *st,
+                                const char *const *params,
                                 stoa_db_result_t **out);
 
 /* stoa_db_exec for a statement fed from a request: fields[i] names the
@@ -64,7 +100,7 @@ STOA_MUSTCHECK int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
  * that a data exception about it is reported by name (see below). fields
  * is borrowed until stoa_db_clear_data_exception() (a static table). */
 STOA_MUSTCHECK int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
-                                       const char *name,
+                                       const stoa_db_statement_t *st,
                                        const char *const *params,
                                        const char *const *fields,
                                        stoa_db_result_t **out);
@@ -92,6 +128,13 @@ int stoa_db_rows(const stoa_db_result_t *res);
 /* Borrowed until arena reset; NULL for SQL NULL. */
 const char *stoa_db_value(const stoa_db_result_t *res, int row, int col);
 long stoa_db_affected(const stoa_db_result_t *res);
+
+/* A result made in memory, as a query would return it: nrows rows of
+ * ncols text values, row by row (NULL: SQL NULL), copied. For the unit
+ * tests of code that reads results. Arena-owned. */
+stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
+                                         int ncols,
+                                         const char *const *values);
 
 /* Data exceptions (SQLSTATE class 22): Postgres could not take a
  * parameter's text as its type (22P02 invalid text, 22007/22008 an

@@ -142,13 +142,98 @@ bool stoa_request_limit(stoa_request_t *req, int *limit);
 bool stoa_request_cursor(stoa_request_t *req, const char **ts,
                          const char **id);
 
-/* Ends a keyset-paged list answer opened as {"data":[ ...: closes the
- * array, writes "next_cursor" ("<res[limit-1][ts_col]>_<res[limit-1]
- * [id_col]>" when the query returned more than limit rows, else null),
- * closes the object and sends. Returns stoa_http_send()'s result. */
+/* A page of a list, read from ?limit= and ?cursor= by stoa_request_page:
+ *   STOA_PAGE_KEYSET  the cursor is a (time, id) position,
+ *                     "<microseconds>_<uuid>" (stoa_request_cursor);
+ *   STOA_PAGE_SERIAL  the cursor is the last id of the previous page, a
+ *                     positive integer (Postgres checks its range: pass
+ *                     "cursor" as its field to stoa_db_exec_fields).
+ * The list statement takes `fetch` (limit + 1) as its LIMIT: the one row
+ * more tells whether there is a next page. */
+typedef enum { STOA_PAGE_KEYSET, STOA_PAGE_SERIAL } stoa_page_kind_t;
+typedef struct {
+    stoa_page_kind_t kind;
+    int limit;
+    const char *cursor_ts; /* KEYSET: NULL on the first page */
+    const char *cursor_id; /* the uuid (KEYSET) or id (SERIAL); or NULL */
+    char fetch[16];
+} stoa_page_t;
+
+/* Reads both parameters into *page as stoa_request_limit and
+ * stoa_request_cursor do (or, SERIAL, a positive integer cursor); false
+ * when a field error is recorded (by these or an earlier check: answer
+ * stoa_http_invalid_fields). */
+bool stoa_request_page(stoa_request_t *req, stoa_page_kind_t kind,
+                       stoa_page_t *page);
+
+/* How a result column is shown in a JSON object. */
+typedef enum {
+    STOA_COLUMN_TEXT,    /* a string (times come formatted: STOA_DB_TS) */
+    STOA_COLUMN_INTEGER, /* a number */
+    STOA_COLUMN_BOOL,    /* Postgres' t/f */
+    STOA_COLUMN_JSON,    /* JSON text of our own (json, jsonb), as is */
+} stoa_column_kind_t;
+
+/* One member of a row's object: "name" from column `column`. SQL NULL is
+ * written as null, whatever the kind. */
+typedef struct {
+    const char *name;
+    int column;
+    stoa_column_kind_t kind;
+} stoa_column_t;
+
 struct stoa_db_result_s;
-int stoa_http_page_end(stoa_request_t *req, const struct stoa_db_result_s *res,
-                       int rows, int limit, int ts_col, int id_col);
+
+/* Writes the members of row `row` of res, one per descriptor, into the
+ * object open in w. */
+void stoa_http_write_columns(stoa_jw_t *w, const struct stoa_db_result_s *res,
+                             int row, const stoa_column_t *columns,
+                             size_t ncolumns);
+
+/* A list answer: which columns each object shows and where the next
+ * cursor comes from. */
+typedef struct {
+    const stoa_column_t *columns;
+    size_t ncolumns;
+    /* Members not read from one column, written after the columns in each
+     * row's object (NULL: none). */
+    void (*more)(stoa_request_t *req, stoa_jw_t *w,
+                 const struct stoa_db_result_s *res, int row);
+    int cursor_column;    /* KEYSET: the microseconds; SERIAL: the id */
+    int cursor_id_column; /* KEYSET: the uuid */
+} stoa_list_t;
+
+/* Answers 200 {"data":[<row objects>],"next_cursor":...}. With a page,
+ * at most page->limit rows are shown and next_cursor is the position of
+ * the last one shown when res holds more ("<ts>_<uuid>", or the id), else
+ * null; without one (a short list that is not paged) every row is shown
+ * and next_cursor is null. Returns stoa_http_send()'s result. */
+int stoa_http_list(stoa_request_t *req, const struct stoa_db_result_s *res,
+                   const stoa_page_t *page, const stoa_list_t *list);
+
+/* The one shape of a handler that changes something (CONVENTIONS,
+ * Transactions): begin -> statements -> (nothing found: rollback, 404) ->
+ * audit and outbox in the transaction -> commit -> only then the answer.
+ * Every handler ends its transaction before it answers: a refusal found
+ * midway rolls back (stoa_db_rollback) before its error, a failure status
+ * (STOA_AGAIN, STOA_ERROR) is returned up as is and the dispatcher rolls
+ * back and answers it, and a success answer is written only after
+ * stoa_request_commit() returned STOA_OK.
+ *
+ * stoa_request_begin: begins on the request's connection, then runs st
+ * when not NULL (params as for stoa_db_exec; *res may be NULL if
+ * unwanted). STOA_DECLINED when st returned no row: rolled back, the
+ * caller answers (its 404). Else STOA_OK or the failure. */
+STOA_MUSTCHECK int stoa_request_begin(stoa_request_t *req,
+                                      const stoa_db_statement_t *st,
+                                      const char *const *params,
+                                      struct stoa_db_result_s **res);
+/* Writes the audit entry of the principal (action NULL: none; as
+ * stoa_request_audit with actor_id NULL) and commits. STOA_OK: committed,
+ * answer now; else the failure (rolled back). */
+STOA_MUSTCHECK int stoa_request_commit(stoa_request_t *req, const char *action,
+                                       const char *target_id,
+                                       const char *details_json);
 
 /* Checks Content-Type (415) and syntax (400 invalid_json) and that the
  * body is a JSON object; sends the error itself. (The size cap, 413, is

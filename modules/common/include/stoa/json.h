@@ -70,4 +70,15 @@ void stoa_jw_kv_bool(stoa_jw_t *w, const char *key, bool v);
 /* False once the generator saw a misuse (unbalanced, key outside object). */
 bool stoa_jw_ok(const stoa_jw_t *w);
 
+/* A writer for JSON handed on as text (audit details, error details,
+ * outbox payloads): writes into a buffer of its own; both are freed at
+ * arena reset. */
+stoa_jw_t *stoa_jw_arena(stoa_arena_t *arena);
+/* The complete text written by a stoa_jw_arena() writer (arena-owned);
+ * NULL when it refused a value or a container is still open. */
+char *stoa_jw_arena_text(stoa_arena_t *arena, stoa_jw_t *w);
+/* {"<key>":"<value>"} (value NULL: null), the usual detail of one id;
+ * arena-owned. */
+char *stoa_json_pair(stoa_arena_t *arena, const char *key, const char *value);
+
 #endif

@@ -9,8 +9,21 @@
 #include "stoa/arena.h"
 #include "stoa/db.h"
 
-/* Statements the outbox needs; every program's statement table includes
- * them (app.c and stoactl do it). */
+/* Statements the outbox needs; every program's connections prepare them
+ * (stoa_ctx_open). */
+enum {
+    STOA_OUTBOX_SQL_ENQUEUE,
+    STOA_OUTBOX_SQL_JOB_COUNTS, /* open jobs per kind, for readiness */
+    STOA_OUTBOX_SQL_COUNT
+};
+/* Columns of STOA_OUTBOX_SQL_JOB_COUNTS. */
+enum {
+    STOA_OUTBOX_COUNTS_COL_KIND,
+    STOA_OUTBOX_COUNTS_COL_QUEUED,
+    STOA_OUTBOX_COUNTS_COL_RUNNING,
+    STOA_OUTBOX_COUNTS_COL_DEAD
+};
+#define STOA_OUTBOX_SQL(id) (&stoa_outbox_statements[STOA_OUTBOX_SQL_##id])
 extern const stoa_db_statement_t stoa_outbox_statements[];
 extern const size_t stoa_outbox_statements_len;
 

@@ -1,0 +1,54 @@
+/* statements.h - the admin pool's statements (statements.c) by id, and
+ * the columns each reading statement returns, in its SELECT or RETURNING
+ * order. */
+#ifndef ADMIN_STATEMENTS_H
+#define ADMIN_STATEMENTS_H
+
+#include "stoa/db.h"
+
+enum {
+    ADMIN_SQL_WEBHOOK_INSERT,
+    ADMIN_SQL_WEBHOOK_LIST,
+    ADMIN_SQL_WEBHOOK_DELETE,
+    ADMIN_SQL_WEBHOOK_ROTATE,
+    ADMIN_SQL_WEBHOOK_EXISTS,
+    ADMIN_SQL_WEBHOOK_DELIVERIES,
+    ADMIN_SQL_COUNT
+};
+
+/* The statement of an id: ADMIN_SQL(WEBHOOK_LIST). */
+#define ADMIN_SQL(id) (&admin_statements[ADMIN_SQL_##id])
+
+extern const stoa_db_statement_t admin_statements[ADMIN_SQL_COUNT];
+extern const size_t admin_statements_len;
+
+/* ADMIN_SQL_WEBHOOK_INSERT */
+enum { WEBHOOK_INSERT_COL_ID, WEBHOOK_INSERT_COL_CREATED_AT };
+/* ADMIN_SQL_WEBHOOK_LIST */
+enum {
+    WEBHOOK_COL_ID,
+    WEBHOOK_COL_URL,
+    WEBHOOK_COL_DESCRIPTION,
+    WEBHOOK_COL_EVENTS, /* a JSON array */
+    WEBHOOK_COL_CREATED_AT,
+    WEBHOOK_COL_DISABLED_AT,
+    WEBHOOK_COL_DISABLED_REASON,
+    WEBHOOK_COL_FAILING_SINCE,
+    WEBHOOK_COL_LAST_SUCCESS_AT,
+    WEBHOOK_COL_CURSOR_US /* the keyset cursor's time */
+};
+/* ADMIN_SQL_WEBHOOK_ROTATE */
+enum { ROTATE_COL_PREVIOUS_VALID_UNTIL };
+/* ADMIN_SQL_WEBHOOK_DELIVERIES */
+enum {
+    DELIVERY_COL_ID,
+    DELIVERY_COL_EVENT_ID,
+    DELIVERY_COL_EVENT_TYPE,
+    DELIVERY_COL_ATTEMPT,
+    DELIVERY_COL_AT,
+    DELIVERY_COL_STATUS,
+    DELIVERY_COL_LATENCY_MS,
+    DELIVERY_COL_ERROR
+};
+
+#endif
