@@ -700,6 +700,9 @@ START_TEST(code_text_form_uses_the_table_default)
     ck_assert_ptr_nonnull(strstr(
         req.body_out.data,
         stoa_err_info(STOA_ERR_PLAN_EXISTS)->message));
+}
+END_TEST
+
 /* ---- list writer and paging ------------------------------------------ */
 
 enum { L_ID, L_NAME, L_COUNT, L_ON, L_TAGS, L_CURSOR_US, L_NCOLS };
