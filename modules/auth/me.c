@@ -9,9 +9,9 @@
 #include "auth.h"
 #include "stoa/cache_keys.h"
 #include "stoa/events.h"
+#include "stoa/gdpr.h"
 #include "stoa/hostcache.h"
 #include "stoa/log.h"
-#include "stoa/outbox.h"
 
 #define PROFILE_CACHE_TTL_S 300
 
@@ -134,8 +134,7 @@ int auth_me_patch(stoa_request_t *req)
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     }
-    char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
-    if ((rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_UPDATED, event)) !=
+    if ((rc = stoa_event_user(db, req->arena, STOA_EVENT_USER_UPDATED, user_id)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, NULL, "user.profile_updated", user_id, NULL)) !=
             STOA_OK ||
@@ -147,14 +146,13 @@ int auth_me_patch(stoa_request_t *req)
 
 int auth_me_export(stoa_request_t *req)
 {
-    const char *params[] = {req->principal.user_id};
-    stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_EXPORT), params, &res);
+    const char *json;
+    int rc = stoa_gdpr_export(stoa_request_db(req), req->arena,
+                              req->principal.user_id, &json);
+    if (rc == STOA_DECLINED)
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     if (rc != STOA_OK)
         return rc;
-    const char *json = stoa_db_value(res, 0, EXPORT_COL_JSON);
-    if (!json)
-        return STOA_ERROR;
     stoa_http_header(req, "Content-Disposition",
                      "attachment; filename=\"stoa-export.json\"");
     return stoa_http_raw_json(req, 200, json, strlen(json));
@@ -185,28 +183,18 @@ int auth_me_delete(stoa_request_t *req)
         stoa_request_field_error(req, "password", "incorrect");
         return stoa_http_invalid_fields(req);
     }
-    /* Erasure: personal data replaced, credentials and tokens deleted,
-     * sessions revoked; the id stays so billing records (kept by law)
-     * and the audit trail still point at one anonymous account. */
+    /* The same erasure an admin runs on the user's behalf (stoa/gdpr.h). */
+    stoa_actor_t actor = stoa_request_actor(req, NULL);
     stoa_db_result_t *revoked;
-    char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
-    if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = auth_revoke_sessions(req, user_id, NULL, "account_deleted",
-                                   true, &revoked)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_ERASE), p1, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_DELETE_USER), p1, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(EMAIL_TOKENS_DELETE_USER), p1,
-                           NULL)) != STOA_OK ||
-        (rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_DELETED, event)) !=
-            STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "user.deleted", user_id, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    if ((rc = stoa_db_begin(db)) != STOA_OK)
         return rc;
-    auth_mark_revoked(req, revoked);
-    auth_forget_profile(req, user_id);
+    rc = stoa_gdpr_erase(db, req->arena, &actor, user_id, &revoked);
+    if (rc == STOA_DECLINED) {
+        stoa_db_rollback(db);
+        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
+    }
+    if (rc != STOA_OK || (rc = stoa_db_commit(db)) != STOA_OK)
+        return rc;
+    stoa_gdpr_erased(&req->conns, req->arena, user_id, revoked);
     return stoa_http_empty(req, 204);
 }
-

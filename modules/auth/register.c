@@ -4,7 +4,6 @@
 #include "stoa/events.h"
 #include "stoa/format.h"
 #include "stoa/mail.h"
-#include "stoa/outbox.h"
 
 /* Queues the verification mail (caller's transaction). Its link is made
  * by stoa-jobs when it sends the mail, so the token is never stored in
@@ -71,9 +70,8 @@ int auth_register(stoa_request_t *req)
                               "an account with this email already exists");
     }
     const char *user_id = stoa_db_value(user, 0, USER_COL_ID);
-    char *event = stoa_arena_sprintf(req->arena, "{\"id\":\"%s\"}", user_id);
     if ((rc = queue_verification(req, user_id, email, name)) != STOA_OK ||
-        (rc = stoa_outbox_event(db, req->arena, STOA_EVENT_USER_CREATED, event)) !=
+        (rc = stoa_event_user(db, req->arena, STOA_EVENT_USER_CREATED, user_id)) !=
             STOA_OK ||
         (rc = stoa_request_audit(req, user_id, "user.registered", user_id, NULL)) !=
             STOA_OK ||

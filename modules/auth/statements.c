@@ -43,33 +43,11 @@ const stoa_db_statement_t auth_statements[AUTH_SQL_COUNT] = {
      "'{}'::jsonb), updated_at = now() WHERE u.id = $1::uuid AND "
      "u.status = 'active' RETURNING " AUTH_USER_COLUMNS,
      3},
-    [AUTH_SQL_USER_ERASE] = {"user_erase",
-     "UPDATE auth.users SET email = 'deleted-' || id || '@invalid', "
-     "name = 'Deleted user', password_hash = NULL, status = 'deleted', "
-     "deleted_at = now(), notification_prefs = '{}'::jsonb, "
-     "email_verified_at = NULL, updated_at = now() WHERE id = $1::uuid",
-     1},
-    [AUTH_SQL_USER_EXPORT] = {"user_export",
-     "SELECT json_build_object("
-     " 'user', (SELECT row_to_json(x) FROM (SELECT id, email, name, role, "
-     "  status, email_verified_at, created_at, updated_at, notification_prefs "
-     "  FROM auth.users WHERE id = $1::uuid) x),"
-     " 'sessions', coalesce((SELECT json_agg(row_to_json(s) ORDER BY "
-     "  s.created_at) FROM (SELECT id, created_at, last_used_at, expires_at, "
-     "  revoked_at, revoke_reason, user_agent, host(ip) AS ip "
-     "  FROM auth.sessions WHERE user_id = $1::uuid) s), '[]'::json),"
-     " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY a.at) "
-     "  FROM (SELECT at, action, host(ip) AS ip, details FROM admin.audit_log "
-     "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
-     ")::text",
-     1},
     [AUTH_SQL_EMAIL_TOKEN_USE] = {"email_token_use",
      "UPDATE auth.email_tokens SET used_at = now() WHERE token_hash = "
      "$1::bytea AND purpose = $2 AND used_at IS NULL AND expires_at > now() "
      "RETURNING user_id",
      2},
-    [AUTH_SQL_EMAIL_TOKENS_DELETE_USER] = {"email_tokens_delete_user",
-     "DELETE FROM auth.email_tokens WHERE user_id = $1::uuid", 1},
     [AUTH_SQL_SESSION_INSERT] = {"session_insert",
      "INSERT INTO auth.sessions (user_id, expires_at, user_agent, ip) "
      "VALUES ($1::uuid, now() + make_interval(secs => $2::int), left($3, "
@@ -109,10 +87,6 @@ const stoa_db_statement_t auth_statements[AUTH_SQL_COUNT] = {
      "UPDATE auth.refresh_tokens SET spent_at = now(), successor_sealed = "
      "$2::bytea WHERE token_hash = $1::bytea",
      2},
-    [AUTH_SQL_REFRESH_DELETE_USER] = {"refresh_delete_user",
-     "DELETE FROM auth.refresh_tokens rt USING auth.sessions s WHERE "
-     "rt.session_id = s.id AND s.user_id = $1::uuid",
-     1},
     /* --- TOTP ------------------------------------------------------- */
     [AUTH_SQL_MFA_GET] = {"mfa_get",
      "SELECT secret_sealed, confirmed_at IS NOT NULL, last_used_step FROM "

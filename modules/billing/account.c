@@ -187,7 +187,7 @@ int billing_portal(stoa_request_t *req)
     return stoa_http_send(req);
 }
 
-static void write_subscription(stoa_jw_t *w, const stoa_db_result_t *res)
+void billing_write_subscription(stoa_jw_t *w, const stoa_db_result_t *res)
 {
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "status", stoa_db_value(res, 0, SUBSCRIPTION_COL_STATUS));
@@ -238,7 +238,7 @@ int billing_subscription(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 200);
-    write_subscription(w, res);
+    billing_write_subscription(w, res);
     return stoa_http_send(req);
 }
 
@@ -281,11 +281,11 @@ int billing_subscription_cancel(stoa_request_t *req)
     if ((rc = load_subscription(req, &res)) != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 200);
-    write_subscription(w, res);
+    billing_write_subscription(w, res);
     return stoa_http_send(req);
 }
 
-static const stoa_column_t invoice_columns[] = {
+const stoa_column_t billing_invoice_columns[] = {
     {"id", INVOICE_COL_ID, STOA_COLUMN_TEXT},
     {"number", INVOICE_COL_NUMBER, STOA_COLUMN_TEXT},
     {"amount_due", INVOICE_COL_AMOUNT_DUE, STOA_COLUMN_INTEGER},
@@ -310,8 +310,8 @@ int billing_invoices(stoa_request_t *req)
                           &res);
     if (rc != STOA_OK)
         return rc;
-    static const stoa_list_t list = {invoice_columns,
-                                     STOA_ARRAY_LEN(invoice_columns), NULL,
+    static const stoa_list_t list = {billing_invoice_columns,
+                                     BILLING_INVOICE_NCOLUMNS, NULL,
                                      INVOICE_COL_CURSOR_US, INVOICE_COL_ID};
     return stoa_http_list(req, res, &page, &list);
 }

@@ -24,6 +24,14 @@ int billing_stripe_failed(stoa_request_t *req, int rc,
  * cors_origins. */
 bool billing_url_allowed(stoa_request_t *req, const char *url);
 
+/* The user's own view of a subscription (GET /v1/billing/subscription) and
+ * of an invoice (GET /v1/billing/invoices), from row 0 of a result with
+ * the SUBSCRIPTION_COL_* / INVOICE_COL_* columns (statements.h): the API
+ * answers and the domain events about them show the same object. */
+void billing_write_subscription(stoa_jw_t *w, const stoa_db_result_t *res);
+#define BILLING_INVOICE_NCOLUMNS 10
+extern const stoa_column_t billing_invoice_columns[BILLING_INVOICE_NCOLUMNS];
+
 /* Writes a plan with its prices from the plan row at `row` (columns of
  * BILLING_PLAN_COLUMNS) and the JSON array text of prices. */
 #define BILLING_PLAN_COLUMNS                                                   \

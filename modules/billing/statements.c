@@ -4,6 +4,22 @@
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 #define FROM_US(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
 
+/* A subscription and an invoice as the user's own routes show them; the
+ * domain events about them carry the same (SUBSCRIPTION_COL_*,
+ * INVOICE_COL_*). */
+#define SUBSCRIPTION_SELECT                                                    \
+    "SELECT s.stripe_subscription_id, s.status, p.key, p.name, pr.id, "        \
+    "pr.amount, pr.currency, pr.interval, "                                    \
+    STOA_DB_TS("s.current_period_end") ", s.cancel_at_period_end, "           \
+    STOA_DB_TS("s.trial_end") ", s.stripe_price_id FROM billing.subscriptions " \
+    "s LEFT JOIN billing.prices pr ON pr.stripe_price_id = s.stripe_price_id " \
+    "LEFT JOIN billing.plans p ON p.id = pr.plan_id"
+#define INVOICE_SELECT                                                         \
+    "SELECT i.id, i.number, i.amount_due, i.amount_paid, i.currency, "         \
+    "i.status, " STOA_DB_TS("i.created") ", i.hosted_invoice_url, "            \
+    "i.invoice_pdf, " EPOCH_US("i.created") ", i.amount_refunded FROM "        \
+    "billing.invoices i"
+
 const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
     /* --- catalogue ---------------------------------------------------- */
     [BILLING_SQL_PLANS_PUBLIC] = {"plans_public",
@@ -66,12 +82,7 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      "= $1::uuid AND status IN ('trialing', 'active', 'past_due') LIMIT 1",
      1},
     [BILLING_SQL_SUBSCRIPTION_OF_USER] = {"subscription_of_user",
-     "SELECT s.stripe_subscription_id, s.status, p.key, p.name, pr.id, "
-     "pr.amount, pr.currency, pr.interval, " STOA_DB_TS("s.current_period_end") ", "
-     "s.cancel_at_period_end, " STOA_DB_TS("s.trial_end") ", s.stripe_price_id "
-     "FROM billing.subscriptions s LEFT JOIN billing.prices pr ON "
-     "pr.stripe_price_id = s.stripe_price_id LEFT JOIN billing.plans p ON "
-     "p.id = pr.plan_id WHERE s.user_id = $1::uuid ORDER BY (s.status IN "
+     SUBSCRIPTION_SELECT " WHERE s.user_id = $1::uuid ORDER BY (s.status IN "
      "('trialing', 'active', 'past_due')) DESC, s.updated_at DESC LIMIT 1",
      1},
     [BILLING_SQL_SUBSCRIPTION_SET_CANCEL] = {"subscription_set_cancel",
@@ -79,10 +90,7 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      "updated_at = now() WHERE stripe_subscription_id = $1",
      1},
     [BILLING_SQL_INVOICES_OF_USER] = {"invoices_of_user",
-     "SELECT i.id, i.number, i.amount_due, i.amount_paid, i.currency, "
-     "i.status, " STOA_DB_TS("i.created") ", i.hosted_invoice_url, i.invoice_pdf, "
-     EPOCH_US("i.created") ", i.amount_refunded FROM billing.invoices i "
-     "WHERE i.user_id = $1::uuid AND ($2::bigint IS NULL OR (i.created, i.id) "
+     INVOICE_SELECT " WHERE i.user_id = $1::uuid AND ($2::bigint IS NULL OR (i.created, i.id) "
      "< (" FROM_US("$2") ", $3::uuid)) ORDER BY i.created DESC, i.id DESC "
      "LIMIT $4::int",
      4},
@@ -258,5 +266,10 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      "i.id) < (" FROM_US("$5") ", $6::uuid)) ORDER BY i.created DESC, i.id "
      "DESC LIMIT $7::int",
      7},
+    /* --- the objects of domain events -------------------------------- */
+    [BILLING_SQL_SUBSCRIPTION_BY_STRIPE_ID] = {"subscription_by_stripe_id",
+     SUBSCRIPTION_SELECT " WHERE s.stripe_subscription_id = $1", 1},
+    [BILLING_SQL_INVOICE_BY_STRIPE_ID] = {"invoice_by_stripe_id",
+     INVOICE_SELECT " WHERE i.stripe_invoice_id = $1", 1},
 };
 const size_t billing_statements_len = STOA_ARRAY_LEN(billing_statements);

@@ -61,9 +61,23 @@ static int exec(event_t *ev, const stoa_db_statement_t *st,
     return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, st, params, out);
 }
 
+/* The domain event about the subscription or invoice object_id, as this
+ * transaction has just written it: its data carries the object as the
+ * user's own route shows it (stoa/events.h), not Stripe's. */
 static int domain_event(event_t *ev, const char *type, const char *user_id,
                         const char *object_id)
 {
+    bool subscription = stoa_event_find(type)->data ==
+                        STOA_EVENT_DATA_SUBSCRIPTION;
+    const char *p[] = {object_id};
+    stoa_db_result_t *res;
+    int rc = exec(ev, subscription ? BILLING_SQL(SUBSCRIPTION_BY_STRIPE_ID)
+                                   : BILLING_SQL(INVOICE_BY_STRIPE_ID),
+                  p, &res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0)
+        return STOA_ERROR; /* written by this transaction a moment ago */
     stoa_buf_t data;
     stoa_buf_init(&data);
     stoa_jw_t *w = stoa_jw_new(&data);
@@ -71,10 +85,17 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
     stoa_jw_kv_string(w, "user_id", user_id);
     stoa_jw_kv_string(w, "stripe_id", object_id);
     stoa_jw_key(w, "object");
-    stoa_jw_value(w, ev->object);
+    if (subscription) {
+        billing_write_subscription(w, res);
+    } else {
+        stoa_jw_object_open(w);
+        stoa_http_write_columns(w, res, 0, billing_invoice_columns,
+                                BILLING_INVOICE_NCOLUMNS);
+        stoa_jw_object_close(w);
+    }
     stoa_jw_object_close(w);
     stoa_jw_free(w);
-    int rc = stoa_outbox_event(stoa_request_db(ev->req), ev->req->arena, type, data.data);
+    rc = stoa_outbox_event(stoa_request_db(ev->req), ev->req->arena, type, data.data);
     stoa_buf_free(&data);
     return rc;
 }

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include "stoa/audit.h"
+#include "stoa/events.h"
+#include "stoa/gdpr.h"
 #include "stoa/idempotency.h"
 #include "stoa/hostcache.h"
 #include "stoa/log.h"
@@ -209,6 +211,8 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         {stoa_audit_statements, stoa_audit_statements_len},
         {stoa_revoke_statements, stoa_revoke_statements_len},
         {stoa_idempotency_statements, stoa_idempotency_statements_len},
+        {stoa_event_statements, stoa_event_statements_len},
+        {stoa_gdpr_statements, stoa_gdpr_statements_len},
         {statements, nstatements},
     };
     if (stoa_db_check_tables(tables, STOA_CTX_TABLES, why, sizeof(why)) !=

@@ -4,21 +4,25 @@
 #include <string.h>
 
 #include "stoa/core.h"
+#include "stoa/outbox.h"
 
 const stoa_event_t stoa_events[] = {
-    {STOA_EVENT_USER_CREATED, "an account was registered",
-     STOA_EVENT_DATA_USER_ID},
-    {STOA_EVENT_USER_UPDATED, "a user changed their profile",
-     STOA_EVENT_DATA_USER_ID},
-    {STOA_EVENT_USER_DELETED, "an account was erased at its owner's request",
-     STOA_EVENT_DATA_USER_ID},
+    {STOA_EVENT_USER_CREATED, "an account was registered or created",
+     STOA_EVENT_DATA_USER},
+    {STOA_EVENT_USER_UPDATED,
+     "a user's profile, role or status (reactivation) changed",
+     STOA_EVENT_DATA_USER},
+    {STOA_EVENT_USER_DELETED,
+     "an account was erased at its owner's request or by an admin",
+     STOA_EVENT_DATA_USER},
+    {STOA_EVENT_USER_SUSPENDED, "an account was suspended",
+     STOA_EVENT_DATA_USER},
     {STOA_EVENT_SUBSCRIPTION_UPDATED,
-     "a subscription was created, changed, canceled or nears its trial end",
-     STOA_EVENT_DATA_STRIPE_OBJECT},
-    {STOA_EVENT_INVOICE_PAID, "an invoice was paid",
-     STOA_EVENT_DATA_STRIPE_OBJECT},
+     "a subscription was created, changed or canceled",
+     STOA_EVENT_DATA_SUBSCRIPTION},
+    {STOA_EVENT_INVOICE_PAID, "an invoice was paid", STOA_EVENT_DATA_INVOICE},
     {STOA_EVENT_INVOICE_PAYMENT_FAILED, "an invoice's payment failed",
-     STOA_EVENT_DATA_STRIPE_OBJECT},
+     STOA_EVENT_DATA_INVOICE},
 };
 const size_t stoa_events_len = STOA_ARRAY_LEN(stoa_events);
 
@@ -28,4 +32,31 @@ const stoa_event_t *stoa_event_find(const char *name)
         if (strcmp(stoa_events[i].name, name) == 0)
             return &stoa_events[i];
     return NULL;
+}
+
+enum { EVENT_SQL_USER_SNAPSHOT, EVENT_SQL_COUNT };
+
+const stoa_db_statement_t stoa_event_statements[EVENT_SQL_COUNT] = {
+    /* The members of STOA_EVENT_DATA_USER, built by Postgres so every
+     * string is escaped once, by the same rules. */
+    [EVENT_SQL_USER_SNAPSHOT] = {"event_user_snapshot",
+     "SELECT json_build_object('id', id, 'email', email, 'name', name, "
+     "'role', role, 'status', status, 'created_at', "
+     STOA_DB_TS("created_at") ")::text FROM auth.users WHERE id = $1::uuid",
+     1},
+};
+const size_t stoa_event_statements_len = STOA_ARRAY_LEN(stoa_event_statements);
+
+int stoa_event_user(stoa_db_t *db, stoa_arena_t *arena, const char *type,
+                    const char *user_id)
+{
+    const char *params[] = {user_id};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(db, arena, &stoa_event_statements[EVENT_SQL_USER_SNAPSHOT],
+                          params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0)
+        return STOA_DECLINED;
+    return stoa_outbox_event(db, arena, type, stoa_db_value(res, 0, 0));
 }

@@ -8,6 +8,7 @@
 #include "stoa/cache_keys.h"
 #include "stoa/json.h"
 #include "stoa/crypto.h"
+#include "stoa/events.h"
 #include "stoa/format.h"
 #include "stoa/password.h"
 #include "stoa/principal.h"
@@ -116,6 +117,8 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     char *details = stoa_json_pair(ctl->arena, "role", role);
     if (stoa_audit(ctl->db, ctl->arena, &stoactl_actor, "user.created", id,
                    details) != STOA_OK ||
+        stoa_event_user(ctl->db, ctl->arena, STOA_EVENT_USER_CREATED, id) !=
+            STOA_OK ||
         stoa_db_commit(ctl->db) != STOA_OK) {
         fprintf(stderr, "stoactl: write failed: %s\n",
                 stoa_db_last_error(ctl->db));
@@ -128,12 +131,14 @@ static int create(stoactl_t *ctl, int argc, char **argv)
 
 /* One change of an account by the operator, in one transaction: the
  * user row, the sessions it ends (and with revoke_keys, every API key),
- * the audit entry; then the revocation markers, so no token from before
- * the change passes a pool's check for more than its second. */
+ * the audit entry and the domain event (the row as changed); then the
+ * revocation markers, so no token from before the change passes a pool's
+ * check for more than its second. */
 typedef struct {
     const stoa_db_statement_t *update; /* $1 normalised email, $2 value */
     const char *value;
     const char *action; /* audit action */
+    const char *event;  /* the domain event (stoa/events.h) */
     const char *details;
     const char *revoke_reason; /* NULL: sessions stay */
     bool revoke_keys;
@@ -163,6 +168,7 @@ static int apply_change(stoactl_t *ctl, const char *normal,
         goto failed;
     if (stoa_audit(ctl->db, ctl->arena, &stoactl_actor, c->action, id,
                    c->details) != STOA_OK ||
+        stoa_event_user(ctl->db, ctl->arena, c->event, id) != STOA_OK ||
         stoa_db_commit(ctl->db) != STOA_OK)
         goto failed;
     /* A marker Redis cannot take queues a re-sync, as in the pools. */
@@ -227,6 +233,7 @@ static int set_role(stoactl_t *ctl, int argc, char **argv)
         .update = STOACTL_SQL(USER_SET_ROLE),
         .value = role,
         .action = "user.role_changed",
+        .event = STOA_EVENT_USER_UPDATED,
         .details = stoa_json_pair(ctl->arena, "role", role),
         .revoke_reason = "role_changed",
     };
@@ -250,6 +257,7 @@ static int set_status(stoactl_t *ctl, int argc, char **argv, bool suspend)
         .update = STOACTL_SQL(USER_SET_STATUS),
         .value = status,
         .action = suspend ? "user.suspended" : "user.activated",
+        .event = suspend ? STOA_EVENT_USER_SUSPENDED : STOA_EVENT_USER_UPDATED,
         .details = stoa_json_pair(ctl->arena, "status", status),
         .revoke_reason = suspend ? "suspended" : NULL,
         .revoke_keys = suspend,
