@@ -39,5 +39,18 @@ const stoa_db_statement_t admin_statements[ADMIN_SQL_COUNT] = {
      "$1::uuid AND ($2::bigint IS NULL OR id < $2::bigint) ORDER BY id DESC "
      "LIMIT $3::int",
      3},
+    /* Newest first by id (it grows with time); the cursor is the last id
+     * of the previous page. Each filter leads an index ending in id
+     * (migration 0022), so a page reads only what it shows. `to` is
+     * exclusive. */
+    [ADMIN_SQL_AUDIT_LOG] = {"audit_log",
+     "SELECT id, " STOA_DB_TS("at") ", actor_id, actor, action, target_id, "
+     "host(ip), request_id, details::text FROM admin.audit_log WHERE "
+     "($1::uuid IS NULL OR actor_id = $1::uuid) AND ($2::text IS NULL OR "
+     "action = $2) AND ($3::uuid IS NULL OR target_id = $3::uuid) AND "
+     "($4::timestamptz IS NULL OR at >= $4::timestamptz) AND "
+     "($5::timestamptz IS NULL OR at < $5::timestamptz) AND ($6::bigint IS "
+     "NULL OR id < $6::bigint) ORDER BY id DESC LIMIT $7::int",
+     7},
 };
 const size_t admin_statements_len = STOA_ARRAY_LEN(admin_statements);

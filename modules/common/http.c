@@ -104,6 +104,31 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
     return NULL;
 }
 
+void stoa_request_reject_unknown_query(stoa_request_t *req,
+                                       const char *const *allowed)
+{
+    const char *q = req->query ? req->query : "";
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t plen = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', plen);
+        size_t klen = eq ? (size_t)(eq - q) : plen;
+        char *k = plen ? form_decode(req->arena, q, klen) : NULL;
+        if (plen && (!k || !stoa_utf8_valid(k, strlen(k)) || strlen(k) > 64)) {
+            stoa_request_field_error(req, "query", "invalid_encoding");
+        } else if (plen) {
+            const char *const *a = allowed;
+            while (*a && strcmp(*a, k) != 0)
+                a++;
+            if (!*a)
+                stoa_request_field_error(req, k, "unknown_field");
+        }
+        q += plen;
+        if (*q == '&')
+            q++;
+    }
+}
+
 void stoa_http_write_columns(stoa_jw_t *w, const stoa_db_result_t *res,
                              int row, const stoa_column_t *columns,
                              size_t ncolumns)

@@ -133,6 +133,12 @@ const char *stoa_request_path_param(const stoa_request_t *req,
  * absent, or when its encoding is malformed or it is not UTF-8 (a field
  * error `invalid_encoding` is then recorded under the key). */
 const char *stoa_request_query(stoa_request_t *req, const char *key);
+/* Records `unknown_field` for each query key not in the NULL-terminated
+ * list (a key that is not valid text is recorded as "query",
+ * `invalid_encoding`): a misspelt filter is an error, not an unfiltered
+ * list. */
+void stoa_request_reject_unknown_query(stoa_request_t *req,
+                                       const char *const *allowed);
 
 /* List paging (SPEC §3): ?limit= in 1..100 (default 20) and ?cursor= of
  * the form "<microseconds>_<uuid>" (a (time, id) keyset position; *ts and
