@@ -133,6 +133,11 @@ def sweep_routes(user_email, password, webhook_id):
               query={"limit": "limit", "cursor": "serial"}),
         route("POST", "/v1/admin/webhooks/{id}/rotate-secret", "admin",
               {"previous_valid_for_s": 60}, (BODY,), fields={"previous_valid_for_s": "int"}),
+        route("GET", "/v1/admin/audit-log", "admin",
+              query={"limit": "limit", "cursor": "serial", "actor": "uuid", "target": "uuid",
+                     "action": "word", "from": "time", "to": "time"}),
+        route("GET", "/v1/admin/users/{id}/export", "admin"),
+        route("DELETE", "/v1/admin/users/{id}", "admin"),
         # Served by the analytics and admin pools as they grow: whatever
         # they answer, hostile input must not turn it into a 500.
         route("POST", "/v1/analytics/events", "client", {"events": []}),
@@ -168,6 +173,7 @@ BAD_QUERY = {
              "2026-01-01T24:00:00Z", "2026-01-01T12:60:00Z", "2026-01-01T12:00:61Z",
              "2026-01-01T12:00:00+25:00", "0000-01-01", "yesterday", "%ff%fe"],
     "word": ["%ff%fe", "%c0%af", "%ed%a0%80", "x" * 300],
+    "uuid": ["not-a-uuid", RANDOM_ID[:-1] + "z", RANDOM_ID + "0", "%ff%fe", "1234"],
 }
 # One value per kind, sent to routes that do not read the key: ignored.
 IGNORED_QUERY = "limit=%ff&cursor=%ff%fe&from=2026-02-30&to=2026-13-45&plan=%ff&status=%fe"
