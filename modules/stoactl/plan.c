@@ -2,7 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stoa/audit.h"
+#include "stoa/json.h"
 #include "stoactl.h"
+
+static const stoa_actor_t plan_actor = {.label = "stoactl"};
 
 /* The demo catalogue of the dev stack; seeding twice changes nothing. */
 static const struct {
@@ -39,6 +43,11 @@ static int seed(stoactl_t *ctl)
             continue; /* present already: left as the operator made it */
         added++;
         const char *id = stoa_db_value(res, 0, RETURNED_COL_ID);
+        /* A catalogue change like the admin routes' own, on record. */
+        if (stoa_audit(ctl->db, ctl->arena, &plan_actor, "plan.created", id,
+                       stoa_json_pair(ctl->arena, "key", demo[i].key)) !=
+            STOA_OK)
+            goto fail;
         const char *amounts[] = {demo[i].monthly, demo[i].yearly};
         const char *intervals[] = {"month", "year"};
         for (int j = 0; j < 2; j++) {

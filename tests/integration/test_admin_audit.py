@@ -162,6 +162,12 @@ class AdminAuditTest(StackTestCase):
         actions = {e["action"] for e in doc["data"] if (e["details"] or {}).get("webhook_id") == hook}
         self.assertEqual(actions, {"webhook.created", "webhook.secret_rotated", "webhook.deleted"})
 
+    def test_audit_log_records_the_operators_catalogue_seed(self):
+        # The stack seeds the demo catalogue with stoactl at start.
+        entries = self.audit("action=plan.created")["data"]
+        keys = {e["details"].get("key") for e in entries if e["actor"] == "stoactl"}
+        self.assertLessEqual({"free", "pro", "team"}, keys, entries)
+
     # --- GDPR on behalf of a user -----------------------------------------
 
     def test_admin_export_is_the_users_own_export_and_is_audited(self):
