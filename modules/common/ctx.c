@@ -5,6 +5,7 @@
 #include "stoa/ctx.h"
 
 #include <errno.h>
+#include "stoa/accounts.h"
 #include "stoa/audit.h"
 #include "stoa/idempotency.h"
 #include "stoa/hostcache.h"
@@ -209,6 +210,7 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         {stoa_audit_statements, stoa_audit_statements_len},
         {stoa_revoke_statements, stoa_revoke_statements_len},
         {stoa_idempotency_statements, stoa_idempotency_statements_len},
+        {stoa_accounts_statements, stoa_accounts_statements_len},
         {statements, nstatements},
     };
     if (stoa_db_check_tables(tables, STOA_CTX_TABLES, why, sizeof(why)) !=

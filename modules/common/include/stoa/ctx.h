@@ -25,9 +25,9 @@
 
 typedef struct stoa_conn_pool_s stoa_conn_pool_t;
 
-/* The library's statement tables (outbox, audit, revoke, idempotency) and
- * a program's. */
-#define STOA_CTX_TABLES 5
+/* The library's statement tables (outbox, audit, revoke, idempotency,
+ * accounts) and a program's. */
+#define STOA_CTX_TABLES 6
 struct stoa_app_s;
 
 typedef struct stoa_ctx_s {
