@@ -9,6 +9,9 @@ int admin_webhooks_list(stoa_request_t *req);
 int admin_webhooks_delete(stoa_request_t *req);
 int admin_webhooks_deliveries(stoa_request_t *req);
 int admin_webhooks_rotate_secret(stoa_request_t *req);
+int admin_users_list(stoa_request_t *req);
+int admin_users_get(stoa_request_t *req);
+int admin_users_patch(stoa_request_t *req);
 
 #include "statements.h"
 

@@ -60,6 +60,9 @@ const stoa_err_info_t stoa_err_table[] = {
                                    "no enrolment is in progress"},
     [STOA_ERR_MFA_UNAVAILABLE] = {"mfa_unavailable", 503,
                                   "two-factor authentication is unavailable"},
+    [STOA_ERR_LAST_ADMIN] = {"last_admin", 409,
+                             "the last active admin cannot be demoted or "
+                             "suspended"},
     [STOA_ERR_INVALID_SIGNATURE] = {"invalid_signature", 400,
                                     "the signature is missing, wrong or "
                                     "stale"},

@@ -104,6 +104,30 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
     return NULL;
 }
 
+void stoa_request_query_reject_unknown(stoa_request_t *req,
+                                       const char *const *allowed)
+{
+    const char *q = req->query ? req->query : "";
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t plen = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', plen);
+        size_t klen = eq ? (size_t)(eq - q) : plen;
+        char *k = form_decode(req->arena, q, klen);
+        bool known = false;
+        for (const char *const *a = allowed; k && *a && !known; a++)
+            known = strcmp(*a, k) == 0;
+        /* A key that is not text is named by what it is, not echoed. */
+        if (plen && !known)
+            stoa_request_field_error(
+                req, k && stoa_utf8_valid(k, strlen(k)) ? k : "query",
+                "unknown_field");
+        q += plen;
+        if (*q == '&')
+            q++;
+    }
+}
+
 void stoa_http_write_columns(stoa_jw_t *w, const stoa_db_result_t *res,
                              int row, const stoa_column_t *columns,
                              size_t ncolumns)

@@ -133,6 +133,11 @@ const char *stoa_request_path_param(const stoa_request_t *req,
  * absent, or when its encoding is malformed or it is not UTF-8 (a field
  * error `invalid_encoding` is then recorded under the key). */
 const char *stoa_request_query(stoa_request_t *req, const char *key);
+/* Records `unknown_field` under each query key (percent-decoded) not in
+ * the NULL-terminated list, for a route whose query keys are filters: a
+ * misspelt filter is refused rather than silently widening the answer. */
+void stoa_request_query_reject_unknown(stoa_request_t *req,
+                                       const char *const *allowed);
 
 /* List paging (SPEC §3): ?limit= in 1..100 (default 20) and ?cursor= of
  * the form "<microseconds>_<uuid>" (a (time, id) keyset position; *ts and
