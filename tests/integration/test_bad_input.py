@@ -133,6 +133,12 @@ def sweep_routes(user_email, password, webhook_id):
               query={"limit": "limit", "cursor": "serial"}),
         route("POST", "/v1/admin/webhooks/{id}/rotate-secret", "admin",
               {"previous_valid_for_s": 60}, (BODY,), fields={"previous_valid_for_s": "int"}),
+        route("GET", "/v1/admin/users", "finance",
+              query=dict(PAGED, email="word", role="word", status="word", plan="word",
+                         created_from="time", created_to="time")),
+        route("GET", "/v1/admin/users/{id}", "finance"),
+        route("PATCH", "/v1/admin/users/{id}", "admin", {}, (BODY,),
+              fields={"role": "str", "status": "str"}),
         # Served by the analytics and admin pools as they grow: whatever
         # they answer, hostile input must not turn it into a 500.
         route("POST", "/v1/analytics/events", "client", {"events": []}),
