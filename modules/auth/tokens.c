@@ -71,9 +71,7 @@ int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
     char jti[STOA_UUID_STR_LEN + 1];
     stoa_uuid_v4(jti);
     stoa_buf_t claims;
-    stoa_buf_init(&claims);
-    stoa_jw_t *w = stoa_jw_new(&claims);
-    stoa_jw_object_open(w);
+    stoa_jw_t *w = stoa_jw_object_new(&claims);
     stoa_jw_kv_string(w, "iss", conf->jwt_issuer);
     stoa_jw_kv_string(w, "aud", conf->jwt_audience);
     stoa_jw_kv_string(w, "sub", user_id);

@@ -44,6 +44,14 @@ char *stoa_xstrdup(const char *s)
     return p;
 }
 
+char *stoa_xstrndup(const char *s, size_t len)
+{
+    char *p = stoa_xmalloc(len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
 uint64_t stoa_now_us(void)
 {
     struct timespec ts;
@@ -56,4 +64,17 @@ int64_t stoa_unix_time(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;
+}
+
+struct timespec stoa_deadline_ms(clockid_t clock, long ms)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
 }

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define STOA_OK 0
 #define STOA_ERROR -1
@@ -39,9 +40,14 @@ void *stoa_xmalloc(size_t size);
 void *stoa_xcalloc(size_t count, size_t size);
 void *stoa_xrealloc(void *ptr, size_t size);
 char *stoa_xstrdup(const char *s);
+/* The first len bytes of s (which need not be NUL-terminated) as a string. */
+char *stoa_xstrndup(const char *s, size_t len);
 
 /* Monotonic and wall clocks. */
 uint64_t stoa_now_us(void);      /* monotonic microseconds */
 int64_t stoa_unix_time(void);    /* wall clock seconds since the epoch */
+/* The time ms milliseconds from now on clock, as pthread_cond_timedwait
+ * wants its deadline (the clock the condition variable waits on). */
+struct timespec stoa_deadline_ms(clockid_t clock, long ms);
 
 #endif
