@@ -754,7 +754,4 @@ static Suite *http_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(http_suite());
-}
+TEST_MAIN(http_suite)

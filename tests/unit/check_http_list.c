@@ -184,7 +184,4 @@ static Suite *http_list_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(http_list_suite());
-}
+TEST_MAIN(http_list_suite)
