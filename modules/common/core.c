@@ -44,14 +44,6 @@ char *stoa_xstrdup(const char *s)
     return p;
 }
 
-char *stoa_xstrndup(const char *s, size_t len)
-{
-    char *p = stoa_xmalloc(len + 1);
-    memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
-}
-
 uint64_t stoa_now_us(void)
 {
     struct timespec ts;

@@ -40,8 +40,17 @@ void *stoa_xmalloc(size_t size);
 void *stoa_xcalloc(size_t count, size_t size);
 void *stoa_xrealloc(void *ptr, size_t size);
 char *stoa_xstrdup(const char *s);
-/* The first len bytes of s (which need not be NUL-terminated) as a string. */
-char *stoa_xstrndup(const char *s, size_t len);
+/* The first len bytes of s (which need not be NUL-terminated) as a string.
+ * Inline so that the allocation is the caller's call to stoa_xmalloc: the
+ * gateway wraps that symbol at link time to refuse instead of aborting. */
+static inline char *stoa_xstrndup(const char *s, size_t len)
+{
+    char *p = stoa_xmalloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        p[i] = s[i];
+    p[len] = '\0';
+    return p;
+}
 
 /* Monotonic and wall clocks. */
 uint64_t stoa_now_us(void);      /* monotonic microseconds */
