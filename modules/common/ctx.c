@@ -82,14 +82,7 @@ static void *pool_take(stoa_conn_pool_t *p, long wait_ms)
 {
     pthread_mutex_lock(&p->lock);
     if (p->nidle == 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = stoa_deadline_ms(CLOCK_MONOTONIC, wait_ms);
         while (p->nidle == 0)
             if (pthread_cond_timedwait(&p->freed, &p->lock, &until) ==
                 ETIMEDOUT)

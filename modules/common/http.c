@@ -39,17 +39,6 @@ bool stoa_request_id_valid(const char *s)
     return n > 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes application/x-www-form-urlencoded text; NULL when malformed
  * (bad escape or an encoded NUL). */
 static char *form_decode(stoa_arena_t *arena, const char *s, size_t len)
@@ -62,7 +51,8 @@ static char *form_decode(stoa_arena_t *arena, const char *s, size_t len)
         } else if (s[i] == '%') {
             if (i + 2 >= len)
                 return NULL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = stoa_hex_digit(s[i + 1]);
+            int lo = stoa_hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return NULL;
             out[o++] = (char)(hi << 4 | lo);

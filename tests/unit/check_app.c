@@ -470,7 +470,4 @@ static Suite *app_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(app_suite());
-}
+TEST_MAIN(app_suite)

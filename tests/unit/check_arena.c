@@ -276,7 +276,4 @@ static Suite *arena_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(arena_suite());
-}
+TEST_MAIN(arena_suite)

@@ -48,7 +48,4 @@ static Suite *cache_keys_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(cache_keys_suite());
-}
+TEST_MAIN(cache_keys_suite)

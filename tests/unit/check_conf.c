@@ -474,7 +474,4 @@ static Suite *conf_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(conf_suite());
-}
+TEST_MAIN(conf_suite)

@@ -176,7 +176,4 @@ static Suite *db_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(db_suite());
-}
+TEST_MAIN(db_suite)

@@ -73,7 +73,4 @@ static Suite *events_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(events_suite());
-}
+TEST_MAIN(events_suite)

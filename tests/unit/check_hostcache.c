@@ -186,7 +186,4 @@ static Suite *hostcache_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(hostcache_suite());
-}
+TEST_MAIN(hostcache_suite)

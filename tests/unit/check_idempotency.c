@@ -283,7 +283,4 @@ static Suite *idempotency_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(idempotency_suite());
-}
+TEST_MAIN(idempotency_suite)

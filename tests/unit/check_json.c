@@ -829,7 +829,4 @@ static Suite *json_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(json_suite());
-}
+TEST_MAIN(json_suite)

@@ -139,7 +139,4 @@ static Suite *jwt_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(jwt_suite());
-}
+TEST_MAIN(jwt_suite)

@@ -299,7 +299,4 @@ static Suite *kv_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(kv_suite());
-}
+TEST_MAIN(kv_suite)

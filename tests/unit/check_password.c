@@ -351,7 +351,4 @@ static Suite *password_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(password_suite());
-}
+TEST_MAIN(password_suite)

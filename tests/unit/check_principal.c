@@ -159,7 +159,4 @@ static Suite *principal_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(principal_suite());
-}
+TEST_MAIN(principal_suite)

@@ -295,7 +295,4 @@ static Suite *revoke_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(revoke_suite());
-}
+TEST_MAIN(revoke_suite)

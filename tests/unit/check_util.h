@@ -39,6 +39,13 @@ static inline int test_run_suite(Suite *suite)
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/* The main() of a check program: runs the suite suite_fn() builds. */
+#define TEST_MAIN(suite_fn)                                                    \
+    int main(void)                                                             \
+    {                                                                          \
+        return test_run_suite(suite_fn());                                     \
+    }
+
 /* Writes len bytes into a new temporary file; returns its path, which the
  * caller frees (and unlinks with test_remove_file()). */
 static inline char *test_write_file(const void *data, size_t len)
