@@ -7,15 +7,9 @@
 
 int auth_password_forgot(stoa_request_t *req)
 {
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    const char *raw = stoa_request_only_string(req, "email", 320);
+    if (!raw)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"email", NULL};
-    stoa_field_reject_unknown(req, body, allowed);
-    const char *raw =
-        stoa_field_string(req, body, "email", STOA_FIELD_REQUIRED, 1, 320);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
     char *email = stoa_email_normalise(req->arena, raw);
     /* 202 whatever happens: the answer never tells whether an account
      * exists. (An address that cannot be one has no account to hide.) */

@@ -1,17 +1,12 @@
 /* verify_email.c - POST /v1/auth/verify-email: the emailed token confirms
  * the address. */
-
 #include "auth.h"
 
 int auth_verify_email(stoa_request_t *req)
 {
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    const char *token = stoa_request_only_string(req, "token", 200);
+    if (!token)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"token", NULL};
-    const char *token = auth_token_field(req, body, allowed);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
     stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)

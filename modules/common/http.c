@@ -529,6 +529,23 @@ int stoa_http_invalid_fields(stoa_request_t *req)
                                   "some fields are invalid", details);
 }
 
+const char *stoa_request_only_string(stoa_request_t *req, const char *name,
+                                     size_t max_len)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return NULL;
+    const char *const allowed[] = {name, NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *value =
+        stoa_field_string(req, body, name, STOA_FIELD_REQUIRED, 1, max_len);
+    if (stoa_request_has_field_errors(req)) {
+        stoa_http_invalid_fields(req);
+        return NULL;
+    }
+    return value;
+}
+
 /* Matches one pattern against the path, capturing {name} segments. */
 static bool pattern_match(stoa_request_t *req, const char *pattern,
                           const char *path)

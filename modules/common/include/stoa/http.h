@@ -271,6 +271,11 @@ bool stoa_field_bool(stoa_request_t *req, const stoa_json_t *obj,
 /* Records `unknown_field` for each member not in the NULL-terminated list. */
 void stoa_field_reject_unknown(stoa_request_t *req, const stoa_json_t *obj,
                                const char *const *allowed);
+/* A body that is exactly {"<name>": "<1 to max_len bytes>"} (a password,
+ * an email, a token): the string, or NULL once the request has been
+ * answered (415 or 400 with the field's reason, unknown members named). */
+const char *stoa_request_only_string(stoa_request_t *req, const char *name,
+                                     size_t max_len);
 
 /* Responses. */
 void stoa_http_header(stoa_request_t *req, const char *name,
