@@ -41,10 +41,7 @@ END_TEST
 static Suite *cache_keys_suite(void)
 {
     Suite *s = suite_create("cache_keys");
-    TCase *tc = test_case("cache_keys", NULL, NULL);
-    tcase_add_test(tc, keys_spell_the_contract);
-    tcase_add_test(tc, keys_do_not_overlap);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "cache_keys", NULL, NULL, keys_spell_the_contract, keys_do_not_overlap);
     return s;
 }
 

@@ -65,11 +65,7 @@ END_TEST
 static Suite *events_suite(void)
 {
     Suite *s = suite_create("events");
-    TCase *tc = test_case("events", NULL, NULL);
-    tcase_add_test(tc, table_entries_are_complete_and_unique);
-    tcase_add_test(tc, every_constant_is_in_the_table);
-    tcase_add_test(tc, unknown_names_are_not_found);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "events", NULL, NULL, table_entries_are_complete_and_unique, every_constant_is_in_the_table, unknown_names_are_not_found);
     return s;
 }
 

@@ -176,13 +176,7 @@ END_TEST
 static Suite *hostcache_suite(void)
 {
     Suite *s = suite_create("hostcache");
-    TCase *tc = test_case("core", setup, teardown);
-    tcase_add_test(tc, a_copy_is_served_until_a_bump);
-    tcase_add_test(tc, a_fetch_overtaken_by_a_change_is_not_kept);
-    tcase_add_test(tc, counters_live_in_the_file);
-    tcase_add_test(tc, copies_expire);
-    tcase_add_test(tc, limits_and_no_cache);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "core", setup, teardown, a_copy_is_served_until_a_bump, a_fetch_overtaken_by_a_change_is_not_kept, counters_live_in_the_file, copies_expire, limits_and_no_cache);
     return s;
 }
 

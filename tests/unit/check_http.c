@@ -712,29 +712,9 @@ static Suite *http_suite(void)
     tcase_add_test(tc, router_allow_may_be_null_and_params_reset);
     suite_add_tcase(s, tc);
 
-    tc = test_case("query", setup, teardown);
-    tcase_add_test(tc, query_decoding);
-    tcase_add_test(tc, query_empty_and_null);
-    tcase_add_test(tc, query_malformed_escape);
-    tcase_add_test(tc, query_value_not_utf8);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "query", setup, teardown, query_decoding, query_empty_and_null, query_malformed_escape, query_value_not_utf8);
 
-    tc = test_case("responses", setup, teardown);
-    tcase_add_test(tc, http_error_shape);
-    tcase_add_test(tc, http_error_statuses_and_defaults);
-    tcase_add_test(tc, http_error_escapes_message);
-    tcase_add_test(tc, http_error_replaces_partial_body);
-    tcase_add_test(tc, http_error_details_given);
-    tcase_add_test(tc, fail_takes_status_and_message_from_the_table);
-    tcase_add_test(tc, fail_keeps_an_explicit_message);
-    tcase_add_test(tc, fail_statuses_map_to_results);
-    tcase_add_test(tc, fail_as_keeps_the_code_at_another_status);
-    tcase_add_test(tc, code_text_form_uses_the_table_default);
-    tcase_add_test(tc, invalid_fields_lists_fields);
-    tcase_add_test(tc, invalid_fields_without_fields);
-    tcase_add_test(tc, json_response_and_send);
-    tcase_add_test(tc, header_lines_and_injection_guard);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "responses", setup, teardown, http_error_shape, http_error_statuses_and_defaults, http_error_escapes_message, http_error_replaces_partial_body, http_error_details_given, fail_takes_status_and_message_from_the_table, fail_keeps_an_explicit_message, fail_statuses_map_to_results, fail_as_keeps_the_code_at_another_status, code_text_form_uses_the_table_default, invalid_fields_lists_fields, invalid_fields_without_fields, json_response_and_send, header_lines_and_injection_guard);
 
     tc = test_case("body", setup, teardown);
     tcase_add_loop_test(tc, json_body_table, 0,
@@ -743,14 +723,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, json_body_with_nul);
     suite_add_tcase(s, tc);
 
-    tc = test_case("fields", setup, teardown);
-    tcase_add_test(tc, field_string_cases);
-    tcase_add_test(tc, field_string_length_bounds);
-    tcase_add_test(tc, field_integer_cases);
-    tcase_add_test(tc, field_bool_cases);
-    tcase_add_test(tc, field_reject_unknown);
-    tcase_add_test(tc, request_id_valid_table);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "fields", setup, teardown, field_string_cases, field_string_length_bounds, field_integer_cases, field_bool_cases, field_reject_unknown, request_id_valid_table);
     return s;
 }
 

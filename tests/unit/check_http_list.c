@@ -173,14 +173,7 @@ END_TEST
 static Suite *http_list_suite(void)
 {
     Suite *s = suite_create("http_list");
-    TCase *tc = test_case("list", setup, teardown);
-    tcase_add_test(tc, list_writes_every_kind_and_null);
-    tcase_add_test(tc, list_keyset_page_has_next_cursor);
-    tcase_add_test(tc, list_last_page_has_null_cursor);
-    tcase_add_test(tc, list_serial_page_cursor_is_the_id);
-    tcase_add_test(tc, page_refuses_bad_parameters);
-    tcase_add_test(tc, page_defaults);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "list", setup, teardown, list_writes_every_kind_and_null, list_keyset_page_has_next_cursor, list_last_page_has_null_cursor, list_serial_page_cursor_is_the_id, page_refuses_bad_parameters, page_defaults);
     return s;
 }
 

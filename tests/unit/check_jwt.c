@@ -132,10 +132,7 @@ END_TEST
 static Suite *jwt_suite(void)
 {
     Suite *s = suite_create("jwt");
-    TCase *tc = test_case("low_s", setup, teardown);
-    tcase_add_test(tc, signer_issues_low_s_only);
-    tcase_add_test(tc, high_s_twin_is_refused);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "low_s", setup, teardown, signer_issues_low_s_only, high_s_twin_is_refused);
     return s;
 }
 
