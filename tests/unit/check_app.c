@@ -451,11 +451,4 @@ START_TEST(hashes_gate_sequential_requests_pass)
 }
 END_TEST
 
-static Suite *app_suite(void)
-{
-    Suite *s = suite_create("app");
-    TEST_CASE(s, "dispatch", setup, teardown, unknown_path_404, other_method_405_with_allow, public_route_runs_without_principal, auth_needs_a_principal, revoked_session_401_and_redis_unsure_503, roles_403, scopes_403_insufficient_scope, login_routes_refuse_key_tokens, handler_status_mapping, hashes_gate_sheds_when_full, hashes_gate_sequential_requests_pass);
-    return s;
-}
-
-TEST_MAIN(app_suite)
+TEST_MAIN_ONE_CASE("app", setup, teardown, unknown_path_404, other_method_405_with_allow, public_route_runs_without_principal, auth_needs_a_principal, revoked_session_401_and_redis_unsure_503, roles_403, scopes_403_insufficient_scope, login_routes_refuse_key_tokens, handler_status_mapping, hashes_gate_sheds_when_full, hashes_gate_sequential_requests_pass)

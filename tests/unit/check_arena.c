@@ -257,11 +257,4 @@ START_TEST(read_file_whole_and_bounded)
 }
 END_TEST
 
-static Suite *arena_suite(void)
-{
-    Suite *s = suite_create("arena");
-    TEST_CASE(s, "core", setup, teardown, alloc_is_16_byte_aligned, allocations_do_not_overlap, big_allocation_beyond_block_size, reset_runs_cleanups_in_reverse_order, destroy_runs_cleanups, reset_makes_memory_reusable, calloc_zeroes_reused_memory, used_counts_allocations, strdup_and_strndup, sprintf_formats, read_file_whole_and_bounded);
-    return s;
-}
-
-TEST_MAIN(arena_suite)
+TEST_MAIN_ONE_CASE("arena", setup, teardown, alloc_is_16_byte_aligned, allocations_do_not_overlap, big_allocation_beyond_block_size, reset_runs_cleanups_in_reverse_order, destroy_runs_cleanups, reset_makes_memory_reusable, calloc_zeroes_reused_memory, used_counts_allocations, strdup_and_strndup, sprintf_formats, read_file_whole_and_bounded)

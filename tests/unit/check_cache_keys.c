@@ -38,11 +38,4 @@ START_TEST(keys_do_not_overlap)
 }
 END_TEST
 
-static Suite *cache_keys_suite(void)
-{
-    Suite *s = suite_create("cache_keys");
-    TEST_CASE(s, "cache_keys", NULL, NULL, keys_spell_the_contract, keys_do_not_overlap);
-    return s;
-}
-
-TEST_MAIN(cache_keys_suite)
+TEST_MAIN_ONE_CASE("cache_keys", NULL, NULL, keys_spell_the_contract, keys_do_not_overlap)

@@ -159,11 +159,4 @@ START_TEST(ctx_open_accepts_a_matching_table)
 }
 END_TEST
 
-static Suite *db_suite(void)
-{
-    Suite *s = suite_create("db");
-    TEST_CASE(s, "arity", NULL, NULL, max_param_counts_the_highest, check_accepts_matching_tables, check_refuses_too_few_declared, check_refuses_too_many_declared, check_refuses_a_hole, check_refuses_a_name_twice, library_tables_pass, ctx_open_stops_on_a_mismatch, ctx_open_accepts_a_matching_table);
-    return s;
-}
-
-TEST_MAIN(db_suite)
+TEST_MAIN_ONE_CASE("db", NULL, NULL, max_param_counts_the_highest, check_accepts_matching_tables, check_refuses_too_few_declared, check_refuses_too_many_declared, check_refuses_a_hole, check_refuses_a_name_twice, library_tables_pass, ctx_open_stops_on_a_mismatch, ctx_open_accepts_a_matching_table)

@@ -62,11 +62,4 @@ START_TEST(unknown_names_are_not_found)
 }
 END_TEST
 
-static Suite *events_suite(void)
-{
-    Suite *s = suite_create("events");
-    TEST_CASE(s, "events", NULL, NULL, table_entries_are_complete_and_unique, every_constant_is_in_the_table, unknown_names_are_not_found);
-    return s;
-}
-
-TEST_MAIN(events_suite)
+TEST_MAIN_ONE_CASE("events", NULL, NULL, table_entries_are_complete_and_unique, every_constant_is_in_the_table, unknown_names_are_not_found)

@@ -173,11 +173,4 @@ START_TEST(limits_and_no_cache)
 }
 END_TEST
 
-static Suite *hostcache_suite(void)
-{
-    Suite *s = suite_create("hostcache");
-    TEST_CASE(s, "core", setup, teardown, a_copy_is_served_until_a_bump, a_fetch_overtaken_by_a_change_is_not_kept, counters_live_in_the_file, copies_expire, limits_and_no_cache);
-    return s;
-}
-
-TEST_MAIN(hostcache_suite)
+TEST_MAIN_ONE_CASE("hostcache", setup, teardown, a_copy_is_served_until_a_bump, a_fetch_overtaken_by_a_change_is_not_kept, counters_live_in_the_file, copies_expire, limits_and_no_cache)

@@ -170,11 +170,4 @@ START_TEST(page_defaults)
 }
 END_TEST
 
-static Suite *http_list_suite(void)
-{
-    Suite *s = suite_create("http_list");
-    TEST_CASE(s, "list", setup, teardown, list_writes_every_kind_and_null, list_keyset_page_has_next_cursor, list_last_page_has_null_cursor, list_serial_page_cursor_is_the_id, page_refuses_bad_parameters, page_defaults);
-    return s;
-}
-
-TEST_MAIN(http_list_suite)
+TEST_MAIN_ONE_CASE("http_list", setup, teardown, list_writes_every_kind_and_null, list_keyset_page_has_next_cursor, list_last_page_has_null_cursor, list_serial_page_cursor_is_the_id, page_refuses_bad_parameters, page_defaults)

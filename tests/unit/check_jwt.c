@@ -129,11 +129,4 @@ START_TEST(high_s_twin_is_refused)
 }
 END_TEST
 
-static Suite *jwt_suite(void)
-{
-    Suite *s = suite_create("jwt");
-    TEST_CASE(s, "low_s", setup, teardown, signer_issues_low_s_only, high_s_twin_is_refused);
-    return s;
-}
-
-TEST_MAIN(jwt_suite)
+TEST_MAIN_ONE_CASE("jwt", setup, teardown, signer_issues_low_s_only, high_s_twin_is_refused)

@@ -62,6 +62,17 @@ static inline int test_run_suite(Suite *suite)
         return test_run_suite(suite_fn());                                     \
     }
 
+/* The main() of a check program whose suite is one test case:
+ *   TEST_MAIN_ONE_CASE("events", NULL, NULL, first_test, second_test)
+ */
+#define TEST_MAIN_ONE_CASE(name, setup, teardown, ...)                         \
+    int main(void)                                                             \
+    {                                                                          \
+        Suite *suite = suite_create(name);                                     \
+        TEST_CASE(suite, name, setup, teardown, __VA_ARGS__);                  \
+        return test_run_suite(suite);                                          \
+    }
+
 /* Writes len bytes into a new temporary file; returns its path, which the
  * caller frees (and unlinks with test_remove_file()). */
 static inline char *test_write_file(const void *data, size_t len)
