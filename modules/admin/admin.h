@@ -12,6 +12,9 @@ int admin_webhooks_rotate_secret(stoa_request_t *req);
 int admin_audit_log(stoa_request_t *req);
 int admin_users_export(stoa_request_t *req);
 int admin_users_delete(stoa_request_t *req);
+int admin_users_list(stoa_request_t *req);
+int admin_users_get(stoa_request_t *req);
+int admin_users_patch(stoa_request_t *req);
 
 #include "statements.h"
 

@@ -48,7 +48,7 @@ int admin_audit_log(stoa_request_t *req)
 {
     static const char *const allowed[] = {"actor", "action", "target", "from",
                                           "to",    "limit",  "cursor", NULL};
-    stoa_request_reject_unknown_query(req, allowed);
+    stoa_request_query_reject_unknown(req, allowed);
     const char *actor = uuid_filter(req, "actor");
     const char *target = uuid_filter(req, "target");
     const char *from = time_filter(req, "from");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "stoa/accounts.h"
 #include "stoa/crypto.h"
 #include "stoa/gdpr.h"
 
@@ -33,6 +34,11 @@ int admin_users_export(stoa_request_t *req)
 
 int admin_users_delete(stoa_request_t *req)
 {
+    /* The path is shared with GET /v1/admin/users/{id}, which finance may
+     * read: the edge admits both roles, and only an admin erases. */
+    if (!stoa_principal_has_role(&req->principal, "admin"))
+        return stoa_http_fail(req, STOA_ERR_FORBIDDEN,
+                              "only an admin erases an account");
     const char *id = stoa_request_path_param(req, "id");
     if (!stoa_uuid_valid(id))
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
@@ -42,7 +48,7 @@ int admin_users_delete(stoa_request_t *req)
     bool last = false;
     int rc = stoa_request_begin(req, NULL, NULL, NULL);
     if (rc != STOA_OK ||
-        (rc = stoa_gdpr_last_admin(db, req->arena, id, &last)) != STOA_OK)
+        (rc = stoa_account_last_admin(db, req->arena, id, &last)) != STOA_OK)
         return rc;
     if (last) {
         stoa_db_rollback(db);

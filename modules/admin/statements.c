@@ -1,6 +1,38 @@
 /* statements.c - every query of the admin pool. */
 #include "admin.h"
 
+#define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
+#define FROM_US(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
+
+/* A user's current subscription: a live one first, else the latest (as
+ * GET /v1/billing/subscription shows it). */
+#define CURRENT_SUBSCRIPTION                                                  \
+    "LEFT JOIN LATERAL (SELECT p.key AS plan, s.status FROM "                  \
+    "billing.subscriptions s LEFT JOIN billing.prices pr ON "                  \
+    "pr.stripe_price_id = s.stripe_price_id LEFT JOIN billing.plans p ON "     \
+    "p.id = pr.plan_id WHERE s.user_id = u.id ORDER BY (s.status IN "          \
+    "('trialing', 'active', 'past_due')) DESC, s.updated_at DESC LIMIT 1) "    \
+    "cur ON true "
+#define USER_COLUMNS                                                          \
+    "u.id, u.email, u.name, u.role, u.status, " STOA_DB_TS("u.created_at")    \
+    ", " STOA_DB_TS("u.email_verified_at") ", cur.plan, cur.status, "          \
+    EPOCH_US("u.created_at")
+/* Newest first. The time bounds and the cursor are written as ranges of
+ * (created_at, id), never "$n IS NULL OR ...", so that a generic plan
+ * still walks the (created_at, id) index from the right place; created_to
+ * with no cursor is the position (created_to, the least uuid). $1 role,
+ * $2 status, $3 plan, $4 created_from, $5 created_to, $6/$7 cursor, $8
+ * the fetch. */
+#define USERS_LIST_SQL(email_condition)                                       \
+    "SELECT " USER_COLUMNS " FROM auth.users u " CURRENT_SUBSCRIPTION          \
+    "WHERE ($1::text IS NULL OR u.role = $1) AND ($2::text IS NULL OR "        \
+    "u.status = $2) AND ($3::text IS NULL OR cur.plan = $3) AND "              \
+    "u.created_at >= coalesce($4::timestamptz, '-infinity') AND "              \
+    "(u.created_at, u.id) < (coalesce(" FROM_US("$6") ", $5::timestamptz, "    \
+    "'infinity'), coalesce($7::uuid, '00000000-0000-0000-0000-000000000000')) " \
+    "AND ($5::timestamptz IS NULL OR u.created_at < $5::timestamptz) "         \
+    email_condition "ORDER BY u.created_at DESC, u.id DESC LIMIT $8::int"
+
 const stoa_db_statement_t admin_statements[ADMIN_SQL_COUNT] = {
     [ADMIN_SQL_WEBHOOK_INSERT] = {"webhook_insert",
      "INSERT INTO admin.webhook_endpoints (url, description, events, secret, "
@@ -52,5 +84,27 @@ const stoa_db_statement_t admin_statements[ADMIN_SQL_COUNT] = {
      "($5::timestamptz IS NULL OR at < $5::timestamptz) AND ($6::bigint IS "
      "NULL OR id < $6::bigint) ORDER BY id DESC LIMIT $7::int",
      7},
+    [ADMIN_SQL_USERS_LIST] = {"users_list", USERS_LIST_SQL(""), 8},
+    /* A statement of its own, so that its plan may start from the email
+     * index (users_email_prefix_idx: byte order, so the prefix is the
+     * range [prefix, prefix || U+10FFFF)). */
+    [ADMIN_SQL_USERS_LIST_BY_EMAIL] = {"users_list_by_email",
+     USERS_LIST_SQL("AND lower(u.email) ~>=~ lower($9::text) AND "
+                    "lower(u.email) ~<~ (lower($9::text) || chr(1114111)) "),
+     9},
+    /* The last login is the audit log's (sessions are deleted a month
+     * after they expire; the log keeps every login with its address). */
+    [ADMIN_SQL_USER_DETAIL] = {"user_detail",
+     "SELECT " USER_COLUMNS ", (SELECT count(*) FROM auth.sessions s WHERE "
+     "s.user_id = u.id AND s.api_key_id IS NULL AND s.revoked_at IS NULL AND "
+     "s.expires_at > now()), " STOA_DB_TS("ll.at") ", host(ll.ip), EXISTS "
+     "(SELECT 1 FROM auth.mfa_totp m WHERE m.user_id = u.id AND "
+     "m.confirmed_at IS NOT NULL), (SELECT count(*) FROM auth.api_keys k "
+     "WHERE k.user_id = u.id AND k.revoked_at IS NULL AND (k.expires_at IS "
+     "NULL OR k.expires_at > now())) FROM auth.users u " CURRENT_SUBSCRIPTION
+     "LEFT JOIN LATERAL (SELECT a.at, a.ip FROM admin.audit_log a WHERE "
+     "a.target_id = u.id AND a.action = 'login.succeeded' ORDER BY a.at DESC "
+     "LIMIT 1) ll ON true WHERE u.id = $1::uuid",
+     1},
 };
 const size_t admin_statements_len = STOA_ARRAY_LEN(admin_statements);

@@ -14,6 +14,9 @@ enum {
     ADMIN_SQL_WEBHOOK_EXISTS,
     ADMIN_SQL_WEBHOOK_DELIVERIES,
     ADMIN_SQL_AUDIT_LOG,
+    ADMIN_SQL_USERS_LIST,
+    ADMIN_SQL_USERS_LIST_BY_EMAIL,
+    ADMIN_SQL_USER_DETAIL,
     ADMIN_SQL_COUNT
 };
 
@@ -62,6 +65,26 @@ enum {
     AUDIT_COL_IP,
     AUDIT_COL_REQUEST_ID,
     AUDIT_COL_DETAILS /* a JSON object */
+};
+/* ADMIN_SQL_USERS_LIST, _USERS_LIST_BY_EMAIL, and the first columns of
+ * ADMIN_SQL_USER_DETAIL */
+enum {
+    USER_COL_ID,
+    USER_COL_EMAIL,
+    USER_COL_NAME,
+    USER_COL_ROLE,
+    USER_COL_STATUS,
+    USER_COL_CREATED_AT,
+    USER_COL_EMAIL_VERIFIED_AT,
+    USER_COL_PLAN,                /* the current subscription's plan key */
+    USER_COL_SUBSCRIPTION_STATUS, /* and its status */
+    USER_COL_CURSOR_US,           /* the keyset cursor's time */
+    /* ADMIN_SQL_USER_DETAIL only */
+    USER_COL_SESSIONS,       /* live login sessions */
+    USER_COL_LAST_LOGIN_AT,  /* from the audit log */
+    USER_COL_LAST_LOGIN_IP,
+    USER_COL_MFA_ENABLED,
+    USER_COL_API_KEYS        /* live API keys */
 };
 
 #endif

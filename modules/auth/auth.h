@@ -88,6 +88,13 @@ STOA_MUSTCHECK int auth_password_hash(stoa_request_t *req, const char *pw,
 void auth_new_token(stoa_request_t *req, char **token, char **hash_param);
 /* The bytea literal of SHA-256(token). */
 char *auth_token_hash_param(stoa_request_t *req, const char *token);
+/* Runs st in the open transaction of a mailed link's route. No row means
+ * the link is invalid, used or expired: rolled back and answered 400
+ * invalid_token (STOA_DECLINED). STOA_OK with *res, else the route's result. */
+STOA_MUSTCHECK int auth_link_exec(stoa_request_t *req, stoa_db_t *db,
+                                  const stoa_db_statement_t *st,
+                                  const char *const *params,
+                                  stoa_db_result_t **res);
 
 /* Signs an access token for the user/session; arena-owned. scope is NULL
  * for logins; API-key tokens carry the key's scopes. not_after (unix

@@ -37,19 +37,4 @@ static int auth_init(stoa_ctx_t *ctx)
     return STOA_OK;
 }
 
-static const stoa_app_t auth_app = {
-    .name = "auth",
-    .routes = stoa_routes,
-    .nroutes = 0, /* set in main: the table is generated */
-    .statements = auth_statements,
-    .nstatements = 0, /* set in main: the table lives in another file */
-    .init = auth_init,
-};
-
-int main(int argc, char **argv)
-{
-    stoa_app_t app = auth_app;
-    app.nroutes = stoa_routes_len;
-    app.nstatements = auth_statements_len;
-    return stoa_app_main(argc, argv, &app);
-}
+STOA_APP_MAIN("auth", auth_statements, auth_statements_len, auth_init)

@@ -160,15 +160,9 @@ int auth_me_export(stoa_request_t *req)
 
 int auth_me_delete(stoa_request_t *req)
 {
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    const char *password = stoa_request_only_string(req, "password", 4096);
+    if (!password)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"password", NULL};
-    stoa_field_reject_unknown(req, body, allowed);
-    const char *password =
-        stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
     stoa_db_t *db = stoa_request_db(req);
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};

@@ -293,7 +293,6 @@ int auth_mfa_enroll(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     const char *user_id = req->principal.user_id;
-    stoa_db_t *db = stoa_request_db(req);
     uint8_t secret[TOTP_SECRET_LEN], sealed[TOTP_SECRET_LEN + STOA_AEAD_OVERHEAD];
     stoa_random_bytes(secret, sizeof(secret));
     if (stoa_aead_seal(auth_state(req)->mfa_key, secret, sizeof(secret),
@@ -304,17 +303,13 @@ int auth_mfa_enroll(stoa_request_t *req)
     stoa_wipe(secret, sizeof(secret));
     const char *p2[] = {user_id, bytea_param(req, sealed, sizeof(sealed))};
     stoa_db_result_t *res;
-    if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_ENROLL), p2, &res)) != STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    rc = stoa_request_begin(req, AUTH_SQL(MFA_ENROLL), p2, &res);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,
                               "two-factor authentication is already on");
-    }
-    if ((rc = stoa_request_audit(req, NULL, "mfa.enrolment_started", user_id, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_commit(db)) != STOA_OK)
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, "mfa.enrolment_started", user_id,
+                                  NULL)) != STOA_OK)
         return rc;
     const char *issuer = req->ctx->conf.mfa_issuer;
     stoa_buf_t uri;
@@ -348,14 +343,12 @@ int auth_mfa_confirm(stoa_request_t *req)
     const char *user_id = req->principal.user_id;
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
-    if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p1, &res)) != STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
+    rc = stoa_request_begin(req, AUTH_SQL(MFA_GET), p1, &res);
+    if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENROLLED,
                               "start with POST /v1/auth/mfa/totp/enroll");
-    }
+    if (rc != STOA_OK)
+        return rc;
     if (stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] == 't') {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,

@@ -7,15 +7,9 @@
 
 int auth_password_forgot(stoa_request_t *req)
 {
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    const char *raw = stoa_request_only_string(req, "email", 320);
+    if (!raw)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"email", NULL};
-    stoa_field_reject_unknown(req, body, allowed);
-    const char *raw =
-        stoa_field_string(req, body, "email", STOA_FIELD_REQUIRED, 1, 320);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
     char *email = stoa_email_normalise(req->arena, raw);
     /* 202 whatever happens: the answer never tells whether an account
      * exists. (An address that cannot be one has no account to hide.) */
@@ -84,23 +78,11 @@ int auth_password_reset(stoa_request_t *req)
      * older mail lying in the inbox cannot set the password again. */
     const char *p1[] = {auth_token_hash_param(req, token)};
     stoa_db_result_t *res, *user;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(RESET_TOKENS_SPEND), p1, &res)) !=
-        STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(RESET_TOKENS_SPEND), p1, &res)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
-        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
-                                 "the link is invalid, used or expired");
-    }
     const char *p2[] = {stoa_db_value(res, 0, TOKEN_COL_USER_ID)};
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_ID), p2, &user)) !=
-        STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(USER_BY_ID), p2, &user)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(user) == 0) {
-        stoa_db_rollback(db);
-        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
-                                 "the link is invalid, used or expired");
-    }
     /* A refused password rolls back, so the token stays usable. */
     if (!auth_password_acceptable(req, "password", password,
                                   stoa_db_value(user, 0, USER_COL_EMAIL),

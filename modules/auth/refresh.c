@@ -41,15 +41,9 @@ static int replay_successor(stoa_request_t *req, const char *token,
 
 int auth_refresh(stoa_request_t *req)
 {
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    const char *token = stoa_request_only_string(req, "refresh_token", 200);
+    if (!token)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"refresh_token", NULL};
-    stoa_field_reject_unknown(req, body, allowed);
-    const char *token = stoa_field_string(req, body, "refresh_token",
-                                          STOA_FIELD_REQUIRED, 1, 200);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
 
     const stoa_conf_t *conf = &req->ctx->conf;
     stoa_db_t *db = stoa_request_db(req);

@@ -12,6 +12,21 @@ char *auth_token_hash_param(stoa_request_t *req, const char *token)
     return stoa_mail_link_token_hash(req->arena, token);
 }
 
+int auth_link_exec(stoa_request_t *req, stoa_db_t *db,
+                   const stoa_db_statement_t *st, const char *const *params,
+                   stoa_db_result_t **res)
+{
+    int rc = stoa_db_exec(db, req->arena, st, params, res);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(*res) == 0) {
+        stoa_db_rollback(db);
+        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
+                                 "the link is invalid, used or expired");
+    }
+    return STOA_OK;
+}
+
 void auth_new_token(stoa_request_t *req, char **token, char **hash_param)
 {
     *token = stoa_random_token(req->arena, 32);
@@ -71,9 +86,7 @@ int auth_access_token_scoped(stoa_request_t *req, const char *user_id,
     char jti[STOA_UUID_STR_LEN + 1];
     stoa_uuid_v4(jti);
     stoa_buf_t claims;
-    stoa_buf_init(&claims);
-    stoa_jw_t *w = stoa_jw_new(&claims);
-    stoa_jw_object_open(w);
+    stoa_jw_t *w = stoa_jw_object_new(&claims);
     stoa_jw_kv_string(w, "iss", conf->jwt_issuer);
     stoa_jw_kv_string(w, "aud", conf->jwt_audience);
     stoa_jw_kv_string(w, "sub", user_id);

@@ -1,42 +1,25 @@
 /* verify_email.c - POST /v1/auth/verify-email: the emailed token confirms
  * the address. */
-
 #include "auth.h"
 
 int auth_verify_email(stoa_request_t *req)
 {
-    const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    const char *token = stoa_request_only_string(req, "token", 200);
+    if (!token)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"token", NULL};
-    const char *token = auth_token_field(req, body, allowed);
-    if (stoa_request_has_field_errors(req))
-        return stoa_http_invalid_fields(req);
     stoa_db_t *db = stoa_request_db(req);
     int rc = stoa_db_begin(db);
     if (rc != STOA_OK)
         return rc;
     const char *p1[] = {auth_token_hash_param(req, token), "verify_email"};
     stoa_db_result_t *res;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(EMAIL_TOKEN_USE), p1, &res)) !=
-        STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(EMAIL_TOKEN_USE), p1, &res)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(res) == 0) {
-        stoa_db_rollback(db);
-        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
-                                 "the link is invalid, used or expired");
-    }
     const char *user_id = stoa_db_value(res, 0, TOKEN_COL_USER_ID);
     const char *p2[] = {user_id};
     stoa_db_result_t *user;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_VERIFY_EMAIL), p2, &user)) !=
-        STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(USER_VERIFY_EMAIL), p2, &user)) != STOA_OK)
         return rc;
-    if (stoa_db_rows(user) == 0) {
-        stoa_db_rollback(db);
-        return stoa_http_fail_as(req, 400, STOA_ERR_INVALID_TOKEN,
-                                 "the link is invalid, used or expired");
-    }
     /* Welcome mail once per account, whatever the number of links used. */
     char *welcome_key = stoa_arena_sprintf(req->arena, "welcome:%s", user_id);
     if ((rc = auth_mail_name(req, "welcome", stoa_db_value(user, 0, 0),

@@ -18,15 +18,5 @@ static int billing_init(stoa_ctx_t *ctx)
     return STOA_OK;
 }
 
-int main(int argc, char **argv)
-{
-    stoa_app_t app = {
-        .name = "billing",
-        .routes = stoa_routes,
-        .nroutes = stoa_routes_len,
-        .statements = billing_statements,
-        .nstatements = billing_statements_len,
-        .init = billing_init,
-    };
-    return stoa_app_main(argc, argv, &app);
-}
+STOA_APP_MAIN("billing", billing_statements, billing_statements_len,
+              billing_init)

@@ -66,7 +66,7 @@ size_t stoa_hex_encode(const void *in, size_t len, char *out)
     return 2 * len;
 }
 
-static int hex_value(char c)
+int stoa_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -82,7 +82,7 @@ int stoa_hex_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)
     if (len % 2)
         return STOA_DECLINED;
     for (size_t i = 0; i < len; i += 2) {
-        int hi = hex_value(in[i]), lo = hex_value(in[i + 1]);
+        int hi = stoa_hex_digit(in[i]), lo = stoa_hex_digit(in[i + 1]);
         if (hi < 0 || lo < 0)
             return STOA_DECLINED;
         out[i / 2] = (uint8_t)(hi << 4 | lo);
@@ -241,7 +241,7 @@ bool stoa_uuid_valid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s[i] != '-')
                 return false;
-        } else if (hex_value(s[i]) < 0) {
+        } else if (stoa_hex_digit(s[i]) < 0) {
             return false;
         }
     }

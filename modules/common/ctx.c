@@ -5,6 +5,7 @@
 #include "stoa/ctx.h"
 
 #include <errno.h>
+#include "stoa/accounts.h"
 #include "stoa/audit.h"
 #include "stoa/events.h"
 #include "stoa/gdpr.h"
@@ -83,14 +84,7 @@ static void *pool_take(stoa_conn_pool_t *p, long wait_ms)
 {
     pthread_mutex_lock(&p->lock);
     if (p->nidle == 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = stoa_deadline_ms(CLOCK_MONOTONIC, wait_ms);
         while (p->nidle == 0)
             if (pthread_cond_timedwait(&p->freed, &p->lock, &until) ==
                 ETIMEDOUT)
@@ -213,6 +207,7 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         {stoa_idempotency_statements, stoa_idempotency_statements_len},
         {stoa_event_statements, stoa_event_statements_len},
         {stoa_gdpr_statements, stoa_gdpr_statements_len},
+        {stoa_accounts_statements, stoa_accounts_statements_len},
         {statements, nstatements},
     };
     if (stoa_db_check_tables(tables, STOA_CTX_TABLES, why, sizeof(why)) !=

@@ -403,6 +403,16 @@ static bool may_retry(stoa_db_t *db, const PGresult *res, bool idle,
     return lost;
 }
 
+/* Connects for try number `attempt` of one statement and says in *idle
+ * whether a retry may follow a break (see may_retry). */
+static int connect_attempt(stoa_db_t *db, int attempt, bool *idle)
+{
+    int rc = stoa_db_connect(db);
+    *idle = rc == STOA_OK && attempt == 0 &&
+            PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+    return rc;
+}
+
 int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
                         const stoa_db_statement_t *st,
                         const char *const *params, const char *const *fields,
@@ -414,11 +424,10 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
         return STOA_AGAIN;
     size_t idx = statement_slot(db, st);
     for (int attempt = 0;; attempt++) {
-        int rc = stoa_db_connect(db);
+        bool idle;
+        int rc = connect_attempt(db, attempt, &idle);
         if (rc != STOA_OK)
             return rc;
-        bool idle = attempt == 0 &&
-                    PQtransactionStatus(db->conn) == PQTRANS_IDLE;
         if (!db->prepared[idx]) {
             PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams,
                                      NULL);
@@ -456,11 +465,10 @@ int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
         *out = NULL;
     bool harmless = strcmp(sql, "BEGIN") == 0 || stoa_db_sql_is_read(sql);
     for (int attempt = 0;; attempt++) {
-        int rc = stoa_db_connect(db);
+        bool idle;
+        int rc = connect_attempt(db, attempt, &idle);
         if (rc != STOA_OK)
             return rc;
-        bool idle = attempt == 0 &&
-                    PQtransactionStatus(db->conn) == PQTRANS_IDLE;
         PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params,
                                      NULL, NULL, 0);
         if (may_retry(db, res, idle, harmless)) {

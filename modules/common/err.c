@@ -61,7 +61,8 @@ const stoa_err_info_t stoa_err_table[] = {
     [STOA_ERR_MFA_UNAVAILABLE] = {"mfa_unavailable", 503,
                                   "two-factor authentication is unavailable"},
     [STOA_ERR_LAST_ADMIN] = {"last_admin", 409,
-                             "this is the last active admin"},
+                             "the last active admin cannot be demoted or "
+                             "suspended"},
     [STOA_ERR_INVALID_SIGNATURE] = {"invalid_signature", 400,
                                     "the signature is missing, wrong or "
                                     "stale"},

@@ -2,8 +2,6 @@
  * admin acting on their behalf. */
 #include "stoa/gdpr.h"
 
-#include <string.h>
-
 #include "stoa/audit.h"
 #include "stoa/cache_keys.h"
 #include "stoa/events.h"
@@ -14,7 +12,6 @@
 enum {
     GDPR_SQL_EXPORT,
     GDPR_SQL_USER_LOCK,
-    GDPR_SQL_ACTIVE_ADMINS,
     GDPR_SQL_USER_ERASE,
     GDPR_SQL_REFRESH_DELETE,
     GDPR_SQL_EMAIL_TOKENS_DELETE,
@@ -44,12 +41,6 @@ const stoa_db_statement_t stoa_gdpr_statements[GDPR_SQL_COUNT] = {
      "SELECT id FROM auth.users WHERE id = $1::uuid AND status <> 'deleted' "
      "FOR UPDATE",
      1},
-    /* In id order: two transactions lock the same rows in the same order,
-     * so the second waits and then sees the first one's change. */
-    [GDPR_SQL_ACTIVE_ADMINS] = {"gdpr_active_admins",
-     "SELECT id FROM auth.users WHERE role = 'admin' AND status = 'active' "
-     "ORDER BY id FOR UPDATE",
-     0},
     [GDPR_SQL_USER_ERASE] = {"gdpr_user_erase",
      "UPDATE auth.users SET email = 'deleted-' || id || '@invalid', "
      "name = 'Deleted user', password_hash = NULL, status = 'deleted', "
@@ -81,18 +72,6 @@ int stoa_gdpr_export(stoa_db_t *db, stoa_arena_t *arena, const char *user_id,
         return STOA_DECLINED;
     *json = stoa_db_value(res, 0, 0);
     return *json ? STOA_OK : STOA_ERROR;
-}
-
-int stoa_gdpr_last_admin(stoa_db_t *db, stoa_arena_t *arena,
-                         const char *user_id, bool *last)
-{
-    stoa_db_result_t *admins;
-    int rc = stoa_db_exec(db, arena, GDPR_SQL(ACTIVE_ADMINS), NULL, &admins);
-    if (rc != STOA_OK)
-        return rc;
-    int n = stoa_db_rows(admins);
-    *last = n == 1 && strcmp(stoa_db_value(admins, 0, 0), user_id) == 0;
-    return STOA_OK;
 }
 
 int stoa_gdpr_erase(stoa_db_t *db, stoa_arena_t *arena,

@@ -39,17 +39,6 @@ bool stoa_request_id_valid(const char *s)
     return n > 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes application/x-www-form-urlencoded text; NULL when malformed
  * (bad escape or an encoded NUL). */
 static char *form_decode(stoa_arena_t *arena, const char *s, size_t len)
@@ -62,7 +51,8 @@ static char *form_decode(stoa_arena_t *arena, const char *s, size_t len)
         } else if (s[i] == '%') {
             if (i + 2 >= len)
                 return NULL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = stoa_hex_digit(s[i + 1]);
+            int lo = stoa_hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return NULL;
             out[o++] = (char)(hi << 4 | lo);
@@ -104,7 +94,7 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
     return NULL;
 }
 
-void stoa_request_reject_unknown_query(stoa_request_t *req,
+void stoa_request_query_reject_unknown(stoa_request_t *req,
                                        const char *const *allowed)
 {
     const char *q = req->query ? req->query : "";
@@ -113,16 +103,15 @@ void stoa_request_reject_unknown_query(stoa_request_t *req,
         size_t plen = amp ? (size_t)(amp - q) : strlen(q);
         const char *eq = memchr(q, '=', plen);
         size_t klen = eq ? (size_t)(eq - q) : plen;
-        char *k = plen ? form_decode(req->arena, q, klen) : NULL;
-        if (plen && (!k || !stoa_utf8_valid(k, strlen(k)) || strlen(k) > 64)) {
-            stoa_request_field_error(req, "query", "invalid_encoding");
-        } else if (plen) {
-            const char *const *a = allowed;
-            while (*a && strcmp(*a, k) != 0)
-                a++;
-            if (!*a)
-                stoa_request_field_error(req, k, "unknown_field");
-        }
+        char *k = form_decode(req->arena, q, klen);
+        bool known = false;
+        for (const char *const *a = allowed; k && *a && !known; a++)
+            known = strcmp(*a, k) == 0;
+        /* A key that is not text is named by what it is, not echoed. */
+        if (plen && !known)
+            stoa_request_field_error(
+                req, k && stoa_utf8_valid(k, strlen(k)) ? k : "query",
+                "unknown_field");
         q += plen;
         if (*q == '&')
             q++;
@@ -538,6 +527,23 @@ int stoa_http_invalid_fields(stoa_request_t *req)
                                            : "");
     return stoa_http_fail_details(req, STOA_ERR_INVALID_REQUEST,
                                   "some fields are invalid", details);
+}
+
+const char *stoa_request_only_string(stoa_request_t *req, const char *name,
+                                     size_t max_len)
+{
+    const stoa_json_t *body;
+    if (stoa_request_json_body(req, &body) != STOA_OK)
+        return NULL;
+    const char *const allowed[] = {name, NULL};
+    stoa_field_reject_unknown(req, body, allowed);
+    const char *value =
+        stoa_field_string(req, body, name, STOA_FIELD_REQUIRED, 1, max_len);
+    if (stoa_request_has_field_errors(req)) {
+        stoa_http_invalid_fields(req);
+        return NULL;
+    }
+    return value;
 }
 
 /* Matches one pattern against the path, capturing {name} segments. */

@@ -242,6 +242,14 @@ stoa_jw_t *stoa_jw_new(stoa_buf_t *out)
     return w;
 }
 
+stoa_jw_t *stoa_jw_object_new(stoa_buf_t *out)
+{
+    stoa_buf_init(out);
+    stoa_jw_t *w = stoa_jw_new(out);
+    stoa_jw_object_open(w);
+    return w;
+}
+
 void stoa_jw_free(stoa_jw_t *w)
 {
     if (!w)
@@ -445,9 +453,7 @@ void stoa_jw_raw(stoa_jw_t *w, const char *json, size_t len)
     /* yajl's generator cannot splice text, so stored JSON (jsonb columns,
      * ours and already valid) is re-emitted through it: commas and
      * escaping stay the generator's job. */
-    char *copy = stoa_xmalloc(len + 1);
-    memcpy(copy, json, len);
-    copy[len] = '\0';
+    char *copy = stoa_xstrndup(json, len);
     char err[128];
     yajl_val v = yajl_tree_parse(copy, err, sizeof(err));
     free(copy);

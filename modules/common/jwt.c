@@ -243,9 +243,7 @@ int stoa_jwt_keyset_from_jwks(stoa_jwt_keyset_t *set, const char *text,
     memset(set, 0, sizeof(*set));
     if (len > 256 * 1024)
         return jwks_fail(err, errlen, "JWKS larger than 256 KiB");
-    char *copy = stoa_xmalloc(len + 1);
-    memcpy(copy, text, len);
-    copy[len] = '\0';
+    char *copy = stoa_xstrndup(text, len);
     char yerr[128];
     yajl_val root = yajl_tree_parse(copy, yerr, sizeof(yerr));
     free(copy);

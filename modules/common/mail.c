@@ -21,9 +21,7 @@ char *stoa_mail_payload(stoa_arena_t *arena, const stoa_mail_t *mail)
         return NULL;
     const char *data = mail->data_json ? mail->data_json : "{}";
     stoa_buf_t payload;
-    stoa_buf_init(&payload);
-    stoa_jw_t *w = stoa_jw_new(&payload);
-    stoa_jw_object_open(w);
+    stoa_jw_t *w = stoa_jw_object_new(&payload);
     stoa_jw_kv_string(w, "template", mail->template_name);
     stoa_jw_kv_string(w, "to", mail->to);
     stoa_jw_key(w, "data");

@@ -38,12 +38,10 @@ static int enqueue_written(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
 int stoa_mail_link_request_reset(stoa_db_t *db, stoa_arena_t *arena,
                                  const stoa_mail_link_reset_t *reset)
 {
-    stoa_buf_t payload;
-    stoa_buf_init(&payload);
-    stoa_jw_t *w = stoa_jw_new(&payload);
     /* Every member is always written (null when unknown): the rows of a
      * known and an unknown address cannot differ in shape. */
-    stoa_jw_object_open(w);
+    stoa_buf_t payload;
+    stoa_jw_t *w = stoa_jw_object_new(&payload);
     stoa_jw_kv_string(w, "email", reset->email);
     stoa_jw_kv_string(w, "ip", reset->ip);
     stoa_jw_kv_string(w, "request_id", reset->request_id);

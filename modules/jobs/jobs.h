@@ -30,8 +30,9 @@ typedef struct {
 /* A handler returns STOA_OK (done), STOA_AGAIN (retry later with the
  * kind's backoff) or STOA_DECLINED (permanent failure: dead at once).
  * On failure it writes a short reason into err. */
-typedef int (*jobs_handler_fn)(jobs_thread_t *t, const jobs_job_t *job,
-                               char *err, size_t errlen);
+typedef int jobs_handler_t(jobs_thread_t *t, const jobs_job_t *job,
+                           char *err, size_t errlen);
+typedef jobs_handler_t *jobs_handler_fn;
 
 typedef struct {
     const char *kind;
@@ -53,19 +54,13 @@ long jobs_backoff_s(const jobs_kind_t *kind, int attempt);
 
 const jobs_kind_t *jobs_kind_find(const char *kind);
 
-/* Handlers. */
-int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
-                    size_t errlen);
-int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
-                      size_t errlen);
-int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
-                         size_t errlen);
-int jobs_cleanup(jobs_thread_t *t, const jobs_job_t *job, char *err,
-                 size_t errlen);
-int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
-                         size_t errlen);
-int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
-                        size_t errlen);
+/* Handlers (each a jobs_handler_t, declared through it). */
+jobs_handler_t jobs_email_send;
+jobs_handler_t jobs_event_fanout;
+jobs_handler_t jobs_webhook_deliver;
+jobs_handler_t jobs_cleanup;
+jobs_handler_t jobs_revocation_sync;
+jobs_handler_t jobs_password_reset;
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key

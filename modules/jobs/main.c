@@ -130,14 +130,7 @@ static void wake_all(void)
 
 static void wait_for_work(long ms, unsigned long seen)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = stoa_deadline_ms(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&wake_lock);
     while (!stop_requested && wake_generation == seen)
         if (pthread_cond_timedwait(&wake_cond, &wake_lock, &ts) == ETIMEDOUT)

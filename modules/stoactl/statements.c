@@ -14,14 +14,6 @@ const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT] = {
      "email_verified_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT "
      "(lower(email)) DO NOTHING RETURNING id",
      4},
-    [STOACTL_SQL_USER_SET_ROLE] = {"ctl_user_set_role",
-     "UPDATE auth.users SET role = $2, updated_at = now() WHERE lower(email) "
-     "= $1 AND status <> 'deleted' RETURNING id",
-     2},
-    [STOACTL_SQL_USER_SET_STATUS] = {"ctl_user_set_status",
-     "UPDATE auth.users SET status = $2, updated_at = now() WHERE "
-     "lower(email) = $1 AND status <> 'deleted' RETURNING id",
-     2},
     [STOACTL_SQL_JOBS_LIST] = {"ctl_jobs_list",
      "SELECT id, kind, " JOB_STATE " AS state, attempts, max_attempts, "
      STOA_DB_TS("run_at") ", coalesce(last_error, '') FROM jobs.outbox o "

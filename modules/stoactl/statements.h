@@ -8,8 +8,6 @@
 
 enum {
     STOACTL_SQL_USER_CREATE,
-    STOACTL_SQL_USER_SET_ROLE,
-    STOACTL_SQL_USER_SET_STATUS,
     STOACTL_SQL_JOBS_LIST,
     STOACTL_SQL_JOB_RETRY,
     STOACTL_SQL_PLAN_SEED,
@@ -24,8 +22,7 @@ enum {
 extern const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT];
 extern const size_t stoactl_statements_len;
 
-/* STOACTL_SQL_USER_CREATE, _USER_SET_ROLE, _USER_SET_STATUS,
- * _PLAN_SEED: the row's id. */
+/* STOACTL_SQL_USER_CREATE, _PLAN_SEED: the row's id. */
 enum { RETURNED_COL_ID };
 /* STOACTL_SQL_JOBS_LIST */
 enum {

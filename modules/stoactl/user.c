@@ -4,17 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stoa/accounts.h"
 #include "stoa/audit.h"
-#include "stoa/cache_keys.h"
 #include "stoa/json.h"
 #include "stoa/crypto.h"
 #include "stoa/events.h"
 #include "stoa/format.h"
 #include "stoa/password.h"
 #include "stoa/principal.h"
-#include "stoa/revoke.h"
 #include "stoactl.h"
-#include "stoa/hostcache.h"
 
 static const stoa_actor_t stoactl_actor = {.label = "stoactl"};
 
@@ -129,69 +127,39 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* One change of an account by the operator, in one transaction: the
- * user row, the sessions it ends (and with revoke_keys, every API key),
- * the audit entry and the domain event (the row as changed); then the
- * revocation markers, so no token from before the change passes a pool's
- * check for more than its second. */
-typedef struct {
-    const stoa_db_statement_t *update; /* $1 normalised email, $2 value */
-    const char *value;
-    const char *action; /* audit action */
-    const char *event;  /* the domain event (stoa/events.h) */
-    const char *details;
-    const char *revoke_reason; /* NULL: sessions stay */
-    bool revoke_keys;
-    int mark_user; /* 1 mark the user suspended, -1 clear, 0 leave */
-} user_change_t;
-
-static int apply_change(stoactl_t *ctl, const char *normal,
-                        const user_change_t *c, const char **id_out,
-                        int *nrevoked)
+/* One change of an account by the operator: the same library call as
+ * the admin pool's (stoa/accounts.h), so the audit entries, the ended
+ * sessions and keys, the revocation markers and the cache drop are the
+ * same whoever makes it. */
+static int apply_change(stoactl_t *ctl, const char *normal, const char *role,
+                        const char *status, int *nrevoked)
 {
-    stoa_db_result_t *user, *revoked = NULL;
-    const char *p1[] = {normal, c->value};
-    if (stoa_db_begin(ctl->db) != STOA_OK ||
-        stoa_db_exec(ctl->db, ctl->arena, c->update, p1, &user) != STOA_OK)
-        goto failed;
-    if (stoa_db_rows(user) == 0) {
-        stoa_db_rollback(ctl->db);
+    stoa_account_change_t change = {.email = normal, .role = role,
+                                    .status = status};
+    stoa_account_result_t result;
+    int rc = stoa_account_change(&ctl->conns, ctl->arena, &stoactl_actor,
+                                 &change, &result);
+    if (rc == STOA_DECLINED &&
+        result.refusal == STOA_ACCOUNT_REFUSED_LAST_ADMIN) {
+        fprintf(stderr, "stoactl: %s is the last active admin; make "
+                        "another admin first\n", normal);
+        return 3;
+    }
+    if (rc == STOA_DECLINED) {
         fprintf(stderr, "stoactl: no user with email %s\n", normal);
         return 1;
     }
-    const char *id = stoa_db_value(user, 0, RETURNED_COL_ID);
-    /* Sessions of logins and of API-key exchanges alike, through the same
-     * library calls as the pools. */
-    if (c->revoke_reason &&
-        stoa_revoke_sessions(ctl->db, ctl->arena, id, NULL, c->revoke_reason,
-                             c->revoke_keys, &revoked) != STOA_OK)
-        goto failed;
-    if (stoa_audit(ctl->db, ctl->arena, &stoactl_actor, c->action, id,
-                   c->details) != STOA_OK ||
-        stoa_event_user(ctl->db, ctl->arena, c->event, id) != STOA_OK ||
-        stoa_db_commit(ctl->db) != STOA_OK)
-        goto failed;
-    /* A marker Redis cannot take queues a re-sync, as in the pools. */
-    if (revoked)
-        stoa_revoke_committed(&ctl->conns, ctl->arena, revoked);
-    if (c->mark_user > 0 && stoa_revoke_mark_user(ctl->kv, id) != STOA_OK &&
-        stoa_revoke_request_sync(ctl->db, ctl->arena) != STOA_OK)
-        fprintf(stderr, "stoactl: warning: suspension marker not set; the "
-                        "jobs worker's minute re-sync sets it\n");
-    else if (c->mark_user < 0)
-        stoa_revoke_unmark_user(ctl->kv, id);
-    char *key = stoa_key_profile(ctl->arena, id);
-    if (stoa_kv_del(ctl->kv, key) != STOA_OK)
-        fprintf(stderr, "stoactl: warning: Redis unreachable; cached "
-                        "profile expires on its own\n");
-    stoa_hostcache_bump(ctl->ctx.hostcache, key);
-    *id_out = id;
-    *nrevoked = revoked ? stoa_db_rows(revoked) : 0;
+    if (rc != STOA_OK) {
+        fprintf(stderr, "stoactl: write failed: %s\n",
+                stoa_db_last_error(ctl->db));
+        return 1;
+    }
+    if (result.redis_warning)
+        fprintf(stderr, "stoactl: warning: Redis unreachable; the jobs "
+                        "worker's minute re-sync sets the markers and the "
+                        "cached profile expires on its own\n");
+    *nrevoked = result.sessions_revoked;
     return 0;
-failed:
-    fprintf(stderr, "stoactl: write failed: %s\n", stoa_db_last_error(ctl->db));
-    stoa_db_rollback(ctl->db);
-    return 1;
 }
 
 /* --email E [--role R]: the only options of set-role, suspend, activate. */
@@ -225,19 +193,11 @@ static int parse_email_role(stoactl_t *ctl, int argc, char **argv,
 static int set_role(stoactl_t *ctl, int argc, char **argv)
 {
     char *normal;
-    const char *role, *id;
+    const char *role;
     int n, rc = parse_email_role(ctl, argc, argv, true, &normal, &role);
     if (rc)
         return rc;
-    user_change_t c = {
-        .update = STOACTL_SQL(USER_SET_ROLE),
-        .value = role,
-        .action = "user.role_changed",
-        .event = STOA_EVENT_USER_UPDATED,
-        .details = stoa_json_pair(ctl->arena, "role", role),
-        .revoke_reason = "role_changed",
-    };
-    if ((rc = apply_change(ctl, normal, &c, &id, &n)) != 0)
+    if ((rc = apply_change(ctl, normal, role, NULL, &n)) != 0)
         return rc;
     printf("user %s is now %s; %d session(s) revoked\n", normal, role, n);
     return 0;
@@ -248,22 +208,12 @@ static int set_role(stoactl_t *ctl, int argc, char **argv)
 static int set_status(stoactl_t *ctl, int argc, char **argv, bool suspend)
 {
     char *normal;
-    const char *role, *id;
+    const char *role;
     int n, rc = parse_email_role(ctl, argc, argv, false, &normal, &role);
     if (rc)
         return rc;
     const char *status = suspend ? "suspended" : "active";
-    user_change_t c = {
-        .update = STOACTL_SQL(USER_SET_STATUS),
-        .value = status,
-        .action = suspend ? "user.suspended" : "user.activated",
-        .event = suspend ? STOA_EVENT_USER_SUSPENDED : STOA_EVENT_USER_UPDATED,
-        .details = stoa_json_pair(ctl->arena, "status", status),
-        .revoke_reason = suspend ? "suspended" : NULL,
-        .revoke_keys = suspend,
-        .mark_user = suspend ? 1 : -1,
-    };
-    if ((rc = apply_change(ctl, normal, &c, &id, &n)) != 0)
+    if ((rc = apply_change(ctl, normal, NULL, status, &n)) != 0)
         return rc;
     printf("user %s is now %s; %d session(s) revoked\n", normal, status, n);
     return 0;

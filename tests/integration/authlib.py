@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import time
 import subprocess
 import tempfile
 import urllib.parse
@@ -259,3 +260,23 @@ def mailed_tokens(stack, to, template):
     once the outbox has drained."""
     wait_outbox_settled(stack)
     return [token_of_link(link) for link in mailed_links(stack, to, MAIL_LINK_PATHS[template])]
+
+
+# A revoked session or suspended user is refused on every pool within 1 s
+# (SPEC §4); the tests allow half a second more for the machine.
+REVOCATION_DEADLINE_S = 1.5
+
+
+def assert_refused_within(case, reads, deadline=REVOCATION_DEADLINE_S):
+    """Calls reads() (a list of answers, e.g. one read per pool) until every
+    answer is 401, failing when that takes longer than deadline; then
+    checks each is the API's 401 unauthenticated."""
+    t0 = time.monotonic()
+    while True:
+        answers = reads()
+        if all(r.status == 401 for r in answers):
+            break
+        case.assertLess(time.monotonic() - t0, deadline, [repr(r) for r in answers])
+        time.sleep(0.05)
+    for resp in answers:
+        case.assert_error(resp, 401, "unauthenticated")

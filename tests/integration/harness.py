@@ -650,6 +650,12 @@ if threading.current_thread() is threading.main_thread():
 
 # --- test case base --------------------------------------------------------
 
+# Rate limits a suite that sends many requests from one address needs
+# opened (stack_env of its test case).
+OPEN_LIMITS = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
+               "STOA_RATE_API": "10000r/s", "STOA_BURST_API": "10000"}
+
+
 class StackTestCase(unittest.TestCase):
     """Base class: one stack per class, shared by its tests (in name order).
     Subclasses may set stack_env (extra environment for stack.sh and the

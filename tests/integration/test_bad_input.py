@@ -138,6 +138,12 @@ def sweep_routes(user_email, password, webhook_id):
                      "action": "word", "from": "time", "to": "time"}),
         route("GET", "/v1/admin/users/{id}/export", "admin"),
         route("DELETE", "/v1/admin/users/{id}", "admin"),
+        route("GET", "/v1/admin/users", "finance",
+              query=dict(PAGED, email="word", role="word", status="word", plan="word",
+                         created_from="time", created_to="time")),
+        route("GET", "/v1/admin/users/{id}", "finance"),
+        route("PATCH", "/v1/admin/users/{id}", "admin", {}, (BODY,),
+              fields={"role": "str", "status": "str"}),
         # Served by the analytics and admin pools as they grow: whatever
         # they answer, hostile input must not turn it into a 500.
         route("POST", "/v1/analytics/events", "client", {"events": []}),

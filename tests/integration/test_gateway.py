@@ -28,7 +28,7 @@ import time
 import unittest
 import uuid
 
-from harness import BIN_DIR, REPO, Response, StackTestCase
+from harness import BIN_DIR, REPO, Response, StackTestCase, OPEN_LIMITS
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 GATEWAY_MODULE = os.path.abspath(os.environ.get("STOA_GATEWAY_MODULE") or os.path.join(
@@ -199,8 +199,7 @@ class GatewayTest(StackTestCase):
     """One stack; the strict and per-address limits are opened up because
     the suite sends far more than 2 requests a second from one address."""
 
-    stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
-                 "STOA_RATE_API": "10000r/s", "STOA_BURST_API": "10000"}
+    stack_env = OPEN_LIMITS
 
     @classmethod
     def setUpClass(cls):

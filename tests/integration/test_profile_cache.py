@@ -20,20 +20,26 @@ READERS = 24
 ROUNDS = 12
 
 
+def new_account(case, tag):
+    """A registered account named "Before", logged in on a client of its own:
+    (client, email, access token)."""
+    c = SourceClient(case.stack)
+    case.addCleanup(c.close)
+    email = f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
+    case.assertEqual(c.request("POST", "/v1/auth/register", {
+        "email": email, "password": PASSWORD, "name": "Before"}).status, 201)
+    login = c.request("POST", "/v1/auth/login", {"email": email, "password": PASSWORD})
+    case.assertEqual(login.status, 200, repr(login))
+    return c, email, login.json["access_token"]
+
+
 class ProfileCacheTest(StackTestCase):
     pool_processes = 4
     stack_env = {"STOA_RATE_API": "100000r/s", "STOA_BURST_API": "100000",
                  "STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
 
     def account(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        email = f"cache.{uuid.uuid4().hex[:12]}@example.com"
-        self.assertEqual(c.request("POST", "/v1/auth/register", {
-            "email": email, "password": PASSWORD, "name": "Before"}).status, 201)
-        login = c.request("POST", "/v1/auth/login", {"email": email, "password": PASSWORD})
-        self.assertEqual(login.status, 200, repr(login))
-        return c, email, login.json["access_token"]
+        return new_account(self, "cache")
 
     def reads(self, token, n=READERS):
         """n reads of /v1/me, each on a connection of its own."""
@@ -89,13 +95,7 @@ class NoHostCacheTest(StackTestCase):
     stack_env = {"STOA_HOST_CACHE_FILE": ""}
 
     def test_01_reads_and_writes(self):
-        c = SourceClient(self.stack)
-        self.addCleanup(c.close)
-        email = f"nocache.{uuid.uuid4().hex[:12]}@example.com"
-        self.assertEqual(c.request("POST", "/v1/auth/register", {
-            "email": email, "password": PASSWORD, "name": "Before"}).status, 201)
-        token = c.request("POST", "/v1/auth/login",
-                          {"email": email, "password": PASSWORD}).json["access_token"]
+        c, _, token = new_account(self, "nocache")
         self.assertEqual(c.request("GET", "/v1/me", token=token).json["name"], "Before")
         self.assertEqual(c.request("PATCH", "/v1/me", {"name": "After"}, token=token).status, 200)
         self.assertEqual(c.request("GET", "/v1/me", token=token).json["name"], "After")

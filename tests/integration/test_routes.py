@@ -19,7 +19,7 @@ import uuid
 
 from authlib import SourceClientTestCase
 from billinglib import create_user, login, unique_email
-from harness import BIN_DIR
+from harness import BIN_DIR, OPEN_LIMITS
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MANIFEST = os.path.join(REPO, "routes.manifest")
@@ -144,8 +144,7 @@ class ManifestStaticTest(unittest.TestCase):
 
 
 class ManifestLiveTest(SourceClientTestCase):
-    stack_env = {"STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
-                 "STOA_RATE_API": "10000r/s", "STOA_BURST_API": "10000"}
+    stack_env = OPEN_LIMITS
 
     @classmethod
     def setUpClass(cls):

@@ -451,26 +451,4 @@ START_TEST(hashes_gate_sequential_requests_pass)
 }
 END_TEST
 
-static Suite *app_suite(void)
-{
-    Suite *s = suite_create("app");
-    TCase *tc = test_case("dispatch", setup, teardown);
-    tcase_add_test(tc, unknown_path_404);
-    tcase_add_test(tc, other_method_405_with_allow);
-    tcase_add_test(tc, public_route_runs_without_principal);
-    tcase_add_test(tc, auth_needs_a_principal);
-    tcase_add_test(tc, revoked_session_401_and_redis_unsure_503);
-    tcase_add_test(tc, roles_403);
-    tcase_add_test(tc, scopes_403_insufficient_scope);
-    tcase_add_test(tc, login_routes_refuse_key_tokens);
-    tcase_add_test(tc, handler_status_mapping);
-    tcase_add_test(tc, hashes_gate_sheds_when_full);
-    tcase_add_test(tc, hashes_gate_sequential_requests_pass);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(app_suite());
-}
+TEST_MAIN_ONE_CASE("app", setup, teardown, unknown_path_404, other_method_405_with_allow, public_route_runs_without_principal, auth_needs_a_principal, revoked_session_401_and_redis_unsure_503, roles_403, scopes_403_insufficient_scope, login_routes_refuse_key_tokens, handler_status_mapping, hashes_gate_sheds_when_full, hashes_gate_sequential_requests_pass)

@@ -257,26 +257,4 @@ START_TEST(read_file_whole_and_bounded)
 }
 END_TEST
 
-static Suite *arena_suite(void)
-{
-    Suite *s = suite_create("arena");
-    TCase *tc = test_case("core", setup, teardown);
-    tcase_add_test(tc, alloc_is_16_byte_aligned);
-    tcase_add_test(tc, allocations_do_not_overlap);
-    tcase_add_test(tc, big_allocation_beyond_block_size);
-    tcase_add_test(tc, reset_runs_cleanups_in_reverse_order);
-    tcase_add_test(tc, destroy_runs_cleanups);
-    tcase_add_test(tc, reset_makes_memory_reusable);
-    tcase_add_test(tc, calloc_zeroes_reused_memory);
-    tcase_add_test(tc, used_counts_allocations);
-    tcase_add_test(tc, strdup_and_strndup);
-    tcase_add_test(tc, sprintf_formats);
-    tcase_add_test(tc, read_file_whole_and_bounded);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(arena_suite());
-}
+TEST_MAIN_ONE_CASE("arena", setup, teardown, alloc_is_16_byte_aligned, allocations_do_not_overlap, big_allocation_beyond_block_size, reset_runs_cleanups_in_reverse_order, destroy_runs_cleanups, reset_makes_memory_reusable, calloc_zeroes_reused_memory, used_counts_allocations, strdup_and_strndup, sprintf_formats, read_file_whole_and_bounded)

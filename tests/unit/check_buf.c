@@ -177,7 +177,4 @@ static Suite *buf_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(buf_suite());
-}
+TEST_MAIN(buf_suite)

@@ -38,17 +38,4 @@ START_TEST(keys_do_not_overlap)
 }
 END_TEST
 
-static Suite *cache_keys_suite(void)
-{
-    Suite *s = suite_create("cache_keys");
-    TCase *tc = test_case("cache_keys", NULL, NULL);
-    tcase_add_test(tc, keys_spell_the_contract);
-    tcase_add_test(tc, keys_do_not_overlap);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(cache_keys_suite());
-}
+TEST_MAIN_ONE_CASE("cache_keys", NULL, NULL, keys_spell_the_contract, keys_do_not_overlap)

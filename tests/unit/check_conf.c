@@ -459,22 +459,8 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, log_level_names);
     suite_add_tcase(s, tc);
 
-    tc = test_case("secrets_and_env", setup, teardown);
-    tcase_add_test(tc, secret_from_file);
-    tcase_add_test(tc, secret_file_missing);
-    tcase_add_test(tc, file_suffix_refused_for_non_secret);
-    tcase_add_test(tc, load_file_then_env_override);
-    tcase_add_test(tc, env_bad_value_names_variable);
-    tcase_add_test(tc, load_without_file_and_parse_ignores_env);
-    tcase_add_test(tc, load_missing_file);
-    tcase_add_test(tc, load_reports_file_path_and_line);
-    tcase_add_test(tc, dump_redacts_secrets);
-    tcase_add_test(tc, dump_lists_every_key);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "secrets_and_env", setup, teardown, secret_from_file, secret_file_missing, file_suffix_refused_for_non_secret, load_file_then_env_override, env_bad_value_names_variable, load_without_file_and_parse_ignores_env, load_missing_file, load_reports_file_path_and_line, dump_redacts_secrets, dump_lists_every_key);
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(conf_suite());
-}
+TEST_MAIN(conf_suite)

@@ -531,7 +531,4 @@ static Suite *crypto_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(crypto_suite());
-}
+TEST_MAIN(crypto_suite)

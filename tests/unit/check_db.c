@@ -159,24 +159,4 @@ START_TEST(ctx_open_accepts_a_matching_table)
 }
 END_TEST
 
-static Suite *db_suite(void)
-{
-    Suite *s = suite_create("db");
-    TCase *tc = test_case("arity", NULL, NULL);
-    tcase_add_test(tc, max_param_counts_the_highest);
-    tcase_add_test(tc, check_accepts_matching_tables);
-    tcase_add_test(tc, check_refuses_too_few_declared);
-    tcase_add_test(tc, check_refuses_too_many_declared);
-    tcase_add_test(tc, check_refuses_a_hole);
-    tcase_add_test(tc, check_refuses_a_name_twice);
-    tcase_add_test(tc, library_tables_pass);
-    tcase_add_test(tc, ctx_open_stops_on_a_mismatch);
-    tcase_add_test(tc, ctx_open_accepts_a_matching_table);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(db_suite());
-}
+TEST_MAIN_ONE_CASE("db", NULL, NULL, max_param_counts_the_highest, check_accepts_matching_tables, check_refuses_too_few_declared, check_refuses_too_many_declared, check_refuses_a_hole, check_refuses_a_name_twice, library_tables_pass, ctx_open_stops_on_a_mismatch, ctx_open_accepts_a_matching_table)

@@ -87,7 +87,4 @@ static Suite *err_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(err_suite());
-}
+TEST_MAIN(err_suite)

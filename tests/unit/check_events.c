@@ -68,18 +68,4 @@ START_TEST(unknown_names_are_not_found)
 }
 END_TEST
 
-static Suite *events_suite(void)
-{
-    Suite *s = suite_create("events");
-    TCase *tc = test_case("events", NULL, NULL);
-    tcase_add_test(tc, table_entries_are_complete_and_unique);
-    tcase_add_test(tc, every_constant_is_in_the_table);
-    tcase_add_test(tc, unknown_names_are_not_found);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(events_suite());
-}
+TEST_MAIN_ONE_CASE("events", NULL, NULL, table_entries_are_complete_and_unique, every_constant_is_in_the_table, unknown_names_are_not_found)

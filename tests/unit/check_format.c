@@ -228,7 +228,4 @@ static Suite *format_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(format_suite());
-}
+TEST_MAIN(format_suite)

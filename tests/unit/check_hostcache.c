@@ -173,20 +173,4 @@ START_TEST(limits_and_no_cache)
 }
 END_TEST
 
-static Suite *hostcache_suite(void)
-{
-    Suite *s = suite_create("hostcache");
-    TCase *tc = test_case("core", setup, teardown);
-    tcase_add_test(tc, a_copy_is_served_until_a_bump);
-    tcase_add_test(tc, a_fetch_overtaken_by_a_change_is_not_kept);
-    tcase_add_test(tc, counters_live_in_the_file);
-    tcase_add_test(tc, copies_expire);
-    tcase_add_test(tc, limits_and_no_cache);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(hostcache_suite());
-}
+TEST_MAIN_ONE_CASE("hostcache", setup, teardown, a_copy_is_served_until_a_bump, a_fetch_overtaken_by_a_change_is_not_kept, counters_live_in_the_file, copies_expire, limits_and_no_cache)

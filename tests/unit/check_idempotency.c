@@ -267,23 +267,4 @@ START_TEST(claim_and_finish_without_postgres)
 }
 END_TEST
 
-static Suite *idempotency_suite(void)
-{
-    Suite *s = suite_create("idempotency");
-    TCase *tc = test_case("core", setup, teardown);
-    tcase_add_test(tc, key_sane_bounds_and_alphabet);
-    tcase_add_test(tc, hash_known_answer_and_form);
-    tcase_add_test(tc, hash_tells_requests_apart);
-    tcase_add_test(tc, seal_round_trip_and_no_clear_text);
-    tcase_add_test(tc, open_refuses_another_binding);
-    tcase_add_test(tc, open_refuses_damaged_values);
-    tcase_add_test(tc, no_seal_key_keeps_nothing);
-    tcase_add_test(tc, claim_and_finish_without_postgres);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(idempotency_suite());
-}
+TEST_MAIN_ONE_CASE("idempotency", setup, teardown, key_sane_bounds_and_alphabet, hash_known_answer_and_form, hash_tells_requests_apart, seal_round_trip_and_no_clear_text, open_refuses_another_binding, open_refuses_damaged_values, no_seal_key_keeps_nothing, claim_and_finish_without_postgres)

@@ -799,37 +799,10 @@ static Suite *json_suite(void)
     tcase_add_test(tc, integer_limits);
     suite_add_tcase(s, tc);
 
-    tc = test_case("writer", setup, teardown);
-    tcase_add_test(tc, writer_object);
-    tcase_add_test(tc, writer_array);
-    tcase_add_test(tc, writer_appends_to_existing_content);
-    tcase_add_test(tc, writer_escapes_strings);
-    tcase_add_test(tc, writer_refuses_nul);
-    tcase_add_test(tc, writer_escapes_keys);
-    tcase_add_test(tc, writer_invalid_utf8_is_not_ok);
-    tcase_add_test(tc, writer_detects_misuse);
-    tcase_add_test(tc, writer_reset_recovers_after_misuse);
-    tcase_add_test(tc, writer_raw_inside_object);
-    tcase_add_test(tc, writer_raw_inside_array);
-    tcase_add_test(tc, writer_raw_invalid_is_not_ok);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array, writer_appends_to_existing_content, writer_escapes_strings, writer_refuses_nul, writer_escapes_keys, writer_invalid_utf8_is_not_ok, writer_detects_misuse, writer_reset_recovers_after_misuse, writer_raw_inside_object, writer_raw_inside_array, writer_raw_invalid_is_not_ok);
 
-    tc = test_case("regression", setup, teardown);
-    tcase_add_test(tc, regression_parse_refuses_comments);
-    tcase_add_test(tc, regression_comment_cannot_hide_nesting);
-    tcase_add_test(tc, regression_deep_nesting_behind_comment_no_crash);
-    tcase_add_test(tc, regression_parse_refuses_escaped_nul);
-    tcase_add_test(tc, regression_parse_refuses_invalid_utf8_forms);
-    tcase_add_test(tc, regression_writer_key_without_value_is_misuse);
-    tcase_add_test(tc, regression_writer_mismatched_close_is_misuse);
-    tcase_add_test(tc, regression_writer_key_outside_object_is_misuse);
-    tcase_add_test(tc, regression_writer_refuses_invalid_utf8_forms);
-    tcase_add_test(tc, regression_writer_survives_calls_after_unbalanced_close);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "regression", setup, teardown, regression_parse_refuses_comments, regression_comment_cannot_hide_nesting, regression_deep_nesting_behind_comment_no_crash, regression_parse_refuses_escaped_nul, regression_parse_refuses_invalid_utf8_forms, regression_writer_key_without_value_is_misuse, regression_writer_mismatched_close_is_misuse, regression_writer_key_outside_object_is_misuse, regression_writer_refuses_invalid_utf8_forms, regression_writer_survives_calls_after_unbalanced_close);
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(json_suite());
-}
+TEST_MAIN(json_suite)

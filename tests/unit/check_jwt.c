@@ -129,17 +129,4 @@ START_TEST(high_s_twin_is_refused)
 }
 END_TEST
 
-static Suite *jwt_suite(void)
-{
-    Suite *s = suite_create("jwt");
-    TCase *tc = test_case("low_s", setup, teardown);
-    tcase_add_test(tc, signer_issues_low_s_only);
-    tcase_add_test(tc, high_s_twin_is_refused);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(jwt_suite());
-}
+TEST_MAIN_ONE_CASE("jwt", setup, teardown, signer_issues_low_s_only, high_s_twin_is_refused)

@@ -288,18 +288,10 @@ static Suite *kv_suite(void)
     tcase_add_test(tc, new_checks_url_without_connecting);
     suite_add_tcase(s, tc);
 
-    tc = test_case("breaker", NULL, NULL);
-    tcase_add_test(tc, breaker_one_timeout_spares_every_handle);
-    tcase_add_test(tc, breaker_stays_closed_on_a_refused_connection);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "breaker", NULL, NULL, breaker_one_timeout_spares_every_handle, breaker_stays_closed_on_a_refused_connection);
 
-    tc = test_case("regression", NULL, NULL);
-    tcase_add_test(tc, regression_port_and_db_refuse_whitespace);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "regression", NULL, NULL, regression_port_and_db_refuse_whitespace);
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(kv_suite());
-}
+TEST_MAIN(kv_suite)

@@ -140,7 +140,4 @@ static Suite *mail_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(mail_suite());
-}
+TEST_MAIN(mail_suite)

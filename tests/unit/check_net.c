@@ -300,7 +300,4 @@ static Suite *net_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(net_suite());
-}
+TEST_MAIN(net_suite)

@@ -331,27 +331,9 @@ END_TEST
 static Suite *password_suite(void)
 {
     Suite *s = suite_create("password");
-    TCase *tc = test_case("argon2id", setup, NULL);
-    tcase_add_test(tc, hash_is_phc_argon2id);
-    tcase_add_test(tc, phc_is_libargon2s_format);
-    tcase_add_test(tc, hostile_parameters_are_declined);
-    tcase_add_test(tc, hash_then_verify);
-    tcase_add_test(tc, salt_makes_hashes_differ);
-    tcase_add_test(tc, wrong_password_declined);
-    tcase_add_test(tc, malformed_phc_declined);
-    tcase_add_test(tc, needs_rehash);
-    tcase_add_test(tc, other_params_hash_and_verify);
-    tcase_add_test(tc, impossible_params_are_an_error);
-    suite_add_tcase(s, tc);
-    TCase *policy = test_case("policy", NULL, NULL);
-    tcase_add_test(policy, policy_table);
-    tcase_add_test(policy, policy_length_limits);
-    tcase_add_test(policy, policy_odd_user_words);
-    suite_add_tcase(s, policy);
+    TEST_CASE(s, "argon2id", setup, NULL, hash_is_phc_argon2id, phc_is_libargon2s_format, hostile_parameters_are_declined, hash_then_verify, salt_makes_hashes_differ, wrong_password_declined, malformed_phc_declined, needs_rehash, other_params_hash_and_verify, impossible_params_are_an_error);
+    TEST_CASE(s, "policy", NULL, NULL, policy_table, policy_length_limits, policy_odd_user_words);
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(password_suite());
-}
+TEST_MAIN(password_suite)

@@ -153,13 +153,8 @@ static Suite *principal_suite(void)
     tcase_add_test(tc, scope_allows_table);
     suite_add_tcase(s, tc);
 
-    tc = test_case("regression", NULL, NULL);
-    tcase_add_test(tc, regression_empty_role_never_matches);
-    suite_add_tcase(s, tc);
+    TEST_CASE(s, "regression", NULL, NULL, regression_empty_role_never_matches);
     return s;
 }
 
-int main(void)
-{
-    return test_run_suite(principal_suite());
-}
+TEST_MAIN(principal_suite)

@@ -276,26 +276,4 @@ START_TEST(marker_not_written_when_redis_down)
 }
 END_TEST
 
-static Suite *revoke_suite(void)
-{
-    Suite *s = suite_create("revoke");
-    TCase *tc = test_case("check", setup, teardown);
-    tcase_add_test(tc, live_with_sentinel_and_the_keys_asked);
-    tcase_add_test(tc, markers_decline);
-    tcase_add_test(tc, session_less_token_asks_a_placeholder_key);
-    tcase_add_test(tc, no_sentinel_asks_postgres_and_never_allows);
-    tcase_add_test(tc, redis_down_asks_postgres);
-    tcase_add_test(tc, overlong_ids_declined_before_redis);
-    tcase_add_test(tc, key_token_ends_exactly_at_exp);
-    tcase_add_test(tc, cache_holds_one_second);
-    tcase_add_test(tc, cache_never_answers_for_another_principal);
-    tcase_add_test(tc, markers_written);
-    tcase_add_test(tc, marker_not_written_when_redis_down);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    return test_run_suite(revoke_suite());
-}
+TEST_MAIN_ONE_CASE("revoke", setup, teardown, live_with_sentinel_and_the_keys_asked, markers_decline, session_less_token_asks_a_placeholder_key, no_sentinel_asks_postgres_and_never_allows, redis_down_asks_postgres, overlong_ids_declined_before_redis, key_token_ends_exactly_at_exp, cache_holds_one_second, cache_never_answers_for_another_principal, markers_written, marker_not_written_when_redis_down)

@@ -29,6 +29,22 @@ static inline TCase *test_case(const char *name, void (*setup)(void),
     return tc;
 }
 
+/* Adds a test case (as test_case) holding the tests listed, in order:
+ *   TEST_CASE(s, "core", setup, teardown, first_test, second_test);
+ */
+#define TEST_CASE(suite, name, setup, teardown, ...)                           \
+    test_case_add((suite), (name), (setup), (teardown),                        \
+                  (const TTest *const[]){__VA_ARGS__, NULL})
+static inline void test_case_add(Suite *suite, const char *name,
+                                 void (*setup)(void), void (*teardown)(void),
+                                 const TTest *const *tests)
+{
+    TCase *tc = test_case(name, setup, teardown);
+    for (; *tests; tests++)
+        tcase_add_test(tc, *tests);
+    suite_add_tcase(suite, tc);
+}
+
 /* Runs every test of the suite; returns the process exit status. */
 static inline int test_run_suite(Suite *suite)
 {
@@ -38,6 +54,24 @@ static inline int test_run_suite(Suite *suite)
     srunner_free(runner);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+/* The main() of a check program: runs the suite suite_fn() builds. */
+#define TEST_MAIN(suite_fn)                                                    \
+    int main(void)                                                             \
+    {                                                                          \
+        return test_run_suite(suite_fn());                                     \
+    }
+
+/* The main() of a check program whose suite is one test case:
+ *   TEST_MAIN_ONE_CASE("events", NULL, NULL, first_test, second_test)
+ */
+#define TEST_MAIN_ONE_CASE(name, setup, teardown, ...)                         \
+    int main(void)                                                             \
+    {                                                                          \
+        Suite *suite = suite_create(name);                                     \
+        TEST_CASE(suite, name, setup, teardown, __VA_ARGS__);                  \
+        return test_run_suite(suite);                                          \
+    }
 
 /* Writes len bytes into a new temporary file; returns its path, which the
  * caller frees (and unlinks with test_remove_file()). */

@@ -46,6 +46,22 @@ int stoa_app_readyz(stoa_request_t *req);
  * until SIGTERM. Returns the process exit code. */
 int stoa_app_main(int argc, char **argv, const stoa_app_t *app);
 
+/* The whole main() of a pool program: its name, its statement table (NULL,
+ * 0 for none) and its init hook (NULL for none). A macro, not a function,
+ * because each program must define the main symbol itself; the route table
+ * is the generated one linked into that program only. */
+#define STOA_APP_MAIN(pool_name, stmts, nstmts, init_fn)                     \
+    int main(int argc, char **argv)                                         \
+    {                                                                       \
+        stoa_app_t app = {.name = (pool_name),                              \
+                          .routes = stoa_routes,                            \
+                          .nroutes = stoa_routes_len,                       \
+                          .statements = (stmts),                            \
+                          .nstatements = (nstmts),                          \
+                          .init = (init_fn)};                               \
+        return stoa_app_main(argc, argv, &app);                             \
+    }
+
 /* Handles one request already filled from the transport (exposed so tests
  * and benches can drive the dispatcher without a socket). */
 void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define STOA_OK 0
 #define STOA_ERROR -1
@@ -39,9 +40,23 @@ void *stoa_xmalloc(size_t size);
 void *stoa_xcalloc(size_t count, size_t size);
 void *stoa_xrealloc(void *ptr, size_t size);
 char *stoa_xstrdup(const char *s);
+/* The first len bytes of s (which need not be NUL-terminated) as a string.
+ * Inline so that the allocation is the caller's call to stoa_xmalloc: the
+ * gateway wraps that symbol at link time to refuse instead of aborting. */
+static inline char *stoa_xstrndup(const char *s, size_t len)
+{
+    char *p = stoa_xmalloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        p[i] = s[i];
+    p[len] = '\0';
+    return p;
+}
 
 /* Monotonic and wall clocks. */
 uint64_t stoa_now_us(void);      /* monotonic microseconds */
 int64_t stoa_unix_time(void);    /* wall clock seconds since the epoch */
+/* The time ms milliseconds from now on clock, as pthread_cond_timedwait
+ * wants its deadline (the clock the condition variable waits on). */
+struct timespec stoa_deadline_ms(clockid_t clock, long ms);
 
 #endif

@@ -28,6 +28,8 @@ void stoa_hmac_sha256(const void *key, size_t key_len, const void *data,
 /* Encoders write a NUL-terminated string into out, which must hold
  * stoa_*_encoded_len(len) + 1 bytes. Return the string length. */
 size_t stoa_hex_encode(const void *in, size_t len, char *out);
+/* The value of one hex digit (either case), -1 for any other character. */
+int stoa_hex_digit(char c);
 size_t stoa_b64url_encoded_len(size_t len);
 size_t stoa_b64url_encode(const void *in, size_t len, char *out);
 size_t stoa_b64_encoded_len(size_t len);

@@ -26,8 +26,8 @@
 typedef struct stoa_conn_pool_s stoa_conn_pool_t;
 
 /* The library's statement tables (outbox, audit, revoke, idempotency,
- * events, gdpr) and a program's. */
-#define STOA_CTX_TABLES 7
+ * accounts, events, gdpr) and a program's. */
+#define STOA_CTX_TABLES 8
 struct stoa_app_s;
 
 typedef struct stoa_ctx_s {

@@ -7,7 +7,9 @@
  * Erasure keeps the user's id: billing records (kept by law) and the
  * audit trail (kept as the accounts' security record, by legitimate
  * interest: ids, addresses and actions, never an email or a name) still
- * point at one anonymous account. docs/architecture.md, "GDPR". */
+ * point at one anonymous account. docs/architecture.md, "GDPR". The last
+ * active admin's erasure is the caller's to refuse
+ * (stoa_account_last_admin, stoa/accounts.h). */
 #ifndef STOA_GDPR_H
 #define STOA_GDPR_H
 
@@ -22,15 +24,6 @@ extern const size_t stoa_gdpr_statements_len;
  * such user (or it is erased already), else STOA_OK or the failure. */
 STOA_MUSTCHECK int stoa_gdpr_export(stoa_db_t *db, stoa_arena_t *arena,
                                     const char *user_id, const char **json);
-
-/* Whether user_id is the only active admin left, inside the caller's open
- * transaction: locks every active admin's row (in id order, so two such
- * checks serialise), so two admins erased or demoted at once cannot leave
- * none. *last is false for a user who is not an active admin. For any
- * change that would end an admin's standing (erasure here; demotion and
- * suspension on the users routes). */
-STOA_MUSTCHECK int stoa_gdpr_last_admin(stoa_db_t *db, stoa_arena_t *arena,
-                                        const char *user_id, bool *last);
 
 /* Erases user_id inside the caller's open transaction: personal data
  * replaced, password, second factor, refresh and mailed tokens deleted,

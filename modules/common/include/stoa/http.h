@@ -133,11 +133,10 @@ const char *stoa_request_path_param(const stoa_request_t *req,
  * absent, or when its encoding is malformed or it is not UTF-8 (a field
  * error `invalid_encoding` is then recorded under the key). */
 const char *stoa_request_query(stoa_request_t *req, const char *key);
-/* Records `unknown_field` for each query key not in the NULL-terminated
- * list (a key that is not valid text is recorded as "query",
- * `invalid_encoding`): a misspelt filter is an error, not an unfiltered
- * list. */
-void stoa_request_reject_unknown_query(stoa_request_t *req,
+/* Records `unknown_field` under each query key (percent-decoded) not in
+ * the NULL-terminated list, for a route whose query keys are filters: a
+ * misspelt filter is refused rather than silently widening the answer. */
+void stoa_request_query_reject_unknown(stoa_request_t *req,
                                        const char *const *allowed);
 
 /* List paging (SPEC §3): ?limit= in 1..100 (default 20) and ?cursor= of
@@ -272,6 +271,11 @@ bool stoa_field_bool(stoa_request_t *req, const stoa_json_t *obj,
 /* Records `unknown_field` for each member not in the NULL-terminated list. */
 void stoa_field_reject_unknown(stoa_request_t *req, const stoa_json_t *obj,
                                const char *const *allowed);
+/* A body that is exactly {"<name>": "<1 to max_len bytes>"} (a password,
+ * an email, a token): the string, or NULL once the request has been
+ * answered (415 or 400 with the field's reason, unknown members named). */
+const char *stoa_request_only_string(stoa_request_t *req, const char *name,
+                                     size_t max_len);
 
 /* Responses. */
 void stoa_http_header(stoa_request_t *req, const char *name,

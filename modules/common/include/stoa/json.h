@@ -47,6 +47,10 @@ typedef struct stoa_jw_s stoa_jw_t;
 /* Writes into out (appending). Caller frees with stoa_jw_free(). */
 stoa_jw_t *stoa_jw_new(stoa_buf_t *out);
 void stoa_jw_free(stoa_jw_t *w);
+/* Empties out (stoa_buf_init) and returns a writer into it with the
+ * top-level object already open: the start of every JSON document built
+ * member by member. Caller closes the object and frees the writer. */
+stoa_jw_t *stoa_jw_object_new(stoa_buf_t *out);
 /* Clears the generator state and makes it append to out again. */
 void stoa_jw_reset(stoa_jw_t *w, stoa_buf_t *out);
 void stoa_jw_object_open(stoa_jw_t *w);

@@ -1,0 +1,350 @@
+"""End-to-end tests of the billing pool's webhooks (SPEC §6) against the fake
+Stripe: signature verification, ordering, refunds and the catalogue made in
+Stripe's dashboard. The stack and helpers are test_billing.py's.
+
+Run from the repository root:
+    python3 -m unittest discover -s tests/integration -p 'test_billing_webhooks.py' -v
+"""
+
+import concurrent.futures
+import json
+import threading
+import time
+import unittest
+
+import billinglib as bl
+from billinglib import sign_payload
+from test_billing import (DEMO_FEATURES, SECRET_KEY, WEBHOOK_SECRETS, BillingFakeStripeCase,
+                          needs_gateway)
+
+
+class BillingWebhookTest(BillingFakeStripeCase):
+    """Webhooks from (or signed as) Stripe, through nginx."""
+
+    # --- 2. webhook verification -----------------------------------------------
+
+    def test_02_valid_event_and_duplicate(self):
+        sub = bl.stripe_id("sub_")
+        obj = bl.subscription_object(sub, bl.stripe_id("cus_"), "active", bl.stripe_id("price_"))
+        event_id, body = bl.event_body("customer.subscription.created", obj)
+        signature = sign_payload(WEBHOOK_SECRETS[0], body)
+        resp = self.hooks.post(body, signature)
+        self.assertEqual(self.assert_ok_json(resp), {"received": True, "duplicate": False})
+        stored = self.stored_event(event_id)
+        self.assertIsNotNone(stored, "the event is stored by its id")
+        self.assertEqual(stored["type"], "customer.subscription.created")
+        self.assertTrue(stored["processed"], repr(stored))
+        self.assertEqual(len(self.db.outbox_events("subscription.updated", sub)), 1)
+        self.assertEqual(self.db.value("SELECT status FROM billing.subscriptions"
+                                       " WHERE stripe_subscription_id = :'s'", s=sub), "active")
+
+        # The same bytes again: acknowledged as a duplicate, nothing applied.
+        resp = self.hooks.post(body, sign_payload(WEBHOOK_SECRETS[0], body))
+        self.assertEqual(self.assert_ok_json(resp), {"received": True, "duplicate": True})
+        # The same id with other content (a newer status) does nothing either.
+        obj2 = dict(obj, status="past_due")
+        _, body2 = bl.event_body("customer.subscription.updated", obj2,
+                                 created=int(time.time()) + 5, event_id=event_id)
+        resp = self.hooks.post(body2, sign_payload(WEBHOOK_SECRETS[0], body2))
+        self.assertEqual(self.assert_ok_json(resp), {"received": True, "duplicate": True})
+        self.assertEqual(self.db.count("SELECT 1 FROM billing.stripe_events WHERE id = :'id'",
+                                       id=event_id), 1)
+        self.assertEqual(len(self.db.outbox_events("subscription.updated", sub)), 1,
+                         "no second domain event")
+        self.assertEqual(self.db.value("SELECT status FROM billing.subscriptions"
+                                       " WHERE stripe_subscription_id = :'s'", s=sub), "active")
+
+    def test_02_fake_delivery_and_redelivery(self):
+        # The fake's own signing and envelope (pretty-printed, charset in
+        # the Content-Type), then the same event byte for byte.
+        invoice = bl.invoice_object(bl.stripe_id("in_"), bl.stripe_id("cus_"), "open", 700)
+        sent = self.fake.emit("invoice.finalized", invoice)
+        self.assertEqual([d["status"] for d in sent], [200], repr(sent))
+        again = self.fake.redeliver(sent[0]["id"])
+        self.assertEqual([d["status"] for d in again], [200], repr(again))
+        self.assertEqual(self.db.count("SELECT 1 FROM billing.invoices"
+                                       " WHERE stripe_invoice_id = :'i'", i=invoice["id"]), 1)
+        self.assertTrue(self.stored_event(sent[0]["id"])["processed"])
+
+    def test_02_concurrent_deliveries_apply_once(self):
+        sub = bl.stripe_id("sub_")
+        obj = bl.subscription_object(sub, bl.stripe_id("cus_"), "active", bl.stripe_id("price_"))
+        event_id, body = bl.event_body("customer.subscription.created", obj)
+        signature = sign_payload(WEBHOOK_SECRETS[0], body)
+        n = 10
+        barrier = threading.Barrier(n)
+
+        def deliver(_):
+            client = self.hooks.client(timeout=10)
+            try:
+                barrier.wait(10)
+                return self.hooks.post(body, signature, client=client)
+            except OSError as e:  # includes timeouts
+                return e
+            finally:
+                client.close()
+
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            answers = list(pool.map(deliver, range(n)))
+        failed = [a if isinstance(a, Exception) else (a.status, a.body[:120]) for a in answers
+                  if isinstance(a, Exception) or a.status != 200]
+        self.assertEqual(failed, [], f"{len(failed)} of {n} concurrent deliveries failed")
+        flags = sorted(resp.json["duplicate"] for resp in answers)
+        self.assertEqual(flags, [False] + [True] * (n - 1), "exactly one delivery applied")
+        self.assertEqual(self.db.count("SELECT 1 FROM billing.stripe_events WHERE id = :'id'",
+                                       id=event_id), 1)
+        self.assertEqual(len(self.db.outbox_events("subscription.updated", sub)), 1,
+                         "one effect")
+
+    def test_02_bad_signatures_are_refused(self):
+        now = int(time.time())
+        s1 = WEBHOOK_SECRETS[0]
+
+        def sig(body, t=None, secret=s1):
+            return sign_payload(secret, body, now if t is None else t)
+
+        def mac(body, t):
+            return bl.hmac_hex(s1, b"%d." % t + body)
+
+        cases = {
+            "wrong secret": lambda b: sig(b, secret="whsec_" + "0" * 32),
+            "missing header": lambda b: None,
+            "empty header": lambda b: "",
+            "stale (301 s old)": lambda b: sig(b, t=now - 301),
+            "future (400 s ahead)": lambda b: sig(b, t=now + 400),
+            "t=abc": lambda b: f"t=abc,v1={mac(b, now)}",
+            "no v1": lambda b: f"t={now}",
+            "no t": lambda b: f"v1={mac(b, now)}",
+            "v0 only": lambda b: f"t={now},v0={mac(b, now)}",
+            "v1 not hex": lambda b: f"t={now},v1=" + "zz" * 32,
+            "v1 truncated": lambda b: f"t={now},v1={mac(b, now)[:-2]}",
+            "two timestamps": lambda b: f"t={now},t={now},v1={mac(b, now)}",
+            "garbage": lambda b: "\x01nonsense, v1",
+        }
+        for name, make in cases.items():
+            with self.subTest(name):
+                event_id, body = bl.event_body("product.created", bl.product_object(
+                    bl.stripe_id("prod_"), "Forged", {"evil": True}, active=False))
+                resp = self.hooks.post(body, make(body))
+                self.assert_error(resp, 400, "invalid_signature")
+                self.assertIsNone(self.stored_event(event_id), "a refused event is not stored")
+        with self.subTest("body altered after signing"):
+            event_id, body = bl.event_body("product.created", bl.product_object(
+                bl.stripe_id("prod_"), "Altered", {"seats": 1}, active=False))
+            signature = sig(body)
+            altered = body.replace(b'"name": "Altered"', b'"name": "Alterer"')
+            self.assertNotEqual(altered, body)
+            self.assert_error(self.hooks.post(altered, signature), 400, "invalid_signature")
+            self.assertIsNone(self.stored_event(event_id))
+        with self.subTest("one good v1 among bad ones"):
+            event_id, body = bl.event_body("product.created", bl.product_object(
+                bl.stripe_id("prod_"), "Multi", {}, active=False))
+            header = f"t={now},v1={'ab' * 32},v1={mac(body, now)}"
+            self.assertEqual(self.assert_ok_json(self.hooks.post(body, header)),
+                             {"received": True, "duplicate": False})
+
+    def test_02_rotation_second_secret(self):
+        event_id, body = bl.event_body("product.created", bl.product_object(
+            bl.stripe_id("prod_"), "Rotated", {}, active=False))
+        resp = self.hooks.post(body, sign_payload(WEBHOOK_SECRETS[1], body))
+        self.assertEqual(self.assert_ok_json(resp), {"received": True, "duplicate": False})
+        self.assertIsNotNone(self.stored_event(event_id))
+
+    def test_02_signed_bad_bodies(self):
+        body = b"this is not JSON {"
+        resp = self.hooks.post(body, sign_payload(WEBHOOK_SECRETS[0], body))
+        self.assert_error(resp, 400, "invalid_json")
+        # Signed JSON that is no Stripe event.
+        for doc in ({"hello": "world"}, {"id": "evt_x", "type": "x", "created": 1, "data": {}},
+                    [1, 2, 3]):
+            with self.subTest(doc=doc):
+                body = json.dumps(doc).encode()
+                resp = self.hooks.post(body, sign_payload(WEBHOOK_SECRETS[0], body))
+                self.assert_error(resp, 400, "invalid_request")
+        # Signed, but not declared as JSON.
+        event_id, body = bl.event_body("product.created", bl.product_object(
+            bl.stripe_id("prod_"), "Typed", {}, active=False))
+        resp = self.hooks.post(body, sign_payload(WEBHOOK_SECRETS[0], body),
+                               content_type="text/plain")
+        self.assert_error(resp, 415, "unsupported_media_type")
+        self.assertIsNone(self.stored_event(event_id))
+        # Wrong method.
+        resp = self.request("GET", bl.WEBHOOK_PATH)
+        self.assert_error(resp, 405, "method_not_allowed")
+
+    def test_02_unknown_event_type_is_stored(self):
+        event_id = self.send("radar.early_fraud_warning.created",
+                             {"id": bl.stripe_id("issfr_"), "object": "radar.early_fraud_warning",
+                              "charge": bl.stripe_id("ch_"), "fraud_type": "misc"})
+        stored = self.stored_event(event_id)
+        self.assertIsNotNone(stored)
+        self.assertEqual(stored["type"], "radar.early_fraud_warning.created")
+        self.assertTrue(stored["processed"], repr(stored))
+
+    # --- 5. ordering ----------------------------------------------------------------
+
+    def ordering_fixture(self, tag):
+        user = self.new_user(tag)
+        key, _, price = self.dashboard_plan(tag, {"ordering": True, "seats": 2})
+        customer, sub = bl.stripe_id("cus_"), bl.stripe_id("sub_")
+        self.link_customer(user["id"], customer)
+        return user, key, price, customer, sub
+
+    def sub_status(self, sub):
+        return self.db.value("SELECT status FROM billing.subscriptions"
+                             " WHERE stripe_subscription_id = :'s'", s=sub)
+
+    def test_05_out_of_order_updates(self):
+        user, _, price, customer, sub = self.ordering_fixture("order")
+        t0 = int(time.time()) - 600
+
+        def obj(status):
+            return bl.subscription_object(sub, customer, status, price, user["id"])
+
+        self.send("customer.subscription.created", obj("active"), created=t0)
+        self.assertEqual(self.sub_status(sub), "active")
+        self.send("customer.subscription.updated", obj("past_due"), created=t0 + 20)
+        stale = self.send("customer.subscription.updated", obj("active"), created=t0 + 10)
+        self.assertEqual(self.sub_status(sub), "past_due", "an older event cannot move it back")
+        self.assertTrue(self.stored_event(stale)["processed"], "the stale event is stored")
+        self.assertEqual(self.db.value("SELECT user_id::text FROM billing.subscriptions"
+                                       " WHERE stripe_subscription_id = :'s'", s=sub), user["id"])
+
+        self.send("customer.subscription.deleted", obj("canceled"), created=t0 + 30)
+        self.send("customer.subscription.updated", obj("active"), created=t0 + 25)
+        self.assertEqual(self.sub_status(sub), "canceled")
+        # At the same second, a terminal status is not undone either.
+        self.send("customer.subscription.updated", obj("active"), created=t0 + 30)
+        self.assertEqual(self.sub_status(sub), "canceled")
+
+    @needs_gateway
+    def test_05_entitlements_follow_status(self):
+        user, key, price, customer, sub = self.ordering_fixture("entitle")
+        token = user["token"]
+        features = {"ordering": True, "seats": 2}
+        t0 = int(time.time()) - 600
+
+        def obj(status):
+            return bl.subscription_object(sub, customer, status, price, user["id"])
+
+        def entitlements():
+            return self.assert_ok_json(self.api("GET", "/v1/billing/entitlements", token))
+
+        self.send("customer.subscription.created", obj("active"), created=t0)
+        self.assertEqual(entitlements(), {"plan": key, "subscription_status": "active",
+                                          "features": features})
+        self.send("customer.subscription.updated", obj("past_due"), created=t0 + 20)
+        self.send("customer.subscription.updated", obj("active"), created=t0 + 10)
+        self.assertEqual(entitlements(), {"plan": key, "subscription_status": "past_due",
+                                          "features": features},
+                         "past_due keeps the features")
+        got = self.assert_ok_json(self.api("GET", "/v1/billing/subscription", token))
+        self.assertEqual(got["status"], "past_due")
+        self.assertEqual(got["plan"]["key"], key)
+
+        self.send("customer.subscription.deleted", obj("canceled"), created=t0 + 30)
+        self.send("customer.subscription.updated", obj("active"), created=t0 + 25)
+        self.assertEqual(entitlements(), {"plan": "free", "subscription_status": "none",
+                                          "features": DEMO_FEATURES["free"]},
+                         "canceled falls back to free")
+        got = self.assert_ok_json(self.api("GET", "/v1/billing/subscription", token))
+        self.assertEqual(got["status"], "canceled")
+        self.assert_error(self.api("POST", "/v1/billing/subscription/cancel", token), 409,
+                          "not_cancelable")
+
+    # --- 6. refunds -------------------------------------------------------------------
+
+    def test_06_refunds_only_grow(self):
+        customer, invoice_id, charge = (bl.stripe_id("cus_"), bl.stripe_id("in_"),
+                                        bl.stripe_id("ch_"))
+        t0 = int(time.time()) - 300
+        self.send("invoice.paid", bl.invoice_object(invoice_id, customer, "paid", 5000,
+                                                    created=t0), created=t0)
+
+        def charge_obj(refunded):
+            return {"id": charge, "object": "charge", "amount": 5000, "amount_captured": 5000,
+                    "amount_refunded": refunded, "currency": "eur", "customer": customer,
+                    "invoice": invoice_id, "paid": True, "refunded": refunded == 5000,
+                    "status": "succeeded", "created": t0}
+
+        # The later, larger refund arrives first.
+        self.send("charge.refunded", charge_obj(3000), created=t0 + 20)
+        self.send("charge.refunded", charge_obj(1000), created=t0 + 10)
+        self.assertEqual(self.db.value("SELECT amount_refunded FROM billing.invoices"
+                                       " WHERE stripe_invoice_id = :'i'", i=invoice_id), 3000)
+        self.assertEqual(self.db.value("SELECT amount_refunded FROM billing.charges"
+                                       " WHERE stripe_charge_id = :'c'", c=charge), 3000)
+        # The full refund then lands.
+        self.send("charge.refunded", charge_obj(5000), created=t0 + 30)
+        row = self.db.row("SELECT amount_refunded, refunded FROM billing.charges"
+                          " WHERE stripe_charge_id = :'c'", c=charge)
+        self.assertEqual(row, {"amount_refunded": 5000, "refunded": True})
+        self.assertEqual(self.db.value("SELECT amount_refunded FROM billing.invoices"
+                                       " WHERE stripe_invoice_id = :'i'", i=invoice_id), 5000)
+
+    # --- 7. catalogue from the Stripe dashboard -------------------------------------
+
+    def test_07_dashboard_products_and_prices(self):
+        self.public_plans()  # fills the cache: the events must drop it
+        mark = len(self.fake.deliveries)
+        key = "dash-" + bl.rand(8)
+        features = {"dashboard": True, "seats": 7, "support": "phone"}
+        status, product = bl.stripe_api(self.fake, "POST", "/v1/products", {
+            "name": "Dashboard Plan", "description": "Made in Stripe",
+            "metadata[plan_key]": key, "metadata[features]": json.dumps(features)}, SECRET_KEY)
+        self.assertEqual(status, 200, repr(product))
+        status, price = bl.stripe_api(self.fake, "POST", "/v1/prices", {
+            "product": product["id"], "unit_amount": "2500", "currency": "usd",
+            "recurring[interval]": "month"}, SECRET_KEY)
+        self.assertEqual(status, 200, repr(price))
+        # A one-off price is not a plan price.
+        status, _ = bl.stripe_api(self.fake, "POST", "/v1/prices", {
+            "product": product["id"], "unit_amount": "999", "currency": "usd"}, SECRET_KEY)
+        self.assertEqual(status, 200)
+        self.assertTrue(self.fake.flush(30))
+        for d in self.fake.deliveries[mark:]:
+            self.assertEqual(d["status"], 200, repr(d))
+        plans, _ = self.public_plans()
+        self.assertIn(key, plans, f"dashboard product not in {sorted(plans)}")
+        plan = plans[key]
+        self.assertEqual(plan["name"], "Dashboard Plan")
+        self.assertEqual(plan["features"], features)
+        self.assertEqual([(p["amount"], p["currency"], p["interval"]) for p in plan["prices"]],
+                         [(2500, "usd", "month")])
+
+        # A price event before its product's.
+        key2 = "late-" + bl.rand(8)
+        product2, price2 = bl.stripe_id("prod_"), bl.stripe_id("price_")
+        sent = self.fake.emit("price.created", bl.price_object(price2, product2, 4200, "eur",
+                                                               "year"))
+        self.assertEqual([d["status"] for d in sent], [200], repr(sent))
+        plans, _ = self.public_plans()
+        self.assertFalse([p for p in plans.values()
+                          if any(pr["amount"] == 4200 for pr in p["prices"])],
+                         "a price without its product is not offered yet")
+        sent = self.fake.emit("product.created", bl.product_object(
+            product2, "Late Product", {"late": True}, plan_key=key2))
+        self.assertEqual([d["status"] for d in sent], [200], repr(sent))
+        plans, _ = self.public_plans()
+        late = [p for p in plans.values() if p["name"] == "Late Product"]
+        self.assertEqual(len(late), 1, f"plans: {sorted(plans)}")
+        self.assertEqual(late[0]["features"], {"late": True})
+        self.assertEqual([(p["amount"], p["currency"], p["interval"]) for p in late[0]["prices"]],
+                         [(4200, "eur", "year")])
+        self.assertEqual(late[0]["key"], key2,
+                         "the plan key from metadata.plan_key, whatever the order")
+
+        # A plan_key the schema refuses (leading '-') falls back to the
+        # product id instead of failing the event for ever.
+        product3 = bl.stripe_id("prod_")
+        sent = self.fake.emit("product.created", bl.product_object(
+            product3, "Odd Key Product", {"odd": True}, plan_key="-odd"))
+        self.assertEqual([d["status"] for d in sent], [200], repr(sent))
+        plans, _ = self.public_plans()
+        odd = [p for p in plans.values() if p["name"] == "Odd Key Product"]
+        self.assertEqual([p["key"] for p in odd], [product3.lower()], f"plans: {sorted(plans)}")
+
+
+
+if __name__ == "__main__":
+    unittest.main()
