@@ -168,6 +168,11 @@ STOA_MUSTCHECK int auth_mail_user(stoa_request_t *req,
                                   const stoa_db_result_t *user,
                                   const char *tmpl);
 
+/* The caller's own row (USER_BY_ID's columns): STOA_OK, STOA_DECLINED
+ * once 404 is answered (an account erased meanwhile), or the failure. */
+STOA_MUSTCHECK int auth_caller_user(stoa_request_t *req,
+                                    stoa_db_result_t **user);
+
 /* Drops the cached /v1/me answer of a user. */
 void auth_forget_profile(stoa_request_t *req, const char *user_id);
 

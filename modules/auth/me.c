@@ -167,11 +167,9 @@ int auth_me_delete(stoa_request_t *req)
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_ID), p1, &user);
+    int rc = auth_caller_user(req, &user);
     if (rc != STOA_OK)
         return rc;
-    if (stoa_db_rows(user) == 0)
-        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     const char *phc = stoa_db_value(user, 0, USER_COL_PASSWORD_HASH);
     if (!phc || stoa_password_verify(phc, password) != STOA_OK) {
         stoa_request_field_error(req, "password", "incorrect");

@@ -134,6 +134,22 @@ static int secret_unreadable(stoa_request_t *req, const char *user_id)
                           "use a recovery code");
 }
 
+/* open_secret_for on the TOTP row in the caller's transaction; when the
+ * secret does not open, rolls back, answers (secret_unreadable) and
+ * returns false. */
+static bool open_row_secret(stoa_request_t *req, const char *user_id,
+                            const stoa_db_result_t *totp,
+                            uint8_t secret[TOTP_SECRET_MAX], size_t *len)
+{
+    if (open_secret_for(req, user_id,
+                        stoa_db_value(totp, 0, MFA_COL_SECRET_SEALED), secret,
+                        len))
+        return true;
+    stoa_db_rollback(stoa_request_db(req));
+    secret_unreadable(req, user_id);
+    return false;
+}
+
 /* The account's lock on second-factor codes: STOA_OK when it takes
  * codes, else 429 with Retry-After is written (after a rollback when
  * in_transaction) and STOA_DECLINED returned. Inside a transaction the
@@ -356,11 +372,8 @@ int auth_mfa_confirm(stoa_request_t *req)
     }
     uint8_t secret[TOTP_SECRET_MAX];
     size_t slen;
-    if (!open_secret_for(req, user_id, stoa_db_value(res, 0, MFA_COL_SECRET_SEALED), secret,
-                         &slen)) {
-        stoa_db_rollback(db);
-        return secret_unreadable(req, user_id);
-    }
+    if (!open_row_secret(req, user_id, res, secret, &slen))
+        return STOA_DECLINED;
     int64_t step = totp_match(secret, slen, code, 0);
     stoa_wipe(secret, sizeof(secret));
     if (!step) {
@@ -462,11 +475,8 @@ int auth_mfa_disable(stoa_request_t *req)
             return rc;
         uint8_t secret[TOTP_SECRET_MAX];
         size_t slen;
-        if (!open_secret_for(req, user_id, stoa_db_value(res, 0, MFA_COL_SECRET_SEALED), secret,
-                             &slen)) {
-            stoa_db_rollback(db);
-            return secret_unreadable(req, user_id);
-        }
+        if (!open_row_secret(req, user_id, res, secret, &slen))
+            return STOA_DECLINED;
         ok = totp_match(secret, slen, code,
                         atoll(stoa_db_value(res, 0, MFA_COL_LAST_USED_STEP))) != 0;
         stoa_wipe(secret, sizeof(secret));

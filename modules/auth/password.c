@@ -108,13 +108,10 @@ int auth_password_change(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     stoa_db_t *db = stoa_request_db(req);
-    const char *p1[] = {req->principal.user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_BY_ID), p1, &user);
+    int rc = auth_caller_user(req, &user);
     if (rc != STOA_OK)
         return rc;
-    if (stoa_db_rows(user) == 0)
-        return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     const char *email = stoa_db_value(user, 0, USER_COL_EMAIL);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;

@@ -1,4 +1,5 @@
-/* user.c - the caller's process state and a user as JSON. */
+/* user.c - the caller's process state, a user as JSON, the caller's row
+ * and the profile copies. */
 #include <string.h>
 
 #include "auth.h"
@@ -38,4 +39,18 @@ void auth_forget_profile(stoa_request_t *req, const char *user_id)
     /* After the Redis copy is gone: a read that fetched it before sees
      * the version move and keeps nothing. */
     stoa_hostcache_bump(req->ctx->hostcache, key);
+}
+
+int auth_caller_user(stoa_request_t *req, stoa_db_result_t **user)
+{
+    const char *p[] = {req->principal.user_id};
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID),
+                          p, user);
+    if (rc != STOA_OK)
+        return rc;
+    if (stoa_db_rows(*user) == 0) {
+        stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
+        return STOA_DECLINED;
+    }
+    return STOA_OK;
 }

@@ -65,20 +65,38 @@ static char *form_decode(stoa_arena_t *arena, const char *s, size_t len)
     return out;
 }
 
+/* One key=value pair of a query string; *q moves past it and its '&'.
+ * False at the end. */
+typedef struct {
+    const char *key, *value;
+    size_t klen, vlen, len; /* len: the whole pair */
+} query_pair_t;
+
+static bool query_next(const char **q, query_pair_t *p)
+{
+    const char *s = *q;
+    if (!*s)
+        return false;
+    const char *amp = strchr(s, '&');
+    p->len = amp ? (size_t)(amp - s) : strlen(s);
+    const char *eq = memchr(s, '=', p->len);
+    p->key = s;
+    p->klen = eq ? (size_t)(eq - s) : p->len;
+    p->value = eq ? eq + 1 : s + p->len;
+    p->vlen = eq ? p->len - p->klen - 1 : 0;
+    *q = s + p->len + (amp ? 1 : 0);
+    return true;
+}
+
 const char *stoa_request_query(stoa_request_t *req, const char *key)
 {
     const char *q = req->query ? req->query : "";
     size_t keylen = strlen(key);
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t plen = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', plen);
-        size_t klen = eq ? (size_t)(eq - q) : plen;
-        char *k = form_decode(req->arena, q, klen);
+    query_pair_t p;
+    while (query_next(&q, &p)) {
+        char *k = form_decode(req->arena, p.key, p.klen);
         if (k && strlen(k) == keylen && memcmp(k, key, keylen) == 0) {
-            const char *v = eq ? eq + 1 : q + plen;
-            size_t vlen = eq ? plen - klen - 1 : 0;
-            char *value = form_decode(req->arena, v, vlen);
+            char *value = form_decode(req->arena, p.value, p.vlen);
             /* Every value goes to a handler as text, and may reach
              * Postgres, which refuses bytes that are not UTF-8 (a 500). */
             if (!value || !stoa_utf8_valid(value, strlen(value))) {
@@ -87,9 +105,6 @@ const char *stoa_request_query(stoa_request_t *req, const char *key)
             }
             return value;
         }
-        q += plen;
-        if (*q == '&')
-            q++;
     }
     return NULL;
 }
@@ -98,23 +113,17 @@ void stoa_request_query_reject_unknown(stoa_request_t *req,
                                        const char *const *allowed)
 {
     const char *q = req->query ? req->query : "";
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t plen = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', plen);
-        size_t klen = eq ? (size_t)(eq - q) : plen;
-        char *k = form_decode(req->arena, q, klen);
+    query_pair_t p;
+    while (query_next(&q, &p)) {
+        char *k = form_decode(req->arena, p.key, p.klen);
         bool known = false;
         for (const char *const *a = allowed; k && *a && !known; a++)
             known = strcmp(*a, k) == 0;
         /* A key that is not text is named by what it is, not echoed. */
-        if (plen && !known)
+        if (p.len && !known)
             stoa_request_field_error(
                 req, k && stoa_utf8_valid(k, strlen(k)) ? k : "query",
                 "unknown_field");
-        q += plen;
-        if (*q == '&')
-            q++;
     }
 }
 

@@ -642,6 +642,17 @@ END_TEST
 
 /* ---- errors by table id (stoa/err.h) ---------------------------------- */
 
+/* An answer: the handler's result, the status, and a piece of the body
+ * (NULL: not checked). */
+static void assert_answer(int rc, int want_rc, int status, const char *needle)
+{
+    ck_assert_int_eq(rc, want_rc);
+    ck_assert_int_eq(req.status, status);
+    if (needle)
+        ck_assert_msg(strstr(req.body_out.data, needle), "%s not in %s",
+                      needle, req.body_out.data);
+}
+
 START_TEST(fail_takes_status_and_message_from_the_table)
 {
     ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_EMAIL_TAKEN, NULL),
@@ -656,41 +667,28 @@ END_TEST
 
 START_TEST(fail_keeps_an_explicit_message)
 {
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_NOT_FOUND, "no such plan"),
-                     STOA_DECLINED);
-    ck_assert_int_eq(req.status, 404);
-    ck_assert_ptr_nonnull(strstr(req.body_out.data,
-                                 "\"code\":\"not_found\",\"message\":\"no "
-                                 "such plan\""));
+    assert_answer(stoa_http_fail(&req, STOA_ERR_NOT_FOUND, "no such plan"),
+                  STOA_DECLINED, 404,
+                  "\"code\":\"not_found\",\"message\":\"no such plan\"");
 }
 END_TEST
 
 START_TEST(fail_statuses_map_to_results)
 {
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_UNAVAILABLE, NULL),
-                     STOA_AGAIN);
-    ck_assert_int_eq(req.status, 503);
-    ck_assert_int_eq(stoa_http_fail(&req, STOA_ERR_INTERNAL, NULL),
-                     STOA_ERROR);
-    ck_assert_int_eq(req.status, 500);
-    ck_assert_int_eq(stoa_http_fail_details(&req,
-                                            STOA_ERR_PAYMENT_PROVIDER_ERROR,
-                                            NULL, "{\"provider_status\":402}"),
-                     STOA_ERROR);
-    ck_assert_int_eq(req.status, 502);
-    ck_assert_ptr_nonnull(
-        strstr(req.body_out.data, "\"details\":{\"provider_status\":402}"));
+    assert_answer(stoa_http_fail(&req, STOA_ERR_UNAVAILABLE, NULL), STOA_AGAIN,
+                  503, NULL);
+    assert_answer(stoa_http_fail(&req, STOA_ERR_INTERNAL, NULL), STOA_ERROR,
+                  500, NULL);
+    assert_answer(stoa_http_fail_details(&req, STOA_ERR_PAYMENT_PROVIDER_ERROR,
+                                         NULL, "{\"provider_status\":402}"),
+                  STOA_ERROR, 502, "\"details\":{\"provider_status\":402}");
 }
 END_TEST
 
 START_TEST(fail_as_keeps_the_code_at_another_status)
 {
-    ck_assert_int_eq(stoa_http_fail_as(&req, 400, STOA_ERR_INVALID_TOKEN,
-                                       NULL),
-                     STOA_DECLINED);
-    ck_assert_int_eq(req.status, 400);
-    ck_assert_ptr_nonnull(
-        strstr(req.body_out.data, "\"code\":\"invalid_token\""));
+    assert_answer(stoa_http_fail_as(&req, 400, STOA_ERR_INVALID_TOKEN, NULL),
+                  STOA_DECLINED, 400, "\"code\":\"invalid_token\"");
 }
 END_TEST
 
