@@ -165,7 +165,6 @@ int auth_me_delete(stoa_request_t *req)
         return STOA_DECLINED;
     stoa_db_t *db = stoa_request_db(req);
     const char *user_id = req->principal.user_id;
-    const char *p1[] = {user_id};
     stoa_db_result_t *user;
     int rc = auth_caller_user(req, &user);
     if (rc != STOA_OK)
