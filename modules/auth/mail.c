@@ -15,21 +15,13 @@ int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
 int auth_mail_name(stoa_request_t *req, const char *tmpl, const char *to,
                    const char *name, const char *dedupe_key)
 {
-    stoa_buf_t data;
-    stoa_buf_init(&data);
-    stoa_jw_t *w = stoa_jw_new(&data);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", name);
-    stoa_jw_object_close(w);
-    stoa_jw_free(w);
-    int rc = auth_queue_mail(req, tmpl, to, data.data, dedupe_key);
-    stoa_buf_free(&data);
-    return rc;
+    return auth_queue_mail(req, tmpl, to,
+                           stoa_json_pair(req->arena, "name", name), dedupe_key);
 }
 
 int auth_mail_user(stoa_request_t *req, const stoa_db_result_t *user,
                    const char *tmpl)
 {
-    return auth_mail_name(req, tmpl, stoa_db_value(user, 0, 1),
-                          stoa_db_value(user, 0, 2), NULL);
+    return auth_mail_name(req, tmpl, stoa_db_value(user, 0, USER_COL_EMAIL),
+                          stoa_db_value(user, 0, USER_COL_NAME), NULL);
 }

@@ -11,23 +11,13 @@
 static int queue_verification(stoa_request_t *req, const char *user_id,
                               const char *email, const char *name)
 {
-    stoa_buf_t data;
-    stoa_buf_init(&data);
-    stoa_jw_t *w = stoa_jw_new(&data);
-    stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", name);
-    stoa_jw_object_close(w);
-    bool ok = stoa_jw_ok(w);
-    stoa_jw_free(w);
-    const stoa_mail_t mail = {.template_name = "verify_email",
-                              .to = email,
-                              .data_json = data.data,
-                              .link_purpose = "verify_email",
-                              .link_user_id = user_id};
-    int rc = ok ? stoa_mail_enqueue(stoa_request_db(req), req->arena, &mail)
-                : STOA_ERROR;
-    stoa_buf_free(&data);
-    return rc;
+    const stoa_mail_t mail = {
+        .template_name = "verify_email",
+        .to = email,
+        .data_json = stoa_json_pair(req->arena, "name", name),
+        .link_purpose = "verify_email",
+        .link_user_id = user_id};
+    return stoa_mail_enqueue(stoa_request_db(req), req->arena, &mail);
 }
 
 int auth_register(stoa_request_t *req)

@@ -61,6 +61,22 @@ static int exec(event_t *ev, const stoa_db_statement_t *st,
     return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, st, params, out);
 }
 
+/* An upsert guarded by the event's time (SUBSCRIPTION_UPSERT,
+ * INVOICE_UPSERT): STOA_DECLINED when it matched no row because a newer
+ * event was already applied (recorded as the event's outcome, not an
+ * error), else exec's result. */
+static int upsert(event_t *ev, const stoa_db_statement_t *st,
+                  const char *const *params, stoa_db_result_t **res)
+{
+    int rc = exec(ev, st, params, res);
+    if (rc == STOA_OK && stoa_db_rows(*res) == 0) {
+        snprintf(ev->error, sizeof(ev->error),
+                 "stale: a newer event was already applied");
+        return STOA_DECLINED;
+    }
+    return rc;
+}
+
 /* The domain event about the subscription or invoice object_id, as this
  * transaction has just written it: its data carries the object as the
  * user's own route shows it (stoa/events.h), not Stripe's. */
@@ -203,14 +219,9 @@ static int on_subscription(event_t *ev)
                             num(a, o, "trial_end"),
                             ev->created};
     stoa_db_result_t *res;
-    int rc = exec(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
+    int rc = upsert(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
     if (rc != STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        snprintf(ev->error, sizeof(ev->error),
-                 "stale: a newer event was already applied");
-        return STOA_OK;
-    }
+        return rc == STOA_DECLINED ? STOA_OK : rc;
     const char *user_id = stoa_db_value(res, 0, UPSERTED_COL_USER_ID);
     ev->touched_user = user_id;
     if (strcmp(ev->type, "customer.subscription.trial_will_end") == 0)
@@ -244,14 +255,9 @@ static int on_invoice(event_t *ev)
                             str(o, "invoice_pdf"),
                             ev->created};
     stoa_db_result_t *res;
-    int rc = exec(ev, BILLING_SQL(INVOICE_UPSERT), params, &res);
+    int rc = upsert(ev, BILLING_SQL(INVOICE_UPSERT), params, &res);
     if (rc != STOA_OK)
-        return rc;
-    if (stoa_db_rows(res) == 0) {
-        snprintf(ev->error, sizeof(ev->error),
-                 "stale: a newer event was already applied");
-        return STOA_OK;
-    }
+        return rc == STOA_DECLINED ? STOA_OK : rc;
     const char *user_id = stoa_db_value(res, 0, UPSERTED_COL_USER_ID);
     if (strcmp(ev->type, "invoice.paid") == 0) {
         if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAID, user_id, id)) != STOA_OK)

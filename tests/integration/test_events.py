@@ -37,6 +37,13 @@ class EventPayloadTest(StackTestCase):
             cls._failed = True
             raise
 
+    def register(self, email, name):
+        """The user object of a new account (201)."""
+        resp = self.stack.client.request("POST", "/v1/auth/register", body={
+            "email": email, "password": bl.GOOD_PASSWORD, "name": name})
+        self.assertEqual(resp.status, 201, repr(resp))
+        return resp.json["user"]
+
     def receiver(self, events):
         """A receiver subscribed to events through POST /v1/admin/webhooks."""
         hook = Receiver()
@@ -56,10 +63,7 @@ class EventPayloadTest(StackTestCase):
     def test_user_created_delivery_carries_the_user(self):
         hook = self.receiver(["user.created"])
         email = bl.unique_email("events-new")
-        resp = self.stack.client.request("POST", "/v1/auth/register", body={
-            "email": email, "password": bl.GOOD_PASSWORD, "name": "Event \"Quoted\" Ünïcode"})
-        self.assertEqual(resp.status, 201, repr(resp))
-        user = resp.json["user"]
+        user = self.register(email, "Event \"Quoted\" Ünïcode")
         doc = self.delivered(hook)[0]
         self.assertEqual(doc["type"], "user.created")
         data = doc["data"]
@@ -70,10 +74,7 @@ class EventPayloadTest(StackTestCase):
 
     def test_user_updated_and_suspended_carry_the_changed_user(self):
         email = bl.unique_email("events-change")
-        resp = self.stack.client.request("POST", "/v1/auth/register", body={
-            "email": email, "password": bl.GOOD_PASSWORD, "name": "Before"})
-        self.assertEqual(resp.status, 201, repr(resp))
-        user_id = resp.json["user"]["id"]
+        user_id = self.register(email, "Before")["id"]
         hook = self.receiver(["user.updated", "user.suspended"])
         token = bl.login(self.stack.client, email)[0]
         resp = self.stack.client.request("PATCH", "/v1/me", body={"name": "After"},
@@ -94,10 +95,7 @@ class EventPayloadTest(StackTestCase):
 
     def test_subscription_updated_carries_the_subscription_as_the_api_shows_it(self):
         email = bl.unique_email("events-sub")
-        resp = self.stack.client.request("POST", "/v1/auth/register", body={
-            "email": email, "password": bl.GOOD_PASSWORD, "name": "Subscriber"})
-        self.assertEqual(resp.status, 201, repr(resp))
-        user_id = resp.json["user"]["id"]
+        user_id = self.register(email, "Subscriber")["id"]
         token = bl.login(self.stack.client, email)[0]
         price = bl.stripe_id("price_")
         self.db.exec("UPDATE billing.prices SET stripe_price_id = :'sp' WHERE id = (SELECT"

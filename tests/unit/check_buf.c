@@ -163,17 +163,7 @@ END_TEST
 static Suite *buf_suite(void)
 {
     Suite *s = suite_create("buf");
-    TCase *tc = test_case("core", setup, teardown);
-    tcase_add_test(tc, init_is_empty);
-    tcase_add_test(tc, append_grows_and_keeps_content);
-    tcase_add_test(tc, append_binary_and_puts);
-    tcase_add_test(tc, printf_appends_and_grows);
-    tcase_add_test(tc, reset_keeps_capacity);
-    tcase_add_test(tc, free_returns_to_empty);
-    tcase_add_loop_test(tc, json_escape_table, 0,
-                        (int)STOA_ARRAY_LEN(escape_cases));
-    tcase_add_test(tc, json_escape_round_trips_through_parser);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "core", setup, teardown, ONCE(init_is_empty), ONCE(append_grows_and_keeps_content), ONCE(append_binary_and_puts), ONCE(printf_appends_and_grows), ONCE(reset_keeps_capacity), ONCE(free_returns_to_empty), LOOP(json_escape_table, escape_cases), ONCE(json_escape_round_trips_through_parser));
     return s;
 }
 

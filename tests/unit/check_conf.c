@@ -443,21 +443,7 @@ END_TEST
 static Suite *conf_suite(void)
 {
     Suite *s = suite_create("conf");
-    TCase *tc = test_case("parse", setup, teardown);
-    tcase_add_test(tc, defaults);
-    tcase_add_test(tc, comments_and_blank_lines);
-    tcase_add_test(tc, whitespace_and_line_endings);
-    tcase_add_test(tc, later_line_wins_and_empty_optional);
-    tcase_add_loop_test(tc, numeric_bounds, 0,
-                        (int)STOA_ARRAY_LEN(numeric_keys));
-    tcase_add_test(tc, value_is_applied);
-    tcase_add_test(tc, unknown_key_names_key_and_line);
-    tcase_add_test(tc, line_without_equals);
-    tcase_add_test(tc, required_string_must_not_be_empty);
-    tcase_add_test(tc, nul_byte_and_long_line_refused);
-    tcase_add_test(tc, seal_key_is_empty_or_64_hex_digits);
-    tcase_add_test(tc, log_level_names);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "parse", setup, teardown, ONCE(defaults), ONCE(comments_and_blank_lines), ONCE(whitespace_and_line_endings), ONCE(later_line_wins_and_empty_optional), LOOP(numeric_bounds, numeric_keys), ONCE(value_is_applied), ONCE(unknown_key_names_key_and_line), ONCE(line_without_equals), ONCE(required_string_must_not_be_empty), ONCE(nul_byte_and_long_line_refused), ONCE(seal_key_is_empty_or_64_hex_digits), ONCE(log_level_names));
 
     TEST_CASE(s, "secrets_and_env", setup, teardown, secret_from_file, secret_file_missing, file_suffix_refused_for_non_secret, load_file_then_env_override, env_bad_value_names_variable, load_without_file_and_parse_ignores_env, load_missing_file, load_reports_file_path_and_line, dump_redacts_secrets, dump_lists_every_key);
     return s;

@@ -455,10 +455,7 @@ START_TEST(uuid_v4_format)
 }
 END_TEST
 
-static const struct {
-    const char *s;
-    bool valid;
-} uuid_cases[] = {
+static const text_case_t uuid_cases[] = {
     {"123e4567-e89b-42d3-a456-426614174000", true},
     {"00000000-0000-0000-0000-000000000000", true},
     {"123E4567-E89B-42D3-A456-426614174000", true},
@@ -492,42 +489,11 @@ END_TEST
 static Suite *crypto_suite(void)
 {
     Suite *s = suite_create("crypto");
-    TCase *tc = test_case("encodings", setup, teardown);
-    tcase_add_test(tc, hex_known_and_round_trip);
-    tcase_add_test(tc, hex_decode_refuses);
-    tcase_add_test(tc, bytea_decode_reads_the_text_form);
-    tcase_add_test(tc, bytea_decode_refuses);
-    tcase_add_test(tc, bytea_decode_checks_room_before_writing);
-    tcase_add_loop_test(tc, b64url_rfc4648_vectors, 0,
-                        (int)STOA_ARRAY_LEN(rfc4648));
-    tcase_add_loop_test(tc, b64_rfc4648_vectors, 0,
-                        (int)STOA_ARRAY_LEN(rfc4648));
-    tcase_add_test(tc, b64_alphabets_differ_in_62_and_63);
-    tcase_add_test(tc, b64_round_trip_all_lengths);
-    tcase_add_loop_test(tc, b64url_decode_refuses, 0,
-                        (int)STOA_ARRAY_LEN(b64url_refused));
-    tcase_add_test(tc, b64url_decode_refuses_embedded_nul);
-    tcase_add_loop_test(tc, b64_decode_refuses, 0,
-                        (int)STOA_ARRAY_LEN(b64_refused));
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "encodings", setup, teardown, ONCE(hex_known_and_round_trip), ONCE(hex_decode_refuses), ONCE(bytea_decode_reads_the_text_form), ONCE(bytea_decode_refuses), ONCE(bytea_decode_checks_room_before_writing), LOOP(b64url_rfc4648_vectors, rfc4648), LOOP(b64_rfc4648_vectors, rfc4648), ONCE(b64_alphabets_differ_in_62_and_63), ONCE(b64_round_trip_all_lengths), LOOP(b64url_decode_refuses, b64url_refused), ONCE(b64url_decode_refuses_embedded_nul), LOOP(b64_decode_refuses, b64_refused));
 
-    tc = test_case("hashes", setup, teardown);
-    tcase_add_loop_test(tc, sha256_vectors_match, 0,
-                        (int)STOA_ARRAY_LEN(sha256_vectors));
-    tcase_add_test(tc, sha256_million_a);
-    tcase_add_test(tc, hmac_sha256_rfc4231);
-    tcase_add_test(tc, ct_equal);
-    tcase_add_test(tc, wipe_zeroes);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "hashes", setup, teardown, LOOP(sha256_vectors_match, sha256_vectors), ONCE(sha256_million_a), ONCE(hmac_sha256_rfc4231), ONCE(ct_equal), ONCE(wipe_zeroes));
 
-    tc = test_case("random", setup, teardown);
-    tcase_add_test(tc, random_token_shape);
-    tcase_add_test(tc, random_tokens_differ);
-    tcase_add_test(tc, uuid_v4_format);
-    tcase_add_loop_test(tc, uuid_valid_table, 0,
-                        (int)STOA_ARRAY_LEN(uuid_cases));
-    tcase_add_test(tc, uuid_valid_null);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "random", setup, teardown, ONCE(random_token_shape), ONCE(random_tokens_differ), ONCE(uuid_v4_format), LOOP(uuid_valid_table, uuid_cases), ONCE(uuid_valid_null));
     return s;
 }
 

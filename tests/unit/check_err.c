@@ -79,11 +79,7 @@ END_TEST
 static Suite *err_suite(void)
 {
     Suite *s = suite_create("err");
-    TCase *tc = test_case("table", NULL, NULL);
-    tcase_add_test(tc, every_entry_is_complete);
-    tcase_add_test(tc, codes_are_unique);
-    tcase_add_loop_test(tc, spec_codes, 0, (int)STOA_ARRAY_LEN(spec_cases));
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "table", NULL, NULL, ONCE(every_entry_is_complete), ONCE(codes_are_unique), LOOP(spec_codes, spec_cases));
     return s;
 }
 

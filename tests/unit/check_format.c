@@ -216,15 +216,7 @@ END_TEST
 static Suite *format_suite(void)
 {
     Suite *s = suite_create("format");
-    TCase *tc = test_case("format", NULL, NULL);
-    tcase_add_loop_test(tc, email_table, 0, (int)STOA_ARRAY_LEN(email_cases));
-    tcase_add_test(tc, email_length_limits);
-    tcase_add_loop_test(tc, time_table, 0, (int)STOA_ARRAY_LEN(time_cases));
-    tcase_add_loop_test(tc, utf8_table, 0, (int)STOA_ARRAY_LEN(utf8_cases));
-    tcase_add_loop_test(tc, sanitise_table, 0,
-                        (int)STOA_ARRAY_LEN(sanitise_cases));
-    tcase_add_test(tc, sanitise_null_and_long_input);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "format", NULL, NULL, LOOP(email_table, email_cases), ONCE(email_length_limits), LOOP(time_table, time_cases), LOOP(utf8_table, utf8_cases), LOOP(sanitise_table, sanitise_cases), ONCE(sanitise_null_and_long_input));
     return s;
 }
 

@@ -608,10 +608,7 @@ START_TEST(request_id_valid_table)
 {
     char *max = test_repeat('a', STOA_REQUEST_ID_MAX);
     char *over = test_repeat('b', STOA_REQUEST_ID_MAX + 1);
-    const struct {
-        const char *s;
-        bool valid;
-    } cases[] = {
+    const text_case_t cases[] = {
         {"a", true},
         {"abc-DEF_123.x", true},
         {"0f8fad5b-d9cb-469f-a165-70867728950e", true},
@@ -705,21 +702,13 @@ END_TEST
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
-    TCase *tc = test_case("router", setup, teardown);
-    tcase_add_loop_test(tc, router_table, 0, (int)STOA_ARRAY_LEN(route_cases));
-    tcase_add_test(tc, router_allow_may_be_null_and_params_reset);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "router", setup, teardown, LOOP(router_table, route_cases), ONCE(router_allow_may_be_null_and_params_reset));
 
     TEST_CASE(s, "query", setup, teardown, query_decoding, query_empty_and_null, query_malformed_escape, query_value_not_utf8);
 
     TEST_CASE(s, "responses", setup, teardown, http_error_shape, http_error_statuses_and_defaults, http_error_escapes_message, http_error_replaces_partial_body, http_error_details_given, fail_takes_status_and_message_from_the_table, fail_keeps_an_explicit_message, fail_statuses_map_to_results, fail_as_keeps_the_code_at_another_status, code_text_form_uses_the_table_default, invalid_fields_lists_fields, invalid_fields_without_fields, json_response_and_send, header_lines_and_injection_guard);
 
-    tc = test_case("body", setup, teardown);
-    tcase_add_loop_test(tc, json_body_table, 0,
-                        (int)STOA_ARRAY_LEN(body_cases));
-    tcase_add_test(tc, json_body_too_deep);
-    tcase_add_test(tc, json_body_with_nul);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "body", setup, teardown, LOOP(json_body_table, body_cases), ONCE(json_body_too_deep), ONCE(json_body_with_nul));
 
     TEST_CASE(s, "fields", setup, teardown, field_string_cases, field_string_length_bounds, field_integer_cases, field_bool_cases, field_reject_unknown, request_id_valid_table);
     return s;

@@ -779,25 +779,7 @@ END_TEST
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
-    TCase *tc = test_case("parse", setup, teardown);
-    tcase_add_loop_test(tc, parse_valid_documents, 0,
-                        (int)STOA_ARRAY_LEN(valid_docs));
-    tcase_add_test(tc, parse_decodes_escapes);
-    tcase_add_test(tc, accessors_read_values);
-    tcase_add_test(tc, accessors_refuse_type_mismatch);
-    tcase_add_test(tc, accessors_accept_null_node);
-    tcase_add_test(tc, duplicate_key_first_wins);
-    tcase_add_test(tc, parsed_tree_lives_until_reset);
-    tcase_add_loop_test(tc, parse_refuses_malformed, 0,
-                        (int)STOA_ARRAY_LEN(malformed));
-    tcase_add_test(tc, parse_refuses_embedded_nul);
-    tcase_add_test(tc, depth_limit_arrays);
-    tcase_add_test(tc, depth_limit_objects);
-    tcase_add_test(tc, depth_limit_mixed_and_siblings);
-    tcase_add_test(tc, depth_limit_ignores_brackets_in_strings);
-    tcase_add_test(tc, depth_limit_is_the_argument);
-    tcase_add_test(tc, integer_limits);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "parse", setup, teardown, LOOP(parse_valid_documents, valid_docs), ONCE(parse_decodes_escapes), ONCE(accessors_read_values), ONCE(accessors_refuse_type_mismatch), ONCE(accessors_accept_null_node), ONCE(duplicate_key_first_wins), ONCE(parsed_tree_lives_until_reset), LOOP(parse_refuses_malformed, malformed), ONCE(parse_refuses_embedded_nul), ONCE(depth_limit_arrays), ONCE(depth_limit_objects), ONCE(depth_limit_mixed_and_siblings), ONCE(depth_limit_ignores_brackets_in_strings), ONCE(depth_limit_is_the_argument), ONCE(integer_limits));
 
     TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array, writer_appends_to_existing_content, writer_escapes_strings, writer_refuses_nul, writer_escapes_keys, writer_invalid_utf8_is_not_ok, writer_detects_misuse, writer_reset_recovers_after_misuse, writer_raw_inside_object, writer_raw_inside_array, writer_raw_invalid_is_not_ok);
 

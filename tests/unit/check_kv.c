@@ -280,13 +280,7 @@ END_TEST
 static Suite *kv_suite(void)
 {
     Suite *s = suite_create("kv");
-    TCase *tc = test_case("url", NULL, NULL);
-    tcase_add_loop_test(tc, parse_good_urls, 0,
-                        (int)STOA_ARRAY_LEN(good_urls));
-    tcase_add_loop_test(tc, parse_bad_urls, 0, (int)STOA_ARRAY_LEN(bad_urls));
-    tcase_add_test(tc, parse_host_too_long);
-    tcase_add_test(tc, new_checks_url_without_connecting);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "url", NULL, NULL, LOOP(parse_good_urls, good_urls), LOOP(parse_bad_urls, bad_urls), ONCE(parse_host_too_long), ONCE(new_checks_url_without_connecting));
 
     TEST_CASE(s, "breaker", NULL, NULL, breaker_one_timeout_spares_every_handle, breaker_stays_closed_on_a_refused_connection);
 

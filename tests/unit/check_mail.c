@@ -128,15 +128,7 @@ END_TEST
 static Suite *mail_suite(void)
 {
     Suite *s = suite_create("mail");
-    TCase *tc = test_case("mail", setup, teardown);
-    tcase_add_test(tc, plain_mail_round_trip);
-    tcase_add_test(tc, link_mail_round_trip);
-    tcase_add_test(tc, sql_written_payload_reads);
-    tcase_add_loop_test(tc, malformed_payloads_declined, 0,
-                        (int)STOA_ARRAY_LEN(declined));
-    tcase_add_test(tc, mail_without_an_address_is_refused);
-    tcase_add_test(tc, kind_is_the_contract);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "mail", setup, teardown, ONCE(plain_mail_round_trip), ONCE(link_mail_round_trip), ONCE(sql_written_payload_reads), LOOP(malformed_payloads_declined, declined), ONCE(mail_without_an_address_is_refused), ONCE(kind_is_the_contract));
     return s;
 }
 

@@ -285,18 +285,7 @@ END_TEST
 static Suite *net_suite(void)
 {
     Suite *s = suite_create("net");
-    TCase *tc = test_case("ssrf", NULL, NULL);
-    tcase_add_loop_test(tc, range_table, 0, (int)STOA_ARRAY_LEN(ranges));
-    tcase_add_loop_test(tc, carrier_prefix_edges, 0,
-                        (int)STOA_ARRAY_LEN(carriers));
-    tcase_add_loop_test(tc, v4_ranges_carried_in_ipv6, 0,
-                        (int)STOA_ARRAY_LEN(ranges));
-    tcase_add_loop_test(tc, ipv4_carried_in_ipv6, 0,
-                        (int)STOA_ARRAY_LEN(carried));
-    tcase_add_test(tc, public_addresses_pass);
-    tcase_add_test(tc, other_families_refused);
-    tcase_add_test(tc, allow_list);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "ssrf", NULL, NULL, LOOP(range_table, ranges), LOOP(carrier_prefix_edges, carriers), LOOP(v4_ranges_carried_in_ipv6, ranges), LOOP(ipv4_carried_in_ipv6, carried), ONCE(public_addresses_pass), ONCE(other_families_refused), ONCE(allow_list));
     return s;
 }
 

@@ -144,14 +144,7 @@ END_TEST
 static Suite *principal_suite(void)
 {
     Suite *s = suite_create("principal");
-    TCase *tc = test_case("roles", NULL, NULL);
-    tcase_add_loop_test(tc, has_role_table, 0,
-                        (int)STOA_ARRAY_LEN(role_cases));
-    tcase_add_test(tc, missing_principal_has_no_role);
-    tcase_add_test(tc, role_valid);
-    tcase_add_test(tc, scope_valid_table);
-    tcase_add_test(tc, scope_allows_table);
-    suite_add_tcase(s, tc);
+    TEST_CASE_OF(s, "roles", NULL, NULL, LOOP(has_role_table, role_cases), ONCE(missing_principal_has_no_role), ONCE(role_valid), ONCE(scope_valid_table), ONCE(scope_allows_table));
 
     TEST_CASE(s, "regression", NULL, NULL, regression_empty_role_never_matches);
     return s;

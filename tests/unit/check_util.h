@@ -7,6 +7,7 @@
 #define STOA_CHECK_UTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,38 @@ static inline void test_case_add(Suite *suite, const char *name,
     TCase *tc = test_case(name, setup, teardown);
     for (; *tests; tests++)
         tcase_add_test(tc, *tests);
+    suite_add_tcase(suite, tc);
+}
+
+/* A row of a table of texts a validator accepts or refuses. */
+typedef struct {
+    const char *s;
+    bool valid;
+} text_case_t;
+
+/* A test of a TEST_CASE_OF list: ONCE(test), or LOOP(test, table) to run
+ * it once per row of table (its _i). */
+typedef struct {
+    const TTest *test;
+    int loops; /* 0: once */
+} test_entry_t;
+#define ONCE(test) {(test), 0}
+#define LOOP(test, table) {(test), (int)(sizeof(table) / sizeof((table)[0]))}
+#define TEST_CASE_OF(suite, name, setup, teardown, ...)                        \
+    test_case_add_entries((suite), (name), (setup), (teardown),                \
+                          (const test_entry_t[]){__VA_ARGS__, {NULL, 0}})
+static inline void test_case_add_entries(Suite *suite, const char *name,
+                                         void (*setup)(void),
+                                         void (*teardown)(void),
+                                         const test_entry_t *tests)
+{
+    TCase *tc = test_case(name, setup, teardown);
+    for (; tests->test; tests++) {
+        if (tests->loops)
+            tcase_add_loop_test(tc, tests->test, 0, tests->loops);
+        else
+            tcase_add_test(tc, tests->test);
+    }
     suite_add_tcase(suite, tc);
 }
 
