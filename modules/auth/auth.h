@@ -216,9 +216,15 @@ int auth_api_keys_list(stoa_request_t *req);
 int auth_api_keys_delete(stoa_request_t *req);
 int auth_token(stoa_request_t *req);
 
-/* Login continues here when the account has TOTP on: answers 401
- * mfa_required with a fresh mfa_token. */
-STOA_MUSTCHECK int auth_mfa_challenge(stoa_request_t *req, const char *user_id);
+/* Login continues here when the account has TOTP on: a fresh challenge
+ * in the caller's transaction, its mfa_token in *mfa_token (arena) for
+ * auth_mfa_required() to answer with once the transaction has committed.
+ * STOA_DECLINED when the account takes no codes now (rolled back, 429
+ * answered); else STOA_OK or the failure. */
+STOA_MUSTCHECK int auth_mfa_challenge(stoa_request_t *req, const char *user_id,
+                                      char **mfa_token);
+/* 401 mfa_required with the challenge's mfa_token. */
+int auth_mfa_required(stoa_request_t *req, const char *mfa_token);
 /* True when the user has a confirmed TOTP. */
 STOA_MUSTCHECK int auth_mfa_enabled(stoa_request_t *req, const char *user_id,
                                     bool *enabled);

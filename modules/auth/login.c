@@ -68,12 +68,11 @@ int auth_login(stoa_request_t *req)
         /* The password was right; the session waits for the second
          * factor (POST /v1/auth/mfa/verify with this challenge), which
          * must exist only if this password still is the password. */
-        rc = auth_mfa_challenge(req, user_id);
-        if (rc == STOA_ERROR || rc == STOA_AGAIN)
+        char *mfa_token;
+        if ((rc = auth_mfa_challenge(req, user_id, &mfa_token)) != STOA_OK ||
+            (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
-        if ((rc = stoa_db_commit(db)) != STOA_OK)
-            return rc;
-        return STOA_DECLINED;
+        return auth_mfa_required(req, mfa_token);
     }
     if (stoa_password_needs_rehash(phc, &st->params)) {
         char *hash;

@@ -520,26 +520,27 @@ int auth_mfa_enabled(stoa_request_t *req, const char *user_id, bool *enabled)
     return STOA_OK;
 }
 
-int auth_mfa_challenge(stoa_request_t *req, const char *user_id)
+int auth_mfa_challenge(stoa_request_t *req, const char *user_id,
+                       char **mfa_token)
 {
     /* An account that took too many wrong codes gets no new challenge,
      * from any address: fresh mfa_tokens must not mean fresh guesses. */
-    int rc = account_lock_check(req, user_id, false);
+    int rc = account_lock_check(req, user_id, true);
     if (rc != STOA_OK)
         return rc;
-    char *token, *hash;
-    auth_new_token(req, &token, &hash);
+    char *hash;
+    auth_new_token(req, mfa_token, &hash);
     const char *p[] = {hash, user_id};
-    rc =
-        stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_CHALLENGE_INSERT), p, NULL);
-    if (rc != STOA_OK)
-        return rc;
-    char *details = stoa_arena_sprintf(req->arena, "{\"mfa_token\":\"%s\"}",
-                                       token);
-    return stoa_http_fail_details(req, STOA_ERR_MFA_REQUIRED,
-                                  "a second factor is required: POST "
-                                  "/v1/auth/mfa/verify",
-                                  details);
+    return stoa_db_exec(stoa_request_db(req), req->arena,
+                        AUTH_SQL(MFA_CHALLENGE_INSERT), p, NULL);
+}
+
+int auth_mfa_required(stoa_request_t *req, const char *mfa_token)
+{
+    return stoa_http_fail_details(
+        req, STOA_ERR_MFA_REQUIRED,
+        "a second factor is required: POST /v1/auth/mfa/verify",
+        stoa_json_pair(req->arena, "mfa_token", mfa_token));
 }
 
 /* Recovery codes as people type them: case, dashes and spaces do not

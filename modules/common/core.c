@@ -1,6 +1,7 @@
 /* core.c - allocation that aborts on OOM, clocks, assertion failure. */
 #include "stoa/core.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,4 +70,13 @@ struct timespec stoa_deadline_ms(clockid_t clock, long ms)
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
+}
+
+void stoa_signals_block_stop(sigset_t *stop, sigset_t *old)
+{
+    sigemptyset(stop);
+    sigaddset(stop, SIGTERM);
+    sigaddset(stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, stop, old);
+    signal(SIGPIPE, SIG_IGN);
 }

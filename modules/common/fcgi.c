@@ -399,11 +399,7 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
     /* Every thread inherits the mask: only sigwait below sees the stop
      * signals. */
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    stoa_signals_block_stop(&stop, NULL);
 
     static server_t srv;
     srv.ctx = ctx;

@@ -472,14 +472,10 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     /* Signals go to the main thread only: workers see stop_requested. */
     sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+    stoa_signals_block_stop(&block, &old);
 
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);

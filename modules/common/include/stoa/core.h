@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <time.h>
 
 #define STOA_OK 0
@@ -58,5 +59,13 @@ int64_t stoa_unix_time(void);    /* wall clock seconds since the epoch */
 /* The time ms milliseconds from now on clock, as pthread_cond_timedwait
  * wants its deadline (the clock the condition variable waits on). */
 struct timespec stoa_deadline_ms(clockid_t clock, long ms);
+
+/* The stop signals (SIGTERM, SIGINT) into *stop, blocked in the calling
+ * thread (and so in every thread it starts afterwards), the previous mask
+ * in *old (may be NULL); SIGPIPE ignored (a peer closing a socket is an
+ * error of the write, not the end of the process). A program then takes
+ * the stop signals with sigtimedwait(stop), or restores *old in the one
+ * thread that should run its handler. */
+void stoa_signals_block_stop(sigset_t *stop, sigset_t *old);
 
 #endif
