@@ -31,6 +31,10 @@ bool billing_url_allowed(stoa_request_t *req, const char *url);
 void billing_write_subscription(stoa_jw_t *w, const stoa_db_result_t *res);
 #define BILLING_INVOICE_NCOLUMNS 10
 extern const stoa_column_t billing_invoice_columns[BILLING_INVOICE_NCOLUMNS];
+/* A key for Stripe POSTs made on behalf of a request ("checkout",
+ * "portal"): the client's own Idempotency-Key when it sent one (a replay to
+ * Stripe then returns the same object), else a fresh one; arena-owned. */
+char *billing_stripe_key(stoa_request_t *req, const char *what);
 
 /* Writes a plan with its prices from the plan row at `row` (columns of
  * BILLING_PLAN_COLUMNS) and the JSON array text of prices. */

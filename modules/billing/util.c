@@ -157,3 +157,15 @@ bool billing_subscription_status_valid(const char *status)
             return true;
     return false;
 }
+
+/* A key for Stripe POSTs made on behalf of a request: the client's own
+ * Idempotency-Key when it sent one (a replay to Stripe then returns the
+ * same object), else a fresh one. */
+char *billing_stripe_key(stoa_request_t *req, const char *what)
+{
+    if (req->idempotency_key)
+        return stoa_arena_sprintf(req->arena, "stoa-%s-%s-%s", what,
+                                  req->principal.user_id, req->idempotency_key);
+    return stoa_arena_sprintf(req->arena, "stoa-%s-%s", what,
+                              stoa_random_token(req->arena, 16));
+}

@@ -100,7 +100,7 @@ class ManifestStaticTest(unittest.TestCase):
             "one path, two pools": "GET /v1/me billing user - - auth_me_get auth/me.c",
             "one path, other roles":
                 "GET /v1/admin/plans billing user finance - billing_admin_plan_create "
-                "billing/catalogue.c",
+                "billing/admin_plans.c",
             "a route twice": "GET /v1/me auth user - - auth_me_get auth/me.c",
             "unknown flag": "GET /v1/me/x auth user - fast auth_me_get auth/me.c",
             "roles on a public route": "GET /v1/me/y auth public admin - auth_me_get "

@@ -34,12 +34,12 @@
 #define STOA_KEY_REVOKE_SYNCED "rv:synced"
 
 /* "billing:plans": the JSON answer of GET /v1/billing/plans. TTL owner:
- * billing/catalogue.c (PLANS_CACHE_TTL_S); dropped on every catalogue
+ * billing/plans.c (PLANS_CACHE_TTL_S); dropped on every catalogue
  * change (admin routes, Stripe product and price events). */
 #define STOA_KEY_PLANS "billing:plans"
 
 /* "billing:ent:<user id>": the JSON answer of GET
- * /v1/billing/entitlements. TTL owner: billing/account.c
+ * /v1/billing/entitlements. TTL owner: billing/entitlements.c
  * (ENTITLEMENTS_CACHE_TTL_S); dropped when a Stripe event changes the
  * user's subscription. */
 #define STOA_KEY_ENTITLEMENTS_PREFIX "billing:ent:"

@@ -1,5 +1,6 @@
-/* finance.c - every user's subscriptions and invoices, for the finance
- * and admin roles, filtered by status, plan and time. */
+/* admin_billing.c - /v1/admin/billing/...: every user's subscriptions
+ * and invoices, for the finance and admin roles, filtered by status,
+ * plan and time. */
 #include <string.h>
 
 #include "billing.h"
