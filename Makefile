@@ -166,7 +166,7 @@ deps:
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory check-headers check-routes test-unit test-gateway-unit test-fuzz-replay test-fakes
+	$(Q)$(MAKE) --no-print-directory format-check check-headers check-routes test-unit test-gateway-unit test-fuzz-replay test-fakes
 	$(Q)$(MAKE) --no-print-directory test-integration
 	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-gateway-unit test-fuzz-replay test-integration"
 
@@ -208,7 +208,7 @@ FORMAT_SRC = $(wildcard modules/*/*.c modules/*/include/stoa/*.h tests/unit/*.c 
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:
-	clang-format --dry-run --Werror $(FORMAT_SRC)
+	$(Q)clang-format --dry-run --Werror $(FORMAT_SRC) && echo "format ok"
 
 .PHONY: clean
 clean:

@@ -63,13 +63,12 @@ int admin_audit_log(stoa_request_t *req)
     const char *params[] = {actor, action,         target,    from,
                             to,    page.cursor_id, page.fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
-                                 ADMIN_SQL(AUDIT_LOG), params, audit_fields,
-                                 &res);
+    int rc =
+        stoa_db_exec_fields(stoa_request_db(req), req->arena,
+                            ADMIN_SQL(AUDIT_LOG), params, audit_fields, &res);
     if (rc != STOA_OK)
         return rc;
-    static const stoa_list_t list = {audit_columns,
-                                     STOA_ARRAY_LEN(audit_columns), NULL,
-                                     AUDIT_COL_ID, 0};
+    static const stoa_list_t list = {
+        audit_columns, STOA_ARRAY_LEN(audit_columns), NULL, AUDIT_COL_ID, 0};
     return stoa_http_list(req, res, &page, &list);
 }

@@ -60,8 +60,8 @@ int admin_users_delete(stoa_request_t *req)
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     }
-    if (rc != STOA_OK || (rc = stoa_request_commit(req, NULL, NULL, NULL)) !=
-                             STOA_OK)
+    if (rc != STOA_OK ||
+        (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
         return rc;
     stoa_gdpr_erased(&req->conns, req->arena, id, revoked);
     return stoa_http_empty(req, 204);

@@ -47,9 +47,9 @@ static const char *time_filter(stoa_request_t *req, const char *key)
 
 int admin_users_list(stoa_request_t *req)
 {
-    static const char *const allowed[] = {
-        "email", "role", "status", "plan", "created_from", "created_to",
-        "limit", "cursor", NULL};
+    static const char *const allowed[] = {"email", "role",         "status",
+                                          "plan",  "created_from", "created_to",
+                                          "limit", "cursor",       NULL};
     stoa_request_query_reject_unknown(req, allowed);
     stoa_page_t page;
     stoa_request_page(req, STOA_PAGE_KEYSET, &page);
@@ -70,9 +70,9 @@ int admin_users_list(stoa_request_t *req)
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
 
-    const char *params[] = {role,           status,         plan,
-                            from,           to,             page.cursor_ts,
-                            page.cursor_id, page.fetch,     email};
+    const char *params[] = {role,           status,     plan,
+                            from,           to,         page.cursor_ts,
+                            page.cursor_id, page.fetch, email};
     stoa_db_result_t *res;
     int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
                                  email ? ADMIN_SQL(USERS_LIST_BY_EMAIL)
@@ -80,9 +80,8 @@ int admin_users_list(stoa_request_t *req)
                                  params, list_fields, &res);
     if (rc != STOA_OK)
         return rc;
-    static const stoa_list_t list = {user_columns,
-                                     STOA_ARRAY_LEN(user_columns), NULL,
-                                     USER_COL_CURSOR_US, USER_COL_ID};
+    static const stoa_list_t list = {user_columns, STOA_ARRAY_LEN(user_columns),
+                                     NULL, USER_COL_CURSOR_US, USER_COL_ID};
     return stoa_http_list(req, res, &page, &list);
 }
 
@@ -113,7 +112,8 @@ static int answer_detail(stoa_request_t *req, const char *id, int status)
     if (login_at) {
         stoa_jw_object_open(w);
         stoa_jw_kv_string(w, "at", login_at);
-        stoa_jw_kv_string(w, "ip", stoa_db_value(res, 0, USER_COL_LAST_LOGIN_IP));
+        stoa_jw_kv_string(w, "ip",
+                          stoa_db_value(res, 0, USER_COL_LAST_LOGIN_IP));
         stoa_jw_object_close(w);
     } else {
         stoa_jw_null(w);
@@ -164,13 +164,13 @@ int admin_users_patch(stoa_request_t *req)
     if (!stoa_uuid_valid(id))
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
 
-    stoa_account_change_t change = {.user_id = id, .role = role,
-                                    .status = status};
+    stoa_account_change_t change = {
+        .user_id = id, .role = role, .status = status};
     stoa_account_result_t result;
     stoa_actor_t actor = stoa_request_actor(req, NULL);
     stoa_request_db(req); /* binds the request's connections */
-    int rc = stoa_account_change(&req->conns, req->arena, &actor, &change,
-                                 &result);
+    int rc =
+        stoa_account_change(&req->conns, req->arena, &actor, &change, &result);
     if (rc == STOA_DECLINED &&
         result.refusal == STOA_ACCOUNT_REFUSED_LAST_ADMIN)
         return stoa_http_fail(req, STOA_ERR_LAST_ADMIN, NULL);

@@ -42,8 +42,8 @@ static bool url_acceptable(stoa_request_t *req, const char *url)
         } else {
             memcpy(bare, host, hl + 1);
         }
-        if (ok && !stoa_net_host_listed(req->ctx->conf.webhook_allow_hosts,
-                                        bare) &&
+        if (ok &&
+            !stoa_net_host_listed(req->ctx->conf.webhook_allow_hosts, bare) &&
             (stoa_net_literal_forbidden(bare) ||
              strcasecmp(bare, "localhost") == 0)) {
             ok = false;
@@ -67,7 +67,8 @@ static char *events_param(stoa_request_t *req, const stoa_json_t *body)
     const stoa_json_t *events = stoa_json_get(body, "events");
     size_t n = stoa_json_len(events);
     if (!stoa_json_is_array(events) || n == 0 || n > 50) {
-        stoa_request_field_error(req, "events", events ? "invalid" : "required");
+        stoa_request_field_error(req, "events",
+                                 events ? "invalid" : "required");
         return NULL;
     }
     stoa_buf_t out;
@@ -115,8 +116,8 @@ int admin_webhooks_create(stoa_request_t *req)
     stoa_field_reject_unknown(req, body, allowed);
     const char *url =
         stoa_field_string(req, body, "url", STOA_FIELD_REQUIRED, 8, 2048);
-    const char *description =
-        stoa_field_string(req, body, "description", STOA_FIELD_OPTIONAL, 0, 500);
+    const char *description = stoa_field_string(req, body, "description",
+                                                STOA_FIELD_OPTIONAL, 0, 500);
     char *events = events_param(req, body);
     if (url)
         url_acceptable(req, url);
@@ -168,8 +169,8 @@ int admin_webhooks_list(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     const char *params[] = {page.cursor_ts, page.cursor_id, page.fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, ADMIN_SQL(WEBHOOK_LIST), params,
-                          &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          ADMIN_SQL(WEBHOOK_LIST), params, &res);
     if (rc != STOA_OK)
         return rc;
     static const stoa_list_t list = {webhook_columns,
@@ -188,9 +189,8 @@ int admin_webhooks_delete(stoa_request_t *req)
     if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such webhook");
     char *details = stoa_json_pair(req->arena, "webhook_id", id);
-    if (rc != STOA_OK ||
-        (rc = stoa_request_commit(req, "webhook.deleted", NULL, details)) !=
-            STOA_OK)
+    if (rc != STOA_OK || (rc = stoa_request_commit(req, "webhook.deleted", NULL,
+                                                   details)) != STOA_OK)
         return rc;
     return stoa_http_empty(req, 204);
 }
@@ -216,7 +216,8 @@ int admin_webhooks_deliveries(stoa_request_t *req)
         return stoa_http_invalid_fields(req);
     const char *p1[] = {id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, ADMIN_SQL(WEBHOOK_EXISTS), p1, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          ADMIN_SQL(WEBHOOK_EXISTS), p1, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
@@ -225,8 +226,8 @@ int admin_webhooks_deliveries(stoa_request_t *req)
     const char *p2[] = {id, page.cursor_id, page.fetch};
     static const char *const f2[] = {NULL, "cursor", NULL};
     if ((rc = stoa_db_exec_fields(stoa_request_db(req), req->arena,
-                                  ADMIN_SQL(WEBHOOK_DELIVERIES), p2, f2, &res)) !=
-        STOA_OK)
+                                  ADMIN_SQL(WEBHOOK_DELIVERIES), p2, f2,
+                                  &res)) != STOA_OK)
         return rc;
     static const stoa_list_t list = {delivery_columns,
                                      STOA_ARRAY_LEN(delivery_columns), NULL,
@@ -270,7 +271,8 @@ int admin_webhooks_rotate_secret(stoa_request_t *req)
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "id", id);
     stoa_jw_kv_string(w, "secret", secret);
-    stoa_jw_kv_string(w, "previous_valid_until", stoa_db_value(res, 0, ROTATE_COL_PREVIOUS_VALID_UNTIL));
+    stoa_jw_kv_string(w, "previous_valid_until",
+                      stoa_db_value(res, 0, ROTATE_COL_PREVIOUS_VALID_UNTIL));
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }

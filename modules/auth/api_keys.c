@@ -1,11 +1,11 @@
-/* api_keys.c - /v1/auth/api-keys: API keys for agents and scripts: `stoa_<prefix>_<secret>`,
- * shown once, stored as SHA-256 of the secret and found by prefix; traded
- * at POST /v1/auth/token for an access token that carries the key's
- * scopes. Each exchange starts a session of the key (auth.sessions with
- * api_key_id), ending with the key at the latest: the token's sid is that
- * session, so whatever ends sessions (role change, reset, erasure,
- * suspension, the key's revocation) cuts key tokens off through the same
- * revocation markers.
+/* api_keys.c - /v1/auth/api-keys: API keys for agents and scripts:
+ * `stoa_<prefix>_<secret>`, shown once, stored as SHA-256 of the secret and
+ * found by prefix; traded at POST /v1/auth/token for an access token that
+ * carries the key's scopes. Each exchange starts a session of the key
+ * (auth.sessions with api_key_id), ending with the key at the latest: the
+ * token's sid is that session, so whatever ends sessions (role change, reset,
+ * erasure, suspension, the key's revocation) cuts key tokens off through the
+ * same revocation markers.
  *
  * Only a login session manages keys (STOA_ROUTE_LOGIN): a key's token can
  * neither mint a key nor revoke one, so no key is ever wider than the login
@@ -51,8 +51,8 @@ int auth_api_keys_create(stoa_request_t *req)
             stoa_request_field_error(req, "scopes", "invalid");
     }
     stoa_buf_free(&array);
-    const char *expires = stoa_field_string(req, body, "expires_at",
-                                            STOA_FIELD_OPTIONAL, 1, 40);
+    const char *expires =
+        stoa_field_string(req, body, "expires_at", STOA_FIELD_OPTIONAL, 1, 40);
     if (expires && !stoa_time_shape_valid(expires, false))
         stoa_request_field_error(req, "expires_at", "invalid_time");
     else if (expires) {
@@ -79,8 +79,8 @@ int auth_api_keys_create(stoa_request_t *req)
     char *hash = auth_token_hash_param(req, secret);
     char *key = stoa_arena_sprintf(req->arena, "stoa_%s_%s", prefix, secret);
     stoa_wipe(secret, sizeof(secret));
-    const char *params[] = {req->principal.user_id, name, prefix, hash,
-                            scopes_param, expires};
+    const char *params[] = {req->principal.user_id, name,   prefix, hash,
+                            scopes_param,           expires};
     stoa_db_result_t *res;
     int rc = stoa_request_begin(req, AUTH_SQL(API_KEY_INSERT), params, &res);
     if (rc != STOA_OK)
@@ -91,9 +91,9 @@ int auth_api_keys_create(stoa_request_t *req)
     stoa_jw_kv_string(d, "api_key_id", id);
     stoa_jw_kv_string(d, "prefix", prefix);
     stoa_jw_object_close(d);
-    if ((rc = stoa_request_commit(req, "api_key.created",
-                                  req->principal.user_id,
-                                  stoa_jw_arena_text(req->arena, d))) != STOA_OK)
+    if ((rc =
+             stoa_request_commit(req, "api_key.created", req->principal.user_id,
+                                 stoa_jw_arena_text(req->arena, d))) != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 201);
     stoa_jw_object_open(w);
@@ -109,8 +109,10 @@ int auth_api_keys_create(stoa_request_t *req)
         stoa_jw_string(w, "*");
         stoa_jw_array_close(w);
     }
-    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, 0, KEY_INSERT_COL_CREATED_AT));
-    stoa_jw_kv_string(w, "expires_at", stoa_db_value(res, 0, KEY_INSERT_COL_EXPIRES_AT));
+    stoa_jw_kv_string(w, "created_at",
+                      stoa_db_value(res, 0, KEY_INSERT_COL_CREATED_AT));
+    stoa_jw_kv_string(w, "expires_at",
+                      stoa_db_value(res, 0, KEY_INSERT_COL_EXPIRES_AT));
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }
@@ -129,8 +131,8 @@ int auth_api_keys_list(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(API_KEYS_LIST), params,
-                          &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(API_KEYS_LIST), params, &res);
     if (rc != STOA_OK)
         return rc;
     /* At most the newest 100 (the statement's LIMIT): not paged. */
@@ -153,12 +155,11 @@ int auth_api_keys_delete(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such API key");
     char *details = stoa_json_pair(req->arena, "api_key_id", id);
     if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(API_KEY_SESSIONS_REVOKE), p2,
-                           &sessions)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(API_KEY_SESSIONS_REVOKE),
+                           p2, &sessions)) != STOA_OK ||
         (rc = stoa_request_commit(req, "api_key.revoked",
                                   req->principal.user_id, details)) != STOA_OK)
         return rc;
     auth_mark_revoked(req, sessions);
     return stoa_http_empty(req, 204);
 }
-

@@ -6,7 +6,6 @@
 #include "stoa/format.h"
 #include "stoa/log.h"
 
-
 int auth_login(stoa_request_t *req)
 {
     const stoa_json_t *body;
@@ -34,16 +33,18 @@ int auth_login(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     bool found = stoa_db_rows(user) == 1;
-    const char *phc = found ? stoa_db_value(user, 0, USER_COL_PASSWORD_HASH) : NULL;
+    const char *phc =
+        found ? stoa_db_value(user, 0, USER_COL_PASSWORD_HASH) : NULL;
     /* Unknown email or an account without a password: verify against the
      * dummy hash anyway, so the answer takes as long either way. */
-    bool ok = stoa_password_verify(phc ? phc : st->dummy_hash, password) ==
-                  STOA_OK &&
-              phc;
+    bool ok =
+        stoa_password_verify(phc ? phc : st->dummy_hash, password) == STOA_OK &&
+        phc;
     const char *user_id = found ? stoa_db_value(user, 0, USER_COL_ID) : NULL;
     if (!ok) {
         auth_throttle_fail(req, email);
-        if (stoa_request_audit(req, user_id, "login.failed", user_id, NULL) != STOA_OK)
+        if (stoa_request_audit(req, user_id, "login.failed", user_id, NULL) !=
+            STOA_OK)
             stoa_log(STOA_LOG_ERR, "audit of a failed login not written");
         return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
                               "email or password is wrong");
@@ -85,8 +86,8 @@ int auth_login(stoa_request_t *req)
     }
     auth_tokens_t tokens;
     if ((rc = auth_start_session(req, user, &tokens)) != STOA_OK ||
-        (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id, NULL)) !=
-            STOA_OK ||
+        (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id,
+                                 NULL)) != STOA_OK ||
         (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
         return rc;
     auth_write_tokens(req, tokens.access, tokens.refresh, user);
@@ -95,4 +96,3 @@ int auth_login(stoa_request_t *req)
     auth_throttle_clear(req, email);
     return STOA_OK;
 }
-

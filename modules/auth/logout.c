@@ -12,8 +12,8 @@ int auth_logout(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
                               "this token has no login session to end");
     const char *params[] = {p->session_id, p->user_id, "logout"};
-    int rc = stoa_request_begin(req, AUTH_SQL(SESSION_REVOKE_ONE), params,
-                                NULL);
+    int rc =
+        stoa_request_begin(req, AUTH_SQL(SESSION_REVOKE_ONE), params, NULL);
     if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
                               "this token has no login session to end");

@@ -1,6 +1,6 @@
 /* mail.c - mail to a user, queued in the outbox. */
-#include "auth.h"
 #include "stoa/mail.h"
+#include "auth.h"
 
 int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
                     const char *data_json, const char *dedupe_key)
@@ -15,8 +15,8 @@ int auth_queue_mail(stoa_request_t *req, const char *tmpl, const char *to,
 int auth_mail_name(stoa_request_t *req, const char *tmpl, const char *to,
                    const char *name, const char *dedupe_key)
 {
-    return auth_queue_mail(req, tmpl, to,
-                           stoa_json_pair(req->arena, "name", name), dedupe_key);
+    return auth_queue_mail(
+        req, tmpl, to, stoa_json_pair(req->arena, "name", name), dedupe_key);
 }
 
 int auth_mail_user(stoa_request_t *req, const stoa_db_result_t *user,

@@ -30,18 +30,17 @@ static int write_me(stoa_request_t *req, const stoa_db_result_t *user)
  * when it came from Postgres, and in the process. A change committed on
  * this host since then has moved the version: such a copy is old and kept
  * nowhere. */
-static void keep_profile(stoa_request_t *req, const char *key,
-                         uint64_t version, bool in_redis)
+static void keep_profile(stoa_request_t *req, const char *key, uint64_t version,
+                         bool in_redis)
 {
     stoa_hostcache_t *hc = req->ctx->hostcache;
     if (stoa_hostcache_version(hc, key) != version)
         return;
-    if (in_redis && stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
-                                req->body_out.len,
-                                PROFILE_CACHE_TTL_S) != STOA_OK)
+    if (in_redis &&
+        stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
+                    req->body_out.len, PROFILE_CACHE_TTL_S) != STOA_OK)
         stoa_log(STOA_LOG_DEBUG, "profile not cached");
-    stoa_hostcache_put(hc, key, version, req->body_out.data,
-                       req->body_out.len);
+    stoa_hostcache_put(hc, key, version, req->body_out.data, req->body_out.len);
 }
 
 int auth_me_get(stoa_request_t *req)
@@ -60,7 +59,8 @@ int auth_me_get(stoa_request_t *req)
     }
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *user;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID), params, &user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(USER_BY_ID), params, &user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0)
@@ -89,8 +89,8 @@ static char *prefs_json(stoa_request_t *req, const stoa_json_t *prefs)
         bool known = false, v;
         for (const char *const *p = known_prefs; *p; p++)
             known = known || strcmp(*p, k) == 0;
-        char *field = stoa_arena_sprintf(req->arena, "notification_prefs.%.64s",
-                                         k);
+        char *field =
+            stoa_arena_sprintf(req->arena, "notification_prefs.%.64s", k);
         if (!known) {
             stoa_request_field_error(req, field, "unknown_field");
             ok = false;
@@ -127,17 +127,17 @@ int auth_me_patch(stoa_request_t *req)
         return rc;
     const char *params[] = {user_id, name, prefs_text};
     stoa_db_result_t *user;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_UPDATE_PROFILE), params,
-                           &user)) != STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_UPDATE_PROFILE),
+                           params, &user)) != STOA_OK)
         return rc;
     if (stoa_db_rows(user) == 0) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
     }
-    if ((rc = stoa_event_user(db, req->arena, STOA_EVENT_USER_UPDATED, user_id)) !=
-            STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "user.profile_updated", user_id, NULL)) !=
-            STOA_OK ||
+    if ((rc = stoa_event_user(db, req->arena, STOA_EVENT_USER_UPDATED,
+                              user_id)) != STOA_OK ||
+        (rc = stoa_request_audit(req, NULL, "user.profile_updated", user_id,
+                                 NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_forget_profile(req, user_id);

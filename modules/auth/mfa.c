@@ -65,8 +65,9 @@ static uint32_t hotp(const uint8_t *key, size_t key_len, uint64_t counter)
     }
     HMAC(EVP_sha1(), key, (int)key_len, msg, sizeof(msg), mac, &mac_len);
     int off = mac[mac_len - 1] & 0x0f;
-    uint32_t bin = (uint32_t)(mac[off] & 0x7f) << 24 | (uint32_t)mac[off + 1] << 16 |
-                   (uint32_t)mac[off + 2] << 8 | mac[off + 3];
+    uint32_t bin = (uint32_t)(mac[off] & 0x7f) << 24 |
+                   (uint32_t)mac[off + 1] << 16 | (uint32_t)mac[off + 2] << 8 |
+                   mac[off + 3];
     return bin % 1000000;
 }
 
@@ -159,11 +160,13 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
 {
     const char *p[] = {user_id, ACCOUNT_MAX_FAILURES, ACCOUNT_FAILURE_WINDOW_S};
     stoa_db_result_t *res;
-    int rc =
-        stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_ACCOUNT_LOCK), p, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(MFA_ACCOUNT_LOCK), p, &res);
     if (rc != STOA_OK)
         return rc;
-    long left = stoa_db_rows(res) == 1 ? atol(stoa_db_value(res, 0, LOCK_COL_SECONDS)) : 0;
+    long left = stoa_db_rows(res) == 1
+                    ? atol(stoa_db_value(res, 0, LOCK_COL_SECONDS))
+                    : 0;
     if (left <= 0)
         return STOA_OK;
     if (in_transaction)
@@ -180,7 +183,8 @@ static int account_lock_check(stoa_request_t *req, const char *user_id,
 static int count_account_failure(stoa_request_t *req, const char *user_id)
 {
     const char *p[] = {user_id, ACCOUNT_FAILURE_WINDOW_S};
-    return stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_ACCOUNT_FAIL), p, NULL);
+    return stoa_db_exec(stoa_request_db(req), req->arena,
+                        AUTH_SQL(MFA_ACCOUNT_FAIL), p, NULL);
 }
 
 /* The current password, which turning TOTP on requires besides the
@@ -200,7 +204,8 @@ static int check_password(stoa_request_t *req, const stoa_db_result_t *user,
         return STOA_OK;
     auth_throttle_fail(req, email);
     const char *user_id = stoa_db_value(user, 0, USER_COL_ID);
-    if (stoa_request_audit(req, NULL, "mfa.password_failed", user_id, NULL) != STOA_OK)
+    if (stoa_request_audit(req, NULL, "mfa.password_failed", user_id, NULL) !=
+        STOA_OK)
         stoa_log(STOA_LOG_ERR, "audit of a failed MFA password not written");
     return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
                           "the password is wrong");
@@ -253,7 +258,8 @@ static int enrolment_body(stoa_request_t *req, bool with_code,
 static int caller_row(stoa_request_t *req, stoa_db_result_t **user)
 {
     const char *p[] = {req->principal.user_id};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID), p, user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(USER_BY_ID), p, user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*user) == 0)
@@ -309,7 +315,8 @@ int auth_mfa_enroll(stoa_request_t *req)
     if (rc != STOA_OK)
         return rc;
     const char *user_id = req->principal.user_id;
-    uint8_t secret[TOTP_SECRET_LEN], sealed[TOTP_SECRET_LEN + STOA_AEAD_OVERHEAD];
+    uint8_t secret[TOTP_SECRET_LEN],
+        sealed[TOTP_SECRET_LEN + STOA_AEAD_OVERHEAD];
     stoa_random_bytes(secret, sizeof(secret));
     if (stoa_aead_seal(auth_state(req)->mfa_key, secret, sizeof(secret),
                        user_id, strlen(user_id), sealed) != STOA_OK)
@@ -323,9 +330,8 @@ int auth_mfa_enroll(stoa_request_t *req)
     if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,
                               "two-factor authentication is already on");
-    if (rc != STOA_OK ||
-        (rc = stoa_request_commit(req, "mfa.enrolment_started", user_id,
-                                  NULL)) != STOA_OK)
+    if (rc != STOA_OK || (rc = stoa_request_commit(req, "mfa.enrolment_started",
+                                                   user_id, NULL)) != STOA_OK)
         return rc;
     const char *issuer = req->ctx->conf.mfa_issuer;
     stoa_buf_t uri;
@@ -406,12 +412,14 @@ int auth_mfa_confirm(stoa_request_t *req)
     snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
     const char *p2[] = {user_id, step_s};
     const char *p3[] = {user_id, hashes.data};
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CONFIRM), p2, NULL)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_DELETE), p1, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CONFIRM), p2, NULL)) !=
             STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_INSERT), p3, NULL)) !=
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_DELETE), p1,
+                           NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_INSERT), p3,
+                           NULL)) != STOA_OK ||
+        (rc = stoa_request_audit(req, NULL, "mfa.enabled", user_id, NULL)) !=
             STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "mfa.enabled", user_id, NULL)) != STOA_OK ||
         (rc = auth_mail_user(req, user, "mfa_enabled")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK) {
         stoa_buf_free(&hashes);
@@ -456,9 +464,11 @@ int auth_mfa_disable(stoa_request_t *req)
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;
     if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p1, &res)) != STOA_OK)
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p1, &res)) !=
+            STOA_OK)
         return rc;
-    if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] != 't') {
+    if (stoa_db_rows(res) == 0 ||
+        stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] != 't') {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENABLED,
                               "two-factor authentication is off");
@@ -478,7 +488,8 @@ int auth_mfa_disable(stoa_request_t *req)
         if (!open_row_secret(req, user_id, res, secret, &slen))
             return STOA_DECLINED;
         ok = totp_match(secret, slen, code,
-                        atoll(stoa_db_value(res, 0, MFA_COL_LAST_USED_STEP))) != 0;
+                        atoll(stoa_db_value(res, 0, MFA_COL_LAST_USED_STEP))) !=
+             0;
         stoa_wipe(secret, sizeof(secret));
     } else {
         const char *phc = stoa_db_value(user, 0, USER_COL_PASSWORD_HASH);
@@ -498,10 +509,12 @@ int auth_mfa_disable(stoa_request_t *req)
         stoa_request_field_error(req, code ? "code" : "password", "incorrect");
         return stoa_http_invalid_fields(req);
     }
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_DELETE), p1, NULL)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_DELETE), p1, NULL)) !=
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_DELETE), p1, NULL)) !=
             STOA_OK ||
-        (rc = stoa_request_audit(req, NULL, "mfa.disabled", user_id, NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_RECOVERY_DELETE), p1,
+                           NULL)) != STOA_OK ||
+        (rc = stoa_request_audit(req, NULL, "mfa.disabled", user_id, NULL)) !=
+            STOA_OK ||
         (rc = auth_mail_user(req, user, "mfa_disabled")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -513,7 +526,8 @@ int auth_mfa_enabled(stoa_request_t *req, const char *user_id, bool *enabled)
 {
     const char *p[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_ENABLED), p, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(MFA_ENABLED), p, &res);
     if (rc != STOA_OK)
         return rc;
     *enabled = stoa_db_value(res, 0, MFA_ENABLED_COL_ENABLED)[0] == 't';
@@ -587,8 +601,8 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
     stoa_wipe(canonical, sizeof(canonical));
     const char *p1[] = {user_id};
     stoa_db_result_t *codes;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_RECOVERY_UNUSED), p1,
-                          &codes);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(MFA_RECOVERY_UNUSED), p1, &codes);
     if (rc != STOA_OK)
         return rc;
     bool match = false;
@@ -607,8 +621,8 @@ static int use_recovery_code(stoa_request_t *req, const char *user_id,
         return STOA_OK;
     const char *p2[] = {user_id, bytea_param(req, d, sizeof(d))};
     stoa_db_result_t *spent;
-    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_RECOVERY_USE), p2,
-                           &spent)) != STOA_OK)
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                           AUTH_SQL(MFA_RECOVERY_USE), p2, &spent)) != STOA_OK)
         return rc;
     *used = stoa_db_rows(spent) == 1;
     return STOA_OK;
@@ -623,16 +637,19 @@ static int use_totp_code(stoa_request_t *req, const char *user_id,
     *used = false;
     const char *p[] = {user_id};
     stoa_db_result_t *totp;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_GET), p, &totp);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_GET),
+                          p, &totp);
     if (rc != STOA_OK || stoa_db_rows(totp) != 1)
         return rc;
     uint8_t secret[TOTP_SECRET_MAX];
     size_t slen;
-    if (!open_secret_for(req, user_id, stoa_db_value(totp, 0, MFA_COL_SECRET_SEALED), secret,
+    if (!open_secret_for(req, user_id,
+                         stoa_db_value(totp, 0, MFA_COL_SECRET_SEALED), secret,
                          &slen))
         return secret_unreadable(req, user_id);
     int64_t step =
-        totp_match(secret, slen, code, atoll(stoa_db_value(totp, 0, MFA_COL_LAST_USED_STEP)));
+        totp_match(secret, slen, code,
+                   atoll(stoa_db_value(totp, 0, MFA_COL_LAST_USED_STEP)));
     stoa_wipe(secret, sizeof(secret));
     if (!step)
         return STOA_OK;
@@ -640,8 +657,8 @@ static int use_totp_code(stoa_request_t *req, const char *user_id,
     snprintf(step_s, sizeof(step_s), "%lld", (long long)step);
     const char *p2[] = {user_id, step_s};
     stoa_db_result_t *spent;
-    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(MFA_USE_STEP), p2,
-                           &spent)) != STOA_OK)
+    if ((rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                           AUTH_SQL(MFA_USE_STEP), p2, &spent)) != STOA_OK)
         return rc;
     *used = stoa_db_rows(spent) == 1;
     return STOA_OK;
@@ -665,16 +682,17 @@ int auth_mfa_verify(stoa_request_t *req)
     static const char *const allowed[] = {"mfa_token", "code", "recovery_code",
                                           NULL};
     stoa_field_reject_unknown(req, body, allowed);
-    const char *token = stoa_field_string(req, body, "mfa_token",
-                                          STOA_FIELD_REQUIRED, 1, 200);
+    const char *token =
+        stoa_field_string(req, body, "mfa_token", STOA_FIELD_REQUIRED, 1, 200);
     const char *code = code_field(req, body, STOA_FIELD_OPTIONAL);
     const char *recovery = stoa_field_string(req, body, "recovery_code",
                                              STOA_FIELD_OPTIONAL, 1, 64);
     if (!code && !recovery && !stoa_request_has_field_errors(req))
         stoa_request_field_error(req, "code", "code_or_recovery_code_required");
     if (code && recovery)
-        stoa_request_field_error(req, "recovery_code", "only_one_of_code_or_"
-                                                       "recovery_code");
+        stoa_request_field_error(req, "recovery_code",
+                                 "only_one_of_code_or_"
+                                 "recovery_code");
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
     if (!need_key(req))
@@ -712,7 +730,8 @@ int auth_mfa_verify(stoa_request_t *req)
                            &challenge)) != STOA_OK)
         return rc;
     if (stoa_db_rows(challenge) == 0 ||
-        strcmp(stoa_db_value(challenge, 0, CHALLENGE_COL_USER_ID), user_id) != 0) {
+        strcmp(stoa_db_value(challenge, 0, CHALLENGE_COL_USER_ID), user_id) !=
+            0) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
                               "the mfa_token is unknown, used or expired");
@@ -746,8 +765,8 @@ int auth_mfa_verify(stoa_request_t *req)
         if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_FAIL), p1,
                                NULL)) != STOA_OK ||
             (rc = count_account_failure(req, user_id)) != STOA_OK ||
-            (rc = stoa_request_audit(req, user_id, "mfa.failed", user_id, NULL)) !=
-                STOA_OK ||
+            (rc = stoa_request_audit(req, user_id, "mfa.failed", user_id,
+                                     NULL)) != STOA_OK ||
             (rc = stoa_db_commit(db)) != STOA_OK)
             return rc;
         auth_throttle_fail(req, email);
@@ -756,11 +775,11 @@ int auth_mfa_verify(stoa_request_t *req)
     }
     bool used_recovery = !code;
     auth_tokens_t tokens;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_USE), p1, NULL)) !=
-            STOA_OK ||
-        (used_recovery &&
-         ((rc = stoa_request_audit(req, user_id, "mfa.recovery_code_used", user_id,
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_CHALLENGE_USE), p1,
                            NULL)) != STOA_OK ||
+        (used_recovery &&
+         ((rc = stoa_request_audit(req, user_id, "mfa.recovery_code_used",
+                                   user_id, NULL)) != STOA_OK ||
           (rc = auth_mail_user(req, user, "recovery_code_used")) != STOA_OK)) ||
         (rc = auth_start_session(req, user, &tokens)) != STOA_OK ||
         (rc = stoa_request_audit(req, user_id, "login.succeeded", user_id,

@@ -1,7 +1,8 @@
-/* password.c - /v1/auth/password/...: forgotten password, reset by mailed token, change. */
+/* password.c - /v1/auth/password/...: forgotten password, reset by mailed
+ * token, change. */
 #include "auth.h"
-#include "stoa/format.h"
 #include "stoa/audit.h"
+#include "stoa/format.h"
 #include "stoa/log.h"
 #include "stoa/mail_link.h"
 
@@ -43,15 +44,16 @@ static int replace_password(stoa_request_t *req, const stoa_db_result_t *user,
     const char *p1[] = {user_id, hash};
     stoa_db_result_t *revoked;
     int rc;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_SET_PASSWORD), p1, NULL)) !=
-            STOA_OK ||
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(USER_SET_PASSWORD), p1,
+                           NULL)) != STOA_OK ||
         /* A reset (no session kept: the caller proved only the mailbox)
          * also revokes every API key: whoever held the account before
          * must not keep a way in. */
         (rc = auth_revoke_sessions(req, user_id, keep_session,
                                    "password_changed", keep_session == NULL,
                                    &revoked)) != STOA_OK ||
-        (rc = stoa_request_audit(req, user_id, action, user_id, NULL)) != STOA_OK ||
+        (rc = stoa_request_audit(req, user_id, action, user_id, NULL)) !=
+            STOA_OK ||
         (rc = auth_mail_user(req, user, "password_changed")) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
@@ -78,10 +80,12 @@ int auth_password_reset(stoa_request_t *req)
      * older mail lying in the inbox cannot set the password again. */
     const char *p1[] = {auth_token_hash_param(req, token)};
     stoa_db_result_t *res, *user;
-    if ((rc = auth_link_exec(req, db, AUTH_SQL(RESET_TOKENS_SPEND), p1, &res)) != STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(RESET_TOKENS_SPEND), p1,
+                             &res)) != STOA_OK)
         return rc;
     const char *p2[] = {stoa_db_value(res, 0, TOKEN_COL_USER_ID)};
-    if ((rc = auth_link_exec(req, db, AUTH_SQL(USER_BY_ID), p2, &user)) != STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(USER_BY_ID), p2, &user)) !=
+        STOA_OK)
         return rc;
     /* A refused password rolls back, so the token stays usable. */
     if (!auth_password_acceptable(req, "password", password,

@@ -56,8 +56,8 @@ int auth_refresh(stoa_request_t *req)
         return rc;
     const char *p1[] = {hash, window};
     stoa_db_result_t *row;
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_LOOKUP), p1, &row)) !=
-        STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_LOOKUP), p1,
+                           &row)) != STOA_OK)
         return rc;
     if (stoa_db_rows(row) == 0) {
         stoa_db_rollback(db);
@@ -71,7 +71,8 @@ int auth_refresh(stoa_request_t *req)
     bool live = stoa_db_value(row, 0, REFRESH_COL_LIVE)[0] == 't';
     const char *user_id = stoa_db_value(row, 0, REFRESH_COL_USER_ID);
     const char *role = stoa_db_value(row, 0, REFRESH_COL_ROLE);
-    bool active = strcmp(stoa_db_value(row, 0, REFRESH_COL_STATUS), "active") == 0;
+    bool active =
+        strcmp(stoa_db_value(row, 0, REFRESH_COL_STATUS), "active") == 0;
     if (!live || !active) {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_INVALID_TOKEN,
@@ -123,12 +124,12 @@ int auth_refresh(stoa_request_t *req)
     const char *p3[] = {hash, box_hex};
     const char *p4[] = {next_hash, session_id, ttl};
     const char *p5[] = {session_id, ttl};
-    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_SPEND), p3, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_INSERT), p4, NULL)) !=
-            STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(SESSION_TOUCH), p5, NULL)) !=
-            STOA_OK ||
+    if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_SPEND), p3,
+                           NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(REFRESH_INSERT), p4,
+                           NULL)) != STOA_OK ||
+        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(SESSION_TOUCH), p5,
+                           NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     auth_write_tokens(req, access, next, NULL);

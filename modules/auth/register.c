@@ -11,12 +11,12 @@
 static int queue_verification(stoa_request_t *req, const char *user_id,
                               const char *email, const char *name)
 {
-    const stoa_mail_t mail = {
-        .template_name = "verify_email",
-        .to = email,
-        .data_json = stoa_json_pair(req->arena, "name", name),
-        .link_purpose = "verify_email",
-        .link_user_id = user_id};
+    const stoa_mail_t mail = {.template_name = "verify_email",
+                              .to = email,
+                              .data_json =
+                                  stoa_json_pair(req->arena, "name", name),
+                              .link_purpose = "verify_email",
+                              .link_user_id = user_id};
     return stoa_mail_enqueue(stoa_request_db(req), req->arena, &mail);
 }
 
@@ -32,8 +32,8 @@ int auth_register(stoa_request_t *req)
     const char *password =
         stoa_field_string(req, body, "password", STOA_FIELD_REQUIRED, 1, 4096);
     const char *name = auth_name_field(req, body, STOA_FIELD_REQUIRED);
-    char *email = raw_email ? stoa_email_normalise(req->arena, raw_email)
-                            : NULL;
+    char *email =
+        raw_email ? stoa_email_normalise(req->arena, raw_email) : NULL;
     if (raw_email && !email)
         stoa_request_field_error(req, "email", "invalid");
     if (password)
@@ -61,10 +61,10 @@ int auth_register(stoa_request_t *req)
     }
     const char *user_id = stoa_db_value(user, 0, USER_COL_ID);
     if ((rc = queue_verification(req, user_id, email, name)) != STOA_OK ||
-        (rc = stoa_event_user(db, req->arena, STOA_EVENT_USER_CREATED, user_id)) !=
-            STOA_OK ||
-        (rc = stoa_request_audit(req, user_id, "user.registered", user_id, NULL)) !=
-            STOA_OK ||
+        (rc = stoa_event_user(db, req->arena, STOA_EVENT_USER_CREATED,
+                              user_id)) != STOA_OK ||
+        (rc = stoa_request_audit(req, user_id, "user.registered", user_id,
+                                 NULL)) != STOA_OK ||
         (rc = stoa_db_commit(db)) != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 201);
@@ -74,4 +74,3 @@ int auth_register(stoa_request_t *req)
     stoa_jw_object_close(w);
     return stoa_http_send(req);
 }
-

@@ -26,8 +26,8 @@ int auth_sessions_list(stoa_request_t *req)
 {
     const char *params[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(SESSIONS_LIST), params,
-                          &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(SESSIONS_LIST), params, &res);
     if (rc != STOA_OK)
         return rc;
     /* At most the newest 100 (the statement's LIMIT): not paged. */
@@ -43,8 +43,8 @@ int auth_sessions_delete(stoa_request_t *req)
     if (!stoa_uuid_valid(id))
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such session");
     const char *params[] = {id, req->principal.user_id, "revoked_by_user"};
-    int rc = stoa_request_begin(req, AUTH_SQL(SESSION_REVOKE_ONE), params,
-                                NULL);
+    int rc =
+        stoa_request_begin(req, AUTH_SQL(SESSION_REVOKE_ONE), params, NULL);
     if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such session");
     char *details = stoa_json_pair(req->arena, "session_id", id);
@@ -62,8 +62,8 @@ int auth_sessions_delete_others(stoa_request_t *req)
     stoa_db_result_t *revoked;
     if (rc != STOA_OK ||
         (rc = auth_revoke_sessions(req, req->principal.user_id,
-                                   req->principal.session_id,
-                                   "revoked_by_user", false, &revoked)) != STOA_OK ||
+                                   req->principal.session_id, "revoked_by_user",
+                                   false, &revoked)) != STOA_OK ||
         (rc = stoa_request_commit(req, "sessions.revoked_others",
                                   req->principal.user_id, NULL)) != STOA_OK)
         return rc;

@@ -8,8 +8,8 @@ int auth_user_for_session(stoa_request_t *req, const char *user_id,
                           const char *verified_hash, stoa_db_result_t **user)
 {
     const char *p[] = {user_id};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_FOR_SESSION),
-                          p, user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(USER_FOR_SESSION), p, user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*user) != 1 ||
@@ -33,16 +33,16 @@ int auth_start_session(stoa_request_t *req, const stoa_db_result_t *user,
     snprintf(ttl, sizeof(ttl), "%ld", conf->refresh_token_ttl);
     const char *p1[] = {user_id, ttl, req->user_agent, req->remote_addr};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(SESSION_INSERT),
-                          p1, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(SESSION_INSERT), p1, &res);
     if (rc != STOA_OK)
         return rc;
     const char *session_id = stoa_db_value(res, 0, SESSION_INSERT_COL_ID);
     char *refresh, *hash;
     auth_new_token(req, &refresh, &hash);
     const char *p2[] = {hash, session_id, ttl};
-    rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(REFRESH_INSERT), p2,
-                      NULL);
+    rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                      AUTH_SQL(REFRESH_INSERT), p2, NULL);
     if (rc != STOA_OK)
         return rc;
     tokens->refresh = refresh;

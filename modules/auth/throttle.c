@@ -128,8 +128,8 @@ static int check_in_postgres(stoa_request_t *req, const char *email)
     const char *p[] = {subject_hash(req, email), address_of(req),
                        THROTTLE_WINDOW_PARAM, THROTTLE_ACCOUNT_LIMIT_PARAM};
     stoa_db_result_t *res;
-    if (stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(LOGIN_FAILURE_LOCK), p,
-                     &res) != STOA_OK) {
+    if (stoa_db_exec(stoa_request_db(req), req->arena,
+                     AUTH_SQL(LOGIN_FAILURE_LOCK), p, &res) != STOA_OK) {
         stoa_log(STOA_LOG_ERR, "login throttle: Postgres could not judge "
                                "an attempt; the password alone decides");
         return STOA_OK;
@@ -195,8 +195,8 @@ static void record_failure(stoa_request_t *req, const char *email)
 {
     const char *p[] = {subject_hash(req, email), address_of(req),
                        THROTTLE_WINDOW_PARAM};
-    if (stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(LOGIN_FAILURE_INSERT),
-                     p, NULL) != STOA_OK)
+    if (stoa_db_exec(stoa_request_db(req), req->arena,
+                     AUTH_SQL(LOGIN_FAILURE_INSERT), p, NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "login throttle: a failure was not recorded "
                                "in Postgres");
 }
@@ -254,8 +254,8 @@ void auth_throttle_fail(stoa_request_t *req, const char *email)
 void auth_throttle_clear(stoa_request_t *req, const char *email)
 {
     const char *p[] = {subject_hash(req, email), address_of(req)};
-    if (stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(LOGIN_FAILURE_CLEAR), p,
-                     NULL) != STOA_OK)
+    if (stoa_db_exec(stoa_request_db(req), req->arena,
+                     AUTH_SQL(LOGIN_FAILURE_CLEAR), p, NULL) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "login throttle: failures in Postgres not "
                                 "cleared");
     if (stoa_kv_del(stoa_request_kv(req), account_key(req, "lf", email)) !=

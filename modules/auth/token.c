@@ -44,12 +44,14 @@ int auth_token(stoa_request_t *req)
                                AUTH_SQL(API_KEY_LOOKUP), p1, &res)) != STOA_OK)
             return rc;
         if (stoa_db_rows(res) == 1) {
-            const char *stored = stoa_db_value(res, 0, KEY_LOOKUP_COL_SECRET_HASH);
+            const char *stored =
+                stoa_db_value(res, 0, KEY_LOOKUP_COL_SECRET_HASH);
             const char *given = auth_token_hash_param(req, secret);
             ok = strlen(stored) == strlen(given) &&
                  stoa_ct_equal(stored, given, strlen(given)) &&
                  stoa_db_value(res, 0, KEY_LOOKUP_COL_USABLE)[0] == 't' &&
-                 strcmp(stoa_db_value(res, 0, KEY_LOOKUP_COL_STATUS), "active") == 0;
+                 strcmp(stoa_db_value(res, 0, KEY_LOOKUP_COL_STATUS),
+                        "active") == 0;
         }
     }
     if (!ok) {
@@ -68,17 +70,19 @@ int auth_token(stoa_request_t *req)
     stoa_db_result_t *session;
     char *access;
     if ((rc = stoa_db_exec(stoa_request_db(req), req->arena,
-                           AUTH_SQL(API_KEY_SESSION_START), p2, &session)) != STOA_OK)
+                           AUTH_SQL(API_KEY_SESSION_START), p2, &session)) !=
+        STOA_OK)
         return rc;
     if (stoa_db_rows(session) != 1) /* revoked or deleted meanwhile */
         return stoa_http_fail(req, STOA_ERR_INVALID_CREDENTIALS,
                               "the API key is unknown, revoked or expired");
-    int64_t not_after = strtoll(stoa_db_value(session, 0, KEY_SESSION_COL_EXP), NULL, 10);
+    int64_t not_after =
+        strtoll(stoa_db_value(session, 0, KEY_SESSION_COL_EXP), NULL, 10);
     /* The role as it is now, read under the lock with the session. */
-    if ((rc = auth_access_token_scoped(req, user_id,
-                                       stoa_db_value(session, 0, KEY_SESSION_COL_ROLE),
-                                       stoa_db_value(session, 0, KEY_SESSION_COL_ID), scope,
-                                       not_after, &access)) != STOA_OK)
+    if ((rc = auth_access_token_scoped(
+             req, user_id, stoa_db_value(session, 0, KEY_SESSION_COL_ROLE),
+             stoa_db_value(session, 0, KEY_SESSION_COL_ID), scope, not_after,
+             &access)) != STOA_OK)
         return rc;
     int64_t expires_in = not_after - stoa_unix_time();
     if (expires_in > req->ctx->conf.access_token_ttl)

@@ -17,16 +17,20 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
 {
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "id", stoa_db_value(res, row, col + USER_COL_ID));
-    stoa_jw_kv_string(w, "email", stoa_db_value(res, row, col + USER_COL_EMAIL));
+    stoa_jw_kv_string(w, "email",
+                      stoa_db_value(res, row, col + USER_COL_EMAIL));
     stoa_jw_kv_string(w, "name", stoa_db_value(res, row, col + USER_COL_NAME));
     stoa_jw_kv_string(w, "role", stoa_db_value(res, row, col + USER_COL_ROLE));
-    const char *verified = stoa_db_value(res, row, col + USER_COL_EMAIL_VERIFIED);
+    const char *verified =
+        stoa_db_value(res, row, col + USER_COL_EMAIL_VERIFIED);
     stoa_jw_kv_bool(w, "email_verified", verified && verified[0] == 't');
     const char *mfa = stoa_db_value(res, row, col + USER_COL_MFA_ENABLED);
     stoa_jw_kv_bool(w, "mfa_enabled", mfa && mfa[0] == 't');
-    stoa_jw_kv_string(w, "created_at", stoa_db_value(res, row, col + USER_COL_CREATED_AT));
+    stoa_jw_kv_string(w, "created_at",
+                      stoa_db_value(res, row, col + USER_COL_CREATED_AT));
     stoa_jw_key(w, "notification_prefs");
-    const char *prefs = stoa_db_value(res, row, col + USER_COL_NOTIFICATION_PREFS);
+    const char *prefs =
+        stoa_db_value(res, row, col + USER_COL_NOTIFICATION_PREFS);
     stoa_jw_raw(w, prefs ? prefs : "{}", prefs ? strlen(prefs) : 2);
     stoa_jw_object_close(w);
 }
@@ -44,8 +48,8 @@ void auth_forget_profile(stoa_request_t *req, const char *user_id)
 int auth_caller_user(stoa_request_t *req, stoa_db_result_t **user)
 {
     const char *p[] = {req->principal.user_id};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, AUTH_SQL(USER_BY_ID),
-                          p, user);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          AUTH_SQL(USER_BY_ID), p, user);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*user) == 0) {

@@ -13,12 +13,14 @@ int auth_verify_email(stoa_request_t *req)
         return rc;
     const char *p1[] = {auth_token_hash_param(req, token), "verify_email"};
     stoa_db_result_t *res;
-    if ((rc = auth_link_exec(req, db, AUTH_SQL(EMAIL_TOKEN_USE), p1, &res)) != STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(EMAIL_TOKEN_USE), p1, &res)) !=
+        STOA_OK)
         return rc;
     const char *user_id = stoa_db_value(res, 0, TOKEN_COL_USER_ID);
     const char *p2[] = {user_id};
     stoa_db_result_t *user;
-    if ((rc = auth_link_exec(req, db, AUTH_SQL(USER_VERIFY_EMAIL), p2, &user)) != STOA_OK)
+    if ((rc = auth_link_exec(req, db, AUTH_SQL(USER_VERIFY_EMAIL), p2,
+                             &user)) != STOA_OK)
         return rc;
     /* Welcome mail once per account, whatever the number of links used. */
     char *welcome_key = stoa_arena_sprintf(req->arena, "welcome:%s", user_id);

@@ -46,9 +46,8 @@ static bool read_filters(stoa_request_t *req, const char *const *statuses,
 static int answer_list(stoa_request_t *req, const filters_t *f,
                        const stoa_db_statement_t *st, const stoa_list_t *list)
 {
-    const char *params[] = {f->status,         f->plan,
-                            f->from,           f->to,
-                            f->page.cursor_ts, f->page.cursor_id,
+    const char *params[] = {f->status,    f->plan,           f->from,
+                            f->to,        f->page.cursor_ts, f->page.cursor_id,
                             f->page.fetch};
     stoa_db_result_t *res;
     int rc = stoa_db_exec_fields(stoa_request_db(req), req->arena, st, params,
@@ -103,14 +102,13 @@ static const stoa_column_t invoice_columns[] = {
 
 int billing_finance_invoices(stoa_request_t *req)
 {
-    static const char *const statuses[] = {"draft", "open", "paid",
+    static const char *const statuses[] = {"draft",         "open", "paid",
                                            "uncollectible", "void", NULL};
     filters_t f;
     if (!read_filters(req, statuses, &f))
         return stoa_http_invalid_fields(req);
-    static const stoa_list_t list = {invoice_columns,
-                                     STOA_ARRAY_LEN(invoice_columns), NULL,
-                                     FINANCE_INV_COL_CURSOR_US,
-                                     FINANCE_INV_COL_ID};
+    static const stoa_list_t list = {
+        invoice_columns, STOA_ARRAY_LEN(invoice_columns), NULL,
+        FINANCE_INV_COL_CURSOR_US, FINANCE_INV_COL_ID};
     return answer_list(req, &f, BILLING_SQL(FINANCE_INVOICES), &list);
 }

@@ -58,7 +58,8 @@ static void read_plan_fields(stoa_request_t *req, const stoa_json_t *body,
     f->sort_order = NULL;
     if (stoa_field_integer(req, body, "sort_order", STOA_FIELD_OPTIONAL,
                            -1000000, 1000000, &order))
-        f->sort_order = stoa_arena_sprintf(req->arena, "%lld", (long long)order);
+        f->sort_order =
+            stoa_arena_sprintf(req->arena, "%lld", (long long)order);
 }
 
 /* Answers the plan (admin view) after a change. */
@@ -66,7 +67,8 @@ static int answer_plan(stoa_request_t *req, const char *id, int status)
 {
     const char *params[] = {"true", id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(PLAN_BY_ID), params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          BILLING_SQL(PLAN_BY_ID), params, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
@@ -81,12 +83,11 @@ int billing_admin_plan_create(stoa_request_t *req)
     const stoa_json_t *body;
     if (stoa_request_json_body(req, &body) != STOA_OK)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"key", "name", "description",
-                                          "features", "active", "sort_order",
-                                          NULL};
+    static const char *const allowed[] = {
+        "key", "name", "description", "features", "active", "sort_order", NULL};
     stoa_field_reject_unknown(req, body, allowed);
-    const char *key = stoa_field_string(req, body, "key", STOA_FIELD_REQUIRED,
-                                        1, 64);
+    const char *key =
+        stoa_field_string(req, body, "key", STOA_FIELD_REQUIRED, 1, 64);
     if (key && !billing_plan_key_valid(key))
         stoa_request_field_error(req, "key", "invalid");
     plan_fields_t f;
@@ -104,7 +105,8 @@ int billing_admin_plan_create(stoa_request_t *req)
         return rc;
     const char *id = stoa_db_value(res, 0, RETURNED_COL_ID);
     char *details = stoa_json_pair(req->arena, "plan_key", key);
-    if ((rc = stoa_request_commit(req, "plan.created", NULL, details)) != STOA_OK)
+    if ((rc = stoa_request_commit(req, "plan.created", NULL, details)) !=
+        STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, id, 201);
@@ -118,8 +120,8 @@ int billing_admin_plan_update(stoa_request_t *req)
     const stoa_json_t *body;
     if (stoa_request_json_body(req, &body) != STOA_OK)
         return STOA_DECLINED;
-    static const char *const allowed[] = {"name", "description", "features",
-                                          "active", "sort_order", NULL};
+    static const char *const allowed[] = {"name",   "description", "features",
+                                          "active", "sort_order",  NULL};
     stoa_field_reject_unknown(req, body, allowed);
     plan_fields_t f;
     read_plan_fields(req, body, STOA_FIELD_OPTIONAL, &f);
@@ -131,8 +133,8 @@ int billing_admin_plan_update(stoa_request_t *req)
     if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     char *details = stoa_json_pair(req->arena, "plan_id", id);
-    if (rc != STOA_OK ||
-        (rc = stoa_request_commit(req, "plan.updated", NULL, details)) != STOA_OK)
+    if (rc != STOA_OK || (rc = stoa_request_commit(req, "plan.updated", NULL,
+                                                   details)) != STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, id, 200);
@@ -159,8 +161,8 @@ int billing_admin_price_create(stoa_request_t *req)
         for (int i = 0; i < 3; i++)
             cur[i] = (char)tolower((unsigned char)currency[i]);
         cur[3] = '\0';
-        if (!islower((unsigned char)cur[0]) || !islower((unsigned char)cur[1]) ||
-            !islower((unsigned char)cur[2]))
+        if (!islower((unsigned char)cur[0]) ||
+            !islower((unsigned char)cur[1]) || !islower((unsigned char)cur[2]))
             stoa_request_field_error(req, "currency", "invalid");
     }
     const char *interval =
@@ -185,7 +187,8 @@ int billing_admin_price_create(stoa_request_t *req)
     stoa_jw_kv_string(d, "price_id", stoa_db_value(res, 0, RETURNED_COL_ID));
     stoa_jw_object_close(d);
     if ((rc = stoa_request_commit(req, "price.created", NULL,
-                                  stoa_jw_arena_text(req->arena, d))) != STOA_OK)
+                                  stoa_jw_arena_text(req->arena, d))) !=
+        STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, plan_id, 201);
@@ -200,9 +203,13 @@ static void product_form(stoa_buf_t *form, const stoa_db_result_t *plan)
     if (description && *description)
         stoa_stripe_form(form, "description", description);
     stoa_stripe_form(form, "active",
-                     stoa_db_value(plan, 0, SYNC_PLAN_COL_ACTIVE)[0] == 't' ? "true" : "false");
-    stoa_stripe_form(form, "metadata[plan_key]", stoa_db_value(plan, 0, SYNC_PLAN_COL_KEY));
-    stoa_stripe_form(form, "metadata[features]", stoa_db_value(plan, 0, SYNC_PLAN_COL_FEATURES));
+                     stoa_db_value(plan, 0, SYNC_PLAN_COL_ACTIVE)[0] == 't'
+                         ? "true"
+                         : "false");
+    stoa_stripe_form(form, "metadata[plan_key]",
+                     stoa_db_value(plan, 0, SYNC_PLAN_COL_KEY));
+    stoa_stripe_form(form, "metadata[features]",
+                     stoa_db_value(plan, 0, SYNC_PLAN_COL_FEATURES));
 }
 
 int billing_admin_plan_sync(stoa_request_t *req)
@@ -220,10 +227,11 @@ int billing_admin_plan_sync(stoa_request_t *req)
     if (rc == STOA_DECLINED)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such plan");
     if (rc != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICES_FOR_SYNC), p1, &prices)) !=
-        STOA_OK)
+        (rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICES_FOR_SYNC), p1,
+                           &prices)) != STOA_OK)
         return rc;
-    const char *product = stoa_db_value(plan, 0, SYNC_PLAN_COL_STRIPE_PRODUCT_ID);
+    const char *product =
+        stoa_db_value(plan, 0, SYNC_PLAN_COL_STRIPE_PRODUCT_ID);
     stoa_buf_t form;
     stoa_buf_init(&form);
     product_form(&form, plan);
@@ -236,17 +244,16 @@ int billing_admin_plan_sync(stoa_request_t *req)
     stoa_sha256(form.data, form.len, digest);
     stoa_hex_encode(digest, 16, hex);
     /* Create and update are different requests: different keys. */
-    char *key = product ? stoa_arena_sprintf(req->arena,
-                                             "stoa-product-update-%s-%s",
-                                             product, hex)
-                        : stoa_arena_sprintf(req->arena,
-                                             "stoa-product-create-%s-%s",
-                                             plan_id, hex);
-    char *path = product ? stoa_arena_sprintf(req->arena, "/v1/products/%s",
-                                              product)
-                         : "/v1/products";
-    rc = stoa_stripe_call(stripe, req->arena, "POST", path, form.data, key, &obj,
-                          &err);
+    char *key =
+        product ? stoa_arena_sprintf(req->arena, "stoa-product-update-%s-%s",
+                                     product, hex)
+                : stoa_arena_sprintf(req->arena, "stoa-product-create-%s-%s",
+                                     plan_id, hex);
+    char *path =
+        product ? stoa_arena_sprintf(req->arena, "/v1/products/%s", product)
+                : "/v1/products";
+    rc = stoa_stripe_call(stripe, req->arena, "POST", path, form.data, key,
+                          &obj, &err);
     stoa_buf_free(&form);
     if (rc != STOA_OK) {
         stoa_db_rollback(db);
@@ -259,8 +266,8 @@ int billing_admin_plan_sync(stoa_request_t *req)
     }
     if (!product) {
         const char *p2[] = {plan_id, product_id};
-        if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(PLAN_SET_PRODUCT), p2, NULL)) !=
-            STOA_OK)
+        if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(PLAN_SET_PRODUCT),
+                               p2, NULL)) != STOA_OK)
             return rc;
     }
     int created = 0;
@@ -270,11 +277,17 @@ int billing_admin_plan_sync(stoa_request_t *req)
         const char *price_id = stoa_db_value(prices, i, SYNC_PRICE_COL_ID);
         stoa_buf_init(&form);
         stoa_stripe_form(&form, "product", product_id);
-        stoa_stripe_form(&form, "unit_amount", stoa_db_value(prices, i, SYNC_PRICE_COL_AMOUNT));
-        stoa_stripe_form(&form, "currency", stoa_db_value(prices, i, SYNC_PRICE_COL_CURRENCY));
-        stoa_stripe_form(&form, "recurring[interval]", stoa_db_value(prices, i, SYNC_PRICE_COL_INTERVAL));
+        stoa_stripe_form(&form, "unit_amount",
+                         stoa_db_value(prices, i, SYNC_PRICE_COL_AMOUNT));
+        stoa_stripe_form(&form, "currency",
+                         stoa_db_value(prices, i, SYNC_PRICE_COL_CURRENCY));
+        stoa_stripe_form(&form, "recurring[interval]",
+                         stoa_db_value(prices, i, SYNC_PRICE_COL_INTERVAL));
         stoa_stripe_form(&form, "active",
-                         stoa_db_value(prices, i, SYNC_PRICE_COL_ACTIVE)[0] == 't' ? "true" : "false");
+                         stoa_db_value(prices, i, SYNC_PRICE_COL_ACTIVE)[0] ==
+                                 't'
+                             ? "true"
+                             : "false");
         stoa_stripe_form(&form, "metadata[stoa_price_id]", price_id);
         char *pkey = stoa_arena_sprintf(req->arena, "stoa-price-%s", price_id);
         rc = stoa_stripe_call(stripe, req->arena, "POST", "/v1/prices",
@@ -291,8 +304,8 @@ int billing_admin_plan_sync(stoa_request_t *req)
         if (!stripe_price)
             return STOA_ERROR;
         const char *p3[] = {price_id, stripe_price};
-        if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICE_SET_STRIPE), p3, NULL)) !=
-            STOA_OK)
+        if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICE_SET_STRIPE),
+                               p3, NULL)) != STOA_OK)
             return rc;
         created++;
     }
@@ -302,7 +315,8 @@ int billing_admin_plan_sync(stoa_request_t *req)
     stoa_jw_kv_integer(d, "prices_created", created);
     stoa_jw_object_close(d);
     if ((rc = stoa_request_commit(req, "plan.synced", NULL,
-                                  stoa_jw_arena_text(req->arena, d))) != STOA_OK)
+                                  stoa_jw_arena_text(req->arena, d))) !=
+        STOA_OK)
         return rc;
     billing_forget_plans(req);
     return answer_plan(req, plan_id, 200);

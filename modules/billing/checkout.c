@@ -12,15 +12,16 @@ static int ensure_customer(stoa_request_t *req, const char **customer)
     const char *user_id = req->principal.user_id;
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1, &res);
+    int rc =
+        stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 1) {
         *customer = stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID);
         return STOA_OK;
     }
-    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(USER_CONTACT), p1, &res)) !=
-        STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(USER_CONTACT), p1,
+                           &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
         return stoa_http_fail(req, STOA_ERR_NOT_FOUND, "no such user");
@@ -41,12 +42,12 @@ static int ensure_customer(stoa_request_t *req, const char **customer)
     if (!id)
         return STOA_ERROR;
     const char *p2[] = {user_id, id};
-    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_INSERT), p2, NULL)) !=
-        STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_INSERT), p2,
+                           NULL)) != STOA_OK)
         return rc;
     /* Whoever won a race, the stored link is the truth. */
-    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1, &res)) !=
-        STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1,
+                           &res)) != STOA_OK)
         return rc;
     *customer = stoa_db_rows(res)
                     ? stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID)
@@ -64,10 +65,10 @@ int billing_checkout(stoa_request_t *req)
     stoa_field_reject_unknown(req, body, allowed);
     const char *price_id =
         stoa_field_string(req, body, "price_id", STOA_FIELD_REQUIRED, 1, 64);
-    const char *success =
-        stoa_field_string(req, body, "success_url", STOA_FIELD_REQUIRED, 1, 2048);
-    const char *cancel =
-        stoa_field_string(req, body, "cancel_url", STOA_FIELD_REQUIRED, 1, 2048);
+    const char *success = stoa_field_string(req, body, "success_url",
+                                            STOA_FIELD_REQUIRED, 1, 2048);
+    const char *cancel = stoa_field_string(req, body, "cancel_url",
+                                           STOA_FIELD_REQUIRED, 1, 2048);
     if (price_id && !stoa_uuid_valid(price_id))
         stoa_request_field_error(req, "price_id", "invalid");
     if (success && !billing_url_allowed(req, success))
@@ -80,20 +81,24 @@ int billing_checkout(stoa_request_t *req)
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {price_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(db, req->arena, BILLING_SQL(PRICE_FOR_CHECKOUT), p1, &res);
+    int rc =
+        stoa_db_exec(db, req->arena, BILLING_SQL(PRICE_FOR_CHECKOUT), p1, &res);
     if (rc != STOA_OK)
         return rc;
-    if (stoa_db_rows(res) == 0 || stoa_db_value(res, 0, CHECKOUT_COL_BUYABLE)[0] != 't') {
+    if (stoa_db_rows(res) == 0 ||
+        stoa_db_value(res, 0, CHECKOUT_COL_BUYABLE)[0] != 't') {
         stoa_request_field_error(req, "price_id", "unknown_or_inactive");
         return stoa_http_invalid_fields(req);
     }
-    const char *stripe_price = stoa_db_value(res, 0, CHECKOUT_COL_STRIPE_PRICE_ID);
+    const char *stripe_price =
+        stoa_db_value(res, 0, CHECKOUT_COL_STRIPE_PRICE_ID);
     if (!stripe_price)
         return stoa_http_fail(req, STOA_ERR_PRICE_NOT_SYNCED,
                               "this price has not been pushed to Stripe yet");
     const char *p2[] = {req->principal.user_id};
-    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(LIVE_SUBSCRIPTION_OF_USER), p2,
-                           &res)) != STOA_OK)
+    if ((rc = stoa_db_exec(db, req->arena,
+                           BILLING_SQL(LIVE_SUBSCRIPTION_OF_USER), p2, &res)) !=
+        STOA_OK)
         return rc;
     if (stoa_db_rows(res) > 0)
         return stoa_http_fail(req, STOA_ERR_ALREADY_SUBSCRIBED,

@@ -13,12 +13,13 @@ int billing_entitlements(stoa_request_t *req)
     char *key = stoa_key_entitlements(req->arena, user_id);
     char *cached;
     size_t len;
-    if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) == STOA_OK)
+    if (stoa_kv_get(stoa_request_kv(req), req->arena, key, &cached, &len) ==
+        STOA_OK)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *p1[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(ENTITLEMENTS_OF_USER), p1,
-                          &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          BILLING_SQL(ENTITLEMENTS_OF_USER), p1, &res);
     if (rc != STOA_OK)
         return rc;
     const char *plan = NULL, *status = "none", *features = "{}";
@@ -28,8 +29,8 @@ int billing_entitlements(stoa_request_t *req)
         features = stoa_db_value(res, 0, ENTITLEMENT_COL_FEATURES);
     } else {
         /* Not entitled by a subscription: the free plan's features. */
-        if ((rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(FREE_PLAN), NULL,
-                               &res)) != STOA_OK)
+        if ((rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                               BILLING_SQL(FREE_PLAN), NULL, &res)) != STOA_OK)
             return rc;
         if (stoa_db_rows(res) == 1) {
             plan = stoa_db_value(res, 0, FREE_PLAN_COL_KEY);
@@ -45,8 +46,8 @@ int billing_entitlements(stoa_request_t *req)
     stoa_jw_object_close(w);
     rc = stoa_http_send(req);
     if (rc == STOA_OK &&
-        stoa_kv_set(stoa_request_kv(req), key, req->body_out.data, req->body_out.len,
-                    ENTITLEMENTS_CACHE_TTL_S) != STOA_OK)
+        stoa_kv_set(stoa_request_kv(req), key, req->body_out.data,
+                    req->body_out.len, ENTITLEMENTS_CACHE_TTL_S) != STOA_OK)
         stoa_log(STOA_LOG_DEBUG, "entitlements not cached");
     return rc;
 }

@@ -24,8 +24,8 @@ int billing_invoices(stoa_request_t *req)
     const char *params[] = {req->principal.user_id, page.cursor_ts,
                             page.cursor_id, page.fetch};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(INVOICES_OF_USER), params,
-                          &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          BILLING_SQL(INVOICES_OF_USER), params, &res);
     if (rc != STOA_OK)
         return rc;
     static const stoa_list_t list = {billing_invoice_columns,

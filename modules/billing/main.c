@@ -6,8 +6,8 @@ static billing_state_t state;
 
 static int billing_init(stoa_ctx_t *ctx)
 {
-    state.stripe = stoa_stripe_new(ctx->conf.stripe_api_base,
-                                   ctx->conf.stripe_secret_key);
+    state.stripe =
+        stoa_stripe_new(ctx->conf.stripe_api_base, ctx->conf.stripe_secret_key);
     if (!ctx->conf.stripe_secret_key[0])
         stoa_log(STOA_LOG_WARN, "stripe_secret_key is empty: Stripe calls "
                                 "will be refused");

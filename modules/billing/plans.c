@@ -15,7 +15,8 @@ int billing_plans(stoa_request_t *req)
         return stoa_http_raw_json(req, 200, cached, len);
     const char *params[] = {"false"};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(PLANS_PUBLIC), params, &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          BILLING_SQL(PLANS_PUBLIC), params, &res);
     if (rc != STOA_OK)
         return rc;
     stoa_jw_t *w = stoa_http_json(req, 200);

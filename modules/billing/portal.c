@@ -6,8 +6,8 @@ int billing_portal(stoa_request_t *req)
 {
     const char *p1[] = {req->principal.user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(CUSTOMER_OF_USER), p1,
-                          &res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          BILLING_SQL(CUSTOMER_OF_USER), p1, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)
@@ -16,7 +16,8 @@ int billing_portal(stoa_request_t *req)
                               "first");
     stoa_buf_t form;
     stoa_buf_init(&form);
-    stoa_stripe_form(&form, "customer", stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID));
+    stoa_stripe_form(&form, "customer",
+                     stoa_db_value(res, 0, CUSTOMER_COL_STRIPE_CUSTOMER_ID));
     stoa_stripe_form(&form, "return_url", req->ctx->conf.public_url);
     const stoa_json_t *obj;
     stoa_stripe_error_t err;

@@ -8,12 +8,15 @@
 void billing_write_subscription(stoa_jw_t *w, const stoa_db_result_t *res)
 {
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "status", stoa_db_value(res, 0, SUBSCRIPTION_COL_STATUS));
+    stoa_jw_kv_string(w, "status",
+                      stoa_db_value(res, 0, SUBSCRIPTION_COL_STATUS));
     stoa_jw_key(w, "plan");
     if (stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_KEY)) {
         stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "key", stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_KEY));
-        stoa_jw_kv_string(w, "name", stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_NAME));
+        stoa_jw_kv_string(w, "key",
+                          stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_KEY));
+        stoa_jw_kv_string(w, "name",
+                          stoa_db_value(res, 0, SUBSCRIPTION_COL_PLAN_NAME));
         stoa_jw_object_close(w);
     } else {
         stoa_jw_null(w);
@@ -21,26 +24,34 @@ void billing_write_subscription(stoa_jw_t *w, const stoa_db_result_t *res)
     stoa_jw_key(w, "price");
     if (stoa_db_value(res, 0, SUBSCRIPTION_COL_PRICE_ID)) {
         stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "id", stoa_db_value(res, 0, SUBSCRIPTION_COL_PRICE_ID));
-        stoa_jw_kv_integer(w, "amount", atoll(stoa_db_value(res, 0, SUBSCRIPTION_COL_AMOUNT)));
-        stoa_jw_kv_string(w, "currency", stoa_db_value(res, 0, SUBSCRIPTION_COL_CURRENCY));
-        stoa_jw_kv_string(w, "interval", stoa_db_value(res, 0, SUBSCRIPTION_COL_INTERVAL));
+        stoa_jw_kv_string(w, "id",
+                          stoa_db_value(res, 0, SUBSCRIPTION_COL_PRICE_ID));
+        stoa_jw_kv_integer(
+            w, "amount", atoll(stoa_db_value(res, 0, SUBSCRIPTION_COL_AMOUNT)));
+        stoa_jw_kv_string(w, "currency",
+                          stoa_db_value(res, 0, SUBSCRIPTION_COL_CURRENCY));
+        stoa_jw_kv_string(w, "interval",
+                          stoa_db_value(res, 0, SUBSCRIPTION_COL_INTERVAL));
         stoa_jw_object_close(w);
     } else {
         stoa_jw_null(w);
     }
-    stoa_jw_kv_string(w, "current_period_end", stoa_db_value(res, 0, SUBSCRIPTION_COL_CURRENT_PERIOD_END));
-    stoa_jw_kv_bool(w, "cancel_at_period_end",
-                    stoa_db_value(res, 0, SUBSCRIPTION_COL_CANCEL_AT_PERIOD_END)[0] == 't');
-    stoa_jw_kv_string(w, "trial_end", stoa_db_value(res, 0, SUBSCRIPTION_COL_TRIAL_END));
+    stoa_jw_kv_string(
+        w, "current_period_end",
+        stoa_db_value(res, 0, SUBSCRIPTION_COL_CURRENT_PERIOD_END));
+    stoa_jw_kv_bool(
+        w, "cancel_at_period_end",
+        stoa_db_value(res, 0, SUBSCRIPTION_COL_CANCEL_AT_PERIOD_END)[0] == 't');
+    stoa_jw_kv_string(w, "trial_end",
+                      stoa_db_value(res, 0, SUBSCRIPTION_COL_TRIAL_END));
     stoa_jw_object_close(w);
 }
 
 static int load_subscription(stoa_request_t *req, stoa_db_result_t **res)
 {
     const char *p1[] = {req->principal.user_id};
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena, BILLING_SQL(SUBSCRIPTION_OF_USER), p1,
-                          res);
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
+                          BILLING_SQL(SUBSCRIPTION_OF_USER), p1, res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(*res) == 0)

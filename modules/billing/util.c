@@ -33,7 +33,8 @@ int billing_stripe_failed(stoa_request_t *req, int rc,
     /* err->code comes from Stripe's JSON: keep only safe characters. */
     char *code = stoa_arena_strdup(req->arena, err->code);
     for (char *p = code; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || *p == '_' || (*p >= '0' && *p <= '9')))
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_' ||
+              (*p >= '0' && *p <= '9')))
             *p = '_';
     stoa_jw_t *d = stoa_jw_arena(req->arena);
     stoa_jw_object_open(d);
@@ -94,13 +95,16 @@ void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     stoa_jw_kv_string(w, "id", stoa_db_value(res, row, PLAN_COL_ID));
     stoa_jw_kv_string(w, "key", stoa_db_value(res, row, PLAN_COL_KEY));
     stoa_jw_kv_string(w, "name", stoa_db_value(res, row, PLAN_COL_NAME));
-    stoa_jw_kv_string(w, "description", stoa_db_value(res, row, PLAN_COL_DESCRIPTION));
+    stoa_jw_kv_string(w, "description",
+                      stoa_db_value(res, row, PLAN_COL_DESCRIPTION));
     stoa_jw_key(w, "features");
     const char *features = stoa_db_value(res, row, PLAN_COL_FEATURES);
     stoa_jw_raw(w, features, strlen(features));
     if (admin) {
-        stoa_jw_kv_bool(w, "active", stoa_db_value(res, row, PLAN_COL_ACTIVE)[0] == 't');
-        stoa_jw_kv_string(w, "stripe_product_id", stoa_db_value(res, row, PLAN_COL_STRIPE_PRODUCT_ID));
+        stoa_jw_kv_bool(w, "active",
+                        stoa_db_value(res, row, PLAN_COL_ACTIVE)[0] == 't');
+        stoa_jw_kv_string(w, "stripe_product_id",
+                          stoa_db_value(res, row, PLAN_COL_STRIPE_PRODUCT_ID));
     }
     stoa_jw_key(w, "prices");
     const char *prices = stoa_db_value(res, row, PLAN_COL_PRICES);
@@ -134,8 +138,8 @@ void billing_write_plan(stoa_jw_t *w, const stoa_db_result_t *res, int row,
 bool billing_plan_key_valid(const char *key)
 {
     size_t n = strlen(key);
-    if (n == 0 || n > 64 || !((key[0] >= 'a' && key[0] <= 'z') ||
-                              (key[0] >= '0' && key[0] <= '9')))
+    if (n == 0 || n > 64 ||
+        !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= '0' && key[0] <= '9')))
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = key[i];
@@ -147,8 +151,9 @@ bool billing_plan_key_valid(const char *key)
 }
 
 const char *const billing_subscription_statuses[] = {
-    "trialing", "active",     "past_due",           "canceled",
-    "unpaid",   "incomplete", "incomplete_expired", "paused", NULL};
+    "trialing",           "active", "past_due",
+    "canceled",           "unpaid", "incomplete",
+    "incomplete_expired", "paused", NULL};
 
 bool billing_subscription_status_valid(const char *status)
 {

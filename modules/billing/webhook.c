@@ -58,7 +58,8 @@ static const char *ref(const stoa_json_t *obj, const char *key)
 static int exec(event_t *ev, const stoa_db_statement_t *st,
                 const char *const *params, stoa_db_result_t **out)
 {
-    return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, st, params, out);
+    return stoa_db_exec(stoa_request_db(ev->req), ev->req->arena, st, params,
+                        out);
 }
 
 /* An upsert guarded by the event's time (SUBSCRIPTION_UPSERT,
@@ -83,12 +84,13 @@ static int upsert(event_t *ev, const stoa_db_statement_t *st,
 static int domain_event(event_t *ev, const char *type, const char *user_id,
                         const char *object_id)
 {
-    bool subscription = stoa_event_find(type)->data ==
-                        STOA_EVENT_DATA_SUBSCRIPTION;
+    bool subscription =
+        stoa_event_find(type)->data == STOA_EVENT_DATA_SUBSCRIPTION;
     const char *p[] = {object_id};
     stoa_db_result_t *res;
-    int rc = exec(ev, subscription ? BILLING_SQL(SUBSCRIPTION_BY_STRIPE_ID)
-                                   : BILLING_SQL(INVOICE_BY_STRIPE_ID),
+    int rc = exec(ev,
+                  subscription ? BILLING_SQL(SUBSCRIPTION_BY_STRIPE_ID)
+                               : BILLING_SQL(INVOICE_BY_STRIPE_ID),
                   p, &res);
     if (rc != STOA_OK)
         return rc;
@@ -111,7 +113,8 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
     }
     stoa_jw_object_close(w);
     stoa_jw_free(w);
-    rc = stoa_outbox_event(stoa_request_db(ev->req), ev->req->arena, type, data.data);
+    rc = stoa_outbox_event(stoa_request_db(ev->req), ev->req->arena, type,
+                           data.data);
     stoa_buf_free(&data);
     return rc;
 }
@@ -168,7 +171,8 @@ static int on_checkout_completed(event_t *ev)
     stoa_db_result_t *res;
     int rc;
     if ((rc = exec(ev, BILLING_SQL(LINK_CUSTOMER), p1, NULL)) != STOA_OK ||
-        (rc = exec(ev, BILLING_SQL(BACKFILL_SUBSCRIPTIONS), p2, &res)) != STOA_OK ||
+        (rc = exec(ev, BILLING_SQL(BACKFILL_SUBSCRIPTIONS), p2, &res)) !=
+            STOA_OK ||
         (rc = exec(ev, BILLING_SQL(BACKFILL_INVOICES), p2, NULL)) != STOA_OK)
         return rc;
     ev->touched_user = user_id;
@@ -181,8 +185,9 @@ static int on_subscription(event_t *ev)
     const char *id = str(o, "id"), *customer = ref(o, "customer");
     const char *status = str(o, "status");
     if (!id || !customer || !status) {
-        snprintf(ev->error, sizeof(ev->error), "subscription without id, "
-                                               "customer or status");
+        snprintf(ev->error, sizeof(ev->error),
+                 "subscription without id, "
+                 "customer or status");
         return STOA_OK;
     }
     /* The schema refuses any other status: a 500 Stripe would retry. */
@@ -193,8 +198,8 @@ static int on_subscription(event_t *ev)
     }
     const stoa_json_t *items = stoa_json_get(stoa_json_get(o, "items"), "data");
     const stoa_json_t *price = stoa_json_get(stoa_json_at(items, 0), "price");
-    const char *price_id = stoa_json_is_object(price) ? str(price, "id")
-                                                      : stoa_json_string(price);
+    const char *price_id =
+        stoa_json_is_object(price) ? str(price, "id") : stoa_json_string(price);
     const char *meta_user = str(stoa_json_get(o, "metadata"), "user_id");
     if (meta_user && !stoa_uuid_valid(meta_user))
         meta_user = NULL;
@@ -237,8 +242,9 @@ static int on_invoice(event_t *ev)
     stoa_arena_t *a = ev->req->arena;
     const char *created = num(a, o, "created");
     if (!id || !customer || !status || !currency || !created) {
-        snprintf(ev->error, sizeof(ev->error), "invoice without id, customer, "
-                                               "status, currency or created");
+        snprintf(ev->error, sizeof(ev->error),
+                 "invoice without id, customer, "
+                 "status, currency or created");
         return STOA_OK;
     }
     const char *due = num(a, o, "amount_due"), *paid = num(a, o, "amount_paid");
@@ -260,13 +266,14 @@ static int on_invoice(event_t *ev)
         return rc == STOA_DECLINED ? STOA_OK : rc;
     const char *user_id = stoa_db_value(res, 0, UPSERTED_COL_USER_ID);
     if (strcmp(ev->type, "invoice.paid") == 0) {
-        if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAID, user_id, id)) != STOA_OK)
+        if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAID, user_id, id)) !=
+            STOA_OK)
             return rc;
         return mail_user(ev, user_id, "receipt", paid, currency);
     }
     if (strcmp(ev->type, "invoice.payment_failed") == 0) {
-        if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAYMENT_FAILED, user_id, id)) !=
-            STOA_OK)
+        if ((rc = domain_event(ev, STOA_EVENT_INVOICE_PAYMENT_FAILED, user_id,
+                               id)) != STOA_OK)
             return rc;
         return mail_user(ev, user_id, "payment_failed", due, currency);
     }
@@ -286,10 +293,14 @@ static int on_charge_refunded(event_t *ev)
     }
     const char *invoice = ref(o, "invoice");
     const char *status = str(o, "status");
-    const char *p1[] = {id,       invoice,
-                        amount,   refunded,
-                        currency, status ? status : "succeeded",
-                        boolean(o, "refunded"), ev->created};
+    const char *p1[] = {id,
+                        invoice,
+                        amount,
+                        refunded,
+                        currency,
+                        status ? status : "succeeded",
+                        boolean(o, "refunded"),
+                        ev->created};
     int rc = exec(ev, BILLING_SQL(CHARGE_UPSERT), p1, NULL);
     if (rc != STOA_OK || !invoice)
         return rc;
@@ -343,10 +354,12 @@ static int on_product(event_t *ev)
     bool deleted = strcmp(ev->type, "product.deleted") == 0;
     const char *active = deleted ? "false" : boolean(o, "active");
     const char *p1[] = {key, id};
-    const char *p2[] = {key,    name,   description ? description : "",
-                        features, active, id, ev->created};
+    const char *p2[] = {key,        name,   description ? description : "",
+                        features,   active, id,
+                        ev->created};
     int rc;
-    if ((rc = exec(ev, BILLING_SQL(PRODUCT_LINK_BY_KEY), p1, NULL)) != STOA_OK ||
+    if ((rc = exec(ev, BILLING_SQL(PRODUCT_LINK_BY_KEY), p1, NULL)) !=
+            STOA_OK ||
         (rc = exec(ev, BILLING_SQL(PRODUCT_UPSERT), p2, NULL)) != STOA_OK)
         return rc;
     ev->catalogue_changed = true;
@@ -358,7 +371,8 @@ static int on_price(event_t *ev)
     const stoa_json_t *o = ev->object;
     stoa_arena_t *a = ev->req->arena;
     const char *id = str(o, "id"), *product = ref(o, "product");
-    const char *amount = num(a, o, "unit_amount"), *currency = str(o, "currency");
+    const char *amount = num(a, o, "unit_amount"),
+               *currency = str(o, "currency");
     const char *interval = str(stoa_json_get(o, "recurring"), "interval");
     if (!id || !product || !amount || !currency || !interval ||
         (strcmp(interval, "month") != 0 && strcmp(interval, "year") != 0)) {
@@ -377,11 +391,16 @@ static int on_price(event_t *ev)
     }
     bool deleted = strcmp(ev->type, "price.deleted") == 0;
     const char *p1[] = {product};
-    const char *p2[] = {product, amount, currency, interval,
-                        deleted ? "false" : boolean(o, "active"), id,
+    const char *p2[] = {product,
+                        amount,
+                        currency,
+                        interval,
+                        deleted ? "false" : boolean(o, "active"),
+                        id,
                         ev->created};
     int rc;
-    if ((rc = exec(ev, BILLING_SQL(PRODUCT_PLACEHOLDER), p1, NULL)) != STOA_OK ||
+    if ((rc = exec(ev, BILLING_SQL(PRODUCT_PLACEHOLDER), p1, NULL)) !=
+            STOA_OK ||
         (rc = exec(ev, BILLING_SQL(PRICE_UPSERT), p2, NULL)) != STOA_OK)
         return rc;
     ev->catalogue_changed = true;
@@ -395,9 +414,10 @@ static int apply(event_t *ev)
         return on_checkout_completed(ev);
     if (strncmp(t, "customer.subscription.", 22) == 0)
         return on_subscription(ev);
-    if (strcmp(t, "invoice.paid") == 0 || strcmp(t, "invoice.payment_failed") == 0 ||
-        strcmp(t, "invoice.finalized") == 0 || strcmp(t, "invoice.updated") == 0 ||
-        strcmp(t, "invoice.created") == 0)
+    if (strcmp(t, "invoice.paid") == 0 ||
+        strcmp(t, "invoice.payment_failed") == 0 ||
+        strcmp(t, "invoice.finalized") == 0 ||
+        strcmp(t, "invoice.updated") == 0 || strcmp(t, "invoice.created") == 0)
         return on_invoice(ev);
     if (strcmp(t, "charge.refunded") == 0)
         return on_charge_refunded(ev);
@@ -422,10 +442,9 @@ int billing_webhook(stoa_request_t *req)
 {
     /* The signature covers the raw bytes: check before parsing anything. */
     const char *sig = stoa_request_param(req, "HTTP_STRIPE_SIGNATURE");
-    if (stoa_stripe_verify_signature(sig, req->body, req->body_len,
-                                     req->ctx->conf.stripe_webhook_secret,
-                                     stoa_unix_time(),
-                                     SIGNATURE_TOLERANCE_S) != STOA_OK) {
+    if (stoa_stripe_verify_signature(
+            sig, req->body, req->body_len, req->ctx->conf.stripe_webhook_secret,
+            stoa_unix_time(), SIGNATURE_TOLERANCE_S) != STOA_OK) {
         stoa_log(STOA_LOG_NOTICE, "stripe webhook with a bad or stale "
                                   "signature refused");
         return stoa_http_fail(req, STOA_ERR_INVALID_SIGNATURE,
@@ -456,7 +475,8 @@ int billing_webhook(stoa_request_t *req)
     if ((rc = apply(&ev)) != STOA_OK)
         return rc; /* rolled back: Stripe retries the delivery */
     const char *p2[] = {ev.event_id, ev.error[0] ? ev.error : NULL};
-    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_DONE), p2, NULL)) != STOA_OK ||
+    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_DONE), p2,
+                           NULL)) != STOA_OK ||
         (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
         return rc;
     if (ev.error[0])

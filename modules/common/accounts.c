@@ -31,22 +31,26 @@ const stoa_db_statement_t stoa_accounts_statements[ACCOUNTS_SQL_COUNT] = {
      * change: two changes at once queue here instead of each counting the
      * other's admin (a row changed meanwhile is read again after the wait
      * and drops out when it is no longer an active admin). */
-    [ACCOUNTS_SQL_LOCK_ADMINS] = {"accounts_lock_admins",
-     "SELECT id FROM auth.users WHERE role = 'admin' AND status = 'active' "
-     "ORDER BY id FOR UPDATE",
-     0},
-    [ACCOUNTS_SQL_LOCK_BY_ID] = {"accounts_lock_by_id",
-     "SELECT id, role, status FROM auth.users WHERE id = $1::uuid AND "
-     "status <> 'deleted' FOR UPDATE",
-     1},
-    [ACCOUNTS_SQL_LOCK_BY_EMAIL] = {"accounts_lock_by_email",
-     "SELECT id, role, status FROM auth.users WHERE lower(email) = $1 AND "
-     "status <> 'deleted' FOR UPDATE",
-     1},
-    [ACCOUNTS_SQL_UPDATE] = {"accounts_update",
-     "UPDATE auth.users SET role = $2, status = $3, updated_at = now() "
-     "WHERE id = $1::uuid",
-     3},
+    [ACCOUNTS_SQL_LOCK_ADMINS] =
+        {"accounts_lock_admins",
+         "SELECT id FROM auth.users WHERE role = 'admin' AND status = 'active' "
+         "ORDER BY id FOR UPDATE",
+         0},
+    [ACCOUNTS_SQL_LOCK_BY_ID] =
+        {"accounts_lock_by_id",
+         "SELECT id, role, status FROM auth.users WHERE id = $1::uuid AND "
+         "status <> 'deleted' FOR UPDATE",
+         1},
+    [ACCOUNTS_SQL_LOCK_BY_EMAIL] =
+        {"accounts_lock_by_email",
+         "SELECT id, role, status FROM auth.users WHERE lower(email) = $1 AND "
+         "status <> 'deleted' FOR UPDATE",
+         1},
+    [ACCOUNTS_SQL_UPDATE] =
+        {"accounts_update",
+         "UPDATE auth.users SET role = $2, status = $3, updated_at = now() "
+         "WHERE id = $1::uuid",
+         3},
 };
 const size_t stoa_accounts_statements_len =
     STOA_ARRAY_LEN(stoa_accounts_statements);
@@ -134,10 +138,9 @@ static int change_in_transaction(stoa_db_t *db, stoa_arena_t *arena,
                                         out->new_status))) != STOA_OK)
         return rc;
     /* One domain event per change, carrying the row as changed. */
-    return stoa_event_user(db, arena,
-                           suspends ? STOA_EVENT_USER_SUSPENDED
-                                    : STOA_EVENT_USER_UPDATED,
-                           id);
+    return stoa_event_user(
+        db, arena,
+        suspends ? STOA_EVENT_USER_SUSPENDED : STOA_EVENT_USER_UPDATED, id);
 }
 
 int stoa_account_last_admin(stoa_db_t *db, stoa_arena_t *arena,

@@ -11,12 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "stoa/format.h"
 #include "stoa/audit.h"
 #include "stoa/crypto.h"
 #include "stoa/fcgi.h"
-#include "stoa/log.h"
+#include "stoa/format.h"
 #include "stoa/idempotency.h"
+#include "stoa/log.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
 
@@ -43,8 +43,8 @@ int stoa_app_readyz(stoa_request_t *req)
         return STOA_OK;
     }
     stoa_db_result_t *jobs = NULL;
-    if (stoa_db_exec(stoa_request_db(req), req->arena, STOA_OUTBOX_SQL(JOB_COUNTS), NULL, &jobs) !=
-        STOA_OK)
+    if (stoa_db_exec(stoa_request_db(req), req->arena,
+                     STOA_OUTBOX_SQL(JOB_COUNTS), NULL, &jobs) != STOA_OK)
         jobs = NULL;
     stoa_jw_t *w = stoa_http_json(req, 200);
     stoa_jw_object_open(w);
@@ -160,8 +160,8 @@ static int idempotency_begin(stoa_request_t *req, stoa_idem_call_t *call,
     }
     idem_call(req, call);
     stoa_idem_outcome_t out;
-    int rc = stoa_idempotency_claim(stoa_request_db(req), req->arena, call,
-                                    &out);
+    int rc =
+        stoa_idempotency_claim(stoa_request_db(req), req->arena, call, &out);
     if (rc != STOA_OK)
         return rc;
     switch (out.state) {
@@ -391,9 +391,8 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
     ctx.app = app;
     char program[64], err[512];
     snprintf(program, sizeof(program), "stoa-%s", app->name);
-    if (stoa_ctx_open(&ctx, program, config, app->statements,
-                      app->nstatements, 0, 0,
-                      check_only ? STOA_CTX_CHECK_ONLY : 0, err,
+    if (stoa_ctx_open(&ctx, program, config, app->statements, app->nstatements,
+                      0, 0, check_only ? STOA_CTX_CHECK_ONLY : 0, err,
                       sizeof(err)) != STOA_OK) {
         fprintf(stderr, "%s: %s\n", program, err);
         return 1;

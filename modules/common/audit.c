@@ -4,11 +4,12 @@
 enum { AUDIT_SQL_INSERT, AUDIT_SQL_COUNT };
 
 const stoa_db_statement_t stoa_audit_statements[AUDIT_SQL_COUNT] = {
-    [AUDIT_SQL_INSERT] = {"audit_insert",
-     "INSERT INTO admin.audit_log (actor_id, actor, action, target_id, ip, "
-     "request_id, details) VALUES ($1::uuid, $2, $3, $4::uuid, "
-     "$5::inet, $6, coalesce($7::jsonb, '{}'::jsonb))",
-     7},
+    [AUDIT_SQL_INSERT] =
+        {"audit_insert",
+         "INSERT INTO admin.audit_log (actor_id, actor, action, target_id, ip, "
+         "request_id, details) VALUES ($1::uuid, $2, $3, $4::uuid, "
+         "$5::inet, $6, coalesce($7::jsonb, '{}'::jsonb))",
+         7},
 };
 const size_t stoa_audit_statements_len = STOA_ARRAY_LEN(stoa_audit_statements);
 
@@ -19,9 +20,9 @@ int stoa_audit(stoa_db_t *db, stoa_arena_t *arena, const stoa_actor_t *actor,
     const char *kind = actor->user_id ? "user"
                        : actor->label ? actor->label
                                       : "anonymous";
-    const char *params[] = {actor->user_id, kind,
-                            action,         target_id,
-                            actor->address, actor->request_id,
+    const char *params[] = {actor->user_id, kind,           action,
+                            target_id,      actor->address, actor->request_id,
                             details_json};
-    return stoa_db_exec(db, arena, &stoa_audit_statements[AUDIT_SQL_INSERT], params, NULL);
+    return stoa_db_exec(db, arena, &stoa_audit_statements[AUDIT_SQL_INSERT],
+                        params, NULL);
 }

@@ -29,9 +29,13 @@ typedef struct {
 } conf_key_t;
 
 #define S(field, def, fl)                                                      \
-    {#field, CONF_STRING, offsetof(stoa_conf_t, field), def, 0, 0, fl}
+    {                                                                          \
+#field, CONF_STRING, offsetof(stoa_conf_t, field), def, 0, 0, fl       \
+    }
 #define L(field, def, lo, hi)                                                  \
-    {#field, CONF_LONG, offsetof(stoa_conf_t, field), #def, lo, hi, 0}
+    {                                                                          \
+#field, CONF_LONG, offsetof(stoa_conf_t, field), #def, lo, hi, 0       \
+    }
 
 static const conf_key_t conf_keys[] = {
     S(database_url, "dbname=stoa", CONF_NONEMPTY | CONF_SECRET),
@@ -177,8 +181,7 @@ static int read_secret_file(const char *path, char **out)
 
 /* Applies name=value where name may be "<secret>_file". */
 static int apply(stoa_conf_t *conf, const char *name, size_t name_len,
-                 const char *value, const char *where, char *err,
-                 size_t errlen)
+                 const char *value, const char *where, char *err, size_t errlen)
 {
     const conf_key_t *k = find_key(name, name_len);
     if (k)

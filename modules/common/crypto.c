@@ -112,7 +112,8 @@ static size_t b64_encode(const char *alphabet, bool pad, const uint8_t *in,
 {
     size_t o = 0, i = 0;
     for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        uint32_t v =
+            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         out[o++] = alphabet[v >> 18];
         out[o++] = alphabet[(v >> 12) & 63];
         out[o++] = alphabet[(v >> 6) & 63];
@@ -252,23 +253,21 @@ bool stoa_uuid_valid(const char *s)
 #define AEAD_TAG_LEN 16
 
 int stoa_aead_seal(const uint8_t key[STOA_AEAD_KEY_LEN], const void *plain,
-                   size_t len, const void *aad, size_t aad_len,
-                   uint8_t *sealed)
+                   size_t len, const void *aad, size_t aad_len, uint8_t *sealed)
 {
     if (len > INT32_MAX || aad_len > INT32_MAX)
         return STOA_ERROR;
     uint8_t *nonce = sealed, *ct = sealed + AEAD_NONCE_LEN;
     stoa_random_bytes(nonce, AEAD_NONCE_LEN);
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int n = 0, ok = c &&
-                    EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) ==
-                        1 &&
-                    (!aad || EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) ==
-                                 1) &&
-                    EVP_EncryptUpdate(c, ct, &n, plain, (int)len) == 1 &&
-                    EVP_EncryptFinal_ex(c, ct + n, &n) == 1 &&
-                    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, AEAD_TAG_LEN,
-                                        ct + len) == 1;
+    int n = 0,
+        ok = c &&
+             EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) == 1 &&
+             (!aad || EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) == 1) &&
+             EVP_EncryptUpdate(c, ct, &n, plain, (int)len) == 1 &&
+             EVP_EncryptFinal_ex(c, ct + n, &n) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, AEAD_TAG_LEN,
+                                 ct + len) == 1;
     EVP_CIPHER_CTX_free(c);
     return ok ? STOA_OK : STOA_ERROR;
 }
@@ -285,15 +284,14 @@ int stoa_aead_open(const uint8_t key[STOA_AEAD_KEY_LEN], const uint8_t *sealed,
     uint8_t tag[AEAD_TAG_LEN];
     memcpy(tag, ct + ct_len, AEAD_TAG_LEN);
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int n = 0, ok = c &&
-                    EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) ==
-                        1 &&
-                    (!aad || EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) ==
-                                 1) &&
-                    EVP_DecryptUpdate(c, plain, &n, ct, (int)ct_len) == 1 &&
-                    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, AEAD_TAG_LEN,
-                                        tag) == 1 &&
-                    EVP_DecryptFinal_ex(c, plain + n, &n) == 1;
+    int n = 0,
+        ok = c &&
+             EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) == 1 &&
+             (!aad || EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) == 1) &&
+             EVP_DecryptUpdate(c, plain, &n, ct, (int)ct_len) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, AEAD_TAG_LEN, tag) ==
+                 1 &&
+             EVP_DecryptFinal_ex(c, plain + n, &n) == 1;
     EVP_CIPHER_CTX_free(c);
     if (!ok) {
         stoa_wipe(plain, ct_len);

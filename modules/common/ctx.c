@@ -4,16 +4,16 @@
  * breaker (kv.h), so one timeout spares every thread the next. */
 #include "stoa/ctx.h"
 
-#include <errno.h>
 #include "stoa/accounts.h"
 #include "stoa/audit.h"
 #include "stoa/events.h"
 #include "stoa/gdpr.h"
-#include "stoa/idempotency.h"
 #include "stoa/hostcache.h"
+#include "stoa/idempotency.h"
 #include "stoa/log.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +31,14 @@ struct stoa_conn_pool_s {
     stoa_kv_breaker_t *breaker; /* Redis pools: shared by every handle */
 };
 
-static void free_db(void *h) { stoa_db_free(h); }
-static void free_kv(void *h) { stoa_kv_free(h); }
+static void free_db(void *h)
+{
+    stoa_db_free(h);
+}
+static void free_kv(void *h)
+{
+    stoa_kv_free(h);
+}
 
 /* While the breaker was open, revocation markers were skipped at once
  * (revoke.c could not drop the sentinel either): a session revoked then
@@ -182,8 +188,8 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         stoa_conf_free(&ctx->conf);
         return STOA_ERROR;
     }
-    stoa_kv_t *probe = stoa_kv_new(ctx->conf.redis_url,
-                                   ctx->conf.redis_timeout_ms);
+    stoa_kv_t *probe =
+        stoa_kv_new(ctx->conf.redis_url, ctx->conf.redis_timeout_ms);
     if (!probe) {
         snprintf(err, errlen, "configuration error: redis_url is malformed");
         stoa_conf_free(&ctx->conf);
@@ -224,8 +230,8 @@ int stoa_ctx_open(stoa_ctx_t *ctx, const char *program, const char *config_path,
         db_size = (size_t)ctx->conf.db_pool_size;
     if (!kv_size)
         kv_size = (size_t)ctx->conf.redis_pool_size;
-    if (stoa_ctx_pools_open(ctx, tables, STOA_CTX_TABLES, db_size, kv_size,
-                            err, errlen) != STOA_OK) {
+    if (stoa_ctx_pools_open(ctx, tables, STOA_CTX_TABLES, db_size, kv_size, err,
+                            errlen) != STOA_OK) {
         stoa_conf_free(&ctx->conf);
         return STOA_ERROR;
     }

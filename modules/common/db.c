@@ -25,8 +25,8 @@ struct stoa_db_s {
     size_t ntables;
     size_t *first;      /* per table: the slot of its first statement */
     size_t nstatements; /* over all tables */
-    bool *prepared; /* per statement, for the current connection */
-    bool *reads;    /* per statement: its text is a lone SELECT */
+    bool *prepared;     /* per statement, for the current connection */
+    bool *reads;        /* per statement: its text is a lone SELECT */
     long statement_timeout_ms;
     long connect_timeout_s;
     uint64_t last_attempt_us;
@@ -85,8 +85,8 @@ int stoa_db_sql_max_param(const char *sql)
             const char *end = strstr(p + 2, "*/");
             p = end ? end + 2 : p + strlen(p);
         } else if (*p == '$' && isdigit((unsigned char)p[1]) &&
-                   (p == sql || !(isalnum((unsigned char)p[-1]) ||
-                                  p[-1] == '_'))) {
+                   (p == sql ||
+                    !(isalnum((unsigned char)p[-1]) || p[-1] == '_'))) {
             int n = 0;
             for (p++; isdigit((unsigned char)*p) && n < 100000; p++)
                 n = n * 10 + (*p - '0');
@@ -107,24 +107,29 @@ int stoa_db_check_tables(const stoa_db_table_t *tables, size_t ntables,
             const stoa_db_statement_t *st = &tables[t].list[i];
             if (!st->name || !st->sql) {
                 const char *before = i ? tables[t].list[i - 1].name : NULL;
-                snprintf(err, errlen, "statement %zu of table %zu (after %s) "
-                         "has no text: its id has no entry in the table", i,
-                         t, before ? before : "none");
+                snprintf(err, errlen,
+                         "statement %zu of table %zu (after %s) "
+                         "has no text: its id has no entry in the table",
+                         i, t, before ? before : "none");
                 return STOA_ERROR;
             }
             int used = stoa_db_sql_max_param(st->sql);
             if (used != st->nparams) {
-                snprintf(err, errlen, "statement %s: its text uses $%d but "
-                         "it declares %d parameter%s", st->name, used,
-                         st->nparams, st->nparams == 1 ? "" : "s");
+                snprintf(err, errlen,
+                         "statement %s: its text uses $%d but "
+                         "it declares %d parameter%s",
+                         st->name, used, st->nparams,
+                         st->nparams == 1 ? "" : "s");
                 return STOA_ERROR;
             }
             for (size_t u = 0; u <= t; u++)
                 for (size_t j = 0; j < (u == t ? i : tables[u].len); j++)
                     if (tables[u].list[j].name &&
                         strcmp(tables[u].list[j].name, st->name) == 0) {
-                        snprintf(err, errlen, "statement %s is declared "
-                                 "twice", st->name);
+                        snprintf(err, errlen,
+                                 "statement %s is declared "
+                                 "twice",
+                                 st->name);
                         return STOA_ERROR;
                     }
         }
@@ -137,8 +142,8 @@ static void drop(stoa_db_t *db)
     if (db->conn)
         PQfinish(db->conn);
     db->conn = NULL;
-    memset(db->prepared, 0, (db->nstatements ? db->nstatements : 1) *
-                                sizeof(bool));
+    memset(db->prepared, 0,
+           (db->nstatements ? db->nstatements : 1) * sizeof(bool));
 }
 
 void stoa_db_free(stoa_db_t *db)
@@ -159,8 +164,8 @@ static void set_error(stoa_db_t *db, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", state ? state : "");
-    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                          : NULL;
+    const char *msg =
+        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (!msg && db->conn)
         msg = PQerrorMessage(db->conn);
     snprintf(db->error, sizeof(db->error), "%s", msg ? msg : "unknown error");
@@ -235,7 +240,9 @@ int stoa_db_connect(stoa_db_t *db)
 
     char timeout[32], options[128];
     snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
-    snprintf(options, sizeof(options), "-c statement_timeout=%ld -c TimeZone=UTC -c client_min_messages=warning",
+    snprintf(options, sizeof(options),
+             "-c statement_timeout=%ld -c TimeZone=UTC -c "
+             "client_min_messages=warning",
              db->statement_timeout_ms);
     const char *keys[] = {"dbname", "connect_timeout", "options",
                           "application_name", NULL};
@@ -323,8 +330,8 @@ static const char *refused_field(const PGresult *res, int nparams,
  * text is not a value of its type (an impossible date, a number out of
  * range, bytes that are not UTF-8, a string too long). res may be NULL or
  * a success (nothing to mark). */
-static void note_data_exception(stoa_db_t *db, const PGresult *res,
-                                int nparams, const char *const *params,
+static void note_data_exception(stoa_db_t *db, const PGresult *res, int nparams,
+                                const char *const *params,
                                 const char *const *fields)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -395,9 +402,11 @@ static bool may_retry(stoa_db_t *db, const PGresult *res, bool idle,
                            strncmp(state, "57P", 3) == 0));
     if (lost) {
         set_error(db, res);
-        stoa_log(STOA_LOG_WARN, "postgres connection lost before a "
-                                "statement took effect (%s); retrying once "
-                                "on a new connection", db->error);
+        stoa_log(STOA_LOG_WARN,
+                 "postgres connection lost before a "
+                 "statement took effect (%s); retrying once "
+                 "on a new connection",
+                 db->error);
         drop(db);
     }
     return lost;
@@ -429,8 +438,8 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
         if (rc != STOA_OK)
             return rc;
         if (!db->prepared[idx]) {
-            PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams,
-                                     NULL);
+            PGresult *pr =
+                PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
             /* A PREPARE changes nothing but the connection it dies with. */
             if (may_retry(db, pr, idle, true)) {
                 PQclear(pr);
@@ -469,8 +478,8 @@ int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
         int rc = connect_attempt(db, attempt, &idle);
         if (rc != STOA_OK)
             return rc;
-        PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params,
-                                     NULL, NULL, 0);
+        PGresult *res =
+            PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
         if (may_retry(db, res, idle, harmless)) {
             PQclear(res);
             continue;
@@ -494,8 +503,14 @@ static int simple(stoa_db_t *db, const char *sql)
     return stoa_db_query(db, NULL, sql, 0, NULL, NULL);
 }
 
-int stoa_db_begin(stoa_db_t *db) { return simple(db, "BEGIN"); }
-int stoa_db_commit(stoa_db_t *db) { return simple(db, "COMMIT"); }
+int stoa_db_begin(stoa_db_t *db)
+{
+    return simple(db, "BEGIN");
+}
+int stoa_db_commit(stoa_db_t *db)
+{
+    return simple(db, "COMMIT");
+}
 
 void stoa_db_rollback(stoa_db_t *db)
 {
@@ -530,8 +545,8 @@ stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
 {
     PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
     STOA_ASSERT(res != NULL);
-    PGresAttDesc *attrs = stoa_xcalloc(ncols ? (size_t)ncols : 1,
-                                       sizeof(*attrs));
+    PGresAttDesc *attrs =
+        stoa_xcalloc(ncols ? (size_t)ncols : 1, sizeof(*attrs));
     char name[] = "column";
     for (int c = 0; c < ncols; c++) {
         attrs[c].name = name;
@@ -545,8 +560,8 @@ stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
         for (int c = 0; c < ncols; c++) {
             const char *v = values[r * ncols + c];
             /* Length -1: SQL NULL. */
-            STOA_ASSERT(PQsetvalue(res, r, c, (char *)v,
-                                   v ? (int)strlen(v) : -1));
+            STOA_ASSERT(
+                PQsetvalue(res, r, c, (char *)v, v ? (int)strlen(v) : -1));
         }
     stoa_db_result_t *out = stoa_arena_alloc(arena, sizeof(*out));
     out->res = res;

@@ -39,11 +39,12 @@ enum { EVENT_SQL_USER_SNAPSHOT, EVENT_SQL_COUNT };
 const stoa_db_statement_t stoa_event_statements[EVENT_SQL_COUNT] = {
     /* The members of STOA_EVENT_DATA_USER, built by Postgres so every
      * string is escaped once, by the same rules. */
-    [EVENT_SQL_USER_SNAPSHOT] = {"event_user_snapshot",
-     "SELECT json_build_object('id', id, 'email', email, 'name', name, "
-     "'role', role, 'status', status, 'created_at', "
-     STOA_DB_TS("created_at") ")::text FROM auth.users WHERE id = $1::uuid",
-     1},
+    [EVENT_SQL_USER_SNAPSHOT] =
+        {"event_user_snapshot",
+         "SELECT json_build_object('id', id, 'email', email, 'name', name, "
+         "'role', role, 'status', status, 'created_at', " STOA_DB_TS(
+             "created_at") ")::text FROM auth.users WHERE id = $1::uuid",
+         1},
 };
 const size_t stoa_event_statements_len = STOA_ARRAY_LEN(stoa_event_statements);
 
@@ -52,8 +53,9 @@ int stoa_event_user(stoa_db_t *db, stoa_arena_t *arena, const char *type,
 {
     const char *params[] = {user_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(db, arena, &stoa_event_statements[EVENT_SQL_USER_SNAPSHOT],
-                          params, &res);
+    int rc =
+        stoa_db_exec(db, arena, &stoa_event_statements[EVENT_SQL_USER_SNAPSHOT],
+                     params, &res);
     if (rc != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0)

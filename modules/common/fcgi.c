@@ -30,27 +30,44 @@ static atomic_uint_fast64_t last_activity_us;
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
-
 
 const char *stoa_request_param(const stoa_request_t *req, const char *name)
 {
@@ -58,11 +75,10 @@ const char *stoa_request_param(const stoa_request_t *req, const char *name)
     return fr ? FCGX_GetParam(name, fr->envp) : NULL;
 }
 
-
 /* Fills the request from FastCGI params; returns false when the body is
  * refused (the answer is already set). */
-static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
-                         FCGX_Request *fr, const stoa_fcgi_handler_t *h)
+static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req, FCGX_Request *fr,
+                         const stoa_fcgi_handler_t *h)
 {
     char **env = fr->envp;
     req->transport = fr;
@@ -73,14 +89,13 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req,
     req->remote_addr = FCGX_GetParam("REMOTE_ADDR", env);
     /* Stored with a session and shown back: clean text only, once here
      * for every handler (Postgres refuses bytes that are not UTF-8). */
-    req->user_agent = stoa_text_sanitise(req->arena,
-                                         FCGX_GetParam("HTTP_USER_AGENT", env),
-                                         STOA_USER_AGENT_MAX);
+    req->user_agent = stoa_text_sanitise(
+        req->arena, FCGX_GetParam("HTTP_USER_AGENT", env), STOA_USER_AGENT_MAX);
     req->idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", env);
     /* Copied: the access line is written after FCGX_Finish_r, which frees
      * the params. */
-    req->method = stoa_arena_strdup(req->arena, req->method ? req->method
-                                                           : "GET");
+    req->method =
+        stoa_arena_strdup(req->arena, req->method ? req->method : "GET");
     if (!req->path) {
         /* Without nginx's normalised path, fall back to the raw URI. */
         const char *uri = FCGX_GetParam("REQUEST_URI", env);
@@ -159,8 +174,8 @@ static void write_response(stoa_request_t *req, FCGX_Request *fr,
 {
     stoa_buf_t head = *out;
     stoa_buf_reset(&head);
-    stoa_buf_printf(&head, "Status: %d %s\r\nX-Request-Id: %s\r\n",
-                    req->status, status_text(req->status), req->request_id);
+    stoa_buf_printf(&head, "Status: %d %s\r\nX-Request-Id: %s\r\n", req->status,
+                    status_text(req->status), req->request_id);
     if (req->status != 204) {
         stoa_buf_printf(&head,
                         "Content-Type: application/json\r\n"
@@ -244,7 +259,6 @@ static void request_release_memory(stoa_request_t *req, stoa_buf_t *out,
     free(nudge);
 }
 
-
 /* Connection slots. A slot is an FCGX_Request: free (no connection), or
  * holding a connection nginx keeps open between requests. Idle kept
  * connections wait in epoll, not in a thread: every handler thread takes
@@ -276,8 +290,7 @@ static void arm_listen_locked(server_t *srv)
         return;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
                              .data.ptr = NULL};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, FCGI_LISTENSOCK_FILENO, &ev) ==
-        0)
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, FCGI_LISTENSOCK_FILENO, &ev) == 0)
         srv->listen_armed = true;
 }
 

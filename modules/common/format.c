@@ -68,7 +68,8 @@ bool stoa_time_shape_valid(const char *s, bool date_only_ok)
     /* A date Postgres would refuse (Feb 30, month 13) is a client's
      * mistake: refused here, by field, before it reaches a statement.
      * Year 0 does not exist in Postgres' calendar either. */
-    int year = decimal(s, 4), month = decimal(s + 5, 2), day = decimal(s + 8, 2);
+    int year = decimal(s, 4), month = decimal(s + 5, 2),
+        day = decimal(s + 8, 2);
     if (year < 1 || month < 1 || month > 12 || day < 1 ||
         day > days_in_month(year, month))
         return false;

@@ -23,40 +23,51 @@ enum {
 
 const stoa_db_statement_t stoa_gdpr_statements[GDPR_SQL_COUNT] = {
     /* No row for an unknown or erased account. */
-    [GDPR_SQL_EXPORT] = {"gdpr_export",
-     "SELECT json_build_object("
-     " 'user', (SELECT row_to_json(x) FROM (SELECT id, email, name, role, "
-     "  status, email_verified_at, created_at, updated_at, notification_prefs "
-     "  FROM auth.users WHERE id = $1::uuid) x),"
-     " 'sessions', coalesce((SELECT json_agg(row_to_json(s) ORDER BY "
-     "  s.created_at) FROM (SELECT id, created_at, last_used_at, expires_at, "
-     "  revoked_at, revoke_reason, user_agent, host(ip) AS ip "
-     "  FROM auth.sessions WHERE user_id = $1::uuid) s), '[]'::json),"
-     " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY a.at) "
-     "  FROM (SELECT at, action, host(ip) AS ip, details FROM admin.audit_log "
-     "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
-     ")::text FROM auth.users WHERE id = $1::uuid AND status <> 'deleted'",
-     1},
+    [GDPR_SQL_EXPORT] =
+        {"gdpr_export",
+         "SELECT json_build_object("
+         " 'user', (SELECT row_to_json(x) FROM (SELECT id, email, name, role, "
+         "  status, email_verified_at, created_at, updated_at, "
+         "notification_prefs "
+         "  FROM auth.users WHERE id = $1::uuid) x),"
+         " 'sessions', coalesce((SELECT json_agg(row_to_json(s) ORDER BY "
+         "  s.created_at) FROM (SELECT id, created_at, last_used_at, "
+         "expires_at, "
+         "  revoked_at, revoke_reason, user_agent, host(ip) AS ip "
+         "  FROM auth.sessions WHERE user_id = $1::uuid) s), '[]'::json),"
+         " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY "
+         "a.at) "
+         "  FROM (SELECT at, action, host(ip) AS ip, details FROM "
+         "admin.audit_log "
+         "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
+         ")::text FROM auth.users WHERE id = $1::uuid AND status <> 'deleted'",
+         1},
     [GDPR_SQL_USER_LOCK] = {"gdpr_user_lock",
-     "SELECT id FROM auth.users WHERE id = $1::uuid AND status <> 'deleted' "
-     "FOR UPDATE",
-     1},
-    [GDPR_SQL_USER_ERASE] = {"gdpr_user_erase",
-     "UPDATE auth.users SET email = 'deleted-' || id || '@invalid', "
-     "name = 'Deleted user', password_hash = NULL, status = 'deleted', "
-     "deleted_at = now(), notification_prefs = '{}'::jsonb, "
-     "email_verified_at = NULL, updated_at = now() WHERE id = $1::uuid",
-     1},
-    [GDPR_SQL_REFRESH_DELETE] = {"gdpr_refresh_delete",
-     "DELETE FROM auth.refresh_tokens rt USING auth.sessions s WHERE "
-     "rt.session_id = s.id AND s.user_id = $1::uuid",
-     1},
-    [GDPR_SQL_EMAIL_TOKENS_DELETE] = {"gdpr_email_tokens_delete",
-     "DELETE FROM auth.email_tokens WHERE user_id = $1::uuid", 1},
-    [GDPR_SQL_RECOVERY_CODES_DELETE] = {"gdpr_recovery_codes_delete",
-     "DELETE FROM auth.mfa_recovery_codes WHERE user_id = $1::uuid", 1},
-    [GDPR_SQL_TOTP_DELETE] = {"gdpr_totp_delete",
-     "DELETE FROM auth.mfa_totp WHERE user_id = $1::uuid", 1},
+                            "SELECT id FROM auth.users WHERE id = $1::uuid AND "
+                            "status <> 'deleted' "
+                            "FOR UPDATE",
+                            1},
+    [GDPR_SQL_USER_ERASE] =
+        {"gdpr_user_erase",
+         "UPDATE auth.users SET email = 'deleted-' || id || '@invalid', "
+         "name = 'Deleted user', password_hash = NULL, status = 'deleted', "
+         "deleted_at = now(), notification_prefs = '{}'::jsonb, "
+         "email_verified_at = NULL, updated_at = now() WHERE id = $1::uuid",
+         1},
+    [GDPR_SQL_REFRESH_DELETE] =
+        {"gdpr_refresh_delete",
+         "DELETE FROM auth.refresh_tokens rt USING auth.sessions s WHERE "
+         "rt.session_id = s.id AND s.user_id = $1::uuid",
+         1},
+    [GDPR_SQL_EMAIL_TOKENS_DELETE] =
+        {"gdpr_email_tokens_delete",
+         "DELETE FROM auth.email_tokens WHERE user_id = $1::uuid", 1},
+    [GDPR_SQL_RECOVERY_CODES_DELETE] =
+        {"gdpr_recovery_codes_delete",
+         "DELETE FROM auth.mfa_recovery_codes WHERE user_id = $1::uuid", 1},
+    [GDPR_SQL_TOTP_DELETE] =
+        {"gdpr_totp_delete",
+         "DELETE FROM auth.mfa_totp WHERE user_id = $1::uuid", 1},
 };
 const size_t stoa_gdpr_statements_len = STOA_ARRAY_LEN(stoa_gdpr_statements);
 
@@ -105,8 +116,8 @@ int stoa_gdpr_erase(stoa_db_t *db, stoa_arena_t *arena,
     return stoa_audit(db, arena, actor, "user.deleted", user_id, NULL);
 }
 
-void stoa_gdpr_erased(stoa_conns_t *c, stoa_arena_t *arena,
-                      const char *user_id, const stoa_db_result_t *revoked)
+void stoa_gdpr_erased(stoa_conns_t *c, stoa_arena_t *arena, const char *user_id,
+                      const stoa_db_result_t *revoked)
 {
     stoa_revoke_committed(c, arena, revoked);
     char *key = stoa_key_profile(arena, user_id);

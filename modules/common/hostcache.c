@@ -52,12 +52,14 @@ int stoa_hostcache_open(const char *path, stoa_hostcache_t **out, char *err,
     }
     /* Every process grows it to the same size; a shorter file is one no
      * process has used yet (its counters read zero). */
-    if ((size_t)st.st_size < MAP_BYTES && ftruncate(fd, (off_t)MAP_BYTES) != 0) {
+    if ((size_t)st.st_size < MAP_BYTES &&
+        ftruncate(fd, (off_t)MAP_BYTES) != 0) {
         snprintf(err, errlen, "host_cache_file %s: %s", path, strerror(errno));
         close(fd);
         return STOA_ERROR;
     }
-    void *map = mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *map =
+        mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
         snprintf(err, errlen, "host_cache_file %s: %s", path, strerror(errno));
@@ -129,8 +131,8 @@ int stoa_hostcache_get(stoa_hostcache_t *hc, stoa_arena_t *arena,
     return rc;
 }
 
-void stoa_hostcache_put(stoa_hostcache_t *hc, const char *key,
-                        uint64_t version, const char *value, size_t len)
+void stoa_hostcache_put(stoa_hostcache_t *hc, const char *key, uint64_t version,
+                        const char *value, size_t len)
 {
     if (!hc || strlen(key) >= KEY_MAX || len > STOA_HOSTCACHE_MAX_VALUE)
         return;

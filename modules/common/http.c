@@ -14,8 +14,7 @@
 #include "stoa/format.h"
 #include "stoa/log.h"
 
-const char *stoa_request_path_param(const stoa_request_t *req,
-                                    const char *name)
+const char *stoa_request_path_param(const stoa_request_t *req, const char *name)
 {
     for (size_t i = 0; i < req->nparams; i++)
         if (strcmp(req->params[i].name, name) == 0)
@@ -127,9 +126,8 @@ void stoa_request_query_reject_unknown(stoa_request_t *req,
     }
 }
 
-void stoa_http_write_columns(stoa_jw_t *w, const stoa_db_result_t *res,
-                             int row, const stoa_column_t *columns,
-                             size_t ncolumns)
+void stoa_http_write_columns(stoa_jw_t *w, const stoa_db_result_t *res, int row,
+                             const stoa_column_t *columns, size_t ncolumns)
 {
     for (size_t i = 0; i < ncolumns; i++) {
         const stoa_column_t *c = &columns[i];
@@ -333,8 +331,7 @@ int stoa_request_json_body(stoa_request_t *req, const stoa_json_t **out)
     char err[200];
     stoa_json_t *doc;
     if (stoa_json_parse(req->arena, req->body, req->body_len,
-                        STOA_JSON_MAX_DEPTH, &doc, err,
-                        sizeof(err)) != STOA_OK)
+                        STOA_JSON_MAX_DEPTH, &doc, err, sizeof(err)) != STOA_OK)
         return stoa_http_fail(req, STOA_ERR_INVALID_JSON, err);
     if (!stoa_json_is_object(doc))
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
@@ -360,7 +357,8 @@ const char *stoa_field_string(stoa_request_t *req, const stoa_json_t *obj,
     }
     size_t len = strlen(s);
     if (len < min_len) {
-        stoa_request_field_error(req, name, len == 0 ? "required" : "too_short");
+        stoa_request_field_error(req, name,
+                                 len == 0 ? "required" : "too_short");
         return NULL;
     }
     if (len > max_len) {
@@ -530,10 +528,9 @@ int stoa_http_fail_as(stoa_request_t *req, int status, stoa_err_t err,
 
 int stoa_http_invalid_fields(stoa_request_t *req)
 {
-    char *details = stoa_arena_sprintf(req->arena, "{\"fields\":{%s}}",
-                                       req->field_errors.data
-                                           ? req->field_errors.data
-                                           : "");
+    char *details = stoa_arena_sprintf(
+        req->arena, "{\"fields\":{%s}}",
+        req->field_errors.data ? req->field_errors.data : "");
     return stoa_http_fail_details(req, STOA_ERR_INVALID_REQUEST,
                                   "some fields are invalid", details);
 }
@@ -573,10 +570,10 @@ static bool pattern_match(stoa_request_t *req, const char *pattern,
             if (se == s || n == STOA_ROUTE_MAX_PARAMS)
                 return false;
             if (req) {
-                params[n].name = stoa_arena_strndup(req->arena, p + 1,
-                                                    (size_t)(pe - p - 2));
-                params[n].value = stoa_arena_strndup(req->arena, s,
-                                                     (size_t)(se - s));
+                params[n].name =
+                    stoa_arena_strndup(req->arena, p + 1, (size_t)(pe - p - 2));
+                params[n].value =
+                    stoa_arena_strndup(req->arena, s, (size_t)(se - s));
             }
             n++;
         } else if (pe - p != se - s || memcmp(p, s, (size_t)(pe - p)) != 0) {
@@ -648,8 +645,7 @@ void stoa_request_release(stoa_request_t *req)
     stoa_conns_release(request_conns(req));
 }
 
-stoa_actor_t stoa_request_actor(const stoa_request_t *req,
-                                const char *actor_id)
+stoa_actor_t stoa_request_actor(const stoa_request_t *req, const char *actor_id)
 {
     stoa_actor_t a = {
         .user_id = req->principal.present ? req->principal.user_id : actor_id,

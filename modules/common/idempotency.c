@@ -33,24 +33,28 @@ enum { GET_COL_SAME_REQUEST, GET_COL_STATUS, GET_COL_BODY_SEALED };
 const stoa_db_statement_t stoa_idempotency_statements[IDEM_SQL_COUNT] = {
     /* A claim left by a crashed process (no answer after a minute) may be
      * taken over. */
-    [IDEM_SQL_CLAIM] = {"idem_claim",
-     "INSERT INTO admin.idempotency_keys (scope, key, request_hash) VALUES "
-     "($1, $2, $3::bytea) ON CONFLICT (scope, key) DO UPDATE SET "
-     "request_hash = EXCLUDED.request_hash, created_at = now() WHERE "
-     "admin.idempotency_keys.status IS NULL AND "
-     "admin.idempotency_keys.created_at < now() - interval '60 seconds' "
-     "RETURNING 1",
-     3},
-    [IDEM_SQL_GET] = {"idem_get",
-     "SELECT request_hash = $3::bytea, status, body_sealed FROM "
-     "admin.idempotency_keys WHERE scope = $1 AND key = $2",
-     3},
-    [IDEM_SQL_STORE] = {"idem_store",
-     "UPDATE admin.idempotency_keys SET status = $3::int, body_sealed = "
-     "$4::bytea WHERE scope = $1 AND key = $2",
-     4},
-    [IDEM_SQL_RELEASE] = {"idem_release",
-     "DELETE FROM admin.idempotency_keys WHERE scope = $1 AND key = $2", 2},
+    [IDEM_SQL_CLAIM] =
+        {"idem_claim",
+         "INSERT INTO admin.idempotency_keys (scope, key, request_hash) VALUES "
+         "($1, $2, $3::bytea) ON CONFLICT (scope, key) DO UPDATE SET "
+         "request_hash = EXCLUDED.request_hash, created_at = now() WHERE "
+         "admin.idempotency_keys.status IS NULL AND "
+         "admin.idempotency_keys.created_at < now() - interval '60 seconds' "
+         "RETURNING 1",
+         3},
+    [IDEM_SQL_GET] =
+        {"idem_get",
+         "SELECT request_hash = $3::bytea, status, body_sealed FROM "
+         "admin.idempotency_keys WHERE scope = $1 AND key = $2",
+         3},
+    [IDEM_SQL_STORE] =
+        {"idem_store",
+         "UPDATE admin.idempotency_keys SET status = $3::int, body_sealed = "
+         "$4::bytea WHERE scope = $1 AND key = $2",
+         4},
+    [IDEM_SQL_RELEASE] =
+        {"idem_release",
+         "DELETE FROM admin.idempotency_keys WHERE scope = $1 AND key = $2", 2},
 };
 const size_t stoa_idempotency_statements_len =
     STOA_ARRAY_LEN(stoa_idempotency_statements);
@@ -145,9 +149,9 @@ const char *stoa_idempotency_seal(stoa_arena_t *arena,
     return out;
 }
 
-char *stoa_idempotency_open(stoa_arena_t *arena,
-                            const stoa_idem_call_t *call, const char *status,
-                            const char *sealed_hex, size_t *len)
+char *stoa_idempotency_open(stoa_arena_t *arena, const stoa_idem_call_t *call,
+                            const char *status, const char *sealed_hex,
+                            size_t *len)
 {
     size_t cap = sealed_hex ? strlen(sealed_hex) / 2 : 0;
     uint8_t key[STOA_AEAD_KEY_LEN];
@@ -201,9 +205,9 @@ int stoa_idempotency_claim(stoa_db_t *db, stoa_arena_t *arena,
         out->state = STOA_IDEM_RUNNING;
         return STOA_OK;
     }
-    out->body = stoa_idempotency_open(arena, call, status,
-                                      stoa_db_value(res, 0, GET_COL_BODY_SEALED),
-                                      &out->body_len);
+    out->body = stoa_idempotency_open(
+        arena, call, status, stoa_db_value(res, 0, GET_COL_BODY_SEALED),
+        &out->body_len);
     out->state = out->body ? STOA_IDEM_REPLAY : STOA_IDEM_LOST;
     out->status = atoi(status);
     return STOA_OK;

@@ -122,13 +122,34 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
     return STOA_OK;
 }
 
-bool stoa_json_is_object(const stoa_json_t *v) { return v && YAJL_IS_OBJECT(NODE(v)); }
-bool stoa_json_is_array(const stoa_json_t *v) { return v && YAJL_IS_ARRAY(NODE(v)); }
-bool stoa_json_is_string(const stoa_json_t *v) { return v && YAJL_IS_STRING(NODE(v)); }
-bool stoa_json_is_integer(const stoa_json_t *v) { return v && YAJL_IS_INTEGER(NODE(v)); }
-bool stoa_json_is_number(const stoa_json_t *v) { return v && YAJL_IS_NUMBER(NODE(v)); }
-bool stoa_json_is_bool(const stoa_json_t *v) { return v && (YAJL_IS_TRUE(NODE(v)) || YAJL_IS_FALSE(NODE(v))); }
-bool stoa_json_is_null(const stoa_json_t *v) { return v && YAJL_IS_NULL(NODE(v)); }
+bool stoa_json_is_object(const stoa_json_t *v)
+{
+    return v && YAJL_IS_OBJECT(NODE(v));
+}
+bool stoa_json_is_array(const stoa_json_t *v)
+{
+    return v && YAJL_IS_ARRAY(NODE(v));
+}
+bool stoa_json_is_string(const stoa_json_t *v)
+{
+    return v && YAJL_IS_STRING(NODE(v));
+}
+bool stoa_json_is_integer(const stoa_json_t *v)
+{
+    return v && YAJL_IS_INTEGER(NODE(v));
+}
+bool stoa_json_is_number(const stoa_json_t *v)
+{
+    return v && YAJL_IS_NUMBER(NODE(v));
+}
+bool stoa_json_is_bool(const stoa_json_t *v)
+{
+    return v && (YAJL_IS_TRUE(NODE(v)) || YAJL_IS_FALSE(NODE(v)));
+}
+bool stoa_json_is_null(const stoa_json_t *v)
+{
+    return v && YAJL_IS_NULL(NODE(v));
+}
 
 const stoa_json_t *stoa_json_get(const stoa_json_t *v, const char *key)
 {
@@ -203,8 +224,8 @@ struct stoa_jw_s {
     yajl_gen gen;
     stoa_buf_t *out;
     bool ok;
-    bool after_key;  /* inside an object, a key waits for its value */
-    bool done;       /* the top-level value is complete */
+    bool after_key; /* inside an object, a key waits for its value */
+    bool done;      /* the top-level value is complete */
     int depth;
     char stack[JW_MAX_DEPTH]; /* 'o' object, 'a' array */
 };
@@ -268,7 +289,10 @@ void stoa_jw_reset(stoa_jw_t *w, stoa_buf_t *out)
     w->gen = jw_gen_new(w);
 }
 
-bool stoa_jw_ok(const stoa_jw_t *w) { return w->ok && !w->after_key; }
+bool stoa_jw_ok(const stoa_jw_t *w)
+{
+    return w->ok && !w->after_key;
+}
 
 /* May a value start here? (top level once, in an array, or after a key) */
 static bool jw_value_allowed(stoa_jw_t *w)
@@ -323,10 +347,22 @@ static void jw_close(stoa_jw_t *w, char kind)
     jw_value_done(w);
 }
 
-void stoa_jw_object_open(stoa_jw_t *w) { jw_open(w, 'o'); }
-void stoa_jw_object_close(stoa_jw_t *w) { jw_close(w, 'o'); }
-void stoa_jw_array_open(stoa_jw_t *w) { jw_open(w, 'a'); }
-void stoa_jw_array_close(stoa_jw_t *w) { jw_close(w, 'a'); }
+void stoa_jw_object_open(stoa_jw_t *w)
+{
+    jw_open(w, 'o');
+}
+void stoa_jw_object_close(stoa_jw_t *w)
+{
+    jw_close(w, 'o');
+}
+void stoa_jw_array_open(stoa_jw_t *w)
+{
+    jw_open(w, 'a');
+}
+void stoa_jw_array_close(stoa_jw_t *w)
+{
+    jw_close(w, 'a');
+}
 
 void stoa_jw_null(stoa_jw_t *w)
 {

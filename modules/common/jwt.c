@@ -65,8 +65,8 @@ struct stoa_jwt_key_s {
 const char *stoa_jwt_status_name(stoa_jwt_status_t st)
 {
     static const char *const names[] = {
-        "ok",          "malformed",     "too_long",       "bad_alg",
-        "unknown_kid", "bad_signature", "expired",        "not_yet_valid",
+        "ok",          "malformed",     "too_long",      "bad_alg",
+        "unknown_kid", "bad_signature", "expired",       "not_yet_valid",
         "bad_issuer",  "bad_audience",  "missing_claim",
     };
     return (size_t)st < STOA_ARRAY_LEN(names) ? names[st] : "unknown";
@@ -86,9 +86,10 @@ static int key_describe(stoa_jwt_key_t *key)
     stoa_b64url_encode(xb, COORD_LEN, key->x);
     stoa_b64url_encode(yb, COORD_LEN, key->y);
     char canonical[160];
-    int n = snprintf(canonical, sizeof(canonical),
-                     "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                     key->x, key->y);
+    int n =
+        snprintf(canonical, sizeof(canonical),
+                 "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
+                 key->x, key->y);
     uint8_t digest[STOA_SHA256_LEN];
     stoa_sha256(canonical, (size_t)n, digest);
     stoa_b64url_encode(digest, sizeof(digest), key->kid);
@@ -162,15 +163,22 @@ void stoa_jwt_key_free(stoa_jwt_key_t *key)
     free(key);
 }
 
-const char *stoa_jwt_key_id(const stoa_jwt_key_t *key) { return key->kid; }
-bool stoa_jwt_key_is_private(const stoa_jwt_key_t *key) { return key->is_private; }
+const char *stoa_jwt_key_id(const stoa_jwt_key_t *key)
+{
+    return key->kid;
+}
+bool stoa_jwt_key_is_private(const stoa_jwt_key_t *key)
+{
+    return key->is_private;
+}
 
 void stoa_jwt_key_jwk(const stoa_jwt_key_t *key, stoa_buf_t *out)
 {
-    stoa_buf_printf(out,
-                    "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\","
-                    "\"kid\":\"%s\",\"alg\":\"ES256\",\"use\":\"sig\"}",
-                    key->x, key->y, key->kid);
+    stoa_buf_printf(
+        out,
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\","
+        "\"kid\":\"%s\",\"alg\":\"ES256\",\"use\":\"sig\"}",
+        key->x, key->y, key->kid);
 }
 
 /* Builds a public key from JWK coordinates; checks the point. */
@@ -268,8 +276,10 @@ int stoa_jwt_keyset_from_jwks(stoa_jwt_keyset_t *set, const char *text,
         if (!crv || strcmp(crv, "P-256") != 0 || !kid || !*kid ||
             strlen(kid) > STOA_JWT_KID_MAX || (alg && strcmp(alg, "ES256")) ||
             !x || !y || !decode_coord(x, xb) || !decode_coord(y, yb)) {
-            rc = jwks_fail(err, errlen, "JWKS key %zu is not a valid ES256 "
-                                        "P-256 key", i);
+            rc = jwks_fail(err, errlen,
+                           "JWKS key %zu is not a valid ES256 "
+                           "P-256 key",
+                           i);
             goto out;
         }
         if (stoa_jwt_keyset_find(set, kid)) {
@@ -336,10 +346,11 @@ int stoa_jwt_sign(const stoa_jwt_key_t *key, const char *claims_json,
     uint8_t der[80];
     size_t der_len = sizeof(der);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md &&
-             EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
-             EVP_DigestSign(md, der, &der_len, (const uint8_t *)out->data + start,
-                            out->len - start) == 1;
+    int ok =
+        md &&
+        EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
+        EVP_DigestSign(md, der, &der_len, (const uint8_t *)out->data + start,
+                       out->len - start) == 1;
     EVP_MD_CTX_free(md);
     if (!ok)
         goto fail;
@@ -398,25 +409,25 @@ static size_t jose_to_der(const uint8_t raw[SIG_LEN], uint8_t der[80])
     return n + 2;
 }
 
-static bool verify_sig(const stoa_jwt_key_t *key, const char *data,
-                       size_t len, const uint8_t raw[SIG_LEN])
+static bool verify_sig(const stoa_jwt_key_t *key, const char *data, size_t len,
+                       const uint8_t raw[SIG_LEN])
 {
     uint8_t der[80];
     size_t der_len = jose_to_der(raw, der);
     stoa_jwt_key_t *k = (stoa_jwt_key_t *)key; /* the template is a cache */
     if (!k->verify_template) {
         EVP_MD_CTX *t = EVP_MD_CTX_new();
-        if (!t || EVP_DigestVerifyInit(t, NULL, EVP_sha256(), NULL,
-                                       k->pkey) != 1) {
+        if (!t ||
+            EVP_DigestVerifyInit(t, NULL, EVP_sha256(), NULL, k->pkey) != 1) {
             EVP_MD_CTX_free(t);
             return false;
         }
         k->verify_template = t;
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok = md && EVP_MD_CTX_copy_ex(md, k->verify_template) == 1 &&
-              EVP_DigestVerify(md, der, der_len, (const uint8_t *)data, len) ==
-                  1;
+    bool ok =
+        md && EVP_MD_CTX_copy_ex(md, k->verify_template) == 1 &&
+        EVP_DigestVerify(md, der, der_len, (const uint8_t *)data, len) == 1;
     EVP_MD_CTX_free(md);
     return ok;
 }
@@ -556,9 +567,8 @@ stoa_jwt_status_t stoa_jwt_verify(const stoa_jwt_keyset_t *set,
     } else if ((claims->nbf && claims->nbf > opts->now + opts->leeway) ||
                (claims->iat && claims->iat > opts->now + opts->leeway)) {
         st = STOA_JWT_NOT_YET_VALID;
-    } else if (opts->issuer &&
-               (!copy_claim(c, "iss", iss, sizeof(iss), true) ||
-                strcmp(iss, opts->issuer) != 0)) {
+    } else if (opts->issuer && (!copy_claim(c, "iss", iss, sizeof(iss), true) ||
+                                strcmp(iss, opts->issuer) != 0)) {
         st = STOA_JWT_BAD_ISSUER;
     } else if (opts->audience && !audience_ok(c, opts->audience)) {
         st = STOA_JWT_BAD_AUDIENCE;

@@ -94,7 +94,9 @@ static void line_begin(int level)
                     "\"level\":\"%s\",\"program\":\"%s\",\"pid\":%ld",
                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
                     tm.tm_min, tm.tm_sec, (long)tv.tv_usec,
-                    level_names[level < 0 ? 0 : level > 5 ? 5 : level],
+                    level_names[level < 0   ? 0
+                                : level > 5 ? 5
+                                            : level],
                     log_program, log_pid ? log_pid : (long)getpid());
     if (log_request_id) {
         stoa_buf_puts(&line, ",\"request_id\":\"");

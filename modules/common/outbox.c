@@ -6,23 +6,26 @@
 #include "stoa/crypto.h"
 
 const stoa_db_statement_t stoa_outbox_statements[STOA_OUTBOX_SQL_COUNT] = {
-    [STOA_OUTBOX_SQL_ENQUEUE] = {"outbox_enqueue",
-     "INSERT INTO jobs.outbox (kind, payload, dedupe_key, run_at) "
-     "VALUES ($1, $2::jsonb, $3, now() + make_interval(secs => $4::int)) "
-     "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL "
-     "DO NOTHING",
-     4},
+    [STOA_OUTBOX_SQL_ENQUEUE] =
+        {"outbox_enqueue",
+         "INSERT INTO jobs.outbox (kind, payload, dedupe_key, run_at) "
+         "VALUES ($1, $2::jsonb, $3, now() + make_interval(secs => $4::int)) "
+         "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL "
+         "DO NOTHING",
+         4},
     /* Open jobs per kind: queued (due or waiting for a retry), running
      * (leased), dead. */
-    [STOA_OUTBOX_SQL_JOB_COUNTS] = {"outbox_counts",
-     "SELECT kind, count(*) FILTER (WHERE dead_at IS NULL AND "
-     "(locked_until IS NULL OR locked_until < now())), count(*) FILTER "
-     "(WHERE dead_at IS NULL AND locked_until >= now()), count(*) FILTER "
-     "(WHERE dead_at IS NOT NULL) FROM jobs.outbox WHERE done_at IS NULL "
-     "GROUP BY kind ORDER BY kind",
-     0},
+    [STOA_OUTBOX_SQL_JOB_COUNTS] =
+        {"outbox_counts",
+         "SELECT kind, count(*) FILTER (WHERE dead_at IS NULL AND "
+         "(locked_until IS NULL OR locked_until < now())), count(*) FILTER "
+         "(WHERE dead_at IS NULL AND locked_until >= now()), count(*) FILTER "
+         "(WHERE dead_at IS NOT NULL) FROM jobs.outbox WHERE done_at IS NULL "
+         "GROUP BY kind ORDER BY kind",
+         0},
 };
-const size_t stoa_outbox_statements_len = STOA_ARRAY_LEN(stoa_outbox_statements);
+const size_t stoa_outbox_statements_len =
+    STOA_ARRAY_LEN(stoa_outbox_statements);
 
 int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
                         const char *payload_json, const char *dedupe_key,
@@ -43,7 +46,8 @@ int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,
     for (const char *p = type; *p; p++)
         STOA_ASSERT((*p >= 'a' && *p <= 'z') || *p == '.' || *p == '_');
     char *payload = stoa_arena_sprintf(
-        arena, "{\"id\":\"evt_%s\",\"type\":\"%s\",\"created\":%lld,\"data\":%s}",
-        id, type, (long long)stoa_unix_time(), data_json);
+        arena,
+        "{\"id\":\"evt_%s\",\"type\":\"%s\",\"created\":%lld,\"data\":%s}", id,
+        type, (long long)stoa_unix_time(), data_json);
     return stoa_outbox_enqueue(db, arena, "event", payload, id, 0);
 }

@@ -31,28 +31,34 @@ enum { SESSIONS_COL_ID };
 const stoa_db_statement_t stoa_revoke_statements[REVOKE_SQL_COUNT] = {
     /* The sid of a token is a session: a login's or, for tokens traded
      * from an API key, the exchange's (which ends with its key). */
-    [REVOKE_SQL_CHECK] = {"revoke_check",
-     "SELECT (u.status = 'active') AND ($2::uuid IS NULL OR EXISTS ("
-     " SELECT 1 FROM auth.sessions s WHERE s.id = $2::uuid AND"
-     " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()))"
-     " FROM auth.users u WHERE u.id = $1::uuid",
-     2},
+    [REVOKE_SQL_CHECK] =
+        {"revoke_check",
+         "SELECT (u.status = 'active') AND ($2::uuid IS NULL OR EXISTS ("
+         " SELECT 1 FROM auth.sessions s WHERE s.id = $2::uuid AND"
+         " s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > now()))"
+         " FROM auth.users u WHERE u.id = $1::uuid",
+         2},
     /* Taken first by everything that ends sessions, so that a session
      * being started (which reads this row FOR SHARE) is either ended here
      * or sees the change. */
-    [REVOKE_SQL_LOCK_USER] = {"revoke_lock_user",
-     "SELECT 1 FROM auth.users WHERE id = $1::uuid FOR UPDATE", 1},
-    [REVOKE_SQL_MFA_CHALLENGES] = {"revoke_mfa_challenges",
-     "DELETE FROM auth.mfa_challenges WHERE user_id = $1::uuid", 1},
-    [REVOKE_SQL_SESSIONS] = {"revoke_sessions",
-     "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
-     "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
-     "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
-     3},
-    [REVOKE_SQL_API_KEYS] = {"revoke_api_keys",
-     "UPDATE auth.api_keys SET revoked_at = now() WHERE user_id = $1::uuid "
-     "AND revoked_at IS NULL",
-     1},
+    [REVOKE_SQL_LOCK_USER] =
+        {"revoke_lock_user",
+         "SELECT 1 FROM auth.users WHERE id = $1::uuid FOR UPDATE", 1},
+    [REVOKE_SQL_MFA_CHALLENGES] =
+        {"revoke_mfa_challenges",
+         "DELETE FROM auth.mfa_challenges WHERE user_id = $1::uuid", 1},
+    [REVOKE_SQL_SESSIONS] =
+        {"revoke_sessions",
+         "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
+         "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > "
+         "now() "
+         "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
+         3},
+    [REVOKE_SQL_API_KEYS] =
+        {"revoke_api_keys",
+         "UPDATE auth.api_keys SET revoked_at = now() WHERE user_id = $1::uuid "
+         "AND revoked_at IS NULL",
+         1},
 };
 const size_t stoa_revoke_statements_len =
     STOA_ARRAY_LEN(stoa_revoke_statements);
@@ -84,8 +90,8 @@ static int check_postgres(stoa_conns_t *c, stoa_arena_t *arena,
 {
     const char *params[] = {p->user_id, p->session_id};
     stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_conns_db(c), arena, REVOKE_SQL(CHECK), params,
-                          &res);
+    int rc =
+        stoa_db_exec(stoa_conns_db(c), arena, REVOKE_SQL(CHECK), params, &res);
     if (rc != STOA_OK)
         return STOA_AGAIN;
     const char *v = stoa_db_value(res, 0, CHECK_COL_LIVE);
@@ -115,11 +121,11 @@ int stoa_revoke_check(stoa_conns_t *c, stoa_arena_t *arena,
     bool live;
     char *keys[3], *values[3];
     keys[0] = stoa_key_revoked_user(arena, p->user_id);
-    keys[1] = stoa_key_revoked_session(arena,
-                                       p->session_id ? p->session_id : "-");
+    keys[1] =
+        stoa_key_revoked_session(arena, p->session_id ? p->session_id : "-");
     keys[2] = STOA_REVOKE_SYNCED_KEY;
-    int rc = stoa_kv_mget(stoa_conns_kv(c), arena, 3,
-                          (const char *const *)keys, values);
+    int rc = stoa_kv_mget(stoa_conns_kv(c), arena, 3, (const char *const *)keys,
+                          values);
     if (rc == STOA_OK && (values[0] || values[1])) {
         live = false;
     } else if (rc == STOA_OK && values[2]) {
@@ -157,13 +163,15 @@ int stoa_revoke_request_sync(stoa_db_t *db, stoa_arena_t *arena)
 {
     char slot[32];
     snprintf(slot, sizeof(slot), "now:%lld", (long long)(stoa_unix_time() / 5));
-    return stoa_outbox_enqueue(db, arena, "auth.revocation_sync", "{}", slot, 0);
+    return stoa_outbox_enqueue(db, arena, "auth.revocation_sync", "{}", slot,
+                               0);
 }
 
 int stoa_revoke_mark_session(stoa_kv_t *kv, long token_ttl,
                              const char *session_id)
 {
-    return mark(kv, STOA_KEY_REVOKED_SESSION_PREFIX, session_id, token_ttl + MARKER_EXTRA_S);
+    return mark(kv, STOA_KEY_REVOKED_SESSION_PREFIX, session_id,
+                token_ttl + MARKER_EXTRA_S);
 }
 
 int stoa_revoke_mark_user(stoa_kv_t *kv, const char *user_id)
@@ -188,7 +196,8 @@ void stoa_revoke_committed(stoa_conns_t *c, stoa_arena_t *arena,
                            const stoa_db_result_t *revoked)
 {
     for (int i = 0; i < stoa_db_rows(revoked); i++)
-        stoa_revoke_session_committed(c, arena, stoa_db_value(revoked, i, SESSIONS_COL_ID));
+        stoa_revoke_session_committed(
+            c, arena, stoa_db_value(revoked, i, SESSIONS_COL_ID));
 }
 
 int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,

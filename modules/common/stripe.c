@@ -117,9 +117,8 @@ static void parse_error(stoa_arena_t *arena, const stoa_buf_t *body,
 {
     stoa_json_t *doc;
     char perr[64];
-    if (body->len &&
-        stoa_json_parse(arena, body->data, body->len, 16, &doc, perr,
-                        sizeof(perr)) == STOA_OK) {
+    if (body->len && stoa_json_parse(arena, body->data, body->len, 16, &doc,
+                                     perr, sizeof(perr)) == STOA_OK) {
         const stoa_json_t *e = stoa_json_get(doc, "error");
         copy_field(e, "type", err->type, sizeof(err->type));
         copy_field(e, "code", err->code, sizeof(err->code));
@@ -202,8 +201,8 @@ int stoa_stripe_call(stoa_stripe_t *s, stoa_arena_t *arena, const char *method,
         }
         /* Network error, 429 or 5xx: the same key makes a retry safe. */
         if (cc != CURLE_OK)
-            snprintf(err->message, sizeof(err->message), "Stripe unreachable: %s",
-                     curl_easy_strerror(cc));
+            snprintf(err->message, sizeof(err->message),
+                     "Stripe unreachable: %s", curl_easy_strerror(cc));
         else
             parse_error(arena, &body, err);
         stoa_log(STOA_LOG_WARN, "stripe %s %s attempt %d failed: %s", method,

@@ -45,10 +45,10 @@ int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(window, sizeof(window), "%ld", ttl + 120);
     const char *p[] = {window};
     stoa_db_result_t *sessions, *users;
-    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(REVOKED_RECENTLY), p, &sessions) !=
-            STOA_OK ||
-        stoa_db_exec(t->db, t->arena, JOBS_SQL(SUSPENDED_USERS), NULL, &users) !=
-            STOA_OK) {
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(REVOKED_RECENTLY), p,
+                     &sessions) != STOA_OK ||
+        stoa_db_exec(t->db, t->arena, JOBS_SQL(SUSPENDED_USERS), NULL,
+                     &users) != STOA_OK) {
         snprintf(err, errlen, "lookup: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
     }
@@ -57,13 +57,15 @@ int jobs_revocation_sync(jobs_thread_t *t, const jobs_job_t *job, char *err,
         return STOA_AGAIN;
     }
     for (int i = 0; i < stoa_db_rows(sessions); i++)
-        if (stoa_revoke_mark_session(t->kv, ttl, stoa_db_value(sessions, i, REVOKED_COL_ID)) !=
+        if (stoa_revoke_mark_session(
+                t->kv, ttl, stoa_db_value(sessions, i, REVOKED_COL_ID)) !=
             STOA_OK) {
             snprintf(err, errlen, "redis refused a marker");
             return STOA_AGAIN;
         }
     for (int i = 0; i < stoa_db_rows(users); i++)
-        if (stoa_revoke_mark_user(t->kv, stoa_db_value(users, i, REVOKED_COL_ID)) != STOA_OK) {
+        if (stoa_revoke_mark_user(
+                t->kv, stoa_db_value(users, i, REVOKED_COL_ID)) != STOA_OK) {
             snprintf(err, errlen, "redis refused a marker");
             return STOA_AGAIN;
         }

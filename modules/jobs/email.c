@@ -29,12 +29,23 @@ static void html_escape(stoa_buf_t *out, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': stoa_buf_puts(out, "&lt;"); break;
-        case '>': stoa_buf_puts(out, "&gt;"); break;
-        case '&': stoa_buf_puts(out, "&amp;"); break;
-        case '"': stoa_buf_puts(out, "&quot;"); break;
-        case '\'': stoa_buf_puts(out, "&#39;"); break;
-        default: stoa_buf_append(out, s, 1);
+        case '<':
+            stoa_buf_puts(out, "&lt;");
+            break;
+        case '>':
+            stoa_buf_puts(out, "&gt;");
+            break;
+        case '&':
+            stoa_buf_puts(out, "&amp;");
+            break;
+        case '"':
+            stoa_buf_puts(out, "&quot;");
+            break;
+        case '\'':
+            stoa_buf_puts(out, "&#39;");
+            break;
+        default:
+            stoa_buf_append(out, s, 1);
         }
     }
 }
@@ -163,8 +174,8 @@ static int build_message(const jobs_thread_t *t, const jobs_template_t *tp,
     stoa_buf_init(&text_crlf);
     stoa_buf_init(&html_crlf);
     int rc = STOA_DECLINED;
-    if (render(tp->subject, data, extra, false, true, &subject, err,
-               errlen) != STOA_OK ||
+    if (render(tp->subject, data, extra, false, true, &subject, err, errlen) !=
+            STOA_OK ||
         render(tp->text, data, extra, false, false, &text, err, errlen) !=
             STOA_OK ||
         render(tp->html, data, extra, true, false, &html, err, errlen) !=
@@ -191,7 +202,8 @@ static int build_message(const jobs_thread_t *t, const jobs_template_t *tp,
     stoa_buf_printf(msg, "Date: %s\r\nFrom: %s\r\nTo: %s\r\n", date,
                     t->conf->mail_from, to);
     if (ascii_only(subject.data ? subject.data : "")) {
-        stoa_buf_printf(msg, "Subject: %s\r\n", subject.data ? subject.data : "");
+        stoa_buf_printf(msg, "Subject: %s\r\n",
+                        subject.data ? subject.data : "");
     } else {
         /* RFC 2047 encoded word for non-ASCII subjects. */
         char *enc = stoa_xmalloc(stoa_b64_encoded_len(subject.len) + 1);
@@ -330,8 +342,8 @@ static int mail_send(jobs_thread_t *t, const char *name, const char *to,
     }
     stoa_buf_t msg;
     stoa_buf_init(&msg);
-    int rc = build_message(t, tp, to, data, extra, message_key, &msg, err,
-                           errlen);
+    int rc =
+        build_message(t, tp, to, data, extra, message_key, &msg, err, errlen);
     if (rc == STOA_OK) {
         const char *url = t->conf->smtp_url;
         if (strncmp(url, "file://", 7) == 0)
@@ -344,8 +356,8 @@ static int mail_send(jobs_thread_t *t, const char *name, const char *to,
 }
 
 int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
-                   const stoa_json_t *data, const char *message_key,
-                   char *err, size_t errlen)
+                   const stoa_json_t *data, const char *message_key, char *err,
+                   size_t errlen)
 {
     return mail_send(t, name, to, data, NULL, message_key, err, errlen);
 }
@@ -357,24 +369,24 @@ int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
  * no mail carries (but for a commit lost after the send, which leaves a
  * dead link in that mail and sends a working one on the retry). */
 static int send_with_link(jobs_thread_t *t, const char *tmpl, const char *to,
-                          const stoa_json_t *data,
-                          const stoa_mail_link_t *link, const char *user_id,
-                          const char *message_key, char *err, size_t errlen)
+                          const stoa_json_t *data, const stoa_mail_link_t *link,
+                          const char *user_id, const char *message_key,
+                          char *err, size_t errlen)
 {
     if (strcmp(tmpl, link->purpose) != 0) {
-        snprintf(err, errlen, "a %s link in a %.64s mail", link->purpose,
-                 tmpl);
+        snprintf(err, errlen, "a %s link in a %.64s mail", link->purpose, tmpl);
         return STOA_DECLINED;
     }
     char *token = stoa_random_token(t->arena, 32);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%ld", link->ttl_s);
-    const char *params[] = {stoa_mail_link_token_hash(t->arena, token),
-                            user_id, link->purpose, ttl};
+    const char *params[] = {stoa_mail_link_token_hash(t->arena, token), user_id,
+                            link->purpose, ttl};
     stoa_db_result_t *res;
     int rc = stoa_db_begin(t->db);
     if (rc == STOA_OK)
-        rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(MAIL_LINK_INSERT), params, &res);
+        rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(MAIL_LINK_INSERT), params,
+                          &res);
     if (rc != STOA_OK) {
         snprintf(err, errlen, "could not store the link: %s",
                  stoa_db_last_error(t->db));
@@ -393,9 +405,9 @@ static int send_with_link(jobs_thread_t *t, const char *tmpl, const char *to,
     stoa_jw_t *w = stoa_jw_new(&extra_text);
     stoa_jw_object_open(w);
     stoa_jw_key(w, "link");
-    stoa_jw_string(w, stoa_arena_sprintf(t->arena, "%s%s?token=%s",
-                                         t->conf->public_url, link->path,
-                                         token));
+    stoa_jw_string(w,
+                   stoa_arena_sprintf(t->arena, "%s%s?token=%s",
+                                      t->conf->public_url, link->path, token));
     stoa_jw_kv_integer(w, "expires_in_minutes", link->ttl_s / 60);
     stoa_jw_kv_integer(w, "expires_in_hours", link->ttl_s / 3600);
     stoa_jw_object_close(w);
@@ -437,8 +449,8 @@ int jobs_email_send(jobs_thread_t *t, const jobs_job_t *job, char *err,
     }
     /* The job names the message: a retry is the same message (same
      * Message-ID, same file), and ids of other databases do not clash. */
-    char *key = stoa_arena_sprintf(t->arena, "stoa-%s-%s", job->id,
-                                   job->created);
+    char *key =
+        stoa_arena_sprintf(t->arena, "stoa-%s-%s", job->id, job->created);
     if (mail.link)
         return send_with_link(t, mail.template_name, mail.to, mail.data,
                               mail.link, mail.link_user_id, key, err, errlen);

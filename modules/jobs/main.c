@@ -19,8 +19,8 @@
 
 #include "jobs.h"
 #include "stoa/buf.h"
-#include "stoa/ctx.h"
 #include "stoa/crypto.h"
+#include "stoa/ctx.h"
 #include "stoa/log.h"
 #include "stoa/mail.h"
 #include "stoa/mail_link.h"
@@ -219,7 +219,8 @@ static void release_from(batch_t *b, int from)
     for (int i = 0; i < n; i++)
         rows[i] = from + i;
     const char *p[] = {id_array(b, rows, n), b->t->worker_id};
-    if (stoa_db_exec(b->t->db, b->t->arena, JOBS_SQL(JOBS_RELEASE), p, NULL) != STOA_OK)
+    if (stoa_db_exec(b->t->db, b->t->arena, JOBS_SQL(JOBS_RELEASE), p, NULL) !=
+        STOA_OK)
         stoa_log(STOA_LOG_WARN, "%d jobs left to their lease (first %s)", n,
                  stoa_db_value(b->res, from, CLAIM_COL_ID));
     b->rows = from;
@@ -242,11 +243,13 @@ static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
                  job->id, job->kind, job->attempt, err);
     } else {
         char delay[24];
-        snprintf(delay, sizeof(delay), "%ld", jobs_backoff_s(kind, job->attempt));
+        snprintf(delay, sizeof(delay), "%ld",
+                 jobs_backoff_s(kind, job->attempt));
         const char *p[] = {job->id, t->worker_id, delay, err};
         db_rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_RETRY), p, NULL);
-        stoa_log(STOA_LOG_WARN, "job %s (%s) attempt %d failed, retry in %s s: %s",
-                 job->id, job->kind, job->attempt, delay, err);
+        stoa_log(STOA_LOG_WARN,
+                 "job %s (%s) attempt %d failed, retry in %s s: %s", job->id,
+                 job->kind, job->attempt, delay, err);
     }
     if (db_rc != STOA_OK)
         /* The lease runs out and the job is claimed again: handlers are
@@ -292,7 +295,8 @@ static bool run_batch(batch_t *b)
     bool slow = false;
     int i = 0;
     for (; i < b->rows && !stop_requested; i++) {
-        const jobs_kind_t *kind = jobs_kind_find(stoa_db_value(b->res, i, CLAIM_COL_KIND));
+        const jobs_kind_t *kind =
+            jobs_kind_find(stoa_db_value(b->res, i, CLAIM_COL_KIND));
         /* An unknown kind fails at once: as quick as any. */
         if (kind && !kind->quick) {
             slow = true;
@@ -407,8 +411,8 @@ static void *heartbeat_main(void *arg)
          * which handlers allow (they are idempotent). */
         if (!db)
             db = stoa_ctx_db_take(hb->ctx, STOA_CTX_WAIT_MS);
-        if (!db ||
-            stoa_db_exec(db, arena, JOBS_SQL(JOBS_HEARTBEAT), p, NULL) != STOA_OK)
+        if (!db || stoa_db_exec(db, arena, JOBS_SQL(JOBS_HEARTBEAT), p, NULL) !=
+                       STOA_OK)
             stoa_log(STOA_LOG_WARN, "could not renew the job leases");
         stoa_arena_reset(arena);
         pthread_mutex_lock(&heartbeat_lock);
@@ -429,7 +433,8 @@ static void enqueue_scheduled(stoa_db_t *db, stoa_arena_t *arena)
         snprintf(slot, sizeof(slot), "slot:%lld",
                  (long long)(now / schedule[i].every_s));
         const char *p[] = {schedule[i].kind, slot};
-        if (stoa_db_exec(db, arena, JOBS_SQL(JOBS_SCHEDULE), p, NULL) != STOA_OK)
+        if (stoa_db_exec(db, arena, JOBS_SQL(JOBS_SCHEDULE), p, NULL) !=
+            STOA_OK)
             stoa_log(STOA_LOG_WARN, "could not enqueue %s", schedule[i].kind);
     }
     stoa_arena_reset(arena);

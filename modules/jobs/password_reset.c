@@ -64,7 +64,8 @@ int jobs_password_reset(jobs_thread_t *t, const jobs_job_t *job, char *err,
     stoa_buf_init(&data);
     stoa_jw_t *w = stoa_jw_new(&data);
     stoa_jw_object_open(w);
-    stoa_jw_kv_string(w, "name", stoa_db_value(user, 0, RESET_ACCOUNT_COL_NAME));
+    stoa_jw_kv_string(w, "name",
+                      stoa_db_value(user, 0, RESET_ACCOUNT_COL_NAME));
     stoa_jw_object_close(w);
     bool ok = stoa_jw_ok(w);
     stoa_jw_free(w);

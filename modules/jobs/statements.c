@@ -7,168 +7,210 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
      * to someone else if its worker dies mid-job. The oldest due come
      * first (outbox_pending_idx, in run_at order, stops at the LIMIT) and
      * are run in that order. */
-    [JOBS_SQL_JOBS_CLAIM] = {"jobs_claim",
-     "WITH due AS (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "
-     "dead_at IS NULL AND run_at <= now() AND (locked_until IS NULL OR "
-     "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED), "
-     "claimed AS (UPDATE jobs.outbox o SET locked_by = $1, locked_until = "
-     "now() + make_interval(secs => $2::int), attempts = o.attempts + 1 FROM "
-     "due WHERE o.id = due.id RETURNING o.id, o.kind, o.payload::text AS "
-     "payload, o.attempts, o.max_attempts, o.dedupe_key, extract(epoch FROM "
-     "o.created_at)::bigint AS created, o.run_at) SELECT id, kind, payload, "
-     "attempts, max_attempts, dedupe_key, created FROM claimed ORDER BY "
-     "run_at, id",
-     3},
+    [JOBS_SQL_JOBS_CLAIM] =
+        {"jobs_claim",
+         "WITH due AS (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "
+         "dead_at IS NULL AND run_at <= now() AND (locked_until IS NULL OR "
+         "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP "
+         "LOCKED), "
+         "claimed AS (UPDATE jobs.outbox o SET locked_by = $1, locked_until = "
+         "now() + make_interval(secs => $2::int), attempts = o.attempts + 1 "
+         "FROM "
+         "due WHERE o.id = due.id RETURNING o.id, o.kind, o.payload::text AS "
+         "payload, o.attempts, o.max_attempts, o.dedupe_key, extract(epoch "
+         "FROM "
+         "o.created_at)::bigint AS created, o.run_at) SELECT id, kind, "
+         "payload, "
+         "attempts, max_attempts, dedupe_key, created FROM claimed ORDER BY "
+         "run_at, id",
+         3},
     /* Jobs claimed but not started ($1, a bigint[]: the worker is
      * stopping, or holds more slow jobs than it should) go back without
      * spending an attempt. */
-    [JOBS_SQL_JOBS_RELEASE] = {"jobs_release",
-     "UPDATE jobs.outbox SET locked_by = NULL, locked_until = NULL, "
-     "attempts = attempts - 1 WHERE id = ANY ($1::bigint[]) AND "
-     "locked_by = $2 AND done_at IS NULL",
-     2},
+    [JOBS_SQL_JOBS_RELEASE] =
+        {"jobs_release",
+         "UPDATE jobs.outbox SET locked_by = NULL, locked_until = NULL, "
+         "attempts = attempts - 1 WHERE id = ANY ($1::bigint[]) AND "
+         "locked_by = $2 AND done_at IS NULL",
+         2},
     /* The heartbeat: every job still held by this process's workers ($1,
      * a text[] of worker ids) keeps its lease. A job finished or taken over
      * has another locked_by and is left alone. */
-    [JOBS_SQL_JOBS_HEARTBEAT] = {"jobs_heartbeat",
-     "UPDATE jobs.outbox SET locked_until = now() + make_interval(secs => "
-     "$2::int) WHERE locked_by = ANY ($1::text[]) AND done_at IS NULL AND "
-     "dead_at IS NULL",
-     2},
+    [JOBS_SQL_JOBS_HEARTBEAT] =
+        {"jobs_heartbeat",
+         "UPDATE jobs.outbox SET locked_until = now() + make_interval(secs => "
+         "$2::int) WHERE locked_by = ANY ($1::text[]) AND done_at IS NULL AND "
+         "dead_at IS NULL",
+         2},
     /* The jobs of a run that succeeded ($1, a bigint[]), in one statement
      * and one commit; only those this worker still holds. */
-    [JOBS_SQL_JOBS_DONE] = {"jobs_done",
-     "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
-     "locked_until = NULL, last_error = NULL WHERE id = ANY ($1::bigint[]) "
-     "AND locked_by = $2",
-     2},
-    [JOBS_SQL_JOBS_RETRY] = {"jobs_retry",
-     "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => $3::int), "
-     "last_error = left($4, 1000), locked_by = NULL, locked_until = NULL "
-     "WHERE id = $1 AND locked_by = $2",
-     4},
-    [JOBS_SQL_JOBS_DEAD] = {"jobs_dead",
-     "UPDATE jobs.outbox SET dead_at = now(), last_error = left($3, 1000), "
-     "locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = $2",
-     3},
+    [JOBS_SQL_JOBS_DONE] =
+        {"jobs_done",
+         "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
+         "locked_until = NULL, last_error = NULL WHERE id = ANY ($1::bigint[]) "
+         "AND locked_by = $2",
+         2},
+    [JOBS_SQL_JOBS_RETRY] =
+        {"jobs_retry",
+         "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => "
+         "$3::int), "
+         "last_error = left($4, 1000), locked_by = NULL, locked_until = NULL "
+         "WHERE id = $1 AND locked_by = $2",
+         4},
+    [JOBS_SQL_JOBS_DEAD] =
+        {"jobs_dead",
+         "UPDATE jobs.outbox SET dead_at = now(), last_error = left($3, 1000), "
+         "locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = "
+         "$2",
+         3},
     /* One row per schedule slot, whichever worker gets there first. */
-    [JOBS_SQL_JOBS_SCHEDULE] = {"jobs_schedule",
-     "INSERT INTO jobs.outbox (kind, payload, dedupe_key) VALUES ($1, "
-     "'{}'::jsonb, $2) ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS "
-     "NOT NULL DO NOTHING",
-     2},
+    [JOBS_SQL_JOBS_SCHEDULE] =
+        {"jobs_schedule",
+         "INSERT INTO jobs.outbox (kind, payload, dedupe_key) VALUES ($1, "
+         "'{}'::jsonb, $2) ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS "
+         "NOT NULL DO NOTHING",
+         2},
     /* Fan-out of a domain event to every live endpoint subscribed to it;
      * the dedupe key makes a re-run of the fan-out harmless. */
-    [JOBS_SQL_WEBHOOKS_FANOUT] = {"webhooks_fanout",
-     "INSERT INTO jobs.outbox (kind, payload, dedupe_key, max_attempts) "
-     "SELECT 'webhook.deliver', jsonb_build_object('endpoint_id', e.id, "
-     "'event', $3::jsonb), e.id || ':' || $1, 8 "
-     "FROM admin.webhook_endpoints e WHERE e.deleted_at IS NULL AND "
-     "e.disabled_at IS NULL AND ($2 = ANY (e.events) OR '*' = ANY (e.events)) "
-     "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-     3},
-    [JOBS_SQL_WEBHOOK_ENDPOINT] = {"webhook_endpoint",
-     "SELECT url, secret, disabled_at IS NOT NULL OR deleted_at IS NOT NULL, "
-     "failing_since < now() - interval '5 days', CASE WHEN "
-     "previous_secret_until > now() THEN previous_secret END FROM "
-     "admin.webhook_endpoints WHERE id = $1::uuid",
-     1},
+    [JOBS_SQL_WEBHOOKS_FANOUT] =
+        {"webhooks_fanout",
+         "INSERT INTO jobs.outbox (kind, payload, dedupe_key, max_attempts) "
+         "SELECT 'webhook.deliver', jsonb_build_object('endpoint_id', e.id, "
+         "'event', $3::jsonb), e.id || ':' || $1, 8 "
+         "FROM admin.webhook_endpoints e WHERE e.deleted_at IS NULL AND "
+         "e.disabled_at IS NULL AND ($2 = ANY (e.events) OR '*' = ANY "
+         "(e.events)) "
+         "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO "
+         "NOTHING",
+         3},
+    [JOBS_SQL_WEBHOOK_ENDPOINT] =
+        {"webhook_endpoint",
+         "SELECT url, secret, disabled_at IS NOT NULL OR deleted_at IS NOT "
+         "NULL, "
+         "failing_since < now() - interval '5 days', CASE WHEN "
+         "previous_secret_until > now() THEN previous_secret END FROM "
+         "admin.webhook_endpoints WHERE id = $1::uuid",
+         1},
     /* An attempt is logged before it is sent, so one cut short by a dead
      * worker is still on record; the next attempt marks such rows (no
      * outcome yet) as interrupted. */
-    [JOBS_SQL_WEBHOOK_DELIVERY_BEGIN] = {"webhook_delivery_begin",
-     "WITH interrupted AS (UPDATE admin.webhook_deliveries SET error = "
-     "'interrupted' WHERE endpoint_id = $1::uuid AND event_id = $2 AND "
-     "attempt < $4::int AND status IS NULL AND latency_ms IS NULL AND "
-     "error IS NULL) INSERT INTO admin.webhook_deliveries (endpoint_id, "
-     "event_id, event_type, attempt) VALUES ($1::uuid, $2, $3, $4::int) "
-     "RETURNING id",
-     4},
-    [JOBS_SQL_WEBHOOK_DELIVERY_END] = {"webhook_delivery_end",
-     "UPDATE admin.webhook_deliveries SET status = $2::int, latency_ms = "
-     "$3::int, error = left($4, 500) WHERE id = $1::bigint",
-     4},
-    [JOBS_SQL_WEBHOOK_SUCCEEDED] = {"webhook_succeeded",
-     "UPDATE admin.webhook_endpoints SET failing_since = NULL, "
-     "last_success_at = now() WHERE id = $1::uuid",
-     1},
-    [JOBS_SQL_WEBHOOK_FAILED] = {"webhook_failed",
-     "UPDATE admin.webhook_endpoints SET failing_since = coalesce("
-     "failing_since, now()) WHERE id = $1::uuid RETURNING failing_since < "
-     "now() - interval '5 days'",
-     1},
-    [JOBS_SQL_WEBHOOK_DISABLE] = {"webhook_disable",
-     "UPDATE admin.webhook_endpoints SET disabled_at = now(), "
-     "disabled_reason = 'failing for 5 days' WHERE id = $1::uuid AND "
-     "disabled_at IS NULL RETURNING url",
-     1},
+    [JOBS_SQL_WEBHOOK_DELIVERY_BEGIN] =
+        {"webhook_delivery_begin",
+         "WITH interrupted AS (UPDATE admin.webhook_deliveries SET error = "
+         "'interrupted' WHERE endpoint_id = $1::uuid AND event_id = $2 AND "
+         "attempt < $4::int AND status IS NULL AND latency_ms IS NULL AND "
+         "error IS NULL) INSERT INTO admin.webhook_deliveries (endpoint_id, "
+         "event_id, event_type, attempt) VALUES ($1::uuid, $2, $3, $4::int) "
+         "RETURNING id",
+         4},
+    [JOBS_SQL_WEBHOOK_DELIVERY_END] =
+        {"webhook_delivery_end",
+         "UPDATE admin.webhook_deliveries SET status = $2::int, latency_ms = "
+         "$3::int, error = left($4, 500) WHERE id = $1::bigint",
+         4},
+    [JOBS_SQL_WEBHOOK_SUCCEEDED] =
+        {"webhook_succeeded",
+         "UPDATE admin.webhook_endpoints SET failing_since = NULL, "
+         "last_success_at = now() WHERE id = $1::uuid",
+         1},
+    [JOBS_SQL_WEBHOOK_FAILED] =
+        {"webhook_failed",
+         "UPDATE admin.webhook_endpoints SET failing_since = coalesce("
+         "failing_since, now()) WHERE id = $1::uuid RETURNING failing_since < "
+         "now() - interval '5 days'",
+         1},
+    [JOBS_SQL_WEBHOOK_DISABLE] =
+        {"webhook_disable",
+         "UPDATE admin.webhook_endpoints SET disabled_at = now(), "
+         "disabled_reason = 'failing for 5 days' WHERE id = $1::uuid AND "
+         "disabled_at IS NULL RETURNING url",
+         1},
     /* Mail to every admin that an endpoint was switched off, once. */
-    [JOBS_SQL_WEBHOOK_DISABLED_MAIL] = {"webhook_disabled_mail",
-     "INSERT INTO jobs.outbox (kind, payload, dedupe_key) SELECT "
-     "'email.send', jsonb_build_object('template', 'webhook_disabled', 'to', "
-     "u.email, 'data', jsonb_build_object('name', u.name, 'url', $2::text)), "
-     "'webhook-disabled:' || $1 || ':' || u.id FROM auth.users u WHERE "
-     "u.role = 'admin' AND u.status = 'active' ON CONFLICT (kind, "
-     "dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
-     2},
+    [JOBS_SQL_WEBHOOK_DISABLED_MAIL] =
+        {"webhook_disabled_mail",
+         "INSERT INTO jobs.outbox (kind, payload, dedupe_key) SELECT "
+         "'email.send', jsonb_build_object('template', 'webhook_disabled', "
+         "'to', "
+         "u.email, 'data', jsonb_build_object('name', u.name, 'url', "
+         "$2::text)), "
+         "'webhook-disabled:' || $1 || ':' || u.id FROM auth.users u WHERE "
+         "u.role = 'admin' AND u.status = 'active' ON CONFLICT (kind, "
+         "dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+         2},
     [JOBS_SQL_CLEANUP_SESSIONS] = {"cleanup_sessions",
-     "DELETE FROM auth.sessions WHERE expires_at < now() - interval '30 days' "
-     "OR revoked_at < now() - interval '30 days'",
-     0},
+                                   "DELETE FROM auth.sessions WHERE expires_at "
+                                   "< now() - interval '30 days' "
+                                   "OR revoked_at < now() - interval '30 days'",
+                                   0},
     /* Sealed successors exist only for the reuse window (at most 300 s). */
-    [JOBS_SQL_CLEANUP_SUCCESSORS] = {"cleanup_successors",
-     "UPDATE auth.refresh_tokens SET successor_sealed = NULL WHERE "
-     "successor_sealed IS NOT NULL AND spent_at < now() - interval '10 "
-     "minutes'",
-     0},
-    [JOBS_SQL_CLEANUP_REFRESH_TOKENS] = {"cleanup_refresh_tokens",
-     "DELETE FROM auth.refresh_tokens WHERE expires_at < now()", 0},
-    [JOBS_SQL_CLEANUP_EMAIL_TOKENS] = {"cleanup_email_tokens",
-     "DELETE FROM auth.email_tokens WHERE expires_at < now() - interval "
-     "'1 day'",
-     0},
-    [JOBS_SQL_CLEANUP_IDEMPOTENCY] = {"cleanup_idempotency",
-     "DELETE FROM admin.idempotency_keys WHERE created_at < now() - "
-     "interval '24 hours'",
-     0},
-    [JOBS_SQL_CLEANUP_MFA_CHALLENGES] = {"cleanup_mfa_challenges",
-     "DELETE FROM auth.mfa_challenges WHERE expires_at < now() - interval "
-     "'1 day'",
-     0},
-    [JOBS_SQL_CLEANUP_WEBHOOK_DELIVERIES] = {"cleanup_webhook_deliveries",
-     "DELETE FROM admin.webhook_deliveries WHERE at < now() - interval "
-     "'30 days'",
-     0},
+    [JOBS_SQL_CLEANUP_SUCCESSORS] =
+        {"cleanup_successors",
+         "UPDATE auth.refresh_tokens SET successor_sealed = NULL WHERE "
+         "successor_sealed IS NOT NULL AND spent_at < now() - interval '10 "
+         "minutes'",
+         0},
+    [JOBS_SQL_CLEANUP_REFRESH_TOKENS] =
+        {"cleanup_refresh_tokens",
+         "DELETE FROM auth.refresh_tokens WHERE expires_at < now()", 0},
+    [JOBS_SQL_CLEANUP_EMAIL_TOKENS] =
+        {"cleanup_email_tokens",
+         "DELETE FROM auth.email_tokens WHERE expires_at < now() - interval "
+         "'1 day'",
+         0},
+    [JOBS_SQL_CLEANUP_IDEMPOTENCY] =
+        {"cleanup_idempotency",
+         "DELETE FROM admin.idempotency_keys WHERE created_at < now() - "
+         "interval '24 hours'",
+         0},
+    [JOBS_SQL_CLEANUP_MFA_CHALLENGES] =
+        {"cleanup_mfa_challenges",
+         "DELETE FROM auth.mfa_challenges WHERE expires_at < now() - interval "
+         "'1 day'",
+         0},
+    [JOBS_SQL_CLEANUP_WEBHOOK_DELIVERIES] =
+        {"cleanup_webhook_deliveries",
+         "DELETE FROM admin.webhook_deliveries WHERE at < now() - interval "
+         "'30 days'",
+         0},
     /* Stripe events are the explanation of every billing state: kept for
      * 400 days, beyond any dispute window. */
     [JOBS_SQL_CLEANUP_STRIPE_EVENTS] = {"cleanup_stripe_events",
-     "DELETE FROM billing.stripe_events WHERE received_at < now() - interval "
-     "'400 days'",
-     0},
+                                        "DELETE FROM billing.stripe_events "
+                                        "WHERE received_at < now() - interval "
+                                        "'400 days'",
+                                        0},
     /* Sessions revoked within an access token's life, for re-writing their
      * Redis markers (a marker lost while Redis was down comes back). */
-    [JOBS_SQL_REVOKED_RECENTLY] = {"revoked_recently",
-     "SELECT id FROM auth.sessions WHERE revoked_at > now() - "
-     "make_interval(secs => $1::int) UNION ALL SELECT id FROM auth.api_keys "
-     "WHERE revoked_at > now() - make_interval(secs => $1::int)",
-     1},
-    [JOBS_SQL_SUSPENDED_USERS] = {"suspended_users",
-     "SELECT id FROM auth.users WHERE status = 'suspended'", 0},
+    [JOBS_SQL_REVOKED_RECENTLY] =
+        {"revoked_recently",
+         "SELECT id FROM auth.sessions WHERE revoked_at > now() - "
+         "make_interval(secs => $1::int) UNION ALL SELECT id FROM "
+         "auth.api_keys "
+         "WHERE revoked_at > now() - make_interval(secs => $1::int)",
+         1},
+    [JOBS_SQL_SUSPENDED_USERS] =
+        {"suspended_users",
+         "SELECT id FROM auth.users WHERE status = 'suspended'", 0},
     /* Done jobs are kept a week for `stoactl jobs list` and support
      * questions; they carry no token (links are made when mailed). */
-    [JOBS_SQL_CLEANUP_OUTBOX] = {"cleanup_outbox",
-     "DELETE FROM jobs.outbox WHERE done_at < now() - interval '7 days'", 0},
+    [JOBS_SQL_CLEANUP_OUTBOX] =
+        {"cleanup_outbox",
+         "DELETE FROM jobs.outbox WHERE done_at < now() - interval '7 days'",
+         0},
     /* --- mailed links ------------------------------------------------- */
     /* The hash of a link's token, only while its account is active. */
-    [JOBS_SQL_MAIL_LINK_INSERT] = {"mail_link_insert",
-     "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
-     "expires_at) SELECT $1::bytea, u.id, $3, now() + make_interval(secs => "
-     "$4::int) FROM auth.users u WHERE u.id = $2::uuid AND u.status = "
-     "'active' RETURNING 1",
-     4},
-    [JOBS_SQL_RESET_ACCOUNT] = {"reset_account",
-     "SELECT id, email, name FROM auth.users WHERE lower(email) = $1 AND "
-     "status = 'active'",
-     1},
+    [JOBS_SQL_MAIL_LINK_INSERT] =
+        {"mail_link_insert",
+         "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
+         "expires_at) SELECT $1::bytea, u.id, $3, now() + make_interval(secs "
+         "=> "
+         "$4::int) FROM auth.users u WHERE u.id = $2::uuid AND u.status = "
+         "'active' RETURNING 1",
+         4},
+    [JOBS_SQL_RESET_ACCOUNT] =
+        {"reset_account",
+         "SELECT id, email, name FROM auth.users WHERE lower(email) = $1 AND "
+         "status = 'active'",
+         1},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

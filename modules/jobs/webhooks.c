@@ -27,8 +27,8 @@ int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
         return STOA_DECLINED;
     }
     const char *params[] = {id, type, job->payload_text};
-    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOKS_FANOUT), params, NULL) !=
-        STOA_OK) {
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOKS_FANOUT), params,
+                     NULL) != STOA_OK) {
         snprintf(err, errlen, "fan-out: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
     }
@@ -65,8 +65,10 @@ static int resolve_target(const stoa_conf_t *conf, const char *host,
         if (!addr[0]) {
             const void *src =
                 ai->ai_family == AF_INET
-                    ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                    : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                    ? (const void *)&((struct sockaddr_in *)ai->ai_addr)
+                          ->sin_addr
+                    : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)
+                          ->sin6_addr;
             if (!inet_ntop(ai->ai_family, src, addr, (socklen_t)addrlen))
                 addr[0] = '\0';
         }
@@ -226,11 +228,13 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     }
     const char *p1[] = {endpoint_id};
     stoa_db_result_t *ep;
-    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_ENDPOINT), p1, &ep) != STOA_OK) {
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_ENDPOINT), p1, &ep) !=
+        STOA_OK) {
         snprintf(err, errlen, "endpoint lookup: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
     }
-    if (stoa_db_rows(ep) == 0 || stoa_db_value(ep, 0, ENDPOINT_COL_GONE)[0] == 't')
+    if (stoa_db_rows(ep) == 0 ||
+        stoa_db_value(ep, 0, ENDPOINT_COL_GONE)[0] == 't')
         return STOA_OK; /* endpoint gone or disabled: nothing to deliver */
     const char *url = stoa_db_value(ep, 0, ENDPOINT_COL_URL);
     const char *secret = stoa_db_value(ep, 0, ENDPOINT_COL_SECRET);
@@ -249,8 +253,8 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
     const char *pb[] = {endpoint_id, event_id, event_type, attempt};
     stoa_db_result_t *logged;
-    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_BEGIN), pb, &logged) !=
-            STOA_OK ||
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_BEGIN), pb,
+                     &logged) != STOA_OK ||
         stoa_db_rows(logged) != 1) {
         stoa_buf_free(&body);
         snprintf(err, errlen, "delivery log: %s", stoa_db_last_error(t->db));
@@ -285,12 +289,12 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     snprintf(latency, sizeof(latency), "%ld", d.latency_ms);
     const char *p2[] = {delivery_id, d.status ? status : NULL, latency,
                         d.error[0] ? d.error : NULL};
-    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_END), p2, NULL) !=
-        STOA_OK)
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_END), p2,
+                     NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "delivery log not written");
     if (rc == STOA_OK) {
-        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_SUCCEEDED), p1, NULL) !=
-            STOA_OK)
+        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_SUCCEEDED), p1,
+                         NULL) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "endpoint health not updated");
         return STOA_OK;
     }
@@ -298,16 +302,17 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     stoa_db_result_t *failing;
     if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_FAILED), p1, &failing) ==
             STOA_OK &&
-        stoa_db_rows(failing) == 1 && stoa_db_value(failing, 0, FAILED_COL_FOR_LONG)[0] == 't') {
+        stoa_db_rows(failing) == 1 &&
+        stoa_db_value(failing, 0, FAILED_COL_FOR_LONG)[0] == 't') {
         /* Five days without a single success: switch it off, tell the
          * admins (the mail rows are deduplicated per endpoint). */
         stoa_db_result_t *disabled;
-        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DISABLE), p1, &disabled) ==
-                STOA_OK &&
+        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DISABLE), p1,
+                         &disabled) == STOA_OK &&
             stoa_db_rows(disabled) == 1) {
             const char *p3[] = {endpoint_id, url};
-            if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DISABLED_MAIL), p3,
-                             NULL) != STOA_OK)
+            if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DISABLED_MAIL),
+                             p3, NULL) != STOA_OK)
                 stoa_log(STOA_LOG_ERR, "admin mail about a disabled endpoint "
                                        "not queued");
         }

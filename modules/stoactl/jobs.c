@@ -7,11 +7,11 @@
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: stoactl jobs list [--kind K] [--state queued|running|dead|done] "
-            "[--limit N]\n"
-            "       stoactl jobs dead [--limit N]\n"
-            "       stoactl jobs retry ID\n");
+    fprintf(stderr, "usage: stoactl jobs list [--kind K] [--state "
+                    "queued|running|dead|done] "
+                    "[--limit N]\n"
+                    "       stoactl jobs dead [--limit N]\n"
+                    "       stoactl jobs retry ID\n");
     return 2;
 }
 
@@ -19,7 +19,7 @@ static int list(stoactl_t *ctl, const char *kind, const char *state,
                 const char *limit)
 {
     static const char *const states[] = {"queued", "running", "dead", "done",
-                                          NULL};
+                                         NULL};
     if (state) {
         const char *const *s = states;
         while (*s && strcmp(*s, state) != 0)
@@ -71,7 +71,8 @@ static int retry(stoactl_t *ctl, const char *id)
                 id);
         return 1;
     }
-    printf("job %s (%s) queued to run now\n", id, stoa_db_value(res, 0, RETRY_COL_KIND));
+    printf("job %s (%s) queued to run now\n", id,
+           stoa_db_value(res, 0, RETRY_COL_KIND));
     return 0;
 }
 

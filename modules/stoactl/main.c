@@ -10,27 +10,30 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: stoactl [--config FILE] COMMAND ...\n"
-            "commands:\n"
-            "  migrate [--dir DIR]      apply pending migrations in order\n"
-            "  user create --email E --password-file F [--role R] [--name N]\n"
-            "                           create an account (exit 3: email taken)\n"
-            "  user set-role --email E --role R\n"
-            "                           change a role; revokes the user's sessions\n"
-            "  user suspend|activate --email E\n"
-            "                           suspend (ends sessions, revokes API keys)\n"
-            "                           or reactivate an account\n"
-            "  keys ensure              create a signing key if there is none\n"
-            "  keys rotate              add a signing key; old ones stay published\n"
-            "  plan list                the catalogue\n"
-            "  plan seed-demo           add the demo plans free, pro, team\n"
-            "  jobs list [--kind K] [--state S] [--limit N]\n"
-            "  jobs dead [--limit N]    the outbox, for operators\n"
-            "  jobs retry ID            run a dead or waiting job again now\n"
-            "  check-config             validate the configuration and print it\n"
-            "The config defaults to run/stoa.conf when present; every key can\n"
-            "be overridden by STOA_<KEY> environment variables.\n");
+    fprintf(
+        stderr,
+        "usage: stoactl [--config FILE] COMMAND ...\n"
+        "commands:\n"
+        "  migrate [--dir DIR]      apply pending migrations in order\n"
+        "  user create --email E --password-file F [--role R] [--name N]\n"
+        "                           create an account (exit 3: email taken)\n"
+        "  user set-role --email E --role R\n"
+        "                           change a role; revokes the user's "
+        "sessions\n"
+        "  user suspend|activate --email E\n"
+        "                           suspend (ends sessions, revokes API keys)\n"
+        "                           or reactivate an account\n"
+        "  keys ensure              create a signing key if there is none\n"
+        "  keys rotate              add a signing key; old ones stay "
+        "published\n"
+        "  plan list                the catalogue\n"
+        "  plan seed-demo           add the demo plans free, pro, team\n"
+        "  jobs list [--kind K] [--state S] [--limit N]\n"
+        "  jobs dead [--limit N]    the outbox, for operators\n"
+        "  jobs retry ID            run a dead or waiting job again now\n"
+        "  check-config             validate the configuration and print it\n"
+        "The config defaults to run/stoa.conf when present; every key can\n"
+        "be overridden by STOA_<KEY> environment variables.\n");
 }
 
 int main(int argc, char **argv)

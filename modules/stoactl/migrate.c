@@ -73,18 +73,19 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv)
         return 1;
     }
     /* One migrator at a time, even across hosts. */
-    if (must(ctl, stoa_db_query(ctl->db, NULL,
-                                "SELECT pg_advisory_lock(4242001)", 0, NULL,
-                                NULL),
+    if (must(ctl,
+             stoa_db_query(ctl->db, NULL, "SELECT pg_advisory_lock(4242001)", 0,
+                           NULL, NULL),
              "lock") != STOA_OK)
         return 1;
-    if (must(ctl, stoa_db_query(ctl->db, NULL,
-                                "CREATE TABLE IF NOT EXISTS "
-                                "public.schema_migrations ("
-                                " version text PRIMARY KEY,"
-                                " checksum text NOT NULL,"
-                                " applied_at timestamptz NOT NULL DEFAULT now())",
-                                0, NULL, NULL),
+    if (must(ctl,
+             stoa_db_query(ctl->db, NULL,
+                           "CREATE TABLE IF NOT EXISTS "
+                           "public.schema_migrations ("
+                           " version text PRIMARY KEY,"
+                           " checksum text NOT NULL,"
+                           " applied_at timestamptz NOT NULL DEFAULT now())",
+                           0, NULL, NULL),
              "bookkeeping table") != STOA_OK)
         return 1;
 
@@ -107,10 +108,11 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv)
         stoa_db_result_t *res;
         const char *p1[] = {names[i]};
         enum { APPLIED_COL_CHECKSUM };
-        if (must(ctl, stoa_db_query(ctl->db, ctl->arena,
-                                    "SELECT checksum FROM "
-                                    "public.schema_migrations WHERE version = $1",
-                                    1, p1, &res),
+        if (must(ctl,
+                 stoa_db_query(ctl->db, ctl->arena,
+                               "SELECT checksum FROM "
+                               "public.schema_migrations WHERE version = $1",
+                               1, p1, &res),
                  "lookup") != STOA_OK)
             return 1;
         if (stoa_db_rows(res) == 1) {
@@ -135,10 +137,11 @@ int stoactl_migrate(stoactl_t *ctl, int argc, char **argv)
             return 1;
         }
         const char *p2[] = {names[i], checksum};
-        if (must(ctl, stoa_db_query(ctl->db, NULL,
-                                    "INSERT INTO public.schema_migrations "
-                                    "(version, checksum) VALUES ($1, $2)",
-                                    2, p2, NULL),
+        if (must(ctl,
+                 stoa_db_query(ctl->db, NULL,
+                               "INSERT INTO public.schema_migrations "
+                               "(version, checksum) VALUES ($1, $2)",
+                               2, p2, NULL),
                  "record") != STOA_OK ||
             must(ctl, stoa_db_commit(ctl->db), "COMMIT") != STOA_OK) {
             stoa_db_rollback(ctl->db);

@@ -15,13 +15,16 @@ static const struct {
     const char *monthly, *yearly; /* minor units, EUR; NULL: no price */
 } demo[] = {
     {"free", "Free", "For trying things out",
-     "{\"projects\":1,\"seats\":1,\"api_calls_per_day\":1000,\"support\":\"community\"}",
+     "{\"projects\":1,\"seats\":1,\"api_calls_per_day\":1000,\"support\":"
+     "\"community\"}",
      0, NULL, NULL},
     {"pro", "Pro", "For professionals",
-     "{\"projects\":20,\"seats\":3,\"api_calls_per_day\":100000,\"support\":\"email\",\"exports\":true}",
+     "{\"projects\":20,\"seats\":3,\"api_calls_per_day\":100000,\"support\":"
+     "\"email\",\"exports\":true}",
      1, "1900", "19000"},
     {"team", "Team", "For growing teams",
-     "{\"projects\":200,\"seats\":25,\"api_calls_per_day\":1000000,\"support\":\"priority\",\"exports\":true,\"sso\":true}",
+     "{\"projects\":200,\"seats\":25,\"api_calls_per_day\":1000000,\"support\":"
+     "\"priority\",\"exports\":true,\"sso\":true}",
      2, "4900", "49000"},
 };
 
@@ -64,7 +67,8 @@ static int seed(stoactl_t *ctl)
     printf("demo catalogue: %d plan(s) added\n", added);
     return 0;
 fail:
-    fprintf(stderr, "stoactl plan seed-demo: %s\n", stoa_db_last_error(ctl->db));
+    fprintf(stderr, "stoactl plan seed-demo: %s\n",
+            stoa_db_last_error(ctl->db));
     stoa_db_rollback(ctl->db);
     return 1;
 }

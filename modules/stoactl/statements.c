@@ -3,47 +3,56 @@
 
 /* The state of an outbox job as the jobs commands show and filter it. */
 #define JOB_STATE                                                              \
-    "CASE WHEN done_at IS NOT NULL THEN 'done' WHEN dead_at IS NOT NULL "     \
+    "CASE WHEN done_at IS NOT NULL THEN 'done' WHEN dead_at IS NOT NULL "      \
     "THEN 'dead' WHEN locked_until >= now() THEN 'running' ELSE 'queued' END"
 
 const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT] = {
     /* Operator-made accounts are verified: the operator vouches for the
      * address. */
-    [STOACTL_SQL_USER_CREATE] = {"ctl_user_create",
-     "INSERT INTO auth.users (email, name, password_hash, role, "
-     "email_verified_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT "
-     "(lower(email)) DO NOTHING RETURNING id",
-     4},
-    [STOACTL_SQL_JOBS_LIST] = {"ctl_jobs_list",
-     "SELECT id, kind, " JOB_STATE " AS state, attempts, max_attempts, "
-     STOA_DB_TS("run_at") ", coalesce(last_error, '') FROM jobs.outbox o "
-     "WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR "
-     JOB_STATE " = $2) ORDER BY id DESC LIMIT $3::int",
-     3},
+    [STOACTL_SQL_USER_CREATE] =
+        {"ctl_user_create",
+         "INSERT INTO auth.users (email, name, password_hash, role, "
+         "email_verified_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT "
+         "(lower(email)) DO NOTHING RETURNING id",
+         4},
+    [STOACTL_SQL_JOBS_LIST] =
+        {"ctl_jobs_list",
+         "SELECT id, kind, " JOB_STATE
+         " AS state, attempts, max_attempts, " STOA_DB_TS(
+             "run_at") ", coalesce(last_error, '') FROM jobs.outbox o "
+                       "WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS "
+                       "NULL OR " JOB_STATE
+                       " = $2) ORDER BY id DESC LIMIT $3::int",
+         3},
     /* A dead (or waiting) job runs again now, with a fresh attempt
      * budget; a running one is left to its worker. */
-    [STOACTL_SQL_JOB_RETRY] = {"ctl_job_retry",
-     "UPDATE jobs.outbox SET dead_at = NULL, attempts = 0, run_at = now(), "
-     "locked_by = NULL, locked_until = NULL WHERE id = $1::bigint AND "
-     "done_at IS NULL AND (locked_until IS NULL OR locked_until < now()) "
-     "RETURNING kind",
-     1},
-    [STOACTL_SQL_PLAN_SEED] = {"ctl_plan_seed",
-     "INSERT INTO billing.plans (key, name, description, features, "
-     "sort_order) VALUES ($1, $2, $3, $4::jsonb, $5::int) ON CONFLICT (key) "
-     "DO NOTHING RETURNING id",
-     5},
-    [STOACTL_SQL_PRICE_SEED] = {"ctl_price_seed",
-     "INSERT INTO billing.prices (plan_id, amount, currency, interval) "
-     "VALUES ($1::uuid, $2::bigint, 'eur', $3)",
-     3},
-    [STOACTL_SQL_PLANS_LIST] = {"ctl_plans_list",
-     "SELECT p.key, p.name, p.active, coalesce(p.stripe_product_id, '-'), "
-     "coalesce(string_agg(pr.amount || ' ' || pr.currency || '/' || "
-     "pr.interval || CASE WHEN pr.active THEN '' ELSE ' (inactive)' END, "
-     "', ' ORDER BY pr.amount), '') FROM billing.plans p LEFT JOIN "
-     "billing.prices pr ON pr.plan_id = p.id GROUP BY p.id ORDER BY "
-     "p.sort_order, p.key",
-     0},
+    [STOACTL_SQL_JOB_RETRY] =
+        {"ctl_job_retry",
+         "UPDATE jobs.outbox SET dead_at = NULL, attempts = 0, run_at = now(), "
+         "locked_by = NULL, locked_until = NULL WHERE id = $1::bigint AND "
+         "done_at IS NULL AND (locked_until IS NULL OR locked_until < now()) "
+         "RETURNING kind",
+         1},
+    [STOACTL_SQL_PLAN_SEED] =
+        {"ctl_plan_seed",
+         "INSERT INTO billing.plans (key, name, description, features, "
+         "sort_order) VALUES ($1, $2, $3, $4::jsonb, $5::int) ON CONFLICT "
+         "(key) "
+         "DO NOTHING RETURNING id",
+         5},
+    [STOACTL_SQL_PRICE_SEED] =
+        {"ctl_price_seed",
+         "INSERT INTO billing.prices (plan_id, amount, currency, interval) "
+         "VALUES ($1::uuid, $2::bigint, 'eur', $3)",
+         3},
+    [STOACTL_SQL_PLANS_LIST] =
+        {"ctl_plans_list",
+         "SELECT p.key, p.name, p.active, coalesce(p.stripe_product_id, '-'), "
+         "coalesce(string_agg(pr.amount || ' ' || pr.currency || '/' || "
+         "pr.interval || CASE WHEN pr.active THEN '' ELSE ' (inactive)' END, "
+         "', ' ORDER BY pr.amount), '') FROM billing.plans p LEFT JOIN "
+         "billing.prices pr ON pr.plan_id = p.id GROUP BY p.id ORDER BY "
+         "p.sort_order, p.key",
+         0},
 };
 const size_t stoactl_statements_len = STOA_ARRAY_LEN(stoactl_statements);

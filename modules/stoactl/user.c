@@ -6,10 +6,10 @@
 
 #include "stoa/accounts.h"
 #include "stoa/audit.h"
-#include "stoa/json.h"
 #include "stoa/crypto.h"
 #include "stoa/events.h"
 #include "stoa/format.h"
+#include "stoa/json.h"
 #include "stoa/password.h"
 #include "stoa/principal.h"
 #include "stoactl.h"
@@ -70,9 +70,10 @@ static int create(stoactl_t *ctl, int argc, char **argv)
     /* The same rules as sign-up: an operator-made account is no weaker. */
     const char *refusal = stoa_password_refusal(password, normal, name);
     if (refusal) {
-        fprintf(stderr, "stoactl: the password is refused (%s): at least %d "
-                        "characters, not a common password, not containing "
-                        "the address, and hard to guess\n",
+        fprintf(stderr,
+                "stoactl: the password is refused (%s): at least %d "
+                "characters, not a common password, not containing "
+                "the address, and hard to guess\n",
                 refusal, STOA_PASSWORD_MIN_CHARS);
         stoa_wipe(password, plen);
         return 2;
@@ -134,15 +135,17 @@ static int create(stoactl_t *ctl, int argc, char **argv)
 static int apply_change(stoactl_t *ctl, const char *normal, const char *role,
                         const char *status, int *nrevoked)
 {
-    stoa_account_change_t change = {.email = normal, .role = role,
-                                    .status = status};
+    stoa_account_change_t change = {
+        .email = normal, .role = role, .status = status};
     stoa_account_result_t result;
     int rc = stoa_account_change(&ctl->conns, ctl->arena, &stoactl_actor,
                                  &change, &result);
     if (rc == STOA_DECLINED &&
         result.refusal == STOA_ACCOUNT_REFUSED_LAST_ADMIN) {
-        fprintf(stderr, "stoactl: %s is the last active admin; make "
-                        "another admin first\n", normal);
+        fprintf(stderr,
+                "stoactl: %s is the last active admin; make "
+                "another admin first\n",
+                normal);
         return 3;
     }
     if (rc == STOA_DECLINED) {

@@ -36,8 +36,7 @@ static void check_codec(const uint8_t *data, size_t size, encode_fn encode,
             abort();
         size_t elen = encoded_len(n);
         char *text = malloc(elen + 1);
-        if (encode(raw, n, text) != elen || text[elen] != '\0' ||
-            elen != size)
+        if (encode(raw, n, text) != elen || text[elen] != '\0' || elen != size)
             abort();
         if (ignore_case ? strncasecmp(text, (const char *)data, size) != 0
                         : memcmp(text, data, size) != 0)

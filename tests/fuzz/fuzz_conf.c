@@ -36,14 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     stoa_conf_t conf;
     char err[256];
     memset(err, 'x', sizeof(err));
-    int rc = stoa_conf_parse(&conf, (const char *)data, size, err,
-                             sizeof(err));
+    int rc = stoa_conf_parse(&conf, (const char *)data, size, err, sizeof(err));
     if (rc == STOA_OK) {
         const char *const strings[] = {
-            conf.database_url, conf.redis_url,      conf.public_url,
-            conf.log_dir,      conf.keys_dir,       conf.jwt_issuer,
+            conf.database_url, conf.redis_url,       conf.public_url,
+            conf.log_dir,      conf.keys_dir,        conf.jwt_issuer,
             conf.jwt_audience, conf.stripe_api_base, conf.stripe_secret_key,
-            conf.smtp_url,     conf.mail_from,      conf.cors_origins,
+            conf.smtp_url,     conf.mail_from,       conf.cors_origins,
         };
         for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
             if (!strings[i])

@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t blen = nl ? size - hlen - 1 : 0;
     const long long now = 1700000000;
 
-    int rc = stoa_stripe_verify_signature(header, body, blen, secrets, now, 300);
+    int rc =
+        stoa_stripe_verify_signature(header, body, blen, secrets, now, 300);
     if (rc == STOA_OK && strlen(header) == hlen) {
         /* Accepted: it must contain the real signature under one secret
          * for its own timestamp. */

@@ -451,4 +451,11 @@ START_TEST(hashes_gate_sequential_requests_pass)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("app", setup, teardown, unknown_path_404, other_method_405_with_allow, public_route_runs_without_principal, auth_needs_a_principal, revoked_session_401_and_redis_unsure_503, roles_403, scopes_403_insufficient_scope, login_routes_refuse_key_tokens, handler_status_mapping, hashes_gate_sheds_when_full, hashes_gate_sequential_requests_pass)
+TEST_MAIN_ONE_CASE("app", setup, teardown, unknown_path_404,
+                   other_method_405_with_allow,
+                   public_route_runs_without_principal, auth_needs_a_principal,
+                   revoked_session_401_and_redis_unsure_503, roles_403,
+                   scopes_403_insufficient_scope,
+                   login_routes_refuse_key_tokens, handler_status_mapping,
+                   hashes_gate_sheds_when_full,
+                   hashes_gate_sequential_requests_pass)

@@ -23,9 +23,8 @@ static void teardown(void)
     arena = NULL;
 }
 
-static const size_t alloc_sizes[] = {1,   2,   7,   8,   15,  16,  17,
-                                     31,  33,  100, 255, 256, 257, 1000,
-                                     4095};
+static const size_t alloc_sizes[] = {1,  2,   7,   8,   15,  16,   17,  31,
+                                     33, 100, 255, 256, 257, 1000, 4095};
 
 START_TEST(alloc_is_16_byte_aligned)
 {
@@ -257,4 +256,9 @@ START_TEST(read_file_whole_and_bounded)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("arena", setup, teardown, alloc_is_16_byte_aligned, allocations_do_not_overlap, big_allocation_beyond_block_size, reset_runs_cleanups_in_reverse_order, destroy_runs_cleanups, reset_makes_memory_reusable, calloc_zeroes_reused_memory, used_counts_allocations, strdup_and_strndup, sprintf_formats, read_file_whole_and_bounded)
+TEST_MAIN_ONE_CASE("arena", setup, teardown, alloc_is_16_byte_aligned,
+                   allocations_do_not_overlap, big_allocation_beyond_block_size,
+                   reset_runs_cleanups_in_reverse_order, destroy_runs_cleanups,
+                   reset_makes_memory_reusable, calloc_zeroes_reused_memory,
+                   used_counts_allocations, strdup_and_strndup, sprintf_formats,
+                   read_file_whole_and_bounded)

@@ -163,7 +163,12 @@ END_TEST
 static Suite *buf_suite(void)
 {
     Suite *s = suite_create("buf");
-    TEST_CASE_OF(s, "core", setup, teardown, ONCE(init_is_empty), ONCE(append_grows_and_keeps_content), ONCE(append_binary_and_puts), ONCE(printf_appends_and_grows), ONCE(reset_keeps_capacity), ONCE(free_returns_to_empty), LOOP(json_escape_table, escape_cases), ONCE(json_escape_round_trips_through_parser));
+    TEST_CASE_OF(s, "core", setup, teardown, ONCE(init_is_empty),
+                 ONCE(append_grows_and_keeps_content),
+                 ONCE(append_binary_and_puts), ONCE(printf_appends_and_grows),
+                 ONCE(reset_keeps_capacity), ONCE(free_returns_to_empty),
+                 LOOP(json_escape_table, escape_cases),
+                 ONCE(json_escape_round_trips_through_parser));
     return s;
 }
 

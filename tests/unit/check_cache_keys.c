@@ -24,18 +24,20 @@ END_TEST
 START_TEST(keys_do_not_overlap)
 {
     /* No key of one kind may be read as a key of another for some id. */
-    static const char *const prefixes[] = {
-        STOA_KEY_PROFILE_PREFIX, STOA_KEY_REVOKED_USER_PREFIX,
-        STOA_KEY_REVOKED_SESSION_PREFIX, STOA_KEY_ENTITLEMENTS_PREFIX,
-        STOA_KEY_PLANS, STOA_KEY_REVOKE_SYNCED};
+    static const char *const prefixes[] = {STOA_KEY_PROFILE_PREFIX,
+                                           STOA_KEY_REVOKED_USER_PREFIX,
+                                           STOA_KEY_REVOKED_SESSION_PREFIX,
+                                           STOA_KEY_ENTITLEMENTS_PREFIX,
+                                           STOA_KEY_PLANS,
+                                           STOA_KEY_REVOKE_SYNCED};
     for (size_t i = 0; i < STOA_ARRAY_LEN(prefixes); i++)
         for (size_t j = 0; j < STOA_ARRAY_LEN(prefixes); j++)
             if (i != j)
-                ck_assert_msg(strncmp(prefixes[i], prefixes[j],
-                                      strlen(prefixes[i])) != 0,
-                              "'%s' is a prefix of '%s'", prefixes[i],
-                              prefixes[j]);
+                ck_assert_msg(
+                    strncmp(prefixes[i], prefixes[j], strlen(prefixes[i])) != 0,
+                    "'%s' is a prefix of '%s'", prefixes[i], prefixes[j]);
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("cache_keys", NULL, NULL, keys_spell_the_contract, keys_do_not_overlap)
+TEST_MAIN_ONE_CASE("cache_keys", NULL, NULL, keys_spell_the_contract,
+                   keys_do_not_overlap)

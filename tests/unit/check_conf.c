@@ -115,8 +115,8 @@ static void expect_refused(const char *name, const char *value)
                   "error for %s = '%s' does not name the key: %s", name, value,
                   err);
     ck_assert_msg(strstr(err, ":2") != NULL,
-                  "error for %s = '%s' does not name the line: %s", name,
-                  value, err);
+                  "error for %s = '%s' does not name the line: %s", name, value,
+                  err);
 }
 
 START_TEST(numeric_bounds)
@@ -224,9 +224,9 @@ END_TEST
 START_TEST(nul_byte_and_long_line_refused)
 {
     const char text[] = "jwt_audience = a\0b\n";
-    ck_assert_int_eq(stoa_conf_parse(&conf, text, sizeof(text) - 1, err,
-                                     sizeof(err)),
-                     STOA_DECLINED);
+    ck_assert_int_eq(
+        stoa_conf_parse(&conf, text, sizeof(text) - 1, err, sizeof(err)),
+        STOA_DECLINED);
     stoa_conf_free(&conf);
 
     char *value = test_repeat('v', 9000);
@@ -244,9 +244,9 @@ START_TEST(log_level_names)
         const char *name;
         long level;
     } levels[] = {
-        {"debug", STOA_LOG_DEBUG}, {"info", STOA_LOG_INFO},
+        {"debug", STOA_LOG_DEBUG},   {"info", STOA_LOG_INFO},
         {"notice", STOA_LOG_NOTICE}, {"warn", STOA_LOG_WARN},
-        {"err", STOA_LOG_ERR},     {"crit", STOA_LOG_CRIT},
+        {"err", STOA_LOG_ERR},       {"crit", STOA_LOG_CRIT},
     };
     char text[64];
     for (size_t i = 0; i < STOA_ARRAY_LEN(levels); i++) {
@@ -420,7 +420,8 @@ START_TEST(dump_redacts_secrets)
     ck_assert_ptr_nonnull(strstr(out, "stripe_webhook_secret = <redacted>\n"));
     ck_assert_ptr_nonnull(strstr(out, "database_url = <redacted>\n"));
     /* Non-secrets are shown as they are. */
-    ck_assert_ptr_nonnull(strstr(out, "redis_url = redis://127.0.0.1:6379/0\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "redis_url = redis://127.0.0.1:6379/0\n"));
     ck_assert_ptr_nonnull(strstr(out, "access_token_ttl = 321\n"));
     free(out);
 }
@@ -443,9 +444,22 @@ END_TEST
 static Suite *conf_suite(void)
 {
     Suite *s = suite_create("conf");
-    TEST_CASE_OF(s, "parse", setup, teardown, ONCE(defaults), ONCE(comments_and_blank_lines), ONCE(whitespace_and_line_endings), ONCE(later_line_wins_and_empty_optional), LOOP(numeric_bounds, numeric_keys), ONCE(value_is_applied), ONCE(unknown_key_names_key_and_line), ONCE(line_without_equals), ONCE(required_string_must_not_be_empty), ONCE(nul_byte_and_long_line_refused), ONCE(seal_key_is_empty_or_64_hex_digits), ONCE(log_level_names));
+    TEST_CASE_OF(
+        s, "parse", setup, teardown, ONCE(defaults),
+        ONCE(comments_and_blank_lines), ONCE(whitespace_and_line_endings),
+        ONCE(later_line_wins_and_empty_optional),
+        LOOP(numeric_bounds, numeric_keys), ONCE(value_is_applied),
+        ONCE(unknown_key_names_key_and_line), ONCE(line_without_equals),
+        ONCE(required_string_must_not_be_empty),
+        ONCE(nul_byte_and_long_line_refused),
+        ONCE(seal_key_is_empty_or_64_hex_digits), ONCE(log_level_names));
 
-    TEST_CASE(s, "secrets_and_env", setup, teardown, secret_from_file, secret_file_missing, file_suffix_refused_for_non_secret, load_file_then_env_override, env_bad_value_names_variable, load_without_file_and_parse_ignores_env, load_missing_file, load_reports_file_path_and_line, dump_redacts_secrets, dump_lists_every_key);
+    TEST_CASE(s, "secrets_and_env", setup, teardown, secret_from_file,
+              secret_file_missing, file_suffix_refused_for_non_secret,
+              load_file_then_env_override, env_bad_value_names_variable,
+              load_without_file_and_parse_ignores_env, load_missing_file,
+              load_reports_file_path_and_line, dump_redacts_secrets,
+              dump_lists_every_key);
     return s;
 }
 

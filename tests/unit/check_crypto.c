@@ -57,8 +57,8 @@ END_TEST
 
 START_TEST(hex_decode_refuses)
 {
-    static const char *const bad[] = {"abc", "a", "zz", "0g", "g0", "0 ",
-                                      " 0", "-1", "0x", "\xc3\xa9"};
+    static const char *const bad[] = {"abc", "a",  "zz", "0g", "g0",
+                                      "0 ",  " 0", "-1", "0x", "\xc3\xa9"};
     uint8_t out[8];
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
         size_t n = 12345;
@@ -95,9 +95,8 @@ END_TEST
 START_TEST(bytea_decode_refuses)
 {
     static const char *const bad[] = {
-        "",         "\\",        "x00",       "00ff",  "\\X00",
-        "/x00",     "\\x0",      "\\x0g",     "\\x 00", "\\x00 ",
-        "\\x\\x00", "\\\\x00ff",
+        "",     "\\",    "x00",    "00ff",   "\\X00",    "/x00",
+        "\\x0", "\\x0g", "\\x 00", "\\x00 ", "\\x\\x00", "\\\\x00ff",
     };
     uint8_t out[8];
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
@@ -229,20 +228,20 @@ START_TEST(b64_round_trip_all_lengths)
 END_TEST
 
 static const char *const b64url_refused[] = {
-    "Zg==",     /* padding */
-    "Zm8=",     /* padding */
-    "Zg=",      /* padding */
-    "Zm9v+w",   /* standard alphabet */
-    "Zm9v/w",   /* standard alphabet */
-    "Zm 9v",    /* space */
-    "Zm9v\n",   /* newline */
-    "\tZm9v",   /* tab */
-    "Z",        /* length % 4 == 1 */
-    "Zm9vY",    /* length % 4 == 1 */
-    "Zh",       /* non-canonical: "Zg" with low bits set */
-    "Zm9",      /* non-canonical: "Zm8" with low bits set */
-    "Zm9vYh",   /* non-canonical tail after a full group */
-    "Zm9v.A",   /* foreign character */
+    "Zg==",         /* padding */
+    "Zm8=",         /* padding */
+    "Zg=",          /* padding */
+    "Zm9v+w",       /* standard alphabet */
+    "Zm9v/w",       /* standard alphabet */
+    "Zm 9v",        /* space */
+    "Zm9v\n",       /* newline */
+    "\tZm9v",       /* tab */
+    "Z",            /* length % 4 == 1 */
+    "Zm9vY",        /* length % 4 == 1 */
+    "Zh",           /* non-canonical: "Zg" with low bits set */
+    "Zm9",          /* non-canonical: "Zm8" with low bits set */
+    "Zm9vYh",       /* non-canonical tail after a full group */
+    "Zm9v.A",       /* foreign character */
     "Zm9v\xc3\xa9", /* non-ASCII */
 };
 
@@ -251,8 +250,7 @@ START_TEST(b64url_decode_refuses)
     const char *in = b64url_refused[_i];
     uint8_t out[16];
     size_t n = 777;
-    ck_assert_msg(stoa_b64url_decode(in, strlen(in), out, &n) ==
-                      STOA_DECLINED,
+    ck_assert_msg(stoa_b64url_decode(in, strlen(in), out, &n) == STOA_DECLINED,
                   "'%s' accepted", in);
     ck_assert_uint_eq(n, 777);
 }
@@ -267,17 +265,17 @@ START_TEST(b64url_decode_refuses_embedded_nul)
 END_TEST
 
 static const char *const b64_refused[] = {
-    "Zg",       /* missing padding */
-    "Zm8",      /* missing padding */
-    "Zg=",      /* short padding */
-    "Z===",     /* too much padding */
-    "Zm9v====", /* padding after a full group */
-    "Zg=A",     /* data after padding */
-    "=Zg=",     /* padding first */
-    "Zh==",     /* non-canonical */
-    "Zm9=",     /* non-canonical */
-    "-_-_",     /* url alphabet */
-    "Zm9v Zg==", /* space */
+    "Zg",         /* missing padding */
+    "Zm8",        /* missing padding */
+    "Zg=",        /* short padding */
+    "Z===",       /* too much padding */
+    "Zm9v====",   /* padding after a full group */
+    "Zg=A",       /* data after padding */
+    "=Zg=",       /* padding first */
+    "Zh==",       /* non-canonical */
+    "Zm9=",       /* non-canonical */
+    "-_-_",       /* url alphabet */
+    "Zm9v Zg==",  /* space */
     "Zm9v\nZg==", /* line break (MIME style) */
 };
 
@@ -299,8 +297,7 @@ static const struct {
     const char *digest;
 } sha256_vectors[] = {
     /* FIPS 180-2 appendix B examples and the empty string. */
-    {"abc",
-     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+    {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
     {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
     {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
@@ -348,7 +345,8 @@ START_TEST(hmac_sha256_rfc4231)
     /* Test case 6: a key longer than the block is hashed first. */
     uint8_t key6[131];
     memset(key6, 0xaa, sizeof(key6));
-    const char *data6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    const char *data6 =
+        "Test Using Larger Than Block-Size Key - Hash Key First";
     stoa_hmac_sha256(key6, sizeof(key6), data6, strlen(data6), mac);
     ck_assert_str_eq(
         hex_of(mac, sizeof(mac)),
@@ -446,8 +444,7 @@ START_TEST(uuid_v4_format)
                               "'%c' at %zu in %s", u[i], i, u);
         }
         ck_assert_msg(u[14] == '4', "version nibble in %s", u);
-        ck_assert_msg(strchr("89ab", u[19]) != NULL, "variant nibble in %s",
-                      u);
+        ck_assert_msg(strchr("89ab", u[19]) != NULL, "variant nibble in %s", u);
         ck_assert(stoa_uuid_valid(u));
         ck_assert_str_ne(u, prev);
         memcpy(prev, u, sizeof(u));
@@ -489,11 +486,27 @@ END_TEST
 static Suite *crypto_suite(void)
 {
     Suite *s = suite_create("crypto");
-    TEST_CASE_OF(s, "encodings", setup, teardown, ONCE(hex_known_and_round_trip), ONCE(hex_decode_refuses), ONCE(bytea_decode_reads_the_text_form), ONCE(bytea_decode_refuses), ONCE(bytea_decode_checks_room_before_writing), LOOP(b64url_rfc4648_vectors, rfc4648), LOOP(b64_rfc4648_vectors, rfc4648), ONCE(b64_alphabets_differ_in_62_and_63), ONCE(b64_round_trip_all_lengths), LOOP(b64url_decode_refuses, b64url_refused), ONCE(b64url_decode_refuses_embedded_nul), LOOP(b64_decode_refuses, b64_refused));
+    TEST_CASE_OF(s, "encodings", setup, teardown,
+                 ONCE(hex_known_and_round_trip), ONCE(hex_decode_refuses),
+                 ONCE(bytea_decode_reads_the_text_form),
+                 ONCE(bytea_decode_refuses),
+                 ONCE(bytea_decode_checks_room_before_writing),
+                 LOOP(b64url_rfc4648_vectors, rfc4648),
+                 LOOP(b64_rfc4648_vectors, rfc4648),
+                 ONCE(b64_alphabets_differ_in_62_and_63),
+                 ONCE(b64_round_trip_all_lengths),
+                 LOOP(b64url_decode_refuses, b64url_refused),
+                 ONCE(b64url_decode_refuses_embedded_nul),
+                 LOOP(b64_decode_refuses, b64_refused));
 
-    TEST_CASE_OF(s, "hashes", setup, teardown, LOOP(sha256_vectors_match, sha256_vectors), ONCE(sha256_million_a), ONCE(hmac_sha256_rfc4231), ONCE(ct_equal), ONCE(wipe_zeroes));
+    TEST_CASE_OF(s, "hashes", setup, teardown,
+                 LOOP(sha256_vectors_match, sha256_vectors),
+                 ONCE(sha256_million_a), ONCE(hmac_sha256_rfc4231),
+                 ONCE(ct_equal), ONCE(wipe_zeroes));
 
-    TEST_CASE_OF(s, "random", setup, teardown, ONCE(random_token_shape), ONCE(random_tokens_differ), ONCE(uuid_v4_format), LOOP(uuid_valid_table, uuid_cases), ONCE(uuid_valid_null));
+    TEST_CASE_OF(s, "random", setup, teardown, ONCE(random_token_shape),
+                 ONCE(random_tokens_differ), ONCE(uuid_v4_format),
+                 LOOP(uuid_valid_table, uuid_cases), ONCE(uuid_valid_null));
     return s;
 }
 

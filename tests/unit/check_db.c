@@ -46,8 +46,7 @@ static const stoa_db_statement_t good[] = {
 START_TEST(check_accepts_matching_tables)
 {
     char err[256] = "";
-    const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)},
-                                      {NULL, 0}};
+    const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)}, {NULL, 0}};
     ck_assert_int_eq(stoa_db_check_tables(tables, 2, err, sizeof(err)),
                      STOA_OK);
     ck_assert_str_eq(err, "");
@@ -100,8 +99,7 @@ END_TEST
 START_TEST(check_refuses_a_name_twice)
 {
     static const stoa_db_statement_t again[] = {{"three", "SELECT 1", 0}};
-    const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)},
-                                      {again, 1}};
+    const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)}, {again, 1}};
     char err[256];
     ck_assert_int_eq(stoa_db_check_tables(tables, 2, err, sizeof(err)),
                      STOA_ERROR);
@@ -150,13 +148,18 @@ START_TEST(ctx_open_accepts_a_matching_table)
     memset(&ctx, 0, sizeof(ctx));
     char err[512] = "";
     ck_assert_msg(stoa_ctx_open(&ctx, "check-db", NULL, good,
-                                STOA_ARRAY_LEN(good), 1, 1,
-                                STOA_CTX_LOG_STDERR, err,
-                                sizeof(err)) == STOA_OK,
+                                STOA_ARRAY_LEN(good), 1, 1, STOA_CTX_LOG_STDERR,
+                                err, sizeof(err)) == STOA_OK,
                   "%s", err);
     ck_assert_uint_eq(ctx.ntables, STOA_CTX_TABLES);
     stoa_ctx_close(&ctx);
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("db", NULL, NULL, max_param_counts_the_highest, check_accepts_matching_tables, check_refuses_too_few_declared, check_refuses_too_many_declared, check_refuses_a_hole, check_refuses_a_name_twice, library_tables_pass, ctx_open_stops_on_a_mismatch, ctx_open_accepts_a_matching_table)
+TEST_MAIN_ONE_CASE("db", NULL, NULL, max_param_counts_the_highest,
+                   check_accepts_matching_tables,
+                   check_refuses_too_few_declared,
+                   check_refuses_too_many_declared, check_refuses_a_hole,
+                   check_refuses_a_name_twice, library_tables_pass,
+                   ctx_open_stops_on_a_mismatch,
+                   ctx_open_accepts_a_matching_table)

@@ -34,9 +34,9 @@ START_TEST(codes_are_unique)
 {
     for (size_t i = 0; i < stoa_err_table_len; i++) {
         for (size_t j = i + 1; j < stoa_err_table_len; j++)
-            ck_assert_msg(strcmp(stoa_err_table[i].code,
-                                 stoa_err_table[j].code) != 0,
-                          "%s listed twice", stoa_err_table[i].code);
+            ck_assert_msg(
+                strcmp(stoa_err_table[i].code, stoa_err_table[j].code) != 0,
+                "%s listed twice", stoa_err_table[i].code);
         ck_assert_ptr_eq(stoa_err_find(stoa_err_table[i].code),
                          &stoa_err_table[i]);
     }
@@ -79,7 +79,8 @@ END_TEST
 static Suite *err_suite(void)
 {
     Suite *s = suite_create("err");
-    TEST_CASE_OF(s, "table", NULL, NULL, ONCE(every_entry_is_complete), ONCE(codes_are_unique), LOOP(spec_codes, spec_cases));
+    TEST_CASE_OF(s, "table", NULL, NULL, ONCE(every_entry_is_complete),
+                 ONCE(codes_are_unique), LOOP(spec_codes, spec_cases));
     return s;
 }
 

@@ -38,9 +38,9 @@ END_TEST
 START_TEST(every_constant_is_in_the_table)
 {
     static const char *const names[] = {
-        STOA_EVENT_USER_CREATED,         STOA_EVENT_USER_UPDATED,
-        STOA_EVENT_USER_DELETED,         STOA_EVENT_SUBSCRIPTION_UPDATED,
-        STOA_EVENT_INVOICE_PAID,         STOA_EVENT_INVOICE_PAYMENT_FAILED,
+        STOA_EVENT_USER_CREATED,  STOA_EVENT_USER_UPDATED,
+        STOA_EVENT_USER_DELETED,  STOA_EVENT_SUBSCRIPTION_UPDATED,
+        STOA_EVENT_INVOICE_PAID,  STOA_EVENT_INVOICE_PAYMENT_FAILED,
         STOA_EVENT_USER_SUSPENDED};
     ck_assert_uint_eq(STOA_ARRAY_LEN(names), stoa_events_len);
     for (size_t i = 0; i < STOA_ARRAY_LEN(names); i++)
@@ -68,4 +68,5 @@ START_TEST(unknown_names_are_not_found)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("events", NULL, NULL, table_entries_are_complete_and_unique, every_constant_is_in_the_table, unknown_names_are_not_found)
+TEST_MAIN_ONE_CASE("events", NULL, NULL, table_entries_are_complete_and_unique,
+                   every_constant_is_in_the_table, unknown_names_are_not_found)

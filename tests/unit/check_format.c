@@ -37,7 +37,8 @@ START_TEST(email_table)
     char *got = stoa_email_normalise(arena, email_cases[_i].in);
     if (email_cases[_i].out)
         ck_assert_msg(got && strcmp(got, email_cases[_i].out) == 0,
-                      "'%s' gave '%s'", email_cases[_i].in, got ? got : "(refused)");
+                      "'%s' gave '%s'", email_cases[_i].in,
+                      got ? got : "(refused)");
     else
         ck_assert_msg(got == NULL, "'%s' accepted as '%s'", email_cases[_i].in,
                       got);
@@ -135,15 +136,17 @@ static const struct {
     {"plain ascii", true},
     {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", true},
     {"\xef\xbf\xbd", true},
-    {"\xf4\x8f\xbf\xbf", true},  /* U+10FFFF */
+    {"\xf4\x8f\xbf\xbf", true}, /* U+10FFFF */
     {"\xff", false},
     {"Mozilla\xff\xfe", false},
-    {"\xc0\xaf", false},           /* overlong '/' */
-    {"\xe0\x80\xaf", false},      /* overlong */
-    {"\xed\xa0\x80", false},      /* surrogate U+D800 */
+    {"\xc0\xaf", false},         /* overlong '/' */
+    {"\xe0\x80\xaf", false},     /* overlong */
+    {"\xed\xa0\x80", false},     /* surrogate U+D800 */
     {"\xf4\x90\x80\x80", false}, /* above U+10FFFF */
-    {"\xe2\x82", false},           /* truncated */
-    {"a\x80" "b", false},          /* stray continuation */
+    {"\xe2\x82", false},         /* truncated */
+    {"a\x80"
+     "b",
+     false}, /* stray continuation */
     {"\xf8\x88\x80\x80\x80", false},
 };
 
@@ -163,14 +166,22 @@ static const struct {
     {"Mozilla/5.0 (X11)", 512, "Mozilla/5.0 (X11)"},
     {"Mozilla\xff\xfe", 512, "Mozilla\xef\xbf\xbd\xef\xbf\xbd"},
     /* One U+FFFD per maximal ill-formed prefix. */
-    {"a\xe2\x82" "b", 512, "a\xef\xbf\xbd" "b"},
+    {"a\xe2\x82"
+     "b",
+     512,
+     "a\xef\xbf\xbd"
+     "b"},
     {"\xf0\x9f\x98", 512, "\xef\xbf\xbd"},
     {"\xc0\xaf", 512, "\xef\xbf\xbd\xef\xbf\xbd"},
     {"\xed\xa0\x80", 512, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
     {"caf\xc3\xa9", 512, "caf\xc3\xa9"},
     /* Controls dropped (C0, DEL, C1), tabs made spaces. */
-    {"a\x01\x1b[31mb\x7f" "c\r\nd", 512, "a[31mbcd"},
-    {"x\xc2\x9b" "y\xc2\xa0z", 512, "xy\xc2\xa0z"},
+    {"a\x01\x1b[31mb\x7f"
+     "c\r\nd",
+     512, "a[31mbcd"},
+    {"x\xc2\x9b"
+     "y\xc2\xa0z",
+     512, "xy\xc2\xa0z"},
     {"tab\there", 512, "tab here"},
     {"\x01\x02", 512, NULL},
     {"", 512, NULL},
@@ -216,7 +227,11 @@ END_TEST
 static Suite *format_suite(void)
 {
     Suite *s = suite_create("format");
-    TEST_CASE_OF(s, "format", NULL, NULL, LOOP(email_table, email_cases), ONCE(email_length_limits), LOOP(time_table, time_cases), LOOP(utf8_table, utf8_cases), LOOP(sanitise_table, sanitise_cases), ONCE(sanitise_null_and_long_input));
+    TEST_CASE_OF(s, "format", NULL, NULL, LOOP(email_table, email_cases),
+                 ONCE(email_length_limits), LOOP(time_table, time_cases),
+                 LOOP(utf8_table, utf8_cases),
+                 LOOP(sanitise_table, sanitise_cases),
+                 ONCE(sanitise_null_and_long_input));
     return s;
 }
 

@@ -166,11 +166,14 @@ START_TEST(limits_and_no_cache)
     /* An unusable path is an error at start, not later. */
     stoa_hostcache_t *hc = NULL;
     char err[256];
-    ck_assert_int_eq(stoa_hostcache_open("/nonexistent-dir/x", &hc, err,
-                                         sizeof(err)),
-                     STOA_ERROR);
+    ck_assert_int_eq(
+        stoa_hostcache_open("/nonexistent-dir/x", &hc, err, sizeof(err)),
+        STOA_ERROR);
     ck_assert_ptr_nonnull(strstr(err, "host_cache_file"));
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("hostcache", setup, teardown, a_copy_is_served_until_a_bump, a_fetch_overtaken_by_a_change_is_not_kept, counters_live_in_the_file, copies_expire, limits_and_no_cache)
+TEST_MAIN_ONE_CASE("hostcache", setup, teardown, a_copy_is_served_until_a_bump,
+                   a_fetch_overtaken_by_a_change_is_not_kept,
+                   counters_live_in_the_file, copies_expire,
+                   limits_and_no_cache)

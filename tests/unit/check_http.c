@@ -646,8 +646,8 @@ static void assert_answer(int rc, int want_rc, int status, const char *needle)
     ck_assert_int_eq(rc, want_rc);
     ck_assert_int_eq(req.status, status);
     if (needle)
-        ck_assert_msg(strstr(req.body_out.data, needle), "%s not in %s",
-                      needle, req.body_out.data);
+        ck_assert_msg(strstr(req.body_out.data, needle), "%s not in %s", needle,
+                      req.body_out.data);
 }
 
 START_TEST(fail_takes_status_and_message_from_the_table)
@@ -693,24 +693,36 @@ START_TEST(code_text_form_uses_the_table_default)
 {
     ck_assert_int_eq(stoa_http_error(&req, 409, "plan_exists", NULL),
                      STOA_DECLINED);
-    ck_assert_ptr_nonnull(strstr(
-        req.body_out.data,
-        stoa_err_info(STOA_ERR_PLAN_EXISTS)->message));
+    ck_assert_ptr_nonnull(strstr(req.body_out.data,
+                                 stoa_err_info(STOA_ERR_PLAN_EXISTS)->message));
 }
 END_TEST
 
 static Suite *http_suite(void)
 {
     Suite *s = suite_create("http");
-    TEST_CASE_OF(s, "router", setup, teardown, LOOP(router_table, route_cases), ONCE(router_allow_may_be_null_and_params_reset));
+    TEST_CASE_OF(s, "router", setup, teardown, LOOP(router_table, route_cases),
+                 ONCE(router_allow_may_be_null_and_params_reset));
 
-    TEST_CASE(s, "query", setup, teardown, query_decoding, query_empty_and_null, query_malformed_escape, query_value_not_utf8);
+    TEST_CASE(s, "query", setup, teardown, query_decoding, query_empty_and_null,
+              query_malformed_escape, query_value_not_utf8);
 
-    TEST_CASE(s, "responses", setup, teardown, http_error_shape, http_error_statuses_and_defaults, http_error_escapes_message, http_error_replaces_partial_body, http_error_details_given, fail_takes_status_and_message_from_the_table, fail_keeps_an_explicit_message, fail_statuses_map_to_results, fail_as_keeps_the_code_at_another_status, code_text_form_uses_the_table_default, invalid_fields_lists_fields, invalid_fields_without_fields, json_response_and_send, header_lines_and_injection_guard);
+    TEST_CASE(s, "responses", setup, teardown, http_error_shape,
+              http_error_statuses_and_defaults, http_error_escapes_message,
+              http_error_replaces_partial_body, http_error_details_given,
+              fail_takes_status_and_message_from_the_table,
+              fail_keeps_an_explicit_message, fail_statuses_map_to_results,
+              fail_as_keeps_the_code_at_another_status,
+              code_text_form_uses_the_table_default,
+              invalid_fields_lists_fields, invalid_fields_without_fields,
+              json_response_and_send, header_lines_and_injection_guard);
 
-    TEST_CASE_OF(s, "body", setup, teardown, LOOP(json_body_table, body_cases), ONCE(json_body_too_deep), ONCE(json_body_with_nul));
+    TEST_CASE_OF(s, "body", setup, teardown, LOOP(json_body_table, body_cases),
+                 ONCE(json_body_too_deep), ONCE(json_body_with_nul));
 
-    TEST_CASE(s, "fields", setup, teardown, field_string_cases, field_string_length_bounds, field_integer_cases, field_bool_cases, field_reject_unknown, request_id_valid_table);
+    TEST_CASE(s, "fields", setup, teardown, field_string_cases,
+              field_string_length_bounds, field_integer_cases, field_bool_cases,
+              field_reject_unknown, request_id_valid_table);
     return s;
 }
 

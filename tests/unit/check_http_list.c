@@ -19,19 +19,32 @@ static void teardown(void)
 
 enum { L_ID, L_NAME, L_COUNT, L_ON, L_TAGS, L_CURSOR_US, L_NCOLS };
 static const stoa_column_t list_columns[] = {
-    {"id", L_ID, STOA_COLUMN_TEXT},
-    {"name", L_NAME, STOA_COLUMN_TEXT},
-    {"count", L_COUNT, STOA_COLUMN_INTEGER},
-    {"on", L_ON, STOA_COLUMN_BOOL},
+    {"id", L_ID, STOA_COLUMN_TEXT},          {"name", L_NAME, STOA_COLUMN_TEXT},
+    {"count", L_COUNT, STOA_COLUMN_INTEGER}, {"on", L_ON, STOA_COLUMN_BOOL},
     {"tags", L_TAGS, STOA_COLUMN_JSON},
 };
 #define UUID_A "0b0e8f52-2f7e-4b5e-9a43-1d1f7c8f0a01"
 #define UUID_B "0b0e8f52-2f7e-4b5e-9a43-1d1f7c8f0a02"
 #define UUID_C "0b0e8f52-2f7e-4b5e-9a43-1d1f7c8f0a03"
 static const char *const list_rows[] = {
-    UUID_A, "a \"quoted\" name", "12", "t", "[\"x\",\"y\"]", "300",
-    UUID_B, NULL, NULL, "f", NULL, "200",
-    UUID_C, "c", "-3", NULL, "{}", "100",
+    UUID_A,
+    "a \"quoted\" name",
+    "12",
+    "t",
+    "[\"x\",\"y\"]",
+    "300",
+    UUID_B,
+    NULL,
+    NULL,
+    "f",
+    NULL,
+    "200",
+    UUID_C,
+    "c",
+    "-3",
+    NULL,
+    "{}",
+    "100",
 };
 
 static void extra_member(stoa_request_t *r, stoa_jw_t *w,
@@ -44,8 +57,8 @@ static void extra_member(stoa_request_t *r, stoa_jw_t *w,
 
 START_TEST(list_writes_every_kind_and_null)
 {
-    stoa_db_result_t *res = stoa_db_result_literal(req.arena, 3, L_NCOLS,
-                                                   list_rows);
+    stoa_db_result_t *res =
+        stoa_db_result_literal(req.arena, 3, L_NCOLS, list_rows);
     const stoa_list_t list = {list_columns, STOA_ARRAY_LEN(list_columns),
                               extra_member, 0, 0};
     ck_assert_int_eq(stoa_http_list(&req, res, NULL, &list), STOA_OK);
@@ -53,7 +66,8 @@ START_TEST(list_writes_every_kind_and_null)
     ck_assert_str_eq(
         req.body_out.data,
         "{\"data\":["
-        "{\"id\":\"" UUID_A "\",\"name\":\"a \\\"quoted\\\" name\",\"count\":12,"
+        "{\"id\":\"" UUID_A
+        "\",\"name\":\"a \\\"quoted\\\" name\",\"count\":12,"
         "\"on\":true,\"tags\":[\"x\",\"y\"],\"row\":0},"
         "{\"id\":\"" UUID_B "\",\"name\":null,\"count\":null,\"on\":false,"
         "\"tags\":null,\"row\":1},"
@@ -74,8 +88,8 @@ START_TEST(list_keyset_page_has_next_cursor)
     ck_assert_ptr_null(page.cursor_id);
     /* The statement returned limit + 1 rows: two shown, the cursor is the
      * second's position. */
-    stoa_db_result_t *res = stoa_db_result_literal(req.arena, 3, L_NCOLS,
-                                                   list_rows);
+    stoa_db_result_t *res =
+        stoa_db_result_literal(req.arena, 3, L_NCOLS, list_rows);
     const stoa_list_t list = {list_columns, 1, NULL, L_CURSOR_US, L_ID};
     ck_assert_int_eq(stoa_http_list(&req, res, &page, &list), STOA_OK);
     ck_assert_str_eq(req.body_out.data,
@@ -91,8 +105,8 @@ START_TEST(list_last_page_has_null_cursor)
     ck_assert(stoa_request_page(&req, STOA_PAGE_KEYSET, &page));
     ck_assert_str_eq(page.cursor_ts, "400");
     ck_assert_str_eq(page.cursor_id, UUID_A);
-    stoa_db_result_t *res = stoa_db_result_literal(req.arena, 3, L_NCOLS,
-                                                   list_rows);
+    stoa_db_result_t *res =
+        stoa_db_result_literal(req.arena, 3, L_NCOLS, list_rows);
     const stoa_list_t list = {list_columns, 1, NULL, L_CURSOR_US, L_ID};
     ck_assert_int_eq(stoa_http_list(&req, res, &page, &list), STOA_OK);
     ck_assert_ptr_nonnull(strstr(req.body_out.data, "\"next_cursor\":null}"));
@@ -111,8 +125,9 @@ START_TEST(list_serial_page_cursor_is_the_id)
     const stoa_list_t list = {columns, 1, NULL, 0, 0};
     stoa_db_result_t *res = stoa_db_result_literal(req.arena, 3, 1, rows);
     ck_assert_int_eq(stoa_http_list(&req, res, &page, &list), STOA_OK);
-    ck_assert_str_eq(req.body_out.data,
-                     "{\"data\":[{\"id\":9},{\"id\":8}],\"next_cursor\":\"8\"}");
+    ck_assert_str_eq(
+        req.body_out.data,
+        "{\"data\":[{\"id\":9},{\"id\":8}],\"next_cursor\":\"8\"}");
 }
 END_TEST
 
@@ -170,4 +185,9 @@ START_TEST(page_defaults)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("http_list", setup, teardown, list_writes_every_kind_and_null, list_keyset_page_has_next_cursor, list_last_page_has_null_cursor, list_serial_page_cursor_is_the_id, page_refuses_bad_parameters, page_defaults)
+TEST_MAIN_ONE_CASE("http_list", setup, teardown,
+                   list_writes_every_kind_and_null,
+                   list_keyset_page_has_next_cursor,
+                   list_last_page_has_null_cursor,
+                   list_serial_page_cursor_is_the_id,
+                   page_refuses_bad_parameters, page_defaults)

@@ -267,4 +267,8 @@ START_TEST(claim_and_finish_without_postgres)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("idempotency", setup, teardown, key_sane_bounds_and_alphabet, hash_known_answer_and_form, hash_tells_requests_apart, seal_round_trip_and_no_clear_text, open_refuses_another_binding, open_refuses_damaged_values, no_seal_key_keeps_nothing, claim_and_finish_without_postgres)
+TEST_MAIN_ONE_CASE("idempotency", setup, teardown, key_sane_bounds_and_alphabet,
+                   hash_known_answer_and_form, hash_tells_requests_apart,
+                   seal_round_trip_and_no_clear_text,
+                   open_refuses_another_binding, open_refuses_damaged_values,
+                   no_seal_key_keeps_nothing, claim_and_finish_without_postgres)

@@ -28,8 +28,8 @@ static int parse_rc(const char *text, const stoa_json_t **doc)
 {
     stoa_json_t *v = NULL;
     err[0] = '\0';
-    int rc = stoa_json_parse(arena, text, strlen(text), STOA_JSON_MAX_DEPTH,
-                             &v, err, sizeof(err));
+    int rc = stoa_json_parse(arena, text, strlen(text), STOA_JSON_MAX_DEPTH, &v,
+                             err, sizeof(err));
     if (doc)
         *doc = v;
     return rc;
@@ -208,7 +208,8 @@ END_TEST
 
 START_TEST(duplicate_key_first_wins)
 {
-    const stoa_json_t *doc = parse_ok("{\"role\":\"client\",\"role\":\"admin\"}");
+    const stoa_json_t *doc =
+        parse_ok("{\"role\":\"client\",\"role\":\"admin\"}");
     ck_assert_str_eq(stoa_json_string(stoa_json_get(doc, "role")), "client");
 }
 END_TEST
@@ -229,41 +230,20 @@ START_TEST(parsed_tree_lives_until_reset)
 END_TEST
 
 static const char *const malformed[] = {
-    "",
-    "   ",
-    "{",
-    "[1,2",
-    "{\"a\":",
-    "{\"a\" 1}",
-    "{\"a\":1,}",
-    "[1,]",
-    "[1 2]",
-    "{} x",          /* trailing garbage */
-    "{}{}",          /* two values */
-    "1 2",
-    "{'a':1}",       /* single quotes */
-    "['a']",
-    "{a:1}",         /* bare key */
-    "\"\\q\"",       /* bad escape */
-    "\"\\u12\"",     /* short \u escape */
-    "\"\\x41\"",
-    "\"abc",         /* unterminated string */
-    "\"a\nb\"",      /* raw control character in a string */
-    "\"\xff\"",      /* invalid UTF-8 */
-    "\"\xc3\"",      /* truncated UTF-8 sequence */
-    "\"\x80\"",      /* lone continuation byte */
-    "NaN",
-    "Infinity",
-    "01",
-    "-",
-    "1.",
-    ".5",
-    "+1",
-    "tru",
-    "nul",
-    "True",
-    "]",
-    "}",
+    "",           "   ",      "{",     "[1,2", "{\"a\":", "{\"a\" 1}",
+    "{\"a\":1,}", "[1,]",     "[1 2]", "{} x", /* trailing garbage */
+    "{}{}",                                    /* two values */
+    "1 2",        "{'a':1}",                   /* single quotes */
+    "['a']",      "{a:1}",                     /* bare key */
+    "\"\\q\"",                                 /* bad escape */
+    "\"\\u12\"",                               /* short \u escape */
+    "\"\\x41\"",  "\"abc",                     /* unterminated string */
+    "\"a\nb\"", /* raw control character in a string */
+    "\"\xff\"", /* invalid UTF-8 */
+    "\"\xc3\"", /* truncated UTF-8 sequence */
+    "\"\x80\"", /* lone continuation byte */
+    "NaN",        "Infinity", "01",    "-",    "1.",      ".5",
+    "+1",         "tru",      "nul",   "True", "]",       "}",
 };
 
 START_TEST(parse_refuses_malformed)
@@ -285,15 +265,14 @@ START_TEST(parse_refuses_embedded_nul)
                                      sizeof(err)),
                      STOA_DECLINED);
     static const char trailing_nul[] = "{}\0";
-    ck_assert_int_eq(stoa_json_parse(arena, trailing_nul,
-                                     sizeof(trailing_nul) - 1,
-                                     STOA_JSON_MAX_DEPTH, &doc, err,
-                                     sizeof(err)),
-                     STOA_DECLINED);
+    ck_assert_int_eq(
+        stoa_json_parse(arena, trailing_nul, sizeof(trailing_nul) - 1,
+                        STOA_JSON_MAX_DEPTH, &doc, err, sizeof(err)),
+        STOA_DECLINED);
     /* Text that is not terminated right at len is refused rather than
      * read past len. */
-    ck_assert_int_eq(stoa_json_parse(arena, "{}x", 2, STOA_JSON_MAX_DEPTH,
-                                     &doc, err, sizeof(err)),
+    ck_assert_int_eq(stoa_json_parse(arena, "{}x", 2, STOA_JSON_MAX_DEPTH, &doc,
+                                     err, sizeof(err)),
                      STOA_DECLINED);
 }
 END_TEST
@@ -384,14 +363,12 @@ START_TEST(depth_limit_is_the_argument)
 {
     stoa_json_t *doc;
     const char *three = "[[[]]]";
-    ck_assert_int_eq(stoa_json_parse(arena, three, 6, 3, &doc, err,
-                                     sizeof(err)),
-                     STOA_OK);
-    ck_assert_int_eq(stoa_json_parse(arena, three, 6, 2, &doc, err,
-                                     sizeof(err)),
-                     STOA_DECLINED);
-    ck_assert_int_eq(stoa_json_parse(arena, "1", 1, 0, &doc, err,
-                                     sizeof(err)),
+    ck_assert_int_eq(
+        stoa_json_parse(arena, three, 6, 3, &doc, err, sizeof(err)), STOA_OK);
+    ck_assert_int_eq(
+        stoa_json_parse(arena, three, 6, 2, &doc, err, sizeof(err)),
+        STOA_DECLINED);
+    ck_assert_int_eq(stoa_json_parse(arena, "1", 1, 0, &doc, err, sizeof(err)),
                      STOA_OK);
 }
 END_TEST
@@ -685,9 +662,8 @@ START_TEST(regression_parse_refuses_escaped_nul)
     const stoa_json_t *doc;
     int rc = parse_rc("{\"email\":\"a@b.c\\u0000x\"}", &doc);
     ck_assert_msg(rc == STOA_DECLINED, "\\u0000 accepted, email read as '%s'",
-                  rc == STOA_OK
-                      ? stoa_json_string(stoa_json_get(doc, "email"))
-                      : "");
+                  rc == STOA_OK ? stoa_json_string(stoa_json_get(doc, "email"))
+                                : "");
 }
 END_TEST
 
@@ -741,8 +717,7 @@ START_TEST(regression_writer_key_outside_object_is_misuse)
     stoa_jw_reset(jw, &out);
     stoa_jw_array_open(jw);
     stoa_jw_key(jw, "k");
-    ck_assert_msg(!stoa_jw_ok(jw), "key in array: '%s' reported ok",
-                  out.data);
+    ck_assert_msg(!stoa_jw_ok(jw), "key in array: '%s' reported ok", out.data);
 }
 END_TEST
 
@@ -779,11 +754,35 @@ END_TEST
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
-    TEST_CASE_OF(s, "parse", setup, teardown, LOOP(parse_valid_documents, valid_docs), ONCE(parse_decodes_escapes), ONCE(accessors_read_values), ONCE(accessors_refuse_type_mismatch), ONCE(accessors_accept_null_node), ONCE(duplicate_key_first_wins), ONCE(parsed_tree_lives_until_reset), LOOP(parse_refuses_malformed, malformed), ONCE(parse_refuses_embedded_nul), ONCE(depth_limit_arrays), ONCE(depth_limit_objects), ONCE(depth_limit_mixed_and_siblings), ONCE(depth_limit_ignores_brackets_in_strings), ONCE(depth_limit_is_the_argument), ONCE(integer_limits));
+    TEST_CASE_OF(
+        s, "parse", setup, teardown, LOOP(parse_valid_documents, valid_docs),
+        ONCE(parse_decodes_escapes), ONCE(accessors_read_values),
+        ONCE(accessors_refuse_type_mismatch), ONCE(accessors_accept_null_node),
+        ONCE(duplicate_key_first_wins), ONCE(parsed_tree_lives_until_reset),
+        LOOP(parse_refuses_malformed, malformed),
+        ONCE(parse_refuses_embedded_nul), ONCE(depth_limit_arrays),
+        ONCE(depth_limit_objects), ONCE(depth_limit_mixed_and_siblings),
+        ONCE(depth_limit_ignores_brackets_in_strings),
+        ONCE(depth_limit_is_the_argument), ONCE(integer_limits));
 
-    TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array, writer_appends_to_existing_content, writer_escapes_strings, writer_refuses_nul, writer_escapes_keys, writer_invalid_utf8_is_not_ok, writer_detects_misuse, writer_reset_recovers_after_misuse, writer_raw_inside_object, writer_raw_inside_array, writer_raw_invalid_is_not_ok);
+    TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array,
+              writer_appends_to_existing_content, writer_escapes_strings,
+              writer_refuses_nul, writer_escapes_keys,
+              writer_invalid_utf8_is_not_ok, writer_detects_misuse,
+              writer_reset_recovers_after_misuse, writer_raw_inside_object,
+              writer_raw_inside_array, writer_raw_invalid_is_not_ok);
 
-    TEST_CASE(s, "regression", setup, teardown, regression_parse_refuses_comments, regression_comment_cannot_hide_nesting, regression_deep_nesting_behind_comment_no_crash, regression_parse_refuses_escaped_nul, regression_parse_refuses_invalid_utf8_forms, regression_writer_key_without_value_is_misuse, regression_writer_mismatched_close_is_misuse, regression_writer_key_outside_object_is_misuse, regression_writer_refuses_invalid_utf8_forms, regression_writer_survives_calls_after_unbalanced_close);
+    TEST_CASE(s, "regression", setup, teardown,
+              regression_parse_refuses_comments,
+              regression_comment_cannot_hide_nesting,
+              regression_deep_nesting_behind_comment_no_crash,
+              regression_parse_refuses_escaped_nul,
+              regression_parse_refuses_invalid_utf8_forms,
+              regression_writer_key_without_value_is_misuse,
+              regression_writer_mismatched_close_is_misuse,
+              regression_writer_key_outside_object_is_misuse,
+              regression_writer_refuses_invalid_utf8_forms,
+              regression_writer_survives_calls_after_unbalanced_close);
     return s;
 }
 

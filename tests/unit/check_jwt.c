@@ -129,4 +129,5 @@ START_TEST(high_s_twin_is_refused)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("jwt", setup, teardown, signer_issues_low_s_only, high_s_twin_is_refused)
+TEST_MAIN_ONE_CASE("jwt", setup, teardown, signer_issues_low_s_only,
+                   high_s_twin_is_refused)

@@ -90,8 +90,8 @@ START_TEST(parse_host_too_long)
                                        &port, &db, &is_unix),
                      STOA_OK);
     ck_assert_str_eq(host, "abcdefg");
-    ck_assert_int_eq(stoa_kv_parse_url("redis://abcdefgh:1", host,
-                                       sizeof(host), &port, &db, &is_unix),
+    ck_assert_int_eq(stoa_kv_parse_url("redis://abcdefgh:1", host, sizeof(host),
+                                       &port, &db, &is_unix),
                      STOA_DECLINED);
     ck_assert_int_eq(stoa_kv_parse_url("unix:///abcdefg", host, sizeof(host),
                                        &port, &db, &is_unix),
@@ -280,11 +280,15 @@ END_TEST
 static Suite *kv_suite(void)
 {
     Suite *s = suite_create("kv");
-    TEST_CASE_OF(s, "url", NULL, NULL, LOOP(parse_good_urls, good_urls), LOOP(parse_bad_urls, bad_urls), ONCE(parse_host_too_long), ONCE(new_checks_url_without_connecting));
+    TEST_CASE_OF(s, "url", NULL, NULL, LOOP(parse_good_urls, good_urls),
+                 LOOP(parse_bad_urls, bad_urls), ONCE(parse_host_too_long),
+                 ONCE(new_checks_url_without_connecting));
 
-    TEST_CASE(s, "breaker", NULL, NULL, breaker_one_timeout_spares_every_handle, breaker_stays_closed_on_a_refused_connection);
+    TEST_CASE(s, "breaker", NULL, NULL, breaker_one_timeout_spares_every_handle,
+              breaker_stays_closed_on_a_refused_connection);
 
-    TEST_CASE(s, "regression", NULL, NULL, regression_port_and_db_refuse_whitespace);
+    TEST_CASE(s, "regression", NULL, NULL,
+              regression_port_and_db_refuse_whitespace);
     return s;
 }
 

@@ -7,8 +7,14 @@
 
 static stoa_arena_t *arena;
 
-static void setup(void) { arena = stoa_arena_create(0); }
-static void teardown(void) { stoa_arena_destroy(arena); }
+static void setup(void)
+{
+    arena = stoa_arena_create(0);
+}
+static void teardown(void)
+{
+    stoa_arena_destroy(arena);
+}
 
 static stoa_json_t *parse(const char *text)
 {
@@ -29,8 +35,9 @@ START_TEST(plain_mail_round_trip)
                               .dedupe_key = "welcome:1"};
     char *text = stoa_mail_payload(arena, &mail);
     ck_assert_ptr_nonnull(text);
-    ck_assert_str_eq(text, "{\"template\":\"welcome\",\"to\":\"ann@example.com\","
-                           "\"data\":{\"name\":\"Ann\"}}");
+    ck_assert_str_eq(text,
+                     "{\"template\":\"welcome\",\"to\":\"ann@example.com\","
+                     "\"data\":{\"name\":\"Ann\"}}");
     stoa_mail_job_t job;
     const char *why = NULL;
     ck_assert_int_eq(stoa_mail_read(parse(text), &job, &why), STOA_OK);
@@ -81,10 +88,14 @@ static const struct {
     const char *payload;
     const char *why;
 } declined[] = {
-    {"{\"to\":\"a@b.c\",\"data\":{}}", "email.send needs template, to and data"},
-    {"{\"template\":\"welcome\",\"data\":{}}", "email.send needs template, to and data"},
-    {"{\"template\":\"welcome\",\"to\":\"a@b.c\"}", "email.send needs template, to and data"},
-    {"{\"template\":\"welcome\",\"to\":7,\"data\":{}}", "email.send needs template, to and data"},
+    {"{\"to\":\"a@b.c\",\"data\":{}}",
+     "email.send needs template, to and data"},
+    {"{\"template\":\"welcome\",\"data\":{}}",
+     "email.send needs template, to and data"},
+    {"{\"template\":\"welcome\",\"to\":\"a@b.c\"}",
+     "email.send needs template, to and data"},
+    {"{\"template\":\"welcome\",\"to\":7,\"data\":{}}",
+     "email.send needs template, to and data"},
     {"{\"template\":\"x\",\"to\":\"a@b.c\",\"data\":{},\"link\":{\"purpose\":"
      "\"nope\",\"user_id\":\"" USER "\"}}",
      "email.send asks for an unknown link"},
@@ -128,7 +139,11 @@ END_TEST
 static Suite *mail_suite(void)
 {
     Suite *s = suite_create("mail");
-    TEST_CASE_OF(s, "mail", setup, teardown, ONCE(plain_mail_round_trip), ONCE(link_mail_round_trip), ONCE(sql_written_payload_reads), LOOP(malformed_payloads_declined, declined), ONCE(mail_without_an_address_is_refused), ONCE(kind_is_the_contract));
+    TEST_CASE_OF(s, "mail", setup, teardown, ONCE(plain_mail_round_trip),
+                 ONCE(link_mail_round_trip), ONCE(sql_written_payload_reads),
+                 LOOP(malformed_payloads_declined, declined),
+                 ONCE(mail_without_an_address_is_refused),
+                 ONCE(kind_is_the_contract));
     return s;
 }
 

@@ -128,8 +128,8 @@ START_TEST(range_table)
                           "%s (next to %s) refused", outside[k],
                           ranges[_i].range);
             ck_assert_msg(!sockaddr_forbidden(outside[k]),
-                          "%s (next to %s) refused as a sockaddr",
-                          outside[k], ranges[_i].range);
+                          "%s (next to %s) refused as a sockaddr", outside[k],
+                          ranges[_i].range);
         }
 }
 END_TEST
@@ -184,8 +184,7 @@ START_TEST(v4_ranges_carried_in_ipv6)
         const char *in[] = {ranges[_i].first, ranges[_i].last};
         for (size_t k = 0; k < STOA_ARRAY_LEN(in); k++) {
             snprintf(text, sizeof(text), "%s%s", prefixes[f], in[k]);
-            ck_assert_msg(stoa_net_literal_forbidden(text), "%s allowed",
-                          text);
+            ck_assert_msg(stoa_net_literal_forbidden(text), "%s allowed", text);
             ck_assert_msg(sockaddr_forbidden(text), "%s allowed as sockaddr",
                           text);
         }
@@ -196,8 +195,8 @@ START_TEST(v4_ranges_carried_in_ipv6)
             snprintf(text, sizeof(text), "%s%s", prefixes[f], out[k]);
             ck_assert_msg(!stoa_net_literal_forbidden(text), "%s refused",
                           text);
-            ck_assert_msg(!sockaddr_forbidden(text),
-                          "%s refused as sockaddr", text);
+            ck_assert_msg(!sockaddr_forbidden(text), "%s refused as sockaddr",
+                          text);
         }
     }
 }
@@ -285,7 +284,12 @@ END_TEST
 static Suite *net_suite(void)
 {
     Suite *s = suite_create("net");
-    TEST_CASE_OF(s, "ssrf", NULL, NULL, LOOP(range_table, ranges), LOOP(carrier_prefix_edges, carriers), LOOP(v4_ranges_carried_in_ipv6, ranges), LOOP(ipv4_carried_in_ipv6, carried), ONCE(public_addresses_pass), ONCE(other_families_refused), ONCE(allow_list));
+    TEST_CASE_OF(s, "ssrf", NULL, NULL, LOOP(range_table, ranges),
+                 LOOP(carrier_prefix_edges, carriers),
+                 LOOP(v4_ranges_carried_in_ipv6, ranges),
+                 LOOP(ipv4_carried_in_ipv6, carried),
+                 ONCE(public_addresses_pass), ONCE(other_families_refused),
+                 ONCE(allow_list));
     return s;
 }
 

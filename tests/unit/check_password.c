@@ -331,8 +331,13 @@ END_TEST
 static Suite *password_suite(void)
 {
     Suite *s = suite_create("password");
-    TEST_CASE(s, "argon2id", setup, NULL, hash_is_phc_argon2id, phc_is_libargon2s_format, hostile_parameters_are_declined, hash_then_verify, salt_makes_hashes_differ, wrong_password_declined, malformed_phc_declined, needs_rehash, other_params_hash_and_verify, impossible_params_are_an_error);
-    TEST_CASE(s, "policy", NULL, NULL, policy_table, policy_length_limits, policy_odd_user_words);
+    TEST_CASE(s, "argon2id", setup, NULL, hash_is_phc_argon2id,
+              phc_is_libargon2s_format, hostile_parameters_are_declined,
+              hash_then_verify, salt_makes_hashes_differ,
+              wrong_password_declined, malformed_phc_declined, needs_rehash,
+              other_params_hash_and_verify, impossible_params_are_an_error);
+    TEST_CASE(s, "policy", NULL, NULL, policy_table, policy_length_limits,
+              policy_odd_user_words);
     return s;
 }
 

@@ -67,8 +67,8 @@ START_TEST(role_valid)
     ck_assert(stoa_role_valid("client"));
     ck_assert(stoa_role_valid("finance"));
     ck_assert(stoa_role_valid("admin"));
-    static const char *const bad[] = {"", "Admin", "admin ", " admin", "root",
-                                      "clients", "fin", "admin\n"};
+    static const char *const bad[] = {"",     "Admin",   "admin ", " admin",
+                                      "root", "clients", "fin",    "admin\n"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++)
         ck_assert_msg(!stoa_role_valid(bad[i]), "'%s' valid", bad[i]);
     ck_assert(!stoa_role_valid(NULL));
@@ -94,11 +94,19 @@ START_TEST(scope_valid_table)
         const char *scope;
         bool ok;
     } cases[] = {
-        {"*", true},          {"billing:read", true}, {"auth:write", true},
-        {"admin:*", true},    {"analytics:read", true},
-        {"billing", false},   {"billing:", false},    {"billing:delete", false},
-        {"payments:read", false}, {"", false},        {":read", false},
-        {"billing:read ", false}, {"BILLING:read", false},
+        {"*", true},
+        {"billing:read", true},
+        {"auth:write", true},
+        {"admin:*", true},
+        {"analytics:read", true},
+        {"billing", false},
+        {"billing:", false},
+        {"billing:delete", false},
+        {"payments:read", false},
+        {"", false},
+        {":read", false},
+        {"billing:read ", false},
+        {"BILLING:read", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         ck_assert_msg(stoa_scope_valid(cases[i].scope) == cases[i].ok,
@@ -131,11 +139,10 @@ START_TEST(scope_allows_table)
         p.present = true;
         p.role = "client";
         p.scope = cases[i].scope;
-        ck_assert_msg(stoa_principal_scope_allows(&p, cases[i].pool,
-                                                  cases[i].method) ==
-                          cases[i].ok,
-                      "scope '%s' on %s %s", cases[i].scope ? cases[i].scope
-                                                            : "(none)",
+        ck_assert_msg(stoa_principal_scope_allows(
+                          &p, cases[i].pool, cases[i].method) == cases[i].ok,
+                      "scope '%s' on %s %s",
+                      cases[i].scope ? cases[i].scope : "(none)",
                       cases[i].method, cases[i].pool);
     }
 }
@@ -144,7 +151,9 @@ END_TEST
 static Suite *principal_suite(void)
 {
     Suite *s = suite_create("principal");
-    TEST_CASE_OF(s, "roles", NULL, NULL, LOOP(has_role_table, role_cases), ONCE(missing_principal_has_no_role), ONCE(role_valid), ONCE(scope_valid_table), ONCE(scope_allows_table));
+    TEST_CASE_OF(s, "roles", NULL, NULL, LOOP(has_role_table, role_cases),
+                 ONCE(missing_principal_has_no_role), ONCE(role_valid),
+                 ONCE(scope_valid_table), ONCE(scope_allows_table));
 
     TEST_CASE(s, "regression", NULL, NULL, regression_empty_role_never_matches);
     return s;

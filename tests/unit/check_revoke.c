@@ -276,4 +276,11 @@ START_TEST(marker_not_written_when_redis_down)
 }
 END_TEST
 
-TEST_MAIN_ONE_CASE("revoke", setup, teardown, live_with_sentinel_and_the_keys_asked, markers_decline, session_less_token_asks_a_placeholder_key, no_sentinel_asks_postgres_and_never_allows, redis_down_asks_postgres, overlong_ids_declined_before_redis, key_token_ends_exactly_at_exp, cache_holds_one_second, cache_never_answers_for_another_principal, markers_written, marker_not_written_when_redis_down)
+TEST_MAIN_ONE_CASE("revoke", setup, teardown,
+                   live_with_sentinel_and_the_keys_asked, markers_decline,
+                   session_less_token_asks_a_placeholder_key,
+                   no_sentinel_asks_postgres_and_never_allows,
+                   redis_down_asks_postgres, overlong_ids_declined_before_redis,
+                   key_token_ends_exactly_at_exp, cache_holds_one_second,
+                   cache_never_answers_for_another_principal, markers_written,
+                   marker_not_written_when_redis_down)

@@ -30,7 +30,6 @@ typedef struct stoa_app_s {
     int (*init)(stoa_ctx_t *ctx);
 } stoa_app_t;
 
-
 /* The program's route table, generated from routes.manifest into
  * build/.../gen/routes_<pool>.c and linked into stoa-<pool> only. */
 extern const stoa_route_t stoa_routes[];
@@ -50,16 +49,16 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app);
  * 0 for none) and its init hook (NULL for none). A macro, not a function,
  * because each program must define the main symbol itself; the route table
  * is the generated one linked into that program only. */
-#define STOA_APP_MAIN(pool_name, stmts, nstmts, init_fn)                     \
-    int main(int argc, char **argv)                                         \
-    {                                                                       \
-        stoa_app_t app = {.name = (pool_name),                              \
-                          .routes = stoa_routes,                            \
-                          .nroutes = stoa_routes_len,                       \
-                          .statements = (stmts),                            \
-                          .nstatements = (nstmts),                          \
-                          .init = (init_fn)};                               \
-        return stoa_app_main(argc, argv, &app);                             \
+#define STOA_APP_MAIN(pool_name, stmts, nstmts, init_fn)                       \
+    int main(int argc, char **argv)                                            \
+    {                                                                          \
+        stoa_app_t app = {.name = (pool_name),                                 \
+                          .routes = stoa_routes,                               \
+                          .nroutes = stoa_routes_len,                          \
+                          .statements = (stmts),                               \
+                          .nstatements = (nstmts),                             \
+                          .init = (init_fn)};                                  \
+        return stoa_app_main(argc, argv, &app);                                \
     }
 
 /* Handles one request already filled from the transport (exposed so tests

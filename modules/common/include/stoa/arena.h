@@ -7,8 +7,8 @@
 #ifndef STOA_ARENA_H
 #define STOA_ARENA_H
 
-#include <stdarg.h>
 #include "stoa/core.h"
+#include <stdarg.h>
 
 typedef struct stoa_arena_s stoa_arena_t;
 typedef void (*stoa_cleanup_fn)(void *data);

@@ -5,8 +5,8 @@
 #ifndef STOA_BUF_H
 #define STOA_BUF_H
 
-#include <stdarg.h>
 #include "stoa/core.h"
+#include <stdarg.h>
 
 typedef struct {
     char *data; /* always NUL-terminated when cap > 0 */

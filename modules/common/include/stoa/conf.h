@@ -9,8 +9,8 @@
 #ifndef STOA_CONF_H
 #define STOA_CONF_H
 
-#include <stdio.h>
 #include "stoa/core.h"
+#include <stdio.h>
 
 typedef struct stoa_conf_s {
     char *database_url;

@@ -6,10 +6,10 @@
 #ifndef STOA_CORE_H
 #define STOA_CORE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <signal.h>
 #include <time.h>
 
 #define STOA_OK 0
@@ -54,8 +54,8 @@ static inline char *stoa_xstrndup(const char *s, size_t len)
 }
 
 /* Monotonic and wall clocks. */
-uint64_t stoa_now_us(void);      /* monotonic microseconds */
-int64_t stoa_unix_time(void);    /* wall clock seconds since the epoch */
+uint64_t stoa_now_us(void);   /* monotonic microseconds */
+int64_t stoa_unix_time(void); /* wall clock seconds since the epoch */
 /* The time ms milliseconds from now on clock, as pthread_cond_timedwait
  * wants its deadline (the clock the condition variable waits on). */
 struct timespec stoa_deadline_ms(clockid_t clock, long ms);

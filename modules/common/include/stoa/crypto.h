@@ -39,8 +39,8 @@ size_t stoa_b64_encode(const void *in, size_t len, char *out);
  * STOA_OK with *out_len set, or STOA_DECLINED on malformed input. */
 STOA_MUSTCHECK int stoa_hex_decode(const char *in, size_t len, uint8_t *out,
                                    size_t *out_len);
-STOA_MUSTCHECK int stoa_b64url_decode(const char *in, size_t len,
-                                      uint8_t *out, size_t *out_len);
+STOA_MUSTCHECK int stoa_b64url_decode(const char *in, size_t len, uint8_t *out,
+                                      size_t *out_len);
 STOA_MUSTCHECK int stoa_b64_decode(const char *in, size_t len, uint8_t *out,
                                    size_t *out_len);
 
@@ -51,8 +51,8 @@ STOA_MUSTCHECK int stoa_b64_decode(const char *in, size_t len, uint8_t *out,
  * nor reach a decryption (AES-GCM writes plaintext before it checks the
  * tag). STOA_OK with *out_len set, or STOA_DECLINED (NULL, no "\x", a
  * malformed digit, longer than cap). */
-STOA_MUSTCHECK int stoa_bytea_decode(const char *text, uint8_t *out,
-                                     size_t cap, size_t *out_len);
+STOA_MUSTCHECK int stoa_bytea_decode(const char *text, uint8_t *out, size_t cap,
+                                     size_t *out_len);
 
 /* A random (version 4) UUID in canonical lower-case form. */
 void stoa_uuid_v4(char out[STOA_UUID_STR_LEN + 1]);

@@ -133,8 +133,7 @@ long stoa_db_affected(const stoa_db_result_t *res);
  * ncols text values, row by row (NULL: SQL NULL), copied. For the unit
  * tests of code that reads results. Arena-owned. */
 stoa_db_result_t *stoa_db_result_literal(stoa_arena_t *arena, int nrows,
-                                         int ncols,
-                                         const char *const *values);
+                                         int ncols, const char *const *values);
 
 /* Data exceptions (SQLSTATE class 22): Postgres could not take a
  * parameter's text as its type (22P02 invalid text, 22007/22008 an

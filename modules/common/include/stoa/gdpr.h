@@ -38,7 +38,7 @@ STOA_MUSTCHECK int stoa_gdpr_erase(stoa_db_t *db, stoa_arena_t *arena,
 
 /* After the commit: the revocation markers of *revoked, and the cached
  * copies of the profile dropped (Redis and this host's processes). */
-void stoa_gdpr_erased(stoa_conns_t *c, stoa_arena_t *arena,
-                      const char *user_id, const stoa_db_result_t *revoked);
+void stoa_gdpr_erased(stoa_conns_t *c, stoa_arena_t *arena, const char *user_id,
+                      const stoa_db_result_t *revoked);
 
 #endif

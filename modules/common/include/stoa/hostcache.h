@@ -50,7 +50,7 @@ void stoa_hostcache_bump(stoa_hostcache_t *hc, const char *key);
 int stoa_hostcache_get(stoa_hostcache_t *hc, stoa_arena_t *arena,
                        const char *key, char **value, size_t *len);
 /* Keeps value as key's copy, made at version (read before the fetch). */
-void stoa_hostcache_put(stoa_hostcache_t *hc, const char *key,
-                        uint64_t version, const char *value, size_t len);
+void stoa_hostcache_put(stoa_hostcache_t *hc, const char *key, uint64_t version,
+                        const char *value, size_t len);
 
 #endif

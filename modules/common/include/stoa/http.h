@@ -32,7 +32,7 @@ typedef int (*stoa_handler_fn)(stoa_request_t *req);
 
 /* Route flags. */
 #define STOA_ROUTE_PUBLIC 0u
-#define STOA_ROUTE_AUTH 1u /* needs a principal (401 otherwise) */
+#define STOA_ROUTE_AUTH 1u       /* needs a principal (401 otherwise) */
 #define STOA_ROUTE_IDEMPOTENT 2u /* honours Idempotency-Key (idempotency.h) */
 /* Takes bodies up to max_event_body_bytes (event batches) instead of
  * max_body_bytes. */
@@ -104,10 +104,8 @@ struct stoa_request_s {
 stoa_actor_t stoa_request_actor(const stoa_request_t *req,
                                 const char *actor_id);
 /* stoa_audit() on the request's connection with stoa_request_actor(). */
-STOA_MUSTCHECK int stoa_request_audit(stoa_request_t *req,
-                                      const char *actor_id,
-                                      const char *action,
-                                      const char *target_id,
+STOA_MUSTCHECK int stoa_request_audit(stoa_request_t *req, const char *actor_id,
+                                      const char *action, const char *target_id,
                                       const char *details_json);
 
 /* The request's Postgres connection: taken from the pool at first use,
@@ -144,8 +142,7 @@ void stoa_request_query_reject_unknown(stoa_request_t *req,
  * *id stay NULL without one). False, with a field error recorded, when a
  * value is malformed. */
 bool stoa_request_limit(stoa_request_t *req, int *limit);
-bool stoa_request_cursor(stoa_request_t *req, const char **ts,
-                         const char **id);
+bool stoa_request_cursor(stoa_request_t *req, const char **ts, const char **id);
 
 /* A page of a list, read from ?limit= and ?cursor= by stoa_request_page:
  *   STOA_PAGE_KEYSET  the cursor is a (time, id) position,
@@ -260,8 +257,8 @@ bool stoa_request_has_field_errors(const stoa_request_t *req);
  * NULL when absent or invalid (an error is recorded when required or the
  * type/length is wrong). */
 const char *stoa_field_string(stoa_request_t *req, const stoa_json_t *obj,
-                              const char *name, unsigned flags,
-                              size_t min_len, size_t max_len);
+                              const char *name, unsigned flags, size_t min_len,
+                              size_t max_len);
 /* An integer member within [min, max]; false when absent or invalid. */
 bool stoa_field_integer(stoa_request_t *req, const stoa_json_t *obj,
                         const char *name, unsigned flags, int64_t min,
@@ -278,8 +275,7 @@ const char *stoa_request_only_string(stoa_request_t *req, const char *name,
                                      size_t max_len);
 
 /* Responses. */
-void stoa_http_header(stoa_request_t *req, const char *name,
-                      const char *value);
+void stoa_http_header(stoa_request_t *req, const char *name, const char *value);
 /* Starts a JSON body: returns the writer; finish with stoa_http_send(). */
 stoa_jw_t *stoa_http_json(stoa_request_t *req, int status);
 /* Marks the JSON body complete. Returns STOA_OK. */

@@ -41,8 +41,8 @@ typedef enum {
 
 typedef struct {
     stoa_idem_state_t state;
-    int status;     /* REPLAY */
-    char *body;     /* REPLAY: arena-owned; the caller wipes it after use */
+    int status; /* REPLAY */
+    char *body; /* REPLAY: arena-owned; the caller wipes it after use */
     size_t body_len;
 } stoa_idem_outcome_t;
 

@@ -17,9 +17,8 @@ typedef struct stoa_json_s stoa_json_t; /* a node of a parsed document */
 /* Parses len bytes of text. Returns STOA_OK and *out, or STOA_DECLINED with
  * a reason in err (malformed, deeper than max_depth, not UTF-8). */
 STOA_MUSTCHECK int stoa_json_parse(stoa_arena_t *arena, const char *text,
-                                   size_t len, int max_depth,
-                                   stoa_json_t **out, char *err,
-                                   size_t errlen);
+                                   size_t len, int max_depth, stoa_json_t **out,
+                                   char *err, size_t errlen);
 
 bool stoa_json_is_object(const stoa_json_t *v);
 bool stoa_json_is_array(const stoa_json_t *v);

@@ -80,7 +80,7 @@ typedef struct {
 /* Why a token was refused. */
 typedef enum {
     STOA_JWT_OK = 0,
-    STOA_JWT_MALFORMED,   /* structure, base64url, JSON */
+    STOA_JWT_MALFORMED, /* structure, base64url, JSON */
     STOA_JWT_TOO_LONG,
     STOA_JWT_BAD_ALG,     /* anything but ES256 */
     STOA_JWT_UNKNOWN_KID, /* caller may reload keys and retry */

@@ -15,8 +15,8 @@
 
 /* Creates a key when keys_dir has none (first start). STOA_OK when a
  * signing key exists afterwards. */
-STOA_MUSTCHECK int stoa_keys_ensure(const char *dir, long token_ttl,
-                                    char *err, size_t errlen);
+STOA_MUSTCHECK int stoa_keys_ensure(const char *dir, long token_ttl, char *err,
+                                    size_t errlen);
 
 /* Adds a key, makes it the signing key, retires the previous one, drops
  * keys retired longer than token_ttl + 60 s ago, rewrites jwks.json.

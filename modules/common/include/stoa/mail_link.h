@@ -3,9 +3,9 @@
  * link's token is stored under.
  *
  * A link's token exists only in the mail. A pool enqueues a mail that asks
- * for a link (a purpose and a user: stoa/mail.h); stoa-jobs creates the token when it
- * sends that mail, stores only its SHA-256 (auth.email_tokens) in the same
- * transaction, and commits only once the mail is out. Nothing that grants
+ * for a link (a purpose and a user: stoa/mail.h); stoa-jobs creates the token
+ * when it sends that mail, stores only its SHA-256 (auth.email_tokens) in the
+ * same transaction, and commits only once the mail is out. Nothing that grants
  * access is written to the outbox, so none sits in a database dump.
  *
  * The forgotten-password request goes one step further: it enqueues the

@@ -15,10 +15,10 @@
 typedef struct stoa_stripe_s stoa_stripe_t;
 
 typedef struct {
-    int http_status;   /* 0: no answer (network) */
-    char type[64];     /* Stripe error type, e.g. card_error */
-    char code[64];     /* Stripe error code, may be empty */
-    char param[64];    /* offending parameter, may be empty */
+    int http_status; /* 0: no answer (network) */
+    char type[64];   /* Stripe error type, e.g. card_error */
+    char code[64];   /* Stripe error code, may be empty */
+    char param[64];  /* offending parameter, may be empty */
     char message[256];
 } stoa_stripe_error_t;
 
