@@ -90,7 +90,7 @@ class BenchStack(harness.Stack):
     its own and helpers the benches share. Use as a context manager."""
 
     def __init__(self, processes=None, env=None):
-        processes = processes or env_int("BENCH_PROCESSES", 4)
+        processes = processes or env_int("BENCH_PROCESSES", 2)
         base = {
             "STOA_RATE_API": "100000r/s", "STOA_BURST_API": "100000",
             "STOA_RATE_AUTH": "100000r/s", "STOA_BURST_AUTH": "100000",

@@ -21,7 +21,8 @@
 # Environment:
 #   STOA_BIN_DIR     stack binaries (<repo>/bin)
 #   STOA_BENCH_BIN   directory holding stoa-empty-fcgi (<repo>/build/release/bench)
-#   BENCH_PROCESSES  processes per pool and for the empty responder (4)
+#   BENCH_PROCESSES  processes per pool and for the empty responder (2: the
+#                    stack's default, one per core of this machine)
 #   BENCH_KEEPALIVE  idle upstream connections kept per nginx worker for the
 #                    empty responder: "pools" (the default: what the stack's
 #                    nginx.conf gives the pools), a number, or 0 for none
@@ -43,7 +44,7 @@ REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly REPO_DIR
 BIN_DIR=${STOA_BIN_DIR:-$REPO_DIR/bin}
 BENCH_BIN=${STOA_BENCH_BIN:-$REPO_DIR/build/release/bench}
-readonly PROCESSES=${BENCH_PROCESSES:-4}
+readonly PROCESSES=${BENCH_PROCESSES:-2}
 readonly KEEPALIVE_SETTING=${BENCH_KEEPALIVE:-pools}
 readonly RUN_SECONDS=${BENCH_SECONDS:-8}
 readonly RUNS=${BENCH_RUNS:-3}
