@@ -36,10 +36,13 @@ int stoa_app_readyz(stoa_request_t *req)
     const char *pg_state = db == STOA_OK ? "ok" : "down";
     const char *kv_state = kv == STOA_OK ? "ok" : "down";
     if (db != STOA_OK || kv != STOA_OK) {
-        char *details = stoa_arena_sprintf(
-            req->arena, "{\"postgres\":\"%s\",\"redis\":\"%s\"}", pg_state,
-            kv_state);
-        stoa_http_fail_details(req, STOA_ERR_UNAVAILABLE, "not ready", details);
+        stoa_jw_t *d = stoa_jw_arena(req->arena);
+        stoa_jw_object_open(d);
+        stoa_jw_kv_string(d, "postgres", pg_state);
+        stoa_jw_kv_string(d, "redis", kv_state);
+        stoa_jw_object_close(d);
+        stoa_http_fail_details(req, STOA_ERR_UNAVAILABLE, "not ready",
+                               stoa_jw_arena_text(req->arena, d));
         return STOA_OK;
     }
     stoa_db_result_t *jobs = NULL;

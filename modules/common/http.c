@@ -528,11 +528,24 @@ int stoa_http_fail_as(stoa_request_t *req, int status, stoa_err_t err,
 
 int stoa_http_invalid_fields(stoa_request_t *req)
 {
-    char *details = stoa_arena_sprintf(
-        req->arena, "{\"fields\":{%s}}",
-        req->field_errors.data ? req->field_errors.data : "");
+    /* field_errors holds the members "<field>":"<reason>", each escaped
+     * when it was recorded (stoa_request_field_error). */
+    stoa_jw_t *d = stoa_jw_arena(req->arena);
+    stoa_jw_object_open(d);
+    stoa_jw_key(d, "fields");
+    stoa_buf_t members;
+    stoa_buf_init(&members);
+    stoa_buf_append(&members, "{", 1);
+    if (req->field_errors.data)
+        stoa_buf_append(&members, req->field_errors.data,
+                        req->field_errors.len);
+    stoa_buf_append(&members, "}", 1);
+    stoa_jw_raw(d, members.data, members.len);
+    stoa_buf_free(&members);
+    stoa_jw_object_close(d);
     return stoa_http_fail_details(req, STOA_ERR_INVALID_REQUEST,
-                                  "some fields are invalid", details);
+                                  "some fields are invalid",
+                                  stoa_jw_arena_text(req->arena, d));
 }
 
 const char *stoa_request_only_string(stoa_request_t *req, const char *name,

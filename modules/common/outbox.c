@@ -2,8 +2,10 @@
 #include "stoa/outbox.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "stoa/crypto.h"
+#include "stoa/json.h"
 
 const stoa_db_statement_t stoa_outbox_statements[STOA_OUTBOX_SQL_COUNT] = {
     [STOA_OUTBOX_SQL_ENQUEUE] =
@@ -45,9 +47,16 @@ int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,
     /* type is one of our own dotted names: no escaping needed, checked. */
     for (const char *p = type; *p; p++)
         STOA_ASSERT((*p >= 'a' && *p <= 'z') || *p == '.' || *p == '_');
-    char *payload = stoa_arena_sprintf(
-        arena,
-        "{\"id\":\"evt_%s\",\"type\":\"%s\",\"created\":%lld,\"data\":%s}", id,
-        type, (long long)stoa_unix_time(), data_json);
+    stoa_jw_t *w = stoa_jw_arena(arena);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "id", stoa_arena_sprintf(arena, "evt_%s", id));
+    stoa_jw_kv_string(w, "type", type);
+    stoa_jw_kv_integer(w, "created", stoa_unix_time());
+    stoa_jw_key(w, "data");
+    stoa_jw_raw(w, data_json, strlen(data_json));
+    stoa_jw_object_close(w);
+    char *payload = stoa_jw_arena_text(arena, w);
+    if (!payload)
+        return STOA_ERROR;
     return stoa_outbox_enqueue(db, arena, "event", payload, id, 0);
 }
