@@ -14,7 +14,7 @@ import json
 import threading
 import unittest
 
-from harness import POOLS, Client, StackTestCase, memory_breakdown, wait_idle
+from harness import BIN_DIR, POOLS, Client, StackTestCase, memory_breakdown, wait_idle
 
 LIMIT_KIB = 16 * 1024
 # A second batch may move a process by what malloc's second arena keeps
@@ -37,6 +37,11 @@ def large_body():
                        "pad": [{"k": i} for i in range(60000)]})
 
 
+# Under AddressSanitizer every allocation carries shadow memory and freed
+# blocks wait in a quarantine, so the resident size measures the
+# sanitizer, not the program (and its slower parsing of the large bodies
+# runs into nginx's timeouts). The release build holds the bar.
+@unittest.skipIf("/asan/" in BIN_DIR, "RSS is the sanitizer's under ASan")
 class PoolMemoryTest(StackTestCase):
     stack_env = {
         "STOA_RATE_API": "100000r/s", "STOA_BURST_API": "100000",
