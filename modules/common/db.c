@@ -240,10 +240,10 @@ int stoa_db_connect(stoa_db_t *db)
 
     char timeout[32], options[128];
     snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
-    snprintf(options, sizeof(options),
-             "-c statement_timeout=%ld -c TimeZone=UTC -c "
-             "client_min_messages=warning",
-             db->statement_timeout_ms);
+    snprintf(
+        options, sizeof(options),
+        "-c statement_timeout=%ld -c TimeZone=UTC -c client_min_messages=warning",
+        db->statement_timeout_ms);
     const char *keys[] = {"dbname", "connect_timeout", "options",
                           "application_name", NULL};
     const char *values[] = {db->conninfo, timeout, options, "stoa", NULL};

@@ -27,26 +27,22 @@ const stoa_db_statement_t stoa_gdpr_statements[GDPR_SQL_COUNT] = {
         {"gdpr_export",
          "SELECT json_build_object("
          " 'user', (SELECT row_to_json(x) FROM (SELECT id, email, name, role, "
-         "  status, email_verified_at, created_at, updated_at, "
-         "notification_prefs "
+         "  status, email_verified_at, created_at, updated_at, notification_prefs "
          "  FROM auth.users WHERE id = $1::uuid) x),"
          " 'sessions', coalesce((SELECT json_agg(row_to_json(s) ORDER BY "
-         "  s.created_at) FROM (SELECT id, created_at, last_used_at, "
-         "expires_at, "
+         "  s.created_at) FROM (SELECT id, created_at, last_used_at, expires_at, "
          "  revoked_at, revoke_reason, user_agent, host(ip) AS ip "
          "  FROM auth.sessions WHERE user_id = $1::uuid) s), '[]'::json),"
-         " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY "
-         "a.at) "
-         "  FROM (SELECT at, action, host(ip) AS ip, details FROM "
-         "admin.audit_log "
+         " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY a.at) "
+         "  FROM (SELECT at, action, host(ip) AS ip, details FROM admin.audit_log "
          "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
          ")::text FROM auth.users WHERE id = $1::uuid AND status <> 'deleted'",
          1},
-    [GDPR_SQL_USER_LOCK] = {"gdpr_user_lock",
-                            "SELECT id FROM auth.users WHERE id = $1::uuid AND "
-                            "status <> 'deleted' "
-                            "FOR UPDATE",
-                            1},
+    [GDPR_SQL_USER_LOCK] =
+        {"gdpr_user_lock",
+         "SELECT id FROM auth.users WHERE id = $1::uuid AND status <> 'deleted' "
+         "FOR UPDATE",
+         1},
     [GDPR_SQL_USER_ERASE] =
         {"gdpr_user_erase",
          "UPDATE auth.users SET email = 'deleted-' || id || '@invalid', "

@@ -50,8 +50,7 @@ const stoa_db_statement_t stoa_revoke_statements[REVOKE_SQL_COUNT] = {
     [REVOKE_SQL_SESSIONS] =
         {"revoke_sessions",
          "UPDATE auth.sessions SET revoked_at = now(), revoke_reason = $3 "
-         "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > "
-         "now() "
+         "WHERE user_id = $1::uuid AND revoked_at IS NULL AND expires_at > now() "
          "AND ($2::uuid IS NULL OR id <> $2::uuid) RETURNING id",
          3},
     [REVOKE_SQL_API_KEYS] =

@@ -11,16 +11,12 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
         {"jobs_claim",
          "WITH due AS (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "
          "dead_at IS NULL AND run_at <= now() AND (locked_until IS NULL OR "
-         "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP "
-         "LOCKED), "
+         "locked_until < now()) ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED), "
          "claimed AS (UPDATE jobs.outbox o SET locked_by = $1, locked_until = "
-         "now() + make_interval(secs => $2::int), attempts = o.attempts + 1 "
-         "FROM "
+         "now() + make_interval(secs => $2::int), attempts = o.attempts + 1 FROM "
          "due WHERE o.id = due.id RETURNING o.id, o.kind, o.payload::text AS "
-         "payload, o.attempts, o.max_attempts, o.dedupe_key, extract(epoch "
-         "FROM "
-         "o.created_at)::bigint AS created, o.run_at) SELECT id, kind, "
-         "payload, "
+         "payload, o.attempts, o.max_attempts, o.dedupe_key, extract(epoch FROM "
+         "o.created_at)::bigint AS created, o.run_at) SELECT id, kind, payload, "
          "attempts, max_attempts, dedupe_key, created FROM claimed ORDER BY "
          "run_at, id",
          3},
@@ -52,16 +48,14 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          2},
     [JOBS_SQL_JOBS_RETRY] =
         {"jobs_retry",
-         "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => "
-         "$3::int), "
+         "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => $3::int), "
          "last_error = left($4, 1000), locked_by = NULL, locked_until = NULL "
          "WHERE id = $1 AND locked_by = $2",
          4},
     [JOBS_SQL_JOBS_DEAD] =
         {"jobs_dead",
          "UPDATE jobs.outbox SET dead_at = now(), last_error = left($3, 1000), "
-         "locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = "
-         "$2",
+         "locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = $2",
          3},
     /* One row per schedule slot, whichever worker gets there first. */
     [JOBS_SQL_JOBS_SCHEDULE] =
@@ -78,15 +72,12 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "SELECT 'webhook.deliver', jsonb_build_object('endpoint_id', e.id, "
          "'event', $3::jsonb), e.id || ':' || $1, 8 "
          "FROM admin.webhook_endpoints e WHERE e.deleted_at IS NULL AND "
-         "e.disabled_at IS NULL AND ($2 = ANY (e.events) OR '*' = ANY "
-         "(e.events)) "
-         "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO "
-         "NOTHING",
+         "e.disabled_at IS NULL AND ($2 = ANY (e.events) OR '*' = ANY (e.events)) "
+         "ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
          3},
     [JOBS_SQL_WEBHOOK_ENDPOINT] =
         {"webhook_endpoint",
-         "SELECT url, secret, disabled_at IS NOT NULL OR deleted_at IS NOT "
-         "NULL, "
+         "SELECT url, secret, disabled_at IS NOT NULL OR deleted_at IS NOT NULL, "
          "failing_since < now() - interval '5 days', CASE WHEN "
          "previous_secret_until > now() THEN previous_secret END FROM "
          "admin.webhook_endpoints WHERE id = $1::uuid",
@@ -129,19 +120,17 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     [JOBS_SQL_WEBHOOK_DISABLED_MAIL] =
         {"webhook_disabled_mail",
          "INSERT INTO jobs.outbox (kind, payload, dedupe_key) SELECT "
-         "'email.send', jsonb_build_object('template', 'webhook_disabled', "
-         "'to', "
-         "u.email, 'data', jsonb_build_object('name', u.name, 'url', "
-         "$2::text)), "
+         "'email.send', jsonb_build_object('template', 'webhook_disabled', 'to', "
+         "u.email, 'data', jsonb_build_object('name', u.name, 'url', $2::text)), "
          "'webhook-disabled:' || $1 || ':' || u.id FROM auth.users u WHERE "
          "u.role = 'admin' AND u.status = 'active' ON CONFLICT (kind, "
          "dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
          2},
-    [JOBS_SQL_CLEANUP_SESSIONS] = {"cleanup_sessions",
-                                   "DELETE FROM auth.sessions WHERE expires_at "
-                                   "< now() - interval '30 days' "
-                                   "OR revoked_at < now() - interval '30 days'",
-                                   0},
+    [JOBS_SQL_CLEANUP_SESSIONS] =
+        {"cleanup_sessions",
+         "DELETE FROM auth.sessions WHERE expires_at < now() - interval '30 days' "
+         "OR revoked_at < now() - interval '30 days'",
+         0},
     /* Sealed successors exist only for the reuse window (at most 300 s). */
     [JOBS_SQL_CLEANUP_SUCCESSORS] =
         {"cleanup_successors",
@@ -174,18 +163,17 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          0},
     /* Stripe events are the explanation of every billing state: kept for
      * 400 days, beyond any dispute window. */
-    [JOBS_SQL_CLEANUP_STRIPE_EVENTS] = {"cleanup_stripe_events",
-                                        "DELETE FROM billing.stripe_events "
-                                        "WHERE received_at < now() - interval "
-                                        "'400 days'",
-                                        0},
+    [JOBS_SQL_CLEANUP_STRIPE_EVENTS] =
+        {"cleanup_stripe_events",
+         "DELETE FROM billing.stripe_events WHERE received_at < now() - interval "
+         "'400 days'",
+         0},
     /* Sessions revoked within an access token's life, for re-writing their
      * Redis markers (a marker lost while Redis was down comes back). */
     [JOBS_SQL_REVOKED_RECENTLY] =
         {"revoked_recently",
          "SELECT id FROM auth.sessions WHERE revoked_at > now() - "
-         "make_interval(secs => $1::int) UNION ALL SELECT id FROM "
-         "auth.api_keys "
+         "make_interval(secs => $1::int) UNION ALL SELECT id FROM auth.api_keys "
          "WHERE revoked_at > now() - make_interval(secs => $1::int)",
          1},
     [JOBS_SQL_SUSPENDED_USERS] =
@@ -202,8 +190,7 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     [JOBS_SQL_MAIL_LINK_INSERT] =
         {"mail_link_insert",
          "INSERT INTO auth.email_tokens (token_hash, user_id, purpose, "
-         "expires_at) SELECT $1::bytea, u.id, $3, now() + make_interval(secs "
-         "=> "
+         "expires_at) SELECT $1::bytea, u.id, $3, now() + make_interval(secs => "
          "$4::int) FROM auth.users u WHERE u.id = $2::uuid AND u.status = "
          "'active' RETURNING 1",
          4},

@@ -7,11 +7,12 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: stoactl jobs list [--kind K] [--state "
-                    "queued|running|dead|done] "
-                    "[--limit N]\n"
-                    "       stoactl jobs dead [--limit N]\n"
-                    "       stoactl jobs retry ID\n");
+    fprintf(
+        stderr,
+        "usage: stoactl jobs list [--kind K] [--state queued|running|dead|done] "
+        "[--limit N]\n"
+        "       stoactl jobs dead [--limit N]\n"
+        "       stoactl jobs retry ID\n");
     return 2;
 }
 

@@ -15,16 +15,13 @@ static const struct {
     const char *monthly, *yearly; /* minor units, EUR; NULL: no price */
 } demo[] = {
     {"free", "Free", "For trying things out",
-     "{\"projects\":1,\"seats\":1,\"api_calls_per_day\":1000,\"support\":"
-     "\"community\"}",
+     "{\"projects\":1,\"seats\":1,\"api_calls_per_day\":1000,\"support\":\"community\"}",
      0, NULL, NULL},
     {"pro", "Pro", "For professionals",
-     "{\"projects\":20,\"seats\":3,\"api_calls_per_day\":100000,\"support\":"
-     "\"email\",\"exports\":true}",
+     "{\"projects\":20,\"seats\":3,\"api_calls_per_day\":100000,\"support\":\"email\",\"exports\":true}",
      1, "1900", "19000"},
     {"team", "Team", "For growing teams",
-     "{\"projects\":200,\"seats\":25,\"api_calls_per_day\":1000000,\"support\":"
-     "\"priority\",\"exports\":true,\"sso\":true}",
+     "{\"projects\":200,\"seats\":25,\"api_calls_per_day\":1000000,\"support\":\"priority\",\"exports\":true,\"sso\":true}",
      2, "4900", "49000"},
 };
 

@@ -20,8 +20,7 @@ const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT] = {
          "SELECT id, kind, " JOB_STATE
          " AS state, attempts, max_attempts, " STOA_DB_TS(
              "run_at") ", coalesce(last_error, '') FROM jobs.outbox o "
-                       "WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS "
-                       "NULL OR " JOB_STATE
+                       "WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR " JOB_STATE
                        " = $2) ORDER BY id DESC LIMIT $3::int",
          3},
     /* A dead (or waiting) job runs again now, with a fresh attempt
@@ -36,8 +35,7 @@ const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT] = {
     [STOACTL_SQL_PLAN_SEED] =
         {"ctl_plan_seed",
          "INSERT INTO billing.plans (key, name, description, features, "
-         "sort_order) VALUES ($1, $2, $3, $4::jsonb, $5::int) ON CONFLICT "
-         "(key) "
+         "sort_order) VALUES ($1, $2, $3, $4::jsonb, $5::int) ON CONFLICT (key) "
          "DO NOTHING RETURNING id",
          5},
     [STOACTL_SQL_PRICE_SEED] =
