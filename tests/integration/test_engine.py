@@ -120,14 +120,10 @@ class EngineTest(SourceClientTestCase):
         self.assertEqual(other, 0, out)
         self.assertTrue(all(status == 200 for _, status in fast), fast)
         times = sorted(t for t, _ in fast)
-        # Reads queued behind hashes would all be late; one late read on a
-        # machine busy with other work is the scheduler, so the bound is on
-        # the 95th percentile, and the slowest may take a few budgets.
         p95 = times[int(len(times) * 0.95)]
         note = (f"behind {connections} logins: median {times[len(times) // 2] * 1000:.1f} ms, "
                 f"p95 {p95 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms; {out}")
-        self.assertLess(p95, FAST_BUDGET_S, note)
-        self.assertLess(times[-1], 4 * FAST_BUDGET_S, note)
+        self.assertLess(times[-1], FAST_BUDGET_S, note)
 
     def test_30_kill_9_under_writes_loses_no_acknowledged_write(self):
         stop = threading.Event()

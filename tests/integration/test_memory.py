@@ -18,10 +18,9 @@ from harness import BIN_DIR, POOLS, Client, StackTestCase, memory_breakdown, wai
 
 LIMIT_KIB = 16 * 1024
 # A second batch may move a process by what malloc's second arena keeps
-# between its pages (up to ~1.5 MiB measured; the bound is about twice
-# that), not by what a batch leaves behind: before the trim, a large body
-# left tens of MiB.
-GROWTH_KIB = 4096
+# between its pages (up to ~1.5 MiB measured), not by what a batch leaves
+# behind: before the trim, a large body left tens of MiB.
+GROWTH_KIB = 2048
 ARGON2_KIB = 19456
 PASSWORD = "Mem0ry-bound horse battery!"
 WORKERS = 6
