@@ -4,7 +4,6 @@
 
 #include "auth.h"
 #include "stoa/cache_keys.h"
-#include "stoa/hostcache.h"
 #include "stoa/log.h"
 
 auth_state_t *auth_state(stoa_request_t *req)
@@ -37,12 +36,8 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
 
 void auth_forget_profile(stoa_request_t *req, const char *user_id)
 {
-    char *key = stoa_key_profile(req->arena, user_id);
-    if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
+    if (stoa_profile_forget(&req->conns, req->arena, user_id) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not drop cached profile");
-    /* After the Redis copy is gone: a read that fetched it before sees
-     * the version move and keeps nothing. */
-    stoa_hostcache_bump(req->ctx->hostcache, key);
 }
 
 int auth_caller_user(stoa_request_t *req, stoa_db_result_t **user)

@@ -7,7 +7,6 @@
 #include "stoa/audit.h"
 #include "stoa/cache_keys.h"
 #include "stoa/events.h"
-#include "stoa/hostcache.h"
 #include "stoa/json.h"
 #include "stoa/kv.h"
 #include "stoa/log.h"
@@ -197,9 +196,7 @@ int stoa_account_change(stoa_conns_t *c, stoa_arena_t *arena,
         stoa_revoke_unmark_user(kv, out->user_id);
     }
     /* The profile shows role and status: every copy goes. */
-    char *key = stoa_key_profile(arena, out->user_id);
-    if (stoa_kv_del(kv, key) != STOA_OK)
+    if (stoa_profile_forget(c, arena, out->user_id) != STOA_OK)
         out->redis_warning = true;
-    stoa_hostcache_bump(c->ctx->hostcache, key);
     return STOA_OK;
 }

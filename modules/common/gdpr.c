@@ -5,7 +5,6 @@
 #include "stoa/audit.h"
 #include "stoa/cache_keys.h"
 #include "stoa/events.h"
-#include "stoa/hostcache.h"
 #include "stoa/log.h"
 #include "stoa/revoke.h"
 
@@ -116,10 +115,6 @@ void stoa_gdpr_erased(stoa_conns_t *c, stoa_arena_t *arena, const char *user_id,
                       const stoa_db_result_t *revoked)
 {
     stoa_revoke_committed(c, arena, revoked);
-    char *key = stoa_key_profile(arena, user_id);
-    if (stoa_kv_del(stoa_conns_kv(c), key) != STOA_OK)
+    if (stoa_profile_forget(c, arena, user_id) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "could not drop cached profile");
-    /* After the Redis copy is gone: a read that fetched it before sees
-     * the version move and keeps nothing. */
-    stoa_hostcache_bump(c->ctx->hostcache, key);
 }

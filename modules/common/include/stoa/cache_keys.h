@@ -14,12 +14,22 @@
 #define STOA_CACHE_KEYS_H
 
 #include "stoa/arena.h"
+#include "stoa/ctx.h"
 
 /* "me:<user id>": the JSON answer of GET /v1/me (in Redis, and under the
  * same name in each process's host cache, stoa/hostcache.h). TTL owner:
  * auth/me.c (PROFILE_CACHE_TTL_S); dropped by the auth pool on every
  * profile change and by stoactl on role changes and suspensions. */
 #define STOA_KEY_PROFILE_PREFIX "me:"
+
+/* After a committed change to a user's profile (or role, status,
+ * erasure): drops the Redis copy, then bumps the host cache's version
+ * (after: a read that fetched the Redis copy meanwhile sees the version
+ * move and keeps nothing). STOA_OK, or STOA_AGAIN when Redis could not
+ * drop its copy (it then expires with its TTL; the host's copies are gone
+ * either way). */
+int stoa_profile_forget(stoa_conns_t *c, stoa_arena_t *arena,
+                        const char *user_id);
 
 /* "rv:u:<user id>": the user is suspended (no TTL: kept until
  * reactivated). "rv:s:<session id>": the session is revoked. TTL owner:
