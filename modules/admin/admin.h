@@ -15,6 +15,12 @@ int admin_users_delete(stoa_request_t *req);
 int admin_users_list(stoa_request_t *req);
 int admin_users_get(stoa_request_t *req);
 int admin_users_patch(stoa_request_t *req);
+int admin_updates_create(stoa_request_t *req);
+int admin_updates_list(stoa_request_t *req);
+int admin_updates_get(stoa_request_t *req);
+int admin_feed_list(stoa_request_t *req);
+int admin_feed_read(stoa_request_t *req);
+int admin_feed_done(stoa_request_t *req);
 
 #include "statements.h"
 

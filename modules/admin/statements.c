@@ -1,5 +1,6 @@
 /* statements.c - every query of the admin pool. */
 #include "admin.h"
+#include "stoa/updates.h"
 
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 #define FROM_US(p)                                                             \
@@ -33,6 +34,31 @@
               "'infinity'), coalesce($7::uuid, '00000000-0000-0000-0000-000000000000')) "        \
               "AND ($5::timestamptz IS NULL OR u.created_at < $5::timestamptz) " email_condition \
               "ORDER BY u.created_at DESC, u.id DESC LIMIT $8::int"
+
+/* The size of an audience: its active accounts. */
+#define AUDIENCE_SQL(pred)                                                     \
+    "SELECT count(*) FILTER (WHERE " STOA_AUDIENCE_SQL_ACTIVE "), count(*) "   \
+    "FROM auth.users u WHERE " pred
+#define UPDATE_COLUMNS                                                                    \
+    "up.id, up.title, up.action_required, up.audience::text, up.created_by, " STOA_DB_TS( \
+        "up.created_at") ", up.recipients, up.delivered, " STOA_DB_TS("up.delivered_at") ", " EPOCH_US("up.created_at")
+/* A feed item: the update as its recipient sees it. */
+#define FEED_COLUMNS                                                                              \
+    "up.id, up.title, up.body, up.action_required, " STOA_DB_TS("up.created_at") ", " STOA_DB_TS( \
+        "r.read_at") ", " STOA_DB_TS("r.done_at") ", " EPOCH_US("r.posted_at")
+/* Newest first, from update_recipients_feed_idx (or its unread part). */
+#define FEED_SQL(condition)                                                          \
+    "SELECT " FEED_COLUMNS " FROM admin.update_recipients r JOIN "                   \
+    "admin.updates up ON up.id = r.update_id WHERE r.user_id = $1::uuid " condition  \
+    "AND (r.posted_at, r.update_id) < (coalesce(" FROM_US(                           \
+        "$2") ", 'infinity'), coalesce($3::uuid, "                                   \
+              "'00000000-0000-0000-0000-000000000000')) ORDER BY r.posted_at DESC, " \
+              "r.update_id DESC LIMIT $4::int"
+/* Marks the caller's item and answers it as the feed shows it. */
+#define FEED_MARK_SQL(set)                                                     \
+    "WITH r AS (UPDATE admin.update_recipients SET " set " WHERE update_id = " \
+    "$1::uuid AND user_id = $2::uuid RETURNING *) SELECT " FEED_COLUMNS        \
+    " FROM r JOIN admin.updates up ON up.id = r.update_id"
 
 const stoa_db_statement_t admin_statements[ADMIN_SQL_COUNT] = {
     [ADMIN_SQL_WEBHOOK_INSERT] =
@@ -119,5 +145,57 @@ const stoa_db_statement_t admin_statements[ADMIN_SQL_COUNT] = {
                       "a.target_id = u.id AND a.action = 'login.succeeded' ORDER BY a.at DESC "
                       "LIMIT 1) ll ON true WHERE u.id = $1::uuid",
          1},
+    [ADMIN_SQL_AUDIENCE_USER_IDS] = {"audience_user_ids",
+                                     AUDIENCE_SQL(STOA_AUDIENCE_SQL_USER_IDS(
+                                         "$1::uuid[]")),
+                                     1},
+    [ADMIN_SQL_AUDIENCE_ROLE] =
+        {"audience_role", AUDIENCE_SQL(STOA_AUDIENCE_SQL_ROLE("$1::text")), 1},
+    [ADMIN_SQL_AUDIENCE_PLAN] =
+        {"audience_plan", AUDIENCE_SQL(STOA_AUDIENCE_SQL_PLAN("$1::text")), 1},
+    [ADMIN_SQL_AUDIENCE_ALL] = {"audience_all",
+                                AUDIENCE_SQL(STOA_AUDIENCE_SQL_ALL("$1::text")),
+                                1},
+    [ADMIN_SQL_PLAN_KEY_EXISTS] = {"plan_key_exists",
+                                   "SELECT 1 FROM billing.plans WHERE key = $1",
+                                   1},
+    [ADMIN_SQL_UPDATE_INSERT] =
+        {"update_insert",
+         "INSERT INTO admin.updates (title, body, body_html, audience, "
+         "action_required, created_by, recipients) VALUES ($1, $2, $3, "
+         "$4::jsonb, $5::boolean, $6::uuid, $7::int) RETURNING id, " STOA_DB_TS(
+             "created_at"),
+         7},
+    /* Newest first, as the users list pages. */
+    [ADMIN_SQL_UPDATES_LIST] =
+        {"updates_list",
+         "SELECT " UPDATE_COLUMNS
+         " FROM admin.updates up WHERE (up.created_at, "
+         "up.id) < (coalesce(" FROM_US(
+             "$1") ", 'infinity'), coalesce($2::uuid, "
+                   "'00000000-0000-0000-0000-000000000000')) ORDER BY up.created_at DESC, "
+                   "up.id DESC LIMIT $3::int",
+         3},
+    /* The counts are read from the recipients (update_recipients' primary
+     * key leads with the update). */
+    [ADMIN_SQL_UPDATE_DETAIL] =
+        {"update_detail",
+         "SELECT " UPDATE_COLUMNS ", up.body, c.mailed, c.read, c.done FROM "
+         "admin.updates up CROSS JOIN LATERAL (SELECT count(r.mailed_at) AS "
+         "mailed, count(r.read_at) AS read, count(r.done_at) AS done FROM "
+         "admin.update_recipients r WHERE r.update_id = up.id) c WHERE up.id = "
+         "$1::uuid",
+         1},
+    [ADMIN_SQL_FEED] = {"feed", FEED_SQL(""), 4},
+    [ADMIN_SQL_FEED_UNREAD] = {"feed_unread",
+                               FEED_SQL("AND r.read_at IS NULL "), 4},
+    [ADMIN_SQL_FEED_READ] =
+        {"feed_read", FEED_MARK_SQL("read_at = coalesce(read_at, now())"), 2},
+    /* Done is read too. */
+    [ADMIN_SQL_FEED_DONE] =
+        {"feed_done",
+         FEED_MARK_SQL("done_at = coalesce(done_at, now()), read_at = "
+                       "coalesce(read_at, now())"),
+         2},
 };
 const size_t admin_statements_len = STOA_ARRAY_LEN(admin_statements);

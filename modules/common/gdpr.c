@@ -16,6 +16,7 @@ enum {
     GDPR_SQL_EMAIL_TOKENS_DELETE,
     GDPR_SQL_RECOVERY_CODES_DELETE,
     GDPR_SQL_TOTP_DELETE,
+    GDPR_SQL_UPDATES_DELETE,
     GDPR_SQL_COUNT
 };
 #define GDPR_SQL(id) (&stoa_gdpr_statements[GDPR_SQL_##id])
@@ -34,7 +35,12 @@ const stoa_db_statement_t stoa_gdpr_statements[GDPR_SQL_COUNT] = {
          "  FROM auth.sessions WHERE user_id = $1::uuid) s), '[]'::json),"
          " 'audit_log', coalesce((SELECT json_agg(row_to_json(a) ORDER BY a.at) "
          "  FROM (SELECT at, action, host(ip) AS ip, details FROM admin.audit_log "
-         "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json)"
+         "  WHERE actor_id = $1::uuid OR target_id = $1::uuid) a), '[]'::json),"
+         " 'updates', coalesce((SELECT json_agg(row_to_json(r) ORDER BY "
+         "  r.delivered_at) FROM (SELECT r.update_id, up.title, r.delivered_at, "
+         "  r.mailed_at, r.read_at, r.done_at FROM admin.update_recipients r "
+         "  JOIN admin.updates up ON up.id = r.update_id WHERE r.user_id = "
+         "  $1::uuid) r), '[]'::json)"
          ")::text FROM auth.users WHERE id = $1::uuid AND status <> 'deleted'",
          1},
     [GDPR_SQL_USER_LOCK] =
@@ -63,6 +69,10 @@ const stoa_db_statement_t stoa_gdpr_statements[GDPR_SQL_COUNT] = {
     [GDPR_SQL_TOTP_DELETE] =
         {"gdpr_totp_delete",
          "DELETE FROM auth.mfa_totp WHERE user_id = $1::uuid", 1},
+    /* The feed: what the user read and did (the updates themselves stay). */
+    [GDPR_SQL_UPDATES_DELETE] =
+        {"gdpr_updates_delete",
+         "DELETE FROM admin.update_recipients WHERE user_id = $1::uuid", 1},
 };
 const size_t stoa_gdpr_statements_len = STOA_ARRAY_LEN(stoa_gdpr_statements);
 
@@ -104,6 +114,8 @@ int stoa_gdpr_erase(stoa_db_t *db, stoa_arena_t *arena,
         (rc = stoa_db_exec(db, arena, GDPR_SQL(RECOVERY_CODES_DELETE), p,
                            NULL)) != STOA_OK ||
         (rc = stoa_db_exec(db, arena, GDPR_SQL(TOTP_DELETE), p, NULL)) !=
+            STOA_OK ||
+        (rc = stoa_db_exec(db, arena, GDPR_SQL(UPDATES_DELETE), p, NULL)) !=
             STOA_OK ||
         (rc = stoa_event_user(db, arena, STOA_EVENT_USER_DELETED, user_id)) !=
             STOA_OK)

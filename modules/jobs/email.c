@@ -51,8 +51,9 @@ static void html_escape(stoa_buf_t *out, const char *s)
 }
 
 /* Replaces {{key}} with data[key], or else extra[key] (a string or an
- * integer; extra may be NULL); html escapes values; one_line drops CR/LF
- * (headers). A missing key is an error. */
+ * integer; extra may be NULL); html escapes values, except {{{key}}}'s
+ * (HTML parts only); one_line drops CR/LF (headers). A missing key is an
+ * error. */
 static int render(const char *tmpl, const stoa_json_t *data,
                   const stoa_json_t *extra, bool html, bool one_line,
                   stoa_buf_t *out, char *err, size_t errlen)
@@ -65,7 +66,16 @@ static int render(const char *tmpl, const stoa_json_t *data,
             break;
         }
         stoa_buf_append(out, p, (size_t)(open - p));
-        const char *close = strstr(open + 2, "}}");
+        /* {{{key}}}: a value that is HTML already (of our own making, such
+         * as an update's rendered body), inserted as is; HTML parts only. */
+        bool raw = open[2] == '{';
+        if (raw && !html) {
+            snprintf(err, errlen, "raw placeholder outside an HTML part");
+            return STOA_DECLINED;
+        }
+        if (raw)
+            open++;
+        const char *close = strstr(open + 2, raw ? "}}}" : "}}");
         if (!close) {
             snprintf(err, errlen, "unterminated placeholder in template");
             return STOA_DECLINED;
@@ -92,7 +102,10 @@ static int render(const char *tmpl, const stoa_json_t *data,
             snprintf(err, errlen, "template value '%s' missing", key);
             return STOA_DECLINED;
         }
-        if (html) {
+        if (raw) {
+            stoa_buf_puts(out, value);
+            close++;
+        } else if (html) {
             html_escape(out, value);
         } else if (one_line) {
             for (const char *c = value; *c; c++)

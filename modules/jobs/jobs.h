@@ -30,8 +30,8 @@ typedef struct {
 /* A handler returns STOA_OK (done), STOA_AGAIN (retry later with the
  * kind's backoff) or STOA_DECLINED (permanent failure: dead at once).
  * On failure it writes a short reason into err. */
-typedef int jobs_handler_t(jobs_thread_t *t, const jobs_job_t *job,
-                           char *err, size_t errlen);
+typedef int jobs_handler_t(jobs_thread_t *t, const jobs_job_t *job, char *err,
+                           size_t errlen);
 typedef jobs_handler_t *jobs_handler_fn;
 
 typedef struct {
@@ -61,13 +61,15 @@ jobs_handler_t jobs_webhook_deliver;
 jobs_handler_t jobs_cleanup;
 jobs_handler_t jobs_revocation_sync;
 jobs_handler_t jobs_password_reset;
+jobs_handler_t jobs_update_fanout;
+jobs_handler_t jobs_update_mail;
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key
  * makes the Message-ID and the file name stable across retries. */
 int jobs_mail_send(jobs_thread_t *t, const char *name, const char *to,
-                   const stoa_json_t *data, const char *message_key,
-                   char *err, size_t errlen);
+                   const stoa_json_t *data, const char *message_key, char *err,
+                   size_t errlen);
 
 #include "statements.h"
 

@@ -25,6 +25,7 @@
 #include "stoa/mail.h"
 #include "stoa/mail_link.h"
 #include "stoa/outbox.h"
+#include "stoa/updates.h"
 
 #define JOBS_CHANNEL "stoa_jobs"
 /* Leases are short and renewed: a job held by a killed worker (claimed
@@ -76,6 +77,10 @@ static const jobs_kind_t kinds[] = {
     {"auth.revocation_sync", jobs_revocation_sync, resync_schedule,
      STOA_ARRAY_LEN(resync_schedule), false},
     {"noop", noop_run, NULL, 0, true},
+    /* A batch of recipients: a few Postgres statements, but up to a
+     * thousand rows each, so not counted among the quick. */
+    {STOA_UPDATES_FANOUT_KIND, jobs_update_fanout, NULL, 0, false},
+    {STOA_UPDATES_MAIL_KIND, jobs_update_mail, NULL, 0, false},
 };
 
 /* Recurring jobs: one outbox row per slot of `every_s` seconds. */

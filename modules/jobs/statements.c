@@ -1,5 +1,35 @@
 /* statements.c - every query of the jobs worker. */
 #include "jobs.h"
+#include "stoa/updates.h"
+
+/* Whether an account's preferences let product mail through (absent:
+ * yes). */
+#define WANTS_PRODUCT_MAIL(u)                                                  \
+    "coalesce(" u ".notification_prefs ->> 'product_updates', 'true') <> "     \
+    "'false'"
+/* One batch of an update's fan-out, in one statement: the next `$3`
+ * accounts of the audience after `$2` (in id order, none created after
+ * the update), their feed rows, their mail jobs and the update's running
+ * count. A batch run twice writes nothing twice (the primary key, the mail
+ * jobs' dedupe keys) and counts only the rows it wrote. */
+#define FANOUT_SQL(pred)                                                                       \
+    "WITH up AS (SELECT id, audience, created_at FROM admin.updates WHERE id "                 \
+    "= $1::uuid), batch AS (SELECT u.id FROM auth.users u, up WHERE " STOA_AUDIENCE_SQL_ACTIVE \
+    " AND u.created_at <= up.created_at AND u.id > "                                           \
+    "coalesce($2::uuid, '00000000-0000-0000-0000-000000000000') AND " pred                     \
+    " ORDER BY u.id LIMIT $3::int), ins AS (INSERT INTO "                                      \
+    "admin.update_recipients (update_id, user_id, posted_at) SELECT up.id, "                   \
+    "b.id, up.created_at FROM batch b, up ON CONFLICT DO NOTHING RETURNING "                   \
+    "user_id), mail AS (INSERT INTO jobs.outbox (kind, payload, dedupe_key) "                  \
+    "SELECT '" STOA_UPDATES_MAIL_KIND "', jsonb_build_object('update_id', "                    \
+    "$1::text, 'user_id', u.id), $1::text || ':' || u.id FROM ins JOIN "                       \
+    "auth.users u ON u.id = ins.user_id WHERE " WANTS_PRODUCT_MAIL(                            \
+        "u") " ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING "        \
+             "RETURNING 1), counted AS (UPDATE admin.updates SET delivered = "                 \
+             "delivered + (SELECT count(*) FROM ins) WHERE id = $1::uuid) SELECT "             \
+             "(SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC "           \
+             "LIMIT 1), (SELECT string_agg(user_id::text, ',') FROM ins), (SELECT "            \
+             "count(*) FROM mail)"
 
 const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     /* Claims due, unleased jobs; SKIP LOCKED lets many workers on many
@@ -199,5 +229,50 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "SELECT id, email, name FROM auth.users WHERE lower(email) = $1 AND "
          "status = 'active'",
          1},
+    [JOBS_SQL_UPDATE_FOR_FANOUT] =
+        {"update_for_fanout",
+         "SELECT (SELECT k FROM jsonb_object_keys(audience) k LIMIT 1), title, "
+         "body, action_required, " STOA_DB_TS(
+             "created_at") " FROM admin.updates WHERE id = $1::uuid",
+         1},
+    [JOBS_SQL_UPDATE_FANOUT_USER_IDS] =
+        {"update_fanout_user_ids",
+         FANOUT_SQL(STOA_AUDIENCE_SQL_USER_IDS(
+             "ARRAY(SELECT jsonb_array_elements_text(up.audience -> "
+             "'user_ids'))::uuid[]")),
+         3},
+    [JOBS_SQL_UPDATE_FANOUT_ROLE] = {"update_fanout_role",
+                                     FANOUT_SQL(STOA_AUDIENCE_SQL_ROLE(
+                                         "(up.audience ->> 'role')")),
+                                     3},
+    [JOBS_SQL_UPDATE_FANOUT_PLAN] = {"update_fanout_plan",
+                                     FANOUT_SQL(STOA_AUDIENCE_SQL_PLAN(
+                                         "(up.audience ->> 'plan')")),
+                                     3},
+    [JOBS_SQL_UPDATE_FANOUT_ALL] = {"update_fanout_all",
+                                    FANOUT_SQL(
+                                        STOA_AUDIENCE_SQL_ALL("NULL::text")),
+                                    3},
+    [JOBS_SQL_UPDATE_DELIVERED] =
+        {"update_delivered",
+         "UPDATE admin.updates SET delivered_at = now() WHERE id = $1::uuid AND "
+         "delivered_at IS NULL",
+         1},
+    /* The recipient's address and wishes as they are now, not as they
+     * were when the update was sent. */
+    [JOBS_SQL_UPDATE_MAIL_TARGET] =
+        {"update_mail_target",
+         "SELECT u.email, u.name, " WANTS_PRODUCT_MAIL(
+             "u") ", r.mailed_at IS NOT NULL, up.title, up.body, up.body_html, "
+                  "up.action_required FROM admin.update_recipients r JOIN auth.users "
+                  "u ON u.id = r.user_id JOIN admin.updates up ON up.id = r.update_id "
+                  "WHERE r.update_id = $1::uuid AND r.user_id = $2::uuid AND "
+                  "u.status = 'active'",
+         2},
+    [JOBS_SQL_UPDATE_MAILED] =
+        {"update_mailed",
+         "UPDATE admin.update_recipients SET mailed_at = now() WHERE update_id "
+         "= $1::uuid AND user_id = $2::uuid AND mailed_at IS NULL",
+         2},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

@@ -150,7 +150,16 @@ def sweep_routes(user_email, password, webhook_id):
         route("GET", "/v1/analytics/metrics", "client"),
         route("GET", "/v1/analytics/dashboard", "admin"),
         route("GET", "/v1/analytics/export", "client"),
-        route("GET", "/v1/updates", "client"),
+        # product updates
+        route("POST", "/v1/admin/updates", "admin",
+              {"title": "Sweep", "body": "b", "audience": {"role": "finance"}},
+              (BODY, IDEMPOTENT), fields={"title": "str", "body": "str", "audience": "object",
+                                          "action_required": "bool"}),
+        route("GET", "/v1/admin/updates", "admin", query=PAGED),
+        route("GET", "/v1/admin/updates/{id}", "admin"),
+        route("GET", "/v1/updates", "client", query=dict(PAGED, unread="word")),
+        route("POST", "/v1/updates/{id}/read", "client"),
+        route("POST", "/v1/updates/{id}/done", "client"),
     ]
     return rows
 
