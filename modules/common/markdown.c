@@ -47,13 +47,13 @@ void stoa_markdown_escape(stoa_buf_t *out, const char *s, size_t len)
 
 /* The kinds of closer the scan searches for. */
 enum {
-    CLOSE_CODE,      /* ` */
-    CLOSE_EM_STAR,   /* a lone * after a non-space */
-    CLOSE_STRONG,    /* a run of exactly ** after a non-space */
-    CLOSE_EM_UNDER,  /* a lone _ after a non-space, before a non-word byte */
-    CLOSE_TEXT,      /* ] */
-    CLOSE_URL,       /* ) */
-    URL_FORBIDDEN,   /* a byte no href may hold */
+    CLOSE_CODE,     /* ` */
+    CLOSE_EM_STAR,  /* a lone * after a non-space */
+    CLOSE_STRONG,   /* a run of exactly ** after a non-space */
+    CLOSE_EM_UNDER, /* a lone _ after a non-space, before a non-word byte */
+    CLOSE_TEXT,     /* ] */
+    CLOSE_URL,      /* ) */
+    URL_FORBIDDEN,  /* a byte no href may hold */
     CLOSE_KINDS
 };
 

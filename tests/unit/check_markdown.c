@@ -140,7 +140,8 @@ static const render_case_t escape_cases[] = {
     {"- <b>", "<ul>\n<li>&lt;b&gt;</li>\n</ul>\n"},
     {"[x](https://a\"onmouseover=x)",
      "<p>[x](https://a&quot;onmouseover=x)</p>\n"},
-    {"[x](https://a'onmouseover=x)", "<p>[x](https://a&#39;onmouseover=x)</p>\n"},
+    {"[x](https://a'onmouseover=x)",
+     "<p>[x](https://a&#39;onmouseover=x)</p>\n"},
     {"[x](https://a onmouseover=x)", "<p>[x](https://a onmouseover=x)</p>\n"},
     {"[x](https://a\tb)", "<p>[x](https://a\tb)</p>\n"},
     {"[x](https://a<b)", "<p>[x](https://a&lt;b)</p>\n"},
@@ -154,7 +155,8 @@ static const render_case_t escape_cases[] = {
     {"[x](vbscript:msgbox)", "<p>[x](vbscript:msgbox)</p>\n"},
     {"[x](//evil.example)", "<p>[x](//evil.example)</p>\n"},
     {"[x](https:evil)", "<p>[x](https:evil)</p>\n"},
-    {"[<script>](https://a)", "<p><a href=\"https://a\">&lt;script&gt;</a></p>\n"},
+    {"[<script>](https://a)",
+     "<p><a href=\"https://a\">&lt;script&gt;</a></p>\n"},
     {"[\"><b>](https://a)",
      "<p><a href=\"https://a\">&quot;&gt;&lt;b&gt;</a></p>\n"},
     {"[x](https://a&quot;)", "<p><a href=\"https://a&amp;quot;\">x</a></p>\n"},
@@ -218,8 +220,7 @@ START_TEST(control_bytes_are_dropped)
     static const char in[] = "a\0b\x01"
                              "c\x1b[31m\x7f"
                              "d\ne\tf\x0b\x0c";
-    ck_assert_str_eq(render(in, sizeof(in) - 1),
-                     "<p>abc[31md<br>\ne\tf</p>\n");
+    ck_assert_str_eq(render(in, sizeof(in) - 1), "<p>abc[31md<br>\ne\tf</p>\n");
     /* Dropped before markup is read: a NUL cannot hide a closer or a
      * forbidden url byte. */
     static const char link[] = "[x](https://a\0b) *e\x01*";
@@ -289,8 +290,9 @@ START_TEST(pathological_inputs_are_linear)
 {
     /* Runs and lone openers without a closer: all text. */
     static const char *const literal[] = {
-        "*", "_", "`", "[", "**a ", "*a ", "_a ", "[a](", "[a]", "](",
-        "[a](https://x ", "_a_b", "**a *", "*a **",
+        "*",     "_",     "`",   "[",  "**a ",           "*a ",
+        "_a ",   "[a](",  "[a]", "](", "[a](https://x ", "_a_b",
+        "**a *", "*a **",
     };
     for (size_t k = 0; k < STOA_ARRAY_LEN(literal); k++) {
         char *s = repeat_pattern(literal[k], PATHOLOGICAL_LEN);
