@@ -31,12 +31,13 @@ static void assert_renders(const char *in, const char *want)
                   got, want);
 }
 
-typedef struct {
+/* One table, in four parts: blocks, inline markup, unclosed markers,
+ * escaping. */
+static const struct {
     const char *in;
     const char *out;
-} render_case_t;
-
-static const render_case_t block_cases[] = {
+} render_cases[] = {
+    /* Blocks. */
     {"hello", "<p>hello</p>\n"},
     {"hello\n", "<p>hello</p>\n"},
     {"a\nb", "<p>a<br>\nb</p>\n"},
@@ -72,9 +73,8 @@ static const render_case_t block_cases[] = {
     {"text\n- a", "<p>text</p>\n<ul>\n<li>a</li>\n</ul>\n"},
     /* No nesting: an indented item is text of a paragraph. */
     {"- a\n  - b", "<ul>\n<li>a</li>\n</ul>\n<p>  - b</p>\n"},
-};
 
-static const render_case_t inline_cases[] = {
+    /* Inline markup. */
     {"**bold**", "<p><strong>bold</strong></p>\n"},
     {"*em*", "<p><em>em</em></p>\n"},
     {"_em_", "<p><em>em</em></p>\n"},
@@ -107,9 +107,8 @@ static const render_case_t inline_cases[] = {
     {"`a\nb`", "<p>`a<br>\nb`</p>\n"},
     /* Tabs are text. */
     {"a\tb", "<p>a\tb</p>\n"},
-};
 
-static const render_case_t unclosed_cases[] = {
+    /* Unclosed markers are text. */
     {"**bold", "<p>**bold</p>\n"},
     {"*em", "<p>*em</p>\n"},
     {"_em", "<p>_em</p>\n"},
@@ -126,11 +125,10 @@ static const render_case_t unclosed_cases[] = {
     {"[x](https://)", "<p>[x](https://)</p>\n"},
     {"**a *b**", "<p><strong>a *b</strong></p>\n"},
     {"*a **b*", "<p><em>a **b</em></p>\n"},
-};
 
-/* Nothing of the input becomes markup: raw HTML and every attempt to
- * break out of the href or to smuggle another scheme stays text. */
-static const render_case_t escape_cases[] = {
+    /* Escaping: nothing of the input becomes markup; raw HTML and every
+     * attempt to break out of the href or to smuggle another scheme stays
+     * text. */
     {"<script>alert(1)</script>",
      "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>\n"},
     {"a & b \"c\" 'd'", "<p>a &amp; b &quot;c&quot; &#39;d&#39;</p>\n"},
@@ -163,27 +161,9 @@ static const render_case_t escape_cases[] = {
     {"`</code><script>`", "<p><code>&lt;/code&gt;&lt;script&gt;</code></p>\n"},
 };
 
-START_TEST(blocks)
+START_TEST(renders_as)
 {
-    assert_renders(block_cases[_i].in, block_cases[_i].out);
-}
-END_TEST
-
-START_TEST(inline_markup)
-{
-    assert_renders(inline_cases[_i].in, inline_cases[_i].out);
-}
-END_TEST
-
-START_TEST(unclosed_markers_are_text)
-{
-    assert_renders(unclosed_cases[_i].in, unclosed_cases[_i].out);
-}
-END_TEST
-
-START_TEST(escaping)
-{
-    assert_renders(escape_cases[_i].in, escape_cases[_i].out);
+    assert_renders(render_cases[_i].in, render_cases[_i].out);
 }
 END_TEST
 
@@ -404,11 +384,10 @@ END_TEST
 static Suite *markdown_suite(void)
 {
     Suite *s = suite_create("markdown");
-    TEST_CASE_OF(s, "constructs", setup, teardown, LOOP(blocks, block_cases),
-                 LOOP(inline_markup, inline_cases),
-                 LOOP(unclosed_markers_are_text, unclosed_cases),
-                 ONCE(appends_to_out), ONCE(deterministic));
-    TEST_CASE_OF(s, "safety", setup, teardown, LOOP(escaping, escape_cases),
+    TEST_CASE_OF(s, "constructs", setup, teardown,
+                 LOOP(renders_as, render_cases), ONCE(appends_to_out),
+                 ONCE(deterministic));
+    TEST_CASE_OF(s, "safety", setup, teardown,
                  ONCE(empty_input_renders_nothing), ONCE(crlf_is_newline),
                  ONCE(control_bytes_are_dropped), ONCE(never_reads_past_len),
                  ONCE(bytes_above_ascii_are_kept));
