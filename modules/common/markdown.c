@@ -169,9 +169,9 @@ static bool has_scheme(const char *url, size_t len)
     return false;
 }
 
-/* At a '[' at i: the end of the ']' of a link to a safe url whose whole
- * "[text](url)" ends before limit, with the text and url bounds, or false
- * (the '[' is then text). */
+/* Whether the '[' at i starts "[text](url)" with a non-empty text and a
+ * safe url, all of it before limit; then the ']' is at *text_end and the
+ * url is [*url_start, *url_end). Else the '[' is text. */
 static bool link_at(line_t *l, size_t i, size_t limit, size_t *text_end,
                     size_t *url_start, size_t *url_end)
 {
