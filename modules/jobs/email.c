@@ -16,6 +16,7 @@
 #include "stoa/crypto.h"
 #include "stoa/log.h"
 #include "stoa/mail.h"
+#include "stoa/markdown.h"
 
 static const jobs_template_t *find_template(const char *name)
 {
@@ -23,31 +24,6 @@ static const jobs_template_t *find_template(const char *name)
         if (strcmp(jobs_templates[i].name, name) == 0)
             return &jobs_templates[i];
     return NULL;
-}
-
-static void html_escape(stoa_buf_t *out, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            stoa_buf_puts(out, "&lt;");
-            break;
-        case '>':
-            stoa_buf_puts(out, "&gt;");
-            break;
-        case '&':
-            stoa_buf_puts(out, "&amp;");
-            break;
-        case '"':
-            stoa_buf_puts(out, "&quot;");
-            break;
-        case '\'':
-            stoa_buf_puts(out, "&#39;");
-            break;
-        default:
-            stoa_buf_append(out, s, 1);
-        }
-    }
 }
 
 /* Replaces {{key}} with data[key], or else extra[key] (a string or an
@@ -106,7 +82,7 @@ static int render(const char *tmpl, const stoa_json_t *data,
             stoa_buf_puts(out, value);
             close++;
         } else if (html) {
-            html_escape(out, value);
+            stoa_markdown_escape(out, value, strlen(value));
         } else if (one_line) {
             for (const char *c = value; *c; c++)
                 if (*c != '\r' && *c != '\n')
