@@ -112,8 +112,8 @@ static bool last_event_id_valid(const char *s)
     if (n == 0 || n > REALTIME_LAST_EVENT_ID_MAX)
         return false;
     for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || *s == ':' || *s == ',' ||
-              *s == '[' || *s == ']' || *s == '-'))
+        if (!((*s >= '0' && *s <= '9') || *s == ':' || *s == ',' || *s == '[' ||
+              *s == ']' || *s == '-'))
             return false;
     return true;
 }

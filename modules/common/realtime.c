@@ -14,11 +14,10 @@ char *stoa_realtime_channel_user(stoa_arena_t *arena, const char *user_id)
                               user_id);
 }
 
-char *stoa_realtime_channel_session(stoa_arena_t *arena,
-                                    const char *session_id)
+char *stoa_realtime_channel_session(stoa_arena_t *arena, const char *session_id)
 {
-    return stoa_arena_sprintf(
-        arena, STOA_REALTIME_CHANNEL_SESSION_PREFIX "%s", session_id);
+    return stoa_arena_sprintf(arena, STOA_REALTIME_CHANNEL_SESSION_PREFIX "%s",
+                              session_id);
 }
 
 bool stoa_realtime_channel_valid(const char *s)

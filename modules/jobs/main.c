@@ -25,6 +25,7 @@
 #include "stoa/mail.h"
 #include "stoa/mail_link.h"
 #include "stoa/outbox.h"
+#include "stoa/realtime.h"
 
 #define JOBS_CHANNEL "stoa_jobs"
 /* Leases are short and renewed: a job held by a killed worker (claimed
@@ -55,6 +56,9 @@ static unsigned long wake_generation;
 static const int webhook_schedule[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
 /* A re-sync waits for Redis to come back: retried every 2 s. */
 static const int resync_schedule[] = {2};
+/* Live events are worth little late: a few quick tries (jobs/realtime.c
+ * gives up after the fourth). */
+static const int realtime_schedule[] = {1, 2, 5, 10};
 
 /* "noop" does nothing and succeeds: operators enqueue it to see that a
  * worker is alive and how fast the outbox drains (docs/operations.md). */
@@ -76,6 +80,11 @@ static const jobs_kind_t kinds[] = {
     {"auth.revocation_sync", jobs_revocation_sync, resync_schedule,
      STOA_ARRAY_LEN(resync_schedule), false},
     {"noop", noop_run, NULL, 0, true},
+    /* One kept-alive request to nginx on a unix socket each. */
+    {STOA_REALTIME_JOB_PUBLISH, jobs_realtime_publish, realtime_schedule,
+     STOA_ARRAY_LEN(realtime_schedule), true},
+    {STOA_REALTIME_JOB_CLOSE, jobs_realtime_close, realtime_schedule,
+     STOA_ARRAY_LEN(realtime_schedule), true},
 };
 
 /* Recurring jobs: one outbox row per slot of `every_s` seconds. */
@@ -519,6 +528,9 @@ int main(int argc, char **argv)
     bool listening = false;
     uint64_t last_schedule_us = stoa_now_us();
     stoa_log(STOA_LOG_INFO, "started with %zu worker threads", nworkers);
+    if (!*conf->realtime_socket)
+        stoa_log(STOA_LOG_NOTICE, "realtime_socket is empty: the live channel "
+                                  "is off (its jobs do nothing)");
     while (!stop_requested) {
         if (!listening) {
             if (stoa_db_listen(db, JOBS_CHANNEL) != STOA_OK) {

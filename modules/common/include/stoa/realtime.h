@@ -64,8 +64,8 @@ bool stoa_realtime_channel_valid(const char *s);
  * STOA_DECLINED for a bad argument (nothing written), else
  * stoa_outbox_enqueue()'s result. */
 STOA_MUSTCHECK int stoa_realtime_enqueue(stoa_db_t *db, stoa_arena_t *arena,
-                                         const char *const *channels,
-                                         size_t n, const char *type,
+                                         const char *const *channels, size_t n,
+                                         const char *type,
                                          const char *data_json);
 
 #endif
