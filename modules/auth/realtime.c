@@ -13,6 +13,7 @@
  * and opens /v1/realtime?ticket=... within REALTIME_TICKET_TTL_S. Redis
  * holds only the ticket's SHA-256, and GETDEL serves it once. */
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "stoa/crypto.h"
@@ -118,13 +119,14 @@ static bool last_event_id_valid(const char *s)
     return true;
 }
 
+/* 401 with the challenge of RFC 6750: a bare "Bearer" when no credential
+ * came, error="invalid_token" for one that is bad, used or revoked. */
 static int refuse_unauthenticated(stoa_request_t *req, stoa_err_t err,
-                                  const char *message)
+                                  bool credential_sent, const char *message)
 {
     stoa_http_header(req, "WWW-Authenticate",
-                     err == STOA_ERR_UNAUTHENTICATED
-                         ? "Bearer"
-                         : "Bearer error=\"invalid_token\"");
+                     credential_sent ? "Bearer error=\"invalid_token\""
+                                     : "Bearer");
     return stoa_http_fail(req, err, message);
 }
 
@@ -138,6 +140,14 @@ int auth_realtime(stoa_request_t *req)
         stoa_request_field_error(req, "last_event_id", "invalid");
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
+    /* nchan would answer anything else with a bare 403. */
+    const char *accept = stoa_request_param(req, "HTTP_ACCEPT");
+    const char *upgrade = stoa_request_param(req, "HTTP_UPGRADE");
+    if (!(accept && strstr(accept, "text/event-stream")) &&
+        !(upgrade && strcasecmp(upgrade, "websocket") == 0))
+        return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
+                              "ask for Server-Sent Events (Accept: "
+                              "text/event-stream) or a WebSocket upgrade");
 
     stoa_principal_t ticket_principal;
     const stoa_principal_t *p = &req->principal;
@@ -150,11 +160,12 @@ int auth_realtime(stoa_request_t *req)
             return STOA_AGAIN;
         if (rc != STOA_OK)
             return refuse_unauthenticated(
-                req, STOA_ERR_INVALID_TOKEN,
+                req, STOA_ERR_INVALID_TOKEN, true,
                 "the ticket is unknown, used or expired");
         p = &ticket_principal;
     } else if (!p->present) {
-        return refuse_unauthenticated(req, STOA_ERR_UNAUTHENTICATED, NULL);
+        return refuse_unauthenticated(req, STOA_ERR_UNAUTHENTICATED, false,
+                                      NULL);
     } else if (stoa_principal_from_api_key(p) || !p->session_id) {
         /* A key's token is for servers calling the API, not for holding
          * a user's live channel (whose session events it has none of). */
@@ -170,7 +181,7 @@ int auth_realtime(stoa_request_t *req)
     if (live == STOA_AGAIN)
         return STOA_AGAIN;
     if (live != STOA_OK)
-        return refuse_unauthenticated(req, STOA_ERR_UNAUTHENTICATED,
+        return refuse_unauthenticated(req, STOA_ERR_UNAUTHENTICATED, true,
                                       "the session has been revoked");
 
     stoa_buf_t target;
