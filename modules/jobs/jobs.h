@@ -63,6 +63,8 @@ jobs_handler_t jobs_revocation_sync;
 jobs_handler_t jobs_password_reset;
 jobs_handler_t jobs_update_fanout;
 jobs_handler_t jobs_update_mail;
+jobs_handler_t jobs_analytics_partitions;
+jobs_handler_t jobs_analytics_rollup;
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key
