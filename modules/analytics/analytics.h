@@ -18,6 +18,14 @@ int analytics_events_ingest(stoa_request_t *req);
 int analytics_ingest_keys_create(stoa_request_t *req);
 int analytics_ingest_keys_list(stoa_request_t *req);
 int analytics_ingest_keys_delete(stoa_request_t *req);
+int analytics_metrics(stoa_request_t *req);
+int analytics_export(stoa_request_t *req);
+
+/* Reads ?from= and ?to= (required; RFC 3339 times or dates), recording
+ * field errors; true when both are good and from is before to (compared
+ * as text when both have one shape). */
+bool analytics_query_range(stoa_request_t *req, const char **from,
+                           const char **to);
 
 /* STOA_OK when key (the X-Ingest-Key header's text, may be NULL) is a live
  * ingest key; STOA_DECLINED when it is not; STOA_AGAIN when Postgres

@@ -88,6 +88,8 @@ int analytics_events_ingest(stoa_request_t *req)
         return STOA_DECLINED;
     static const char *const allowed[] = {"events", NULL};
     stoa_field_reject_unknown(req, body, allowed);
+    if (!stoa_json_get(body, "events"))
+        stoa_request_field_error(req, "events", "required");
     if (stoa_request_has_field_errors(req))
         return stoa_http_invalid_fields(req);
 
@@ -106,9 +108,7 @@ int analytics_events_ingest(stoa_request_t *req)
     case STOA_INGEST_OK:
         break;
     case STOA_INGEST_NOT_ARRAY:
-        stoa_request_field_error(req, "events",
-                                 stoa_json_get(body, "events") ? "invalid"
-                                                               : "required");
+        stoa_request_field_error(req, "events", "invalid");
         stoa_buf_free(&rows);
         return stoa_http_invalid_fields(req);
     case STOA_INGEST_EMPTY:

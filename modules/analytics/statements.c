@@ -58,5 +58,43 @@ const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
          "UPDATE admin.ingest_keys SET revoked_at = now() WHERE id = $1::uuid "
          "AND revoked_at IS NULL RETURNING id",
          1},
+    /* Metrics read rollups only. $1 event, $2 from, $3 to (half-open). */
+    [ANALYTICS_SQL_METRICS_HOURLY] =
+        {"metrics_hourly",
+         "SELECT " STOA_DB_TS("bucket") ", events, uniques FROM "
+         "analytics.rollup_hourly WHERE event = $1 AND bucket >= "
+         "$2::timestamptz AND bucket < $3::timestamptz ORDER BY bucket",
+         3},
+    /* Days, weeks (ISO, from Monday) or months ($4): counts are sums of
+     * the daily rollups; uniques are the distinct actors of the period's
+     * days within the range, so a week's visitor is counted once however
+     * many days they came. */
+    [ANALYTICS_SQL_METRICS_DAILY] =
+        {"metrics_daily",
+         "WITH c AS (SELECT date_trunc($4, bucket::timestamp)::date AS t, "
+         "sum(events)::bigint AS n FROM analytics.rollup_daily WHERE event = "
+         "$1 AND bucket >= ($2::timestamptz AT TIME ZONE 'UTC')::date AND "
+         "bucket < ($3::timestamptz AT TIME ZONE 'UTC')::date GROUP BY 1), u "
+         "AS (SELECT date_trunc($4, day::timestamp)::date AS t, count(DISTINCT "
+         "actor) AS n FROM analytics.rollup_actors WHERE event = $1 AND day >= "
+         "($2::timestamptz AT TIME ZONE 'UTC')::date AND day < ($3::timestamptz "
+         "AT TIME ZONE 'UTC')::date GROUP BY 1) SELECT to_char(c.t, "
+         "'YYYY-MM-DD\"T00:00:00Z\"'), c.n, coalesce(u.n, 0) FROM c LEFT "
+         "JOIN u ON u.t = c.t ORDER BY c.t",
+         4},
+    /* The export's cursor, in its own transaction: rows leave in chunks
+     * as the client takes them, so no range sits whole in memory. */
+    [ANALYTICS_SQL_EXPORT_OPEN] =
+        {"export_open",
+         "DECLARE analytics_export NO SCROLL CURSOR FOR SELECT id, "
+         "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+         "event, distinct_id, user_id, properties::text FROM analytics.events "
+         "WHERE ts >= $1::timestamptz AND ts < $2::timestamptz AND ($3::text "
+         "IS NULL OR event = $3) ORDER BY ts, id",
+         3},
+    [ANALYTICS_SQL_EXPORT_FETCH] = {"export_fetch",
+                                    "FETCH FORWARD " ANALYTICS_EXPORT_CHUNK
+                                    " FROM analytics_export",
+                                    0},
 };
 const size_t analytics_statements_len = STOA_ARRAY_LEN(analytics_statements);
