@@ -5,7 +5,7 @@
 #                         Stripe webhooks, the outbox, 10,000 idle TLS
 #                         clients, pool memory over 1M requests
 #   make bench-hop | bench-login | bench-webhooks | bench-outbox |
-#        bench-connections | bench-memory       one of them
+#        bench-connections | bench-memory | bench-events   one of them
 #   make bench-peer       GET /v1/me against a FastAPI peer
 #
 # Each prints its figures against a ceiling measured in the same run and
@@ -16,7 +16,7 @@ BENCH_DIR := $(BUILD)/bench
 BENCH_PROGRAMS := $(BENCH_DIR)/stoa-empty-fcgi $(BENCH_DIR)/stoa-argon2-rate
 BENCH_ENV = STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BENCH_DIR))
 BENCH_PY := tests/bench/login.py tests/bench/webhooks.py tests/bench/outbox.py \
-	tests/bench/connections.py tests/bench/memory.py
+	tests/bench/connections.py tests/bench/memory.py tests/bench/events.py
 
 $(BENCH_DIR)/stoa-argon2-rate: $(BUILD)/tests/bench/argon2_rate.o
 	@mkdir -p $(@D)
@@ -41,8 +41,8 @@ bench-all: bench-build
 bench-hop: bench-build
 	$(BENCH_ENV) tests/bench/run.sh
 
-.PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory
-bench-login bench-webhooks bench-outbox bench-connections bench-memory: bench-%: bench-build
+.PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-events
+bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-events: bench-%: bench-build
 	$(BENCH_ENV) python3 tests/bench/$*.py
 
 .PHONY: bench-peer
