@@ -77,6 +77,9 @@ static const conf_key_t conf_keys[] = {
     L(redis_pool_size, 8, 1, 256),
     L(jobs_concurrency, 4, 1, 256),
     L(jobs_poll_interval_ms, 5000, 100, 600000),
+    L(analytics_retention_days, 90, 1, 3650),
+    L(analytics_rollup_retention_days, 730, 1, 36500),
+    L(analytics_rollup_interval_s, 15, 1, 3600),
 };
 
 #undef S

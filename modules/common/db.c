@@ -498,6 +498,82 @@ int stoa_db_script(stoa_db_t *db, const char *sql)
     return finish(db, NULL, res, NULL);
 }
 
+int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
+                    size_t len, long *rows)
+{
+    if (rows)
+        *rows = 0;
+    int rc = stoa_db_connect(db);
+    if (rc != STOA_OK)
+        return rc;
+    PGresult *res = PQexecParams(db->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+    if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+        rc = check_result(db, res);
+        PQclear(res);
+        /* A statement that succeeded without starting a copy is a bug. */
+        return rc == STOA_OK ? STOA_ERROR : rc;
+    }
+    PQclear(res);
+    /* libpq buffers what it is given and sends it in its own pieces; a
+     * few large calls cost fewer copies than one a row. */
+    const size_t piece = 256 * 1024;
+    bool sent = true;
+    for (size_t at = 0; at < len && sent; at += piece) {
+        size_t n = len - at < piece ? len - at : piece;
+        sent = PQputCopyData(db->conn, data + at, (int)n) == 1;
+    }
+    if (PQputCopyEnd(db->conn, sent ? NULL : "client gave up") != 1)
+        sent = false;
+    rc = STOA_OK;
+    /* Drain every result, or the next statement sees the copy's. */
+    while ((res = PQgetResult(db->conn)) != NULL) {
+        if (rc == STOA_OK) {
+            note_data_exception(db, res, 0, NULL, NULL);
+            if (PQresultStatus(res) == PGRES_COMMAND_OK && rows)
+                *rows = atol(PQcmdTuples(res));
+            rc = check_result(db, res);
+        }
+        PQclear(res);
+        if (!db->conn)
+            break;
+    }
+    if (rc == STOA_OK && !sent) {
+        set_error(db, NULL);
+        rc = STOA_AGAIN;
+    }
+    return rc;
+}
+
+void stoa_db_copy_escape(stoa_buf_t *out, const char *s, size_t len)
+{
+    stoa_buf_reserve(out, len + 8);
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        char esc;
+        switch (s[i]) {
+        case '\\':
+            esc = '\\';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        default:
+            continue;
+        }
+        stoa_buf_append(out, s + run, i - run);
+        char pair[2] = {'\\', esc};
+        stoa_buf_append(out, pair, 2);
+        run = i + 1;
+    }
+    stoa_buf_append(out, s + run, len - run);
+}
+
 static int simple(stoa_db_t *db, const char *sql)
 {
     return stoa_db_query(db, NULL, sql, 0, NULL, NULL);

@@ -167,11 +167,42 @@ static bool read_request(stoa_ctx_t *ctx, stoa_request_t *req, FCGX_Request *fr,
     return true;
 }
 
+int stoa_http_stream_begin(stoa_request_t *req, int status,
+                           const char *content_type)
+{
+    FCGX_Request *fr = req->transport;
+    if (!fr)
+        return STOA_AGAIN;
+    req->status = status;
+    req->responded = true;
+    req->streamed = true;
+    FCGX_FPrintF(fr->out,
+                 "Status: %d %s\r\nX-Request-Id: %s\r\nContent-Type: %s\r\n"
+                 "Cache-Control: no-store\r\n",
+                 status, status_text(status), req->request_id, content_type);
+    if (req->headers.len)
+        FCGX_PutStr(req->headers.data, (int)req->headers.len, fr->out);
+    FCGX_PutS("\r\n", fr->out);
+    return FCGX_GetError(fr->out) == 0 ? STOA_OK : STOA_AGAIN;
+}
+
+int stoa_http_stream_write(stoa_request_t *req, const void *data, size_t len)
+{
+    FCGX_Request *fr = req->transport;
+    if (!fr || !req->streamed)
+        return STOA_AGAIN;
+    if (len && FCGX_PutStr(data, (int)len, fr->out) != (int)len)
+        return STOA_AGAIN;
+    return STOA_OK;
+}
+
 /* The whole answer goes to libfcgi in one piece, so it leaves in as few
- * writes as libfcgi's buffering allows. */
+ * writes as libfcgi's buffering allows. A streamed answer is out already. */
 static void write_response(stoa_request_t *req, FCGX_Request *fr,
                            stoa_buf_t *out)
 {
+    if (req->streamed)
+        return;
     stoa_buf_t head = *out;
     stoa_buf_reset(&head);
     stoa_buf_printf(&head, "Status: %d %s\r\nX-Request-Id: %s\r\n", req->status,

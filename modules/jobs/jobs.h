@@ -71,6 +71,8 @@ jobs_handler_t jobs_realtime_close;
  * the user or the admins (jobs/realtime.c); STOA_OK for the others. */
 int jobs_realtime_route_event(jobs_thread_t *t, const jobs_job_t *job,
                               const char *type, char *err, size_t errlen);
+jobs_handler_t jobs_analytics_partitions;
+jobs_handler_t jobs_analytics_rollup;
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key

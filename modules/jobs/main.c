@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,15 +91,22 @@ static const jobs_kind_t kinds[] = {
      STOA_ARRAY_LEN(realtime_schedule), true},
     {STOA_REALTIME_JOB_CLOSE, jobs_realtime_close, realtime_schedule,
      STOA_ARRAY_LEN(realtime_schedule), true},
+    /* DDL and whole-hour recomputations: not quick. */
+    {"analytics.partitions", jobs_analytics_partitions, NULL, 0, false},
+    {"analytics.rollup", jobs_analytics_rollup, NULL, 0, false},
 };
 
-/* Recurring jobs: one outbox row per slot of `every_s` seconds. */
+/* Recurring jobs: one outbox row per slot of `every_s` seconds, or of the
+ * seconds in the config key at `every_conf` when that is not 0. */
 static const struct {
     const char *kind;
     long every_s;
+    size_t every_conf;
 } schedule[] = {
-    {"maintenance.cleanup", 3600},
-    {"auth.revocation_sync", 60},
+    {"maintenance.cleanup", 3600, 0},
+    {"auth.revocation_sync", 60, 0},
+    {"analytics.partitions", 3600, 0},
+    {"analytics.rollup", 0, offsetof(stoa_conf_t, analytics_rollup_interval_s)},
 };
 
 const jobs_kind_t *jobs_kind_find(const char *kind)
@@ -457,13 +465,17 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-static void enqueue_scheduled(stoa_db_t *db, stoa_arena_t *arena)
+static void enqueue_scheduled(const stoa_conf_t *conf, stoa_db_t *db,
+                              stoa_arena_t *arena)
 {
     int64_t now = stoa_unix_time();
     for (size_t i = 0; i < STOA_ARRAY_LEN(schedule); i++) {
+        long every = schedule[i].every_s;
+        if (schedule[i].every_conf)
+            memcpy(&every, (const char *)conf + schedule[i].every_conf,
+                   sizeof(every));
         char slot[48];
-        snprintf(slot, sizeof(slot), "slot:%lld",
-                 (long long)(now / schedule[i].every_s));
+        snprintf(slot, sizeof(slot), "slot:%lld", (long long)(now / every));
         const char *p[] = {schedule[i].kind, slot};
         if (stoa_db_exec(db, arena, JOBS_SQL(JOBS_SCHEDULE), p, NULL) !=
             STOA_OK)
@@ -563,7 +575,7 @@ int main(int argc, char **argv)
             }
             listening = true;
             stoa_log(STOA_LOG_INFO, "listening on %s", JOBS_CHANNEL);
-            enqueue_scheduled(db, arena);
+            enqueue_scheduled(conf, db, arena);
             wake_all();
         }
         struct pollfd pfd = {stoa_db_socket(db), POLLIN, 0};
@@ -580,7 +592,7 @@ int main(int argc, char **argv)
          * not (a stream of notifications must not starve them). */
         uint64_t now_us = stoa_now_us();
         if (now_us - last_schedule_us >= 5000000) {
-            enqueue_scheduled(db, arena);
+            enqueue_scheduled(conf, db, arena);
             last_schedule_us = now_us;
         }
         /* A notification or the poll interval: let the workers look. */

@@ -2,6 +2,9 @@
 #include "jobs.h"
 #include "stoa/updates.h"
 
+/* Today's date in UTC, as analytics days are counted. */
+#define ANALYTICS_TODAY "(now() AT TIME ZONE 'UTC')::date"
+
 /* Whether an account's preferences let product mail through (absent:
  * yes). */
 #define WANTS_PRODUCT_MAIL(u)                                                  \
@@ -283,5 +286,81 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "UPDATE admin.update_recipients SET mailed_at = now() WHERE update_id "
          "= $1::uuid AND user_id = $2::uuid AND mailed_at IS NULL",
          2},
+    /* --- analytics (analytics.c) ------------------------------------- */
+    /* Day partitions from the retention window's start to a week ahead:
+     * every day an event may be accepted for has its partition. */
+    [JOBS_SQL_ANALYTICS_PARTITIONS_CREATE] =
+        {"analytics_partitions_create",
+         "SELECT analytics.create_partitions(" ANALYTICS_TODAY
+         " - $1::int, " ANALYTICS_TODAY " + 7)",
+         1},
+    /* The partitions of days wholly past retention (ingestion refuses
+     * their events already). */
+    [JOBS_SQL_ANALYTICS_PARTITIONS_DROP] =
+        {"analytics_partitions_drop",
+         "SELECT analytics.drop_partitions(((now() - $1::int * interval "
+         "'1 day') AT TIME ZONE 'UTC')::date)",
+         1},
+    [JOBS_SQL_ANALYTICS_ROLLUPS_EXPIRE] =
+        {"analytics_rollups_expire",
+         "WITH h AS (DELETE FROM analytics.rollup_hourly WHERE bucket < "
+         "now() - $1::int * interval '1 day'), d AS (DELETE FROM "
+         "analytics.rollup_daily WHERE bucket < " ANALYTICS_TODAY " - $1::int),"
+         " a AS (DELETE FROM analytics.rollup_actors WHERE day < " ANALYTICS_TODAY
+         " - $1::int) DELETE FROM analytics.active_users "
+         "WHERE day < " ANALYTICS_TODAY " - $1::int",
+         1},
+    /* The hours marked by ingestion, oldest first, taken off the list in
+     * the rollup's transaction (a failed run leaves them there). Alone in
+     * its statement: it may wait for an ingestion holding a mark, and the
+     * recomputations after it must see what that ingestion stored. */
+    [JOBS_SQL_ANALYTICS_ROLLUP_TAKE] =
+        {"analytics_rollup_take",
+         "WITH taken AS (DELETE FROM analytics.rollup_pending WHERE hour IN "
+         "(SELECT hour FROM analytics.rollup_pending ORDER BY hour LIMIT "
+         "$1::int FOR UPDATE) RETURNING hour) SELECT array_agg(hour)::text, "
+         "count(*) FROM taken",
+         1},
+    /* Each taken hour's buckets, recomputed whole from its raw events:
+     * running it again gives the same rows. */
+    [JOBS_SQL_ANALYTICS_ROLLUP_HOURLY] =
+        {"analytics_rollup_hourly",
+         "INSERT INTO analytics.rollup_hourly (event, bucket, events, uniques) "
+         "SELECT e.event, h.hour, count(*), count(DISTINCT e.distinct_id) "
+         "FROM unnest($1::timestamptz[]) h(hour) JOIN analytics.events e ON "
+         "e.ts >= h.hour AND e.ts < h.hour + interval '1 hour' GROUP BY "
+         "e.event, h.hour ON CONFLICT (event, bucket) DO UPDATE SET events = "
+         "excluded.events, uniques = excluded.uniques",
+         1},
+    [JOBS_SQL_ANALYTICS_ROLLUP_ACTORS] =
+        {"analytics_rollup_actors",
+         "INSERT INTO analytics.rollup_actors (event, day, actor) SELECT "
+         "DISTINCT e.event, (e.ts AT TIME ZONE 'UTC')::date, "
+         "md5(e.distinct_id)::uuid FROM unnest($1::timestamptz[]) h(hour) JOIN "
+         "analytics.events e ON e.ts >= h.hour AND e.ts < h.hour + interval "
+         "'1 hour' WHERE e.distinct_id IS NOT NULL ON CONFLICT DO NOTHING",
+         1},
+    [JOBS_SQL_ANALYTICS_ROLLUP_USERS] =
+        {"analytics_rollup_users",
+         "INSERT INTO analytics.active_users (day, user_id) SELECT DISTINCT "
+         "(e.ts AT TIME ZONE 'UTC')::date, e.user_id FROM "
+         "unnest($1::timestamptz[]) h(hour) JOIN analytics.events e ON e.ts "
+         ">= h.hour AND e.ts < h.hour + interval '1 hour' WHERE e.user_id IS "
+         "NOT NULL ON CONFLICT DO NOTHING",
+         1},
+    /* The days of the taken hours, from the hourly rows and the day's
+     * actors (both already current in this transaction). */
+    [JOBS_SQL_ANALYTICS_ROLLUP_DAILY] =
+        {"analytics_rollup_daily",
+         "WITH days AS (SELECT DISTINCT (x AT TIME ZONE 'UTC')::date AS day "
+         "FROM unnest($1::timestamptz[]) x) INSERT INTO analytics.rollup_daily "
+         "(event, bucket, events, uniques) SELECT r.event, d.day, "
+         "sum(r.events)::bigint, (SELECT count(*) FROM analytics.rollup_actors "
+         "a WHERE a.event = r.event AND a.day = d.day) FROM days d JOIN "
+         "analytics.rollup_hourly r ON r.bucket >= d.day::timestamp AT TIME "
+         "ZONE 'UTC' AND r.bucket < (d.day + 1)::timestamp AT TIME ZONE 'UTC' "
+         "GROUP BY r.event, d.day ON CONFLICT (event, bucket) DO UPDATE SET "
+         "events = excluded.events, uniques = excluded.uniques",
+         1},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

@@ -146,10 +146,19 @@ def sweep_routes(user_email, password, webhook_id):
               fields={"role": "str", "status": "str"}),
         # Served by the analytics and admin pools as they grow: whatever
         # they answer, hostile input must not turn it into a 500.
-        route("POST", "/v1/analytics/events", "client", {"events": []}),
-        route("GET", "/v1/analytics/metrics", "client"),
+        # Anonymous: a malformed X-Ingest-Key is refused like none (401); a
+        # token with a key is 400 by contract, and bad items are rejected
+        # by index in a 202 (test_analytics).
+        route("POST", "/v1/analytics/events", "anon", {"events": [{"event": "sweep"}]}),
+        route("GET", "/v1/analytics/metrics", "finance",
+              query={"event": "word", "interval": "word", "from": "time", "to": "time"}),
         route("GET", "/v1/analytics/dashboard", "admin"),
-        route("GET", "/v1/analytics/export", "client"),
+        route("GET", "/v1/analytics/export", "admin",
+              query={"event": "word", "from": "time", "to": "time"}),
+        route("POST", "/v1/admin/ingest-keys", "admin", {"name": "sweep"}, (BODY, IDEMPOTENT),
+              fields={"name": "str"}),
+        route("GET", "/v1/admin/ingest-keys", "admin", query=PAGED),
+        route("DELETE", "/v1/admin/ingest-keys/{id}", "admin"),
         # product updates
         route("POST", "/v1/admin/updates", "admin",
               {"title": "Sweep", "body": "b", "audience": {"role": "finance"}},

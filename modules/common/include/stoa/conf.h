@@ -52,6 +52,12 @@ typedef struct stoa_conf_s {
     long redis_pool_size;
     long jobs_concurrency;
     long jobs_poll_interval_ms;
+    /* Days of raw events kept (older ones are refused and dropped with
+     * their day partitions), days of rollups kept, and seconds between
+     * rollup runs. */
+    long analytics_retention_days;
+    long analytics_rollup_retention_days;
+    long analytics_rollup_interval_s;
 } stoa_conf_t;
 
 /* Fills conf with defaults, then reads path (NULL: defaults and env only)

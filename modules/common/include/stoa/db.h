@@ -20,6 +20,7 @@
 #define STOA_DB_H
 
 #include "stoa/arena.h"
+#include "stoa/buf.h"
 #include "stoa/core.h"
 
 #define STOA_DB_RETRY_MS 200
@@ -115,6 +116,20 @@ STOA_MUSTCHECK int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena,
 /* Runs a trusted multi-statement script (migrations only: PQexec is the
  * only libpq call that accepts several statements). */
 STOA_MUSTCHECK int stoa_db_script(stoa_db_t *db, const char *sql);
+
+/* Bulk load through libpq's copy protocol: runs `sql`, a trusted
+ * constant "COPY <table> (<columns>) FROM STDIN" of our own, and sends
+ * len bytes of rows in COPY's text format (tab-separated, \N for NULL,
+ * backslash escapes; see stoa_db_copy_escape). Usually inside a
+ * transaction. *rows (may be NULL) gets the rows Postgres took. Returns as
+ * stoa_db_exec; a row Postgres refuses fails the whole copy (STOA_ERROR,
+ * a data exception marked as for statements). Never retried. */
+STOA_MUSTCHECK int stoa_db_copy_in(stoa_db_t *db, const char *sql,
+                                   const char *data, size_t len, long *rows);
+
+/* Appends len bytes of s to out as one field of COPY's text format:
+ * backslash, tab, newline and carriage return escaped. */
+void stoa_db_copy_escape(stoa_buf_t *out, const char *s, size_t len);
 
 STOA_MUSTCHECK int stoa_db_begin(stoa_db_t *db);
 STOA_MUSTCHECK int stoa_db_commit(stoa_db_t *db);

@@ -86,6 +86,7 @@ struct stoa_request_s {
     /* response state */
     int status;
     bool responded;
+    bool streamed;      /* the answer went out piece by piece (stream below) */
     stoa_buf_t headers; /* extra header lines, CRLF-terminated */
     stoa_buf_t body_out;
     stoa_buf_t field_errors; /* JSON members "field":"reason", comma-joined */
@@ -307,6 +308,19 @@ int stoa_http_error_details(stoa_request_t *req, int status, const char *code,
                             const char *message, const char *details_json);
 /* 400 invalid_request with details.fields; returns STOA_DECLINED. */
 int stoa_http_invalid_fields(stoa_request_t *req);
+
+/* Streamed answers, for bodies too large to build in memory (a CSV
+ * export): stoa_http_stream_begin sends the head at once (status,
+ * content_type, the headers added so far, no Content-Length: nginx frames
+ * the body), then each stoa_http_stream_write sends a piece (buffered by
+ * the transport, written as it fills). Every other answer keeps the one
+ * write of the whole response. Once begun, the answer is this stream: an
+ * error can only end it early (the handler logs it and returns STOA_OK).
+ * Both return STOA_OK, or STOA_AGAIN when the client has gone. */
+STOA_MUSTCHECK int stoa_http_stream_begin(stoa_request_t *req, int status,
+                                          const char *content_type);
+STOA_MUSTCHECK int stoa_http_stream_write(stoa_request_t *req, const void *data,
+                                          size_t len);
 
 /* Router: matches method and path against a table. Returns the index of
  * the route, or -404 when no pattern matches the path, or -405 when one

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Event ingestion against a raw COPY (SPEC §9: at least 50% of the rows/s
+of a raw COPY of the same rows).
+
+An ingest key is made, then BENCH_EVENT_ROWS events of about 300 bytes are
+built into batches of 100 and of 1000 (half the rows each), a share
+BENCH_EVENT_DUPLICATES of them repeating an id sent earlier (as a client
+retrying a batch does). BENCH_CONNECTIONS keep-alive TLS connections POST
+the prepared bodies through nginx; the figure is rows accepted per second
+(first POST to last answer), and afterwards Postgres must hold each
+distinct id once.
+
+The ceiling is psql's COPY of the same rows (the staging rows the pool
+made, in COPY's text format) into a fresh table shaped like a day
+partition, in the same run on the same machine.
+
+Environment: BENCH_EVENT_ROWS (200000), BENCH_EVENT_DUPLICATES (0.1),
+BENCH_CONNECTIONS (8), BENCH_PROCESSES, BENCH_OUT, BENCH_STRICT.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import queue
+import random
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import benchlib as b
+
+KEY = "stoa_ik_bench" + os.urandom(12).hex()
+
+
+def make_event(i, ts, event_id):
+    return {"id": event_id, "event": random.choice(("page.view", "button.click", "signup")),
+            "timestamp": ts, "distinct_id": f"visitor-{i % 5000}",
+            "properties": {"path": f"/docs/page/{i % 977}", "referrer": "https://example.com/",
+                           "screen": {"w": 1440, "h": 900}, "lang": "en-GB",
+                           "ua": "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
+                           "n": i}}
+
+
+def build(rows, duplicates):
+    """(bodies, distinct ids, copy text of the distinct rows)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ids, events = [], []
+    for i in range(rows):
+        if ids and random.random() < duplicates:
+            event_id = random.choice(ids[-5000:])
+        else:
+            event_id = str(uuid.uuid4())
+            ids.append(event_id)
+        ts = (now - datetime.timedelta(seconds=random.randint(0, 6 * 3600))).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ")
+        events.append(make_event(i, ts, event_id))
+    bodies, half = [], rows // 2
+    for size, part in ((100, events[:half]), (1000, events[half:])):
+        for at in range(0, len(part), size):
+            bodies.append((len(part[at:at + size]),
+                           json.dumps({"events": part[at:at + size]}).encode()))
+    random.shuffle(bodies)
+    seen, lines = set(), []
+    for e in events:
+        if e["id"] in seen:
+            continue
+        seen.add(e["id"])
+        props = json.dumps(e["properties"], separators=(",", ":")).replace("\\", "\\\\")
+        lines.append("\t".join((e["id"], e["timestamp"], e["event"], e["distinct_id"],
+                                "\\N", props)) + "\n")
+    return bodies, len(seen), "".join(lines)
+
+
+def psql(stack, sql, stdin=None):
+    argv = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h",
+            stack.path("pg", "sock"), "-p", "5432", "-U", "stoa", "-d", "stoa", "-c", sql]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=600,
+                          cwd="/")
+    if proc.returncode != 0:
+        raise b.SetupError(f"psql: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def send_all(stack, bodies, connections):
+    work = queue.Queue()
+    for item in bodies:
+        work.put(item)
+    accepted, failures = [0], []
+    lock = threading.Lock()
+
+    def sender():
+        c = stack.new_client(timeout=60)
+        try:
+            while True:
+                try:
+                    n, body = work.get_nowait()
+                except queue.Empty:
+                    return
+                resp = c.request("POST", "/v1/analytics/events", body, raw=True,
+                                 headers={"Content-Type": "application/json",
+                                          "X-Ingest-Key": KEY})
+                with lock:
+                    if resp.status == 202:
+                        accepted[0] += resp.json["accepted"]
+                    else:
+                        failures.append(resp.status)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(connections)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return accepted[0], failures, time.monotonic() - t0
+
+
+def bench():
+    rows = b.env_int("BENCH_EVENT_ROWS", 200000)
+    duplicates = b.env_float("BENCH_EVENT_DUPLICATES", 0.1)
+    connections = b.env_int("BENCH_CONNECTIONS", 8)
+    with b.BenchStack() as stack:
+        report = b.Report("event ingestion", {"rows": rows, "duplicates": duplicates,
+                                              "connections": connections})
+        digest = hashlib.sha256(KEY.encode()).hexdigest()
+        psql(stack, "INSERT INTO admin.ingest_keys (name, prefix, key_hash) VALUES"
+                    f" ('bench', 'stoa_ik_bench', '\\x{digest}'::bytea)")
+        b.note(f"building {rows} events")
+        bodies, distinct, copy_text = build(rows, duplicates)
+        # Warm the pools' connections and plans.
+        send_all(stack, bodies[:connections], connections)
+        warm = sum(n for n, _ in bodies[:connections])
+        b.note(f"sending {len(bodies)} batches over {connections} connections")
+        accepted, failures, elapsed = send_all(stack, bodies[connections:], connections)
+        rate = accepted / elapsed if elapsed else 0
+        stored = int(psql(stack, "SELECT count(*) FROM analytics.events"))
+        stored_ids = int(psql(stack, "SELECT count(DISTINCT id) FROM analytics.events"))
+
+        psql(stack, "CREATE TABLE public.bench_raw (LIKE analytics.events INCLUDING DEFAULTS)")
+        psql(stack, "CREATE INDEX ON public.bench_raw USING brin (ts)")
+        with tempfile.NamedTemporaryFile("w", delete=False, suffix=".copy") as f:
+            f.write(copy_text)
+            path = f.name
+        try:
+            t0 = time.monotonic()
+            with open(path) as src:
+                psql(stack, "COPY public.bench_raw (id, ts, event, distinct_id, user_id,"
+                            " properties) FROM STDIN", stdin=src.read())
+            copy_elapsed = time.monotonic() - t0
+        finally:
+            os.unlink(path)
+        copy_rate = distinct / copy_elapsed if copy_elapsed else 0
+
+        report.figure("rows accepted/s through nginx (batches of 100 and 1000)", round(rate),
+                      "/s")
+        report.figure("raw COPY of the distinct rows", round(copy_rate), "/s")
+        ratio = round(rate / copy_rate, 3) if copy_rate else None
+        report.figure("ingestion / raw COPY", ratio)
+        report.bar("ingestion / raw COPY", ratio, ">=", 0.5)
+        if failures:
+            report.problem(f"{len(failures)} batches refused: {sorted(set(failures))}")
+        if accepted + warm != rows:
+            report.problem(f"{accepted + warm} rows accepted of {rows}")
+        if stored != distinct or stored_ids != distinct:
+            report.problem(f"{stored} rows stored ({stored_ids} ids) for {distinct} distinct ids")
+        report.figure("stored once each", stored == distinct)
+        return report.finish()
+
+
+if __name__ == "__main__":
+    b.main(bench)
