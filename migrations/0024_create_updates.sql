@@ -19,8 +19,10 @@ CREATE TABLE admin.updates (
     -- that matched it, none created later.
     recipients      integer NOT NULL CHECK (recipients >= 0),
     -- Feed rows written so far (the fan-out adds each batch's count in the
-    -- batch's transaction) and when the last batch was written.
+    -- batch's transaction), the last account id written (where the next
+    -- batch starts, also after a crash) and when the last batch was written.
     delivered       integer NOT NULL DEFAULT 0 CHECK (delivered >= 0),
+    fanout_after    uuid,
     delivered_at    timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now()
 );

@@ -10,29 +10,33 @@
 #define WANTS_PRODUCT_MAIL(u)                                                  \
     "coalesce(" u ".notification_prefs ->> 'product_updates', 'true') <> "     \
     "'false'"
-/* One batch of an update's fan-out, in one statement: the next `$3`
- * accounts of the audience after `$2` (in id order, none created after
- * the update), their feed rows, their mail jobs and the update's running
- * count. A batch run twice writes nothing twice (the primary key, the mail
- * jobs' dedupe keys) and counts only the rows it wrote. */
-#define FANOUT_SQL(pred)                                                                       \
-    "WITH up AS (SELECT id, audience, created_at FROM admin.updates WHERE id "                 \
-    "= $1::uuid), batch AS (SELECT u.id FROM auth.users u, up WHERE " STOA_AUDIENCE_SQL_ACTIVE \
-    " AND u.created_at <= up.created_at AND u.id > "                                           \
-    "coalesce($2::uuid, '00000000-0000-0000-0000-000000000000') AND " pred                     \
-    " ORDER BY u.id LIMIT $3::int), ins AS (INSERT INTO "                                      \
-    "admin.update_recipients (update_id, user_id, posted_at) SELECT up.id, "                   \
-    "b.id, up.created_at FROM batch b, up ON CONFLICT DO NOTHING RETURNING "                   \
-    "user_id), mail AS (INSERT INTO jobs.outbox (kind, payload, dedupe_key) "                  \
-    "SELECT '" STOA_UPDATES_MAIL_KIND "', jsonb_build_object('update_id', "                    \
-    "$1::text, 'user_id', u.id), $1::text || ':' || u.id FROM ins JOIN "                       \
-    "auth.users u ON u.id = ins.user_id WHERE " WANTS_PRODUCT_MAIL(                            \
-        "u") " ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING "        \
-             "RETURNING 1), counted AS (UPDATE admin.updates SET delivered = "                 \
-             "delivered + (SELECT count(*) FROM ins) WHERE id = $1::uuid) SELECT "             \
-             "(SELECT count(*) FROM batch), (SELECT id FROM batch ORDER BY id DESC "           \
-             "LIMIT 1), (SELECT string_agg(user_id::text, ',') FROM ins), (SELECT "            \
-             "count(*) FROM mail)"
+/* One batch of an update's fan-out, in one statement: the next `$2`
+ * accounts of the audience after the update's cursor (in id order, none
+ * created after the update), their feed rows, their mail jobs, the
+ * update's running count and its cursor. The caller holds the update's row
+ * (JOBS_SQL_UPDATE_FANOUT_LOCK), so two runs of one fan-out take turns; a
+ * batch run twice writes nothing twice (the primary key, the mail jobs'
+ * dedupe keys) and counts only the rows it wrote. */
+#define FANOUT_SQL(pred)                                                                \
+    "WITH up AS (SELECT id, audience, created_at, fanout_after FROM "                   \
+    "admin.updates WHERE id = $1::uuid), batch AS (SELECT u.id, "                       \
+    "u.notification_prefs FROM auth.users u, up WHERE " STOA_AUDIENCE_SQL_ACTIVE        \
+    " AND u.created_at <= up.created_at AND u.id > "                                    \
+    "coalesce(up.fanout_after, '00000000-0000-0000-0000-000000000000') AND " pred       \
+    " ORDER BY u.id LIMIT $2::int), ins AS (INSERT INTO "                               \
+    "admin.update_recipients (update_id, user_id, posted_at) SELECT up.id, "            \
+    "b.id, up.created_at FROM batch b, up ON CONFLICT DO NOTHING RETURNING "            \
+    "user_id), mail AS (INSERT INTO jobs.outbox (kind, payload, dedupe_key) "           \
+    "SELECT '" STOA_UPDATES_MAIL_KIND "', jsonb_build_object('update_id', "             \
+    "$1::text, 'user_id', b.id), $1::text || ':' || b.id FROM ins JOIN batch "          \
+    "b ON b.id = ins.user_id WHERE " WANTS_PRODUCT_MAIL(                                \
+        "b") " ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING " \
+             "RETURNING 1), counted AS (UPDATE admin.updates SET delivered = "          \
+             "delivered + (SELECT count(*) FROM ins), fanout_after = coalesce((SELECT " \
+             "id FROM batch ORDER BY id DESC LIMIT 1), fanout_after) WHERE id = "       \
+             "$1::uuid) "                                                               \
+             "SELECT (SELECT count(*) FROM batch), (SELECT string_agg(user_id::text, "  \
+             "',') FROM ins), (SELECT count(*) FROM mail)"
 
 const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     /* Claims due, unleased jobs; SKIP LOCKED lets many workers on many
@@ -245,26 +249,43 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
         {"update_for_fanout",
          "SELECT (SELECT k FROM jsonb_object_keys(audience) k LIMIT 1), title, "
          "body, action_required, " STOA_DB_TS(
-             "created_at") " FROM admin.updates WHERE id = $1::uuid",
+             "created_at") ", fanout_after FROM admin.updates WHERE id = "
+                           "$1::uuid",
          1},
     [JOBS_SQL_UPDATE_FANOUT_USER_IDS] =
         {"update_fanout_user_ids",
          FANOUT_SQL(STOA_AUDIENCE_SQL_USER_IDS(
              "ARRAY(SELECT jsonb_array_elements_text(up.audience -> "
              "'user_ids'))::uuid[]")),
-         3},
+         2},
     [JOBS_SQL_UPDATE_FANOUT_ROLE] = {"update_fanout_role",
                                      FANOUT_SQL(STOA_AUDIENCE_SQL_ROLE(
                                          "(up.audience ->> 'role')")),
-                                     3},
+                                     2},
     [JOBS_SQL_UPDATE_FANOUT_PLAN] = {"update_fanout_plan",
                                      FANOUT_SQL(STOA_AUDIENCE_SQL_PLAN(
                                          "(up.audience ->> 'plan')")),
-                                     3},
+                                     2},
     [JOBS_SQL_UPDATE_FANOUT_ALL] = {"update_fanout_all",
                                     FANOUT_SQL(
                                         STOA_AUDIENCE_SQL_ALL("NULL::text")),
-                                    3},
+                                    2},
+    /* The fan-out's next run, due since the update was sent: claimed
+     * (oldest due first) before the mail jobs its own batches queued, so
+     * the feed rows are not paced by the mail. */
+    [JOBS_SQL_UPDATE_FANOUT_NEXT] =
+        {"update_fanout_next",
+         "INSERT INTO jobs.outbox (kind, payload, dedupe_key, run_at) SELECT "
+         "'" STOA_UPDATES_FANOUT_KIND "', jsonb_build_object('update_id', "
+         "$1::text), $2, created_at FROM admin.updates WHERE id = $1::uuid ON "
+         "CONFLICT (kind, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+         2},
+    /* Taken first in each batch's transaction. */
+    [JOBS_SQL_UPDATE_FANOUT_LOCK] =
+        {"update_fanout_lock",
+         "SELECT delivered_at IS NOT NULL FROM admin.updates WHERE id = "
+         "$1::uuid FOR UPDATE",
+         1},
     [JOBS_SQL_UPDATE_DELIVERED] =
         {"update_delivered",
          "UPDATE admin.updates SET delivered_at = now() WHERE id = $1::uuid AND "

@@ -41,6 +41,8 @@ enum {
     JOBS_SQL_UPDATE_FANOUT_ROLE,
     JOBS_SQL_UPDATE_FANOUT_PLAN,
     JOBS_SQL_UPDATE_FANOUT_ALL,
+    JOBS_SQL_UPDATE_FANOUT_NEXT,
+    JOBS_SQL_UPDATE_FANOUT_LOCK,
     JOBS_SQL_UPDATE_DELIVERED,
     JOBS_SQL_UPDATE_MAIL_TARGET,
     JOBS_SQL_UPDATE_MAILED,
@@ -94,14 +96,13 @@ enum {
     UPDATE_COL_TITLE,
     UPDATE_COL_BODY,
     UPDATE_COL_ACTION_REQUIRED,
-    UPDATE_COL_CREATED_AT
+    UPDATE_COL_CREATED_AT,
+    UPDATE_COL_FANOUT_AFTER /* where the next batch starts (NULL: the start) */
 };
 /* JOBS_SQL_UPDATE_FANOUT_* */
 enum {
     FANOUT_COL_BATCH,    /* accounts in this batch */
-    FANOUT_COL_LAST_ID,  /* the batch's last account id */
-    FANOUT_COL_INSERTED, /* ids of the recipients written now, comma separated
-                          */
+    FANOUT_COL_INSERTED, /* ids written now, comma separated */
     FANOUT_COL_MAILS     /* mails queued */
 };
 /* JOBS_SQL_UPDATE_MAIL_TARGET */

@@ -1,11 +1,14 @@
 /* updates.c - delivering a product update (stoa/updates.h).
  *
- * `updates.fanout` writes one batch of recipients per job, in one
- * transaction with the batch's mail jobs, its live event and the job of
- * the next batch: an audience of any size never holds one transaction,
- * and a worker killed mid-way leaves either a whole batch and its
- * successor or neither (the job runs again; a batch run twice writes
- * nothing twice). `updates.mail` sends one recipient's mail. */
+ * `updates.fanout` writes the recipients in batches, each batch one
+ * transaction with its feed rows, its mail jobs, its live event and the
+ * update's cursor (the last account written): an audience of any size
+ * never holds one transaction, and a worker killed mid-way leaves whole
+ * batches only; the job runs again from the cursor (a batch run twice
+ * writes nothing twice). One run writes batches back to back for up to
+ * FANOUT_RUN_MS, then queues its continuation in its last batch, so the
+ * fan-out neither waits behind the mail jobs it queues nor holds a worker
+ * thread for long. `updates.mail` sends one recipient's mail. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +17,13 @@
 #include "stoa/crypto.h"
 #include "stoa/json.h"
 #include "stoa/log.h"
-#include "stoa/outbox.h"
 #include "stoa/realtime.h"
 #include "stoa/updates.h"
 
 /* Recipients a batch writes: at most one live-event job's channels. */
 #define FANOUT_BATCH 1000
+/* How long one run of the fan-out writes batches before it hands on. */
+#define FANOUT_RUN_MS 2000
 #if FANOUT_BATCH > STOA_REALTIME_MAX_CHANNELS
 #error "a batch's live event names every recipient of the batch"
 #endif
@@ -71,96 +75,106 @@ static const char **channels_of(jobs_thread_t *t, char *ids, size_t *n)
     return out;
 }
 
-/* The batch's statements, on the open transaction. */
-static int fanout_batch(jobs_thread_t *t, const char *id, const char *after,
+/* One batch, in its own transaction. *more: a full batch was written
+ * (another may follow). With hand_on, a full batch also queues the job
+ * that goes on from here. */
+static int fanout_batch(jobs_thread_t *t, const char *id,
                         const stoa_db_result_t *up, stoa_audience_kind_t kind,
-                        char *err, size_t errlen)
+                        bool hand_on, bool *more, char *err, size_t errlen)
 {
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", FANOUT_BATCH);
-    const char *p[] = {id, after, limit};
-    stoa_db_result_t *res;
+    const char *p[] = {id, limit};
+    const char *q[] = {id};
+    stoa_db_result_t *lock, *res;
+    *more = false;
+    if (stoa_db_begin(t->db) != STOA_OK ||
+        stoa_db_exec(t->db, t->arena, JOBS_SQL(UPDATE_FANOUT_LOCK), q, &lock) !=
+            STOA_OK)
+        goto failed;
+    /* Gone, or finished by an earlier run of this job. */
+    if (stoa_db_rows(lock) == 0 || strcmp(stoa_db_value(lock, 0, 0), "t") == 0)
+        return stoa_db_commit(t->db) == STOA_OK ? STOA_OK : STOA_AGAIN;
     if (stoa_db_exec(t->db, t->arena, fanout_statement(kind), p, &res) !=
-        STOA_OK) {
-        snprintf(err, errlen, "batch: %s", stoa_db_last_error(t->db));
-        return STOA_AGAIN;
-    }
+        STOA_OK)
+        goto failed;
     long batch = atol(stoa_db_value(res, 0, FANOUT_COL_BATCH));
     const char *inserted = stoa_db_value(res, 0, FANOUT_COL_INSERTED);
-    int rc = STOA_OK;
     if (inserted && *inserted) {
         size_t n;
         const char **channels =
             channels_of(t, stoa_arena_strdup(t->arena, inserted), &n);
         char *data = event_data(t, id, up);
-        rc = data ? stoa_realtime_enqueue(t->db, t->arena, channels, n,
-                                          STOA_REALTIME_EVENT_UPDATE_CREATED,
-                                          data)
-                  : STOA_ERROR;
+        if (!data || stoa_realtime_enqueue(t->db, t->arena, channels, n,
+                                           STOA_REALTIME_EVENT_UPDATE_CREATED,
+                                           data) != STOA_OK)
+            goto failed;
     }
-    if (rc == STOA_OK && batch == FANOUT_BATCH) {
-        const char *last = stoa_db_value(res, 0, FANOUT_COL_LAST_ID);
-        stoa_jw_t *w = stoa_jw_arena(t->arena);
-        stoa_jw_object_open(w);
-        stoa_jw_kv_string(w, "update_id", id);
-        stoa_jw_kv_string(w, "after", last);
-        stoa_jw_object_close(w);
-        char *next = stoa_jw_arena_text(t->arena, w);
-        /* Keyed by where it starts: a batch run twice queues one next. */
-        char *key = stoa_arena_sprintf(t->arena, "%s:%s", id, last);
-        rc = next ? stoa_outbox_enqueue(t->db, t->arena,
-                                        STOA_UPDATES_FANOUT_KIND, next, key, 0)
-                  : STOA_ERROR;
-    } else if (rc == STOA_OK) {
-        const char *q[] = {id};
-        rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(UPDATE_DELIVERED), q, NULL);
+    *more = batch == FANOUT_BATCH;
+    if (*more && hand_on) {
+        /* Keyed by where this batch started: a batch run twice queues
+         * one. */
+        const char *from = stoa_db_value(up, 0, UPDATE_COL_FANOUT_AFTER);
+        char *key =
+            stoa_arena_sprintf(t->arena, "%s:%s", id, from ? from : "start");
+        const char *next[] = {id, key};
+        if (stoa_db_exec(t->db, t->arena, JOBS_SQL(UPDATE_FANOUT_NEXT), next,
+                         NULL) != STOA_OK)
+            goto failed;
+    } else if (!*more &&
+               stoa_db_exec(t->db, t->arena, JOBS_SQL(UPDATE_DELIVERED), q,
+                            NULL) != STOA_OK) {
+        goto failed;
     }
-    if (rc != STOA_OK) {
-        snprintf(err, errlen, "batch: %s", stoa_db_last_error(t->db));
-        return STOA_AGAIN;
-    }
-    stoa_log(STOA_LOG_INFO, "update %s: %ld accounts after %s, mails %s", id,
-             batch, after ? after : "the start",
-             stoa_db_value(res, 0, FANOUT_COL_MAILS));
+    if (stoa_db_commit(t->db) != STOA_OK)
+        goto failed;
+    stoa_log(STOA_LOG_INFO, "update %s: a batch of %ld accounts, %s mails", id,
+             batch, stoa_db_value(res, 0, FANOUT_COL_MAILS));
     return STOA_OK;
+failed:
+    snprintf(err, errlen, "batch: %s", stoa_db_last_error(t->db));
+    stoa_db_rollback(t->db);
+    return STOA_AGAIN;
 }
 
 int jobs_update_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
                        size_t errlen)
 {
     const char *id = stoa_json_string(stoa_json_get(job->payload, "update_id"));
-    const stoa_json_t *a = stoa_json_get(job->payload, "after");
-    const char *after = stoa_json_string(a);
-    if (!stoa_uuid_valid(id) || (a && !stoa_uuid_valid(after))) {
-        snprintf(err, errlen, "%s needs update_id (and after) uuids",
-                 job->kind);
+    if (!stoa_uuid_valid(id)) {
+        snprintf(err, errlen, "%s needs an update_id", job->kind);
         return STOA_DECLINED;
     }
-    const char *p[] = {id};
-    stoa_db_result_t *up;
-    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(UPDATE_FOR_FANOUT), p, &up) !=
-        STOA_OK) {
-        snprintf(err, errlen, "update: %s", stoa_db_last_error(t->db));
-        return STOA_AGAIN;
+    /* Each batch's results in a scratch arena of this run (the thread's
+     * arena holds the job itself). */
+    jobs_thread_t bt = *t;
+    bt.arena = stoa_arena_create(0);
+    uint64_t deadline = stoa_now_us() + FANOUT_RUN_MS * 1000ull;
+    int rc;
+    for (;;) {
+        const char *p[] = {id};
+        stoa_db_result_t *up;
+        if (stoa_db_exec(bt.db, bt.arena, JOBS_SQL(UPDATE_FOR_FANOUT), p,
+                         &up) != STOA_OK) {
+            snprintf(err, errlen, "update: %s", stoa_db_last_error(bt.db));
+            rc = STOA_AGAIN;
+            break;
+        }
+        stoa_audience_kind_t kind;
+        if (stoa_db_rows(up) == 0 ||
+            !stoa_audience_kind(stoa_db_value(up, 0, UPDATE_COL_AUDIENCE_KIND),
+                                &kind)) {
+            snprintf(err, errlen, "no update %s with a known audience", id);
+            rc = STOA_DECLINED;
+            break;
+        }
+        bool hand_on = stoa_now_us() >= deadline, more;
+        rc = fanout_batch(&bt, id, up, kind, hand_on, &more, err, errlen);
+        stoa_arena_reset(bt.arena);
+        if (rc != STOA_OK || !more || hand_on)
+            break;
     }
-    stoa_audience_kind_t kind;
-    if (stoa_db_rows(up) == 0 ||
-        !stoa_audience_kind(stoa_db_value(up, 0, UPDATE_COL_AUDIENCE_KIND),
-                            &kind)) {
-        snprintf(err, errlen, "no update %s with a known audience", id);
-        return STOA_DECLINED;
-    }
-    if (stoa_db_begin(t->db) != STOA_OK) {
-        snprintf(err, errlen, "begin: %s", stoa_db_last_error(t->db));
-        return STOA_AGAIN;
-    }
-    int rc = fanout_batch(t, id, after, up, kind, err, errlen);
-    if (rc == STOA_OK && stoa_db_commit(t->db) != STOA_OK) {
-        snprintf(err, errlen, "commit: %s", stoa_db_last_error(t->db));
-        rc = STOA_AGAIN;
-    }
-    if (rc != STOA_OK)
-        stoa_db_rollback(t->db);
+    stoa_arena_destroy(bt.arena);
     return rc;
 }
 
