@@ -27,6 +27,8 @@ WORKERS = 6
 SMALL_PER_WORKER = 300
 LOGINS_PER_WORKER = 1
 LARGE_PER_WORKER = 2
+STORMS = 3
+STORM_PER_WORKER = 10
 
 
 def large_body():
@@ -104,6 +106,30 @@ class PoolMemoryTest(StackTestCase):
             t.join()
         return wrong
 
+    def storm(self, per_worker):
+        """Large bodies only, to the auth pool, which parses every one (and
+        refuses it: a login has no "pad"); returns the wrong statuses."""
+        wrong = []
+
+        def work():
+            c = Client("127.0.0.1", self.stack.https_port,
+                       self.stack.path("tls", "cert.pem"), timeout=30)
+            try:
+                for _ in range(per_worker):
+                    r = c.request("POST", "/v1/auth/login", body=self.large,
+                                  headers={"Content-Type": "application/json"}, raw=True)
+                    if r.status != 400:
+                        wrong.append(f"large login: {r.status}")
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=work) for _ in range(WORKERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return wrong
+
     def readings(self, pids):
         every = [pid for group in pids.values() for pid in group]
         self.assertTrue(wait_idle(every, timeout=15), "pools did not go idle")
@@ -148,6 +174,23 @@ class PoolMemoryTest(StackTestCase):
                                 f"{pool} {pid} grew by {grew} KiB: {first[pid]} -> {second[pid]}")
                 self.assertLessEqual(second[pid]["rss"], LIMIT_KIB,
                                      f"{pool} {pid} after two batches: {second[pid]}")
+
+    def test_three_storms_of_large_bodies_stay_under_the_bar(self):
+        """Storm after storm of large bodies: what each one's parse used
+        goes back to the system, so no pool process creeps over the bar
+        (before, the parsed trees' small blocks stayed in malloc's heaps
+        and an auth process passed 16 MiB by the third storm)."""
+        pids = self.pool_pids()
+        for storm in range(1, STORMS + 1):
+            self.assertEqual(self.storm(STORM_PER_WORKER), [])
+            readings = self.readings(pids)
+            for pool, group in pids.items():
+                for pid in group:
+                    m = readings[pid]
+                    self.assertIsNotNone(m, f"{pool} {pid} is gone")
+                    self.assertLessEqual(m["rss"], LIMIT_KIB,
+                                         f"{pool} {pid} after storm {storm}: {m}")
+        self.assertEqual(self.pool_pids(), pids, "a pool process was replaced")
 
 
 if __name__ == "__main__":
