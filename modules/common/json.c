@@ -114,7 +114,8 @@ typedef struct {
 static void *stack_grow(stoa_arena_t *arena, void *old, size_t *cap,
                         size_t used, size_t item)
 {
-    size_t ncap = *cap ? *cap * 2 : 64;
+    /* Small first: most bodies are a handful of members. */
+    size_t ncap = *cap ? *cap * 2 : 16;
     if (ncap > SIZE_MAX / item)
         stoa_assert_fail("JSON builder stack overflow", __FILE__, __LINE__);
     void *p = stoa_arena_alloc(arena, ncap * item);
