@@ -27,9 +27,9 @@ enum node_type {
 };
 
 struct stoa_json_s {
-    unsigned char type;  /* enum node_type */
-    bool integer;        /* a number whose text is an int64 */
-    const char *key;     /* the member's key, when the parent is an object */
+    unsigned char type; /* enum node_type */
+    bool integer;       /* a number whose text is an int64 */
+    const char *key;    /* the member's key, when the parent is an object */
     union {
         const char *string;
         struct {
@@ -758,12 +758,20 @@ void stoa_jw_value(stoa_jw_t *w, const stoa_json_t *v)
 }
 
 /* stoa_jw_raw's callbacks: each parsed token goes straight to the writer,
- * and parsing stops at the writer's first refusal. */
-static int raw_null(void *ctx)
-{
-    stoa_jw_null(ctx);
-    return ((stoa_jw_t *)ctx)->ok;
-}
+ * and parsing stops at the writer's first refusal. The events that carry
+ * no value have one shape: the writer's call, then whether it still
+ * accepts more. */
+#define RAW_EVENT(name, call)                                                  \
+    static int name(void *ctx)                                                 \
+    {                                                                          \
+        call(ctx);                                                             \
+        return ((stoa_jw_t *)ctx)->ok;                                         \
+    }
+RAW_EVENT(raw_null, stoa_jw_null)
+RAW_EVENT(raw_start_map, stoa_jw_object_open)
+RAW_EVENT(raw_end_map, stoa_jw_object_close)
+RAW_EVENT(raw_start_array, stoa_jw_array_open)
+RAW_EVENT(raw_end_array, stoa_jw_array_close)
 
 static int raw_boolean(void *ctx, int value)
 {
@@ -786,30 +794,6 @@ static int raw_string(void *ctx, const unsigned char *s, size_t len)
 static int raw_map_key(void *ctx, const unsigned char *s, size_t len)
 {
     jw_keyn(ctx, (const char *)s, len);
-    return ((stoa_jw_t *)ctx)->ok;
-}
-
-static int raw_start_map(void *ctx)
-{
-    stoa_jw_object_open(ctx);
-    return ((stoa_jw_t *)ctx)->ok;
-}
-
-static int raw_end_map(void *ctx)
-{
-    stoa_jw_object_close(ctx);
-    return ((stoa_jw_t *)ctx)->ok;
-}
-
-static int raw_start_array(void *ctx)
-{
-    stoa_jw_array_open(ctx);
-    return ((stoa_jw_t *)ctx)->ok;
-}
-
-static int raw_end_array(void *ctx)
-{
-    stoa_jw_array_close(ctx);
     return ((stoa_jw_t *)ctx)->ok;
 }
 

@@ -275,7 +275,8 @@ START_TEST(reset_gives_large_growth_back)
      * resident after the reset, in holes between those. */
     enum { PIECE = 48, TOTAL_KIB = 32 * 1024, KEPT_EVERY = 16 * 1024 };
     stoa_arena_t *a = stoa_arena_create(0);
-    void **kept = stoa_xcalloc(TOTAL_KIB * 1024 / KEPT_EVERY + 1, sizeof(*kept));
+    void **kept =
+        stoa_xcalloc(TOTAL_KIB * 1024 / KEPT_EVERY + 1, sizeof(*kept));
     size_t nkept = 0;
     long before = resident_kib();
     for (size_t used = 0; used < (size_t)TOTAL_KIB * 1024; used += PIECE) {

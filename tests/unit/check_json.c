@@ -475,17 +475,17 @@ START_TEST(large_body_parse_time)
         stoa_arena_reset(arena);
         stoa_json_t *doc = NULL;
         double t0 = seconds_now();
-        ck_assert_int_eq(stoa_json_parse(arena, text, len,
-                                         STOA_JSON_MAX_DEPTH, &doc, err,
-                                         sizeof(err)),
+        ck_assert_int_eq(stoa_json_parse(arena, text, len, STOA_JSON_MAX_DEPTH,
+                                         &doc, err, sizeof(err)),
                          STOA_OK);
         double t = seconds_now() - t0;
         if (t < best)
             best = t;
         ck_assert_uint_eq(stoa_json_len(stoa_json_get(doc, "pad")), 60000);
     }
-    fprintf(stderr, "json: %zu-byte body (60000 objects) parsed in %.2f ms "
-                    "(best of %d), %zu arena bytes\n",
+    fprintf(stderr,
+            "json: %zu-byte body (60000 objects) parsed in %.2f ms "
+            "(best of %d), %zu arena bytes\n",
             len, best * 1e3, RUNS, stoa_arena_used(arena));
     free(text);
 }
@@ -512,9 +512,9 @@ START_TEST(nested_children_stay_in_order)
     ck_assert(stoa_json_is_array(stoa_json_get(a2, "b")));
     ck_assert_uint_eq(stoa_json_len(stoa_json_get(a2, "b")), 0);
     ck_assert_ptr_null(stoa_json_at(stoa_json_get(a2, "b"), 0));
-    ck_assert(stoa_json_integer(stoa_json_get(stoa_json_get(a2, "c"), "d"),
-                                &v) &&
-              v == 4);
+    ck_assert(
+        stoa_json_integer(stoa_json_get(stoa_json_get(a2, "c"), "d"), &v) &&
+        v == 4);
     ck_assert(stoa_json_integer(stoa_json_at(a, 3), &v) && v == 5);
     ck_assert(stoa_json_is_object(stoa_json_get(doc, "e")));
     ck_assert_uint_eq(stoa_json_len(stoa_json_get(doc, "e")), 0);
@@ -604,8 +604,8 @@ START_TEST(lone_surrogate_escapes_refused)
     ck_assert_str_eq(err, "malformed JSON: invalid UTF-8 in an escape");
     /* A syntax error anywhere is reported as one, as yajl words it. */
     ck_assert_int_eq(parse_rc("[\"\\udc00\",]", NULL), STOA_DECLINED);
-    ck_assert_msg(strncmp(err, "malformed JSON: parse error", 27) == 0,
-                  "%s", err);
+    ck_assert_msg(strncmp(err, "malformed JSON: parse error", 27) == 0, "%s",
+                  err);
     ck_assert_ptr_null(strchr(err, '\n'));
 }
 END_TEST
@@ -875,8 +875,8 @@ END_TEST
 
 START_TEST(writer_raw_refuses_more_than_one_value)
 {
-    static const char *const bad[] = {"1 2", "{}x", "", "  ", "[1,]",
-                                      "{\"a\":1}}"};
+    static const char *const bad[] = {"1 2", "{}x",  "",
+                                      "  ",  "[1,]", "{\"a\":1}}"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
         stoa_buf_reset(&out);
         stoa_jw_reset(jw, &out);
