@@ -4,6 +4,7 @@
 #include "stoa/json.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,9 +166,9 @@ static stoa_json_t *node_add(builder_t *b, enum node_type type)
  * those can hold what the raw-text check did not see. */
 static void check_decoded(builder_t *b, const unsigned char *s, size_t len)
 {
-    const char *c = (const char *)s;
-    bool raw = c >= b->text && c <= b->text + b->len;
-    if (!raw && !stoa_utf8_valid(c, len))
+    uintptr_t at = (uintptr_t)s, text = (uintptr_t)b->text;
+    bool raw = at >= text && at - text <= b->len;
+    if (!raw && !stoa_utf8_valid((const char *)s, len))
         b->bad_utf8 = true;
 }
 
