@@ -3,9 +3,11 @@
 #   make bench            every bench in turn: the FastCGI hop at 64, 256
 #                         and 1000 connections, login vs raw Argon2id,
 #                         Stripe webhooks, the outbox, 10,000 idle TLS
-#                         clients, pool memory over 1M requests
+#                         clients, pool memory over 1M requests, the
+#                         fan-out of a product update to 100k accounts
 #   make bench-hop | bench-login | bench-webhooks | bench-outbox |
-#        bench-connections | bench-memory       one of them
+#        bench-connections | bench-memory | bench-updates |
+#        bench-realtime                         one of them
 #   make bench-peer       GET /v1/me against a FastAPI peer
 #
 # Each prints its figures against a ceiling measured in the same run and
@@ -16,7 +18,8 @@ BENCH_DIR := $(BUILD)/bench
 BENCH_PROGRAMS := $(BENCH_DIR)/stoa-empty-fcgi $(BENCH_DIR)/stoa-argon2-rate
 BENCH_ENV = STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BENCH_DIR))
 BENCH_PY := tests/bench/login.py tests/bench/webhooks.py tests/bench/outbox.py \
-	tests/bench/connections.py tests/bench/memory.py
+	tests/bench/connections.py tests/bench/memory.py tests/bench/updates.py \
+	tests/bench/realtime.py
 
 $(BENCH_DIR)/stoa-argon2-rate: $(BUILD)/tests/bench/argon2_rate.o
 	@mkdir -p $(@D)
@@ -41,8 +44,8 @@ bench-all: bench-build
 bench-hop: bench-build
 	$(BENCH_ENV) tests/bench/run.sh
 
-.PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory
-bench-login bench-webhooks bench-outbox bench-connections bench-memory: bench-%: bench-build
+.PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-updates bench-realtime
+bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-updates bench-realtime: bench-%: bench-build
 	$(BENCH_ENV) python3 tests/bench/$*.py
 
 .PHONY: bench-peer

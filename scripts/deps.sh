@@ -11,7 +11,7 @@ packages=(
   build-essential pkg-config ca-certificates curl openssl python3 python3-aiosmtpd
   libfcgi-dev libpq-dev libhiredis-dev libyajl-dev libcurl4-openssl-dev
   libssl-dev libargon2-dev libzxcvbn-dev check libsubunit-dev
-  nginx nginx-dev spawn-fcgi multiwatch
+  nginx nginx-dev libnginx-mod-nchan spawn-fcgi multiwatch
   postgresql-15 postgresql-client-15 redis-server
   wrk clang libclang-rt-14-dev clang-format
 )

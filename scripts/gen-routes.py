@@ -26,7 +26,7 @@ SCOPE_PREFIXES = (
     ("/v1/auth/", "auth"), ("/v1/me/", "auth"), ("/v1/me", "auth"),
     ("/.well-known/", "auth"), ("/v1/billing/", "billing"),
     ("/v1/analytics/", "analytics"), ("/v1/admin/", "admin"),
-    ("/v1/updates/", "admin"),
+    ("/v1/updates/", "auth"), ("/v1/updates", "auth"), ("/v1/realtime", "auth"),
 )
 SEGMENT = re.compile(r"^(?:\.?[a-z0-9][a-z0-9._-]*|\{[a-z_]+\})$")
 IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -13,7 +13,9 @@
 # STOA_BURST_AUTH (10), STOA_GATEWAY_MODULE (the gateway module nginx loads:
 # <repo>/build/gateway/ngx_http_api_gateway_module.so), STOA_UPSTREAM_KEEPALIVE
 # (idle FastCGI connections nginx keeps per worker and pool: a quarter of the
-# pool's connection slots; 0 turns keep-alive off, for benches).
+# pool's connection slots; 0 turns keep-alive off, for benches),
+# STOA_NCHAN_MODULE (nchan, for the live channel:
+# /usr/lib/nginx/modules/ngx_nchan_module.so).
 set -euo pipefail
 
 umask 022
@@ -42,6 +44,8 @@ readonly BURST_API=${STOA_BURST_API:-200}
 readonly RATE_AUTH=${STOA_RATE_AUTH:-2r/s}
 readonly BURST_AUTH=${STOA_BURST_AUTH:-10}
 GATEWAY_MODULE=${STOA_GATEWAY_MODULE:-$REPO_DIR/build/gateway/ngx_http_api_gateway_module.so}
+# nchan (Debian libnginx-mod-nchan), for the live channel.
+NCHAN_MODULE=${STOA_NCHAN_MODULE:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 
 readonly PG_BIN=/usr/lib/postgresql/15/bin
 readonly PG_PORT=5432
@@ -61,7 +65,7 @@ readonly IS_ROOT
 # as a config override, so these are removed from their environment.
 readonly STACK_ONLY_VARS=(STOA_RUN_DIR STOA_BIN_DIR STOA_HTTPS_PORT
     STOA_HTTP_PORT STOA_RATE_API STOA_BURST_API STOA_RATE_AUTH STOA_BURST_AUTH
-    STOA_GATEWAY_MODULE STOA_UPSTREAM_KEEPALIVE)
+    STOA_GATEWAY_MODULE STOA_UPSTREAM_KEEPALIVE STOA_NCHAN_MODULE)
 
 note() { printf 'stack.sh: %s\n' "$*" >&2; }
 die() {
@@ -334,6 +338,7 @@ ensure_config() {
         [host_cache_file]="$RUN/host-cache"
         [smtp_url]="file://$RUN/mail"
         [webhook_allow_hosts]="127.0.0.1,localhost"
+        [realtime_socket]="$RUN/sock/realtime.sock"
         [pool_processes]="$POOL_PROCESSES"
         [mfa_encryption_key_file]="$RUN/keys/mfa.key"
         [idempotency_seal_key_file]="$RUN/keys/idempotency.key"

@@ -215,6 +215,8 @@ int auth_api_keys_create(stoa_request_t *req);
 int auth_api_keys_list(stoa_request_t *req);
 int auth_api_keys_delete(stoa_request_t *req);
 int auth_token(stoa_request_t *req);
+int auth_realtime(stoa_request_t *req);
+int auth_realtime_ticket(stoa_request_t *req);
 
 /* Login continues here when the account has TOTP on: a fresh challenge
  * in the caller's transaction, its mfa_token in *mfa_token (arena) for

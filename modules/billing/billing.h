@@ -14,6 +14,12 @@ billing_state_t *billing_state(stoa_request_t *req);
 
 void billing_forget_plans(stoa_request_t *req);
 void billing_forget_entitlements(stoa_request_t *req, const char *user_id);
+/* The user's entitlements as GET /v1/billing/entitlements answers them,
+ * read on the request's connection (inside its transaction, if open):
+ * *json arena-owned. STOA_OK or the failure. */
+STOA_MUSTCHECK int billing_entitlements_of(stoa_request_t *req,
+                                           const char *user_id,
+                                           const char **json);
 
 /* Answers 502 payment_provider_error (or 503 when Stripe is unreachable)
  * from a failed Stripe call. */

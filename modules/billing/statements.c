@@ -117,17 +117,31 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          "< (" FROM_US("$2") ", $3::uuid)) ORDER BY i.created DESC, i.id DESC "
                              "LIMIT $4::int",
          4},
+    /* The answer of GET /v1/billing/entitlements, built once here for the
+     * route and for the entitlements.changed event alike: the plan of the
+     * newest entitling subscription (SPEC §6: trialing, active,
+     * past_due), else the free plan. */
     [BILLING_SQL_ENTITLEMENTS_OF_USER] =
         {"entitlements_of_user",
-         "SELECT p.key, s.status, p.features::text FROM billing.subscriptions s "
-         "JOIN billing.prices pr ON pr.stripe_price_id = s.stripe_price_id JOIN "
-         "billing.plans p ON p.id = pr.plan_id WHERE s.user_id = $1::uuid AND "
-         "s.status IN ('trialing', 'active', 'past_due') ORDER BY s.updated_at "
-         "DESC LIMIT 1",
+         "SELECT json_build_object('plan', coalesce(e.key, f.key), "
+         "'subscription_status', coalesce(e.status, 'none'), 'features', "
+         "coalesce(e.features, f.features, '{}'::jsonb))::text FROM (SELECT 1) "
+         "one LEFT JOIN LATERAL (SELECT p.key, s.status, p.features FROM "
+         "billing.subscriptions s JOIN billing.prices pr ON pr.stripe_price_id = "
+         "s.stripe_price_id JOIN billing.plans p ON p.id = pr.plan_id WHERE "
+         "s.user_id = $1::uuid AND s.status IN ('trialing', 'active', "
+         "'past_due') ORDER BY s.updated_at DESC LIMIT 1) e ON true LEFT JOIN "
+         "billing.plans f ON f.key = 'free' AND e.key IS NULL",
          1},
-    [BILLING_SQL_FREE_PLAN] =
-        {"free_plan",
-         "SELECT key, features::text FROM billing.plans WHERE key = 'free'", 0},
+    /* Whose subscription an event is about, before it is applied: the
+     * user SUBSCRIPTION_UPSERT keeps or links, in the same order. */
+    [BILLING_SQL_SUBSCRIPTION_OWNER] =
+        {"subscription_owner",
+         "SELECT coalesce((SELECT user_id FROM billing.subscriptions WHERE "
+         "stripe_subscription_id = $1), (SELECT id FROM auth.users WHERE id = "
+         "$2::uuid), (SELECT user_id FROM billing.customers WHERE "
+         "stripe_customer_id = $3))",
+         3},
 
     /* --- Stripe webhooks ---------------------------------------------- */
     /* The primary key makes a repeat (also a concurrent one, which waits

@@ -22,8 +22,12 @@ typedef struct {
     const char *created; /* unix seconds, as text */
     const stoa_json_t *object;
     const char *touched_user; /* entitlements to drop after commit */
-    bool catalogue_changed;   /* plans cache to drop after commit */
-    char error[200];          /* why the event could not be applied */
+    /* The entitlements of entitled_user before the event was applied:
+     * entitlements.changed is emitted when they differ after. */
+    const char *entitled_user;
+    const char *entitlements_before;
+    bool catalogue_changed; /* plans cache to drop after commit */
+    char error[200];        /* why the event could not be applied */
 } event_t;
 
 static const char *str(const stoa_json_t *obj, const char *key)
@@ -119,6 +123,41 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
     return rc;
 }
 
+/* Remembers user_id's entitlements before the event changes anything. */
+static int entitlements_before(event_t *ev, const char *user_id)
+{
+    ev->entitled_user = user_id;
+    return billing_entitlements_of(ev->req, user_id, &ev->entitlements_before);
+}
+
+/* After the event is applied: entitlements.changed about the user it
+ * touched, when what the plan grants differs from before (or was not
+ * known before), in the same transaction. */
+static int entitlements_event(event_t *ev)
+{
+    const char *user_id = ev->touched_user;
+    if (!user_id)
+        return STOA_OK;
+    const char *after;
+    int rc = billing_entitlements_of(ev->req, user_id, &after);
+    if (rc != STOA_OK)
+        return rc;
+    if (ev->entitled_user && strcmp(ev->entitled_user, user_id) == 0 &&
+        strcmp(ev->entitlements_before, after) == 0)
+        return STOA_OK;
+    stoa_jw_t *w = stoa_jw_arena(ev->req->arena);
+    stoa_jw_object_open(w);
+    stoa_jw_kv_string(w, "user_id", user_id);
+    stoa_jw_key(w, "entitlements");
+    stoa_jw_raw(w, after, strlen(after));
+    stoa_jw_object_close(w);
+    const char *data = stoa_jw_arena_text(ev->req->arena, w);
+    if (!data)
+        return STOA_ERROR;
+    return stoa_outbox_event(stoa_request_db(ev->req), ev->req->arena,
+                             STOA_EVENT_ENTITLEMENTS_CHANGED, data);
+}
+
 /* Mail to the user about a billing event; deduplicated per event. */
 static int mail_user(event_t *ev, const char *user_id, const char *tmpl,
                      const char *amount, const char *currency)
@@ -170,7 +209,8 @@ static int on_checkout_completed(event_t *ev)
     const char *p2[] = {customer};
     stoa_db_result_t *res;
     int rc;
-    if ((rc = exec(ev, BILLING_SQL(LINK_CUSTOMER), p1, NULL)) != STOA_OK ||
+    if ((rc = entitlements_before(ev, user_id)) != STOA_OK ||
+        (rc = exec(ev, BILLING_SQL(LINK_CUSTOMER), p1, NULL)) != STOA_OK ||
         (rc = exec(ev, BILLING_SQL(BACKFILL_SUBSCRIPTIONS), p2, &res)) !=
             STOA_OK ||
         (rc = exec(ev, BILLING_SQL(BACKFILL_INVOICES), p2, NULL)) != STOA_OK)
@@ -224,7 +264,14 @@ static int on_subscription(event_t *ev)
                             num(a, o, "trial_end"),
                             ev->created};
     stoa_db_result_t *res;
-    int rc = upsert(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
+    const char *owner_params[] = {id, meta_user, customer};
+    int rc = exec(ev, BILLING_SQL(SUBSCRIPTION_OWNER), owner_params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    const char *owner = stoa_db_value(res, 0, 0);
+    if (owner && (rc = entitlements_before(ev, owner)) != STOA_OK)
+        return rc;
+    rc = upsert(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
     if (rc != STOA_OK)
         return rc == STOA_DECLINED ? STOA_OK : rc;
     const char *user_id = stoa_db_value(res, 0, UPSERTED_COL_USER_ID);
@@ -472,7 +519,8 @@ int billing_webhook(stoa_request_t *req)
         return acknowledge(req, true);
     if (rc != STOA_OK)
         return rc;
-    if ((rc = apply(&ev)) != STOA_OK)
+    if ((rc = apply(&ev)) != STOA_OK ||
+        (rc = entitlements_event(&ev)) != STOA_OK)
         return rc; /* rolled back: Stripe retries the delivery */
     const char *p2[] = {ev.event_id, ev.error[0] ? ev.error : NULL};
     if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_DONE), p2,

@@ -23,6 +23,9 @@ const stoa_event_t stoa_events[] = {
     {STOA_EVENT_INVOICE_PAID, "an invoice was paid", STOA_EVENT_DATA_INVOICE},
     {STOA_EVENT_INVOICE_PAYMENT_FAILED, "an invoice's payment failed",
      STOA_EVENT_DATA_INVOICE},
+    {STOA_EVENT_ENTITLEMENTS_CHANGED,
+     "a subscription change altered what a user's plan grants",
+     STOA_EVENT_DATA_ENTITLEMENTS},
 };
 const size_t stoa_events_len = STOA_ARRAY_LEN(stoa_events);
 

@@ -348,11 +348,11 @@ int stoa_kv_ping(stoa_kv_t *kv)
     return STOA_OK;
 }
 
-int stoa_kv_get(stoa_kv_t *kv, stoa_arena_t *arena, const char *key,
-                char **value, size_t *len)
+static int get_command(stoa_kv_t *kv, stoa_arena_t *arena, const char *cmd,
+                       const char *key, char **value, size_t *len)
 {
-    const char *argv[] = {"GET", key};
-    size_t lens[] = {3, strlen(key)};
+    const char *argv[] = {cmd, key};
+    size_t lens[] = {strlen(cmd), strlen(key)};
     int rc;
     redisReply *r = run(kv, 2, argv, lens, &rc);
     if (!r)
@@ -370,6 +370,18 @@ int stoa_kv_get(stoa_kv_t *kv, stoa_arena_t *arena, const char *key,
         *len = (size_t)r->len;
     freeReplyObject(r);
     return STOA_OK;
+}
+
+int stoa_kv_get(stoa_kv_t *kv, stoa_arena_t *arena, const char *key,
+                char **value, size_t *len)
+{
+    return get_command(kv, arena, "GET", key, value, len);
+}
+
+int stoa_kv_getdel(stoa_kv_t *kv, stoa_arena_t *arena, const char *key,
+                   char **value, size_t *len)
+{
+    return get_command(kv, arena, "GETDEL", key, value, len);
 }
 
 int stoa_kv_set(stoa_kv_t *kv, const char *key, const char *value, size_t len,

@@ -39,8 +39,8 @@ int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena, const char *kind,
     return stoa_db_exec(db, arena, STOA_OUTBOX_SQL(ENQUEUE), params, NULL);
 }
 
-int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,
-                      const char *data_json)
+char *stoa_outbox_event_text(stoa_arena_t *arena, const char *type,
+                             const char *data_json, const char **uuid)
 {
     char id[STOA_UUID_STR_LEN + 1];
     stoa_uuid_v4(id);
@@ -55,7 +55,16 @@ int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,
     stoa_jw_key(w, "data");
     stoa_jw_raw(w, data_json, strlen(data_json));
     stoa_jw_object_close(w);
-    char *payload = stoa_jw_arena_text(arena, w);
+    if (uuid)
+        *uuid = stoa_arena_strdup(arena, id);
+    return stoa_jw_arena_text(arena, w);
+}
+
+int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena, const char *type,
+                      const char *data_json)
+{
+    const char *id;
+    char *payload = stoa_outbox_event_text(arena, type, data_json, &id);
     if (!payload)
         return STOA_ERROR;
     return stoa_outbox_enqueue(db, arena, "event", payload, id, 0);

@@ -63,6 +63,14 @@ jobs_handler_t jobs_revocation_sync;
 jobs_handler_t jobs_password_reset;
 jobs_handler_t jobs_update_fanout;
 jobs_handler_t jobs_update_mail;
+jobs_handler_t jobs_realtime_publish;
+jobs_handler_t jobs_realtime_close;
+
+/* The live channel's share of a domain event (the "event" job's payload,
+ * of type `type`): a realtime.publish row for the events it carries, to
+ * the user or the admins (jobs/realtime.c); STOA_OK for the others. */
+int jobs_realtime_route_event(jobs_thread_t *t, const jobs_job_t *job,
+                              const char *type, char *err, size_t errlen);
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key

@@ -25,6 +25,7 @@
 #include "stoa/mail.h"
 #include "stoa/mail_link.h"
 #include "stoa/outbox.h"
+#include "stoa/realtime.h"
 #include "stoa/updates.h"
 
 #define JOBS_CHANNEL "stoa_jobs"
@@ -56,6 +57,9 @@ static unsigned long wake_generation;
 static const int webhook_schedule[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
 /* A re-sync waits for Redis to come back: retried every 2 s. */
 static const int resync_schedule[] = {2};
+/* Live events are worth little late: a few quick tries (jobs/realtime.c
+ * gives up after the fourth). */
+static const int realtime_schedule[] = {1, 2, 5, 10};
 
 /* "noop" does nothing and succeeds: operators enqueue it to see that a
  * worker is alive and how fast the outbox drains (docs/operations.md). */
@@ -81,6 +85,11 @@ static const jobs_kind_t kinds[] = {
      * thousand rows each, so not counted among the quick. */
     {STOA_UPDATES_FANOUT_KIND, jobs_update_fanout, NULL, 0, false},
     {STOA_UPDATES_MAIL_KIND, jobs_update_mail, NULL, 0, false},
+    /* One kept-alive request to nginx on a unix socket each. */
+    {STOA_REALTIME_JOB_PUBLISH, jobs_realtime_publish, realtime_schedule,
+     STOA_ARRAY_LEN(realtime_schedule), true},
+    {STOA_REALTIME_JOB_CLOSE, jobs_realtime_close, realtime_schedule,
+     STOA_ARRAY_LEN(realtime_schedule), true},
 };
 
 /* Recurring jobs: one outbox row per slot of `every_s` seconds. */
@@ -321,6 +330,25 @@ static bool run_batch(batch_t *b)
     return slow;
 }
 
+/* How long an idle worker waits: the poll interval, or less when a job
+ * falls due sooner (a delayed job, such as closing a revoked session's
+ * live channel two seconds on, runs when it is due, not a poll later). */
+static long idle_wait_ms(jobs_thread_t *t)
+{
+    long poll = t->conf->jobs_poll_interval_ms;
+    char horizon[24];
+    snprintf(horizon, sizeof(horizon), "%ld", poll / 1000 + 1);
+    const char *p[] = {horizon};
+    stoa_db_result_t *res;
+    const char *next = NULL;
+    if (stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_NEXT_DUE), p, &res) ==
+        STOA_OK)
+        next = stoa_db_value(res, 0, 0);
+    long due = next ? atol(next) : poll;
+    stoa_arena_reset(t->arena);
+    return due < 1 ? 1 : due < poll ? due : poll;
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -361,8 +389,7 @@ static void *worker_main(void *arg)
             claim = claim * 2 > CLAIM_MAX ? CLAIM_MAX : claim * 2;
         stoa_arena_reset(t.arena);
         if (rows == 0)
-            wait_for_work(rc == STOA_OK ? conf->jobs_poll_interval_ms : 500,
-                          seen);
+            wait_for_work(rc == STOA_OK ? idle_wait_ms(&t) : 500, seen);
     }
     stoa_buf_free(&b.ids);
     stoa_ctx_db_give(w->ctx, t.db);
@@ -524,6 +551,9 @@ int main(int argc, char **argv)
     bool listening = false;
     uint64_t last_schedule_us = stoa_now_us();
     stoa_log(STOA_LOG_INFO, "started with %zu worker threads", nworkers);
+    if (!*conf->realtime_socket)
+        stoa_log(STOA_LOG_NOTICE, "realtime_socket is empty: the live channel "
+                                  "is off (its jobs do nothing)");
     while (!stop_requested) {
         if (!listening) {
             if (stoa_db_listen(db, JOBS_CHANNEL) != STOA_OK) {

@@ -94,6 +94,15 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "'{}'::jsonb, $2) ON CONFLICT (kind, dedupe_key) WHERE dedupe_key IS "
          "NOT NULL DO NOTHING",
          2},
+    /* Milliseconds until the next job that is not due yet (NULL: none),
+     * from outbox_pending_idx: an idle worker wakes for it instead of
+     * waiting out its poll interval. */
+    [JOBS_SQL_JOBS_NEXT_DUE] =
+        {"jobs_next_due",
+         "SELECT ceil(extract(epoch FROM min(run_at) - now()) * 1000)::bigint "
+         "FROM jobs.outbox WHERE done_at IS NULL AND dead_at IS NULL AND "
+         "run_at > now() AND run_at < now() + make_interval(secs => $1::int)",
+         1},
     /* Fan-out of a domain event to every live endpoint subscribed to it;
      * the dedupe key makes a re-run of the fan-out harmless. */
     [JOBS_SQL_WEBHOOKS_FANOUT] =

@@ -94,7 +94,8 @@ static int fanout_batch(jobs_thread_t *t, const char *id, const char *after,
             channels_of(t, stoa_arena_strdup(t->arena, inserted), &n);
         char *data = event_data(t, id, up);
         rc = data ? stoa_realtime_enqueue(t->db, t->arena, channels, n,
-                                          "update.created", data)
+                                          STOA_REALTIME_EVENT_UPDATE_CREATED,
+                                          data)
                   : STOA_ERROR;
     }
     if (rc == STOA_OK && batch == FANOUT_BATCH) {

@@ -32,7 +32,9 @@ int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
         snprintf(err, errlen, "fan-out: %s", stoa_db_last_error(t->db));
         return STOA_AGAIN;
     }
-    return STOA_OK;
+    /* Idempotent too (keyed by the event id), so the pair needs no
+     * transaction: a retry after either redoes only what is missing. */
+    return jobs_realtime_route_event(t, job, type, err, errlen);
 }
 
 /* Resolves host and picks the address to connect to; refuses the target

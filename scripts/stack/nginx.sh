@@ -84,6 +84,13 @@ render_nginx() {
     [[ $GATEWAY_MODULE =~ ^/[A-Za-z0-9._/+-]*$ ]] ||
         die "STOA_GATEWAY_MODULE must be a plain path ([A-Za-z0-9._/+-]): $GATEWAY_MODULE"
     [[ -r $GATEWAY_MODULE ]] || die "missing $GATEWAY_MODULE (run make gateway)"
+    [[ $NCHAN_MODULE =~ ^/[A-Za-z0-9._/+-]*$ ]] ||
+        die "STOA_NCHAN_MODULE must be a plain path ([A-Za-z0-9._/+-]): $NCHAN_MODULE"
+    [[ -r $NCHAN_MODULE ]] || die "missing $NCHAN_MODULE (install libnginx-mod-nchan)"
+    local access_token_ttl
+    access_token_ttl=$(conf_value access_token_ttl 900)
+    [[ $access_token_ttl =~ ^[1-9][0-9]{1,4}$ ]] ||
+        die "access_token_ttl must be a number of seconds: $access_token_ttl"
     local keys_dir jwt_issuer jwt_audience key
     keys_dir=$(conf_value keys_dir keys)
     jwt_issuer=$(conf_value jwt_issuer "https://127.0.0.1:8443")
@@ -159,6 +166,8 @@ render_nginx() {
             -e "s|@RATE_AUTH@|$RATE_AUTH|g" \
             -e "s|@BURST_AUTH@|$BURST_AUTH|g" \
             -e "s|@GATEWAY_MODULE@|$GATEWAY_MODULE|g" \
+            -e "s|@NCHAN_MODULE@|$NCHAN_MODULE|g" \
+            -e "s|@ACCESS_TOKEN_TTL@|$access_token_ttl|g" \
             -e "s|@GATEWAY_JWKS@|$keys_dir/jwks.json|g" \
             -e "s|@JWT_ISSUER@|$jwt_issuer|g" \
             -e "s|@JWT_AUDIENCE@|$jwt_audience|g" \
@@ -198,6 +207,11 @@ start_nginx() {
         rm -f "$RUN/nginx/nginx.pid"
         note "starting nginx on https://127.0.0.1:$HTTPS_PORT and http://127.0.0.1:$HTTP_PORT"
         run_logged "$log" nginx_cmd || die "nginx did not start"
+    fi
+    # nginx makes its unix sockets readable and writable by everyone; the
+    # live channel's publisher is for stoa-jobs (the same user) alone.
+    if [[ -S $RUN/sock/realtime.sock ]]; then
+        chmod 0600 "$RUN/sock/realtime.sock"
     fi
     nginx_fingerprint >"$RUN/nginx/.loaded"
 }

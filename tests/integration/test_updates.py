@@ -7,6 +7,7 @@ twice. Bad input is refused by name, other users' items are 404.
 """
 
 import email
+import json
 import email.policy
 import glob
 import os
@@ -19,6 +20,7 @@ import billinglib as bl
 from authlib import SourceClient, SourceClientTestCase, count_rows, wait_outbox_settled
 from harness import OPEN_LIMITS, Db, wait_until
 from jobslib import restart_stack_worker, stop_stack_worker
+from realtimelib import HEAR_S, SseReader
 
 GOOD_PASSWORD = bl.GOOD_PASSWORD
 RANDOM_ID = "5b0c8f4e-3f0a-4c52-9d7e-1f2a3b4c5d6e"
@@ -401,6 +403,34 @@ class UpdatesTest(SourceClientTestCase):
                 break
         self.assertEqual([i for i in seen if i in ids], list(reversed(ids)))
         self.assertEqual(len(seen), len(set(seen)), "a page repeated an item")
+
+    def test_07_recipients_hear_it_live_and_no_one_else(self):
+        c = self.client()
+        admin = self.token(c, self.admin_email)
+        readers = {}
+        for name, address in (("alice", self.alice_email), ("bob", self.bob_email)):
+            reader = SseReader(self.stack, "/v1/realtime",
+                               {"Authorization": f"Bearer {self.token(c, address)}"})
+            self.addCleanup(reader.close)
+            self.assertEqual(reader.status, 200, reader.body)
+            readers[name] = reader
+        t0 = time.monotonic()
+        sent = self.send(c, admin, self.update("Live one", {"user_ids": [self.alice]},
+                                               body="Heard *now*", action_required=True))
+        ev = readers["alice"].wait_type("update.created", timeout=HEAR_S)
+        elapsed = time.monotonic() - t0
+        self.assertIsNotNone(ev, f"alice heard nothing within {HEAR_S}s")
+        self.assertLess(elapsed, HEAR_S)
+        doc = json.loads(ev["data"])
+        self.assertEqual(doc["type"], "update.created")
+        self.assertRegex(doc["id"], r"^evt_[0-9a-f-]{36}$")
+        self.assertEqual(doc["data"]["id"], sent["id"])
+        self.assertEqual(doc["data"]["title"], "Live one")
+        self.assertEqual(doc["data"]["body"], "Heard *now*")
+        self.assertTrue(doc["data"]["action_required"])
+        self.assertEqual([e for e in readers["bob"].drain(1.0)
+                          if e.get("event") == "update.created"], [],
+                         "bob heard an update sent to alice")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ START_TEST(table_entries_are_complete_and_unique)
         ck_assert_msg(e->meaning && *e->meaning, "%s: no meaning", e->name);
         ck_assert_msg(e->data == STOA_EVENT_DATA_USER ||
                           e->data == STOA_EVENT_DATA_SUBSCRIPTION ||
-                          e->data == STOA_EVENT_DATA_INVOICE,
+                          e->data == STOA_EVENT_DATA_INVOICE ||
+                          e->data == STOA_EVENT_DATA_ENTITLEMENTS,
                       "%s: no data kind", e->name);
         ck_assert_ptr_eq(stoa_event_find(e->name), e);
         for (size_t j = i + 1; j < stoa_events_len; j++)
@@ -38,10 +39,10 @@ END_TEST
 START_TEST(every_constant_is_in_the_table)
 {
     static const char *const names[] = {
-        STOA_EVENT_USER_CREATED,  STOA_EVENT_USER_UPDATED,
-        STOA_EVENT_USER_DELETED,  STOA_EVENT_SUBSCRIPTION_UPDATED,
-        STOA_EVENT_INVOICE_PAID,  STOA_EVENT_INVOICE_PAYMENT_FAILED,
-        STOA_EVENT_USER_SUSPENDED};
+        STOA_EVENT_USER_CREATED,   STOA_EVENT_USER_UPDATED,
+        STOA_EVENT_USER_DELETED,   STOA_EVENT_SUBSCRIPTION_UPDATED,
+        STOA_EVENT_INVOICE_PAID,   STOA_EVENT_INVOICE_PAYMENT_FAILED,
+        STOA_EVENT_USER_SUSPENDED, STOA_EVENT_ENTITLEMENTS_CHANGED};
     ck_assert_uint_eq(STOA_ARRAY_LEN(names), stoa_events_len);
     for (size_t i = 0; i < STOA_ARRAY_LEN(names); i++)
         ck_assert_msg(stoa_event_find(names[i]), "%s not in the table",
@@ -53,6 +54,8 @@ START_TEST(every_constant_is_in_the_table)
                      STOA_EVENT_DATA_SUBSCRIPTION);
     ck_assert_int_eq(stoa_event_find("user.created")->data,
                      STOA_EVENT_DATA_USER);
+    ck_assert_int_eq(stoa_event_find("entitlements.changed")->data,
+                     STOA_EVENT_DATA_ENTITLEMENTS);
 }
 END_TEST
 

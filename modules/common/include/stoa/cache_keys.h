@@ -54,6 +54,13 @@ int stoa_profile_forget(stoa_conns_t *c, stoa_arena_t *arena,
  * user's subscription. */
 #define STOA_KEY_ENTITLEMENTS_PREFIX "billing:ent:"
 
+/* "rt:ticket:<hex SHA-256 of a ticket>": a live-channel ticket (POST
+ * /v1/realtime/tickets), holding "<user id> <session id> <role>"; taken
+ * with GETDEL by GET /v1/realtime, so it serves once. TTL owner:
+ * auth/realtime.c (REALTIME_TICKET_TTL_S). The ticket itself is never
+ * stored. */
+#define STOA_KEY_REALTIME_TICKET_PREFIX "rt:ticket:"
+
 /* The keys above for one id (a UUID, not checked). Arena-owned. */
 char *stoa_key_profile(stoa_arena_t *arena, const char *user_id);
 char *stoa_key_revoked_user(stoa_arena_t *arena, const char *user_id);

@@ -38,6 +38,8 @@ typedef struct stoa_conf_s {
     char *mail_from;
     char *cors_origins;
     char *webhook_allow_hosts;
+    /* nginx's live-channel publisher (a unix socket); "": channel off. */
+    char *realtime_socket;
     char *metrics_listen;
     long max_body_bytes;
     long max_event_body_bytes;

@@ -21,6 +21,7 @@
 #define STOA_EVENT_SUBSCRIPTION_UPDATED "subscription.updated"
 #define STOA_EVENT_INVOICE_PAID "invoice.paid"
 #define STOA_EVENT_INVOICE_PAYMENT_FAILED "invoice.payment_failed"
+#define STOA_EVENT_ENTITLEMENTS_CHANGED "entitlements.changed"
 
 /* What a subscription may name besides the events: every event. */
 #define STOA_EVENT_ALL "*"
@@ -38,6 +39,9 @@ typedef enum {
     /* {"user_id", "stripe_id", "object"}: object is the invoice as
      * GET /v1/billing/invoices shows it. */
     STOA_EVENT_DATA_INVOICE,
+    /* {"user_id", "entitlements"}: entitlements as GET
+     * /v1/billing/entitlements shows them, after the change. */
+    STOA_EVENT_DATA_ENTITLEMENTS,
 } stoa_event_data_t;
 
 typedef struct {

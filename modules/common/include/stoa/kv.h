@@ -55,6 +55,10 @@ STOA_MUSTCHECK int stoa_kv_ping(stoa_kv_t *kv);
  * when the key is missing, STOA_AGAIN when Redis is unreachable. */
 STOA_MUSTCHECK int stoa_kv_get(stoa_kv_t *kv, stoa_arena_t *arena,
                                const char *key, char **value, size_t *len);
+/* GETDEL (Redis 6.2+): as stoa_kv_get, and the key is gone, so of two
+ * callers racing for a single-use value only one gets it. */
+STOA_MUSTCHECK int stoa_kv_getdel(stoa_kv_t *kv, stoa_arena_t *arena,
+                                  const char *key, char **value, size_t *len);
 /* ttl_s 0: no expiry. */
 STOA_MUSTCHECK int stoa_kv_set(stoa_kv_t *kv, const char *key,
                                const char *value, size_t len, long ttl_s);

@@ -42,4 +42,10 @@ STOA_MUSTCHECK int stoa_outbox_enqueue(stoa_db_t *db, stoa_arena_t *arena,
 STOA_MUSTCHECK int stoa_outbox_event(stoa_db_t *db, stoa_arena_t *arena,
                                      const char *type, const char *data_json);
 
+/* The event object of stoa_outbox_event ({"id": "evt_<uuid>", "type",
+ * "created", "data"}) without enqueueing it; *uuid (may be NULL) gets the
+ * id's UUID. Arena-owned; NULL when the JSON writer refused it. */
+char *stoa_outbox_event_text(stoa_arena_t *arena, const char *type,
+                             const char *data_json, const char **uuid);
+
 #endif
