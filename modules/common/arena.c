@@ -4,14 +4,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define ARENA_DEFAULT_BLOCK (16 * 1024)
 #define ARENA_ALIGN 16
+/* Blocks after the first double in size up to ARENA_MAX_GROWTH, so a
+ * request that needs megabytes (a large body and its parsed tree) takes a
+ * dozen blocks, not hundreds. */
+#define ARENA_MAX_GROWTH (1024 * 1024)
+/* Blocks from this size on are mapped from the system and unmapped at
+ * reset: malloc would put them in its heaps (its mmap threshold is fixed
+ * higher, app.c), where what a large request leaves stays resident
+ * between the small blocks of later requests. */
+#define ARENA_MAP_BYTES (64 * 1024)
 
 typedef struct arena_block_s {
     struct arena_block_s *next;
     size_t size;
     size_t used;
+    size_t mapped; /* bytes mapped for it, 0 when it came from malloc */
     _Alignas(16) unsigned char data[];
 } arena_block_t;
 
@@ -26,22 +38,50 @@ struct stoa_arena_s {
     arena_block_t *current;
     arena_cleanup_t *cleanups;
     size_t block_size;
+    size_t grow_size; /* the size of the next block, reset to block_size */
     size_t used;
 };
 
 static arena_block_t *block_new(size_t size)
 {
-    arena_block_t *b = stoa_xmalloc(sizeof(*b) + size);
+    if (size > SIZE_MAX / 2)
+        stoa_assert_fail("arena block size overflow", __FILE__, __LINE__);
+    size_t total = sizeof(arena_block_t) + size;
+    arena_block_t *b;
+    size_t mapped = 0;
+    if (total >= ARENA_MAP_BYTES) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        mapped = (total + page - 1) & ~(page - 1);
+        void *p = mmap(NULL, mapped, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            stoa_assert_fail("arena mmap failed", __FILE__, __LINE__);
+        b = p;
+        /* The rest of the last page is usable too. */
+        size = mapped - sizeof(arena_block_t);
+    } else {
+        b = stoa_xmalloc(total);
+    }
     b->next = NULL;
     b->size = size;
     b->used = 0;
+    b->mapped = mapped;
     return b;
+}
+
+static void block_free(arena_block_t *b)
+{
+    if (b->mapped)
+        munmap(b, b->mapped);
+    else
+        free(b);
 }
 
 stoa_arena_t *stoa_arena_create(size_t block_size)
 {
     stoa_arena_t *a = stoa_xcalloc(1, sizeof(*a));
     a->block_size = block_size ? block_size : ARENA_DEFAULT_BLOCK;
+    a->grow_size = a->block_size;
     a->first = a->current = block_new(a->block_size);
     return a;
 }
@@ -64,12 +104,13 @@ void stoa_arena_reset(stoa_arena_t *a)
     arena_block_t *b = a->first->next;
     while (b) {
         arena_block_t *next = b->next;
-        free(b);
+        block_free(b);
         b = next;
     }
     a->first->next = NULL;
     a->first->used = 0;
     a->current = a->first;
+    a->grow_size = a->block_size;
     a->used = 0;
 }
 
@@ -89,11 +130,21 @@ void *stoa_arena_alloc(stoa_arena_t *a, size_t size)
         stoa_assert_fail("arena size overflow", __FILE__, __LINE__);
     arena_block_t *b = a->current;
     if (b->size - b->used < need) {
-        size_t bsize = need > a->block_size ? need : a->block_size;
-        arena_block_t *nb = block_new(bsize);
-        nb->next = b->next;
-        b->next = nb;
-        a->current = b = nb;
+        if (a->grow_size < ARENA_MAX_GROWTH)
+            a->grow_size *= 2;
+        if (need > a->grow_size / 2) {
+            /* A big piece (a body) gets a block of its own, behind the
+             * current one, whose free space stays in use. */
+            b = block_new(need);
+            b->next = a->current->next;
+            a->current->next = b;
+        } else {
+            /* Header included, so a mapped block is whole pages. */
+            b = block_new(a->grow_size - sizeof(arena_block_t));
+            b->next = a->current->next;
+            a->current->next = b;
+            a->current = b;
+        }
     }
     void *p = b->data + b->used;
     b->used += need;

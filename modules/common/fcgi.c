@@ -223,11 +223,12 @@ static void write_response(stoa_request_t *req, FCGX_Request *fr,
     *out = head;
 }
 
-/* Memory handling after a request. A large request (a big body, its
- * parsed tree, a long answer) leaves megabytes of freed memory that glibc
- * keeps: yajl's tree is thousands of small blocks that sit in malloc's
- * free lists, and with eight threads sharing two malloc arenas the freed
- * space is rarely at the top of a heap, where free() would give it back.
+/* Memory handling after a request. A large request (a long answer, query
+ * results, the buffers that grew for them) leaves freed memory that glibc
+ * keeps (the body and its parsed tree are in the arena, whose large blocks
+ * are unmapped at reset): with eight threads sharing two malloc arenas the
+ * freed space is rarely at the top of a heap, where free() would give it
+ * back.
  * So after such a request the thread's buffers drop what they grew past
  * KEEP_BUF_BYTES and malloc_trim returns the freed pages at once; ordinary
  * requests (a few KiB) never pay for it. */

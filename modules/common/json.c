@@ -1,28 +1,54 @@
-/* json.c - yajl tree parsing with a depth cap, typed reads, and a
- * generator that appends to a stoa_buf_t. */
+/* json.c - parsing into an arena tree (yajl's callback parser, a depth
+ * cap, strict UTF-8), typed reads, and a generator that appends to a
+ * stoa_buf_t. */
 #include "stoa/json.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_tree.h>
+#include <yajl/yajl_parse.h>
 
 #include "stoa/format.h"
 
-/* stoa_json_t is an opaque alias of yajl's tree node. */
-#define NODE(v) ((yajl_val)(v))
+/* A node of a parsed document, built in the caller's arena by yajl's
+ * callback parser: a large body's tree is a few big arena blocks given
+ * back at reset, never thousands of small blocks left in malloc's free
+ * lists (yajl's own tree mallocs every node, key and string). */
+enum node_type {
+    NODE_OBJECT,
+    NODE_ARRAY,
+    NODE_STRING,
+    NODE_NUMBER,
+    NODE_TRUE,
+    NODE_FALSE,
+    NODE_NULL,
+};
 
-static void tree_free(void *data)
-{
-    yajl_tree_free((yajl_val)data);
-}
+struct stoa_json_s {
+    unsigned char type; /* enum node_type */
+    bool integer;       /* a number whose text is an int64 */
+    const char *key;    /* the member's key, when the parent is an object */
+    union {
+        const char *string;
+        struct {
+            const char *text; /* as written, re-emitted by stoa_jw_value */
+            int64_t value;    /* when integer */
+        } number;
+        struct {
+            stoa_json_t **items; /* members or elements, in text order */
+            size_t len;
+        } container;
+    } u;
+};
 
-/* One pass before yajl sees the text. yajl's tree parser has no depth
- * limit and accepts comments (which could also hide brackets from this
- * scan), so: nesting is measured, comments are refused (JSON has no '/'
- * outside strings), and an escaped NUL (\u0000) is refused because the
- * tree would silently cut the string there. */
+/* One pass before yajl sees the text. It measures nesting (so yajl never
+ * builds more than max_depth levels), refuses comments (JSON has no '/'
+ * outside strings; yajl would refuse them too, this says why) and refuses
+ * an escaped NUL (\u0000), which the NUL-terminated accessors would
+ * silently cut at. */
 static const char *prescan(const char *text, size_t len, int max_depth)
 {
     int depth = 0;
@@ -54,26 +80,268 @@ static const char *prescan(const char *text, size_t len, int max_depth)
     return NULL;
 }
 
-/* Strings decoded from \u escapes can still be invalid (lone surrogates):
- * every key and string of the tree is checked once. */
-static bool tree_utf8_valid(yajl_val v, int depth)
+/* An open container while its children are parsed: they wait on the
+ * builder's pending stack from index first on. */
+typedef struct {
+    stoa_json_t *node;
+    size_t first;
+} open_container_t;
+
+typedef struct {
+    stoa_arena_t *arena;
+    const char *text; /* the input: strings pointing into it are raw */
+    size_t len;
+    /* Strings, keys and number texts, packed without alignment. Every
+     * token's copy plus its NUL fits in the text it came from plus one
+     * byte (a string token has two quotes, a number is followed by a
+     * delimiter or the end), so one block of len + 1 bytes holds them
+     * all; pool_copy still checks. */
+    char *pool;
+    size_t pool_left;
+    /* Children of the open containers, innermost last; a container's
+     * children move to an exact array of their own when it closes, so
+     * lookups by index stay O(1) and nothing is grown in place. */
+    stoa_json_t **pending;
+    size_t npending, pending_cap;
+    open_container_t *open;
+    size_t nopen, open_cap;
+    const char *key; /* the key of the member whose value comes next */
+    stoa_json_t *root;
+    bool bad_utf8; /* a decoded escape was not UTF-8 (a lone surrogate) */
+} builder_t;
+
+/* Grows one of the builder's stacks inside the arena: the old copy is
+ * left for the reset, at most as much again as the final size. */
+static void *stack_grow(stoa_arena_t *arena, void *old, size_t *cap,
+                        size_t used, size_t item)
 {
-    if (depth > STOA_JSON_MAX_DEPTH + 2)
-        return false;
-    if (YAJL_IS_STRING(v))
-        return stoa_utf8_valid(v->u.string, strlen(v->u.string));
-    if (YAJL_IS_OBJECT(v)) {
-        for (size_t i = 0; i < v->u.object.len; i++)
-            if (!stoa_utf8_valid(v->u.object.keys[i],
-                                 strlen(v->u.object.keys[i])) ||
-                !tree_utf8_valid(v->u.object.values[i], depth + 1))
-                return false;
-    } else if (YAJL_IS_ARRAY(v)) {
-        for (size_t i = 0; i < v->u.array.len; i++)
-            if (!tree_utf8_valid(v->u.array.values[i], depth + 1))
-                return false;
+    /* Small first: most bodies are a handful of members. */
+    size_t ncap = *cap ? *cap * 2 : 16;
+    if (ncap > SIZE_MAX / item)
+        stoa_assert_fail("JSON builder stack overflow", __FILE__, __LINE__);
+    void *p = stoa_arena_alloc(arena, ncap * item);
+    if (used)
+        memcpy(p, old, used * item);
+    *cap = ncap;
+    return p;
+}
+
+static const char *pool_copy(builder_t *b, const unsigned char *s, size_t len)
+{
+    char *p;
+    if (len < b->pool_left) {
+        p = b->pool;
+        b->pool += len + 1;
+        b->pool_left -= len + 1;
+    } else {
+        p = stoa_arena_alloc(b->arena, len + 1);
     }
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* Attaches a new value to the open container (or makes it the root). */
+static stoa_json_t *node_add(builder_t *b, enum node_type type)
+{
+    stoa_json_t *n = stoa_arena_alloc(b->arena, sizeof(*n));
+    memset(n, 0, sizeof(*n));
+    n->type = (unsigned char)type;
+    if (b->nopen == 0) {
+        b->root = n;
+        return n;
+    }
+    if (b->open[b->nopen - 1].node->type == NODE_OBJECT) {
+        n->key = b->key;
+        b->key = NULL;
+    }
+    if (b->npending == b->pending_cap)
+        b->pending = stack_grow(b->arena, b->pending, &b->pending_cap,
+                                b->npending, sizeof(*b->pending));
+    b->pending[b->npending++] = n;
+    return n;
+}
+
+/* Strings yajl decoded (escapes) live in its buffer, not in the text; only
+ * those can hold what the raw-text check did not see. */
+static void check_decoded(builder_t *b, const unsigned char *s, size_t len)
+{
+    uintptr_t at = (uintptr_t)s, text = (uintptr_t)b->text;
+    bool raw = at >= text && at - text <= b->len;
+    if (!raw && !stoa_utf8_valid((const char *)s, len))
+        b->bad_utf8 = true;
+}
+
+static int on_null(void *ctx)
+{
+    node_add(ctx, NODE_NULL);
+    return 1;
+}
+
+static int on_boolean(void *ctx, int value)
+{
+    node_add(ctx, value ? NODE_TRUE : NODE_FALSE);
+    return 1;
+}
+
+/* The text of an integer (no fraction, no exponent: yajl's lexer has
+ * checked the grammar) as an int64; false when it does not fit. */
+static bool integer_value(const char *s, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    bool negative = s[0] == '-';
+    if (negative)
+        i++;
+    /* Accumulated as a negative number, which reaches INT64_MIN. */
+    int64_t v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        int digit = s[i] - '0';
+        if (v < (INT64_MIN + digit) / 10)
+            return false;
+        v = v * 10 - digit;
+    }
+    if (!negative) {
+        if (v == INT64_MIN)
+            return false;
+        v = -v;
+    }
+    *out = v;
     return true;
+}
+
+static int on_number(void *ctx, const char *s, size_t len)
+{
+    builder_t *b = ctx;
+    stoa_json_t *n = node_add(b, NODE_NUMBER);
+    n->u.number.text = pool_copy(b, (const unsigned char *)s, len);
+    n->integer = integer_value(s, len, &n->u.number.value);
+    return 1;
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    builder_t *b = ctx;
+    check_decoded(b, s, len);
+    stoa_json_t *n = node_add(b, NODE_STRING);
+    n->u.string = pool_copy(b, s, len);
+    return 1;
+}
+
+static int on_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    builder_t *b = ctx;
+    check_decoded(b, s, len);
+    b->key = pool_copy(b, s, len);
+    return 1;
+}
+
+static int container_open(builder_t *b, enum node_type type)
+{
+    stoa_json_t *n = node_add(b, type);
+    if (b->nopen == b->open_cap)
+        b->open = stack_grow(b->arena, b->open, &b->open_cap, b->nopen,
+                             sizeof(*b->open));
+    b->open[b->nopen++] = (open_container_t){n, b->npending};
+    return 1;
+}
+
+static int container_close(void *ctx)
+{
+    builder_t *b = ctx;
+    open_container_t o = b->open[--b->nopen];
+    size_t len = b->npending - o.first;
+    if (len) {
+        o.node->u.container.items =
+            stoa_arena_alloc(b->arena, len * sizeof(stoa_json_t *));
+        memcpy(o.node->u.container.items, b->pending + o.first,
+               len * sizeof(stoa_json_t *));
+    }
+    o.node->u.container.len = len;
+    b->npending = o.first;
+    return 1;
+}
+
+static int on_start_map(void *ctx)
+{
+    return container_open(ctx, NODE_OBJECT);
+}
+
+static int on_start_array(void *ctx)
+{
+    return container_open(ctx, NODE_ARRAY);
+}
+
+static const yajl_callbacks build_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = container_close,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = container_close,
+};
+
+/* yajl's own state (its lexer, its stack, the buffer it decodes escapes
+ * into) also comes from the arena. Its buffers grow by realloc, so each
+ * allocation carries its size; free is a no-op, the reset takes it all. */
+typedef struct {
+    size_t size;
+    _Alignas(16) unsigned char data[];
+} yajl_block_t;
+
+static void *yajl_arena_malloc(void *ctx, size_t size)
+{
+    if (size > SIZE_MAX - sizeof(yajl_block_t))
+        return NULL;
+    yajl_block_t *blk = stoa_arena_alloc(ctx, sizeof(*blk) + size);
+    blk->size = size;
+    return blk->data;
+}
+
+static void *yajl_arena_realloc(void *ctx, void *ptr, size_t size)
+{
+    if (!ptr)
+        return yajl_arena_malloc(ctx, size);
+    yajl_block_t *old =
+        (yajl_block_t *)((unsigned char *)ptr - offsetof(yajl_block_t, data));
+    if (size <= old->size)
+        return ptr;
+    void *p = yajl_arena_malloc(ctx, size);
+    if (p)
+        memcpy(p, ptr, old->size);
+    return p;
+}
+
+static void yajl_arena_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    (void)ptr;
+}
+
+/* Runs yajl over the whole text; NULL when it is well formed, else yajl's
+ * reason (first line: the rest is a multi-line excerpt), arena-owned. */
+static const char *yajl_run(yajl_handle h, const char *text, size_t len,
+                            stoa_arena_t *arena)
+{
+    yajl_status st = yajl_parse(h, (const unsigned char *)text, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    if (st == yajl_status_ok)
+        return NULL;
+    unsigned char *msg = yajl_get_error(h, 1, (const unsigned char *)text, len);
+    const char *why = msg ? stoa_arena_strdup(arena, (const char *)msg) : NULL;
+    if (msg)
+        yajl_free_error(h, msg);
+    if (why) {
+        char *nl = strchr(why, '\n');
+        if (nl)
+            *nl = '\0';
+    }
+    return why && why[0] ? why : "parse error";
 }
 
 int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
@@ -100,109 +368,105 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
         snprintf(err, errlen, "malformed JSON: invalid UTF-8");
         return STOA_DECLINED;
     }
-    char yerr[256];
-    yerr[0] = '\0';
-    yajl_val root = yajl_tree_parse(text, yerr, sizeof(yerr));
-    if (!root) {
-        /* yajl's message is multi-line with a context excerpt: keep the
-         * first line only. */
-        char *nl = strchr(yerr, '\n');
-        if (nl)
-            *nl = '\0';
-        snprintf(err, errlen, "malformed JSON: %s",
-                 yerr[0] ? yerr : "parse error");
+    builder_t b = {.arena = arena, .text = text, .len = len};
+    b.pool = stoa_arena_alloc(arena, len + 1);
+    b.pool_left = len + 1;
+    yajl_alloc_funcs funcs = {yajl_arena_malloc, yajl_arena_realloc,
+                              yajl_arena_free, arena};
+    yajl_handle h = yajl_alloc(&build_callbacks, &funcs, &b);
+    if (!h)
+        stoa_assert_fail("yajl_alloc", __FILE__, __LINE__);
+    why = yajl_run(h, text, len, arena);
+    yajl_free(h);
+    if (why) {
+        snprintf(err, errlen, "malformed JSON: %s", why);
         return STOA_DECLINED;
     }
-    stoa_arena_cleanup(arena, tree_free, root);
-    if (!tree_utf8_valid(root, 0)) {
+    /* Checked after the whole text, so a syntax error is reported as
+     * such wherever the bad escape is. */
+    if (b.bad_utf8) {
         snprintf(err, errlen, "malformed JSON: invalid UTF-8 in an escape");
         return STOA_DECLINED;
     }
-    *out = (stoa_json_t *)root;
+    *out = b.root;
     return STOA_OK;
 }
 
 bool stoa_json_is_object(const stoa_json_t *v)
 {
-    return v && YAJL_IS_OBJECT(NODE(v));
+    return v && v->type == NODE_OBJECT;
 }
 bool stoa_json_is_array(const stoa_json_t *v)
 {
-    return v && YAJL_IS_ARRAY(NODE(v));
+    return v && v->type == NODE_ARRAY;
 }
 bool stoa_json_is_string(const stoa_json_t *v)
 {
-    return v && YAJL_IS_STRING(NODE(v));
+    return v && v->type == NODE_STRING;
 }
 bool stoa_json_is_integer(const stoa_json_t *v)
 {
-    return v && YAJL_IS_INTEGER(NODE(v));
+    return v && v->type == NODE_NUMBER && v->integer;
 }
 bool stoa_json_is_number(const stoa_json_t *v)
 {
-    return v && YAJL_IS_NUMBER(NODE(v));
+    return v && v->type == NODE_NUMBER;
 }
 bool stoa_json_is_bool(const stoa_json_t *v)
 {
-    return v && (YAJL_IS_TRUE(NODE(v)) || YAJL_IS_FALSE(NODE(v)));
+    return v && (v->type == NODE_TRUE || v->type == NODE_FALSE);
 }
 bool stoa_json_is_null(const stoa_json_t *v)
 {
-    return v && YAJL_IS_NULL(NODE(v));
+    return v && v->type == NODE_NULL;
 }
 
 const stoa_json_t *stoa_json_get(const stoa_json_t *v, const char *key)
 {
     if (!stoa_json_is_object(v))
         return NULL;
-    yajl_val o = NODE(v);
     /* Last duplicate wins would let a validator and a reader disagree;
-     * the first one is what every reader here sees. */
-    for (size_t i = 0; i < o->u.object.len; i++)
-        if (strcmp(o->u.object.keys[i], key) == 0)
-            return (const stoa_json_t *)o->u.object.values[i];
+     * the first one is what every reader here sees. One linear scan: the
+     * routes read a handful of named members, and a large object is only
+     * ever walked by index. */
+    for (size_t i = 0; i < v->u.container.len; i++)
+        if (strcmp(v->u.container.items[i]->key, key) == 0)
+            return v->u.container.items[i];
     return NULL;
 }
 
 size_t stoa_json_len(const stoa_json_t *v)
 {
-    if (stoa_json_is_object(v))
-        return NODE(v)->u.object.len;
-    if (stoa_json_is_array(v))
-        return NODE(v)->u.array.len;
+    if (stoa_json_is_object(v) || stoa_json_is_array(v))
+        return v->u.container.len;
     return 0;
 }
 
 const char *stoa_json_key_at(const stoa_json_t *v, size_t i)
 {
-    if (!stoa_json_is_object(v) || i >= NODE(v)->u.object.len)
+    if (!stoa_json_is_object(v) || i >= v->u.container.len)
         return NULL;
-    return NODE(v)->u.object.keys[i];
+    return v->u.container.items[i]->key;
 }
 
 const stoa_json_t *stoa_json_at(const stoa_json_t *v, size_t i)
 {
-    if (stoa_json_is_object(v))
-        return i < NODE(v)->u.object.len
-                   ? (const stoa_json_t *)NODE(v)->u.object.values[i]
-                   : NULL;
-    if (stoa_json_is_array(v))
-        return i < NODE(v)->u.array.len
-                   ? (const stoa_json_t *)NODE(v)->u.array.values[i]
-                   : NULL;
-    return NULL;
+    if (!(stoa_json_is_object(v) || stoa_json_is_array(v)) ||
+        i >= v->u.container.len)
+        return NULL;
+    return v->u.container.items[i];
 }
 
 const char *stoa_json_string(const stoa_json_t *v)
 {
-    return stoa_json_is_string(v) ? NODE(v)->u.string : NULL;
+    return stoa_json_is_string(v) ? v->u.string : NULL;
 }
 
 bool stoa_json_integer(const stoa_json_t *v, int64_t *out)
 {
     if (!stoa_json_is_integer(v))
         return false;
-    *out = (int64_t)NODE(v)->u.number.i;
+    *out = v->u.number.value;
     return true;
 }
 
@@ -210,7 +474,7 @@ bool stoa_json_bool(const stoa_json_t *v, bool *out)
 {
     if (!stoa_json_is_bool(v))
         return false;
-    *out = YAJL_IS_TRUE(NODE(v));
+    *out = v->type == NODE_TRUE;
     return true;
 }
 
@@ -410,9 +674,8 @@ void stoa_jw_string(stoa_jw_t *w, const char *s)
         stoa_jw_stringn(w, s, strlen(s));
 }
 
-void stoa_jw_key(stoa_jw_t *w, const char *key)
+static void jw_keyn(stoa_jw_t *w, const char *key, size_t len)
 {
-    size_t len = strlen(key);
     if (!w->ok || w->depth == 0 || w->stack[w->depth - 1] != 'o' ||
         w->after_key || !stoa_utf8_valid(key, len)) {
         w->ok = false;
@@ -420,6 +683,11 @@ void stoa_jw_key(stoa_jw_t *w, const char *key)
     }
     jw_check(w, yajl_gen_string(w->gen, (const unsigned char *)key, len));
     w->after_key = true;
+}
+
+void stoa_jw_key(stoa_jw_t *w, const char *key)
+{
+    jw_keyn(w, key, strlen(key));
 }
 
 void stoa_jw_kv_string(stoa_jw_t *w, const char *key, const char *s)
@@ -440,38 +708,44 @@ void stoa_jw_kv_bool(stoa_jw_t *w, const char *key, bool v)
     stoa_jw_bool(w, v);
 }
 
-static void jw_number(stoa_jw_t *w, const char *r)
+static void jw_number(stoa_jw_t *w, const char *text, size_t len)
 {
     if (!jw_value_allowed(w))
         return;
-    jw_check(w, yajl_gen_number(w->gen, r, strlen(r)));
+    jw_check(w, yajl_gen_number(w->gen, text, len));
     jw_value_done(w);
 }
 
-static void jw_tree(stoa_jw_t *w, yajl_val v)
+static void jw_tree(stoa_jw_t *w, const stoa_json_t *v)
 {
-    if (YAJL_IS_OBJECT(v)) {
+    switch ((enum node_type)v->type) {
+    case NODE_OBJECT:
         stoa_jw_object_open(w);
-        for (size_t i = 0; i < v->u.object.len; i++) {
-            stoa_jw_key(w, v->u.object.keys[i]);
-            jw_tree(w, v->u.object.values[i]);
+        for (size_t i = 0; i < v->u.container.len; i++) {
+            stoa_jw_key(w, v->u.container.items[i]->key);
+            jw_tree(w, v->u.container.items[i]);
         }
         stoa_jw_object_close(w);
-    } else if (YAJL_IS_ARRAY(v)) {
+        break;
+    case NODE_ARRAY:
         stoa_jw_array_open(w);
-        for (size_t i = 0; i < v->u.array.len; i++)
-            jw_tree(w, v->u.array.values[i]);
+        for (size_t i = 0; i < v->u.container.len; i++)
+            jw_tree(w, v->u.container.items[i]);
         stoa_jw_array_close(w);
-    } else if (YAJL_IS_STRING(v)) {
+        break;
+    case NODE_STRING:
         stoa_jw_string(w, v->u.string);
-    } else if (YAJL_IS_NUMBER(v)) {
-        jw_number(w, v->u.number.r);
-    } else if (YAJL_IS_TRUE(v)) {
-        stoa_jw_bool(w, true);
-    } else if (YAJL_IS_FALSE(v)) {
-        stoa_jw_bool(w, false);
-    } else {
+        break;
+    case NODE_NUMBER:
+        jw_number(w, v->u.number.text, strlen(v->u.number.text));
+        break;
+    case NODE_TRUE:
+    case NODE_FALSE:
+        stoa_jw_bool(w, v->type == NODE_TRUE);
+        break;
+    case NODE_NULL:
         stoa_jw_null(w);
+        break;
     }
 }
 
@@ -481,25 +755,76 @@ void stoa_jw_value(stoa_jw_t *w, const stoa_json_t *v)
         stoa_jw_null(w);
         return;
     }
-    jw_tree(w, NODE(v));
+    jw_tree(w, v);
 }
+
+/* stoa_jw_raw's callbacks: each parsed token goes straight to the writer,
+ * and parsing stops at the writer's first refusal. The events that carry
+ * no value have one shape: the writer's call, then whether it still
+ * accepts more. */
+#define RAW_EVENT(name, call)                                                  \
+    static int name(void *ctx)                                                 \
+    {                                                                          \
+        call(ctx);                                                             \
+        return ((stoa_jw_t *)ctx)->ok;                                         \
+    }
+RAW_EVENT(raw_null, stoa_jw_null)
+RAW_EVENT(raw_start_map, stoa_jw_object_open)
+RAW_EVENT(raw_end_map, stoa_jw_object_close)
+RAW_EVENT(raw_start_array, stoa_jw_array_open)
+RAW_EVENT(raw_end_array, stoa_jw_array_close)
+
+static int raw_boolean(void *ctx, int value)
+{
+    stoa_jw_bool(ctx, value);
+    return ((stoa_jw_t *)ctx)->ok;
+}
+
+static int raw_number(void *ctx, const char *s, size_t len)
+{
+    jw_number(ctx, s, len);
+    return ((stoa_jw_t *)ctx)->ok;
+}
+
+static int raw_string(void *ctx, const unsigned char *s, size_t len)
+{
+    stoa_jw_stringn(ctx, (const char *)s, len);
+    return ((stoa_jw_t *)ctx)->ok;
+}
+
+static int raw_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    jw_keyn(ctx, (const char *)s, len);
+    return ((stoa_jw_t *)ctx)->ok;
+}
+
+static const yajl_callbacks raw_callbacks = {
+    .yajl_null = raw_null,
+    .yajl_boolean = raw_boolean,
+    .yajl_number = raw_number,
+    .yajl_string = raw_string,
+    .yajl_start_map = raw_start_map,
+    .yajl_map_key = raw_map_key,
+    .yajl_end_map = raw_end_map,
+    .yajl_start_array = raw_start_array,
+    .yajl_end_array = raw_end_array,
+};
 
 void stoa_jw_raw(stoa_jw_t *w, const char *json, size_t len)
 {
     /* yajl's generator cannot splice text, so stored JSON (jsonb columns,
-     * ours and already valid) is re-emitted through it: commas and
-     * escaping stay the generator's job. */
-    char *copy = stoa_xstrndup(json, len);
-    char err[128];
-    yajl_val v = yajl_tree_parse(copy, err, sizeof(err));
-    free(copy);
-    if (!v) {
+     * ours and already valid) is re-emitted through it token by token:
+     * commas and escaping stay the generator's job, and no tree is built.
+     * yajl's own small state uses malloc here: there is no arena. */
+    yajl_handle h = yajl_alloc(&raw_callbacks, NULL, w);
+    if (!h)
+        stoa_assert_fail("yajl_alloc", __FILE__, __LINE__);
+    yajl_status st = yajl_parse(h, (const unsigned char *)json, len);
+    if (st == yajl_status_ok)
+        st = yajl_complete_parse(h);
+    yajl_free(h);
+    if (st != yajl_status_ok)
         w->ok = false;
-        stoa_jw_null(w);
-        return;
-    }
-    jw_tree(w, v);
-    yajl_tree_free(v);
 }
 
 typedef struct {

@@ -256,9 +256,92 @@ START_TEST(read_file_whole_and_bounded)
 }
 END_TEST
 
+/* Resident KiB of this process (each test runs in a forked child). */
+static long resident_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    long size = 0, resident = 0;
+    ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &resident), 2);
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+START_TEST(reset_gives_large_growth_back)
+{
+    /* 32 MiB in small pieces, every byte touched (a large body's parsed
+     * tree), while other small blocks are malloc'd and kept (the other
+     * threads' requests): blocks taken from malloc's heaps would stay
+     * resident after the reset, in holes between those. */
+    enum { PIECE = 48, TOTAL_KIB = 32 * 1024, KEPT_EVERY = 16 * 1024 };
+    stoa_arena_t *a = stoa_arena_create(0);
+    void **kept =
+        stoa_xcalloc(TOTAL_KIB * 1024 / KEPT_EVERY + 1, sizeof(*kept));
+    size_t nkept = 0;
+    long before = resident_kib();
+    for (size_t used = 0; used < (size_t)TOTAL_KIB * 1024; used += PIECE) {
+        memset(stoa_arena_alloc(a, PIECE), 0x5a, PIECE);
+        if (used % KEPT_EVERY < PIECE)
+            kept[nkept++] = stoa_xmalloc(32);
+    }
+    memset(stoa_arena_alloc(a, 2 * 1024 * 1024), 0x5b, 2 * 1024 * 1024);
+    ck_assert_int_ge(resident_kib(), before + TOTAL_KIB);
+    stoa_arena_reset(a);
+    long after = resident_kib();
+    for (size_t i = 0; i < nkept; i++)
+        free(kept[i]);
+    free(kept);
+    stoa_arena_destroy(a);
+    ck_assert_msg(after < before + 2048,
+                  "%ld KiB resident before, %ld KiB after the reset", before,
+                  after);
+}
+END_TEST
+
+START_TEST(big_piece_keeps_current_block_in_use)
+{
+    /* A piece larger than the blocks gets a block of its own; the small
+     * allocations around it stay together in the current block. */
+    unsigned char *a = stoa_arena_alloc(arena, 16);
+    unsigned char *big = stoa_arena_alloc(arena, 1024 * 1024);
+    memset(big, 0x44, 1024 * 1024);
+    unsigned char *b = stoa_arena_alloc(arena, 16);
+    ck_assert_ptr_eq(b, a + 16);
+}
+END_TEST
+
+START_TEST(growth_blocks_keep_every_allocation)
+{
+    /* Thousands of blocks' worth of allocations of every size across the
+     * growing blocks, each filled with its own byte, all intact after. */
+    enum { N = 20000 };
+    unsigned char **ptrs = stoa_xmalloc(N * sizeof(*ptrs));
+    size_t total = 0;
+    for (size_t i = 0; i < N; i++) {
+        size_t size = 1 + (i * 37) % 700;
+        ptrs[i] = stoa_arena_alloc(arena, size);
+        ck_assert((uintptr_t)ptrs[i] % 16 == 0);
+        memset(ptrs[i], (int)(i & 0xff), size);
+        total += size;
+    }
+    for (size_t i = 0; i < N; i++) {
+        size_t size = 1 + (i * 37) % 700;
+        for (size_t j = 0; j < size; j++)
+            ck_assert_msg(ptrs[i][j] == (unsigned char)(i & 0xff),
+                          "allocation %zu byte %zu overwritten", i, j);
+    }
+    ck_assert_uint_ge(stoa_arena_used(arena), total);
+    stoa_arena_reset(arena);
+    ck_assert_uint_eq(stoa_arena_used(arena), 0);
+    free(ptrs);
+}
+END_TEST
+
 TEST_MAIN_ONE_CASE("arena", setup, teardown, alloc_is_16_byte_aligned,
                    allocations_do_not_overlap, big_allocation_beyond_block_size,
                    reset_runs_cleanups_in_reverse_order, destroy_runs_cleanups,
                    reset_makes_memory_reusable, calloc_zeroes_reused_memory,
                    used_counts_allocations, strdup_and_strndup, sprintf_formats,
-                   read_file_whole_and_bounded)
+                   read_file_whole_and_bounded, reset_gives_large_growth_back,
+                   big_piece_keeps_current_block_in_use,
+                   growth_blocks_keep_every_allocation)

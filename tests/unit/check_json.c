@@ -1,5 +1,8 @@
 /* check_json.c - JSON in (strict parsing, depth cap, typed accessors) and
  * out (the writer, its escaping, raw splicing and misuse detection). */
+#include <malloc.h>
+#include <time.h>
+
 #include "check_util.h"
 #include "stoa/json.h"
 
@@ -395,6 +398,274 @@ START_TEST(integer_limits)
 }
 END_TEST
 
+/* ---- the arena tree: large documents, structure, edge cases ----------- */
+
+/* What malloc has handed out and not had back, in bytes. */
+static size_t malloc_in_use(void)
+{
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
+/* The large body of tests/integration/test_memory.py: ~800 KB, 60,000
+ * small objects (caller frees). */
+static char *large_body(size_t *len)
+{
+    stoa_buf_t b;
+    stoa_buf_init(&b);
+    stoa_buf_puts(&b, "{\"email\": \"nobody@example.com\", \"password\": "
+                      "\"x\", \"pad\": [");
+    for (int i = 0; i < 60000; i++)
+        stoa_buf_printf(&b, "%s{\"k\": %d}", i ? ", " : "", i);
+    stoa_buf_puts(&b, "]}");
+    *len = b.len;
+    return b.data;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(large_body_tree_holds_no_malloc)
+{
+    size_t len;
+    char *text = large_body(&len);
+    ck_assert_uint_gt(len, 700 * 1000);
+    size_t before = malloc_in_use();
+    stoa_json_t *doc = NULL;
+    ck_assert_int_eq(stoa_json_parse(arena, text, len, STOA_JSON_MAX_DEPTH,
+                                     &doc, err, sizeof(err)),
+                     STOA_OK);
+    /* The tree is alive and all of it is in the arena: malloc holds at
+     * most the arena's small second block (yajl's tree held tens of MiB
+     * of small blocks here). */
+    size_t during = malloc_in_use();
+    ck_assert_msg(during <= before + 64 * 1024,
+                  "%zu bytes in malloc while the tree lives",
+                  during > before ? during - before : 0);
+
+    const stoa_json_t *pad = stoa_json_get(doc, "pad");
+    ck_assert_uint_eq(stoa_json_len(doc), 3);
+    ck_assert_str_eq(stoa_json_string(stoa_json_get(doc, "email")),
+                     "nobody@example.com");
+    ck_assert_uint_eq(stoa_json_len(pad), 60000);
+    for (size_t i = 0; i < 60000; i += 997) {
+        const stoa_json_t *o = stoa_json_at(pad, i);
+        int64_t k = -1;
+        ck_assert_str_eq(stoa_json_key_at(o, 0), "k");
+        ck_assert(stoa_json_integer(stoa_json_get(o, "k"), &k));
+        ck_assert_int_eq(k, (int64_t)i);
+    }
+    free(text);
+}
+END_TEST
+
+START_TEST(large_body_parse_time)
+{
+    /* The cost of parsing the large body, printed for the record (no
+     * bound: the machine is shared); every run must give the same tree. */
+    enum { RUNS = 10 };
+    size_t len;
+    char *text = large_body(&len);
+    double best = 1e9;
+    for (int r = 0; r < RUNS; r++) {
+        stoa_arena_reset(arena);
+        stoa_json_t *doc = NULL;
+        double t0 = seconds_now();
+        ck_assert_int_eq(stoa_json_parse(arena, text, len, STOA_JSON_MAX_DEPTH,
+                                         &doc, err, sizeof(err)),
+                         STOA_OK);
+        double t = seconds_now() - t0;
+        if (t < best)
+            best = t;
+        ck_assert_uint_eq(stoa_json_len(stoa_json_get(doc, "pad")), 60000);
+    }
+    fprintf(stderr,
+            "json: %zu-byte body (60000 objects) parsed in %.2f ms "
+            "(best of %d), %zu arena bytes\n",
+            len, best * 1e3, RUNS, stoa_arena_used(arena));
+    free(text);
+}
+END_TEST
+
+START_TEST(nested_children_stay_in_order)
+{
+    /* Children of inner containers close before their parent's next
+     * sibling arrives: each container gets exactly its own. */
+    const stoa_json_t *doc =
+        parse_ok("{\"a\":[1,[2,3],{\"b\":[],\"c\":{\"d\":4}},5],\"e\":{},"
+                 "\"f\":\"x\",\"g\":[[[]]]}");
+    int64_t v;
+    ck_assert_uint_eq(stoa_json_len(doc), 4);
+    ck_assert_str_eq(stoa_json_key_at(doc, 3), "g");
+    const stoa_json_t *a = stoa_json_get(doc, "a");
+    ck_assert_uint_eq(stoa_json_len(a), 4);
+    ck_assert(stoa_json_integer(stoa_json_at(a, 0), &v) && v == 1);
+    const stoa_json_t *a1 = stoa_json_at(a, 1);
+    ck_assert_uint_eq(stoa_json_len(a1), 2);
+    ck_assert(stoa_json_integer(stoa_json_at(a1, 1), &v) && v == 3);
+    const stoa_json_t *a2 = stoa_json_at(a, 2);
+    ck_assert_uint_eq(stoa_json_len(a2), 2);
+    ck_assert(stoa_json_is_array(stoa_json_get(a2, "b")));
+    ck_assert_uint_eq(stoa_json_len(stoa_json_get(a2, "b")), 0);
+    ck_assert_ptr_null(stoa_json_at(stoa_json_get(a2, "b"), 0));
+    ck_assert(
+        stoa_json_integer(stoa_json_get(stoa_json_get(a2, "c"), "d"), &v) &&
+        v == 4);
+    ck_assert(stoa_json_integer(stoa_json_at(a, 3), &v) && v == 5);
+    ck_assert(stoa_json_is_object(stoa_json_get(doc, "e")));
+    ck_assert_uint_eq(stoa_json_len(stoa_json_get(doc, "e")), 0);
+    ck_assert_ptr_null(stoa_json_key_at(stoa_json_get(doc, "e"), 0));
+    const stoa_json_t *g = stoa_json_get(doc, "g");
+    ck_assert_uint_eq(stoa_json_len(g), 1);
+    ck_assert_uint_eq(stoa_json_len(stoa_json_at(g, 0)), 1);
+    ck_assert_uint_eq(stoa_json_len(stoa_json_at(stoa_json_at(g, 0), 0)), 0);
+    /* Array elements have no key. */
+    ck_assert_ptr_null(stoa_json_key_at(a, 0));
+}
+END_TEST
+
+START_TEST(duplicate_keys_all_kept_in_order)
+{
+    const stoa_json_t *doc = parse_ok("{\"a\":1,\"b\":2,\"a\":3}");
+    int64_t v;
+    ck_assert_uint_eq(stoa_json_len(doc), 3);
+    ck_assert_str_eq(stoa_json_key_at(doc, 2), "a");
+    ck_assert(stoa_json_integer(stoa_json_get(doc, "a"), &v) && v == 1);
+    ck_assert(stoa_json_integer(stoa_json_at(doc, 2), &v) && v == 3);
+}
+END_TEST
+
+START_TEST(integer_min_is_an_integer)
+{
+    int64_t v = 0;
+    ck_assert(stoa_json_integer(parse_ok("-9223372036854775808"), &v));
+    ck_assert_int_eq(v, INT64_MIN);
+    ck_assert(stoa_json_integer(parse_ok("[-1]"), &v) == false);
+    ck_assert(stoa_json_integer(stoa_json_at(parse_ok("[-1]"), 0), &v));
+    ck_assert_int_eq(v, -1);
+    ck_assert(!stoa_json_is_integer(parse_ok("-1e0")));
+    ck_assert(!stoa_json_is_integer(parse_ok("-0.0")));
+}
+END_TEST
+
+START_TEST(escaped_keys_and_long_escaped_strings)
+{
+    const stoa_json_t *doc = parse_ok("{\"k\\u00e9\\n\":\"v\"}");
+    ck_assert_str_eq(stoa_json_key_at(doc, 0), "k\xc3\xa9\n");
+    ck_assert_str_eq(stoa_json_string(stoa_json_get(doc, "k\xc3\xa9\n")), "v");
+
+    /* Far longer than yajl's first decoding buffer, which grows in the
+     * arena. */
+    enum { N = 100000 };
+    stoa_buf_t b;
+    stoa_buf_init(&b);
+    stoa_buf_puts(&b, "[\"");
+    for (int i = 0; i < N; i++)
+        stoa_buf_puts(&b, i % 2 ? "\\n" : "\\u00e9");
+    stoa_buf_puts(&b, "\",\"tail\"]");
+    doc = parse_ok(b.data);
+    const char *s = stoa_json_string(stoa_json_at(doc, 0));
+    ck_assert_uint_eq(strlen(s), N / 2 * 3);
+    ck_assert(memcmp(s, "\xc3\xa9\n\xc3\xa9\n", 6) == 0);
+    ck_assert_str_eq(stoa_json_string(stoa_json_at(doc, 1)), "tail");
+    stoa_buf_free(&b);
+}
+END_TEST
+
+START_TEST(many_scalars_every_index)
+{
+    enum { N = 100000 };
+    stoa_buf_t b;
+    stoa_buf_init(&b);
+    stoa_buf_puts(&b, "[");
+    for (int i = 0; i < N; i++)
+        stoa_buf_printf(&b, "%s%d", i ? "," : "", i);
+    stoa_buf_puts(&b, "]");
+    const stoa_json_t *doc = parse_ok(b.data);
+    ck_assert_uint_eq(stoa_json_len(doc), N);
+    for (size_t i = 0; i < N; i++) {
+        int64_t v = -1;
+        ck_assert(stoa_json_integer(stoa_json_at(doc, i), &v));
+        ck_assert_int_eq(v, (int64_t)i);
+    }
+    stoa_buf_free(&b);
+}
+END_TEST
+
+START_TEST(lone_surrogate_escapes_refused)
+{
+    ck_assert_int_eq(parse_rc("{\"\\udc00\":1}", NULL), STOA_DECLINED);
+    ck_assert_str_eq(err, "malformed JSON: invalid UTF-8 in an escape");
+    ck_assert_int_eq(parse_rc("[\"a\\udfff\"]", NULL), STOA_DECLINED);
+    ck_assert_str_eq(err, "malformed JSON: invalid UTF-8 in an escape");
+    /* A syntax error anywhere is reported as one, as yajl words it. */
+    ck_assert_int_eq(parse_rc("[\"\\udc00\",]", NULL), STOA_DECLINED);
+    ck_assert_msg(strncmp(err, "malformed JSON: parse error", 27) == 0, "%s",
+                  err);
+    ck_assert_ptr_null(strchr(err, '\n'));
+}
+END_TEST
+
+START_TEST(parse_error_messages)
+{
+    static const struct {
+        const char *text, *err;
+    } cases[] = {
+        {"{\"a\":", "malformed JSON: parse error: premature EOF"},
+        {"{} x", "malformed JSON: parse error: trailing garbage"},
+        {"{'a':1}", "malformed JSON: lexical error: invalid char in json "
+                    "text."},
+        {"{/**/}", "malformed JSON: comments are not JSON"},
+        {"[\"\\u0000\"]", "malformed JSON: escaped NUL in a string"},
+        {"\"\xff\"", "malformed JSON: invalid UTF-8"},
+    };
+    for (size_t i = 0; i < STOA_ARRAY_LEN(cases); i++) {
+        ck_assert_int_eq(parse_rc(cases[i].text, NULL), STOA_DECLINED);
+        ck_assert_str_eq(err, cases[i].err);
+    }
+    ck_assert_int_eq(parse_rc(nested(STOA_JSON_MAX_DEPTH + 1, true), NULL),
+                     STOA_DECLINED);
+    ck_assert_str_eq(err, "JSON nested deeper than 32 levels");
+}
+END_TEST
+
+START_TEST(value_reemits_number_text)
+{
+    const stoa_json_t *doc =
+        parse_ok("{\"n\":1.5e3,\"z\":-0,\"big\":99999999999999999999,"
+                 "\"min\":-9223372036854775808,\"s\":\"\\u00e9\"}");
+    stoa_jw_value(jw, doc);
+    ck_assert(stoa_jw_ok(jw));
+    ck_assert_str_eq(out.data,
+                     "{\"n\":1.5e3,\"z\":-0,\"big\":99999999999999999999,"
+                     "\"min\":-9223372036854775808,\"s\":\"\xc3\xa9\"}");
+}
+END_TEST
+
+START_TEST(parse_again_after_reset)
+{
+    size_t len;
+    char *text = large_body(&len);
+    stoa_json_t *doc = NULL;
+    ck_assert_int_eq(stoa_json_parse(arena, text, len, STOA_JSON_MAX_DEPTH,
+                                     &doc, err, sizeof(err)),
+                     STOA_OK);
+    stoa_arena_reset(arena);
+    const stoa_json_t *small = parse_ok("{\"a\":[true]}");
+    bool b = false;
+    ck_assert(stoa_json_bool(stoa_json_at(stoa_json_get(small, "a"), 0), &b));
+    ck_assert(b);
+    /* A small document takes a few KiB of the arena's first block (most
+     * of it yajl's lexer buffer). */
+    ck_assert_uint_lt(stoa_arena_used(arena), 4096);
+    free(text);
+}
+END_TEST
+
 /* ---- writer ------------------------------------------------------------ */
 
 START_TEST(writer_object)
@@ -602,6 +873,27 @@ START_TEST(writer_raw_invalid_is_not_ok)
 }
 END_TEST
 
+START_TEST(writer_raw_refuses_more_than_one_value)
+{
+    static const char *const bad[] = {"1 2", "{}x",  "",
+                                      "  ",  "[1,]", "{\"a\":1}}"};
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
+        stoa_buf_reset(&out);
+        stoa_jw_reset(jw, &out);
+        stoa_jw_array_open(jw);
+        stoa_jw_raw(jw, bad[i], strlen(bad[i]));
+        stoa_jw_array_close(jw);
+        ck_assert_msg(!stoa_jw_ok(jw), "'%s' spliced: %s", bad[i], out.data);
+    }
+    /* Where no value may go, none is spliced. */
+    stoa_buf_reset(&out);
+    stoa_jw_reset(jw, &out);
+    stoa_jw_object_open(jw);
+    stoa_jw_raw(jw, "1", 1);
+    ck_assert(!stoa_jw_ok(jw));
+}
+END_TEST
+
 /* ---- regressions: behaviour the contract promises that the library does
  * not deliver yet. Each states the expected behaviour. ------------------- */
 
@@ -765,12 +1057,20 @@ static Suite *json_suite(void)
         ONCE(depth_limit_ignores_brackets_in_strings),
         ONCE(depth_limit_is_the_argument), ONCE(integer_limits));
 
+    TEST_CASE(s, "tree", setup, teardown, large_body_tree_holds_no_malloc,
+              large_body_parse_time, nested_children_stay_in_order,
+              duplicate_keys_all_kept_in_order, integer_min_is_an_integer,
+              escaped_keys_and_long_escaped_strings, many_scalars_every_index,
+              lone_surrogate_escapes_refused, parse_error_messages,
+              value_reemits_number_text, parse_again_after_reset);
+
     TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array,
               writer_appends_to_existing_content, writer_escapes_strings,
               writer_refuses_nul, writer_escapes_keys,
               writer_invalid_utf8_is_not_ok, writer_detects_misuse,
               writer_reset_recovers_after_misuse, writer_raw_inside_object,
-              writer_raw_inside_array, writer_raw_invalid_is_not_ok);
+              writer_raw_inside_array, writer_raw_invalid_is_not_ok,
+              writer_raw_refuses_more_than_one_value);
 
     TEST_CASE(s, "regression", setup, teardown,
               regression_parse_refuses_comments,

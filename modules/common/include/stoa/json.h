@@ -1,6 +1,7 @@
-/* json.h - JSON in (yajl tree, depth-limited) and out (yajl generator).
+/* json.h - JSON in (an arena tree, depth-limited) and out (yajl generator).
  *
- * Parsed documents are arena-owned: the tree is freed when the arena is
+ * Parsed documents are arena-owned: every node and string of the tree is in
+ * the arena given to stoa_json_parse (nothing in malloc) and goes with its
  * reset. Values are read through typed accessors that return NULL/false
  * on a type mismatch instead of trusting the input. */
 #ifndef STOA_JSON_H
