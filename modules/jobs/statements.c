@@ -248,8 +248,8 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     [JOBS_SQL_UPDATE_FOR_FANOUT] =
         {"update_for_fanout",
          "SELECT (SELECT k FROM jsonb_object_keys(audience) k LIMIT 1), title, "
-         "body, action_required, " STOA_DB_TS(
-             "created_at") ", fanout_after FROM admin.updates WHERE id = "
+         "left(body, 280), action_required, " STOA_DB_TS(
+             "created_at") ", fanout_after, length(body) > 280 FROM admin.updates WHERE id = "
                            "$1::uuid",
          1},
     [JOBS_SQL_UPDATE_FANOUT_USER_IDS] =

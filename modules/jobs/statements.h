@@ -94,10 +94,11 @@ enum { RESET_ACCOUNT_COL_ID, RESET_ACCOUNT_COL_EMAIL, RESET_ACCOUNT_COL_NAME };
 enum {
     UPDATE_COL_AUDIENCE_KIND, /* the audience's member: user_ids, role... */
     UPDATE_COL_TITLE,
-    UPDATE_COL_BODY,
+    UPDATE_COL_BODY_PREVIEW, /* the body's first 280 characters */
     UPDATE_COL_ACTION_REQUIRED,
     UPDATE_COL_CREATED_AT,
-    UPDATE_COL_FANOUT_AFTER /* where the next batch starts (NULL: the start) */
+    UPDATE_COL_FANOUT_AFTER, /* where the next batch starts (NULL: the start) */
+    UPDATE_COL_BODY_TRUNCATED
 };
 /* JOBS_SQL_UPDATE_FANOUT_* */
 enum {

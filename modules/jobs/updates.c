@@ -43,7 +43,11 @@ static const stoa_db_statement_t *fanout_statement(stoa_audience_kind_t k)
     return JOBS_SQL(UPDATE_FANOUT_ALL);
 }
 
-/* update.created's data: the update as its recipients' feed shows it. */
+/* update.created's data: the update as its recipients' feed shows it,
+ * with the body's first 280 characters only (body_truncated says whether
+ * that is all of it): nchan keeps each event once per recipient's channel
+ * for the reconnect buffer, so an event stays small however long the body;
+ * the feed (GET /v1/updates) has the whole of it. */
 static char *event_data(jobs_thread_t *t, const char *id,
                         const stoa_db_result_t *up)
 {
@@ -51,7 +55,11 @@ static char *event_data(jobs_thread_t *t, const char *id,
     stoa_jw_object_open(w);
     stoa_jw_kv_string(w, "id", id);
     stoa_jw_kv_string(w, "title", stoa_db_value(up, 0, UPDATE_COL_TITLE));
-    stoa_jw_kv_string(w, "body", stoa_db_value(up, 0, UPDATE_COL_BODY));
+    stoa_jw_kv_string(w, "body_preview",
+                      stoa_db_value(up, 0, UPDATE_COL_BODY_PREVIEW));
+    stoa_jw_kv_bool(
+        w, "body_truncated",
+        strcmp(stoa_db_value(up, 0, UPDATE_COL_BODY_TRUNCATED), "t") == 0);
     stoa_jw_kv_bool(
         w, "action_required",
         strcmp(stoa_db_value(up, 0, UPDATE_COL_ACTION_REQUIRED), "t") == 0);

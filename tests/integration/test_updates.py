@@ -432,8 +432,16 @@ class UpdatesTest(SourceClientTestCase):
         self.assertRegex(doc["id"], r"^evt_[0-9a-f-]{36}$")
         self.assertEqual(doc["data"]["id"], sent["id"])
         self.assertEqual(doc["data"]["title"], "Live one")
-        self.assertEqual(doc["data"]["body"], "Heard *now*")
+        self.assertEqual(doc["data"]["body_preview"], "Heard *now*")
+        self.assertFalse(doc["data"]["body_truncated"])
         self.assertTrue(doc["data"]["action_required"])
+        # A long body: the event carries its first 280 characters.
+        long_body = "é" * 300
+        self.send(c, admin, self.update("Long one", {"user_ids": [self.alice]}, body=long_body))
+        ev = readers["alice"].wait_type("update.created", timeout=HEAR_S)
+        self.assertIsNotNone(ev)
+        data = json.loads(ev["data"])["data"]
+        self.assertEqual((data["body_preview"], data["body_truncated"]), ("é" * 280, True))
         self.assertEqual([e for e in readers["bob"].drain(1.0)
                           if e.get("event") == "update.created"], [],
                          "bob heard an update sent to alice")
