@@ -80,6 +80,20 @@ def bench():
                                 "'realtime.publish' AND payload->'event'->>'type' = "
                                 "'update.created' AND payload->'event'->'data'->>'id' = :'v1'",
                                 update["id"]))
+        # The live events: every batch's publish to its thousand channels
+        # (nchan keeps each event per channel for the reconnect buffer).
+        live = ""
+        for _ in range(150):
+            live = stack.psql("""
+                SELECT count(*) FILTER (WHERE done_at IS NOT NULL) || '|' ||
+                       count(*) FILTER (WHERE dead_at IS NOT NULL) || '|' ||
+                       count(*) FILTER (WHERE done_at IS NULL AND dead_at IS NULL)
+                FROM jobs.outbox WHERE kind = 'realtime.publish'
+                  AND payload->'event'->'data'->>'id' = :'v1'""", update["id"])
+            if live.endswith("|0"):
+                break
+            time.sleep(0.2)
+        published, dead_events, _ = (int(x) for x in live.split("|"))
         b.note("ceiling: the same feed rows in one INSERT ... SELECT")
         ceiling_s = float(stack.psql("""
             CREATE TEMP TABLE t (LIKE admin.update_recipients INCLUDING ALL);
@@ -98,6 +112,9 @@ def bench():
         report.figure("fan-out jobs (each writes batches for up to 2 s)", runs)
         report.figure("mail jobs queued", mails)
         report.figure("batches = live-event jobs (one transaction each)", events)
+        report.figure("live-event jobs published / dead", f"{published} / {dead_events}")
+        if dead_events:
+            report.problem(f"{dead_events} live-event jobs could not be published")
         if delivered != update["recipients"]:
             report.problem(f"{delivered} of {update['recipients']} recipients delivered")
         if mails != delivered:
