@@ -349,19 +349,10 @@ int admin_updates_list(stoa_request_t *req)
 {
     static const char *const allowed[] = {"limit", "cursor", NULL};
     stoa_request_query_reject_unknown(req, allowed);
-    stoa_page_t page;
-    if (!stoa_request_page(req, STOA_PAGE_KEYSET, &page))
-        return stoa_http_invalid_fields(req);
-    const char *params[] = {page.cursor_ts, page.cursor_id, page.fetch};
-    stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
-                          ADMIN_SQL(UPDATES_LIST), params, &res);
-    if (rc != STOA_OK)
-        return rc;
     static const stoa_list_t list = {update_columns,
                                      STOA_ARRAY_LEN(update_columns), NULL,
                                      UPDATE_COL_CURSOR_US, UPDATE_COL_ID};
-    return stoa_http_list(req, res, &page, &list);
+    return stoa_http_keyset_list(req, ADMIN_SQL(UPDATES_LIST), &list);
 }
 
 int admin_updates_get(stoa_request_t *req)

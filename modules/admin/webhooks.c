@@ -164,19 +164,10 @@ static const stoa_column_t webhook_columns[] = {
 
 int admin_webhooks_list(stoa_request_t *req)
 {
-    stoa_page_t page;
-    if (!stoa_request_page(req, STOA_PAGE_KEYSET, &page))
-        return stoa_http_invalid_fields(req);
-    const char *params[] = {page.cursor_ts, page.cursor_id, page.fetch};
-    stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
-                          ADMIN_SQL(WEBHOOK_LIST), params, &res);
-    if (rc != STOA_OK)
-        return rc;
     static const stoa_list_t list = {webhook_columns,
                                      STOA_ARRAY_LEN(webhook_columns), NULL,
                                      WEBHOOK_COL_CURSOR_US, WEBHOOK_COL_ID};
-    return stoa_http_list(req, res, &page, &list);
+    return stoa_http_keyset_list(req, ADMIN_SQL(WEBHOOK_LIST), &list);
 }
 
 int admin_webhooks_delete(stoa_request_t *req)

@@ -151,18 +151,9 @@ int analytics_ingest_keys_create(stoa_request_t *req)
 
 int analytics_ingest_keys_list(stoa_request_t *req)
 {
-    stoa_page_t page;
-    if (!stoa_request_page(req, STOA_PAGE_KEYSET, &page))
-        return stoa_http_invalid_fields(req);
-    const char *params[] = {page.cursor_ts, page.cursor_id, page.fetch};
-    stoa_db_result_t *res;
-    int rc = stoa_db_exec(stoa_request_db(req), req->arena,
-                          ANALYTICS_SQL(INGEST_KEY_LIST), params, &res);
-    if (rc != STOA_OK)
-        return rc;
     static const stoa_list_t list = {key_columns, STOA_ARRAY_LEN(key_columns),
                                      NULL, KEY_COL_CURSOR_US, KEY_COL_ID};
-    return stoa_http_list(req, res, &page, &list);
+    return stoa_http_keyset_list(req, ANALYTICS_SQL(INGEST_KEY_LIST), &list);
 }
 
 int analytics_ingest_keys_delete(stoa_request_t *req)

@@ -154,6 +154,20 @@ void stoa_http_write_columns(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     }
 }
 
+int stoa_http_keyset_list(stoa_request_t *req, const stoa_db_statement_t *st,
+                          const stoa_list_t *list)
+{
+    stoa_page_t page;
+    if (!stoa_request_page(req, STOA_PAGE_KEYSET, &page))
+        return stoa_http_invalid_fields(req);
+    const char *params[] = {page.cursor_ts, page.cursor_id, page.fetch};
+    stoa_db_result_t *res;
+    int rc = stoa_db_exec(stoa_request_db(req), req->arena, st, params, &res);
+    if (rc != STOA_OK)
+        return rc;
+    return stoa_http_list(req, res, &page, list);
+}
+
 int stoa_http_list(stoa_request_t *req, const stoa_db_result_t *res,
                    const stoa_page_t *page, const stoa_list_t *list)
 {

@@ -18,6 +18,7 @@
 #include "stoa/buf.h"
 #include "stoa/core.h"
 #include "stoa/ctx.h"
+#include "stoa/db.h"
 #include "stoa/err.h"
 #include "stoa/json.h"
 #include "stoa/principal.h"
@@ -213,6 +214,12 @@ typedef struct {
  * and next_cursor is null. Returns stoa_http_send()'s result. */
 int stoa_http_list(stoa_request_t *req, const struct stoa_db_result_s *res,
                    const stoa_page_t *page, const stoa_list_t *list);
+
+/* A whole keyset-paged list without filters: reads the page (400 on a bad
+ * limit or cursor), runs st with ($1 the cursor's microseconds, $2 its
+ * uuid, $3 the rows to fetch) and answers as stoa_http_list. */
+int stoa_http_keyset_list(stoa_request_t *req, const stoa_db_statement_t *st,
+                          const stoa_list_t *list);
 
 /* The one shape of a handler that changes something (CONVENTIONS,
  * Transactions): begin -> statements -> (nothing found: rollback, 404) ->
