@@ -246,17 +246,17 @@ def fake_requests(fake, method, path):
 
 # --- mail ----------------------------------------------------------------------
 
-def mails_to(stack, address):
+def mails_to(stack, address, part="plain"):
     """Messages the jobs worker wrote to the stack's mail dir for address:
-    [(subject, plain text body)]."""
+    [(subject, body)], the body the message's `part` (plain or html)."""
     out = []
     for path in sorted(glob.glob(os.path.join(stack.path("mail"), "*.eml"))):
         with open(path, "rb") as f:
             msg = email.message_from_binary_file(f, policy=email.policy.default)
         if msg["To"] != address:
             continue
-        part = msg.get_body(preferencelist=("plain",))
-        out.append((str(msg["Subject"]), part.get_content() if part else ""))
+        body = msg.get_body(preferencelist=(part,))
+        out.append((str(msg["Subject"]), body.get_content() if body else ""))
     return out
 
 

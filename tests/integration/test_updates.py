@@ -6,11 +6,7 @@ counts. A worker killed mid-fan-out loses no recipient and writes none
 twice. Bad input is refused by name, other users' items are 404.
 """
 
-import email
 import json
-import email.policy
-import glob
-import os
 import signal
 import time
 import unittest
@@ -24,19 +20,6 @@ from realtimelib import HEAR_S, SseReader
 
 GOOD_PASSWORD = bl.GOOD_PASSWORD
 RANDOM_ID = "5b0c8f4e-3f0a-4c52-9d7e-1f2a3b4c5d6e"
-
-
-def html_parts(stack, address):
-    """(subject, html) of every mail written for address."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(stack.path("mail"), "*.eml"))):
-        with open(path, "rb") as f:
-            msg = email.message_from_binary_file(f, policy=email.policy.default)
-        if msg["To"] != address:
-            continue
-        part = msg.get_body(preferencelist=("html",))
-        out.append((str(msg["Subject"]), part.get_content() if part else ""))
-    return out
 
 
 class UpdatesTest(SourceClientTestCase):
@@ -174,7 +157,7 @@ class UpdatesTest(SourceClientTestCase):
 
         # The mail: the title as subject, the body's Markdown as HTML, and
         # nothing of the body passed through as markup.
-        mails = html_parts(self.stack, self.alice_email)
+        mails = bl.mails_to(self.stack, self.alice_email, part="html")
         subjects = [s for s, _ in mails]
         self.assertIn("Billing is here", subjects)
         html = [h for s, h in mails if s == "Billing is here"][0]
