@@ -9,25 +9,28 @@
  * bounds in epoch seconds (from inclusive, to exclusive), checked and
  * defaulted by ANALYTICS_SQL_DASHBOARD_RANGE. */
 #define DASHBOARD_RANGE                                                        \
-    "r AS (SELECT to_timestamp($1::bigint) AS f, to_timestamp($2::bigint) "   \
+    "r AS (SELECT to_timestamp($1::bigint) AS f, to_timestamp($2::bigint) "    \
     "AS t)"
+/* The range's bounds and the time of the answer, as the API shows times. */
+#define DASHBOARD_SHOWN STOA_DB_TS("f") ", " STOA_DB_TS("t")
+#define DASHBOARD_AS_OF STOA_DB_TS("now()")
 /* Every UTC day the range touches, from the day of `from` to the day of
  * the last instant before `to`. */
 #define DASHBOARD_DAYS                                                         \
-    "days AS (SELECT d.first + i AS day FROM (SELECT (f AT TIME ZONE "        \
-    "'UTC')::date AS first, ((t - interval '1 microsecond') AT TIME ZONE "    \
+    "days AS (SELECT d.first + i AS day FROM (SELECT (f AT TIME ZONE "         \
+    "'UTC')::date AS first, ((t - interval '1 microsecond') AT TIME ZONE "     \
     "'UTC')::date AS last FROM r) d, generate_series(0, d.last - d.first) i)"
 /* num / den rounded to 4 decimals, 0 when den is 0 (nothing to divide). */
 #define DASHBOARD_RATE(num, den)                                               \
-    "CASE WHEN " den " = 0 THEN 0 ELSE round(" num "::numeric / " den         \
+    "CASE WHEN " den " = 0 THEN 0 ELSE round(" num "::numeric / " den          \
     ", 4)::float8 END"
 /* A subscription's end, for one whose status is canceled: the end of the
  * period it was cancelled at (Stripe's canceled_at is then the time of the
  * request, not of the end), else its canceled_at, else the last change of
  * the row. NULL for a subscription that has not ended. */
 #define DASHBOARD_ENDED_AT                                                     \
-    "CASE WHEN s.status = 'canceled' THEN CASE WHEN s.cancel_at_period_end "  \
-    "AND s.current_period_end IS NOT NULL THEN s.current_period_end ELSE "    \
+    "CASE WHEN s.status = 'canceled' THEN CASE WHEN s.cancel_at_period_end "   \
+    "AND s.current_period_end IS NOT NULL THEN s.current_period_end ELSE "     \
     "coalesce(s.canceled_at, s.updated_at) END END"
 
 const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
@@ -131,10 +134,9 @@ const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
          "WITH b AS (SELECT $1::timestamptz AS f, coalesce($2::timestamptz, "
          "date_trunc('day', now()) + interval '1 day') AS t), r AS (SELECT "
          "coalesce(f, t - interval '30 days') AS f, t FROM b) SELECT "
-         "extract(epoch FROM f)::bigint, extract(epoch FROM t)::bigint, "
-         STOA_DB_TS("f") ", " STOA_DB_TS("t") ", f < t, t <= f + interval "
-         "'2 years', f >= timestamptz '0001-01-01 00:00:00+00', "
-         STOA_DB_TS("now()") " FROM r",
+         "extract(epoch FROM f)::bigint, extract(epoch FROM t)::bigint, " DASHBOARD_SHOWN
+         ", f < t, t <= f + interval '2 years', f >= "
+         "timestamptz '0001-01-01 00:00:00+00', " DASHBOARD_AS_OF " FROM r",
          2},
     /* Accounts made in the range, erased ones included (they signed up),
      * by UTC day, every day present. Reads users_created_at_idx. */
