@@ -11,8 +11,7 @@
 /* ?from= and ?to=, each optional (RFC 3339 UTC or a date); the range
  * itself (order, length, defaults) is Postgres' to compute, so a date
  * and a time compare as instants rather than as text. */
-static void read_bounds(stoa_request_t *req, const char **from,
-                        const char **to)
+static void read_bounds(stoa_request_t *req, const char **from, const char **to)
 {
     static const char *const allowed[] = {"from", "to", NULL};
     stoa_request_query_reject_unknown(req, allowed);

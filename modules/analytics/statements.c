@@ -152,16 +152,18 @@ const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
          2},
     /* Distinct signed-in users on the range's last day, its last 7 and
      * its last 30 days, from the rollup's per-day users (a range scan of
-     * its primary key, never raw events). */
+     * its primary key, never raw events). Each user's latest day in the
+     * 30 says which windows they are in: one grouping, not three distinct
+     * counts. */
     [ANALYTICS_SQL_DASHBOARD_ACTIVE] =
         {"dashboard_active",
          "WITH " DASHBOARD_RANGE ", l AS (SELECT ((t - interval '1 "
-         "microsecond') AT TIME ZONE 'UTC')::date AS d FROM r) SELECT "
-         "to_char(l.d, 'YYYY-MM-DD'), count(DISTINCT a.user_id) FILTER "
-         "(WHERE a.day = l.d), count(DISTINCT a.user_id) FILTER (WHERE a.day "
-         "> l.d - 7), count(DISTINCT a.user_id) FROM l LEFT JOIN "
-         "analytics.active_users a ON a.day > l.d - 30 AND a.day <= l.d "
-         "GROUP BY l.d",
+         "microsecond') AT TIME ZONE 'UTC')::date AS d FROM r), u AS (SELECT "
+         "max(a.day) AS last FROM analytics.active_users a, l WHERE a.day > "
+         "l.d - 30 AND a.day <= l.d GROUP BY a.user_id) SELECT to_char(l.d, "
+         "'YYYY-MM-DD'), count(u.last) FILTER (WHERE u.last = l.d), "
+         "count(u.last) FILTER (WHERE u.last > l.d - 7), count(u.last) FROM "
+         "l LEFT JOIN u ON true GROUP BY l.d",
          2},
     /* The subscriptions as they stand: paying customers (active or
      * past_due), trialing ones, and per currency the MRR and ARPU. Sums
