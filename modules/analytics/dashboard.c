@@ -63,6 +63,8 @@ int analytics_dashboard(stoa_request_t *req)
                                  bound_fields, &range);
     if (rc != STOA_OK)
         return rc;
+    if (stoa_db_rows(range) != 1)
+        return STOA_ERROR; /* a SELECT without FROM tables: always one row */
     /* The one row: a bad range is the client's, named by the bound that
      * makes it so (to before from; from too far back). */
     if (stoa_db_value(range, 0, RANGE_COL_ORDERED)[0] != 't')
