@@ -20,6 +20,7 @@ int analytics_ingest_keys_list(stoa_request_t *req);
 int analytics_ingest_keys_delete(stoa_request_t *req);
 int analytics_metrics(stoa_request_t *req);
 int analytics_export(stoa_request_t *req);
+int analytics_dashboard(stoa_request_t *req);
 
 /* Reads ?from= and ?to= (required; RFC 3339 times or dates), recording
  * field errors; true when both are good and from is before to (compared

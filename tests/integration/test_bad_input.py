@@ -152,7 +152,7 @@ def sweep_routes(user_email, password, webhook_id):
         route("POST", "/v1/analytics/events", "anon", {"events": [{"event": "sweep"}]}),
         route("GET", "/v1/analytics/metrics", "finance",
               query={"event": "word", "interval": "word", "from": "time", "to": "time"}),
-        route("GET", "/v1/analytics/dashboard", "admin"),
+        route("GET", "/v1/analytics/dashboard", "admin", query={"from": "time", "to": "time"}),
         route("GET", "/v1/analytics/export", "admin",
               query={"event": "word", "from": "time", "to": "time"}),
         route("POST", "/v1/admin/ingest-keys", "admin", {"name": "sweep"}, (BODY, IDEMPOTENT),
