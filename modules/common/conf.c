@@ -39,7 +39,7 @@ typedef struct {
 
 static const conf_key_t conf_keys[] = {
     S(database_url, "dbname=stoa", CONF_NONEMPTY | CONF_SECRET),
-    S(redis_url, "redis://127.0.0.1:6379/0", CONF_NONEMPTY),
+    S(redis_url, "redis://127.0.0.1:6379/0", CONF_NONEMPTY | CONF_SECRET),
     S(public_url, "https://127.0.0.1:8443", CONF_NONEMPTY),
     S(log_dir, "-", CONF_NONEMPTY),
     {"log_level", CONF_LEVEL, offsetof(stoa_conf_t, log_level), "info", 0, 5,

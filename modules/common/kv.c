@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stoa/crypto.h"
 #include "stoa/log.h"
 
 /* Lock-free: every Redis call of every thread reads open_until_us, and a
@@ -25,6 +26,10 @@ struct stoa_kv_s {
     int port;
     int db;
     bool is_unix;
+    /* From the url's userinfo: AUTH [user] password after each connect;
+     * empty: no AUTH. */
+    char user[128];
+    char password[256];
     long timeout_ms;
     uint64_t last_attempt_us;
     bool reached;               /* the last call connected or sent */
@@ -50,12 +55,35 @@ static bool parse_uint(const char *s, size_t n, long max, long *out)
     return true;
 }
 
-int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
-                      int *db, bool *is_unix)
+/* Copies userinfo "[user]:password" (the part of a redis:// url before
+ * its '@') into user and password. */
+static bool parse_userinfo(const char *p, size_t n, char *user, size_t userlen,
+                           char *password, size_t passlen)
+{
+    const char *colon = memchr(p, ':', n);
+    if (!colon)
+        return false;
+    size_t ulen = (size_t)(colon - p), plen = n - ulen - 1;
+    if (plen == 0 || ulen >= userlen || plen >= passlen)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x21 || p[i] == 0x7f)
+            return false;
+    memcpy(user, p, ulen);
+    user[ulen] = '\0';
+    memcpy(password, colon + 1, plen);
+    password[plen] = '\0';
+    return true;
+}
+
+int stoa_kv_parse_url_auth(const char *url, char *host, size_t hostlen,
+                           int *port, int *db, bool *is_unix, char *user,
+                           size_t userlen, char *password, size_t passlen)
 {
     *port = 6379;
     *db = 0;
     *is_unix = false;
+    user[0] = password[0] = '\0';
     if (strncmp(url, "unix://", 7) == 0) {
         const char *path = url + 7;
         if (*path != '/' || strlen(path) >= hostlen)
@@ -67,6 +95,15 @@ int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
     if (strncmp(url, "redis://", 8) != 0)
         return STOA_DECLINED;
     const char *p = url + 8;
+    /* redis://[user]:password@host...: the last '@' ends the userinfo
+     * (a host has none; a password may hold '/' or ':'). */
+    const char *at = strrchr(p, '@');
+    if (at) {
+        if (!parse_userinfo(p, (size_t)(at - p), user, userlen, password,
+                            passlen))
+            return STOA_DECLINED;
+        p = at + 1;
+    }
     const char *end = p + strcspn(p, ":/");
     if (end == p || (size_t)(end - p) >= hostlen)
         return STOA_DECLINED;
@@ -92,11 +129,24 @@ int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
     return STOA_OK;
 }
 
+int stoa_kv_parse_url(const char *url, char *host, size_t hostlen, int *port,
+                      int *db, bool *is_unix)
+{
+    char user[128], password[256];
+    int rc = stoa_kv_parse_url_auth(url, host, hostlen, port, db, is_unix, user,
+                                    sizeof(user), password, sizeof(password));
+    stoa_wipe(password, sizeof(password));
+    return rc;
+}
+
 stoa_kv_t *stoa_kv_new(const char *url, long timeout_ms)
 {
     stoa_kv_t *kv = stoa_xcalloc(1, sizeof(*kv));
-    if (stoa_kv_parse_url(url, kv->host, sizeof(kv->host), &kv->port, &kv->db,
-                          &kv->is_unix) != STOA_OK) {
+    if (stoa_kv_parse_url_auth(url, kv->host, sizeof(kv->host), &kv->port,
+                               &kv->db, &kv->is_unix, kv->user,
+                               sizeof(kv->user), kv->password,
+                               sizeof(kv->password)) != STOA_OK) {
+        stoa_wipe(kv->password, sizeof(kv->password));
         free(kv);
         return NULL;
     }
@@ -219,6 +269,7 @@ void stoa_kv_free(stoa_kv_t *kv)
     if (!kv)
         return;
     drop(kv);
+    stoa_wipe(kv->password, sizeof(kv->password));
     free(kv);
 }
 
@@ -254,6 +305,28 @@ static int ensure(stoa_kv_t *kv)
         return STOA_AGAIN;
     }
     kv->ctx = c;
+    if (kv->password[0]) {
+        /* AUTH password, or AUTH user password (Redis 6 ACLs). */
+        const char *argv[3] = {"AUTH"};
+        size_t lens[3] = {4};
+        int argc = 1;
+        if (kv->user[0]) {
+            argv[argc] = kv->user;
+            lens[argc++] = strlen(kv->user);
+        }
+        argv[argc] = kv->password;
+        lens[argc++] = strlen(kv->password);
+        redisReply *r = command_argv(kv, argc, argv, lens);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            stoa_log(STOA_LOG_ERR,
+                     "redis refused the credentials of redis_url");
+            drop(kv);
+            return STOA_AGAIN;
+        }
+    }
     if (kv->db) {
         char dbs[8];
         snprintf(dbs, sizeof(dbs), "%d", kv->db);

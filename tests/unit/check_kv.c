@@ -2,9 +2,12 @@
  * breaker against a fake server on a unix socket: one that accepts and
  * never answers (a Redis stopped by SIGSTOP), then one that answers. */
 #include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "check_util.h"
@@ -60,7 +63,11 @@ static const char *const bad_urls[] = {
     "redis://h/1x",
     "redis://h/1/",
     "redis://h:6379/0/extra",
-    "redis://user:pass@h:6379",
+    "redis://nopassword@h:6379",
+    "redis://:@h",
+    "redis://user:@h",
+    "redis://:pass word@h",
+    "redis://:pass@",
     "rediss://h:6379",
     "http://h:6379",
     "REDIS://h",
@@ -78,6 +85,99 @@ START_TEST(parse_bad_urls)
     ck_assert_msg(stoa_kv_parse_url(bad_urls[_i], host, sizeof(host), &port,
                                     &db, &is_unix) == STOA_DECLINED,
                   "'%s' accepted", bad_urls[_i]);
+}
+END_TEST
+
+START_TEST(parse_credentials)
+{
+    char host[64], user[32], password[32];
+    int port, db;
+    bool is_unix;
+    /* The last '@' ends the userinfo: a password may hold ':', '/', '@'. */
+    ck_assert_int_eq(stoa_kv_parse_url_auth("redis://:s3/cr:@t@cache:6380/2",
+                                            host, sizeof(host), &port, &db,
+                                            &is_unix, user, sizeof(user),
+                                            password, sizeof(password)),
+                     STOA_OK);
+    ck_assert_str_eq(user, "");
+    ck_assert_str_eq(password, "s3/cr:@t");
+    ck_assert_str_eq(host, "cache");
+    ck_assert_int_eq(port, 6380);
+    ck_assert_int_eq(db, 2);
+    ck_assert_int_eq(stoa_kv_parse_url_auth("redis://app:pw@h", host,
+                                            sizeof(host), &port, &db, &is_unix,
+                                            user, sizeof(user), password,
+                                            sizeof(password)),
+                     STOA_OK);
+    ck_assert_str_eq(user, "app");
+    ck_assert_str_eq(password, "pw");
+    ck_assert_int_eq(port, 6379);
+    /* No userinfo: no AUTH. */
+    ck_assert_int_eq(stoa_kv_parse_url_auth(
+                         "redis://h", host, sizeof(host), &port, &db, &is_unix,
+                         user, sizeof(user), password, sizeof(password)),
+                     STOA_OK);
+    ck_assert_str_eq(password, "");
+    /* A password longer than its buffer is refused, not cut. */
+    ck_assert_int_eq(
+        stoa_kv_parse_url_auth("redis://:0123456789abcdef0123456789abcdef@h",
+                               host, sizeof(host), &port, &db, &is_unix, user,
+                               sizeof(user), password, sizeof(password)),
+        STOA_DECLINED);
+}
+END_TEST
+
+/* A real redis-server on a loopback port with requirepass: the url's
+ * password is sent with AUTH on connect; a wrong one never connects. */
+START_TEST(auth_reaches_a_server_with_requirepass)
+{
+    int port = 20000 + (int)(getpid() % 20000);
+    char portstr[16], url[128];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    pid_t server = fork();
+    ck_assert_int_ge(server, 0);
+    if (server == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execlp("redis-server", "redis-server", "--port", portstr, "--bind",
+               "127.0.0.1", "--requirepass", "s3cret", "--save", "",
+               "--appendonly", "no", "--protected-mode", "yes", (char *)NULL);
+        _exit(127);
+    }
+    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d/1", port);
+    stoa_kv_t *good = stoa_kv_new(url, 500);
+    ck_assert_ptr_nonnull(good);
+    int rc = STOA_AGAIN;
+    for (int i = 0; i < 100 && rc != STOA_OK; i++) {
+        usleep(50 * 1000);
+        rc = stoa_kv_set(good, "stoa-check-auth", "v", 1, 10);
+    }
+    ck_assert_int_eq(rc, STOA_OK);
+    stoa_arena_t *arena = stoa_arena_create(0);
+    char *value = NULL;
+    ck_assert_int_eq(stoa_kv_get(good, arena, "stoa-check-auth", &value, NULL),
+                     STOA_OK);
+    ck_assert_str_eq(value, "v");
+
+    snprintf(url, sizeof(url), "redis://:wrong@127.0.0.1:%d/1", port);
+    stoa_kv_t *bad = stoa_kv_new(url, 500);
+    ck_assert_int_ne(stoa_kv_set(bad, "stoa-check-auth", "w", 1, 10), STOA_OK);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/1", port);
+    stoa_kv_t *none = stoa_kv_new(url, 500);
+    ck_assert_int_ne(stoa_kv_set(none, "stoa-check-auth", "w", 1, 10), STOA_OK);
+    ck_assert_int_eq(stoa_kv_get(good, arena, "stoa-check-auth", &value, NULL),
+                     STOA_OK);
+    ck_assert_str_eq(value, "v");
+
+    stoa_kv_free(good);
+    stoa_kv_free(bad);
+    stoa_kv_free(none);
+    stoa_arena_destroy(arena);
+    kill(server, SIGTERM);
+    waitpid(server, NULL, 0);
 }
 END_TEST
 
@@ -281,11 +381,14 @@ static Suite *kv_suite(void)
 {
     Suite *s = suite_create("kv");
     TEST_CASE_OF(s, "url", NULL, NULL, LOOP(parse_good_urls, good_urls),
-                 LOOP(parse_bad_urls, bad_urls), ONCE(parse_host_too_long),
+                 LOOP(parse_bad_urls, bad_urls), ONCE(parse_credentials),
+                 ONCE(parse_host_too_long),
                  ONCE(new_checks_url_without_connecting));
 
     TEST_CASE(s, "breaker", NULL, NULL, breaker_one_timeout_spares_every_handle,
               breaker_stays_closed_on_a_refused_connection);
+
+    TEST_CASE(s, "auth", NULL, NULL, auth_reaches_a_server_with_requirepass);
 
     TEST_CASE(s, "regression", NULL, NULL,
               regression_port_and_db_refuse_whitespace);

@@ -74,7 +74,15 @@ STOA_MUSTCHECK int stoa_kv_mget(stoa_kv_t *kv, stoa_arena_t *arena, size_t n,
  * when missing. */
 STOA_MUSTCHECK int stoa_kv_ttl(stoa_kv_t *kv, const char *key, long *ttl);
 
-/* Parses a url without connecting (exposed for tests). */
+/* Parses a url without connecting (exposed for tests):
+ * redis://[[user]:password@]host[:port][/db] or unix:///path. The _auth
+ * form also gives the userinfo (empty strings when there is none); the
+ * credentials are sent with AUTH after every connect. */
+STOA_MUSTCHECK int stoa_kv_parse_url_auth(const char *url, char *host,
+                                          size_t hostlen, int *port, int *db,
+                                          bool *is_unix, char *user,
+                                          size_t userlen, char *password,
+                                          size_t passlen);
 STOA_MUSTCHECK int stoa_kv_parse_url(const char *url, char *host,
                                      size_t hostlen, int *port, int *db,
                                      bool *is_unix);
