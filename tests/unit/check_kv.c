@@ -1,8 +1,8 @@
 /* check_kv.c - Redis url parsing (no server needed), and the circuit
  * breaker against a fake server on a unix socket: one that accepts and
  * never answers (a Redis stopped by SIGSTOP), then one that answers. */
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
