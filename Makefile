@@ -166,7 +166,7 @@ deps:
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory format-check check-headers check-routes test-unit test-gateway-unit test-fuzz-replay test-fakes
+	$(Q)$(MAKE) --no-print-directory format-check check-headers check-routes check-ansible test-unit test-gateway-unit test-fuzz-replay test-fakes
 	$(Q)$(MAKE) --no-print-directory test-integration
 	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-gateway-unit test-fuzz-replay test-integration"
 

@@ -5,6 +5,7 @@
 #   scripts/deps.sh          what make, make test and make run need
 #   scripts/deps.sh bench    that, plus what the benchmarks alone need (the
 #                            FastAPI peer and its drivers)
+#   scripts/deps.sh deploy   that, plus what make test-deploy needs
 set -euo pipefail
 
 packages=(
@@ -14,7 +15,10 @@ packages=(
   nginx nginx-dev libnginx-mod-nchan spawn-fcgi multiwatch
   postgresql-15 postgresql-client-15 redis-server
   wrk clang libclang-rt-14-dev clang-format
+  ansible ansible-lint
 )
+# Only make test-deploy uses these (the test hosts' roots and namespaces).
+deploy_packages=(debootstrap iproute2 util-linux)
 # Only the benchmarks use these: make test and make run never pull them in.
 bench_packages=(
   python3-fastapi python3-uvicorn python3-uvloop python3-httptools
@@ -23,7 +27,8 @@ bench_packages=(
 case ${1:-} in
 '') ;;
 bench) packages+=("${bench_packages[@]}") ;;
-*) echo "usage: $0 [bench]" >&2; exit 2 ;;
+deploy) packages+=("${deploy_packages[@]}") ;;
+*) echo "usage: $0 [bench|deploy]" >&2; exit 2 ;;
 esac
 
 missing=()

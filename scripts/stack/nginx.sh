@@ -156,6 +156,11 @@ render_nginx() {
         sed -e "s|@RUN@|$RUN|g" \
             -e "s|@HTTPS_PORT@|$HTTPS_PORT|g" \
             -e "s|@HTTP_PORT@|$HTTP_PORT|g" \
+            -e "s|@LISTEN_ADDR@|127.0.0.1|g" \
+            -e "s|@UPSTREAM_AUTH@|server unix:$RUN/sock/auth.sock;|g" \
+            -e "s|@UPSTREAM_BILLING@|server unix:$RUN/sock/billing.sock;|g" \
+            -e "s|@UPSTREAM_ANALYTICS@|server unix:$RUN/sock/analytics.sock;|g" \
+            -e "s|@UPSTREAM_ADMIN@|server unix:$RUN/sock/admin.sock;|g" \
             -e "s|@KEEPALIVE_DIRECTIVE@|$keepalive_directive|g" \
             -e "s|@KEEPALIVE_NOTE@|$keepalive_note|g" \
             -e "s|@USER_DIRECTIVE@|$user_directive|g" \

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make test-deploy: applies ansible/site.yml to six throwaway test hosts
+# (two gateways, a worker, a Postgres primary and replica, Redis), runs it a
+# second time and requires changed=0, checks the installed units with
+# systemd-analyze verify, then registers, logs in and reads /v1/me through
+# each gateway and finds the new user on the replica. Everything is torn
+# down on exit, failed or not.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+[[ $(id -u) -eq 0 ]] || { echo "test-deploy: needs root (namespaces, mounts)" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/stoa-deploy.XXXXXX)
+HOSTS=(gw1=10.77.0.11 gw2=10.77.0.12 worker1=10.77.0.21 db1=10.77.0.31 db2=10.77.0.32 redis1=10.77.0.41)
+cleanup() {
+    "$HERE/hosts.sh" down "$WORK" || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+start=$SECONDS
+"$HERE/hosts.sh" up "$WORK" "${HOSTS[@]}"
+
+host_line() {
+    local name=$1 addr=$2
+    printf '        %s: {ansible_host: %s, ansible_chroot_exe: %s, stoa_address: %s}\n' \
+        "$name" "$WORK/hosts/$name/root" "$WORK/bin/enter-$name" "$addr"
+}
+addr() { local s; for s in "${HOSTS[@]}"; do [[ ${s%%=*} == "$1" ]] && echo "${s#*=}"; done; }
+{
+    echo "all:"
+    echo "  vars:"
+    echo "    ansible_connection: community.general.chroot"
+    echo "    ansible_python_interpreter: /usr/bin/python3"
+    echo "    stoa_apt_update_cache: false"
+    echo "    stoa_secrets_dir: $WORK/secrets"
+    echo "    stoa_public_url: https://stoa.test"
+    echo "  children:"
+    for group in gateways:gw1,gw2 workers:worker1 primary:db1 replica:db2 redis:redis1; do
+        echo "    ${group%%:*}:"
+        echo "      hosts:"
+        IFS=, read -r -a names <<<"${group#*:}"
+        for n in "${names[@]}"; do host_line "$n" "$(addr "$n")"; done
+    done
+    echo "    databases:"
+    echo "      children: {primary: {}, replica: {}}"
+} >"$WORK/inventory.yml"
+
+cd "$REPO/ansible"
+export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+echo "test-deploy: first run"
+ansible-playbook -i "$WORK/inventory.yml" site.yml | tee "$WORK/run1.log" | tail -n 12
+echo "test-deploy: second run"
+ansible-playbook -i "$WORK/inventory.yml" site.yml >"$WORK/run2.log"
+sed -n '/PLAY RECAP/,$p' "$WORK/run2.log"
+if sed -n '/PLAY RECAP/,$p' "$WORK/run2.log" | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]'; then
+    echo "test-deploy: FAIL: the second run changed something" >&2
+    grep -E '^(changed|TASK)' "$WORK/run2.log" | grep -B1 '^changed' >&2 || true
+    exit 1
+fi
+
+echo "test-deploy: systemd-analyze verify"
+"$WORK/bin/enter-worker1" - systemd-analyze verify /etc/systemd/system/stoa-pool@auth.service /etc/systemd/system/stoa-jobs.service
+"$WORK/bin/enter-gw1" - systemd-analyze verify /etc/systemd/system/stoa-nginx.service
+
+email="deploy-$RANDOM@example.com"
+password="Deploy-test-$RANDOM-horse-battery"
+for gw in gw1 gw2; do
+    base="https://$(addr "$gw")"
+    c=(curl -sk --noproxy '*' --max-time 10 -H 'Content-Type: application/json')
+    if [[ $gw == gw1 ]]; then
+        code=$("${c[@]}" -o "$WORK/reg.json" -w '%{http_code}' -X POST "$base/v1/auth/register" \
+            -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+        [[ $code == 201 || $code == 200 ]] || { echo "register via $gw: $code $(cat "$WORK/reg.json")" >&2; exit 1; }
+    fi
+    "${c[@]}" -o "$WORK/login.json" -X POST "$base/v1/auth/login" \
+        -d "{\"email\":\"$email\",\"password\":\"$password\"}"
+    token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/login.json")
+    me=$("${c[@]}" -H "Authorization: Bearer $token" "$base/v1/me")
+    [[ $me == *"$email"* ]] || { echo "/v1/me via $gw: $me" >&2; exit 1; }
+    echo "test-deploy: $gw: register/login/me ok"
+done
+for ((i = 0; i < 50; i++)); do
+    n=$("$WORK/bin/enter-db2" - runuser -u postgres -- psql -tAq -d stoa \
+        -c "SELECT count(*) FROM auth.users WHERE email = '$email'" 2>/dev/null || true)
+    [[ $n == 1 ]] && break
+    sleep 0.2
+done
+[[ ${n:-} == 1 ]] || { echo "test-deploy: the user did not reach the replica" >&2; exit 1; }
+echo "test-deploy: the write reached the replica"
+echo "test-deploy: passed in $((SECONDS - start)) s"
