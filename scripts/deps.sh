@@ -14,6 +14,7 @@ packages=(
   nginx nginx-dev libnginx-mod-nchan spawn-fcgi multiwatch
   postgresql-15 postgresql-client-15 redis-server
   wrk clang libclang-rt-14-dev clang-format
+  prometheus
 )
 # Only the benchmarks use these: make test and make run never pull them in.
 bench_packages=(
