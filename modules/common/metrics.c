@@ -206,7 +206,8 @@ int stoa_metrics_open(const char *dir, const char *program,
                       const stoa_metrics_labels_t *labels, char *err,
                       size_t errlen)
 {
-    if (own)
+    /* A forked child has its parent's slot: it takes one of its own. */
+    if (own && atomic_load(&own->pid) == (int32_t)getpid())
         return STOA_OK;
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s.metrics", dir, program);
@@ -560,8 +561,12 @@ static void expose_requests(stoa_buf_t *out, stoa_metrics_snapshot_t *const *sna
             }
             open_route(out, "stoa_http_request_duration_seconds_sum", snaps[i],
                        r);
-            stoa_buf_puts(out, "}");
-            put_value(out, (double)snaps[i]->latency_sum_us[r] / 1e6);
+            /* Exact seconds from the microseconds (a double would print
+             * 9.0041010000000004). */
+            uint64_t us = snaps[i]->latency_sum_us[r];
+            stoa_buf_printf(out, "} %llu.%06llu\n",
+                            (unsigned long long)(us / 1000000),
+                            (unsigned long long)(us % 1000000));
             open_route(out, "stoa_http_request_duration_seconds_count",
                        snaps[i], r);
             stoa_buf_puts(out, "}");
