@@ -18,9 +18,11 @@ import urllib.parse
 import urllib.request
 import uuid
 
+from billinglib import WebhookSender
 from harness import REPO, StackTestCase, free_port, wait_until
 
 PASSWORD = "Tq7#vLp2!xRz-9mW"
+STRIPE_SECRET = "whsec_" + uuid.uuid4().hex
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 RULES = os.path.join(REPO, "docs", "alerts.rules.yml")
@@ -74,7 +76,8 @@ def value(samples, name, **labels):
 
 class MetricsTest(StackTestCase):
     stack_env = {"STOA_RATE_API": "100000r/s", "STOA_BURST_API": "100000",
-                 "STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000"}
+                 "STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
+                 "STOA_STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
 
     @classmethod
     def setUpClass(cls):
@@ -181,6 +184,32 @@ class MetricsTest(StackTestCase):
         for _ in range(4):
             self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
         self.assertGreaterEqual(value(self.scrape(), "stoa_http_requests_total", pool="auth"), total + 4)
+
+    def test_stripe_webhooks_and_their_lag(self):
+        self.wait_metrics_up()
+        before = self.scrape()
+        got = lambda s, r: value(s, "stoa_stripe_webhooks_total", pool="billing", result=r) or 0
+        lag_count = value(before, "stoa_stripe_webhook_lag_seconds_count", pool="billing") or 0
+        lag_sum = value(before, "stoa_stripe_webhook_lag_seconds_sum", pool="billing") or 0
+        hooks = WebhookSender(self.stack, STRIPE_SECRET)
+        created = time.time() - 40
+        r, event_id = hooks.send("customer.created", {"id": "cus_metrics", "object": "customer"},
+                                 created=created)
+        self.assertEqual(r.status, 200, repr(r))
+        r, _ = hooks.send("customer.created", {"id": "cus_metrics", "object": "customer"},
+                          created=created, event_id=event_id)
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(hooks.post(b"{}", "t=1,v1=00").status, 400)
+        after = self.scrape()
+        self.assertEqual(got(after, "received"), got(before, "received") + 2)
+        self.assertEqual(got(after, "duplicate"), got(before, "duplicate") + 1)
+        self.assertEqual(got(after, "failed"), got(before, "failed") + 1)
+        self.assertEqual(value(after, "stoa_stripe_webhook_lag_seconds_count", pool="billing"),
+                         lag_count + 1)
+        self.assertGreaterEqual(value(after, "stoa_stripe_webhook_lag_seconds_sum", pool="billing"),
+                                lag_sum + 39)
+        self.assertEqual(value(after, "stoa_stripe_webhook_lag_seconds_bucket", pool="billing", le="30"),
+                         value(before, "stoa_stripe_webhook_lag_seconds_bucket", pool="billing", le="30") or 0)
 
     def test_not_on_the_public_port(self):
         r = self.stack.client.request("GET", "/metrics")
