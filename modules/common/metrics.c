@@ -6,8 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SEGMENT_MAGIC 0x73746f614d657472ull /* "stoaMetr" */
+#define SEGMENT_MAGIC 0x73746f614d657472ull  /* "stoaMetr" */
 #define ROUTE_ROWS (STOA_METRICS_ROUTES + 1) /* + the unmatched row */
 #define STATUS_CLASSES 5                     /* 1xx .. 5xx */
 #define METHOD_MAX 8
@@ -25,8 +25,7 @@
 #define PROGRAM_MAX 32
 
 static const double latency_bounds_s[STOA_METRICS_LATENCY_BUCKETS] = {
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1,    0.25,  0.5,    1,     2.5,  5};
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 static const uint64_t latency_bounds_us[STOA_METRICS_LATENCY_BUCKETS] = {
     500,    1000,   2500,   5000,    10000,   25000,  50000,
     100000, 250000, 500000, 1000000, 2500000, 5000000};
@@ -47,8 +46,8 @@ typedef struct {
 } counters_t;
 
 typedef struct {
-    _Atomic int32_t pid; /* 0: free */
-    _Atomic int32_t stopped; /* the process stopped cleanly */
+    _Atomic int32_t pid;                   /* 0: free */
+    _Atomic int32_t stopped;               /* the process stopped cleanly */
     _Atomic int64_t in_flight[ROUTE_ROWS]; /* a gauge: never folded */
     counters_t counts;
 } slot_t;
@@ -107,9 +106,9 @@ static void fill_labels(segment_t *s, const char *program,
                         const stoa_metrics_labels_t *l)
 {
     snprintf(s->program, sizeof(s->program), "%s", program);
-    s->nroutes = (uint32_t)(l->nroutes < STOA_METRICS_ROUTES
-                                ? l->nroutes
-                                : STOA_METRICS_ROUTES);
+    s->nroutes =
+        (uint32_t)(l->nroutes < STOA_METRICS_ROUTES ? l->nroutes
+                                                    : STOA_METRICS_ROUTES);
     s->nkinds = (uint32_t)(l->nkinds < STOA_METRICS_KINDS ? l->nkinds
                                                           : STOA_METRICS_KINDS);
     for (uint32_t i = 0; i < s->nroutes; i++) {
@@ -143,7 +142,8 @@ static bool pid_alive(int32_t pid)
     return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-#define ADD(dst, src) atomic_fetch_add_explicit(&(dst), (src), memory_order_relaxed)
+#define ADD(dst, src)                                                          \
+    atomic_fetch_add_explicit(&(dst), (src), memory_order_relaxed)
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 /* Adds one slot's counts to dst. Every counter is a uint64_t in a row:
@@ -287,7 +287,8 @@ void stoa_metrics_request_end(size_t route, int status, uint64_t latency_us)
     if (cls < 0 || cls >= STATUS_CLASSES)
         cls = STATUS_CLASSES - 1;
     size_t b = 0;
-    while (b < STOA_METRICS_LATENCY_BUCKETS && latency_us > latency_bounds_us[b])
+    while (b < STOA_METRICS_LATENCY_BUCKETS &&
+           latency_us > latency_bounds_us[b])
         b++;
     ADD(s->counts.requests[row][cls], 1);
     ADD(s->counts.latency[row][b], 1);
@@ -350,8 +351,8 @@ int stoa_metrics_snapshot_read(const char *path, stoa_arena_t *arena,
             stoa_arena_calloc(arena, 1, sizeof(*snap));
         memcpy(snap->program, s->program, sizeof(snap->program));
         snap->program[PROGRAM_MAX - 1] = '\0';
-        snap->nroutes = s->nroutes < STOA_METRICS_ROUTES ? s->nroutes
-                                                         : STOA_METRICS_ROUTES;
+        snap->nroutes =
+            s->nroutes < STOA_METRICS_ROUTES ? s->nroutes : STOA_METRICS_ROUTES;
         snap->nkinds =
             s->nkinds < STOA_METRICS_KINDS ? s->nkinds : STOA_METRICS_KINDS;
         memcpy(snap->methods, s->methods, sizeof(snap->methods));
@@ -523,8 +524,8 @@ static void format_bound(char *buf, size_t len, double bound)
     snprintf(buf, len, "%g", bound);
 }
 
-static void expose_requests(stoa_buf_t *out, stoa_metrics_snapshot_t *const *snaps,
-                            size_t n)
+static void expose_requests(stoa_buf_t *out,
+                            stoa_metrics_snapshot_t *const *snaps, size_t n)
 {
     stoa_metrics_family(out, "stoa_http_requests_total", "counter",
                         "Requests answered by a pool, by route pattern and "

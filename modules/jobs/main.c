@@ -261,8 +261,9 @@ static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
     int db_rc;
     bool dead = rc == STOA_DECLINED || job->attempt >= job->max_attempts;
     if (kind)
-        stoa_metrics_job((size_t)(kind - kinds), dead ? STOA_METRICS_JOB_FAILED
-                                                      : STOA_METRICS_JOB_RETRIED);
+        stoa_metrics_job((size_t)(kind - kinds),
+                         dead ? STOA_METRICS_JOB_FAILED
+                              : STOA_METRICS_JOB_RETRIED);
     if (dead) {
         const char *p[] = {job->id, t->worker_id, err};
         db_rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_DEAD), p, NULL);
@@ -574,9 +575,9 @@ int main(int argc, char **argv)
     }
 
     pthread_t scrape_thread;
-    bool scraping = jobs_scrape_start(&ctx, kind_names, STOA_ARRAY_LEN(kinds),
-                                      &stop_requested,
-                                      &scrape_thread) == STOA_OK;
+    bool scraping =
+        jobs_scrape_start(&ctx, kind_names, STOA_ARRAY_LEN(kinds),
+                          &stop_requested, &scrape_thread) == STOA_OK;
 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 

@@ -195,8 +195,8 @@ static void nginx_figures(scrape_t *s, stoa_buf_t *out)
                      "Active connections: %llu server accepts handled "
                      "requests %llu %llu %llu Reading: %llu Writing: %llu "
                      "Waiting: %llu",
-                     &active, &accepts, &handled, &requests, &reading,
-                     &writing, &waiting) != 7)
+                     &active, &accepts, &handled, &requests, &reading, &writing,
+                     &waiting) != 7)
         ok = false;
     stoa_buf_free(&page);
     stoa_metrics_family(out, "stoa_nginx_up", "gauge",
@@ -204,8 +204,8 @@ static void nginx_figures(scrape_t *s, stoa_buf_t *out)
     stoa_metrics_sample(out, "stoa_nginx_up", NULL, ok ? 1 : 0);
     if (!ok)
         return;
-    stoa_metrics_family(out, "stoa_nginx_connections_accepted_total",
-                        "counter", "Client connections nginx accepted.");
+    stoa_metrics_family(out, "stoa_nginx_connections_accepted_total", "counter",
+                        "Client connections nginx accepted.");
     stoa_metrics_sample(out, "stoa_nginx_connections_accepted_total", NULL,
                         (double)accepts);
     stoa_metrics_family(out, "stoa_nginx_connections_handled_total", "counter",

@@ -154,8 +154,8 @@ START_TEST(histograms_are_cumulative_and_labels_escaped)
                    ",le=\"0.001\"} 3");
     has_line(&out, "stoa_http_request_duration_seconds_bucket{" ROUTE
                    ",le=\"0.005\"} 4");
-    has_line(&out, "stoa_http_request_duration_seconds_bucket{" ROUTE
-                   ",le=\"5\"} 4");
+    has_line(&out,
+             "stoa_http_request_duration_seconds_bucket{" ROUTE ",le=\"5\"} 4");
     has_line(&out, "stoa_http_request_duration_seconds_bucket{" ROUTE
                    ",le=\"+Inf\"} 5");
     has_line(&out, "stoa_http_request_duration_seconds_count{" ROUTE "} 5");
@@ -177,9 +177,9 @@ START_TEST(histograms_are_cumulative_and_labels_escaped)
     ck_assert_ptr_nonnull(type);
     ck_assert_ptr_null(
         strstr(type + 1, "# TYPE stoa_http_requests_total counter"));
-    ck_assert_ptr_nonnull(
-        strstr(out.data, "# TYPE stoa_http_request_duration_seconds "
-                         "histogram\n"));
+    ck_assert_ptr_nonnull(strstr(out.data,
+                                 "# TYPE stoa_http_request_duration_seconds "
+                                 "histogram\n"));
     stoa_buf_free(&out);
 }
 END_TEST
@@ -192,8 +192,8 @@ START_TEST(no_segment_counts_nothing_and_bad_dirs_fail)
     stoa_metrics_count(STOA_METRIC_PG_ERRORS);
     stoa_metrics_close();
     char err[256];
-    ck_assert_int_eq(stoa_metrics_open("/nonexistent-dir", "auth", &labels,
-                                       err, sizeof(err)),
+    ck_assert_int_eq(stoa_metrics_open("/nonexistent-dir", "auth", &labels, err,
+                                       sizeof(err)),
                      STOA_ERROR);
     ck_assert_ptr_nonnull(strstr(err, "metrics file"));
     stoa_metrics_snapshot_t **snaps;

@@ -111,8 +111,8 @@ void stoa_metrics_expose(stoa_buf_t *out, stoa_metrics_snapshot_t *const *snaps,
  * the braces (already escaped). */
 void stoa_metrics_family(stoa_buf_t *out, const char *name, const char *type,
                          const char *help);
-void stoa_metrics_sample(stoa_buf_t *out, const char *name,
-                         const char *labels, double value);
+void stoa_metrics_sample(stoa_buf_t *out, const char *name, const char *labels,
+                         double value);
 /* Appends value as a label value: backslash, quote and newline escaped. */
 void stoa_metrics_label_escape(stoa_buf_t *out, const char *value);
 
