@@ -7,7 +7,7 @@
 #                         fan-out of a product update to 100k accounts
 #   make bench-hop | bench-login | bench-webhooks | bench-outbox |
 #        bench-connections | bench-memory | bench-updates |
-#        bench-realtime | bench-events          one of them
+#        bench-realtime | bench-events | bench-metrics   one of them
 #   make bench-peer       GET /v1/me against a FastAPI peer
 #
 # Each prints its figures against a ceiling measured in the same run and
@@ -15,7 +15,8 @@
 # The benches' own packages come from `scripts/deps.sh bench`.
 
 BENCH_DIR := $(BUILD)/bench
-BENCH_PROGRAMS := $(BENCH_DIR)/stoa-empty-fcgi $(BENCH_DIR)/stoa-argon2-rate
+BENCH_PROGRAMS := $(BENCH_DIR)/stoa-empty-fcgi $(BENCH_DIR)/stoa-argon2-rate \
+	$(BENCH_DIR)/stoa-metrics-cost
 BENCH_ENV = STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BENCH_DIR))
 BENCH_PY := tests/bench/login.py tests/bench/webhooks.py tests/bench/outbox.py \
 	tests/bench/connections.py tests/bench/memory.py tests/bench/updates.py \
@@ -24,6 +25,11 @@ BENCH_PY := tests/bench/login.py tests/bench/webhooks.py tests/bench/outbox.py \
 $(BENCH_DIR)/stoa-argon2-rate: $(BUILD)/tests/bench/argon2_rate.o
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The metrics' cost per request (tests/bench/metrics_cost.c).
+$(BENCH_DIR)/stoa-metrics-cost: $(BUILD)/tests/bench/metrics_cost.o $(LIBSTOA)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBSTOA) $(PKG_LIBS)
 
 .PHONY: bench-deps bench-build
 bench-deps:
@@ -37,12 +43,17 @@ bench-build: bench-deps
 bench-all: bench-build
 	@rc=0; \
 	$(BENCH_ENV) tests/bench/run.sh || rc=$$?; \
+	$(BENCH_DIR)/stoa-metrics-cost || rc=$$?; \
 	for b in $(BENCH_PY); do $(BENCH_ENV) python3 $$b || { s=$$?; [ $$s -gt $$rc ] && rc=$$s; }; done; \
 	exit $$rc
 
 .PHONY: bench-hop
 bench-hop: bench-build
 	$(BENCH_ENV) tests/bench/run.sh
+
+.PHONY: bench-metrics
+bench-metrics: bench-build
+	$(BENCH_DIR)/stoa-metrics-cost
 
 .PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-updates bench-realtime bench-events
 bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-updates bench-realtime bench-events: bench-%: bench-build

@@ -16,6 +16,7 @@ packages=(
   postgresql-15 postgresql-client-15 redis-server
   wrk clang libclang-rt-14-dev clang-format
   ansible ansible-lint
+  prometheus
 )
 # Only make test-deploy uses these (the test hosts' roots and namespaces).
 deploy_packages=(debootstrap iproute2 util-linux)

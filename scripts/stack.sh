@@ -303,7 +303,7 @@ ensure_dirs() {
     chmod 0755 "$RUN"
     local dir
     for dir in pg pg/sock redis nginx nginx/conf.d nginx/http.d nginx/tmp \
-        sock pids log tls; do
+        sock pids log tls metrics; do
         mkdir -p "$RUN/$dir"
     done
     mkdir -p "$RUN/keys" "$RUN/mail"
@@ -336,6 +336,7 @@ ensure_config() {
         [log_dir]="$RUN/log"
         [keys_dir]="$RUN/keys"
         [host_cache_file]="$RUN/host-cache"
+        [metrics_dir]="$RUN/metrics"
         [smtp_url]="file://$RUN/mail"
         [webhook_allow_hosts]="127.0.0.1,localhost"
         [realtime_socket]="$RUN/sock/realtime.sock"

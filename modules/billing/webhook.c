@@ -11,6 +11,7 @@
 #include "stoa/events.h"
 #include "stoa/log.h"
 #include "stoa/mail.h"
+#include "stoa/metrics.h"
 #include "stoa/outbox.h"
 
 #define SIGNATURE_TOLERANCE_S 300
@@ -494,12 +495,16 @@ int billing_webhook(stoa_request_t *req)
             stoa_unix_time(), SIGNATURE_TOLERANCE_S) != STOA_OK) {
         stoa_log(STOA_LOG_NOTICE, "stripe webhook with a bad or stale "
                                   "signature refused");
+        stoa_metrics_count(STOA_METRIC_STRIPE_WEBHOOK_FAILED);
         return stoa_http_fail(req, STOA_ERR_INVALID_SIGNATURE,
                               "missing, wrong or stale Stripe-Signature");
     }
+    stoa_metrics_count(STOA_METRIC_STRIPE_WEBHOOK_RECEIVED);
     const stoa_json_t *body;
-    if (stoa_request_json_body(req, &body) != STOA_OK)
+    if (stoa_request_json_body(req, &body) != STOA_OK) {
+        stoa_metrics_count(STOA_METRIC_STRIPE_WEBHOOK_FAILED);
         return STOA_DECLINED;
+    }
     event_t ev;
     memset(&ev, 0, sizeof(ev));
     ev.req = req;
@@ -508,25 +513,36 @@ int billing_webhook(stoa_request_t *req)
     ev.created = num(req->arena, body, "created");
     ev.object = stoa_json_get(stoa_json_get(body, "data"), "object");
     if (!ev.event_id || strlen(ev.event_id) > 255 || !ev.type ||
-        strlen(ev.type) > 100 || !ev.created || !stoa_json_is_object(ev.object))
+        strlen(ev.type) > 100 || !ev.created ||
+        !stoa_json_is_object(ev.object)) {
+        stoa_metrics_count(STOA_METRIC_STRIPE_WEBHOOK_FAILED);
         return stoa_http_fail(req, STOA_ERR_INVALID_REQUEST,
                               "not a Stripe event");
+    }
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {ev.event_id, ev.type, ev.created, req->body};
     /* No row: the event was seen before (rolled back, nothing to do). */
     int rc = stoa_request_begin(req, BILLING_SQL(EVENT_INSERT), p1, NULL);
-    if (rc == STOA_DECLINED)
+    if (rc == STOA_DECLINED) {
+        stoa_metrics_count(STOA_METRIC_STRIPE_WEBHOOK_DUPLICATE);
         return acknowledge(req, true);
-    if (rc != STOA_OK)
-        return rc;
-    if ((rc = apply(&ev)) != STOA_OK ||
-        (rc = entitlements_event(&ev)) != STOA_OK)
-        return rc; /* rolled back: Stripe retries the delivery */
+    }
+    /* A failure rolls back: Stripe retries the delivery. */
+    if (rc == STOA_OK && (rc = apply(&ev)) == STOA_OK)
+        rc = entitlements_event(&ev);
     const char *p2[] = {ev.event_id, ev.error[0] ? ev.error : NULL};
-    if ((rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_DONE), p2,
-                           NULL)) != STOA_OK ||
-        (rc = stoa_request_commit(req, NULL, NULL, NULL)) != STOA_OK)
+    if (rc == STOA_OK &&
+        (rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_DONE), p2,
+                           NULL)) == STOA_OK)
+        rc = stoa_request_commit(req, NULL, NULL, NULL);
+    if (rc != STOA_OK) {
+        stoa_metrics_count(STOA_METRIC_STRIPE_WEBHOOK_FAILED);
         return rc;
+    }
+    /* From the event's creation at Stripe to its effect committed here. */
+    long long created = atoll(ev.created);
+    long long now = (long long)stoa_unix_time();
+    stoa_metrics_stripe_lag(now > created ? (uint64_t)(now - created) : 0);
     if (ev.error[0])
         stoa_log(STOA_LOG_NOTICE, "stripe event %s (%s): %s", ev.event_id,
                  ev.type, ev.error);

@@ -17,6 +17,7 @@
 #include "stoa/format.h"
 #include "stoa/idempotency.h"
 #include "stoa/log.h"
+#include "stoa/metrics.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
 
@@ -219,6 +220,8 @@ void stoa_app_dispatch(stoa_ctx_t *ctx, stoa_request_t *req,
     }
     const stoa_route_t *route = &routes[idx];
     req->route = route;
+    /* Balanced by request_done (the transport's done hook) */
+    stoa_metrics_request_begin((size_t)idx);
     if (route->flags & (STOA_ROUTE_AUTH | STOA_ROUTE_LOGIN)) {
         if (!req->principal.present) {
             stoa_http_header(req, "WWW-Authenticate", "Bearer");
@@ -331,6 +334,39 @@ static long body_cap(stoa_ctx_t *ctx, const stoa_request_t *req, void *arg)
     return ctx->conf.max_body_bytes;
 }
 
+/* Counts the request under its route's pattern, never its path: the
+ * cardinality of the metrics is the route table's. */
+static void request_done(const stoa_request_t *req, uint64_t latency_us,
+                         void *arg)
+{
+    const app_server_t *srv = arg;
+    size_t row = STOA_METRICS_UNMATCHED;
+    if (req->route && req->route >= srv->routes &&
+        req->route < srv->routes + srv->nroutes)
+        row = (size_t)(req->route - srv->routes);
+    stoa_metrics_request_end(row, req->status, latency_us);
+}
+
+/* The pool's segment (metrics.h), labelled with its route table. */
+static void metrics_open(stoa_ctx_t *ctx, const stoa_app_t *app)
+{
+    if (!*ctx->conf.metrics_dir)
+        return;
+    const char **methods = stoa_xcalloc(app->nroutes + 1, sizeof(char *));
+    const char **patterns = stoa_xcalloc(app->nroutes + 1, sizeof(char *));
+    for (size_t i = 0; i < app->nroutes; i++) {
+        methods[i] = app->routes[i].method;
+        patterns[i] = app->routes[i].pattern;
+    }
+    stoa_metrics_labels_t labels = {methods, patterns, app->nroutes, NULL, 0};
+    char err[512];
+    if (stoa_metrics_open(ctx->conf.metrics_dir, app->name, &labels, err,
+                          sizeof(err)) != STOA_OK)
+        stoa_log(STOA_LOG_ERR, "metrics are off: %s", err);
+    free(methods);
+    free(patterns);
+}
+
 static void usage(const char *program)
 {
     fprintf(stderr,
@@ -436,6 +472,8 @@ int stoa_app_main(int argc, char **argv, const stoa_app_t *app)
     server.app = app;
     server.routes = app->routes;
     server.nroutes = app->nroutes;
-    static const stoa_fcgi_handler_t handler = {serve_one, body_cap, &server};
+    metrics_open(&ctx, app);
+    static const stoa_fcgi_handler_t handler = {serve_one, body_cap, &server,
+                                                request_done};
     return stoa_fcgi_serve(&ctx, (size_t)ctx.conf.pool_threads, &handler);
 }

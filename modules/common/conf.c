@@ -66,6 +66,7 @@ static const conf_key_t conf_keys[] = {
     S(webhook_allow_hosts, "", 0),
     S(realtime_socket, "", 0),
     S(metrics_listen, "127.0.0.1:9145", 0),
+    S(metrics_dir, "", 0),
     L(max_body_bytes, 1048576, 1024, 67108864),
     L(max_event_body_bytes, 4194304, 1024, 67108864),
     L(db_statement_timeout_ms, 5000, 0, 3600000),

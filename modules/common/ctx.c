@@ -11,6 +11,7 @@
 #include "stoa/hostcache.h"
 #include "stoa/idempotency.h"
 #include "stoa/log.h"
+#include "stoa/metrics.h"
 #include "stoa/outbox.h"
 #include "stoa/revoke.h"
 #include <errno.h>
@@ -86,10 +87,11 @@ static void pool_free(stoa_conn_pool_t *p)
     free(p);
 }
 
-static void *pool_take(stoa_conn_pool_t *p, long wait_ms)
+static void *pool_take(stoa_conn_pool_t *p, long wait_ms, stoa_metric_t waits)
 {
     pthread_mutex_lock(&p->lock);
     if (p->nidle == 0) {
+        stoa_metrics_count(waits);
         struct timespec until = stoa_deadline_ms(CLOCK_MONOTONIC, wait_ms);
         while (p->nidle == 0)
             if (pthread_cond_timedwait(&p->freed, &p->lock, &until) ==
@@ -152,7 +154,7 @@ void stoa_ctx_pools_close(stoa_ctx_t *ctx)
 
 stoa_db_t *stoa_ctx_db_take(stoa_ctx_t *ctx, long wait_ms)
 {
-    return pool_take(ctx->db_pool, wait_ms);
+    return pool_take(ctx->db_pool, wait_ms, STOA_METRIC_PG_POOL_WAITS);
 }
 
 void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db)
@@ -167,7 +169,7 @@ void stoa_ctx_db_give(stoa_ctx_t *ctx, stoa_db_t *db)
 
 stoa_kv_t *stoa_ctx_kv_take(stoa_ctx_t *ctx, long wait_ms)
 {
-    return pool_take(ctx->kv_pool, wait_ms);
+    return pool_take(ctx->kv_pool, wait_ms, STOA_METRIC_REDIS_POOL_WAITS);
 }
 
 void stoa_ctx_kv_give(stoa_ctx_t *ctx, stoa_kv_t *kv)

@@ -17,6 +17,7 @@
 #include "stoa/crypto.h"
 #include "stoa/format.h"
 #include "stoa/log.h"
+#include "stoa/metrics.h"
 
 struct stoa_db_s {
     PGconn *conn;
@@ -253,6 +254,7 @@ int stoa_db_connect(stoa_db_t *db)
     if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
         set_error(db, NULL);
         stoa_log(STOA_LOG_ERR, "postgres connect failed: %s", db->error);
+        stoa_metrics_count(STOA_METRIC_PG_ERRORS);
         drop(db);
         return STOA_AGAIN;
     }
@@ -270,6 +272,11 @@ static int check_result(stoa_db_t *db, PGresult *res)
         return STOA_OK;
     }
     set_error(db, res);
+    /* Integrity and data exceptions (classes 23 and 22) are answers about
+     * the request (a taken email, a bad uuid), not failures of Postgres. */
+    if (strncmp(db->sqlstate, "23", 2) != 0 &&
+        strncmp(db->sqlstate, "22", 2) != 0)
+        stoa_metrics_count(STOA_METRIC_PG_ERRORS);
     if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
         stoa_log(STOA_LOG_ERR, "postgres connection lost: %s", db->error);
         drop(db);

@@ -21,6 +21,7 @@
 #include "stoa/crypto.h"
 #include "stoa/format.h"
 #include "stoa/log.h"
+#include "stoa/metrics.h"
 
 static atomic_bool stopping;
 static atomic_int in_flight;
@@ -424,6 +425,8 @@ static void *handler_thread(void *arg)
         stoa_log_access(req.method, req.route ? req.route->pattern : NULL,
                         req.status, end - start,
                         req.principal.present ? req.principal.user_id : NULL);
+        if (srv->handler->done)
+            srv->handler->done(&req, end - start, srv->handler->arg);
         bool large = request_was_large(&req);
         request_reset(&req);
         request_release_memory(&req, &out, large);
@@ -535,6 +538,7 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
         usleep(2000);
     }
     stoa_log_flush();
+    stoa_metrics_close();
     stoa_log(STOA_LOG_INFO, "stopped");
     /* Threads still blocked in accept or on an idle kept connection hold
      * nothing that needs undoing; the exit ends them. */

@@ -10,6 +10,7 @@
 
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/metrics.h"
 
 /* Lock-free: every Redis call of every thread reads open_until_us, and a
  * closed breaker must cost no more than that one load. */
@@ -398,9 +399,12 @@ static redisReply *run(stoa_kv_t *kv, int argc, const char **argv,
                 stoa_now_us() - t0 >= (uint64_t)kv->timeout_ms * 500;
     if (hung || probe)
         breaker_settle(kv, probe, hung, kv->reached);
-    if (!r)
+    if (!r) {
+        stoa_metrics_count(STOA_METRIC_REDIS_ERRORS);
         return NULL;
+    }
     if (r->type == REDIS_REPLY_ERROR) {
+        stoa_metrics_count(STOA_METRIC_REDIS_ERRORS);
         stoa_log(STOA_LOG_ERR, "redis error reply: %.*s", (int)r->len, r->str);
         freeReplyObject(r);
         *rc = STOA_ERROR;

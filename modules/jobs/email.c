@@ -17,6 +17,7 @@
 #include "stoa/log.h"
 #include "stoa/mail.h"
 #include "stoa/markdown.h"
+#include "stoa/metrics.h"
 
 static const jobs_template_t *find_template(const char *name)
 {
@@ -339,6 +340,8 @@ static int mail_send(jobs_thread_t *t, const char *name, const char *to,
             rc = deliver_file(url + 7, message_key, &msg, err, errlen);
         else
             rc = deliver_smtp(t->conf, to, &msg, err, errlen);
+        stoa_metrics_count(rc == STOA_OK ? STOA_METRIC_MAIL_SENT
+                                         : STOA_METRIC_MAIL_FAILED);
     }
     wipe_free(&msg);
     return rc;

@@ -3,7 +3,11 @@
 #define JOBS_H
 
 #include "stoa/arena.h"
+#include <pthread.h>
+#include <signal.h>
+
 #include "stoa/conf.h"
+#include "stoa/ctx.h"
 #include "stoa/db.h"
 #include "stoa/json.h"
 #include "stoa/kv.h"
@@ -73,6 +77,14 @@ int jobs_realtime_route_event(jobs_thread_t *t, const jobs_job_t *job,
                               const char *type, char *err, size_t errlen);
 jobs_handler_t jobs_analytics_partitions;
 jobs_handler_t jobs_analytics_rollup;
+
+/* Serves the host's metrics on metrics_listen from a thread of its own
+ * (jobs/scrape.c) until *stop: kinds (nkinds, borrowed for the process's
+ * life) are the job kinds every scrape lists. STOA_OK with *thread to
+ * join; STOA_DECLINED when metrics_listen is empty; STOA_ERROR when it
+ * cannot listen (logged). */
+int jobs_scrape_start(stoa_ctx_t *ctx, const char *const *kinds, size_t nkinds,
+                      const volatile sig_atomic_t *stop, pthread_t *thread);
 
 /* Mail: renders template `name` with data (a JSON object) and sends it
  * to `to` through smtp_url (or writes a .eml under file://). message_key

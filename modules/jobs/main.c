@@ -25,6 +25,7 @@
 #include "stoa/log.h"
 #include "stoa/mail.h"
 #include "stoa/mail_link.h"
+#include "stoa/metrics.h"
 #include "stoa/outbox.h"
 #include "stoa/realtime.h"
 #include "stoa/updates.h"
@@ -258,7 +259,12 @@ static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
     jobs_thread_t *t = b->t;
     const jobs_kind_t *kind = jobs_kind_find(job->kind);
     int db_rc;
-    if (rc == STOA_DECLINED || job->attempt >= job->max_attempts) {
+    bool dead = rc == STOA_DECLINED || job->attempt >= job->max_attempts;
+    if (kind)
+        stoa_metrics_job((size_t)(kind - kinds),
+                         dead ? STOA_METRICS_JOB_FAILED
+                              : STOA_METRICS_JOB_RETRIED);
+    if (dead) {
         const char *p[] = {job->id, t->worker_id, err};
         db_rc = stoa_db_exec(t->db, t->arena, JOBS_SQL(JOBS_DEAD), p, NULL);
         stoa_log(STOA_LOG_ERR, "job %s (%s) is dead after %d attempts: %s",
@@ -307,6 +313,7 @@ static void run_job(batch_t *b, int row)
     } else {
         job.payload = payload;
         rc = kind->handler(t, &job, err, sizeof(err));
+        stoa_metrics_job((size_t)(kind - kinds), STOA_METRICS_JOB_RUN);
     }
     finish(b, row, &job, rc, err[0] ? err : "failed");
 }
@@ -506,15 +513,26 @@ int main(int argc, char **argv)
     }
     size_t nworkers = (size_t)probe.jobs_concurrency;
     stoa_conf_free(&probe);
-    /* One connection of each per worker, two more Postgres for LISTEN and
-     * the heartbeat. */
+    /* One connection of each per worker, three more Postgres for LISTEN,
+     * the heartbeat and the metrics scrape. */
     if (stoa_ctx_open(&ctx, "stoa-jobs", config, jobs_statements,
-                      jobs_statements_len, nworkers + 2, nworkers, 0, err,
+                      jobs_statements_len, nworkers + 3, nworkers, 0, err,
                       sizeof(err)) != STOA_OK) {
         fprintf(stderr, "stoa-jobs: %s\n", err);
         return 1;
     }
     const stoa_conf_t *conf = &ctx.conf;
+    /* The kinds' names label the job counters and the outbox figures. */
+    static const char *kind_names[STOA_ARRAY_LEN(kinds)];
+    for (size_t i = 0; i < STOA_ARRAY_LEN(kinds); i++)
+        kind_names[i] = kinds[i].kind;
+    if (*conf->metrics_dir) {
+        stoa_metrics_labels_t labels = {NULL, NULL, 0, kind_names,
+                                        STOA_ARRAY_LEN(kinds)};
+        if (stoa_metrics_open(conf->metrics_dir, "jobs", &labels, err,
+                              sizeof(err)) != STOA_OK)
+            stoa_log(STOA_LOG_ERR, "metrics are off: %s", err);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_term;
@@ -555,6 +573,11 @@ int main(int argc, char **argv)
         stoa_log(STOA_LOG_CRIT, "cannot start the heartbeat thread");
         return 1;
     }
+
+    pthread_t scrape_thread;
+    bool scraping =
+        jobs_scrape_start(&ctx, kind_names, STOA_ARRAY_LEN(kinds),
+                          &stop_requested, &scrape_thread) == STOA_OK;
 
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -607,6 +630,9 @@ int main(int argc, char **argv)
     pthread_cond_signal(&heartbeat_cond);
     pthread_mutex_unlock(&heartbeat_lock);
     pthread_join(heartbeat.thread, NULL);
+    if (scraping)
+        pthread_join(scrape_thread, NULL);
+    stoa_metrics_close();
     stoa_buf_free(&ids);
     free(workers);
     stoa_arena_destroy(arena);

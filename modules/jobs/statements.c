@@ -383,5 +383,16 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "GROUP BY r.event, d.day ON CONFLICT (event, bucket) DO UPDATE SET "
          "events = excluded.events, uniques = excluded.uniques",
          1},
+    /* The scrape's outbox figures per kind: open (not dead), dead, and
+     * the age in seconds of the oldest job due now and not held by a
+     * worker (0 when none): a stuck queue shows as a growing age. */
+    [JOBS_SQL_METRICS_OUTBOX] =
+        {"metrics_outbox",
+         "SELECT kind, count(*) FILTER (WHERE dead_at IS NULL), count(*) "
+         "FILTER (WHERE dead_at IS NOT NULL), coalesce(extract(epoch FROM "
+         "now() - min(run_at) FILTER (WHERE dead_at IS NULL AND run_at <= "
+         "now() AND (locked_until IS NULL OR locked_until < now()))), 0) FROM "
+         "jobs.outbox WHERE done_at IS NULL GROUP BY kind ORDER BY kind",
+         0},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

@@ -54,6 +54,7 @@ enum {
     JOBS_SQL_ANALYTICS_ROLLUP_ACTORS,
     JOBS_SQL_ANALYTICS_ROLLUP_USERS,
     JOBS_SQL_ANALYTICS_ROLLUP_DAILY,
+    JOBS_SQL_METRICS_OUTBOX,
     JOBS_SQL_COUNT
 };
 
@@ -62,6 +63,14 @@ enum {
 
 extern const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT];
 extern const size_t jobs_statements_len;
+
+/* Columns of JOBS_SQL_METRICS_OUTBOX. */
+enum {
+    METRICS_OUTBOX_COL_KIND,
+    METRICS_OUTBOX_COL_OPEN,
+    METRICS_OUTBOX_COL_DEAD,
+    METRICS_OUTBOX_COL_OLDEST_DUE_S
+};
 
 /* JOBS_SQL_JOBS_CLAIM */
 enum {

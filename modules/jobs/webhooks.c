@@ -15,6 +15,7 @@
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/log.h"
+#include "stoa/metrics.h"
 #include "stoa/net.h"
 
 int jobs_event_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
@@ -294,6 +295,8 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
     if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_DELIVERY_END), p2,
                      NULL) != STOA_OK)
         stoa_log(STOA_LOG_ERR, "delivery log not written");
+    stoa_metrics_count(rc == STOA_OK ? STOA_METRIC_WEBHOOK_DELIVERED
+                                     : STOA_METRIC_WEBHOOK_FAILED);
     if (rc == STOA_OK) {
         if (stoa_db_exec(t->db, t->arena, JOBS_SQL(WEBHOOK_SUCCEEDED), p1,
                          NULL) != STOA_OK)
@@ -318,6 +321,7 @@ int jobs_webhook_deliver(jobs_thread_t *t, const jobs_job_t *job, char *err,
                 stoa_log(STOA_LOG_ERR, "admin mail about a disabled endpoint "
                                        "not queued");
         }
+        stoa_metrics_count(STOA_METRIC_WEBHOOK_GAVE_UP);
         return STOA_DECLINED;
     }
     return rc;

@@ -41,6 +41,7 @@ typedef struct stoa_conf_s {
     /* nginx's live-channel publisher (a unix socket); "": channel off. */
     char *realtime_socket;
     char *metrics_listen;
+    char *metrics_dir; /* per-program metrics files (metrics.h); "": off */
     long max_body_bytes;
     long max_event_body_bytes;
     long db_statement_timeout_ms;

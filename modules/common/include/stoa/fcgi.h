@@ -42,6 +42,8 @@ typedef struct {
     /* The body limit of a request, from its method and path. */
     long (*body_cap)(stoa_ctx_t *ctx, const stoa_request_t *req, void *arg);
     void *arg;
+    /* Optional: after the answer left, with the request's whole time. */
+    void (*done)(const stoa_request_t *req, uint64_t latency_us, void *arg);
 } stoa_fcgi_handler_t;
 
 /* Serves until SIGTERM/SIGINT with `threads` handler threads; returns the

@@ -1,0 +1,321 @@
+"""The host's metrics (SPEC §8): one internal listener (metrics_listen,
+served by stoa-jobs) answers for every pool of the host in Prometheus text
+format, counted by route pattern, never by raw path; counters summed over a
+pool's processes never go backwards when one is killed; promtool accepts
+the output and the alert rules; a real Prometheus scrapes the stack; the
+nginx access line and the pool's line of a request join on its id.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+import uuid
+
+from billinglib import WebhookSender
+from harness import REPO, StackTestCase, free_port, wait_until
+
+PASSWORD = "Tq7#vLp2!xRz-9mW"
+STRIPE_SECRET = "whsec_" + uuid.uuid4().hex
+PROMTOOL = shutil.which("promtool")
+PROMETHEUS = shutil.which("prometheus")
+RULES = os.path.join(REPO, "docs", "alerts.rules.yml")
+RULES_TEST = os.path.join(REPO, "tests", "integration", "data", "alerts_test.yml")
+
+
+def parse_exposition(text):
+    """{(name, ((label, value), ...)): float} of a text exposition; raises
+    on a line that is neither a comment nor a sample."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        labels = ()
+        if "{" in name_labels:
+            name, _, rest = name_labels.partition("{")
+            assert rest.endswith("}"), line
+            pairs = []
+            body = rest[:-1]
+            i = 0
+            while i < len(body):
+                eq = body.index("=", i)
+                key = body[i:eq]
+                assert body[eq + 1] == '"', line
+                j = eq + 2
+                val = []
+                while body[j] != '"':
+                    if body[j] == "\\":
+                        j += 1
+                        val.append({"n": "\n"}.get(body[j], body[j]))
+                    else:
+                        val.append(body[j])
+                    j += 1
+                pairs.append((key, "".join(val)))
+                i = j + 1
+                if i < len(body) and body[i] == ",":
+                    i += 1
+            labels = tuple(sorted(pairs))
+        else:
+            name = name_labels
+        samples[(name, labels)] = float(value)
+    return samples
+
+
+def value(samples, name, **labels):
+    want = set(labels.items())
+    found = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
+    return sum(found) if found else None
+
+
+class MetricsTest(StackTestCase):
+    stack_env = {"STOA_RATE_API": "100000r/s", "STOA_BURST_API": "100000",
+                 "STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
+                 "STOA_STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.metrics_addr = cls.stack._env["STOA_METRICS_LISTEN"]
+
+    def scrape_text(self):
+        with urllib.request.urlopen(f"http://{self.metrics_addr}/metrics", timeout=10) as r:
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+            return r.read().decode()
+
+    def scrape(self):
+        return parse_exposition(self.scrape_text())
+
+    def wait_metrics_up(self):
+        def ready():
+            try:
+                return self.scrape_text()
+            except OSError:
+                return None
+        self.assertTrue(wait_until(ready, 10)[0], "metrics_listen never answered")
+
+    def login(self):
+        c = self.stack.client
+        email = f"metrics.{uuid.uuid4().hex[:12]}@example.com"
+        self.assertEqual(c.request("POST", "/v1/auth/register", {
+            "email": email, "password": PASSWORD, "name": "M"}).status, 201)
+        r = c.request("POST", "/v1/auth/login", {"email": email, "password": PASSWORD})
+        self.assertEqual(r.status, 200, repr(r))
+        return r.json["access_token"]
+
+    def test_counts_by_route_pattern_and_status_class(self):
+        self.wait_metrics_up()
+        token = self.login()
+        auth = {"Authorization": f"Bearer {token}"}
+        before = self.scrape()
+        route = dict(pool="auth", method="DELETE", route="/v1/auth/sessions/{id}")
+        was_4xx = value(before, "stoa_http_requests_total", status="4xx", **route) or 0
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        for i in ids:
+            r = self.stack.client.request("DELETE", f"/v1/auth/sessions/{i}", headers=auth)
+            self.assertEqual(r.status, 404, repr(r))
+        for _ in range(5):
+            self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
+        text = self.scrape_text()
+        after = parse_exposition(text)
+        self.assertEqual(value(after, "stoa_http_requests_total", status="4xx", **route),
+                         was_4xx + 3)
+        # The pattern labels the series; the ids of the paths never show.
+        for i in ids:
+            self.assertNotIn(i, text)
+        hz = dict(pool="auth", method="GET", route="/v1/auth/healthz")
+        self.assertGreaterEqual(value(after, "stoa_http_requests_total", status="2xx", **hz),
+                                (value(before, "stoa_http_requests_total", status="2xx", **hz) or 0) + 5)
+        # The histogram: the +Inf bucket is the count, the 5 s bucket holds
+        # these quick answers, the 0.5 ms bucket is there.
+        count = value(after, "stoa_http_request_duration_seconds_count", **hz)
+        self.assertEqual(value(after, "stoa_http_request_duration_seconds_bucket", le="+Inf", **hz), count)
+        self.assertEqual(value(after, "stoa_http_request_duration_seconds_bucket", le="5", **hz), count)
+        self.assertIsNotNone(value(after, "stoa_http_request_duration_seconds_bucket", le="0.0005", **hz))
+        self.assertGreater(value(after, "stoa_http_request_duration_seconds_sum", **hz), 0)
+        self.assertEqual(value(after, "stoa_http_requests_in_flight", **hz), 0)
+        # Every pool and the worker; nginx and the outbox figures.
+        for pool in ("auth", "billing", "analytics", "admin", "jobs"):
+            self.assertEqual(value(after, "stoa_pool_processes", pool=pool),
+                             1 if pool == "jobs" else self.stack.pool_processes, pool)
+        self.assertEqual(value(after, "stoa_nginx_up"), 1)
+        self.assertGreater(value(after, "stoa_nginx_http_requests_total"), 0)
+        self.assertEqual(value(after, "stoa_outbox_scrape_ok"), 1)
+        self.assertIsNotNone(value(after, "stoa_outbox_jobs", kind="noop"))
+        self.assertIsNotNone(value(after, "stoa_outbox_oldest_due_seconds", kind="noop"))
+        self.assertIsNotNone(value(after, "stoa_job_runs_total", pool="jobs"))
+
+    def test_counters_survive_a_killed_process(self):
+        self.wait_metrics_up()
+        for _ in range(20):
+            self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
+        before = self.scrape()
+        total = value(before, "stoa_http_requests_total", pool="auth")
+        restarts = value(before, "stoa_pool_restarts_total", pool="auth")
+        self.assertGreaterEqual(total, 20)
+        children = self.stack.pool_children("auth")
+        self.assertEqual(len(children), self.stack.pool_processes)
+        os.kill(children[0], signal.SIGKILL)
+
+        def replaced():
+            now = self.stack.pool_children("auth")
+            return len(now) == self.stack.pool_processes and children[0] not in now
+        self.assertTrue(wait_until(replaced, 10)[0])
+        # The new process folds the dead one's counts into the retired
+        # ones as it starts: the sum never dips, at any scrape.
+        deadline = time.monotonic() + 5
+        seen_restart = False
+        while time.monotonic() < deadline:
+            s = self.scrape()
+            self.assertGreaterEqual(value(s, "stoa_http_requests_total", pool="auth"), total)
+            if value(s, "stoa_pool_restarts_total", pool="auth") >= restarts + 1 and \
+                    value(s, "stoa_pool_processes", pool="auth") == self.stack.pool_processes:
+                seen_restart = True
+                break
+            time.sleep(0.1)
+        self.assertTrue(seen_restart, "the restart was not counted")
+        for _ in range(4):
+            self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
+        self.assertGreaterEqual(value(self.scrape(), "stoa_http_requests_total", pool="auth"), total + 4)
+
+    def test_stripe_webhooks_and_their_lag(self):
+        self.wait_metrics_up()
+        before = self.scrape()
+        got = lambda s, r: value(s, "stoa_stripe_webhooks_total", pool="billing", result=r) or 0
+        lag_count = value(before, "stoa_stripe_webhook_lag_seconds_count", pool="billing") or 0
+        lag_sum = value(before, "stoa_stripe_webhook_lag_seconds_sum", pool="billing") or 0
+        hooks = WebhookSender(self.stack, STRIPE_SECRET)
+        created = time.time() - 40
+        r, event_id = hooks.send("customer.created", {"id": "cus_metrics", "object": "customer"},
+                                 created=created)
+        self.assertEqual(r.status, 200, repr(r))
+        r, _ = hooks.send("customer.created", {"id": "cus_metrics", "object": "customer"},
+                          created=created, event_id=event_id)
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(hooks.post(b"{}", "t=1,v1=00").status, 400)
+        after = self.scrape()
+        self.assertEqual(got(after, "received"), got(before, "received") + 2)
+        self.assertEqual(got(after, "duplicate"), got(before, "duplicate") + 1)
+        self.assertEqual(got(after, "failed"), got(before, "failed") + 1)
+        self.assertEqual(value(after, "stoa_stripe_webhook_lag_seconds_count", pool="billing"),
+                         lag_count + 1)
+        self.assertGreaterEqual(value(after, "stoa_stripe_webhook_lag_seconds_sum", pool="billing"),
+                                lag_sum + 39)
+        self.assertEqual(value(after, "stoa_stripe_webhook_lag_seconds_bucket", pool="billing", le="30"),
+                         value(before, "stoa_stripe_webhook_lag_seconds_bucket", pool="billing", le="30") or 0)
+
+    def test_not_on_the_public_port(self):
+        r = self.stack.client.request("GET", "/metrics")
+        self.assertEqual(r.status, 404)
+        self.assertNotIn(b"stoa_http_requests_total", r.body)
+
+    def test_promtool_accepts_the_exposition(self):
+        self.assertTrue(PROMTOOL, "promtool is missing (scripts/deps.sh)")
+        self.wait_metrics_up()
+        self.stack.client.request("GET", "/v1/auth/healthz")
+        p = subprocess.run([PROMTOOL, "check", "metrics"], input=self.scrape_text(),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_a_real_prometheus_scrapes_the_host(self):
+        self.assertTrue(PROMETHEUS, "prometheus is missing (scripts/deps.sh)")
+        self.wait_metrics_up()
+        work = tempfile.mkdtemp(prefix="stoa-prom-")
+        self.addCleanup(shutil.rmtree, work, True)
+        port = free_port()
+        with open(os.path.join(work, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    "scrape_configs:\n  - job_name: stoa\n    static_configs:\n"
+                    f"      - targets: ['{self.metrics_addr}']\n")
+        log = open(os.path.join(work, "prometheus.log"), "w")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={work}/prometheus.yml",
+             f"--storage.tsdb.path={work}/data", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def stop():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.addCleanup(stop)
+
+        def query(expr):
+            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    return json.load(r)["data"]["result"]
+            except OSError:
+                return None
+        q = 'stoa_http_requests_total{pool="auth",route="/v1/auth/healthz",status="2xx"}'
+
+        def up_and_counted():
+            up = query('up{job="stoa"} == 1')
+            got = query(q)
+            return got if up and got else None
+        first = wait_until(up_and_counted, 30, interval=0.5)[0]
+        self.assertTrue(first, "Prometheus never saw up == 1 with the counter")
+        start = sum(float(s["value"][1]) for s in first)
+        for _ in range(10):
+            self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
+
+        def risen():
+            got = query(q)
+            return got and sum(float(s["value"][1]) for s in got) >= start + 10
+        self.assertTrue(wait_until(risen, 15, interval=0.5)[0], "the counter did not rise in Prometheus")
+
+    def test_access_lines_join_on_the_request_id(self):
+        rid = "metrics-join-" + uuid.uuid4().hex[:12]
+        r = self.stack.client.request("GET", "/v1/auth/healthz", headers={"X-Request-Id": rid})
+        self.assertEqual(r.status, 200)
+
+        def line_in(name):
+            try:
+                with open(self.stack.path("log", name)) as f:
+                    for line in f:
+                        if rid in line:
+                            return json.loads(line)
+            except FileNotFoundError:
+                return None
+            return None
+        pool_line = wait_until(lambda: line_in("stoa-auth.log"), 5)[0]
+        nginx_line = wait_until(lambda: line_in("nginx-access.log"), 5)[0]
+        self.assertTrue(pool_line and nginx_line)
+        self.assertEqual(pool_line["request_id"], rid)
+        self.assertEqual(nginx_line["request_id"], rid)
+        self.assertEqual(pool_line["route"], "/v1/auth/healthz")
+        self.assertIn("latency_us", pool_line)
+        self.assertEqual(nginx_line["uri"], "/v1/auth/healthz")
+
+
+class AlertRulesTest(unittest.TestCase):
+    def setUp(self):
+        # Not a skip: scripts/deps.sh installs Debian's prometheus package.
+        self.assertTrue(PROMTOOL, "promtool is missing (scripts/deps.sh)")
+
+    def test_rules_check(self):
+        p = subprocess.run([PROMTOOL, "check", "rules", RULES], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        for alert in ("StoaHighErrorRatio", "StoaHighLatencyP99", "StoaOutboxStuck",
+                      "StoaWebhookEndpointFailing", "StoaStripeWebhookLag", "StoaPoolRestarts"):
+            self.assertIn(f"alert: {alert}", open(RULES).read())
+
+    def test_rules_unit_tests(self):
+        p = subprocess.run([PROMTOOL, "test", "rules", RULES_TEST], capture_output=True,
+                           text=True, timeout=30, cwd=os.path.dirname(RULES_TEST))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
