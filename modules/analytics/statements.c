@@ -9,24 +9,20 @@ const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
     /* Before a batch's rows are copied, in its transaction: the
      * client-given ids ($1, with their times $2) not seen before claim
      * their row in event_ids (a concurrent batch with the same id waits on
-     * that row and then skips it), and the hours of the fresh events (and
-     * of $3, one time per hour of the rows with generated ids) are marked
-     * for the rollup. Each connection marks its own row of an hour: the
-     * mark's lock keeps the rollup from taking the hour before this
-     * batch's commit, without making every batch of that hour wait for
-     * the one before (as one row per hour did, through its commit's
-     * flush). Both inserts go in key order, so two batches never wait on
-     * each other crosswise. Answers the ids that are fresh. */
+     * that row and then skips it, in key order, so two batches never wait
+     * on each other crosswise), and the hours of the fresh events (and of
+     * $3, one time per hour of the rows with generated ids) are marked
+     * for the rollup. Marks are plain rows: they wait for nobody, and the
+     * rollup only takes those committed before it began (0028). Answers
+     * the ids that are fresh. */
     [ANALYTICS_SQL_EVENTS_CLAIM] =
         {"events_claim",
          "WITH fresh AS (INSERT INTO analytics.event_ids (id, ts) SELECT id, "
          "ts FROM unnest($1::uuid[], $2::timestamptz[]) AS g(id, ts) ORDER BY "
          "id ON CONFLICT (id) DO NOTHING RETURNING id, ts), hours AS (INSERT "
-         "INTO analytics.rollup_pending (hour, writer) SELECT DISTINCT "
-         "date_trunc('hour', t.ts), pg_backend_pid() FROM (SELECT ts FROM "
-         "fresh UNION ALL SELECT unnest($3::timestamptz[])) AS t(ts) ORDER BY "
-         "1 ON CONFLICT (hour, writer) DO UPDATE SET touched_at = now()) "
-         "SELECT id FROM fresh",
+         "INTO analytics.rollup_pending (hour) SELECT DISTINCT "
+         "date_trunc('hour', t.ts) FROM (SELECT ts FROM fresh UNION ALL "
+         "SELECT unnest($3::timestamptz[])) AS t(ts)) SELECT id FROM fresh",
          3},
     [ANALYTICS_SQL_INGEST_KEY_FIND] =
         {"ingest_key_find",

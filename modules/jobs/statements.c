@@ -333,12 +333,11 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          1},
     /* The hours marked by ingestion, oldest first, taken off the list in
      * the rollup's transaction (a failed run leaves them there); an hour
-     * has a mark per connection that wrote in it, and all of them go.
-     * Alone in its statement: deleting a mark held by an ingestion in
-     * flight waits for its commit, and the recomputations after it must
-     * see what that ingestion stored. A mark made by a batch still in
-     * flight when this statement began is not seen and stays for the
-     * next run. */
+     * has a mark per batch that wrote in it, and all of them go. Only
+     * marks committed before this statement are seen, so it waits for no
+     * ingestion: a batch still in flight keeps its marks for the next
+     * run, and the recomputations after this statement see the events of
+     * every batch whose marks it took. */
     [JOBS_SQL_ANALYTICS_ROLLUP_TAKE] =
         {"analytics_rollup_take",
          "WITH taken AS (DELETE FROM analytics.rollup_pending WHERE hour IN "
