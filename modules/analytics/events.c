@@ -115,7 +115,8 @@ static size_t keep_fresh(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
                          const stoa_db_result_t *claimed)
 {
     size_t nclaimed = (size_t)stoa_db_rows(claimed);
-    const char **fresh = stoa_arena_alloc(arena, (nclaimed + 1) * sizeof(*fresh));
+    const char **fresh =
+        stoa_arena_alloc(arena, (nclaimed + 1) * sizeof(*fresh));
     for (size_t i = 0; i < nclaimed; i++)
         fresh[i] = stoa_db_value(claimed, (int)i, CLAIM_COL_ID);
     qsort(fresh, nclaimed, sizeof(*fresh), compare_ids);

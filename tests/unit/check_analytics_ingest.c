@@ -314,10 +314,11 @@ END_TEST
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("analytics_ingest");
-    TEST_CASE_OF(
-        s, "ingest", NULL, NULL, LOOP(time_table, time_cases), ONCE(names),
-        ONCE(batch_verdicts), LOOP(item_table, item_cases), ONCE(size_limit),
-        ONCE(copy_rows), ONCE(row_records), LOOP(csv_table, csv_cases), ONCE(csv_null_is_empty));
+    TEST_CASE_OF(s, "ingest", NULL, NULL, LOOP(time_table, time_cases),
+                 ONCE(names), ONCE(batch_verdicts),
+                 LOOP(item_table, item_cases), ONCE(size_limit),
+                 ONCE(copy_rows), ONCE(row_records), LOOP(csv_table, csv_cases),
+                 ONCE(csv_null_is_empty));
     return s;
 }
 
