@@ -146,6 +146,8 @@ static size_t keep_fresh(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
         kept++;
     }
     rows->len = at;
+    if (rows->data)
+        rows->data[at] = '\0'; /* stoa_buf's promise */
     return kept;
 }
 
