@@ -1,6 +1,8 @@
 /* events.c - POST /v1/analytics/events: a batch from a signed-in user or
- * an ingest key, checked item by item (stoa/ingest.h), copied into the
- * connection's staging table and stored by one statement. */
+ * an ingest key, checked item by item (stoa/ingest.h); the client-given
+ * ids are claimed by one statement and the fresh rows copied straight into
+ * the events table. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "analytics.h"
@@ -47,23 +49,127 @@ static int check_sender(stoa_request_t *req)
     return rc;
 }
 
-/* Copies the rows into the staging table and stores them, in one
- * transaction (the staging table empties at its commit). */
-static int store(stoa_request_t *req, const stoa_buf_t *rows)
+/* The parameters of EVENTS_CLAIM: the client-given ids and their times,
+ * and one time per hour of the rows with generated ids (those are fresh
+ * by birth and only mark their hours). Postgres array literals: uuids and
+ * our timestamps need no quoting. */
+static void claim_params(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
+                         const char *params[3])
+{
+    stoa_buf_t ids, times, hours;
+    stoa_buf_init(&ids);
+    stoa_buf_init(&times);
+    stoa_buf_init(&hours);
+    stoa_buf_append(&ids, "{", 1);
+    stoa_buf_append(&times, "{", 1);
+    stoa_buf_append(&hours, "{", 1);
+    int64_t *seen = stoa_arena_alloc(arena, b->accepted * sizeof(*seen));
+    size_t nseen = 0;
+    for (size_t i = 0; i < b->accepted; i++) {
+        const stoa_ingest_row_t *r = &b->row[i];
+        if (r->id_given) {
+            if (ids.len > 1) {
+                stoa_buf_append(&ids, ",", 1);
+                stoa_buf_append(&times, ",", 1);
+            }
+            stoa_buf_append(&ids, r->id, STOA_UUID_STR_LEN);
+            stoa_buf_append(&times, "\"", 1);
+            stoa_buf_puts(&times, r->ts);
+            stoa_buf_append(&times, "\"", 1);
+            continue;
+        }
+        /* Floor division: an hour before 1970 is still one hour. */
+        int64_t hour = r->ts_us / 3600000000LL - (r->ts_us % 3600000000LL < 0);
+        size_t k = 0;
+        while (k < nseen && seen[k] != hour)
+            k++;
+        if (k < nseen)
+            continue;
+        seen[nseen++] = hour;
+        if (hours.len > 1)
+            stoa_buf_append(&hours, ",", 1);
+        stoa_buf_append(&hours, "\"", 1);
+        stoa_buf_puts(&hours, r->ts);
+        stoa_buf_append(&hours, "\"", 1);
+    }
+    stoa_buf_append(&ids, "}", 1);
+    stoa_buf_append(&times, "}", 1);
+    stoa_buf_append(&hours, "}", 1);
+    params[0] = stoa_arena_strdup(arena, ids.data);
+    params[1] = stoa_arena_strdup(arena, times.data);
+    params[2] = stoa_arena_strdup(arena, hours.data);
+    stoa_buf_free(&ids);
+    stoa_buf_free(&times);
+    stoa_buf_free(&hours);
+}
+
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Keeps in rows (compacted in place) the rows to store: generated ids,
+ * and each claimed id once, at its first item. claimed: EVENTS_CLAIM's
+ * answer. Returns how many rows remain. */
+static size_t keep_fresh(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
+                         const stoa_db_result_t *claimed)
+{
+    size_t nclaimed = (size_t)stoa_db_rows(claimed);
+    const char **fresh =
+        stoa_arena_alloc(arena, (nclaimed + 1) * sizeof(*fresh));
+    for (size_t i = 0; i < nclaimed; i++)
+        fresh[i] = stoa_db_value(claimed, (int)i, CLAIM_COL_ID);
+    qsort(fresh, nclaimed, sizeof(*fresh), compare_ids);
+    bool *taken = stoa_arena_alloc(arena, nclaimed + 1);
+    memset(taken, 0, nclaimed + 1);
+    stoa_buf_t *rows = b->rows;
+    size_t kept = 0, at = 0;
+    for (size_t i = 0; i < b->accepted; i++) {
+        const stoa_ingest_row_t *r = &b->row[i];
+        bool keep = !r->id_given;
+        if (!keep) {
+            const char *id = r->id;
+            const char **hit =
+                bsearch(&id, fresh, nclaimed, sizeof(*fresh), compare_ids);
+            /* A claimed id is taken by its first item; a repeat in the
+             * same batch is dropped. */
+            if (hit && !taken[hit - fresh]) {
+                keep = true;
+                taken[hit - fresh] = true;
+            }
+        }
+        if (!keep)
+            continue;
+        if (at != r->offset)
+            memmove(rows->data + at, rows->data + r->offset, r->len);
+        at += r->len;
+        kept++;
+    }
+    rows->len = at;
+    if (rows->data)
+        rows->data[at] = '\0'; /* stoa_buf's promise */
+    return kept;
+}
+
+/* Claims the ids and marks the hours, then copies the fresh rows straight
+ * into their day partitions: one transaction, so a batch is stored whole
+ * or not at all, and a concurrent batch with one of its ids waits on the
+ * claim until this one ends. */
+static int store(stoa_request_t *req, const stoa_ingest_batch_t *b)
 {
     stoa_db_t *db = stoa_request_db(req);
+    const char *params[3];
+    claim_params(req->arena, b, params);
+    stoa_db_result_t *claimed = NULL;
     int rc = stoa_db_begin(db);
     if (rc == STOA_OK)
-        rc = stoa_db_exec(db, req->arena, ANALYTICS_SQL(STAGING_CREATE), NULL,
-                          NULL);
-    if (rc == STOA_OK)
+        rc = stoa_db_exec(db, req->arena, ANALYTICS_SQL(EVENTS_CLAIM), params,
+                          &claimed);
+    if (rc == STOA_OK && keep_fresh(req->arena, b, claimed) > 0)
         rc = stoa_db_copy_in(db,
-                             "COPY " ANALYTICS_STAGING
-                             " (" STOA_INGEST_COPY_COLUMNS ") FROM STDIN",
-                             rows->data, rows->len, NULL);
-    if (rc == STOA_OK)
-        rc = stoa_db_exec(db, req->arena, ANALYTICS_SQL(EVENTS_STORE), NULL,
-                          NULL);
+                             "COPY analytics.events (" STOA_INGEST_COPY_COLUMNS
+                             ") FROM STDIN",
+                             b->rows->data, b->rows->len, NULL);
     if (rc == STOA_OK)
         rc = stoa_db_commit(db);
     if (rc != STOA_OK) {
@@ -121,7 +227,7 @@ int analytics_events_ingest(stoa_request_t *req)
         return stoa_http_fail(req, STOA_ERR_PAYLOAD_TOO_LARGE,
                               "at most 1000 events a batch");
     }
-    rc = batch.accepted ? store(req, &rows) : STOA_OK;
+    rc = batch.accepted ? store(req, &batch) : STOA_OK;
     stoa_buf_free(&rows);
     if (rc != STOA_OK)
         return rc;

@@ -34,34 +34,24 @@
     "coalesce(s.canceled_at, s.updated_at) END END"
 
 const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
-    /* Per connection, emptied at each commit: a batch is copied here, then
-     * stored by one statement. Temporary tables write no WAL. */
-    [ANALYTICS_SQL_STAGING_CREATE] =
-        {"staging_create",
-         "CREATE TEMP TABLE IF NOT EXISTS analytics_staging (id uuid NOT NULL, "
-         "ts timestamptz NOT NULL, event text NOT NULL, distinct_id text, "
-         "user_id uuid, properties jsonb NOT NULL, has_id boolean NOT NULL) "
-         "ON COMMIT DELETE ROWS",
-         0},
-    /* One statement stores the batch: the client-given ids not seen before
-     * claim their row in event_ids (a concurrent batch with the same id
-     * waits on that row and then skips it), the events whose id is fresh
-     * or generated go to their day partitions once each, and their hours
-     * are marked for the rollup. Both inserts that lock rows go in key
-     * order, so two batches never wait on each other crosswise. */
-    [ANALYTICS_SQL_EVENTS_STORE] =
-        {"events_store",
+    /* Before a batch's rows are copied, in its transaction: the
+     * client-given ids ($1, with their times $2) not seen before claim
+     * their row in event_ids (a concurrent batch with the same id waits on
+     * that row and then skips it, in key order, so two batches never wait
+     * on each other crosswise), and the hours of the fresh events (and of
+     * $3, one time per hour of the rows with generated ids) are marked
+     * for the rollup. Marks are plain rows: they wait for nobody, and the
+     * rollup only takes those committed before it began (0028). Answers
+     * the ids that are fresh. */
+    [ANALYTICS_SQL_EVENTS_CLAIM] =
+        {"events_claim",
          "WITH fresh AS (INSERT INTO analytics.event_ids (id, ts) SELECT id, "
-         "ts FROM " ANALYTICS_STAGING " WHERE has_id ORDER BY id ON CONFLICT "
-         "(id) DO NOTHING RETURNING id), stored AS (INSERT INTO "
-         "analytics.events (id, ts, event, distinct_id, user_id, properties) "
-         "SELECT DISTINCT ON (s.id) s.id, s.ts, s.event, s.distinct_id, "
-         "s.user_id, s.properties FROM " ANALYTICS_STAGING " s WHERE NOT "
-         "s.has_id OR s.id IN (SELECT id FROM fresh) ORDER BY s.id RETURNING "
-         "ts), hours AS (INSERT INTO analytics.rollup_pending (hour) SELECT "
-         "DISTINCT date_trunc('hour', ts) FROM stored ORDER BY 1 ON CONFLICT "
-         "(hour) DO UPDATE SET touched_at = now()) SELECT count(*) FROM stored",
-         0},
+         "ts FROM unnest($1::uuid[], $2::timestamptz[]) AS g(id, ts) ORDER BY "
+         "id ON CONFLICT (id) DO NOTHING RETURNING id, ts), hours AS (INSERT "
+         "INTO analytics.rollup_pending (hour) SELECT DISTINCT "
+         "date_trunc('hour', t.ts) FROM (SELECT ts FROM fresh UNION ALL "
+         "SELECT unnest($3::timestamptz[])) AS t(ts)) SELECT id FROM fresh",
+         3},
     [ANALYTICS_SQL_INGEST_KEY_FIND] =
         {"ingest_key_find",
          "SELECT id FROM admin.ingest_keys WHERE key_hash = $1::bytea AND "

@@ -7,8 +7,7 @@
 #include "stoa/db.h"
 
 enum {
-    ANALYTICS_SQL_STAGING_CREATE,
-    ANALYTICS_SQL_EVENTS_STORE,
+    ANALYTICS_SQL_EVENTS_CLAIM,
     ANALYTICS_SQL_INGEST_KEY_FIND,
     ANALYTICS_SQL_INGEST_KEY_INSERT,
     ANALYTICS_SQL_INGEST_KEY_LIST,
@@ -27,17 +26,14 @@ enum {
     ANALYTICS_SQL_COUNT
 };
 
-/* The statement of an id: ANALYTICS_SQL(EVENTS_STORE). */
+/* The statement of an id: ANALYTICS_SQL(EVENTS_CLAIM). */
 #define ANALYTICS_SQL(id) (&analytics_statements[ANALYTICS_SQL_##id])
 
 extern const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT];
 extern const size_t analytics_statements_len;
 
-/* The staging table the batch is copied into (one per connection). */
-#define ANALYTICS_STAGING "pg_temp.analytics_staging"
-
-/* ANALYTICS_SQL_EVENTS_STORE */
-enum { STORE_COL_STORED };
+/* ANALYTICS_SQL_EVENTS_CLAIM */
+enum { CLAIM_COL_ID };
 /* ANALYTICS_SQL_INGEST_KEY_FIND */
 enum { KEY_FIND_COL_ID };
 /* ANALYTICS_SQL_INGEST_KEY_INSERT, _LIST */

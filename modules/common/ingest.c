@@ -2,7 +2,6 @@
  * CSV fields. */
 #include "stoa/ingest.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -99,8 +98,18 @@ bool stoa_ingest_name_valid(const char *s)
     return n > 0;
 }
 
-/* "YYYY-MM-DD HH:MM:SS.ffffff+00", which Postgres reads as timestamptz. */
-static void append_time(stoa_buf_t *out, int64_t us)
+/* Writes v as n decimal digits at p (v fits them). */
+static void put_digits(char *p, int n, long v)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DD HH:MM:SS.ffffff+00", which Postgres reads as timestamptz.
+ * The year has four digits: stoa_ingest_time_parse and the retention
+ * window keep it within 1..9999. By hand, not printf: it runs for every
+ * event of every batch. */
+static void format_time(char out[STOA_INGEST_TS_LEN], int64_t us)
 {
     int64_t secs = us / 1000000, frac = us % 1000000;
     if (frac < 0) {
@@ -110,9 +119,14 @@ static void append_time(stoa_buf_t *out, int64_t us)
     time_t t = (time_t)secs;
     struct tm tm;
     gmtime_r(&t, &tm);
-    stoa_buf_printf(out, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00",
-                    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                    tm.tm_min, tm.tm_sec, (long long)frac);
+    memcpy(out, "0000-00-00 00:00:00.000000+00", STOA_INGEST_TS_LEN);
+    put_digits(out, 4, (tm.tm_year + 1900) % 10000);
+    put_digits(out + 5, 2, tm.tm_mon + 1);
+    put_digits(out + 8, 2, tm.tm_mday);
+    put_digits(out + 11, 2, tm.tm_hour);
+    put_digits(out + 14, 2, tm.tm_min);
+    put_digits(out + 17, 2, tm.tm_sec);
+    put_digits(out + 20, 6, (long)frac);
 }
 
 static const char *const item_members[] = {
@@ -194,6 +208,7 @@ stoa_ingest_verdict_t stoa_ingest_batch(stoa_arena_t *arena,
                                         stoa_ingest_batch_t *out)
 {
     out->accepted = 0;
+    out->row = NULL;
     out->nrejected = 0;
     out->rejected = NULL;
     if (!stoa_json_is_array(events))
@@ -222,14 +237,26 @@ stoa_ingest_verdict_t stoa_ingest_batch(stoa_arena_t *arena,
             continue;
         }
         stoa_buf_t *r = out->rows;
-        char uuid[STOA_UUID_STR_LEN + 1];
-        if (!it.id) {
-            stoa_uuid_v4(uuid);
-            it.id = uuid;
+        if (!out->row)
+            out->row = stoa_arena_alloc(arena, n * sizeof(*out->row));
+        stoa_ingest_row_t *row = &out->row[out->accepted];
+        row->id_given = it.id != NULL;
+        if (it.id) {
+            /* Postgres prints uuids in lower case: the pool matches the
+             * ids it claimed against what the server answers. */
+            for (size_t k = 0; k <= STOA_UUID_STR_LEN; k++)
+                row->id[k] = (char)(it.id[k] >= 'A' && it.id[k] <= 'F'
+                                        ? it.id[k] - 'A' + 'a'
+                                        : it.id[k]);
+        } else {
+            stoa_uuid_v4(row->id);
         }
-        stoa_buf_puts(r, it.id);
+        row->ts_us = it.ts_us;
+        format_time(row->ts, it.ts_us);
+        row->offset = r->len;
+        stoa_buf_append(r, row->id, STOA_UUID_STR_LEN);
         stoa_buf_append(r, "\t", 1);
-        append_time(r, it.ts_us);
+        stoa_buf_puts(r, row->ts);
         stoa_buf_append(r, "\t", 1);
         stoa_buf_puts(r, it.name); /* its alphabet needs no escape */
         stoa_buf_append(r, "\t", 1);
@@ -244,7 +271,8 @@ stoa_ingest_verdict_t stoa_ingest_batch(stoa_arena_t *arena,
             stoa_buf_append(r, "\\N", 2);
         stoa_buf_append(r, "\t", 1);
         stoa_db_copy_escape(r, props.data, props.len);
-        stoa_buf_puts(r, it.id == uuid ? "\tf\n" : "\tt\n");
+        stoa_buf_append(r, "\n", 1);
+        row->len = r->len - row->offset;
         out->accepted++;
     }
     stoa_jw_free(w);

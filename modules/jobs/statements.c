@@ -332,15 +332,18 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "WHERE day < " ANALYTICS_TODAY " - $1::int",
          1},
     /* The hours marked by ingestion, oldest first, taken off the list in
-     * the rollup's transaction (a failed run leaves them there). Alone in
-     * its statement: it may wait for an ingestion holding a mark, and the
-     * recomputations after it must see what that ingestion stored. */
+     * the rollup's transaction (a failed run leaves them there); an hour
+     * has a mark per batch that wrote in it, and all of them go. Only
+     * marks committed before this statement are seen, so it waits for no
+     * ingestion: a batch still in flight keeps its marks for the next
+     * run, and the recomputations after this statement see the events of
+     * every batch whose marks it took. */
     [JOBS_SQL_ANALYTICS_ROLLUP_TAKE] =
         {"analytics_rollup_take",
          "WITH taken AS (DELETE FROM analytics.rollup_pending WHERE hour IN "
-         "(SELECT hour FROM analytics.rollup_pending ORDER BY hour LIMIT "
-         "$1::int FOR UPDATE) RETURNING hour) SELECT array_agg(hour)::text, "
-         "count(*) FROM taken",
+         "(SELECT DISTINCT hour FROM analytics.rollup_pending ORDER BY hour "
+         "LIMIT $1::int) RETURNING hour) SELECT array_agg(DISTINCT "
+         "hour)::text, count(DISTINCT hour) FROM taken",
          1},
     /* Each taken hour's buckets, recomputed whole from its raw events:
      * running it again gives the same rows. */

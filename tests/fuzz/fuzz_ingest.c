@@ -52,7 +52,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int tabs = 0;
             for (const char *c = line; c < end; c++)
                 tabs += *c == '\t';
-            if (tabs != 6 || memchr(line, '\r', (size_t)(end - line)))
+            if (tabs != 5 || memchr(line, '\r', (size_t)(end - line)))
+                abort();
+            /* Each row's record says where its line is. */
+            if (lines >= b.accepted ||
+                b.row[lines].offset != (size_t)(line - rows.data) ||
+                b.row[lines].len != (size_t)(end + 1 - line))
                 abort();
             lines++;
             line = end + 1;

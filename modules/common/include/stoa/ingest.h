@@ -5,7 +5,8 @@
  * A batch is refused whole only when it is not an array of 1..
  * STOA_INGEST_MAX_EVENTS items; otherwise each bad item is rejected by its
  * index with a stable code and the others go on. Nothing here does I/O:
- * the pool copies the rows (stoa_db_copy_in) and stores them. The parser
+ * the pool claims the client-given ids, then copies the rows of the fresh
+ * ones straight into the events table (stoa_db_copy_in). The parser
  * never aborts on bad input (fuzzed: tests/fuzz/fuzz_ingest.c). */
 #ifndef STOA_INGEST_H
 #define STOA_INGEST_H
@@ -13,6 +14,7 @@
 #include "stoa/arena.h"
 #include "stoa/buf.h"
 #include "stoa/core.h"
+#include "stoa/crypto.h"
 #include "stoa/json.h"
 
 #define STOA_INGEST_MAX_EVENTS 1000
@@ -23,12 +25,13 @@
 /* Clocks drift and devices send late; a day ahead is a bug. */
 #define STOA_INGEST_MAX_FUTURE_US (23LL * 3600 * 1000000)
 
-/* The columns of the rows written, in order (the staging table's):
+/* The columns of the rows written, in order (analytics.events'):
  *   id uuid, ts timestamptz, event text, distinct_id text, user_id uuid,
- *   properties jsonb, has_id boolean (the client gave the id: only those
- *   are checked against the ids already stored). */
+ *   properties jsonb. */
 #define STOA_INGEST_COPY_COLUMNS                                               \
-    "id, ts, event, distinct_id, user_id, properties, has_id"
+    "id, ts, event, distinct_id, user_id, properties"
+/* "YYYY-MM-DD HH:MM:SS.ffffff+00" and its NUL. */
+#define STOA_INGEST_TS_LEN 30
 
 typedef struct {
     int64_t now_us;      /* the time of receipt, unix microseconds */
@@ -51,9 +54,21 @@ typedef enum {
     STOA_INGEST_TOO_MANY,
 } stoa_ingest_verdict_t;
 
+/* One accepted item: where its COPY row lies in the batch's rows, and
+ * what the pool needs to decide whether it is stored (a client-given id
+ * is stored only if no earlier batch, nor an earlier item, had it). */
+typedef struct {
+    char id[STOA_UUID_STR_LEN + 1]; /* lower case, as Postgres prints it */
+    bool id_given;                  /* false: generated here, fresh */
+    int64_t ts_us;
+    char ts[STOA_INGEST_TS_LEN]; /* ts_us as the row carries it */
+    size_t offset, len;          /* the row's bytes in rows, its \n included */
+} stoa_ingest_row_t;
+
 typedef struct {
     stoa_buf_t *rows;               /* COPY rows appended here (caller's) */
     size_t accepted;                /* rows written */
+    stoa_ingest_row_t *row;         /* arena-owned, accepted of them */
     stoa_ingest_reject_t *rejected; /* arena-owned, by increasing index */
     size_t nrejected;
 } stoa_ingest_batch_t;
