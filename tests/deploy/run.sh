@@ -13,6 +13,8 @@ WORK=$(mktemp -d /tmp/stoa-deploy.XXXXXX)
 HOSTS=(gw1=10.77.0.11 gw2=10.77.0.12 worker1=10.77.0.21 db1=10.77.0.31 db2=10.77.0.32 redis1=10.77.0.41)
 cleanup() {
     local rc=$?
+    # Tear-down runs whatever failed before it, and to its end.
+    set +e +o pipefail
     if [[ $rc -ne 0 ]]; then
         # What a failure needs to be read: the play's last lines and each
         # service's output on each host (the shim's logs).
@@ -45,7 +47,16 @@ host_line() {
     printf '        %s: {ansible_host: %s, ansible_chroot_exe: %s, stoa_address: %s}\n' \
         "$name" "$WORK/hosts/$name/root" "$WORK/bin/enter-$name" "$addr"
 }
-addr() { local s; for s in "${HOSTS[@]}"; do [[ ${s%%=*} == "$1" ]] && echo "${s#*=}"; done; }
+addr() {
+    local s
+    for s in "${HOSTS[@]}"; do
+        if [[ ${s%%=*} == "$1" ]]; then
+            echo "${s#*=}"
+            return 0
+        fi
+    done
+    return 1
+}
 {
     echo "all:"
     echo "  vars:"
