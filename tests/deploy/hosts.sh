@@ -98,8 +98,17 @@ down() {
         dir=${dir%/}
         name=${dir##*/}
         if [[ -f $dir/unshare.pid ]]; then
-            kill -KILL "$(cat "$dir/init.pid" 2>/dev/null)" 2>/dev/null || true
-            kill -KILL "$(cat "$dir/unshare.pid")" 2>/dev/null || true
+            local pids i
+            pids=$(cat "$dir/init.pid" "$dir/unshare.pid" 2>/dev/null || true)
+            # shellcheck disable=SC2086 # one word per PID
+            kill -KILL $pids 2>/dev/null || true
+            # The kernel ends the host's processes after its PID 1: wait
+            # for them to be gone before the root is unmounted.
+            for ((i = 0; i < 100; i++)); do
+                # shellcheck disable=SC2086
+                kill -0 $pids 2>/dev/null || break
+                sleep 0.1
+            done
         fi
         ip netns del "stoa-$name" 2>/dev/null || true
         ip link del "v-$name" 2>/dev/null || true

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # make test-deploy: applies ansible/site.yml to six throwaway test hosts
 # (two gateways, a worker, a Postgres primary and replica, Redis), runs it a
-# second time and requires changed=0, checks the installed units with
-# systemd-analyze verify, then registers, logs in and reads /v1/me through
-# each gateway and finds the new user on the replica. Everything is torn
-# down on exit, failed or not.
+# second time and requires changed=0, then with --check --diff (changed=0
+# too), checks the installed units with systemd-analyze verify, then
+# registers, logs in and reads /v1/me through each gateway and finds the new
+# user on the replica. Everything is torn down on exit, failed or not.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -86,6 +86,13 @@ sed -n '/PLAY RECAP/,$p' "$WORK/run2.log"
 if sed -n '/PLAY RECAP/,$p' "$WORK/run2.log" | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]'; then
     echo "test-deploy: FAIL: the second run changed something" >&2
     grep -E '^(changed|TASK)' "$WORK/run2.log" | grep -B1 '^changed' >&2 || true
+    exit 1
+fi
+
+echo "test-deploy: --check --diff on the deployed cluster"
+ansible-playbook -i "$WORK/inventory.yml" site.yml --check --diff >"$WORK/check.log"
+if sed -n '/PLAY RECAP/,$p' "$WORK/check.log" | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]'; then
+    echo "test-deploy: FAIL: --check --diff would change something" >&2
     exit 1
 fi
 
