@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The throwaway test hosts of make test-deploy: each one a network namespace
-# on the bridge stoa-dbr0 with its own address, its own PID and mount
+# on the bridge stoa-dbr0 with its own address, its own PID, mount and UTS
 # namespaces, and a Debian 12 root (an overlay on the cached base root of
 # base-root.sh, so a host costs only what it writes).
 #
@@ -53,6 +53,9 @@ up() {
         install -m 0755 "$HERE/systemctl-shim" "$root/usr/bin/systemctl"
         printf '%s' "$etc_hosts" >"$root/etc/hosts"
         printf '%s\n' "$name" >"$root/etc/hostname"
+        # No DNS on the bridge: every name is in /etc/hosts, and a resolver
+        # that points nowhere would make each lookup (sudo, facts) wait.
+        printf '# test host: no DNS, the names are in /etc/hosts\n' >"$root/etc/resolv.conf"
         mount --rbind /dev "$root/dev"
         mount --make-rslave "$root/dev"
         ip netns add "stoa-$name"
@@ -62,9 +65,13 @@ up() {
         ip -n "stoa-$name" link set eth0 up
         ip -n "stoa-$name" link set lo up
         ip -n "stoa-$name" route add default via "${BRIDGE_ADDR%/*}"
-        setsid ip netns exec "stoa-$name" unshare --pid --fork --mount \
-            --mount-proc="$root/proc" chroot "$root" /usr/bin/python3 -c "$REAPER" \
-            </dev/null >/dev/null 2>&1 &
+        # Its own UTS namespace too: the host's name is its own, as the
+        # names in /etc/hosts say (sudo and fact gathering look it up).
+        # shellcheck disable=SC2016 # the inner shell expands its arguments
+        setsid ip netns exec "stoa-$name" unshare --pid --fork --mount --uts \
+            --mount-proc="$root/proc" /bin/sh -c \
+            'hostname "$1" && exec chroot "$2" /usr/bin/python3 -c "$3"' \
+            sh "$name" "$root" "$REAPER" </dev/null >/dev/null 2>&1 &
         echo $! >"$dir/unshare.pid"
         local init='' i
         for ((i = 0; i < 50; i++)); do
@@ -78,7 +85,7 @@ up() {
 #!/bin/sh
 # chroot_exe of test host $name: "\$1" is the root, the rest the command.
 shift
-exec nsenter -t $init -n -p -m -r -w -- "\$@"
+exec nsenter -t $init -n -p -m -u -r -w -- "\$@"
 EOS
         chmod 0755 "$work/bin/enter-$name"
     done
@@ -91,8 +98,17 @@ down() {
         dir=${dir%/}
         name=${dir##*/}
         if [[ -f $dir/unshare.pid ]]; then
-            kill -KILL "$(cat "$dir/init.pid" 2>/dev/null)" 2>/dev/null || true
-            kill -KILL "$(cat "$dir/unshare.pid")" 2>/dev/null || true
+            local pids i
+            pids=$(cat "$dir/init.pid" "$dir/unshare.pid" 2>/dev/null || true)
+            # shellcheck disable=SC2086 # one word per PID
+            kill -KILL $pids 2>/dev/null || true
+            # The kernel ends the host's processes after its PID 1: wait
+            # for them to be gone before the root is unmounted.
+            for ((i = 0; i < 100; i++)); do
+                # shellcheck disable=SC2086
+                kill -0 $pids 2>/dev/null || break
+                sleep 0.1
+            done
         fi
         ip netns del "stoa-$name" 2>/dev/null || true
         ip link del "v-$name" 2>/dev/null || true

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # make test-deploy: applies ansible/site.yml to six throwaway test hosts
 # (two gateways, a worker, a Postgres primary and replica, Redis), runs it a
-# second time and requires changed=0, checks the installed units with
-# systemd-analyze verify, then registers, logs in and reads /v1/me through
-# each gateway and finds the new user on the replica. Everything is torn
-# down on exit, failed or not.
+# second time and requires changed=0, then with --check --diff (changed=0
+# too), checks the installed units with systemd-analyze verify, then
+# registers, logs in and reads /v1/me through each gateway and finds the new
+# user on the replica. Everything is torn down on exit, failed or not.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -12,6 +12,29 @@ REPO=$(cd "$HERE/../.." && pwd)
 WORK=$(mktemp -d /tmp/stoa-deploy.XXXXXX)
 HOSTS=(gw1=10.77.0.11 gw2=10.77.0.12 worker1=10.77.0.21 db1=10.77.0.31 db2=10.77.0.32 redis1=10.77.0.41)
 cleanup() {
+    local rc=$?
+    # Tear-down runs whatever failed before it, and to its end.
+    set +e +o pipefail
+    if [[ $rc -ne 0 ]]; then
+        # What a failure needs to be read: the play's last lines and each
+        # service's output on each host (the shim's logs).
+        echo "test-deploy: FAILED (exit $rc)" >&2
+        local log f
+        for log in "$WORK"/run2.log "$WORK"/run1.log; do
+            [[ -f $log ]] && { grep -B2 -A12 -E '^(fatal|failed):' "$log" | tail -n 60 >&2; break; }
+        done
+        for f in "$WORK"/hosts/*/root/run/systemctl-shim/*.log; do
+            [[ -s $f ]] || continue
+            echo "--- ${f#"$WORK"/hosts/}" >&2
+            tail -n 15 "$f" >&2
+        done
+    fi
+    if [[ -n ${STOA_DEPLOY_KEEP:-} ]]; then
+        # Debugging only: leaves the hosts up; tear them down with
+        # tests/deploy/hosts.sh down WORK.
+        echo "test-deploy: kept $WORK (tests/deploy/hosts.sh down $WORK)" >&2
+        return
+    fi
     "$HERE/hosts.sh" down "$WORK" || true
     rm -rf "$WORK"
 }
@@ -24,7 +47,16 @@ host_line() {
     printf '        %s: {ansible_host: %s, ansible_chroot_exe: %s, stoa_address: %s}\n' \
         "$name" "$WORK/hosts/$name/root" "$WORK/bin/enter-$name" "$addr"
 }
-addr() { local s; for s in "${HOSTS[@]}"; do [[ ${s%%=*} == "$1" ]] && echo "${s#*=}"; done; }
+addr() {
+    local s
+    for s in "${HOSTS[@]}"; do
+        if [[ ${s%%=*} == "$1" ]]; then
+            echo "${s#*=}"
+            return 0
+        fi
+    done
+    return 1
+}
 {
     echo "all:"
     echo "  vars:"
@@ -57,6 +89,13 @@ if sed -n '/PLAY RECAP/,$p' "$WORK/run2.log" | grep -E 'changed=[1-9]|failed=[1-
     exit 1
 fi
 
+echo "test-deploy: --check --diff on the deployed cluster"
+ansible-playbook -i "$WORK/inventory.yml" site.yml --check --diff >"$WORK/check.log"
+if sed -n '/PLAY RECAP/,$p' "$WORK/check.log" | grep -E 'changed=[1-9]|failed=[1-9]|unreachable=[1-9]'; then
+    echo "test-deploy: FAIL: --check --diff would change something" >&2
+    exit 1
+fi
+
 echo "test-deploy: systemd-analyze verify"
 "$WORK/bin/enter-worker1" - systemd-analyze verify /etc/systemd/system/stoa-pool@auth.service /etc/systemd/system/stoa-jobs.service
 "$WORK/bin/enter-gw1" - systemd-analyze verify /etc/systemd/system/stoa-nginx.service
@@ -68,11 +107,12 @@ for gw in gw1 gw2; do
     c=(curl -sk --noproxy '*' --max-time 10 -H 'Content-Type: application/json')
     if [[ $gw == gw1 ]]; then
         code=$("${c[@]}" -o "$WORK/reg.json" -w '%{http_code}' -X POST "$base/v1/auth/register" \
-            -d "{\"email\":\"$email\",\"password\":\"$password\"}")
-        [[ $code == 201 || $code == 200 ]] || { echo "register via $gw: $code $(cat "$WORK/reg.json")" >&2; exit 1; }
+            -d "{\"email\":\"$email\",\"password\":\"$password\",\"name\":\"Deploy Test\"}")
+        [[ $code == 201 ]] || { echo "register via $gw: $code $(cat "$WORK/reg.json")" >&2; exit 1; }
     fi
-    "${c[@]}" -o "$WORK/login.json" -X POST "$base/v1/auth/login" \
-        -d "{\"email\":\"$email\",\"password\":\"$password\"}"
+    code=$("${c[@]}" -o "$WORK/login.json" -w '%{http_code}' -X POST "$base/v1/auth/login" \
+        -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+    [[ $code == 200 ]] || { echo "login via $gw: $code $(cat "$WORK/login.json")" >&2; exit 1; }
     token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/login.json")
     me=$("${c[@]}" -H "Authorization: Bearer $token" "$base/v1/me")
     [[ $me == *"$email"* ]] || { echo "/v1/me via $gw: $me" >&2; exit 1; }
