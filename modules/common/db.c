@@ -289,6 +289,16 @@ static int check_result(stoa_db_t *db, PGresult *res)
         drop(db);
         return STOA_AGAIN;
     }
+    /* Postgres could not do it now, though the statement is fine: a
+     * statement timeout (57014, such as a wait on a lock), a lock not
+     * available (55P03), a serialization failure or deadlock (class 40),
+     * insufficient resources (class 53). The connection stays; the
+     * request is answered 503 and may be retried. */
+    if (strcmp(db->sqlstate, "57014") == 0 ||
+        strcmp(db->sqlstate, "55P03") == 0 ||
+        strncmp(db->sqlstate, "40", 2) == 0 ||
+        strncmp(db->sqlstate, "53", 2) == 0)
+        return STOA_AGAIN;
     return STOA_ERROR;
 }
 

@@ -8,6 +8,7 @@ twice. Bad input is refused by name, other users' items are 404.
 
 import json
 import signal
+import subprocess
 import time
 import unittest
 import uuid
@@ -428,6 +429,31 @@ class UpdatesTest(SourceClientTestCase):
         self.assertEqual([e for e in readers["bob"].drain(1.0)
                           if e.get("event") == "update.created"], [],
                          "bob heard an update sent to alice")
+
+    def test_08_a_statement_timeout_is_503_not_500(self):
+        """A request stuck behind a lock past db_statement_timeout_ms (5 s)
+        is answered 503 unavailable, and the pool goes on serving."""
+        c = self.client()
+        admin = self.token(c, self.admin_email)
+        alice = self.token(c, self.alice_email)
+        sent = self.send(c, admin, self.update("Locked one", {"user_ids": [self.alice]}))
+        self.wait_delivered(c, admin, sent["id"])
+        holder = subprocess.Popen(
+            ["psql", "-X", "-q", "-h", self.stack.path("pg", "sock"), "-p", "5432", "-U", "stoa",
+             "-d", "stoa", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(holder.kill)
+        holder.stdin.write(f"BEGIN; SELECT 1 FROM admin.update_recipients WHERE update_id = "
+                           f"'{sent['id']}' FOR UPDATE; SELECT pg_sleep(7); COMMIT;\n")
+        holder.stdin.flush()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        resp = c.request("POST", f"/v1/updates/{sent['id']}/read", token=alice)
+        self.assert_error(resp, 503, "unavailable")
+        self.assertGreater(time.monotonic() - t0, 4.0, "it did wait for the lock")
+        holder.stdin.close()
+        holder.wait(timeout=15)
+        self.assert_ok_json(c.request("POST", f"/v1/updates/{sent['id']}/read", token=alice))
 
 
 if __name__ == "__main__":

@@ -89,8 +89,9 @@ STOA_MUSTCHECK int stoa_db_connect(stoa_db_t *db);
  * handle's tables (anything else is a bug: assert). params has
  * st->nparams entries and may contain NULL (SQL NULL).
  * *out (may be NULL if unwanted) is arena-owned. Returns STOA_OK,
- * STOA_AGAIN (connection lost), or STOA_ERROR (query failed; see
- * stoa_db_sqlstate()). */
+ * STOA_AGAIN (connection lost, or Postgres could not do it now: a
+ * statement timeout, a deadlock, a serialization failure, no resources),
+ * or STOA_ERROR (query failed; see stoa_db_sqlstate()). */
 STOA_MUSTCHECK int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
                                 const stoa_db_statement_t *st,
                                 const char *const *params,
