@@ -141,9 +141,12 @@ fuzz: $(BUILD)/gen/stoa_common_passwords.c
 
 # --- end to end through nginx over TLS ----------------------------------
 .PHONY: test-integration
+# tests/integration/run.py runs the files side by side (TEST_JOBS at once);
+# TEST_MATCH=regex picks files.
+TEST_JOBS ?= 3
 test-integration: all
-	STOA_BIN_DIR=$(abspath $(BIN)) python3 -m unittest discover \
-		-s tests/integration -p 'test_*.py' -v
+	STOA_BIN_DIR=$(abspath $(BIN)) python3 tests/integration/run.py \
+		-j $(TEST_JOBS) $(if $(TEST_MATCH),-k '$(TEST_MATCH)')
 
 # The fake Stripe is a test tool: its own self-test keeps it honest.
 .PHONY: test-fakes
