@@ -5,8 +5,8 @@ of a raw COPY of the same rows).
 An ingest key is made, then BENCH_EVENT_ROWS events of about 300 bytes are
 built into batches of 100 and of 1000 (half the rows each), a share
 BENCH_EVENT_DUPLICATES of them repeating an id sent earlier (as a client
-retrying a batch does). BENCH_CONNECTIONS keep-alive TLS connections POST
-the prepared bodies through nginx, the batches of 100 first, then those of
+retrying a batch does). BENCH_CONNECTIONS keep-alive TLS connections (wrk, with
+events_send.lua) POST the prepared bodies through nginx, the batches of 100 first, then those of
 1000; the figures are rows accepted per second (first POST to last
 answer) for each size and for both, and afterwards Postgres must hold each
 distinct id once.
@@ -29,6 +29,8 @@ import json
 import os
 import queue
 import random
+import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -89,6 +91,7 @@ def psql(stack, sql, stdin=None):
 
 
 def send_all(stack, bodies, connections):
+    """The warm-up: a few batches from Python, answered one by one."""
     work = queue.Queue()
     for item in bodies:
         work.put(item)
@@ -115,12 +118,64 @@ def send_all(stack, bodies, connections):
             c.close()
 
     threads = [threading.Thread(target=sender) for _ in range(connections)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return accepted[0], failures, time.monotonic() - t0
+    return accepted[0], failures
+
+
+SEND_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "events_send.lua")
+
+
+def send_wrk(stack, bodies, connections):
+    """The timed sends: wrk POSTs each body once over `connections` kept
+    connections (a Python sender would take a core of the two from the
+    stack). (rows accepted, batches failed, seconds first POST to last
+    answer)."""
+    threads = min(b.env_int("BENCH_THREADS", 2), connections)
+    tmp = tempfile.mkdtemp(prefix="stoa-bench-events-")
+    path, results = os.path.join(tmp, "bodies"), os.path.join(tmp, "results")
+    with open(path, "wb") as f:
+        for _, body in bodies:
+            f.write(body + b"\n")
+    try:
+        b.raise_nofile(connections + 256)
+        argv = b.wrk_command(stack, "/v1/analytics/events", connections, 900,
+                             threads=threads, script=SEND_LUA, timeout_s=60)
+        argv += ["--", path, KEY, str(threads), results]
+        out = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        lines, deadline = [], time.monotonic() + 900
+        while time.monotonic() < deadline and proc.poll() is None:
+            if os.path.exists(results):
+                with open(results) as f:
+                    lines = f.read().splitlines()
+                if len(lines) >= threads:
+                    break
+            time.sleep(0.05)
+        # wrk sleeps out its -d unless interrupted; SIGINT ends it cleanly.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.seek(0)
+        text = out.read()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if len(lines) < threads:
+        raise b.SetupError(f"wrk did not finish its batches: {text}")
+    rows = [line.split() for line in lines]
+    first = min(float(r[1]) for r in rows)
+    last = max(float(r[2]) for r in rows)
+    sent, accepted, failed = (sum(int(r[k]) for r in rows) for k in (3, 4, 5))
+    if sent != len(bodies):
+        raise b.SetupError(f"wrk sent {sent} of {len(bodies)} batches: {text}")
+    return accepted, [0] * failed, last - first
 
 
 def bench():
@@ -142,7 +197,7 @@ def bench():
         accepted, failures, elapsed, by_size = 0, [], 0.0, {}
         for size, todo in ((100, bodies[100][connections:]), (1000, bodies[1000][1:])):
             b.note(f"sending {len(todo)} batches of {size} over {connections} connections")
-            n, f, t = send_all(stack, todo, connections)
+            n, f, t = send_wrk(stack, todo, connections)
             by_size[size] = n / t if t else 0
             accepted, elapsed = accepted + n, elapsed + t
             failures += f
