@@ -4,7 +4,7 @@
 #
 #   scripts/deps.sh          what make, make test and make run need
 #   scripts/deps.sh bench    that, plus what the benchmarks alone need (the
-#                            FastAPI peer and its drivers)
+#                            FastAPI and Go peers and their drivers)
 #   scripts/deps.sh deploy   that, plus what make test-deploy needs
 set -euo pipefail
 
@@ -24,6 +24,8 @@ deploy_packages=(debootstrap iproute2 util-linux)
 bench_packages=(
   python3-fastapi python3-uvicorn python3-uvloop python3-httptools
   python3-jwt python3-cryptography python3-redis python3-asyncpg
+  golang-go golang-github-golang-jwt-jwt-dev golang-github-gomodule-redigo-dev
+  golang-github-jackc-pgx-v4-dev
 )
 case ${1:-} in
 '') ;;

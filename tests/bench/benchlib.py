@@ -423,11 +423,13 @@ class Report:
         self.figures.append({"label": label, "value": value, "unit": unit, **extra})
 
     def bar(self, label, value, op, limit):
-        """op: '>=' or '<='. A value of None (not measured) fails."""
+        """op: '>=', '<=' or '<'. A value of None (not measured) fails."""
         if value is None:
             passed = False
         elif op == ">=":
             passed = value >= limit
+        elif op == "<":
+            passed = value < limit
         else:
             passed = value <= limit
         self.bars.append({"bar": label, "value": value, "op": op, "limit": limit,

@@ -1,16 +1,17 @@
-"""The FastAPI peer of the benchmarks does the work of GET /v1/me, or the
-comparison means nothing: on a throwaway stack, the peer behind the same
+"""The peers of the benchmarks (FastAPI, Go net/http) do the work of GET
+/v1/me, or the comparison means nothing: on a throwaway stack, each peer behind the same
 nginx must answer exactly as stoa does (the cached profile and the one read
 from Postgres), refuse what stoa refuses (no token, a forged signature,
 another algorithm, a revoked session) and follow a profile change.
 
-Needs Debian's python3-fastapi stack (scripts/deps.sh bench); skipped
-without it. Run: python3 -m unittest discover -s tests/bench -p 'test_*.py'
+Needs Debian's python3-fastapi stack and golang with its drivers
+(scripts/deps.sh bench); each peer's class is skipped without them. Run: python3 -m unittest discover -s tests/bench -p 'test_*.py'
 """
 
 import base64
 import json
 import os
+import shutil
 import subprocess
 import unittest
 
@@ -29,17 +30,22 @@ def peer_stack_available():
     return done.returncode == 0
 
 
-@unittest.skipUnless(peer_stack_available(), "the peer's packages are missing "
-                     "(scripts/deps.sh bench)")
-class PeerDoesTheSameWork(unittest.TestCase):
+def go_peer_available():
+    return shutil.which("go") is not None and all(
+        os.path.isdir(t) for t in peer.GO_LINKS.values())
+
+
+class PeerDoesTheSameWork:
+    kind = None
+
     @classmethod
     def setUpClass(cls):
         cls.stack = b.BenchStack(processes=2)
         cls.stack.__enter__()
         try:
-            peer.start_peer(cls.stack)
+            cls.path = peer.start_peer(cls.stack, cls.kind)
             cls.user_id, cls.email, cls.token, cls.login = cls.stack.register_and_login("peer")
-            cls.stack.wait_for(peer.PEER_PATH,
+            cls.stack.wait_for(cls.path,
                                headers={"Authorization": f"Bearer {cls.token}"}, timeout=30)
         except BaseException:
             cls.stack.__exit__(None, None, None)
@@ -58,7 +64,7 @@ class PeerDoesTheSameWork(unittest.TestCase):
         return self.client.request("GET", path, headers=headers)
 
     def both(self, token):
-        return self.get("/v1/me", token), self.get(peer.PEER_PATH, token)
+        return self.get("/v1/me", token), self.get(self.path, token)
 
     def drop_cached_profile(self):
         subprocess.run(["redis-cli", "-s", self.stack.redis_socket(), "DEL",
@@ -73,7 +79,7 @@ class PeerDoesTheSameWork(unittest.TestCase):
 
     def test_the_profile_read_from_postgres_is_the_same(self):
         self.drop_cached_profile()
-        theirs = self.get(peer.PEER_PATH, self.token)
+        theirs = self.get(self.path, self.token)
         self.drop_cached_profile()
         ours = self.get("/v1/me", self.token)
         self.assertEqual((ours.status, theirs.status), (200, 200))
@@ -120,9 +126,21 @@ class PeerDoesTheSameWork(unittest.TestCase):
                                 headers={"Authorization": f"Bearer {token}"})
         self.assertIn(r.status, (200, 204), r)
         # stoa refuses within 1 s (its per-process cache); the peer at once.
-        theirs = self.get(peer.PEER_PATH, token)
+        theirs = self.get(self.path, token)
         self.assertEqual(theirs.status, 401, theirs)
         self.assertEqual(theirs.json["error"]["code"], "unauthenticated")
+
+
+@unittest.skipUnless(peer_stack_available(), "the FastAPI peer's packages are missing "
+                     "(scripts/deps.sh bench)")
+class FastAPIPeerDoesTheSameWork(PeerDoesTheSameWork, unittest.TestCase):
+    kind = "fastapi"
+
+
+@unittest.skipUnless(go_peer_available(), "the Go peer's packages are missing "
+                     "(scripts/deps.sh bench)")
+class GoPeerDoesTheSameWork(PeerDoesTheSameWork, unittest.TestCase):
+    kind = "go"
 
 
 if __name__ == "__main__":
