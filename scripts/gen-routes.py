@@ -310,11 +310,11 @@ def check_openapi(routes, document, allowed=None):
         declared[(r["method"], openapi_template(r["path"]))] = r
     for key, r in declared.items():
         path = documented.get(key)
+        route = f"{r['method']} {r['path']} (manifest line {r['line']})"
         if path is None:
-            problems.append(f"{r['method']} {r['path']} (manifest line {r['line']}) is not documented")
+            problems.append(f"{route} is not documented")
         elif path != r["path"]:
-            problems.append(f"{r['method']} {r['path']} (manifest line {r['line']}) is documented as "
-                            f"{path} (parameter names differ)")
+            problems.append(f"{route} is documented as {path} (parameter names differ)")
     for key, path in sorted(documented.items()):
         if key not in declared and (key[0], path) not in allowed:
             problems.append(f"{key[0]} {path} is documented but no route declares it")

@@ -57,7 +57,8 @@ if ! stamp_ok "$vendor/swagger-ui-dist" "$swagger_pin"; then
   mv "$tmp/swagger" "$vendor/swagger-ui-dist"
 fi
 
-redocly_pin="redocly $(cat "$npm_dir/package.json" "$npm_dir/package-lock.json" | sha256sum | cut -d' ' -f1)"
+redocly_pin=$(cat "$npm_dir/package.json" "$npm_dir/package-lock.json" | sha256sum)
+redocly_pin="redocly ${redocly_pin%% *}"
 if ! stamp_ok "$vendor/redocly" "$redocly_pin"; then
   echo "vendor: installing @redocly/cli (scripts/npm/package-lock.json)"
   mkdir "$tmp/redocly"

@@ -2,14 +2,19 @@
 docs/openapi.yaml itself, GET /docs/ its swagger-ui viewer (docs/ui/ and
 the pinned swagger-ui-dist that scripts/vendor.sh fetches) under a CSP that
 allows only this origin's files and no inline script, and nothing outside
-those files is reachable under /docs/.
+those files is reachable under /docs/. And scripts/vendor.sh, which fetches
+that viewer, with npm replaced: the tarball's pinned sha256 is enforced.
 
 Run from tests/integration:
     STOA_BIN_DIR=<repo>/bin python3 -m unittest test_apidocs -v
 """
 
+import hashlib
 import html.parser
 import os
+import re
+import subprocess
+import tempfile
 import unittest
 
 import yaml
@@ -17,6 +22,7 @@ import yaml
 from harness import REPO, SANE_REQUEST_ID, StackTestCase
 
 OPENAPI = os.path.join(REPO, "docs", "openapi.yaml")
+VENDOR_SH = os.path.join(REPO, "scripts", "vendor.sh")
 
 
 def content_type(resp):
@@ -197,6 +203,86 @@ class ApiDocsTest(StackTestCase):
                 self.assertEqual(content_type(resp), "application/json", repr(resp))
                 for secret in secrets:
                     self.assertNotIn(secret, resp.body, path)
+
+
+# Stands in for npm: records its arguments; `pack` writes a tarball shaped
+# like swagger-ui-dist's (package/...) whose bytes are not the pinned ones.
+FAKE_NPM = """#!/bin/sh
+echo "$*" >> "$NPM_LOG"
+case "$1" in
+pack) mkdir -p package && echo 'tampered' > package/swagger-ui-bundle.js &&
+      tar -czf "$(echo "$3" | sed 's/@/-/').tgz" package ;;
+*) exit 1 ;;
+esac
+"""
+
+
+class VendorScriptTest(unittest.TestCase):
+    """scripts/vendor.sh with npm replaced: the pinned hash is enforced and
+    a tree already fetched at its pin is not fetched again."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="stoa-vendor-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", self.dir])
+        self.bin = os.path.join(self.dir, "bin")
+        os.mkdir(self.bin)
+        with open(os.path.join(self.bin, "npm"), "w") as f:
+            f.write(FAKE_NPM)
+        os.chmod(os.path.join(self.bin, "npm"), 0o755)
+        self.vendor = os.path.join(self.dir, "vendor")
+        self.log = os.path.join(self.dir, "npm.log")
+        with open(VENDOR_SH) as f:
+            text = f.read()
+        self.version = re.search(r"^readonly SWAGGER_UI_VERSION=(\S+)$", text, re.M).group(1)
+        self.sha256 = re.search(r"^readonly SWAGGER_UI_SHA256=(\S+)$", text, re.M).group(1)
+
+    def run_vendor(self):
+        env = dict(os.environ, PATH=self.bin + ":" + os.environ["PATH"],
+                   STOA_VENDOR_DIR=self.vendor, NPM_LOG=self.log)
+        return subprocess.run(["bash", VENDOR_SH], env=env, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+
+    def npm_calls(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().splitlines()
+
+    def pin(self, name, text):
+        os.makedirs(os.path.join(self.vendor, name), exist_ok=True)
+        with open(os.path.join(self.vendor, name, ".stoa-pin"), "w") as f:
+            f.write(text + "\n")
+
+    def redocly_pin(self):
+        digest = hashlib.sha256()
+        for name in ("package.json", "package-lock.json"):
+            with open(os.path.join(REPO, "scripts", "npm", name), "rb") as f:
+                digest.update(f.read())
+        return "redocly " + digest.hexdigest()
+
+    def test_a_tarball_without_the_pinned_hash_is_refused(self):
+        done = self.run_vendor()
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        self.assertIn("pinned sha256", done.stderr)
+        self.assertEqual(self.npm_calls(), [f"pack --silent swagger-ui-dist@{self.version}"])
+        # Nothing was put in place, and the download was cleaned up.
+        self.assertEqual(os.listdir(self.vendor), [])
+
+    def test_a_tree_fetched_at_its_pin_is_kept(self):
+        self.pin("swagger-ui-dist", f"swagger-ui-dist {self.version} {self.sha256}")
+        self.pin("redocly", self.redocly_pin())
+        done = self.run_vendor()
+        self.assertEqual((done.returncode, done.stdout, done.stderr), (0, "", ""))
+        self.assertEqual(self.npm_calls(), [])
+
+    def test_a_tree_of_another_pin_is_fetched_again(self):
+        self.pin("swagger-ui-dist", f"swagger-ui-dist 5.0.0 {self.sha256}")
+        self.pin("redocly", self.redocly_pin())
+        done = self.run_vendor()
+        self.assertEqual(done.returncode, 1, done.stdout + done.stderr)
+        self.assertEqual(self.npm_calls(), [f"pack --silent swagger-ui-dist@{self.version}"])
+        # The old tree stays until a good one replaces it.
+        self.assertTrue(os.path.isdir(os.path.join(self.vendor, "swagger-ui-dist")))
 
 
 if __name__ == "__main__":
