@@ -169,7 +169,7 @@ deps:
 .PHONY: test
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory format-check check-headers check-routes check-ansible test-unit test-gateway-unit test-fuzz-replay test-fakes
+	$(Q)$(MAKE) --no-print-directory format-check check-headers check-routes check-openapi check-ansible test-unit test-gateway-unit test-fuzz-replay test-fakes
 	$(Q)$(MAKE) --no-print-directory test-integration
 	$(Q)$(MAKE) --no-print-directory asan ASAN_GOALS="test-unit test-gateway-unit test-fuzz-replay test-integration"
 
@@ -196,6 +196,20 @@ $(BUILD)/bench/stoa-empty-fcgi: $(BUILD)/tests/bench/empty_fcgi.o
 .PHONY: check-routes
 check-routes:
 	$(Q)python3 scripts/gen-routes.py check routes.manifest . && echo "routes ok"
+
+# docs/openapi.yaml passes a real OpenAPI linter (@redocly/cli, pinned in
+# scripts/npm/ and fetched by scripts/deps.sh; its rules and their reasons
+# in docs/redocly.yaml) and documents exactly the routes of routes.manifest
+# (gen-routes.py openapi); tests/docs/ holds both to copies broken on purpose.
+REDOCLY := build/vendor/redocly/node_modules/.bin/redocly
+.PHONY: check-openapi
+check-openapi:
+	$(Q)test -x $(REDOCLY) || { echo "check-openapi: no $(REDOCLY) (run scripts/deps.sh)" >&2; exit 1; }
+	$(Q)REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(REDOCLY) lint --config docs/redocly.yaml docs/openapi.yaml
+	$(Q)python3 scripts/gen-routes.py openapi routes.manifest docs/openapi.yaml
+	$(Q)STOA_REDOCLY=$(abspath $(REDOCLY)) python3 -m unittest tests/docs/test_openapi_routes.py
+	@echo "openapi ok"
 
 # Every public header compiles on its own.
 HEADERS := $(wildcard modules/common/include/stoa/*.h)

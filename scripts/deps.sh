@@ -6,6 +6,9 @@
 #   scripts/deps.sh bench    that, plus what the benchmarks alone need (the
 #                            FastAPI and Go peers and their drivers)
 #   scripts/deps.sh deploy   that, plus what make test-deploy needs
+#
+# Then the pinned npm packages of the API docs (scripts/vendor.sh), each
+# only when absent.
 set -euo pipefail
 
 packages=(
@@ -34,12 +37,19 @@ deploy) packages+=("${deploy_packages[@]}") ;;
 *) echo "usage: $0 [bench|deploy]" >&2; exit 2 ;;
 esac
 
+# The API docs: PyYAML reads docs/openapi.yaml (gen-routes.py openapi);
+# node and npm fetch and run the pinned npm packages. A node from elsewhere
+# (with its own npm) is kept: Debian's npm would conflict with it.
+packages+=(python3-yaml)
+command -v npm >/dev/null || packages+=(nodejs npm)
+vendor=$(dirname "$0")/vendor.sh
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+[[ ${#missing[@]} -eq 0 ]] && exec "$vendor"
 
 echo "deps: installing ${missing[*]}"
 sudo=()
@@ -69,3 +79,4 @@ cleanup() {
 trap cleanup EXIT
 "${sudo[@]}" apt-get update -q
 "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+"$vendor"

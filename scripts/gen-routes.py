@@ -6,6 +6,9 @@
   gen-routes.py check MANIFEST ROOT every handler is defined in its file
   gen-routes.py json MANIFEST       the parsed routes (for tests)
   gen-routes.py markdown MANIFEST   the URL-to-file map of docs/architecture.md
+  gen-routes.py openapi MANIFEST OPENAPI
+                                    every route is documented in OPENAPI with
+                                    its method and path, and nothing else is
 
 The manifest's own header says what each column means. Any line this
 script cannot read, or two lines for one path that disagree on what nginx
@@ -269,6 +272,69 @@ def check_handlers(routes, root):
     return problems
 
 
+# Paths docs/openapi.yaml documents that no manifest route declares, each
+# with the reason it is not a route.
+OPENAPI_ONLY = {
+    ("GET", "/healthz"): "answered by nginx itself (nginx/nginx.conf.in), no pool behind it",
+}
+OPENAPI_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def openapi_template(path):
+    """A path with each {param} blanked, so that two spellings of one URL
+    template meet; the names are compared apart."""
+    return re.sub(r"\{[^}/]*\}", "{}", path)
+
+
+def check_openapi(routes, document, allowed=None):
+    """Every route of the manifest is an operation of the OpenAPI document
+    (same method, same path, same parameter names: the manifest writes
+    {name} as OpenAPI does), and every operation is a route or listed in
+    OPENAPI_ONLY. Operations under webhooks (sent by stoa, not served) are
+    not paths. Returns the problems found."""
+    allowed = OPENAPI_ONLY if allowed is None else allowed
+    problems = []
+    paths = document.get("paths") if isinstance(document, dict) else None
+    if not isinstance(paths, dict):
+        return ["the document has no paths"]
+    documented = {}
+    for path, item in paths.items():
+        if not isinstance(item, dict):
+            problems.append(f"{path}: not a path item")
+            continue
+        for key in item:
+            if key in OPENAPI_METHODS:
+                documented[(key.upper(), openapi_template(path))] = path
+    declared = {}
+    for r in routes:
+        declared[(r["method"], openapi_template(r["path"]))] = r
+    for key, r in declared.items():
+        path = documented.get(key)
+        route = f"{r['method']} {r['path']} (manifest line {r['line']})"
+        if path is None:
+            problems.append(f"{route} is not documented")
+        elif path != r["path"]:
+            problems.append(f"{route} is documented as {path} (parameter names differ)")
+    for key, path in sorted(documented.items()):
+        if key not in declared and (key[0], path) not in allowed:
+            problems.append(f"{key[0]} {path} is documented but no route declares it")
+    for method, path in sorted(allowed):
+        if documented.get((method, openapi_template(path))) != path:
+            problems.append(f"{method} {path} is in OPENAPI_ONLY but not documented: "
+                            f"drop it from the list")
+    return problems
+
+
+def load_openapi(path):
+    # PyYAML (Debian's python3-yaml) only here: the other subcommands run
+    # in the build, with the standard library.
+    import yaml
+    # libyaml's loader when PyYAML has it: five times faster on this file.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=loader)
+
+
 def main(argv):
     try:
         if len(argv) == 4 and argv[1] == "c":
@@ -280,6 +346,11 @@ def main(argv):
         elif len(argv) == 3 and argv[1] == "json":
             routes, areas = parse(argv[2], with_areas=True)
             json.dump({"routes": routes, "areas": areas}, sys.stdout, indent=1)
+        elif len(argv) == 4 and argv[1] == "openapi":
+            problems = check_openapi(parse(argv[2]), load_openapi(argv[3]))
+            for p in problems:
+                print(f"{argv[3]} against {argv[2]}: {p}", file=sys.stderr)
+            return 1 if problems else 0
         elif len(argv) == 4 and argv[1] == "check":
             problems = check_handlers(parse(argv[2]), argv[3])
             for p in problems:

@@ -142,6 +142,17 @@ render_nginx() {
     local worker_connections=$((nofile - 256))
     ((worker_connections <= 16384)) || worker_connections=16384
 
+    # The API reference nginx serves from the repository: docs/ and the
+    # viewer scripts/vendor.sh fetched (without it /docs/ is a bare page).
+    local docs_dir=$REPO_DIR/docs
+    local swagger_ui_dir=${STOA_SWAGGER_UI_DIR:-$REPO_DIR/build/vendor/swagger-ui-dist}
+    for key in docs_dir swagger_ui_dir; do
+        [[ ${!key} =~ ^/[A-Za-z0-9._/+-]*$ ]] ||
+            die "$key must be a plain path ([A-Za-z0-9._/+-]) for nginx: ${!key}"
+    done
+    [[ -r $swagger_ui_dir/swagger-ui-bundle.js ]] ||
+        note "no API docs viewer in $swagger_ui_dir (scripts/deps.sh fetches it)"
+
     local name src dst
     for name in "${NGINX_FILES[@]}"; do
         src=$REPO_DIR/nginx/$name
@@ -176,6 +187,8 @@ render_nginx() {
             -e "s|@GATEWAY_JWKS@|$keys_dir/jwks.json|g" \
             -e "s|@JWT_ISSUER@|$jwt_issuer|g" \
             -e "s|@JWT_AUDIENCE@|$jwt_audience|g" \
+            -e "s|@DOCS_DIR@|$docs_dir|g" \
+            -e "s|@SWAGGER_UI_DIR@|$swagger_ui_dir|g" \
             "$src" >"$dst.new"
         if grep -q '@[A-Z_]*@' "$dst.new"; then
             die "unreplaced template token in $dst.new"
