@@ -7,6 +7,10 @@ and free ports, so files do not see each other. Most of a file's time is
 spent waiting (a stack starting, a job falling due, a lock timing out), so
 two cores carry three files at once.
 
+A file whose timings are part of what it asserts (a latency budget, a
+count of writes in a window, a process's RSS) says RUN_ALONE = True at
+module level: such files run after the others, one at a time.
+
 A file's output is printed whole when it ends, so the log reads file by
 file. The longest files start first: their times from the last run are kept
 in build/integration-times.json; without it a file's test count stands in.
@@ -38,6 +42,11 @@ def test_files(pattern):
     return names
 
 
+def runs_alone(name):
+    with open(os.path.join(HERE, name + ".py"), "rb") as f:
+        return re.search(rb"^RUN_ALONE = True$", f.read(), re.M) is not None
+
+
 def estimated(name, times):
     if name in times:
         return times[name]
@@ -46,9 +55,8 @@ def estimated(name, times):
 
 
 class Runner:
-    def __init__(self, names, jobs, times):
+    def __init__(self, names, times):
         self.queue = sorted(names, key=lambda n: -estimated(n, times))
-        self.jobs = jobs
         self.lock = threading.Lock()
         self.procs = set()
         self.results = {}
@@ -103,8 +111,8 @@ class Runner:
                     pass
         signal.signal(signum, signal.SIG_DFL)
 
-    def run(self):
-        threads = [threading.Thread(target=self.worker) for _ in range(self.jobs)]
+    def run(self, jobs):
+        threads = [threading.Thread(target=self.worker) for _ in range(jobs)]
         for t in threads:
             t.start()
         for t in threads:
@@ -127,11 +135,15 @@ def main():
     if not names:
         print("no integration file matches", file=sys.stderr)
         return 2
-    runner = Runner(names, max(1, args.jobs), times)
+    alone = [n for n in names if runs_alone(n)]
+    runner = Runner([n for n in names if n not in alone], times)
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
     t0 = time.monotonic()
-    runner.run()
+    runner.run(max(1, args.jobs))
+    with runner.lock:
+        runner.queue = sorted(alone, key=lambda n: -estimated(n, times))
+    runner.run(1)
     wall = time.monotonic() - t0
     failed = sorted(n for n, (rc, _, _) in runner.results.items() if rc != 0)
     missing = sorted(set(names) - set(runner.results))

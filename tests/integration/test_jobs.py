@@ -657,8 +657,13 @@ class JobsTest(StackTestCase):
         self.assert_signed_delivery(hook.requests[1], secret, "user.created")
 
         def delivery_log():
+            # An attempt's row is written before the request and completed
+            # after the answer: the hook can have answered before the log
+            # says so.
             d = self.assert_ok_json(api.call("GET", f"{WEBHOOKS}/{endpoint_id}/deliveries"))
-            return d if len(d.get("data", [])) >= 2 else None
+            rows = d.get("data", [])
+            settled = all(e.get("status") is not None or e.get("error") for e in rows)
+            return d if len(rows) >= 2 and settled else None
         log, _ = wait_until(delivery_log, 5, interval=0.2)
         self.assertTrue(log, "two deliveries logged")
         entries = log["data"]

@@ -16,6 +16,9 @@ import unittest
 
 from harness import BIN_DIR, POOLS, Client, StackTestCase, memory_breakdown, wait_idle
 
+# RSS readings: run.py runs this file with no other beside it.
+RUN_ALONE = True
+
 LIMIT_KIB = 16 * 1024
 # A second batch may move a process by what malloc's second arena keeps
 # between its pages (up to ~1.5 MiB measured), not by what a batch leaves
