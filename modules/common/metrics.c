@@ -656,7 +656,47 @@ static const struct {
                                      "Outbound webhook delivery attempts by "
                                      "result.",
                                      "result=\"gave_up\""},
+#define VERIFICATIONS(result)                                                  \
+    {"stoa_gateway_verifications_total",                                       \
+     "Access tokens the gateway checked, by result.", "result=\"" result "\""}
+    [STOA_METRIC_GATEWAY_VERIFIED] = VERIFICATIONS("ok"),
+    [STOA_METRIC_GATEWAY_REFUSED] = VERIFICATIONS("refused"),
+    [STOA_METRIC_GATEWAY_FAILED] = VERIFICATIONS("error"),
+#define CACHE(result)                                                          \
+    {"stoa_gateway_cache_total",                                               \
+     "Token checks answered from a worker's cache (hit) or by a signature "    \
+     "verification (miss).",                                                   \
+     "result=\"" result "\""}
+    [STOA_METRIC_GATEWAY_CACHE_HIT] = CACHE("hit"),
+    [STOA_METRIC_GATEWAY_CACHE_MISS] = CACHE("miss"),
+#define REFUSAL(reason)                                                        \
+    {"stoa_gateway_refusals_total",                                            \
+     "Requests the gateway answered 401 or 403, by reason.",                   \
+     "reason=\"" reason "\""}
+    [STOA_METRIC_GATEWAY_REFUSAL_MISSING] = REFUSAL("missing"),
+    [STOA_METRIC_GATEWAY_REFUSAL_MULTIPLE] = REFUSAL("multiple"),
+    [STOA_METRIC_GATEWAY_REFUSAL_NOT_BEARER] = REFUSAL("not_bearer"),
+    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED_HEADER] = REFUSAL("malformed_header"),
+    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED] = REFUSAL("malformed"),
+    [STOA_METRIC_GATEWAY_REFUSAL_TOO_LONG] = REFUSAL("too_long"),
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ALG] = REFUSAL("bad_alg"),
+    [STOA_METRIC_GATEWAY_REFUSAL_UNKNOWN_KID] = REFUSAL("unknown_kid"),
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_SIGNATURE] = REFUSAL("bad_signature"),
+    [STOA_METRIC_GATEWAY_REFUSAL_EXPIRED] = REFUSAL("expired"),
+    [STOA_METRIC_GATEWAY_REFUSAL_NOT_YET_VALID] = REFUSAL("not_yet_valid"),
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ISSUER] = REFUSAL("bad_issuer"),
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_AUDIENCE] = REFUSAL("bad_audience"),
+    [STOA_METRIC_GATEWAY_REFUSAL_MISSING_CLAIM] = REFUSAL("missing_claim"),
+    [STOA_METRIC_GATEWAY_REFUSAL_ROLE] = REFUSAL("role"),
+#undef VERIFICATIONS
+#undef CACHE
+#undef REFUSAL
 };
+
+static bool is_gateway_metric(size_t m)
+{
+    return m >= STOA_METRIC_GATEWAY_VERIFIED;
+}
 
 static void expose_events(stoa_buf_t *out,
                           stoa_metrics_snapshot_t *const *snaps, size_t n)
@@ -666,6 +706,11 @@ static void expose_events(stoa_buf_t *out,
             stoa_metrics_family(out, events[m].family, "counter",
                                 events[m].help);
         for (size_t i = 0; i < n; i++) {
+            /* The gateway's families are its own, and the pools' are not
+             * the gateway's: no series that can only ever be 0. */
+            if (is_gateway_metric(m) !=
+                (strcmp(snaps[i]->program, STOA_METRICS_GATEWAY) == 0))
+                continue;
             open_pool(out, events[m].family, snaps[i]);
             if (events[m].label)
                 stoa_buf_printf(out, ",%s", events[m].label);
