@@ -345,6 +345,32 @@ class MetricsTest(StackTestCase):
         self.assertEqual(gateway_counts(self.scrape())[("stoa_gateway_verifications_total", "ok")],
                          start[("stoa_gateway_verifications_total", "ok")] + 3)
 
+    def test_gateway_counters_survive_a_reload(self):
+        self.wait_metrics_up()
+        c = self.gateway_client()
+        for _ in range(5):
+            self.assertEqual(c.request("GET", "/v1/me", headers={
+                "Authorization": "Bearer not-a-token"}).status, 401)
+        c.close()
+        s = self.scrape()
+        start = gateway_counts(s)
+        restarts = value(s, "stoa_pool_restarts_total", pool="gateway")
+        master, old = self.nginx_workers()
+        subprocess.run(["nginx", "-p", self.stack.path("nginx") + "/", "-c",
+                        self.stack.path("nginx", "nginx.conf"), "-s", "reload"],
+                       check=True, capture_output=True, timeout=30)
+
+        def reloaded():
+            now = children_of(master)
+            return len(now) == 2 and not set(old) & set(now)
+        self.assertTrue(wait_until(reloaded, 15)[0], "the old workers did not make way")
+        s = self.scrape()
+        for k, n in start.items():
+            self.assertGreaterEqual(gateway_counts(s)[k], n, k)
+        # Workers a reload retires stop cleanly: no restart is counted.
+        self.assertEqual(value(s, "stoa_pool_restarts_total", pool="gateway"), restarts)
+        self.assertEqual(value(s, "stoa_pool_processes", pool="gateway"), 2)
+
     def test_not_on_the_public_port(self):
         r = self.stack.client.request("GET", "/metrics")
         self.assertEqual(r.status, 404)
