@@ -473,7 +473,8 @@ class AlertRulesTest(unittest.TestCase):
                            text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         for alert in ("StoaHighErrorRatio", "StoaHighLatencyP99", "StoaOutboxStuck",
-                      "StoaWebhookEndpointFailing", "StoaStripeWebhookLag", "StoaPoolRestarts"):
+                      "StoaWebhookEndpointFailing", "StoaStripeWebhookLag", "StoaPoolRestarts",
+                      "StoaGatewayRefusalSurge"):
             self.assertIn(f"alert: {alert}", open(RULES).read())
 
     def test_rules_unit_tests(self):
