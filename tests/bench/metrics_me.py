@@ -6,25 +6,39 @@ with metrics on (metrics_dir set: every pool and every nginx worker counts)
 and with metrics off (metrics_dir empty: stoa_metrics_open is never called,
 every counting call is a no-op, and nginx gets api_gateway_metrics_dir "").
 
-The /v1/me ratio is /v1/me req/s over the empty FastCGI responder's
+The /v1/me ratio is /v1/me's answers over the empty FastCGI responder's
 (/bench/empty, which counts nothing either way) in the same phase; the
 bar: the ratio with metrics on is at most 2 points below the ratio with
 metrics off. Phases alternate (on, off, on, off...), the stack being
 stopped and started again between them with STOA_METRICS_DIR set or
-empty; the median run of each side is reported. Each phase also checks
-that its side really is what it claims: with metrics on the gateway's
-scrape counts rise by at least the requests wrk saw answered, with metrics
-off the scrape has no gateway series at all.
+empty; within a phase, short runs of the two routes alternate too
+(BENCH_ROUNDS), so a neighbour's load drifting over the phase weighs on
+both. The median phase of each side is reported.
 
-Environment: BENCH_SECONDS (8), BENCH_RUNS (3 phases per side),
+Throughput on a shared machine is noisy; the CPU time nginx's workers and
+the auth pool's processes spend per /v1/me answer (their utime + stime
+across the run over its answers) is much less so, and is where counting
+costs: it is reported for both sides too, with the ratio drop it implies
+for a CPU-bound host (ratio off x (1 - cpu off / cpu on)).
+
+Each phase also checks that its side really is what it claims: with
+metrics on the gateway's scrape counts rise by at least the answers wrk
+saw, with metrics off the scrape has no gateway series at all.
+
+Environment: BENCH_SECONDS (4, one run of one route), BENCH_ROUNDS (3
+runs of each route per phase), BENCH_RUNS (3 phases per side),
 BENCH_WARMUP (2 s), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
 BENCH_PROCESSES (2), BENCH_OUT, BENCH_STRICT.
 """
 
+import os
+
 import urllib.request
 
 import benchlib as b
-from harness import START_TIMEOUT
+from harness import START_TIMEOUT, children_of, read_pid_file
+
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(stack):
@@ -42,6 +56,26 @@ def gateway_verified(text):
     return None
 
 
+def cpu_seconds(pids):
+    """utime + stime of pids, in seconds (a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(rest[11]) + int(rest[12])
+    return total * TICK_S
+
+
+def me_processes(stack):
+    """The processes a GET /v1/me runs in that metrics touch: nginx's
+    workers and the auth pool's."""
+    master = read_pid_file(stack.path("nginx", "nginx.pid"))
+    return (children_of(master) if master else []) + stack.pool_children("auth")
+
+
 def restart(stack, metrics_on):
     """Stops the stack and starts it again with metrics on or off (the
     environment wins over stoa.conf, for the pools and for nginx's
@@ -57,7 +91,8 @@ def restart(stack, metrics_on):
 
 
 def bench():
-    seconds = b.env_int("BENCH_SECONDS", 8)
+    seconds = b.env_int("BENCH_SECONDS", 4)
+    rounds = b.env_int("BENCH_ROUNDS", 3)
     runs = b.env_int("BENCH_RUNS", 3)
     warmup = b.env_int("BENCH_WARMUP", 2)
     conns = b.env_int("BENCH_CONNECTIONS", 64)
@@ -65,8 +100,9 @@ def bench():
     b.which("spawn-fcgi")
     with b.BenchStack() as stack:
         report = b.Report("GET /v1/me with metrics on and off", {
-            "seconds": seconds, "phases_per_side": runs, "connections": conns,
-            "processes": stack.processes, "transport": "https (TLS, keep-alive)"})
+            "seconds": seconds, "rounds": rounds, "phases_per_side": runs,
+            "connections": conns, "processes": stack.processes,
+            "transport": "https (TLS, keep-alive)"})
         stack.start_empty_responder()
         _, _, token, _ = stack.register_and_login("metrics")
         me_header = f"Authorization: Bearer {token}"
@@ -79,30 +115,43 @@ def bench():
                 b.note(f"restarting the stack with metrics {'on' if on else 'off'}")
                 restart(stack, on)
             side = "on" if on else "off"
-            b.note(f"phase {i + 1}/{runs * 2}, metrics {side}: warm-up {warmup}s, "
-                   f"then {seconds}s each of /bench/empty and /v1/me at {conns} connections")
+            b.note(f"phase {i + 1}/{runs * 2}, metrics {side}: warm-up {warmup}s, then "
+                   f"{rounds} x {seconds}s of /bench/empty and /v1/me in turn, {conns} connections")
             b.run_wrk(stack, "/v1/me", conns, warmup, headers=[me_header])
             b.run_wrk(stack, "/bench/empty", conns, warmup)
             before = gateway_verified(scrape(stack))
-            empty = b.run_wrk(stack, "/bench/empty", conns, seconds)
-            me = b.run_wrk(stack, "/v1/me", conns, seconds, headers=[me_header])
+            totals = {"empty": 0, "me": 0}
+            p99s = {"empty": [], "me": []}
+            cpu = 0.0
+            for _ in range(rounds):
+                for route in ("empty", "me"):
+                    procs = me_processes(stack) if route == "me" else []
+                    t0 = cpu_seconds(procs)
+                    if route == "me":
+                        r = b.run_wrk(stack, "/v1/me", conns, seconds, headers=[me_header])
+                    else:
+                        r = b.run_wrk(stack, "/bench/empty", conns, seconds)
+                    cpu += cpu_seconds(procs) - t0
+                    totals[route] += r["requests"]
+                    p99s[route].append(r["p99_ms"])
+                    for p in b.wrk_problems(f"{route}, metrics {side}, phase {i + 1}", r):
+                        report.problem(p)
             after = gateway_verified(scrape(stack))
-            for label, r in ((f"/bench/empty, metrics {side}", empty),
-                             (f"/v1/me, metrics {side}", me)):
-                for p in b.wrk_problems(f"{label}, phase {i + 1}", r):
-                    report.problem(p)
-            if on and (before is None or after is None or after - before < me["requests"]):
+            if on and (before is None or after is None or after - before < totals["me"]):
                 report.problem(f"phase {i + 1}: metrics on, but the gateway counted "
-                               f"{before} -> {after} for {me['requests']} requests")
+                               f"{before} -> {after} for {totals['me']} answers")
             if not on and (before is not None or after is not None):
                 report.problem(f"phase {i + 1}: metrics off, but the scrape has gateway series")
-            ratio = me["requests_per_second"] / empty["requests_per_second"]
-            phases[on].append({"phase": i + 1, "ratio": round(ratio, 4),
-                               "me_rps": me["requests_per_second"], "me_p99_ms": me["p99_ms"],
-                               "empty_rps": empty["requests_per_second"],
-                               "empty_p99_ms": empty["p99_ms"]})
-            b.note(f"  metrics {side}: /v1/me {me['requests_per_second']:.0f} req/s "
-                   f"p99 {me['p99_ms']} ms, empty {empty['requests_per_second']:.0f} req/s, "
+            span = rounds * seconds
+            ratio = totals["me"] / totals["empty"] if totals["empty"] else 0.0
+            phase = {"phase": i + 1, "ratio": round(ratio, 4),
+                     "me_rps": round(totals["me"] / span), "empty_rps": round(totals["empty"] / span),
+                     "me_p99_ms": sorted(p99s["me"])[(rounds - 1) // 2],
+                     "empty_p99_ms": sorted(p99s["empty"])[(rounds - 1) // 2],
+                     "cpu_us_per_me": round(cpu * 1e6 / totals["me"], 1) if totals["me"] else None}
+            phases[on].append(phase)
+            b.note(f"  metrics {side}: /v1/me {phase['me_rps']} req/s p99 {phase['me_p99_ms']} ms "
+                   f"({phase['cpu_us_per_me']} us CPU each), empty {phase['empty_rps']} req/s, "
                    f"ratio {ratio:.3f}")
 
         def median(side):
@@ -119,12 +168,31 @@ def bench():
         drop = round((m_off["ratio"] - m_on["ratio"]) * 100.0, 2)
         report.figure("/v1/me ratio drop with metrics on (points)", drop, "points")
         report.bar("/v1/me ratio drop with metrics on (points)", drop, "<=", 2.0)
+
+        def median_cpu(side):
+            got = sorted(p["cpu_us_per_me"] for p in phases[side] if p["cpu_us_per_me"])
+            return got[(len(got) - 1) // 2] if got else None
+
+        cpu_on, cpu_off = median_cpu(True), median_cpu(False)
+        report.figure("metrics on: nginx + auth CPU per GET /v1/me", cpu_on, "us")
+        report.figure("metrics off: nginx + auth CPU per GET /v1/me", cpu_off, "us")
+        implied = (round(m_off["ratio"] * (1 - cpu_off / cpu_on) * 100.0, 2)
+                   if cpu_on and cpu_off else None)
+        report.figure("ratio drop the CPU times imply (points)", implied, "points")
+        spread = {side: (min(p["ratio"] for p in phases[side]), max(p["ratio"] for p in phases[side]))
+                  for side in (True, False)}
+        report.note("phase ratios spread %.3f..%.3f (on), %.3f..%.3f (off): a spread wider "
+                    "than the bar means the machine's noise, not the metrics, moves the ratio"
+                    % (spread[True] + spread[False]))
         for side in (True, False):
             for p in phases[side]:
                 report.note(f"phase {p['phase']} metrics {'on' if side else 'off'}: "
-                            f"/v1/me {p['me_rps']:.0f} req/s p99 {p['me_p99_ms']} ms, "
-                            f"empty {p['empty_rps']:.0f} req/s, ratio {p['ratio']:.3f}")
-        report.data = {"on": phases[True], "off": phases[False], "drop_points": drop}
+                            f"/v1/me {p['me_rps']} req/s p99 {p['me_p99_ms']} ms "
+                            f"({p['cpu_us_per_me']} us CPU), "
+                            f"empty {p['empty_rps']} req/s, ratio {p['ratio']:.3f}")
+        report.data = {"on": phases[True], "off": phases[False], "drop_points": drop,
+                       "cpu_us_per_me": {"on": cpu_on, "off": cpu_off},
+                       "cpu_implied_drop_points": implied}
         return report.finish()
 
 

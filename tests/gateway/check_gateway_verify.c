@@ -128,24 +128,33 @@ static char *token_with(const char *aud, int64_t nbf, int64_t exp)
     return token;
 }
 
-/* What the gateway makes of token: the check, then its refusal. Returns
- * the refusal's message, or NULL when the token is accepted. */
-static const char *outcome(const char *token, int64_t leeway,
-                           const char **reason)
+/* A check against both keys (loaded into *keys: free them), for ISSUER
+ * and the audience "stoa". */
+static ngx_http_api_gateway_check_t check_with(stoa_jwt_keyset_t *keys,
+                                               int64_t leeway)
 {
-    stoa_jwt_keyset_t keys;
     char err[256];
     ck_assert_int_eq(ngx_http_api_gateway_keyset_from_jwks(
-                         &keys, jwks.data, jwks.len, err, sizeof(err)),
+                         keys, jwks.data, jwks.len, err, sizeof(err)),
                      STOA_OK);
     ngx_http_api_gateway_check_t check = {
-        .keys = &keys,
+        .keys = keys,
         .generation = 1,
         .profile = 1,
         .issuer = ISSUER,
         .audience = "stoa",
         .leeway = leeway,
     };
+    return check;
+}
+
+/* What the gateway makes of token: the check, then its refusal. Returns
+ * the refusal's message, or NULL when the token is accepted. */
+static const char *outcome(const char *token, int64_t leeway,
+                           const char **reason)
+{
+    stoa_jwt_keyset_t keys;
+    ngx_http_api_gateway_check_t check = check_with(&keys, leeway);
     ngx_http_api_gateway_identity_t id;
     stoa_jwt_status_t st;
     ck_assert_int_eq(ngx_http_api_gateway_guarded_check(
@@ -499,14 +508,7 @@ END_TEST
 START_TEST(the_check_counts_cache_hits_and_misses)
 {
     stoa_jwt_keyset_t keys;
-    char err[256];
-    ck_assert_int_eq(ngx_http_api_gateway_keyset_from_jwks(
-                         &keys, jwks.data, jwks.len, err, sizeof(err)),
-                     STOA_OK);
-    ngx_http_api_gateway_check_t check = {
-        .keys = &keys, .generation = 1, .profile = 1,
-        .issuer = ISSUER, .audience = "stoa", .leeway = 30,
-    };
+    ngx_http_api_gateway_check_t check = check_with(&keys, 30);
     ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(16);
     ck_assert_ptr_nonnull(cache);
     ngx_http_api_gateway_identity_t id;

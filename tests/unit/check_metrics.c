@@ -70,18 +70,24 @@ static void child_counts(int requests, bool clean)
                     : WIFSIGNALED(status));
 }
 
-static stoa_buf_t expose(void)
+/* The exposition of the dir's files, of which there must be `files`. */
+static stoa_buf_t expose_files(size_t files)
 {
     stoa_metrics_snapshot_t **snaps;
     size_t n;
     ck_assert_int_eq(stoa_metrics_snapshot_dir(dir, arena, &snaps, &n),
                      STOA_OK);
-    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(n, files);
     stoa_buf_t out;
     stoa_buf_init(&out);
     stoa_metrics_expose(&out, snaps, n);
     stoa_buf_append(&out, "", 1);
     return out;
+}
+
+static stoa_buf_t expose(void)
+{
+    return expose_files(1);
 }
 
 static void has_line(const stoa_buf_t *out, const char *line)
@@ -239,15 +245,7 @@ START_TEST(the_gateway_families_are_the_gateways_alone)
     gateway_worker_counts(3, 2, 1);
     gateway_worker_counts(1, 1, 0); /* folds the first: sums kept */
     child_counts(1, true);          /* a pool beside it */
-    stoa_metrics_snapshot_t **snaps;
-    size_t n;
-    ck_assert_int_eq(stoa_metrics_snapshot_dir(dir, arena, &snaps, &n),
-                     STOA_OK);
-    ck_assert_uint_eq(n, 2);
-    stoa_buf_t out;
-    stoa_buf_init(&out);
-    stoa_metrics_expose(&out, snaps, n);
-    stoa_buf_append(&out, "", 1);
+    stoa_buf_t out = expose_files(2);
     has_line(&out, "stoa_gateway_verifications_total{pool=\"gateway\","
                    "result=\"ok\"} 4");
     has_line(&out, "stoa_gateway_verifications_total{pool=\"gateway\","
