@@ -765,7 +765,7 @@ ngx_http_api_gateway_metrics_open_run(void *data)
     static const stoa_metrics_labels_t  labels = { NULL, NULL, 0, NULL, 0 };
 
     mo->rc = stoa_metrics_open(mo->dir, STOA_METRICS_GATEWAY, &labels,
-                                 mo->err, sizeof(mo->err));
+                               mo->err, sizeof(mo->err));
 }
 
 

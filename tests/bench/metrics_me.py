@@ -21,6 +21,12 @@ across the run over its answers) is much less so, and is where counting
 costs: it is reported for both sides too, with the ratio drop it implies
 for a CPU-bound host (ratio off x (1 - cpu off / cpu on)).
 
+Where perf(1) can profile (BENCH_PERF=0 turns it off), the first /v1/me
+run of every phase with metrics on is also sampled in nginx's workers and
+the auth pool's processes: the share of their samples inside the counting
+code (stoa_metrics_*) is the cost itself, free of the neighbours' noise,
+and the ratio drop it implies is reported beside the others.
+
 Each phase also checks that its side really is what it claims: with
 metrics on the gateway's scrape counts rise by at least the answers wrk
 saw, with metrics off the scrape has no gateway series at all.
@@ -32,6 +38,9 @@ BENCH_PROCESSES (2), BENCH_OUT, BENCH_STRICT.
 """
 
 import os
+import shutil
+import subprocess
+import tempfile
 
 import urllib.request
 
@@ -74,6 +83,39 @@ def me_processes(stack):
     workers and the auth pool's."""
     master = read_pid_file(stack.path("nginx", "nginx.pid"))
     return (children_of(master) if master else []) + stack.pool_children("auth")
+
+
+def counting_share(data):
+    """The percentage of a perf recording's samples in stoa_metrics_*
+    functions, or None when perf could not read it."""
+    done = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol",
+                           "--stdio", "--percent-limit", "0"],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 or "Samples" not in done.stdout:
+        return None
+    share = 0.0
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[0].endswith("%") and fields[2].startswith("stoa_metrics_"):
+            share += float(fields[0][:-1])
+    return share
+
+
+def profiled_wrk(stack, path, conns, seconds, headers):
+    """A wrk run with perf sampling the /v1/me processes meanwhile: its
+    figures and the counting's share of their samples (None: no perf)."""
+    if os.environ.get("BENCH_PERF") == "0" or not shutil.which("perf"):
+        return b.run_wrk(stack, path, conns, seconds, headers=headers), None
+    pids = me_processes(stack)
+    handle = b.start_wrk(stack, path, conns, seconds, headers=headers)
+    with tempfile.TemporaryDirectory(prefix="stoa-perf-") as work:
+        data = os.path.join(work, "perf.data")
+        perf = subprocess.run(["perf", "record", "-q", "-F", "1999", "-o", data, "-p",
+                               ",".join(map(str, pids)), "--", "sleep", str(max(1, seconds - 1))],
+                              capture_output=True, text=True, timeout=seconds + 60)
+        result = b.finish_wrk(handle)
+        share = counting_share(data) if perf.returncode == 0 else None
+    return result, share
 
 
 def restart(stack, metrics_on):
@@ -123,11 +165,14 @@ def bench():
             totals = {"empty": 0, "me": 0}
             p99s = {"empty": [], "me": []}
             cpu = 0.0
-            for _ in range(rounds):
+            share = None
+            for n in range(rounds):
                 for route in ("empty", "me"):
                     procs = me_processes(stack) if route == "me" else []
                     t0 = cpu_seconds(procs)
-                    if route == "me":
+                    if route == "me" and on and n == 0:
+                        r, share = profiled_wrk(stack, "/v1/me", conns, seconds, [me_header])
+                    elif route == "me":
                         r = b.run_wrk(stack, "/v1/me", conns, seconds, headers=[me_header])
                     else:
                         r = b.run_wrk(stack, "/bench/empty", conns, seconds)
@@ -148,7 +193,8 @@ def bench():
                      "me_rps": round(totals["me"] / span), "empty_rps": round(totals["empty"] / span),
                      "me_p99_ms": sorted(p99s["me"])[(rounds - 1) // 2],
                      "empty_p99_ms": sorted(p99s["empty"])[(rounds - 1) // 2],
-                     "cpu_us_per_me": round(cpu * 1e6 / totals["me"], 1) if totals["me"] else None}
+                     "cpu_us_per_me": round(cpu * 1e6 / totals["me"], 1) if totals["me"] else None,
+                     "counting_share_pct": share}
             phases[on].append(phase)
             b.note(f"  metrics {side}: /v1/me {phase['me_rps']} req/s p99 {phase['me_p99_ms']} ms "
                    f"({phase['cpu_us_per_me']} us CPU each), empty {phase['empty_rps']} req/s, "
@@ -179,6 +225,12 @@ def bench():
         implied = (round(m_off["ratio"] * (1 - cpu_off / cpu_on) * 100.0, 2)
                    if cpu_on and cpu_off else None)
         report.figure("ratio drop the CPU times imply (points)", implied, "points")
+        shares = sorted(p["counting_share_pct"] for p in phases[True]
+                        if p["counting_share_pct"] is not None)
+        share = shares[(len(shares) - 1) // 2] if shares else None
+        report.figure("metrics on: nginx + auth samples in counting (perf)", share, "%")
+        report.figure("ratio drop the perf samples imply (points)",
+                      round(m_off["ratio"] * share, 2) if share is not None else None, "points")
         spread = {side: (min(p["ratio"] for p in phases[side]), max(p["ratio"] for p in phases[side]))
                   for side in (True, False)}
         report.note("phase ratios spread %.3f..%.3f (on), %.3f..%.3f (off): a spread wider "
@@ -188,11 +240,13 @@ def bench():
             for p in phases[side]:
                 report.note(f"phase {p['phase']} metrics {'on' if side else 'off'}: "
                             f"/v1/me {p['me_rps']} req/s p99 {p['me_p99_ms']} ms "
-                            f"({p['cpu_us_per_me']} us CPU), "
+                            f"({p['cpu_us_per_me']} us CPU"
+                            + (f", {p['counting_share_pct']:.2f}% of samples counting"
+                               if p["counting_share_pct"] is not None else "") + "), "
                             f"empty {p['empty_rps']} req/s, ratio {p['ratio']:.3f}")
         report.data = {"on": phases[True], "off": phases[False], "drop_points": drop,
                        "cpu_us_per_me": {"on": cpu_on, "off": cpu_off},
-                       "cpu_implied_drop_points": implied}
+                       "cpu_implied_drop_points": implied, "counting_share_pct": share}
         return report.finish()
 
 
