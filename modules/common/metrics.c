@@ -656,41 +656,49 @@ static const struct {
                                      "Outbound webhook delivery attempts by "
                                      "result.",
                                      "result=\"gave_up\""},
-#define VERIFICATIONS(result)                                                  \
-    {"stoa_gateway_verifications_total",                                       \
-     "Access tokens the gateway checked, by result.", "result=\"" result "\""}
-    [STOA_METRIC_GATEWAY_VERIFIED] = VERIFICATIONS("ok"),
-    [STOA_METRIC_GATEWAY_REFUSED] = VERIFICATIONS("refused"),
-    [STOA_METRIC_GATEWAY_FAILED] = VERIFICATIONS("error"),
-#define CACHE(result)                                                          \
-    {"stoa_gateway_cache_total",                                               \
-     "Token checks answered from a worker's cache (hit) or by a signature "    \
-     "verification (miss).",                                                   \
-     "result=\"" result "\""}
-    [STOA_METRIC_GATEWAY_CACHE_HIT] = CACHE("hit"),
-    [STOA_METRIC_GATEWAY_CACHE_MISS] = CACHE("miss"),
-#define REFUSAL(reason)                                                        \
-    {"stoa_gateway_refusals_total",                                            \
-     "Requests the gateway answered 401 or 403, by reason.",                   \
-     "reason=\"" reason "\""}
-    [STOA_METRIC_GATEWAY_REFUSAL_MISSING] = REFUSAL("missing"),
-    [STOA_METRIC_GATEWAY_REFUSAL_MULTIPLE] = REFUSAL("multiple"),
-    [STOA_METRIC_GATEWAY_REFUSAL_NOT_BEARER] = REFUSAL("not_bearer"),
-    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED_HEADER] = REFUSAL("malformed_header"),
-    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED] = REFUSAL("malformed"),
-    [STOA_METRIC_GATEWAY_REFUSAL_TOO_LONG] = REFUSAL("too_long"),
-    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ALG] = REFUSAL("bad_alg"),
-    [STOA_METRIC_GATEWAY_REFUSAL_UNKNOWN_KID] = REFUSAL("unknown_kid"),
-    [STOA_METRIC_GATEWAY_REFUSAL_BAD_SIGNATURE] = REFUSAL("bad_signature"),
-    [STOA_METRIC_GATEWAY_REFUSAL_EXPIRED] = REFUSAL("expired"),
-    [STOA_METRIC_GATEWAY_REFUSAL_NOT_YET_VALID] = REFUSAL("not_yet_valid"),
-    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ISSUER] = REFUSAL("bad_issuer"),
-    [STOA_METRIC_GATEWAY_REFUSAL_BAD_AUDIENCE] = REFUSAL("bad_audience"),
-    [STOA_METRIC_GATEWAY_REFUSAL_MISSING_CLAIM] = REFUSAL("missing_claim"),
-    [STOA_METRIC_GATEWAY_REFUSAL_ROLE] = REFUSAL("role"),
+/* The gateway's families: their name and help, then each sample's label. */
+#define VERIFICATIONS                                                          \
+    "stoa_gateway_verifications_total",                                        \
+        "Access tokens the gateway checked, by result."
+#define CACHE                                                                  \
+    "stoa_gateway_cache_total",                                                \
+        "Token checks answered from a worker's cache (hit) or by a "           \
+        "signature verification (miss)."
+#define REFUSALS                                                               \
+    "stoa_gateway_refusals_total",                                             \
+        "Requests the gateway answered 401 or 403, by reason."
+    [STOA_METRIC_GATEWAY_VERIFIED] = {VERIFICATIONS, "result=\"ok\""},
+    [STOA_METRIC_GATEWAY_REFUSED] = {VERIFICATIONS, "result=\"refused\""},
+    [STOA_METRIC_GATEWAY_FAILED] = {VERIFICATIONS, "result=\"error\""},
+    [STOA_METRIC_GATEWAY_CACHE_HIT] = {CACHE, "result=\"hit\""},
+    [STOA_METRIC_GATEWAY_CACHE_MISS] = {CACHE, "result=\"miss\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MISSING] = {REFUSALS, "reason=\"missing\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MULTIPLE] = {REFUSALS, "reason=\"multiple\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_NOT_BEARER] = {REFUSALS,
+                                                "reason=\"not_bearer\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED_HEADER] =
+        {REFUSALS, "reason=\"malformed_header\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED] = {REFUSALS,
+                                               "reason=\"malformed\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_TOO_LONG] = {REFUSALS, "reason=\"too_long\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ALG] = {REFUSALS, "reason=\"bad_alg\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_UNKNOWN_KID] = {REFUSALS,
+                                                 "reason=\"unknown_kid\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_SIGNATURE] = {REFUSALS,
+                                                   "reason=\"bad_signature\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_EXPIRED] = {REFUSALS, "reason=\"expired\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_NOT_YET_VALID] = {REFUSALS,
+                                                   "reason=\"not_yet_valid\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ISSUER] = {REFUSALS,
+                                                "reason=\"bad_issuer\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_AUDIENCE] = {REFUSALS,
+                                                  "reason=\"bad_audience\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MISSING_CLAIM] = {REFUSALS,
+                                                   "reason=\"missing_claim\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_ROLE] = {REFUSALS, "reason=\"role\""},
 #undef VERIFICATIONS
 #undef CACHE
-#undef REFUSAL
+#undef REFUSALS
 };
 
 static bool is_gateway_metric(size_t m)
