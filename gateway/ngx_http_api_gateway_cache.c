@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 
+#include "stoa/metrics.h"
 #include "ngx_http_api_gateway_cache.h"
 
 
@@ -274,10 +275,14 @@ ngx_http_api_gateway_check(ngx_http_api_gateway_cache_t *cache,
             e = ngx_http_api_gateway_lookup(cache, hash, check, now);
             if (e) {
                 ngx_http_api_gateway_entry_identity(e, identity);
+                stoa_metrics_count(STOA_METRIC_GATEWAY_CACHE_HIT);
                 return STOA_JWT_OK;
             }
         }
     }
+
+    /* what the cache did not answer costs a signature check: a miss */
+    stoa_metrics_count(STOA_METRIC_GATEWAY_CACHE_MISS);
 
     opts.issuer = check->issuer;
     opts.audience = check->audience;

@@ -75,7 +75,9 @@ size_t ngx_http_api_gateway_cache_size(ngx_http_api_gateway_cache_t *cache);
  * before any work; a cached token costs a hash and a set probe; anything
  * else goes through stoa_jwt_verify() and, when valid, into the cache.
  * cache may be NULL (no caching). now: unix seconds. On STOA_JWT_OK the
- * identity is filled in; it is left unspecified otherwise.
+ * identity is filled in; it is left unspecified otherwise. Counts a cache
+ * hit, or a miss for every token the core verifies (stoa/metrics.h; a
+ * no-op without an open segment).
  */
 stoa_jwt_status_t ngx_http_api_gateway_check(
     ngx_http_api_gateway_cache_t *cache,

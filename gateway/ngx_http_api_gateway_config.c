@@ -28,8 +28,14 @@ static char *ngx_http_api_gateway_cache_size_check(ngx_conf_t *cf,
     void *post, void *data);
 
 
+static char *ngx_http_api_gateway_metrics_dir_check(ngx_conf_t *cf,
+    void *post, void *data);
+
+
 static ngx_conf_post_t  ngx_http_api_gateway_cache_size_post =
     { ngx_http_api_gateway_cache_size_check };
+static ngx_conf_post_t  ngx_http_api_gateway_metrics_dir_post =
+    { ngx_http_api_gateway_metrics_dir_check };
 
 
 static ngx_conf_enum_t  ngx_http_api_gateway_modes[] = {
@@ -97,6 +103,13 @@ ngx_command_t  ngx_http_api_gateway_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_api_gateway_main_conf_t, cache_size),
       &ngx_http_api_gateway_cache_size_post },
+
+    { ngx_string("api_gateway_metrics_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_api_gateway_main_conf_t, metrics_dir),
+      &ngx_http_api_gateway_metrics_dir_post },
 
       ngx_null_command
 };
@@ -321,6 +334,34 @@ ngx_http_api_gateway_cache_size_check(ngx_conf_t *cf, void *post, void *data)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"api_gateway_cache_size\" directive value must "
                            "be at most %d", NGX_HTTP_API_GATEWAY_CACHE_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The directory stoa's programs count into (stoa.conf's metrics_dir): an
+ * absolute path, or "" for none. Whether it exists is a worker's concern
+ * at start (it only logs): counting never stops nginx from serving.
+ */
+static char *
+ngx_http_api_gateway_metrics_dir_check(ngx_conf_t *cf, void *post,
+    void *data)
+{
+    ngx_str_t  *dir = data;
+
+    if (dir->len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (dir->data[0] != '/' || dir->len >= 1024
+        || ngx_strlchr(dir->data, dir->data + dir->len, '\0') != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"api_gateway_metrics_dir\" must be an absolute "
+                           "path or \"\"");
         return NGX_CONF_ERROR;
     }
 

@@ -44,6 +44,8 @@ typedef struct {
     ngx_array_t                      profiles;   /* of profile_t * */
     ngx_uint_t                       cache_size;
     ngx_http_api_gateway_cache_t    *cache;      /* per worker */
+    /* the directory of the host's metrics files; empty: not counted */
+    ngx_str_t                        metrics_dir;
 } ngx_http_api_gateway_main_conf_t;
 
 

@@ -26,6 +26,13 @@
  *                                  instead of aborting
  * A failure of our own (memory) answers 500, which the stack's error_page
  * turns into the API's JSON error; the worker never aborts.
+ *
+ * With api_gateway_metrics_dir, each worker counts the tokens it checked,
+ * its cache hits and misses and its refusals by reason into a slot of the
+ * host's gateway metrics file, with the very code the pools count with
+ * (stoa/metrics.h, compiled in like the core): stoa-jobs' scrape reads it
+ * with the others, and a worker killed and replaced leaves its counts
+ * behind for its successor to fold, so the sums never go backwards.
  */
 
 #include <ngx_config.h>
@@ -33,6 +40,7 @@
 #include <ngx_http.h>
 
 #include "stoa/jwt.h"
+#include "stoa/metrics.h"
 #include "ngx_http_api_gateway_cache.h"
 #include "ngx_http_api_gateway_config.h"
 #include "ngx_http_api_gateway_guard.h"
@@ -52,6 +60,7 @@ typedef struct {
     ngx_http_api_gateway_state_e     state;
     const char                      *reason;     /* for the log */
     ngx_str_t                        message;    /* for the client */
+    stoa_metric_t                    metric;     /* counted when sent */
     ngx_http_api_gateway_identity_t  identity;
 } ngx_http_api_gateway_ctx_t;
 
@@ -178,6 +187,8 @@ ngx_http_api_gateway_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
+        stoa_metrics_count(STOA_METRIC_GATEWAY_REFUSAL_MISSING);
+
         rc = ngx_http_api_gateway_send_error(r, glcf,
                                          NGX_HTTP_UNAUTHORIZED,
                                          &ngx_http_api_gateway_unauthenticated,
@@ -189,6 +200,8 @@ ngx_http_api_gateway_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "api gateway refused the access token: %s",
                       ctx->reason);
+
+        stoa_metrics_count(ctx->metric);
 
         rc = ngx_http_api_gateway_send_error(r, glcf,
                                      NGX_HTTP_UNAUTHORIZED,
@@ -209,6 +222,8 @@ ngx_http_api_gateway_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "api gateway refused role \"%s\" of user \"%s\"",
                       ctx->identity.role, ctx->identity.sub);
+
+        stoa_metrics_count(STOA_METRIC_GATEWAY_REFUSAL_ROLE);
 
         rc = ngx_http_api_gateway_send_error(r, glcf, NGX_HTTP_FORBIDDEN,
                                       &ngx_http_api_gateway_forbidden,
@@ -232,6 +247,10 @@ ngx_http_api_gateway_refuse(ngx_http_api_gateway_ctx_t *ctx,
     ctx->reason = refusal->reason;
     ctx->message.data = (u_char *) refusal->message;
     ctx->message.len = ngx_strlen(refusal->message);
+    ctx->metric = refusal->metric;
+
+    /* a token was checked: the refusal itself counts when it is sent */
+    stoa_metrics_count(STOA_METRIC_GATEWAY_REFUSED);
 }
 
 
@@ -440,6 +459,7 @@ ngx_http_api_gateway_authenticate(ngx_http_request_t *r,
     {
         /* undecided: not remembered as anonymous */
         ctx->profile = NULL;
+        stoa_metrics_count(STOA_METRIC_GATEWAY_FAILED);
         return NULL;
     }
 
@@ -449,6 +469,7 @@ ngx_http_api_gateway_authenticate(ngx_http_request_t *r,
     }
 
     ctx->state = NGX_HTTP_API_GATEWAY_VERIFIED;
+    stoa_metrics_count(STOA_METRIC_GATEWAY_VERIFIED);
 
     return ctx;
 }
@@ -728,6 +749,64 @@ ngx_http_api_gateway_init(ngx_conf_t *cf)
 }
 
 
+typedef struct {
+    char                             dir[1024];
+    int                              rc;
+    char                             err[512];
+} ngx_http_api_gateway_metrics_open_t;
+
+
+static void
+ngx_http_api_gateway_metrics_open_run(void *data)
+{
+    ngx_http_api_gateway_metrics_open_t  *mo = data;
+
+    /* the gateway counts by fixed reasons only: no routes, no kinds */
+    static const stoa_metrics_labels_t  labels = { NULL, NULL, 0, NULL, 0 };
+
+    mo->rc = stoa_metrics_open(mo->dir, STOA_METRICS_GATEWAY, &labels,
+                               mo->err, sizeof(mo->err));
+}
+
+
+/*
+ * Takes this worker's slot in <dir>/gateway.metrics, folding the slots of
+ * workers that are gone. Guarded: the library allocates with the core's
+ * aborting functions. A failure only logs; the worker serves uncounted.
+ */
+static void
+ngx_http_api_gateway_metrics_open(ngx_cycle_t *cycle, ngx_str_t *dir)
+{
+    ngx_http_api_gateway_metrics_open_t  mo;
+
+    /* cache managers and loaders answer no request */
+    if (dir->len == 0
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
+        return;
+    }
+
+    ngx_memzero(&mo, sizeof(mo));
+    ngx_snprintf((u_char *) mo.dir, sizeof(mo.dir) - 1, "%V", dir);
+    mo.rc = STOA_ERROR;
+
+    if (ngx_http_api_gateway_guard_run(ngx_http_api_gateway_metrics_open_run,
+                                       &mo)
+        != STOA_OK)
+    {
+        ngx_snprintf((u_char *) mo.err, sizeof(mo.err) - 1, "%s",
+                     ngx_http_api_gateway_guard_failure());
+        mo.rc = STOA_ERROR;
+    }
+
+    if (mo.rc != STOA_OK) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "api gateway: nothing is counted: %s", mo.err);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_api_gateway_init_process(ngx_cycle_t *cycle)
 {
@@ -736,7 +815,13 @@ ngx_http_api_gateway_init_process(ngx_cycle_t *cycle)
     gmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_api_gateway_module);
 
-    if (gmcf == NULL || gmcf->profiles.nelts == 0 || gmcf->cache_size == 0) {
+    if (gmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_api_gateway_metrics_open(cycle, &gmcf->metrics_dir);
+
+    if (gmcf->profiles.nelts == 0 || gmcf->cache_size == 0) {
         return NGX_OK;
     }
 
@@ -766,4 +851,7 @@ ngx_http_api_gateway_exit_process(ngx_cycle_t *cycle)
         ngx_http_api_gateway_cache_destroy(gmcf->cache);
         gmcf->cache = NULL;
     }
+
+    /* a clean stop (a reload's old worker, a shutdown): not a restart */
+    stoa_metrics_close();
 }

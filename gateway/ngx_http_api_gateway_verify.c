@@ -17,7 +17,23 @@
 
 const ngx_http_api_gateway_refusal_t  ngx_http_api_gateway_refusal_multiple = {
     "more than one token",
-    "the request carries more than one access token"
+    "the request carries more than one access token",
+    STOA_METRIC_GATEWAY_REFUSAL_MULTIPLE
+};
+
+
+/* The counter of each status the core refuses with, by its order. */
+static const stoa_metric_t  ngx_http_api_gateway_status_metrics[] = {
+    [STOA_JWT_MALFORMED] = STOA_METRIC_GATEWAY_REFUSAL_MALFORMED,
+    [STOA_JWT_TOO_LONG] = STOA_METRIC_GATEWAY_REFUSAL_TOO_LONG,
+    [STOA_JWT_BAD_ALG] = STOA_METRIC_GATEWAY_REFUSAL_BAD_ALG,
+    [STOA_JWT_UNKNOWN_KID] = STOA_METRIC_GATEWAY_REFUSAL_UNKNOWN_KID,
+    [STOA_JWT_BAD_SIGNATURE] = STOA_METRIC_GATEWAY_REFUSAL_BAD_SIGNATURE,
+    [STOA_JWT_EXPIRED] = STOA_METRIC_GATEWAY_REFUSAL_EXPIRED,
+    [STOA_JWT_NOT_YET_VALID] = STOA_METRIC_GATEWAY_REFUSAL_NOT_YET_VALID,
+    [STOA_JWT_BAD_ISSUER] = STOA_METRIC_GATEWAY_REFUSAL_BAD_ISSUER,
+    [STOA_JWT_BAD_AUDIENCE] = STOA_METRIC_GATEWAY_REFUSAL_BAD_AUDIENCE,
+    [STOA_JWT_MISSING_CLAIM] = STOA_METRIC_GATEWAY_REFUSAL_MISSING_CLAIM
 };
 
 
@@ -64,6 +80,7 @@ ngx_http_api_gateway_bearer(const char *value, size_t len,
     {
         refusal->reason = "not a Bearer authorization";
         refusal->message = NGX_HTTP_API_GATEWAY_NOT_BEARER;
+        refusal->metric = STOA_METRIC_GATEWAY_REFUSAL_NOT_BEARER;
         return STOA_DECLINED;
     }
 
@@ -83,6 +100,7 @@ ngx_http_api_gateway_bearer(const char *value, size_t len,
     {
         refusal->reason = "malformed Bearer authorization";
         refusal->message = NGX_HTTP_API_GATEWAY_NOT_BEARER;
+        refusal->metric = STOA_METRIC_GATEWAY_REFUSAL_MALFORMED_HEADER;
         return STOA_DECLINED;
     }
 
@@ -117,6 +135,15 @@ ngx_http_api_gateway_status_refusal(stoa_jwt_status_t status,
     }
 
     refusal->reason = stoa_jwt_status_name(status);
+
+    /* a status the table does not know (a newer core) still counts */
+    refusal->metric = STOA_METRIC_GATEWAY_REFUSAL_MALFORMED;
+
+    if ((size_t) status < STOA_ARRAY_LEN(ngx_http_api_gateway_status_metrics)
+        && ngx_http_api_gateway_status_metrics[status] != 0)
+    {
+        refusal->metric = ngx_http_api_gateway_status_metrics[status];
+    }
 
     return STOA_DECLINED;
 }

@@ -11,8 +11,9 @@
  *   alg ES256, a known kid, a low-S signature, exp required and exp, nbf
  *   and iat within the leeway, iss and aud when configured, non-empty sub
  *   and role. This part turns its status into a refusal.
- * - A refusal has a reason, for the log (never the token), and a message,
- *   for the client's 401 body.
+ * - A refusal has a reason, for the log (never the token), a message,
+ *   for the client's 401 body, and the counter it adds to (stoa/metrics.h:
+ *   one of a fixed set, never anything the client sent).
  * - A verified role passes a location when it is one of the location's
  *   roles, or when the location takes any role.
  *
@@ -26,11 +27,13 @@
 #include <stddef.h>
 
 #include "stoa/jwt.h"
+#include "stoa/metrics.h"
 
 
 typedef struct {
     const char                  *reason;     /* for the log */
     const char                  *message;    /* for the client */
+    stoa_metric_t                metric;     /* a GATEWAY_REFUSAL_* */
 } ngx_http_api_gateway_refusal_t;
 
 

@@ -4,10 +4,13 @@
 #                         and 1000 connections, login vs raw Argon2id,
 #                         Stripe webhooks, the outbox, 10,000 idle TLS
 #                         clients, pool memory over 1M requests, the
-#                         fan-out of a product update to 100k accounts
+#                         fan-out of a product update to 100k accounts,
+#                         the metrics' cost per request and GET /v1/me
+#                         with metrics on and off
 #   make bench-hop | bench-login | bench-webhooks | bench-outbox |
 #        bench-connections | bench-memory | bench-updates |
 #        bench-realtime | bench-events | bench-metrics   one of them
+#   make bench-metrics-me GET /v1/me with metrics on and off, alone
 #   make bench-peer       GET /v1/me against a FastAPI peer
 #
 # Each prints its figures against a ceiling measured in the same run and
@@ -20,7 +23,7 @@ BENCH_PROGRAMS := $(BENCH_DIR)/stoa-empty-fcgi $(BENCH_DIR)/stoa-argon2-rate \
 BENCH_ENV = STOA_BIN_DIR=$(abspath $(BIN)) STOA_BENCH_BIN=$(abspath $(BENCH_DIR))
 BENCH_PY := tests/bench/login.py tests/bench/webhooks.py tests/bench/outbox.py \
 	tests/bench/connections.py tests/bench/memory.py tests/bench/updates.py \
-	tests/bench/realtime.py tests/bench/events.py
+	tests/bench/realtime.py tests/bench/events.py tests/bench/metrics_me.py
 
 $(BENCH_DIR)/stoa-argon2-rate: $(BUILD)/tests/bench/argon2_rate.o
 	@mkdir -p $(@D)
@@ -51,9 +54,17 @@ bench-all: bench-build
 bench-hop: bench-build
 	$(BENCH_ENV) tests/bench/run.sh
 
+# The counting calls alone, then the /v1/me ratio with metrics on against
+# metrics off on one stack (tests/bench/metrics_me.py).
 .PHONY: bench-metrics
 bench-metrics: bench-build
-	$(BENCH_DIR)/stoa-metrics-cost
+	@rc=0; $(BENCH_DIR)/stoa-metrics-cost || rc=$$?; \
+	$(BENCH_ENV) python3 tests/bench/metrics_me.py || { s=$$?; [ $$s -gt $$rc ] && rc=$$s; }; \
+	exit $$rc
+
+.PHONY: bench-metrics-me
+bench-metrics-me: bench-build
+	$(BENCH_ENV) python3 tests/bench/metrics_me.py
 
 .PHONY: bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-updates bench-realtime bench-events
 bench-login bench-webhooks bench-outbox bench-connections bench-memory bench-updates bench-realtime bench-events: bench-%: bench-build

@@ -23,8 +23,10 @@ GATEWAY_LD_OPT := -Wl,-z,relro -Wl,-z,now -fPIC
 
 # What the module is compiled from: its own files and the shared core.
 GATEWAY_INPUTS := $(wildcard gateway/*.c gateway/*.h) \
-	$(addprefix modules/common/,jwt.c crypto.c buf.c arena.c core.c) \
-	$(addprefix modules/common/include/stoa/,jwt.h crypto.h buf.h arena.h core.h)
+	$(addprefix modules/common/,jwt.c crypto.c buf.c arena.c core.c \
+		metrics.c) \
+	$(addprefix modules/common/include/stoa/,jwt.h crypto.h buf.h arena.h \
+		core.h metrics.h)
 
 .PHONY: gateway
 gateway: $(GATEWAY_SO)

@@ -656,7 +656,55 @@ static const struct {
                                      "Outbound webhook delivery attempts by "
                                      "result.",
                                      "result=\"gave_up\""},
+/* The gateway's families: their name and help, then each sample's label. */
+#define VERIFICATIONS                                                          \
+    "stoa_gateway_verifications_total",                                        \
+        "Access tokens the gateway checked, by result."
+#define CACHE                                                                  \
+    "stoa_gateway_cache_total",                                                \
+        "Token checks answered from a worker's cache (hit) or by a "           \
+        "signature verification (miss)."
+#define REFUSALS                                                               \
+    "stoa_gateway_refusals_total",                                             \
+        "Requests the gateway answered 401 or 403, by reason."
+    [STOA_METRIC_GATEWAY_VERIFIED] = {VERIFICATIONS, "result=\"ok\""},
+    [STOA_METRIC_GATEWAY_REFUSED] = {VERIFICATIONS, "result=\"refused\""},
+    [STOA_METRIC_GATEWAY_FAILED] = {VERIFICATIONS, "result=\"error\""},
+    [STOA_METRIC_GATEWAY_CACHE_HIT] = {CACHE, "result=\"hit\""},
+    [STOA_METRIC_GATEWAY_CACHE_MISS] = {CACHE, "result=\"miss\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MISSING] = {REFUSALS, "reason=\"missing\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MULTIPLE] = {REFUSALS, "reason=\"multiple\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_NOT_BEARER] = {REFUSALS,
+                                                "reason=\"not_bearer\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED_HEADER] =
+        {REFUSALS, "reason=\"malformed_header\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MALFORMED] = {REFUSALS,
+                                               "reason=\"malformed\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_TOO_LONG] = {REFUSALS, "reason=\"too_long\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ALG] = {REFUSALS, "reason=\"bad_alg\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_UNKNOWN_KID] = {REFUSALS,
+                                                 "reason=\"unknown_kid\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_SIGNATURE] = {REFUSALS,
+                                                   "reason=\"bad_signature\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_EXPIRED] = {REFUSALS, "reason=\"expired\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_NOT_YET_VALID] = {REFUSALS,
+                                                   "reason=\"not_yet_valid\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_ISSUER] = {REFUSALS,
+                                                "reason=\"bad_issuer\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_BAD_AUDIENCE] = {REFUSALS,
+                                                  "reason=\"bad_audience\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_MISSING_CLAIM] = {REFUSALS,
+                                                   "reason=\"missing_claim\""},
+    [STOA_METRIC_GATEWAY_REFUSAL_ROLE] = {REFUSALS, "reason=\"role\""},
+#undef VERIFICATIONS
+#undef CACHE
+#undef REFUSALS
 };
+
+static bool is_gateway_metric(size_t m)
+{
+    return m >= STOA_METRIC_GATEWAY_VERIFIED;
+}
 
 static void expose_events(stoa_buf_t *out,
                           stoa_metrics_snapshot_t *const *snaps, size_t n)
@@ -666,6 +714,11 @@ static void expose_events(stoa_buf_t *out,
             stoa_metrics_family(out, events[m].family, "counter",
                                 events[m].help);
         for (size_t i = 0; i < n; i++) {
+            /* The gateway's families are its own, and the pools' are not
+             * the gateway's: no series that can only ever be 0. */
+            if (is_gateway_metric(m) !=
+                (strcmp(snaps[i]->program, STOA_METRICS_GATEWAY) == 0))
+                continue;
             open_pool(out, events[m].family, snaps[i]);
             if (events[m].label)
                 stoa_buf_printf(out, ",%s", events[m].label);

@@ -102,6 +102,11 @@ render_nginx() {
     for key in jwt_issuer jwt_audience; do
         [[ ${!key} =~ $plain_value ]] || die "$key cannot be handed to nginx: ${!key}"
     done
+    # The gateway's workers count into the same directory as the pools.
+    local metrics_dir
+    metrics_dir=$(conf_value metrics_dir "")
+    [[ -z $metrics_dir || $metrics_dir =~ ^/[A-Za-z0-9._/+-]*$ ]] ||
+        die "metrics_dir must be empty or an absolute plain path ([A-Za-z0-9._/+-]) for nginx: $metrics_dir"
     # Each worker may keep this many idle connections per pool: the two
     # workers together hold at most half of the pool's connection slots
     # (64 per handler thread, modules/common/fcgi.h), so a new connection
@@ -189,6 +194,7 @@ render_nginx() {
             -e "s|@JWT_AUDIENCE@|$jwt_audience|g" \
             -e "s|@DOCS_DIR@|$docs_dir|g" \
             -e "s|@SWAGGER_UI_DIR@|$swagger_ui_dir|g" \
+            -e "s|@METRICS_DIR@|$metrics_dir|g" \
             "$src" >"$dst.new"
         if grep -q '@[A-Z_]*@' "$dst.new"; then
             die "unreplaced template token in $dst.new"

@@ -19,6 +19,7 @@
 #include "ngx_http_api_gateway_verify.h"
 #include "stoa/buf.h"
 #include "stoa/jwt.h"
+#include "stoa/metrics.h"
 
 #define ISSUER "https://stoa.example"
 #define SUB "6f1c2b7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
@@ -127,31 +128,40 @@ static char *token_with(const char *aud, int64_t nbf, int64_t exp)
     return token;
 }
 
-/* What the gateway makes of token: the check, then its refusal. Returns
- * the refusal's message, or NULL when the token is accepted. */
-static const char *outcome(const char *token, int64_t leeway,
-                           const char **reason)
+/* A check against both keys (loaded into *keys: free them), for ISSUER
+ * and the audience "stoa". */
+static ngx_http_api_gateway_check_t check_with(stoa_jwt_keyset_t *keys,
+                                               int64_t leeway)
 {
-    stoa_jwt_keyset_t keys;
     char err[256];
     ck_assert_int_eq(ngx_http_api_gateway_keyset_from_jwks(
-                         &keys, jwks.data, jwks.len, err, sizeof(err)),
+                         keys, jwks.data, jwks.len, err, sizeof(err)),
                      STOA_OK);
     ngx_http_api_gateway_check_t check = {
-        .keys = &keys,
+        .keys = keys,
         .generation = 1,
         .profile = 1,
         .issuer = ISSUER,
         .audience = "stoa",
         .leeway = leeway,
     };
+    return check;
+}
+
+/* What the gateway makes of token: the check, then its refusal. Returns
+ * the refusal's message, or NULL when the token is accepted. */
+static const char *outcome(const char *token, int64_t leeway,
+                           const char **reason)
+{
+    stoa_jwt_keyset_t keys;
+    ngx_http_api_gateway_check_t check = check_with(&keys, leeway);
     ngx_http_api_gateway_identity_t id;
     stoa_jwt_status_t st;
     ck_assert_int_eq(ngx_http_api_gateway_guarded_check(
                          NULL, &check, token, strlen(token), now, &id, &st),
                      STOA_OK);
     stoa_jwt_keyset_free(&keys);
-    ngx_http_api_gateway_refusal_t refusal = {NULL, NULL};
+    ngx_http_api_gateway_refusal_t refusal = {NULL, NULL, 0};
     if (ngx_http_api_gateway_status_refusal(st, &refusal) == STOA_OK) {
         ck_assert_str_eq(id.sub, SUB);
         ck_assert_ptr_null(refusal.message);
@@ -180,7 +190,7 @@ START_TEST(bearer_takes_the_one_token)
     for (size_t i = 0; i < STOA_ARRAY_LEN(values); i++) {
         const char *token = NULL;
         size_t len = 0;
-        ngx_http_api_gateway_refusal_t refusal = {NULL, NULL};
+        ngx_http_api_gateway_refusal_t refusal = {NULL, NULL, 0};
         ck_assert_int_eq(bearer(values[i], &token, &len, &refusal), STOA_OK);
         ck_assert_uint_eq(len, strlen("abc.def.ghi"));
         ck_assert_int_eq(memcmp(token, "abc.def.ghi", len), 0);
@@ -218,7 +228,7 @@ START_TEST(bearer_refuses_other_schemes_and_blanks)
     for (size_t i = 0; i < STOA_ARRAY_LEN(cases); i++) {
         const char *token = NULL;
         size_t len = 0;
-        ngx_http_api_gateway_refusal_t refusal = {NULL, NULL};
+        ngx_http_api_gateway_refusal_t refusal = {NULL, NULL, 0};
         ck_assert_msg(bearer(cases[i].value, &token, &len, &refusal) ==
                           STOA_DECLINED,
                       "\"%s\" taken", cases[i].value);
@@ -234,7 +244,7 @@ END_TEST
 
 START_TEST(every_refused_status_has_a_reason_and_a_message)
 {
-    ngx_http_api_gateway_refusal_t refusal = {NULL, NULL};
+    ngx_http_api_gateway_refusal_t refusal = {NULL, NULL, 0};
     ck_assert_int_eq(ngx_http_api_gateway_status_refusal(STOA_JWT_OK, &refusal),
                      STOA_OK);
     ck_assert_ptr_null(refusal.reason);
@@ -404,6 +414,138 @@ START_TEST(unguarded_allocation_failure_still_aborts)
 }
 END_TEST
 
+/* --- counting --------------------------------------------------------- */
+
+static char metrics_dir[64];
+
+/* This test's process is an nginx worker with a segment of its own. */
+static void metrics_setup(void)
+{
+    static const stoa_metrics_labels_t none = {NULL, NULL, 0, NULL, 0};
+    char err[256];
+    setup();
+    snprintf(metrics_dir, sizeof(metrics_dir), "/tmp/stoa-gw-metrics-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(metrics_dir));
+    ck_assert_msg(stoa_metrics_open(metrics_dir, STOA_METRICS_GATEWAY, &none,
+                                    err, sizeof(err)) == STOA_OK,
+                  "%s", err);
+}
+
+static void metrics_teardown(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s.metrics", metrics_dir,
+             STOA_METRICS_GATEWAY);
+    unlink(path);
+    rmdir(metrics_dir);
+    teardown();
+}
+
+/* The scrape's value of one gateway series, `family{...}` without the
+ * pool label; -1 when the scrape does not have it. */
+static long long scraped(const char *family, const char *labels)
+{
+    stoa_arena_t *arena = stoa_arena_create(0);
+    stoa_metrics_snapshot_t **snaps;
+    size_t n;
+    ck_assert_int_eq(stoa_metrics_snapshot_dir(metrics_dir, arena, &snaps, &n),
+                     STOA_OK);
+    stoa_buf_t out, want;
+    stoa_buf_init(&out);
+    stoa_buf_init(&want);
+    stoa_metrics_expose(&out, snaps, n);
+    stoa_buf_append(&out, "", 1);
+    stoa_buf_printf(&want, "\n%s{pool=\"gateway\",%s} ", family, labels);
+    const char *at = strstr(out.data, want.data);
+    long long v = at ? strtoll(at + want.len, NULL, 10) : -1;
+    stoa_buf_free(&want);
+    stoa_buf_free(&out);
+    stoa_arena_destroy(arena);
+    return v;
+}
+
+static long long refusals(const char *reason)
+{
+    char labels[64];
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
+    return scraped("stoa_gateway_refusals_total", labels);
+}
+
+/* Every refusal adds to the series named like the reason it logs (the
+ * core's status names), each to its own. */
+START_TEST(every_refusal_counts_under_its_own_reason)
+{
+    ngx_http_api_gateway_refusal_t refusal;
+    for (int st = STOA_JWT_MALFORMED; st <= STOA_JWT_MISSING_CLAIM; st++) {
+        ck_assert_int_eq(ngx_http_api_gateway_status_refusal(
+                             (stoa_jwt_status_t)st, &refusal),
+                         STOA_DECLINED);
+        for (int i = 0; i < st; i++)
+            stoa_metrics_count(refusal.metric);
+    }
+    for (int st = STOA_JWT_MALFORMED; st <= STOA_JWT_MISSING_CLAIM; st++)
+        ck_assert_int_eq(refusals(stoa_jwt_status_name((stoa_jwt_status_t)st)),
+                         st);
+    const char *token;
+    size_t len;
+    ck_assert_int_eq(bearer("Basic dXNlcjpwYXNz", &token, &len, &refusal),
+                     STOA_DECLINED);
+    stoa_metrics_count(refusal.metric);
+    ck_assert_int_eq(bearer("Bearer a b", &token, &len, &refusal),
+                     STOA_DECLINED);
+    stoa_metrics_count(refusal.metric);
+    stoa_metrics_count(refusal.metric);
+    stoa_metrics_count(ngx_http_api_gateway_refusal_multiple.metric);
+    ck_assert_int_eq(refusals("not_bearer"), 1);
+    ck_assert_int_eq(refusals("malformed_header"), 2);
+    ck_assert_int_eq(refusals("multiple"), 1);
+    ck_assert_int_eq(refusals("missing"), 0);
+    ck_assert_int_eq(refusals("role"), 0);
+}
+END_TEST
+
+/* A token verified once is a hit after: one miss per signature check. */
+START_TEST(the_check_counts_cache_hits_and_misses)
+{
+    stoa_jwt_keyset_t keys;
+    ngx_http_api_gateway_check_t check = check_with(&keys, 30);
+    ngx_http_api_gateway_cache_t *cache = ngx_http_api_gateway_cache_create(16);
+    ck_assert_ptr_nonnull(cache);
+    ngx_http_api_gateway_identity_t id;
+    stoa_jwt_status_t st;
+    char *good = token_with("stoa", now - 10, now + 600);
+    char *other_aud = token_with("billing", now - 10, now + 600);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(ngx_http_api_gateway_guarded_check(
+                             cache, &check, good, strlen(good), now, &id, &st),
+                         STOA_OK);
+        ck_assert_int_eq(st, STOA_JWT_OK);
+    }
+    /* a refused token is never cached: a miss every time */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(ngx_http_api_gateway_guarded_check(
+                             cache, &check, other_aud, strlen(other_aud), now,
+                             &id, &st),
+                         STOA_OK);
+        ck_assert_int_eq(st, STOA_JWT_BAD_AUDIENCE);
+    }
+    /* one refused for its length is neither: no work was done */
+    static char huge[STOA_JWT_MAX_LEN + 2];
+    memset(huge, 'a', sizeof(huge) - 1);
+    ck_assert_int_eq(ngx_http_api_gateway_guarded_check(
+                         cache, &check, huge, strlen(huge), now, &id, &st),
+                     STOA_OK);
+    ck_assert_int_eq(st, STOA_JWT_TOO_LONG);
+    ck_assert_int_eq(scraped("stoa_gateway_cache_total", "result=\"hit\""), 2);
+    ck_assert_int_eq(scraped("stoa_gateway_cache_total", "result=\"miss\""),
+                     3);
+    free(good);
+    free(other_aud);
+    ngx_http_api_gateway_cache_destroy(cache);
+    stoa_jwt_keyset_free(&keys);
+}
+END_TEST
+
 static Suite *gateway_verify_suite(void)
 {
     Suite *s = suite_create("gateway_verify");
@@ -413,6 +555,10 @@ static Suite *gateway_verify_suite(void)
     tcase_add_test(tc, every_refused_status_has_a_reason_and_a_message);
     tcase_add_test(tc, claims_are_checked_within_the_leeway);
     tcase_add_test(tc, roles_are_matched_whole);
+    suite_add_tcase(s, tc);
+    tc = test_case("metrics", metrics_setup, metrics_teardown);
+    tcase_add_test(tc, every_refusal_counts_under_its_own_reason);
+    tcase_add_test(tc, the_check_counts_cache_hits_and_misses);
     suite_add_tcase(s, tc);
     tc = test_case("guard", setup, teardown);
     tcase_add_test(tc, jwks_parse_fails_instead_of_aborting);

@@ -3,7 +3,10 @@ served by stoa-jobs) answers for every pool of the host in Prometheus text
 format, counted by route pattern, never by raw path; counters summed over a
 pool's processes never go backwards when one is killed; promtool accepts
 the output and the alert rules; a real Prometheus scrapes the stack; the
-nginx access line and the pool's line of a request join on its id.
+nginx access line and the pool's line of a request join on its id. The
+gateway's workers count the tokens they check, their cache hits and misses
+and their refusals by reason into the same scrape, and a killed nginx
+worker takes none of its counts with it.
 """
 
 import json
@@ -18,8 +21,10 @@ import urllib.parse
 import urllib.request
 import uuid
 
+from authlib import jwt_claims
 from billinglib import WebhookSender
-from harness import REPO, StackTestCase, free_port, wait_until
+from harness import REPO, Client, StackTestCase, children_of, free_port, read_pid_file, wait_until
+from test_gateway import Signer
 
 PASSWORD = "Tq7#vLp2!xRz-9mW"
 STRIPE_SECRET = "whsec_" + uuid.uuid4().hex
@@ -72,6 +77,21 @@ def value(samples, name, **labels):
     want = set(labels.items())
     found = [v for (n, ls), v in samples.items() if n == name and want <= set(ls)]
     return sum(found) if found else None
+
+
+GATEWAY_FAMILIES = ("stoa_gateway_verifications_total", "stoa_gateway_cache_total",
+                    "stoa_gateway_refusals_total")
+
+
+def gateway_counts(samples):
+    """{(family, label value): count} of the gateway's series."""
+    out = {}
+    for (name, labels), v in samples.items():
+        if name in GATEWAY_FAMILIES:
+            d = dict(labels)
+            assert d.get("pool") == "gateway", labels
+            out[(name, d.get("result") or d.get("reason"))] = v
+    return out
 
 
 class MetricsTest(StackTestCase):
@@ -211,6 +231,146 @@ class MetricsTest(StackTestCase):
         self.assertEqual(value(after, "stoa_stripe_webhook_lag_seconds_bucket", pool="billing", le="30"),
                          value(before, "stoa_stripe_webhook_lag_seconds_bucket", pool="billing", le="30") or 0)
 
+    def gateway_client(self):
+        """A client of its own: one keep-alive connection, so one nginx
+        worker (and one worker's cache) answers all its requests."""
+        c = Client("127.0.0.1", self.stack.https_port, self.stack.path("tls", "cert.pem"))
+        self.addCleanup(c.close)
+        return c
+
+    def expired_and_forged(self, token):
+        """A token like token but expired an hour ago, signed with the
+        stack's key; and token with another token's signature."""
+        signer = Signer(self.stack.path("keys"))
+        now = int(time.time())
+        claims = dict(jwt_claims(token), iat=now - 4000, nbf=now - 4000, exp=now - 3600)
+        expired = signer.token(claims)
+        h, c, _ = token.split(".")
+        other = signer.token(dict(claims, exp=now + 600)).split(".")[2]
+        return expired, f"{h}.{c}.{other}"
+
+    def test_gateway_counts_verifications_cache_and_refusals(self):
+        self.wait_metrics_up()
+        token = self.login()
+        expired, forged = self.expired_and_forged(token)
+        c = self.gateway_client()
+        before = gateway_counts(self.scrape())
+        # /v1/me is protected (api_gateway on): good, good again (the same
+        # worker's cache), expired, forged, malformed, none, not Bearer.
+        sent = [(f"Bearer {token}", 200), (f"Bearer {token}", 200),
+                (f"Bearer {expired}", 401), (f"Bearer {forged}", 401),
+                ("Bearer not-a-token", 401), (None, 401), ("Basic dXNlcjpwYXNz", 401)]
+        for authorization, status in sent:
+            r = c.request("GET", "/v1/me", headers={"Authorization": authorization})
+            self.assertEqual(r.status, status, (authorization and authorization[:12], repr(r)))
+        text = self.scrape_text()
+        after = gateway_counts(parse_exposition(text))
+        rise = {k: after[k] - before.get(k, 0) for k in after}
+        v, ca, rf = GATEWAY_FAMILIES
+        want = {(v, "ok"): 2, (v, "refused"): 4, (v, "error"): 0,
+                (ca, "hit"): 1, (ca, "miss"): 4,
+                (rf, "expired"): 1, (rf, "bad_signature"): 1, (rf, "malformed"): 1,
+                (rf, "missing"): 1, (rf, "not_bearer"): 1}
+        for k, n in want.items():
+            self.assertEqual(rise.get(k), n, k)
+        # Nothing else moved; the reasons are a fixed set; no token, path
+        # or subject ever labels a series.
+        for k, n in rise.items():
+            if k not in want:
+                self.assertEqual(n, 0, k)
+        self.assertEqual({r for (f, r) in after if f == rf},
+                         {"missing", "multiple", "not_bearer", "malformed_header", "malformed",
+                          "too_long", "bad_alg", "unknown_kid", "bad_signature", "expired",
+                          "not_yet_valid", "bad_issuer", "bad_audience", "missing_claim", "role"})
+        for secret in (token, token.split(".")[2], "/v1/me"):
+            self.assertNotIn(secret, "\n".join(l for l in text.splitlines()
+                                               if l.startswith("stoa_gateway_")))
+        self.assertEqual(value(parse_exposition(text), "stoa_pool_processes", pool="gateway"), 2)
+
+    def nginx_workers(self):
+        master = read_pid_file(self.stack.path("nginx", "nginx.pid"))
+        self.assertTrue(master)
+        return master, children_of(master)
+
+    def test_gateway_counters_survive_a_killed_worker(self):
+        self.wait_metrics_up()
+        token = self.login()
+        _, forged = self.expired_and_forged(token)
+        # Counts in both workers: two connections, each kept by one worker
+        # (which worker takes which is the kernel's choice).
+        clients = [self.gateway_client() for _ in range(4)]
+        for c in clients:
+            for _ in range(3):
+                self.assertEqual(c.request("GET", "/v1/me", headers={
+                    "Authorization": f"Bearer {token}"}).status, 200)
+            self.assertEqual(c.request("GET", "/v1/me", headers={
+                "Authorization": f"Bearer {forged}"}).status, 401)
+        start = gateway_counts(self.scrape())
+        self.assertGreaterEqual(start[("stoa_gateway_verifications_total", "ok")], 12)
+        restarts = value(self.scrape(), "stoa_pool_restarts_total", pool="gateway")
+        master, workers = self.nginx_workers()
+        self.assertEqual(len(workers), 2)
+        floor = start
+        for worker in workers:
+            os.kill(worker, signal.SIGKILL)
+
+            def replaced():
+                now = children_of(master)
+                return len(now) == 2 and worker not in now
+            self.assertTrue(wait_until(replaced, 10)[0], "nginx did not replace its worker")
+            # At no scrape does any gateway counter dip below what it was.
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                now = gateway_counts(self.scrape())
+                for k, n in floor.items():
+                    self.assertGreaterEqual(now.get(k, 0), n, k)
+                floor = now
+                time.sleep(0.1)
+        s = self.scrape()
+        # Each replacement folded its predecessor's slot and counted it.
+        self.assertEqual(value(s, "stoa_pool_restarts_total", pool="gateway"), restarts + 2)
+        self.assertEqual(value(s, "stoa_pool_processes", pool="gateway"), 2)
+        after_kills = gateway_counts(s)
+        for k, n in start.items():
+            self.assertGreaterEqual(after_kills[k], n, k)
+        self.assertEqual(after_kills[("stoa_gateway_verifications_total", "ok")],
+                         start[("stoa_gateway_verifications_total", "ok")])
+        self.assertEqual(after_kills[("stoa_gateway_refusals_total", "bad_signature")],
+                         start[("stoa_gateway_refusals_total", "bad_signature")])
+        # The new workers count on from there.
+        c = self.gateway_client()
+        for _ in range(3):
+            self.assertEqual(c.request("GET", "/v1/me", headers={
+                "Authorization": f"Bearer {token}"}).status, 200)
+        self.assertEqual(gateway_counts(self.scrape())[("stoa_gateway_verifications_total", "ok")],
+                         start[("stoa_gateway_verifications_total", "ok")] + 3)
+
+    def test_gateway_counters_survive_a_reload(self):
+        self.wait_metrics_up()
+        c = self.gateway_client()
+        for _ in range(5):
+            self.assertEqual(c.request("GET", "/v1/me", headers={
+                "Authorization": "Bearer not-a-token"}).status, 401)
+        c.close()
+        s = self.scrape()
+        start = gateway_counts(s)
+        restarts = value(s, "stoa_pool_restarts_total", pool="gateway")
+        master, old = self.nginx_workers()
+        subprocess.run(["nginx", "-p", self.stack.path("nginx") + "/", "-c",
+                        self.stack.path("nginx", "nginx.conf"), "-s", "reload"],
+                       check=True, capture_output=True, timeout=30)
+
+        def reloaded():
+            now = children_of(master)
+            return len(now) == 2 and not set(old) & set(now)
+        self.assertTrue(wait_until(reloaded, 15)[0], "the old workers did not make way")
+        s = self.scrape()
+        for k, n in start.items():
+            self.assertGreaterEqual(gateway_counts(s)[k], n, k)
+        # Workers a reload retires stop cleanly: no restart is counted.
+        self.assertEqual(value(s, "stoa_pool_restarts_total", pool="gateway"), restarts)
+        self.assertEqual(value(s, "stoa_pool_processes", pool="gateway"), 2)
+
     def test_not_on_the_public_port(self):
         r = self.stack.client.request("GET", "/metrics")
         self.assertEqual(r.status, 404)
@@ -220,7 +380,12 @@ class MetricsTest(StackTestCase):
         self.assertTrue(PROMTOOL, "promtool is missing (scripts/deps.sh)")
         self.wait_metrics_up()
         self.stack.client.request("GET", "/v1/auth/healthz")
-        p = subprocess.run([PROMTOOL, "check", "metrics"], input=self.scrape_text(),
+        self.stack.client.request("GET", "/v1/me", headers={"Authorization": "Bearer x"})
+        text = self.scrape_text()
+        # The gateway's families are in what promtool checks.
+        for family in GATEWAY_FAMILIES:
+            self.assertIn(f'{family}{{pool="gateway",', text)
+        p = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
@@ -308,7 +473,8 @@ class AlertRulesTest(unittest.TestCase):
                            text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         for alert in ("StoaHighErrorRatio", "StoaHighLatencyP99", "StoaOutboxStuck",
-                      "StoaWebhookEndpointFailing", "StoaStripeWebhookLag", "StoaPoolRestarts"):
+                      "StoaWebhookEndpointFailing", "StoaStripeWebhookLag", "StoaPoolRestarts",
+                      "StoaGatewayRefusalSurge"):
             self.assertIn(f"alert: {alert}", open(RULES).read())
 
     def test_rules_unit_tests(self):

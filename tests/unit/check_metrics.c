@@ -27,6 +27,8 @@ static void teardown(void)
     char path[128];
     snprintf(path, sizeof(path), "%s/auth.metrics", dir);
     unlink(path);
+    snprintf(path, sizeof(path), "%s/%s.metrics", dir, STOA_METRICS_GATEWAY);
+    unlink(path);
     rmdir(dir);
     stoa_arena_destroy(arena);
 }
@@ -68,18 +70,24 @@ static void child_counts(int requests, bool clean)
                     : WIFSIGNALED(status));
 }
 
-static stoa_buf_t expose(void)
+/* The exposition of the dir's files, of which there must be `files`. */
+static stoa_buf_t expose_files(size_t files)
 {
     stoa_metrics_snapshot_t **snaps;
     size_t n;
     ck_assert_int_eq(stoa_metrics_snapshot_dir(dir, arena, &snaps, &n),
                      STOA_OK);
-    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(n, files);
     stoa_buf_t out;
     stoa_buf_init(&out);
     stoa_metrics_expose(&out, snaps, n);
     stoa_buf_append(&out, "", 1);
     return out;
+}
+
+static stoa_buf_t expose(void)
+{
+    return expose_files(1);
 }
 
 static void has_line(const stoa_buf_t *out, const char *line)
@@ -204,7 +212,71 @@ START_TEST(no_segment_counts_nothing_and_bad_dirs_fail)
 }
 END_TEST
 
+/* An nginx worker of the gateway: no routes, no kinds; counts what the
+ * module counts per request, then is killed like a crashed worker. */
+static void gateway_worker_counts(int verified, int hits, int expired)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        static const stoa_metrics_labels_t none = {NULL, NULL, 0, NULL, 0};
+        char err[256];
+        if (stoa_metrics_open(dir, STOA_METRICS_GATEWAY, &none, err,
+                              sizeof(err)) != STOA_OK)
+            _exit(3);
+        for (int i = 0; i < verified; i++)
+            stoa_metrics_count(STOA_METRIC_GATEWAY_VERIFIED);
+        for (int i = 0; i < hits; i++)
+            stoa_metrics_count(STOA_METRIC_GATEWAY_CACHE_HIT);
+        for (int i = 0; i < expired; i++) {
+            stoa_metrics_count(STOA_METRIC_GATEWAY_REFUSED);
+            stoa_metrics_count(STOA_METRIC_GATEWAY_REFUSAL_EXPIRED);
+        }
+        stoa_metrics_count(STOA_METRIC_PG_ERRORS); /* not the gateway's */
+        raise(SIGKILL);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFSIGNALED(status));
+}
+
+START_TEST(the_gateway_families_are_the_gateways_alone)
+{
+    gateway_worker_counts(3, 2, 1);
+    gateway_worker_counts(1, 1, 0); /* folds the first: sums kept */
+    child_counts(1, true);          /* a pool beside it */
+    stoa_buf_t out = expose_files(2);
+    has_line(&out, "stoa_gateway_verifications_total{pool=\"gateway\","
+                   "result=\"ok\"} 4");
+    has_line(&out, "stoa_gateway_verifications_total{pool=\"gateway\","
+                   "result=\"refused\"} 1");
+    has_line(&out, "stoa_gateway_verifications_total{pool=\"gateway\","
+                   "result=\"error\"} 0");
+    has_line(&out, "stoa_gateway_cache_total{pool=\"gateway\","
+                   "result=\"hit\"} 3");
+    has_line(&out, "stoa_gateway_cache_total{pool=\"gateway\","
+                   "result=\"miss\"} 0");
+    has_line(&out, "stoa_gateway_refusals_total{pool=\"gateway\","
+                   "reason=\"expired\"} 1");
+    has_line(&out, "stoa_gateway_refusals_total{pool=\"gateway\","
+                   "reason=\"role\"} 0");
+    /* The second death is counted when a worker replaces it. */
+    has_line(&out, "stoa_pool_restarts_total{pool=\"gateway\"} 1");
+    has_line(&out, "stoa_postgres_errors_total{pool=\"auth\"} 0");
+    /* No pool series for the gateway, no gateway series for a pool, no
+     * request series for a program without routes. */
+    ck_assert_ptr_null(strstr(out.data, "stoa_postgres_errors_total{pool="
+                                        "\"gateway\""));
+    ck_assert_ptr_null(strstr(out.data, "stoa_gateway_cache_total{pool="
+                                        "\"auth\""));
+    ck_assert_ptr_null(strstr(out.data, "stoa_http_requests_total{pool="
+                                        "\"gateway\""));
+    stoa_buf_free(&out);
+}
+END_TEST
+
 TEST_MAIN_ONE_CASE("metrics", setup, teardown,
+                   the_gateway_families_are_the_gateways_alone,
                    a_killed_process_counts_are_kept_and_its_restart_counted,
                    histograms_are_cumulative_and_labels_escaped,
                    no_segment_counts_nothing_and_bad_dirs_fail)

@@ -1,9 +1,10 @@
 /* metrics.h - counters every process of a program keeps in memory that
  * outlives it, and their Prometheus text exposition.
  *
- * Each program of a host (a pool: auth, billing...; the jobs worker) maps
- * one file, <metrics_dir>/<program>.metrics (on a local file system,
- * ideally tmpfs), holding a slot per process. A process counts only into
+ * Each program of a host (a pool: auth, billing...; the jobs worker; the
+ * nginx gateway module, whose workers are its processes) maps one file,
+ * <metrics_dir>/<program>.metrics (on a local file system, ideally
+ * tmpfs), holding a slot per process. A process counts only into
  * its own slot, with relaxed atomic adds: no lock and no syscall on the
  * hot path. When a process starts, it takes a free slot under an flock of
  * the file, and first folds every slot whose process is gone into the
@@ -48,8 +49,40 @@ typedef enum {
     STOA_METRIC_WEBHOOK_DELIVERED,
     STOA_METRIC_WEBHOOK_FAILED,
     STOA_METRIC_WEBHOOK_GAVE_UP,
+    /* The gateway's, kept last (the nginx module's segment, program
+     * STOA_METRICS_GATEWAY): a token it checked was accepted, refused,
+     * or could not be checked (memory). */
+    STOA_METRIC_GATEWAY_VERIFIED,
+    STOA_METRIC_GATEWAY_REFUSED,
+    STOA_METRIC_GATEWAY_FAILED,
+    /* ... found in the worker's cache, or verified by the core. */
+    STOA_METRIC_GATEWAY_CACHE_HIT,
+    STOA_METRIC_GATEWAY_CACHE_MISS,
+    /* Why the gateway answered 401 or 403: no token on a protected route,
+     * more than one token, an Authorization that is not one Bearer token,
+     * what the core refused (stoa_jwt_status_t's names), a role the route
+     * does not take. */
+    STOA_METRIC_GATEWAY_REFUSAL_MISSING,
+    STOA_METRIC_GATEWAY_REFUSAL_MULTIPLE,
+    STOA_METRIC_GATEWAY_REFUSAL_NOT_BEARER,
+    STOA_METRIC_GATEWAY_REFUSAL_MALFORMED_HEADER,
+    STOA_METRIC_GATEWAY_REFUSAL_MALFORMED,
+    STOA_METRIC_GATEWAY_REFUSAL_TOO_LONG,
+    STOA_METRIC_GATEWAY_REFUSAL_BAD_ALG,
+    STOA_METRIC_GATEWAY_REFUSAL_UNKNOWN_KID,
+    STOA_METRIC_GATEWAY_REFUSAL_BAD_SIGNATURE,
+    STOA_METRIC_GATEWAY_REFUSAL_EXPIRED,
+    STOA_METRIC_GATEWAY_REFUSAL_NOT_YET_VALID,
+    STOA_METRIC_GATEWAY_REFUSAL_BAD_ISSUER,
+    STOA_METRIC_GATEWAY_REFUSAL_BAD_AUDIENCE,
+    STOA_METRIC_GATEWAY_REFUSAL_MISSING_CLAIM,
+    STOA_METRIC_GATEWAY_REFUSAL_ROLE,
     STOA_METRIC_COUNT
 } stoa_metric_t;
+
+/* The program name of the gateway's segment: only its snapshot shows the
+ * STOA_METRIC_GATEWAY_* families, and it shows no other counter family. */
+#define STOA_METRICS_GATEWAY "gateway"
 
 typedef enum {
     STOA_METRICS_JOB_RUN,     /* a job ran (whatever its outcome) */
