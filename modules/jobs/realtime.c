@@ -7,11 +7,11 @@
  * (realtime_publish_url) when it does not; the gateways share their
  * channels through Redis, so one publish reaches the subscribers of
  * every gateway. Each worker thread keeps one curl handle, so consecutive
- * publishes reuse one kept-alive connection instead of a connect per job. A request names at
- * most REALTIME_CHANNELS_PER_REQUEST channels (they travel in one header);
- * a job of more is sent in several. A failure retries the whole job, so a
- * subscriber may hear an event twice: delivery is at least once, and the
- * event id lets the client drop a repeat. */
+ * publishes reuse one kept-alive connection instead of a connect per job.
+ * A request names at most REALTIME_CHANNELS_PER_REQUEST channels (they
+ * travel in one header); a job of more is sent in several. A failure
+ * retries the whole job, so a subscriber may hear an event twice: delivery
+ * is at least once, and the event id lets the client drop a repeat. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -200,9 +200,9 @@ static bool event_type_valid(const char *type)
 
 /* send_request to the publisher: the unix socket, or each URL of
  * realtime_publish_url in turn until one is reached. */
-static int send_one(jobs_thread_t *t, const stoa_json_t *channels,
-                    size_t from, size_t to, const char *event_type,
-                    const char *body, char *err, size_t errlen)
+static int send_one(jobs_thread_t *t, const stoa_json_t *channels, size_t from,
+                    size_t to, const char *event_type, const char *body,
+                    char *err, size_t errlen)
 {
     if (*t->conf->realtime_socket) {
         int rc = send_request(t, NULL, channels, from, to, event_type, body,
@@ -211,9 +211,8 @@ static int send_one(jobs_thread_t *t, const stoa_json_t *channels,
     }
     char url[512];
     int rc = STOA_AGAIN;
-    for (size_t i = 0;
-         jobs_realtime_url_at(t->conf->realtime_publish_url, i, url,
-                              sizeof(url));
+    for (size_t i = 0; jobs_realtime_url_at(t->conf->realtime_publish_url, i,
+                                            url, sizeof(url));
          i++) {
         rc = send_request(t, url, channels, from, to, event_type, body, err,
                           errlen);

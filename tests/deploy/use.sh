@@ -10,10 +10,13 @@
 #    and gw2 hear the session.revoked of a logout made through gw2
 #    (published by the jobs worker on worker1 to one gateway, carried to
 #    the other by nchan's Redis store), then are closed (realtime.close);
-#  - the gateways' internal publisher refuses this side (workers only);
+#  - the gateways' internal publisher refuses this side (workers only), and
+#    nchan's logs never hold the Redis password;
 #  - each worker's metrics endpoint answers on its private address, and its
 #    request counters (the pools' and the gateway's stub_status) rose with
-#    the traffic above.
+#    the traffic above;
+#  - with gw1 (worker1's first publisher) down, the live channel still
+#    works through gw2.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/deploy/lib.sh
@@ -152,3 +155,32 @@ for w in "${WORKERS[@]}"; do
     echo "test-deploy: $w: metrics ok (requests ${requests_before[$w]} -> $after," \
         "gateway ${nginx_before[$w]} -> $nginx_after)"
 done
+
+# A gateway down: worker1's first publisher (gw1) stops, and a stream on
+# gw2 still hears a logout (the jobs worker moves on to gw2).
+"$WORK/bin/enter-gw1" - systemctl stop stoa-nginx.service
+base="https://$(addr gw2)"
+code=$("${c[@]}" -o "$WORK/login.json" -w '%{http_code}' -X POST "$base/v1/auth/login" \
+    -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+[[ $code == 200 ]] || fail "login via gw2: $code $(cat "$WORK/login.json")"
+token=$(json_field "$WORK/login.json" access_token)
+: >"$WORK/stream-failover.txt"
+curl -skN --noproxy '*' --max-time 30 -H 'Accept: text/event-stream' \
+    -H "Authorization: Bearer $token" "$base/v1/realtime" >"$WORK/stream-failover.txt" 2>&1 &
+failover_stream=$!
+for ((i = 0; i < 50; i++)); do
+    [[ -s $WORK/stream-failover.txt ]] && break
+    sleep 0.1
+done
+code=$("${c[@]}" -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $token" \
+    "$base/v1/auth/logout")
+[[ $code == 204 ]] || fail "logout via gw2: $code"
+for ((i = 0; i < 100; i++)); do
+    grep -q '^event: session.revoked' "$WORK/stream-failover.txt" && break
+    sleep 0.1
+done
+grep -q '^event: session.revoked' "$WORK/stream-failover.txt" ||
+    fail "with gw1 down, gw2's subscriber did not hear a logout: $(cat "$WORK/stream-failover.txt")"
+kill "$failover_stream" 2>/dev/null || true
+"$WORK/bin/enter-gw1" - systemctl start stoa-nginx.service
+echo "test-deploy: with gw1 down, the live channel went through gw2"
