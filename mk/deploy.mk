@@ -4,7 +4,9 @@
 #                        (part of make test: fast, touches no host)
 #   make test-deploy     applies site.yml to throwaway test hosts on this
 #                        machine, twice, and uses the cluster through each
-#                        gateway (tests/deploy/run.sh; slow, root only)
+#                        gateway: the API, the replica, the live channel
+#                        across gateways, each worker's metrics
+#                        (tests/deploy/run.sh and use.sh; slow, root only)
 
 .PHONY: check-ansible
 check-ansible:

@@ -65,6 +65,7 @@ static const conf_key_t conf_keys[] = {
     S(cors_origins, "", 0),
     S(webhook_allow_hosts, "", 0),
     S(realtime_socket, "", 0),
+    S(realtime_publish_url, "", 0),
     S(metrics_listen, "127.0.0.1:9145", 0),
     S(metrics_dir, "", 0),
     L(max_body_bytes, 1048576, 1024, 67108864),

@@ -69,6 +69,11 @@ jobs_handler_t jobs_update_fanout;
 jobs_handler_t jobs_update_mail;
 jobs_handler_t jobs_realtime_publish;
 jobs_handler_t jobs_realtime_close;
+/* The index-th URL of a comma-separated list (realtime_publish_url),
+ * without its spaces, into out; false past the last one or when it does
+ * not fit in outlen. */
+bool jobs_realtime_url_at(const char *list, size_t index, char *out,
+                          size_t outlen);
 
 /* The live channel's share of a domain event (the "event" job's payload,
  * of type `type`): a realtime.publish row for the events it carries, to

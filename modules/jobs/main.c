@@ -586,9 +586,10 @@ int main(int argc, char **argv)
     bool listening = false;
     uint64_t last_schedule_us = stoa_now_us();
     stoa_log(STOA_LOG_INFO, "started with %zu worker threads", nworkers);
-    if (!*conf->realtime_socket)
-        stoa_log(STOA_LOG_NOTICE, "realtime_socket is empty: the live channel "
-                                  "is off (its jobs do nothing)");
+    if (!*conf->realtime_socket && !*conf->realtime_publish_url)
+        stoa_log(STOA_LOG_NOTICE,
+                 "realtime_socket and realtime_publish_url are empty: the "
+                 "live channel is off (its jobs do nothing)");
     while (!stop_requested) {
         if (!listening) {
             if (stoa_db_listen(db, JOBS_CHANNEL) != STOA_OK) {

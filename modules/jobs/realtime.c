@@ -2,13 +2,16 @@
  * posts an event to nchan's publisher, realtime.close deletes channels
  * (closing their subscribers).
  *
- * The publisher is nginx itself on a unix socket (realtime_socket). Each
- * worker thread keeps one curl handle, so consecutive publishes reuse one
- * kept-alive connection instead of a connect per job. A request names at
- * most REALTIME_CHANNELS_PER_REQUEST channels (they travel in one header);
- * a job of more is sent in several. A failure retries the whole job, so a
- * subscriber may hear an event twice: delivery is at least once, and the
- * event id lets the client drop a repeat. */
+ * The publisher is nginx itself: on a unix socket (realtime_socket) when
+ * nginx runs on this host, or over HTTP on a gateway's private address
+ * (realtime_publish_url) when it does not; the gateways share their
+ * channels through Redis, so one publish reaches the subscribers of
+ * every gateway. Each worker thread keeps one curl handle, so consecutive
+ * publishes reuse one kept-alive connection instead of a connect per job.
+ * A request names at most REALTIME_CHANNELS_PER_REQUEST channels (they
+ * travel in one header); a job of more is sent in several. A failure
+ * retries the whole job, so a subscriber may hear an event twice: delivery
+ * is at least once, and the event id lets the client drop a repeat. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -69,11 +72,33 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+bool jobs_realtime_url_at(const char *list, size_t index, char *out,
+                          size_t outlen)
+{
+    size_t n = 0;
+    for (const char *p = list; *p;) {
+        p += strspn(p, " \t,");
+        size_t len = strcspn(p, ","), end = len;
+        while (end && (p[end - 1] == ' ' || p[end - 1] == '\t'))
+            end--;
+        if (end && n++ == index) {
+            if (end >= outlen)
+                return false;
+            memcpy(out, p, end);
+            out[end] = '\0';
+            return true;
+        }
+        p += len;
+    }
+    return false;
+}
+
 /* One request to the publisher for channels[from..to): POST body (with
- * its SSE event name) or, body NULL, DELETE. */
-static int send_request(jobs_thread_t *t, const stoa_json_t *channels,
-                        size_t from, size_t to, const char *event_type,
-                        const char *body, char *err, size_t errlen)
+ * its SSE event name) or, body NULL, DELETE. url NULL: realtime_socket. */
+static int send_request(jobs_thread_t *t, const char *url,
+                        const stoa_json_t *channels, size_t from, size_t to,
+                        const char *event_type, const char *body, char *err,
+                        size_t errlen)
 {
     CURL *curl = thread_handle();
     if (!curl) {
@@ -95,8 +120,15 @@ static int send_request(jobs_thread_t *t, const stoa_json_t *channels,
     }
     /* nchan answers in plain text; nothing in it is needed. */
     headers = curl_slist_append(headers, "Accept: text/plain");
-    curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, t->conf->realtime_socket);
-    curl_easy_setopt(curl, CURLOPT_URL, "http://localhost/publish");
+    if (url) {
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        /* Plain HTTP on the private network; never sent anywhere else. */
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    } else {
+        curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH,
+                         t->conf->realtime_socket);
+        curl_easy_setopt(curl, CURLOPT_URL, "http://localhost/publish");
+    }
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -114,8 +146,13 @@ static int send_request(jobs_thread_t *t, const stoa_json_t *channels,
     curl_slist_free_all(headers);
     stoa_buf_free(&h);
     if (rc != CURLE_OK) {
-        snprintf(err, errlen, "publisher: %s", curl_easy_strerror(rc));
-        return STOA_AGAIN;
+        snprintf(err, errlen, "publisher%s%s: %s", url ? " " : "",
+                 url ? url : "", curl_easy_strerror(rc));
+        /* Not reached at all: the next publisher may be. */
+        return rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT ||
+                       rc == CURLE_COULDNT_RESOLVE_HOST
+                   ? STOA_DECLINED
+                   : STOA_AGAIN;
     }
     /* Published: 201 (someone heard it) or 202 (buffered for a
      * reconnect). Deleted: 200, or 404 for a channel nobody had opened. */
@@ -161,17 +198,43 @@ static bool event_type_valid(const char *type)
     return true;
 }
 
+/* send_request to the publisher: the unix socket, or each URL of
+ * realtime_publish_url in turn until one is reached. */
+static int send_one(jobs_thread_t *t, const stoa_json_t *channels, size_t from,
+                    size_t to, const char *event_type, const char *body,
+                    char *err, size_t errlen)
+{
+    if (*t->conf->realtime_socket) {
+        int rc = send_request(t, NULL, channels, from, to, event_type, body,
+                              err, errlen);
+        return rc == STOA_DECLINED ? STOA_AGAIN : rc;
+    }
+    char url[512];
+    int rc = STOA_AGAIN;
+    for (size_t i = 0; jobs_realtime_url_at(t->conf->realtime_publish_url, i,
+                                            url, sizeof(url));
+         i++) {
+        rc = send_request(t, url, channels, from, to, event_type, body, err,
+                          errlen);
+        if (rc != STOA_DECLINED)
+            return rc;
+    }
+    if (rc == STOA_AGAIN)
+        snprintf(err, errlen, "realtime_publish_url names no usable URL");
+    return STOA_AGAIN;
+}
+
 static int send_all(jobs_thread_t *t, const jobs_job_t *job,
                     const stoa_json_t *channels, const char *type,
                     const char *body, char *err, size_t errlen)
 {
-    if (!*t->conf->realtime_socket)
+    if (!*t->conf->realtime_socket && !*t->conf->realtime_publish_url)
         return STOA_OK; /* the live channel is off (logged at start) */
     size_t n = stoa_json_len(channels);
     for (size_t from = 0; from < n; from += REALTIME_CHANNELS_PER_REQUEST) {
         size_t to = from + REALTIME_CHANNELS_PER_REQUEST;
-        int rc = send_request(t, channels, from, to < n ? to : n, type, body,
-                              err, errlen);
+        int rc = send_one(t, channels, from, to < n ? to : n, type, body, err,
+                          errlen);
         if (rc != STOA_OK)
             return job->attempt >= REALTIME_MAX_ATTEMPTS ? STOA_DECLINED : rc;
     }

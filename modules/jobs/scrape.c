@@ -164,18 +164,32 @@ static size_t collect_body(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* nginx's stub_status page, from the internal unix-socket server that
- * also takes the live channel's publications (realtime_socket). */
+/* nginx's stub_status page, from the internal server that also takes the
+ * live channel's publications: its unix socket (realtime_socket), or the
+ * server of the first realtime_publish_url (another host's nginx). */
 static void nginx_figures(scrape_t *s, stoa_buf_t *out)
 {
     const char *sock = s->ctx->conf.realtime_socket;
+    char url[512] = "http://localhost/stub_status";
+    bool have_url = *sock != '\0';
+    if (!have_url && jobs_realtime_url_at(s->ctx->conf.realtime_publish_url, 0,
+                                          url, sizeof(url) - 16)) {
+        /* scheme://host:port/publish -> scheme://host:port/stub_status */
+        char *host = strstr(url, "://");
+        char *path = host ? strchr(host + 3, '/') : NULL;
+        size_t at = path ? (size_t)(path - url) : strlen(url);
+        snprintf(url + at, sizeof(url) - at, "/stub_status");
+        have_url = true;
+    }
     stoa_buf_t page;
     stoa_buf_init(&page);
     bool ok = false;
-    CURL *curl = *sock ? curl_easy_init() : NULL;
+    CURL *curl = have_url ? curl_easy_init() : NULL;
     if (curl) {
-        curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, sock);
-        curl_easy_setopt(curl, CURLOPT_URL, "http://localhost/stub_status");
+        if (*sock)
+            curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, sock);
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(curl, CURLOPT_URL, url);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, &page);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);

@@ -2,12 +2,15 @@
 # make test-deploy: applies ansible/site.yml to six throwaway test hosts
 # (two gateways, a worker, a Postgres primary and replica, Redis), runs it a
 # second time and requires changed=0, then with --check --diff (changed=0
-# too), checks the installed units with systemd-analyze verify, then
-# registers, logs in and reads /v1/me through each gateway and finds the new
-# user on the replica. Everything is torn down on exit, failed or not.
+# too), checks the installed units with systemd-analyze verify, then uses
+# the cluster (use.sh: the API through each gateway, the replica, the live
+# channel across gateways, each host's metrics). Everything is torn down
+# on exit, failed or not.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=tests/deploy/lib.sh
+. "$HERE/lib.sh"
 [[ $(id -u) -eq 0 ]] || { echo "test-deploy: needs root (namespaces, mounts)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/stoa-deploy.XXXXXX)
 HOSTS=(gw1=10.77.0.11 gw2=10.77.0.12 worker1=10.77.0.21 db1=10.77.0.31 db2=10.77.0.32 redis1=10.77.0.41)
@@ -46,16 +49,6 @@ host_line() {
     local name=$1 addr=$2
     printf '        %s: {ansible_host: %s, ansible_chroot_exe: %s, stoa_address: %s}\n' \
         "$name" "$WORK/hosts/$name/root" "$WORK/bin/enter-$name" "$addr"
-}
-addr() {
-    local s
-    for s in "${HOSTS[@]}"; do
-        if [[ ${s%%=*} == "$1" ]]; then
-            echo "${s#*=}"
-            return 0
-        fi
-    done
-    return 1
 }
 {
     echo "all:"
@@ -100,30 +93,5 @@ echo "test-deploy: systemd-analyze verify"
 "$WORK/bin/enter-worker1" - systemd-analyze verify /etc/systemd/system/stoa-pool@auth.service /etc/systemd/system/stoa-jobs.service
 "$WORK/bin/enter-gw1" - systemd-analyze verify /etc/systemd/system/stoa-nginx.service
 
-email="deploy-$RANDOM@example.com"
-password="Deploy-test-$RANDOM-horse-battery"
-for gw in gw1 gw2; do
-    base="https://$(addr "$gw")"
-    c=(curl -sk --noproxy '*' --max-time 10 -H 'Content-Type: application/json')
-    if [[ $gw == gw1 ]]; then
-        code=$("${c[@]}" -o "$WORK/reg.json" -w '%{http_code}' -X POST "$base/v1/auth/register" \
-            -d "{\"email\":\"$email\",\"password\":\"$password\",\"name\":\"Deploy Test\"}")
-        [[ $code == 201 ]] || { echo "register via $gw: $code $(cat "$WORK/reg.json")" >&2; exit 1; }
-    fi
-    code=$("${c[@]}" -o "$WORK/login.json" -w '%{http_code}' -X POST "$base/v1/auth/login" \
-        -d "{\"email\":\"$email\",\"password\":\"$password\"}")
-    [[ $code == 200 ]] || { echo "login via $gw: $code $(cat "$WORK/login.json")" >&2; exit 1; }
-    token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$WORK/login.json")
-    me=$("${c[@]}" -H "Authorization: Bearer $token" "$base/v1/me")
-    [[ $me == *"$email"* ]] || { echo "/v1/me via $gw: $me" >&2; exit 1; }
-    echo "test-deploy: $gw: register/login/me ok"
-done
-for ((i = 0; i < 50; i++)); do
-    n=$("$WORK/bin/enter-db2" - runuser -u postgres -- psql -tAq -d stoa \
-        -c "SELECT count(*) FROM auth.users WHERE email = '$email'" 2>/dev/null || true)
-    [[ $n == 1 ]] && break
-    sleep 0.2
-done
-[[ ${n:-} == 1 ]] || { echo "test-deploy: the user did not reach the replica" >&2; exit 1; }
-echo "test-deploy: the write reached the replica"
+"$HERE/use.sh" "$WORK" "${HOSTS[@]}"
 echo "test-deploy: passed in $((SECONDS - start)) s"

@@ -40,6 +40,10 @@ typedef struct stoa_conf_s {
     char *webhook_allow_hosts;
     /* nginx's live-channel publisher (a unix socket); "": channel off. */
     char *realtime_socket;
+    /* The publisher over HTTP instead (another host's nginx): one URL or
+     * several, comma-separated, tried in order; used when realtime_socket
+     * is "". */
+    char *realtime_publish_url;
     char *metrics_listen;
     char *metrics_dir; /* per-program metrics files (metrics.h); "": off */
     long max_body_bytes;
