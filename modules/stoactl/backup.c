@@ -618,7 +618,9 @@ static int restore(const backup_t *b, const char *when)
                 when);
         return 2;
     }
-    if (when && target_us > stoa_unix_time() * 1000000) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (when && target_us > (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000) {
         fprintf(stderr, "stoactl restore: --time %s is in the future\n", when);
         return 1;
     }
