@@ -39,6 +39,9 @@ static void usage(void)
         "                           stop Postgres, restore and replay to T\n"
         "                           (e.g. 2026-12-01T18:30:00Z) or to the end\n"
         "                           of the archived WAL, start it again\n"
+        "  mfa reseal --old-key F --new-key F\n"
+        "                           seal every TOTP secret under a new\n"
+        "                           mfa_encryption_key (key files: 64 hex)\n"
         "The config defaults to run/stoa.conf when present; every key can\n"
         "be overridden by STOA_<KEY> environment variables.\n");
 }
@@ -102,6 +105,8 @@ int main(int argc, char **argv)
         rc = stoactl_backup(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "restore") == 0) {
         rc = stoactl_restore(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "mfa") == 0) {
+        rc = stoactl_mfa(&ctl, argc - i - 1, argv + i + 1);
     } else {
         usage();
         rc = 2;

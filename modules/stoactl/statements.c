@@ -64,5 +64,15 @@ const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT] = {
          "SELECT count(*) FROM billing.subscriptions", 0},
     [STOACTL_SQL_COUNT_OUTBOX] = {"ctl_count_outbox",
                                   "SELECT count(*) FROM jobs.outbox", 0},
+    /* stoactl mfa reseal: every sealed TOTP secret, locked until the
+     * transaction re-seals them. */
+    [STOACTL_SQL_MFA_SECRETS] = {"ctl_mfa_secrets",
+                                 "SELECT user_id, secret_sealed FROM "
+                                 "auth.mfa_totp ORDER BY user_id FOR UPDATE",
+                                 0},
+    [STOACTL_SQL_MFA_RESEAL] = {"ctl_mfa_reseal",
+                                "UPDATE auth.mfa_totp SET secret_sealed = "
+                                "$2::bytea WHERE user_id = $1::uuid",
+                                2},
 };
 const size_t stoactl_statements_len = STOA_ARRAY_LEN(stoactl_statements);
