@@ -14,12 +14,13 @@ import os
 import re
 import secrets
 import subprocess
+import tempfile
 import time
 import unittest
 
 from authlib import SourceClientTestCase
 from billinglib import stoactl_env
-from harness import BIN_DIR, START_TIMEOUT, STOP_TIMEOUT, Db, wait_until
+from harness import BIN_DIR, REPO, START_TIMEOUT, STOP_TIMEOUT, Db, wait_until
 from test_mfa import code_for_step, current_step, settle
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
@@ -252,6 +253,35 @@ class BackupTest(SourceClientTestCase):
         proc = self.stoactl("mfa", "reseal", "--old-key", wrong_key, "--new-key", live_key)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         self.assertRegex(proc.stdout, r"resealed 0 TOTP secret\(s\); [1-9]\d* already")
+
+    # --- scheduled backups: systemd timers on the database host ------------
+
+    def test_80_backup_timers_are_valid_units(self):
+        import jinja2  # ansible's own template engine
+        src = os.path.join(REPO, "ansible", "roles", "postgres", "templates")
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(src),
+                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        names = ["stoa-backup@.service", "stoa-backup-full.timer", "stoa-backup-incr.timer",
+                 "stoa-backup-check.service", "stoa-backup-check.timer"]
+        with tempfile.TemporaryDirectory() as out:
+            units = {}
+            for name in names:
+                units[name] = env.get_template(name + ".j2").render(
+                    stoa_prefix=os.path.dirname(BIN_DIR), stoa_conf_dir="/etc/stoa")
+                with open(os.path.join(out, name), "w") as f:
+                    f.write(units[name])
+            paths = [os.path.join(out, n) for n in names if "@" not in n]
+            paths.append(os.path.join(out, "stoa-backup@full.service"))
+            proc = subprocess.run(["systemd-analyze", "verify", *paths],
+                                  capture_output=True, text=True, timeout=60)
+            self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn("Unit=stoa-backup@full.service", units["stoa-backup-full.timer"])
+        self.assertIn("Unit=stoa-backup@incr.service", units["stoa-backup-incr.timer"])
+        self.assertIn("OnCalendar=*-*-* *:30:00", units["stoa-backup-incr.timer"])
+        self.assertRegex(units["stoa-backup@.service"],
+                         r"(?m)^ExecStart=/usr/bin/pgbackrest --stanza=stoa --type=%i backup$")
+        self.assertRegex(units["stoa-backup@.service"], r"(?m)^User=postgres$")
+        self.assertRegex(units["stoa-backup-check.service"], r"(?m)^ExecStart=.*/stoactl .* backup check$")
 
 
 if __name__ == "__main__":
