@@ -408,8 +408,9 @@ static int take_backup(const backup_t *b, const char *type)
     int rc = pgbackrest(b, &ignored, "stanza-create", NULL);
     stoa_buf_free(&ignored);
     if (rc != 0) {
-        fprintf(stderr, "stoactl backup: pgbackrest stanza-create failed "
-                        "(exit %d)\n",
+        fprintf(stderr,
+                "stoactl backup: pgbackrest stanza-create failed "
+                "(exit %d)\n",
                 rc);
         return 1;
     }
@@ -488,8 +489,8 @@ static const struct {
 static int count_rows(const backup_t *b, const char *socket_dir)
 {
     const char *conninfo = stoa_arena_sprintf(
-        b->ctl->arena, "host=%s port=%s dbname=stoa user=postgres",
-        socket_dir, CHECK_PORT);
+        b->ctl->arena, "host=%s port=%s dbname=stoa user=postgres", socket_dir,
+        CHECK_PORT);
     const stoa_db_table_t tables[] = {
         {stoactl_statements, stoactl_statements_len}};
     stoa_db_t *db = stoa_db_new(conninfo, tables, 1, 60000, 10);
@@ -548,14 +549,12 @@ static int check(const backup_t *b)
     /* Only the cluster's owner (and root) can enter the socket's
      * directory; inside it, no password is needed. */
     fputs("local all all trust\n", f);
-    if (fclose(f) != 0 ||
-        (b->switch_user && chown(hba, b->uid, b->gid) != 0)) {
+    if (fclose(f) != 0 || (b->switch_user && chown(hba, b->uid, b->gid) != 0)) {
         fprintf(stderr, "stoactl backup check: writing %s failed\n", hba);
         goto out;
     }
     const char *path_arg = stoa_arena_sprintf(arena, "--pg1-path=%s", data);
-    const char *set_arg =
-        stoa_arena_sprintf(arena, "--set=%s", latest->label);
+    const char *set_arg = stoa_arena_sprintf(arena, "--set=%s", latest->label);
     const char *const extra[] = {path_arg,
                                  set_arg,
                                  "--no-delta",
@@ -565,8 +564,7 @@ static int check(const backup_t *b)
                                  NULL};
     int prc = pgbackrest(b, NULL, "restore", extra);
     if (prc != 0) {
-        fprintf(stderr,
-                "stoactl backup check: restoring %s failed (exit %d)\n",
+        fprintf(stderr, "stoactl backup check: restoring %s failed (exit %d)\n",
                 latest->label, prc);
         goto out;
     }
@@ -593,8 +591,7 @@ out:
         fprintf(stderr, "stoactl backup check: stopping the scratch server "
                         "failed\n");
     if (remove_tree(scratch) != 0)
-        fprintf(stderr, "stoactl backup check: removing %s failed\n",
-                scratch);
+        fprintf(stderr, "stoactl backup check: removing %s failed\n", scratch);
     if (rc == 0)
         printf("backup %s is good\n", latest->label);
     return rc;
@@ -620,7 +617,8 @@ static int restore(const backup_t *b, const char *when)
     }
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    if (when && target_us > (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000) {
+    if (when &&
+        target_us > (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000) {
         fprintf(stderr, "stoactl restore: --time %s is in the future\n", when);
         return 1;
     }
@@ -706,8 +704,9 @@ static int restore(const backup_t *b, const char *when)
     }
     rc = 0;
     if (prc != 0) {
-        fprintf(stderr, "stoactl restore: pgbackrest restore failed (exit "
-                        "%d); starting Postgres again\n",
+        fprintf(stderr,
+                "stoactl restore: pgbackrest restore failed (exit "
+                "%d); starting Postgres again\n",
                 prc);
         rc = 1;
     }

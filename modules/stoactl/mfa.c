@@ -96,16 +96,16 @@ static int reseal(stoactl_t *ctl, const uint8_t old_key[STOA_AEAD_KEY_LEN],
             continue;
         }
         uint8_t box[SECRET_MAX + STOA_AEAD_OVERHEAD];
-        int rc = stoa_aead_seal(new_key, secret, len, user_id, strlen(user_id),
-                                box);
+        int rc =
+            stoa_aead_seal(new_key, secret, len, user_id, strlen(user_id), box);
         stoa_wipe(secret, sizeof(secret));
         if (rc != STOA_OK) {
             stoa_db_rollback(db);
             fprintf(stderr, "stoactl mfa reseal: sealing failed\n");
             return 1;
         }
-        const char *params[] = {user_id,
-                                bytea_text(ctl->arena, box, len + STOA_AEAD_OVERHEAD)};
+        const char *params[] = {
+            user_id, bytea_text(ctl->arena, box, len + STOA_AEAD_OVERHEAD)};
         if (stoa_db_exec(db, ctl->arena, STOACTL_SQL(MFA_RESEAL), params,
                          NULL) != STOA_OK) {
             fprintf(stderr, "stoactl mfa reseal: %s\n", stoa_db_last_error(db));
@@ -122,8 +122,9 @@ static int reseal(stoactl_t *ctl, const uint8_t old_key[STOA_AEAD_KEY_LEN],
            "open with neither key\n",
            resealed, current, unreadable);
     if (unreadable) {
-        fprintf(stderr, "stoactl mfa reseal: %d secret(s) open with neither "
-                        "key and were left unchanged\n",
+        fprintf(stderr,
+                "stoactl mfa reseal: %d secret(s) open with neither "
+                "key and were left unchanged\n",
                 unreadable);
         return 1;
     }
