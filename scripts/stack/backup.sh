@@ -50,7 +50,9 @@ EOF
     chmod 0640 "$conf.new"
     replace_if_changed "$conf.new" "$conf"
     if ((IS_ROOT)); then
-        chown -R postgres:postgres "$dir"
+        # Not -R: what is inside was written by the cluster's user, and a
+        # large repository would cost every start a walk over it.
+        chown postgres:postgres "$dir" "$dir/repo" "$dir/log" "$dir/lock" "$conf"
     fi
 }
 

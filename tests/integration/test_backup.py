@@ -246,13 +246,27 @@ class BackupTest(SourceClientTestCase):
         # one, the code cannot be checked (recovery codes still work).
         self.assertEqual(self.mfa_login_status(self.client(), email, secret), 503)
         os.replace(new_key, live_key)
+        conf = self.stack.path("backup", "pgbackrest.conf")
+        before = os.stat(conf).st_mtime_ns
         self.restart_stack()
+        # The restart rewrote nothing of the backup setup.
+        self.assertEqual(os.stat(conf).st_mtime_ns, before)
         self.assertEqual(self.mfa_login_status(self.client(), email, secret), 200)
         # A second run (after the switch, for enrolments made meanwhile)
         # changes nothing that is already under the new key.
         proc = self.stoactl("mfa", "reseal", "--old-key", wrong_key, "--new-key", live_key)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         self.assertRegex(proc.stdout, r"resealed 0 TOTP secret\(s\); [1-9]\d* already")
+
+    def test_75_backups_go_on_after_a_restart(self):
+        proc = self.stoactl("backup", "--type", "incr")
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertRegex(proc.stdout, r"backup \d{8}-\d{6}F_\d{8}-\d{6}I \(incr\) done")
+        proc = self.stoactl("backup", "list")
+        self.assertRegex(proc.stdout, rf"(?m)^{LABEL_RE}\s+full\s")
+        self.assertRegex(proc.stdout, r"(?m)^\S+I\s+incr\s")
+        db = Db(self.stack)
+        self.assertEqual(db.value("SELECT failed_count AS n FROM pg_stat_archiver"), 0)
 
     # --- scheduled backups: systemd timers on the database host ------------
 
