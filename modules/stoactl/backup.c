@@ -362,6 +362,20 @@ static int pg_ctl(const backup_t *b, const char *data, const char *action,
     return run(b, argv, NULL, strcmp(action, "start") == 0);
 }
 
+/* Whether a server runs on the data directory (pg_ctl status: 0 it runs,
+ * 3 it does not, 4 no usable data directory). */
+static bool pg_running(const backup_t *b, const char *data)
+{
+    const char *bin = stoa_arena_sprintf(b->ctl->arena, "%s/pg_ctl",
+                                         b->ctl->conf->pg_bin_dir);
+    const char *argv[] = {bin, "status", "-D", data, NULL};
+    stoa_buf_t ignored;
+    stoa_buf_init(&ignored);
+    int rc = run(b, argv, &ignored, false);
+    stoa_buf_free(&ignored);
+    return rc == 0;
+}
+
 /* Hot standby off: a server coming out of a restore accepts no
  * connection while it replays WAL, so nothing reads a half-replayed
  * database and no write fails on a read-only one. */
@@ -648,33 +662,44 @@ static int restore(const backup_t *b, const char *when)
             return 1;
         }
     }
-    /* Replay to a time stops at the first commit after it; when none was
-     * archived the server refuses to start. A transaction with an id
-     * commits now (after the target), and pgbackrest check switches to a
-     * new WAL segment and waits until the last one is archived, so all
-     * committed so far is in the repository before the server stops. */
-    stoa_db_result_t *res;
-    if (stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(WAL_MARK), NULL, &res) !=
-        STOA_OK) {
-        fprintf(stderr, "stoactl restore: Postgres is not answering: %s\n",
-                stoa_db_last_error(ctl->db));
-        return 1;
-    }
-    stoa_buf_t ignored;
-    stoa_buf_init(&ignored);
-    int rc = pgbackrest(b, &ignored, "check", NULL);
-    stoa_buf_free(&ignored);
-    if (rc != 0) {
-        fprintf(stderr,
-                "stoactl restore: pgbackrest check failed (exit %d): WAL is "
-                "not being archived; nothing was changed\n",
-                rc);
-        return 1;
-    }
-    if (pg_ctl(b, conf->pg_data_dir, "stop", NULL) != 0) {
-        fprintf(stderr, "stoactl restore: Postgres did not stop; nothing "
-                        "was changed\n");
-        return 1;
+    int rc;
+    if (pg_running(b, conf->pg_data_dir)) {
+        /* Replay to a time stops at the first commit after it; when none
+         * was archived the server refuses to start. A transaction with an
+         * id commits now (after the target), and pgbackrest check switches
+         * to a new WAL segment and waits until the last one is archived,
+         * so all committed so far is in the repository before the server
+         * stops. */
+        stoa_db_result_t *res;
+        if (!ctl->db || stoa_db_exec(ctl->db, ctl->arena, STOACTL_SQL(WAL_MARK),
+                                     NULL, &res) != STOA_OK) {
+            fprintf(stderr,
+                    "stoactl restore: Postgres runs but does not answer "
+                    "(%s); nothing was changed\n",
+                    ctl->db ? stoa_db_last_error(ctl->db) : "no connection");
+            return 1;
+        }
+        stoa_buf_t ignored;
+        stoa_buf_init(&ignored);
+        rc = pgbackrest(b, &ignored, "check", NULL);
+        stoa_buf_free(&ignored);
+        if (rc != 0) {
+            fprintf(stderr,
+                    "stoactl restore: pgbackrest check failed (exit %d): WAL "
+                    "is not being archived; nothing was changed\n",
+                    rc);
+            return 1;
+        }
+        if (pg_ctl(b, conf->pg_data_dir, "stop", NULL) != 0) {
+            fprintf(stderr, "stoactl restore: Postgres did not stop; "
+                            "nothing was changed\n");
+            return 1;
+        }
+    } else {
+        /* The disaster case: the server is down (or will not start). What
+         * was archived is all there is. */
+        printf("Postgres is not running: restoring from the repository as "
+               "it is\n");
     }
     stoa_arena_t *arena = ctl->arena;
     const char *set_arg = stoa_arena_sprintf(arena, "--set=%s", set->label);

@@ -192,6 +192,20 @@ class BackupTest(SourceClientTestCase):
         self.assertEqual(self.user_count(email), 1)
         self.assertEqual(self.login_status(self.client(), email), 200)
 
+    def test_65_restore_with_postgres_down_brings_it_back(self):
+        email = self.assert_serving()
+        # Archived by the next restore's check... which cannot run with the
+        # server down: a backup archives it instead.
+        proc = self.stoactl("backup", "--type", "incr")
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.stack.postgres_stop()
+        self.assertFalse(self.stack.postgres_running())
+        proc = self.stoactl("restore", "--latest")
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn("Postgres is not running", proc.stdout)
+        self.assertTrue(self.stack.postgres_running())
+        self.assertEqual(self.login_status(self.client(), email), 200)
+
     # --- rotating the TOTP sealing key -------------------------------------
 
     def enable_mfa(self, client):
@@ -264,6 +278,7 @@ class BackupTest(SourceClientTestCase):
         self.assertRegex(proc.stdout, r"backup \d{8}-\d{6}F_\d{8}-\d{6}I \(incr\) done")
         proc = self.stoactl("backup", "list")
         self.assertRegex(proc.stdout, rf"(?m)^{LABEL_RE}\s+full\s")
+        self.assertGreaterEqual(len(re.findall(r"(?m)^\S+I\s+incr\s", proc.stdout)), 2)
         self.assertRegex(proc.stdout, r"(?m)^\S+I\s+incr\s")
         db = Db(self.stack)
         self.assertEqual(db.value("SELECT failed_count AS n FROM pg_stat_archiver"), 0)
