@@ -145,11 +145,11 @@ class BackupTest(SourceClientTestCase):
                              db.value("SELECT count(*) AS n FROM jobs.outbox"))
         self.assertIn("is good", proc.stdout)
         # The scratch copy and its server are gone.
-        leftovers = [n for n in os.listdir(os.environ.get("TMPDIR") or "/tmp")
-                     if n.startswith("stoa-backup-check.")]
-        out = subprocess.run(["pgrep", "-f", "stoa-backup-check"], capture_output=True, text=True)
+        scratch = re.search(r"restored into (\S+) and started", proc.stdout).group(1)
+        self.assertIn("stoa-backup-check.", scratch)
+        self.assertFalse(os.path.exists(scratch), scratch)
+        out = subprocess.run(["pgrep", "-f", scratch], capture_output=True, text=True)
         self.assertEqual(out.stdout.strip(), "", f"scratch server left: {out.stdout}")
-        self.assertEqual(leftovers, [])
 
     def test_40_restore_before_the_first_backup_is_refused(self):
         proc = self.stoactl("restore", "--time", self.before_backup)
