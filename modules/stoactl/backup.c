@@ -597,9 +597,8 @@ static int check(const backup_t *b)
                 latest->label);
         goto out;
     }
-    printf("backup %s (%s, %s) restored into %s and started\n",
-           latest->label, latest->type, format_time(arena, latest->stop),
-           scratch);
+    printf("backup %s (%s, %s) restored into %s and started\n", latest->label,
+           latest->type, format_time(arena, latest->stop), scratch);
     rc = count_rows(b, scratch);
 out:
     if (started && pg_ctl(b, data, "stop", NULL) != 0)
