@@ -12,6 +12,8 @@
 #        bench-realtime | bench-events | bench-metrics   one of them
 #   make bench-metrics-me GET /v1/me with metrics on and off, alone
 #   make bench-peer       GET /v1/me against a FastAPI peer
+#   make bench-restore    backup and restore of a ~1 GB database (not part
+#                         of make bench: it writes ~3 GB and takes minutes)
 #
 # Each prints its figures against a ceiling measured in the same run and
 # PASS/FAIL per bar; a missed bar is an error only with BENCH_STRICT=1.
@@ -80,3 +82,9 @@ bench-peer: bench-build
 test-bench: all
 	STOA_BIN_DIR=$(abspath $(BIN)) python3 -m unittest discover -s tests/bench \
 		-p 'test_*.py' -v
+
+# Backup and restore of a ~1 GB database (tests/bench/restore.py); the
+# figure docs/operations.md gives for the RTO.
+.PHONY: bench-restore
+bench-restore: bench-build
+	$(BENCH_ENV) python3 tests/bench/restore.py

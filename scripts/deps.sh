@@ -16,7 +16,7 @@ packages=(
   libfcgi-dev libpq-dev libhiredis-dev libyajl-dev libcurl4-openssl-dev
   libssl-dev libargon2-dev libzxcvbn-dev check libsubunit-dev
   nginx nginx-dev libnginx-mod-nchan spawn-fcgi multiwatch
-  postgresql-15 postgresql-client-15 redis-server
+  postgresql-15 postgresql-client-15 redis-server pgbackrest
   wrk clang libclang-rt-14-dev clang-format
   ansible ansible-lint
   prometheus

@@ -343,6 +343,8 @@ ensure_config() {
         [pool_processes]="$POOL_PROCESSES"
         [mfa_encryption_key_file]="$RUN/keys/mfa.key"
         [idempotency_seal_key_file]="$RUN/keys/idempotency.key"
+        [pg_data_dir]="$RUN/pg/data"
+        [backup_config]="$RUN/backup/pgbackrest.conf"
     )
     local -A seen=()
     local tmp line key
@@ -418,6 +420,8 @@ source "$REPO_DIR/scripts/stack/data.sh"
 source "$REPO_DIR/scripts/stack/processes.sh"
 # shellcheck source=stack/nginx.sh
 source "$REPO_DIR/scripts/stack/nginx.sh"
+# shellcheck source=stack/backup.sh
+source "$REPO_DIR/scripts/stack/backup.sh"
 
 # ---------------------------------------------------------------------------
 # Commands
@@ -456,6 +460,7 @@ cmd_start() {
     ensure_secret_key "$RUN/keys/mfa.key" "TOTP sealing key"
     ensure_secret_key "$RUN/keys/idempotency.key" "idempotency answer sealing key"
     ensure_tls
+    ensure_backup_config
     start_postgres
     start_redis
     run_migrations

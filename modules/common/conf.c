@@ -82,6 +82,11 @@ static const conf_key_t conf_keys[] = {
     L(analytics_retention_days, 90, 1, 3650),
     L(analytics_rollup_retention_days, 730, 1, 36500),
     L(analytics_rollup_interval_s, 15, 1, 3600),
+    S(pg_data_dir, "", 0),
+    S(pg_bin_dir, "/usr/lib/postgresql/15/bin", CONF_NONEMPTY),
+    S(pg_os_user, "postgres", 0),
+    S(backup_config, "", 0),
+    S(backup_stanza, "stoa", CONF_NONEMPTY),
 };
 
 #undef S

@@ -30,6 +30,18 @@ static void usage(void)
         "  jobs dead [--limit N]    the outbox, for operators\n"
         "  jobs retry ID            run a dead or waiting job again now\n"
         "  check-config             validate the configuration and print it\n"
+        "  backup [--type full|diff|incr]\n"
+        "                           take a pgBackRest backup (default incr)\n"
+        "  backup list              the backups in the repository\n"
+        "  backup check             restore the latest backup into a scratch\n"
+        "                           server and count its rows\n"
+        "  restore [--time T | --latest]\n"
+        "                           stop Postgres, restore and replay to T\n"
+        "                           (e.g. 2026-12-01T18:30:00Z) or to the end\n"
+        "                           of the archived WAL, start it again\n"
+        "  mfa reseal --old-key F --new-key F\n"
+        "                           seal every TOTP secret under a new\n"
+        "                           mfa_encryption_key (key files: 64 hex)\n"
         "The config defaults to run/stoa.conf when present; every key can\n"
         "be overridden by STOA_<KEY> environment variables.\n");
 }
@@ -89,6 +101,12 @@ int main(int argc, char **argv)
         rc = stoactl_keys(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "user") == 0) {
         rc = stoactl_user(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "backup") == 0) {
+        rc = stoactl_backup(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "restore") == 0) {
+        rc = stoactl_restore(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "mfa") == 0) {
+        rc = stoactl_mfa(&ctl, argc - i - 1, argv + i + 1);
     } else {
         usage();
         rc = 2;

@@ -52,5 +52,27 @@ const stoa_db_statement_t stoactl_statements[STOACTL_SQL_COUNT] = {
          "billing.prices pr ON pr.plan_id = p.id GROUP BY p.id ORDER BY "
          "p.sort_order, p.key",
          0},
+    /* stoactl restore: a transaction with an id, so a commit record newer
+     * than any target time is in the WAL (replay to a time stops at the
+     * first commit after it). */
+    [STOACTL_SQL_WAL_MARK] = {"ctl_wal_mark", "SELECT txid_current()", 0},
+    /* stoactl backup check, on the restored copy. */
+    [STOACTL_SQL_COUNT_USERS] = {"ctl_count_users",
+                                 "SELECT count(*) FROM auth.users", 0},
+    [STOACTL_SQL_COUNT_SUBSCRIPTIONS] =
+        {"ctl_count_subscriptions",
+         "SELECT count(*) FROM billing.subscriptions", 0},
+    [STOACTL_SQL_COUNT_OUTBOX] = {"ctl_count_outbox",
+                                  "SELECT count(*) FROM jobs.outbox", 0},
+    /* stoactl mfa reseal: every sealed TOTP secret, locked until the
+     * transaction re-seals them. */
+    [STOACTL_SQL_MFA_SECRETS] = {"ctl_mfa_secrets",
+                                 "SELECT user_id, secret_sealed FROM "
+                                 "auth.mfa_totp ORDER BY user_id FOR UPDATE",
+                                 0},
+    [STOACTL_SQL_MFA_RESEAL] = {"ctl_mfa_reseal",
+                                "UPDATE auth.mfa_totp SET secret_sealed = "
+                                "$2::bytea WHERE user_id = $1::uuid",
+                                2},
 };
 const size_t stoactl_statements_len = STOA_ARRAY_LEN(stoactl_statements);

@@ -29,6 +29,9 @@ int stoactl_user(stoactl_t *ctl, int argc, char **argv);
 int stoactl_keys(stoactl_t *ctl, int argc, char **argv);
 int stoactl_jobs(stoactl_t *ctl, int argc, char **argv);
 int stoactl_plan(stoactl_t *ctl, int argc, char **argv);
+int stoactl_backup(stoactl_t *ctl, int argc, char **argv);
+int stoactl_restore(stoactl_t *ctl, int argc, char **argv);
+int stoactl_mfa(stoactl_t *ctl, int argc, char **argv);
 
 /* The largest file a command reads (a migration, a password file) with
  * stoa_arena_read_file(). */

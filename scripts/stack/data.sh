@@ -70,6 +70,7 @@ log_rotation_age = 0
 log_rotation_size = 0
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+    pg_archive_settings >>"$data/stoa-dev.conf.new"
     if ((IS_ROOT)); then
         chown postgres:postgres "$data/stoa-dev.conf.new"
     fi

@@ -63,6 +63,16 @@ typedef struct stoa_conf_s {
     long analytics_retention_days;
     long analytics_rollup_retention_days;
     long analytics_rollup_interval_s;
+    /* Backups and restores (stoactl backup|restore, on the database host):
+     * the cluster's data directory and binaries, the OS user owning the
+     * cluster (the tools run as that user when stoactl runs as root; ""
+     * keeps the caller's), and pgBackRest's config file and stanza ("":
+     * no backups). */
+    char *pg_data_dir;
+    char *pg_bin_dir;
+    char *pg_os_user;
+    char *backup_config;
+    char *backup_stanza;
 } stoa_conf_t;
 
 /* Fills conf with defaults, then reads path (NULL: defaults and env only)
