@@ -30,6 +30,11 @@ static void usage(void)
         "  jobs dead [--limit N]    the outbox, for operators\n"
         "  jobs retry ID            run a dead or waiting job again now\n"
         "  check-config             validate the configuration and print it\n"
+        "  replica status           the streaming replica: state, sync or\n"
+        "                           async, lag in bytes and seconds\n"
+        "  failover [--fenced] [--timeout S]\n"
+        "                           fence the primary, promote the replica,\n"
+        "                           point database_url at it\n"
         "The config defaults to run/stoa.conf when present; every key can\n"
         "be overridden by STOA_<KEY> environment variables.\n");
 }
@@ -69,6 +74,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ctl.conf = &ctl.ctx.conf;
+    ctl.config_path = config;
     if (check) {
         stoa_conf_dump(ctl.conf, stdout);
         stoa_conf_free(&ctl.ctx.conf);
@@ -89,6 +95,10 @@ int main(int argc, char **argv)
         rc = stoactl_keys(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "user") == 0) {
         rc = stoactl_user(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "replica") == 0) {
+        rc = stoactl_replica(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "failover") == 0) {
+        rc = stoactl_failover(&ctl, argc - i - 1, argv + i + 1);
     } else {
         usage();
         rc = 2;

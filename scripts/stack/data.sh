@@ -87,6 +87,11 @@ pg_psql() {
 
 start_postgres() {
     local data=$RUN/pg/data log=$RUN/log/postgres.log
+    # A failed-over primary stays down (scripts/stack/replica.sh).
+    if [[ -e $RUN/pg/fenced ]]; then
+        note "$RUN/pg is fenced: not starting it"
+        return 0
+    fi
     # The server (not root) appends to the log file inside the root-owned
     # log directory.
     touch "$log"
