@@ -313,26 +313,37 @@ cmd_fence() {
 }
 
 # `stack.sh repoint` (replica_repoint_command): the pools and the jobs
-# worker read database_url again. Pool processes are replaced one at a time
-# (SIGTERM: each finishes its requests; multiwatch forks a fresh one that
-# reads stoa.conf) so the socket never closes and no request is refused.
+# worker read database_url again. Each pool's processes are replaced one at
+# a time (SIGTERM: a process finishes its requests; multiwatch forks a
+# fresh one that reads stoa.conf), the pools side by side, so a pool's
+# socket never closes and always has a process behind it.
+repoint_pool() {
+    local pool=$1 pid child count deadline
+    pid=$(read_pid "$RUN/pids/$pool.pid") && pid_matches "$pid" multiwatch || return 0
+    count=$(pgrep -c -P "$pid" || true)
+    for child in $(pgrep -P "$pid" || true); do
+        kill -TERM "$child" 2>/dev/null || true
+        deadline=$((SECONDS + 10))
+        while kill -0 "$child" 2>/dev/null || (($(pgrep -c -P "$pid" || true) < count)); do
+            ((SECONDS < deadline)) || die "the $pool pool did not replace process $child"
+            sleep 0.02
+        done
+    done
+}
+
 cmd_repoint() {
     take_lock
-    local pool pid child deadline count
+    local pool pids=() failed=0 job
     for pool in "${POOLS[@]}"; do
-        pid=$(read_pid "$RUN/pids/$pool.pid") && pid_matches "$pid" multiwatch || continue
-        count=$(pgrep -c -P "$pid" || true)
-        for child in $(pgrep -P "$pid" || true); do
-            kill -TERM "$child" 2>/dev/null || true
-            deadline=$((SECONDS + 10))
-            while kill -0 "$child" 2>/dev/null || (($(pgrep -c -P "$pid" || true) < count)); do
-                ((SECONDS < deadline)) || die "the $pool pool did not replace process $child"
-                sleep 0.05
-            done
-        done
+        repoint_pool "$pool" &
+        pids+=($!)
     done
     stop_jobs
     start_jobs
+    for job in "${pids[@]}"; do
+        wait "$job" || failed=1
+    done
+    ((!failed)) || die "a pool was not repointed"
     note "pools and jobs worker restarted on $(conf_value database_url '?' | sed 's/password=[^ ]*/password=<redacted>/')"
 }
 
