@@ -313,37 +313,43 @@ cmd_fence() {
 }
 
 # `stack.sh repoint` (replica_repoint_command): the pools and the jobs
-# worker read database_url again. Each pool's processes are replaced one at
-# a time (SIGTERM: a process finishes its requests; multiwatch forks a
-# fresh one that reads stoa.conf), the pools side by side, so a pool's
-# socket never closes and always has a process behind it.
-repoint_pool() {
-    local pool=$1 pid child count deadline
-    pid=$(read_pid "$RUN/pids/$pool.pid") && pid_matches "$pid" multiwatch || return 0
-    count=$(pgrep -c -P "$pid" || true)
-    for child in $(pgrep -P "$pid" || true); do
-        kill -TERM "$child" 2>/dev/null || true
-        deadline=$((SECONDS + 10))
-        while kill -0 "$child" 2>/dev/null || (($(pgrep -c -P "$pid" || true) < count)); do
-            ((SECONDS < deadline)) || die "the $pool pool did not replace process $child"
+# worker read database_url again. Every pool process gets SIGTERM at once:
+# each finishes the requests it holds and exits, and multiwatch forks a
+# fresh one that reads stoa.conf. The pool's socket stays open all along
+# (multiwatch holds it), so requests arriving meanwhile wait in its backlog
+# instead of being refused; at once rather than one by one because the old
+# processes can only answer 503 (their server is fenced).
+cmd_repoint() {
+    take_lock
+    local pool pid child deadline
+    local -A supervisor=() count=() old=()
+    for pool in "${POOLS[@]}"; do
+        pid=$(read_pid "$RUN/pids/$pool.pid") && pid_matches "$pid" multiwatch || continue
+        supervisor[$pool]=$pid
+        count[$pool]=$(pgrep -c -P "$pid" || true)
+        old[$pool]=$(pgrep -P "$pid" | tr '\n' ' ' || true)
+    done
+    for pool in "${!old[@]}"; do
+        for child in ${old[$pool]}; do
+            kill -TERM "$child" 2>/dev/null || true
+        done
+    done
+    # The jobs worker meanwhile (it takes a second or two to stop).
+    stop_jobs
+    start_jobs
+    deadline=$((SECONDS + 15))
+    for pool in "${!old[@]}"; do
+        for child in ${old[$pool]}; do
+            while kill -0 "$child" 2>/dev/null; do
+                ((SECONDS < deadline)) || die "process $child of the $pool pool did not stop"
+                sleep 0.02
+            done
+        done
+        while (($(pgrep -c -P "${supervisor[$pool]}" || true) < count[$pool])); do
+            ((SECONDS < deadline)) || die "the $pool pool did not fork its processes again"
             sleep 0.02
         done
     done
-}
-
-cmd_repoint() {
-    take_lock
-    local pool pids=() failed=0 job
-    for pool in "${POOLS[@]}"; do
-        repoint_pool "$pool" &
-        pids+=($!)
-    done
-    stop_jobs
-    start_jobs
-    for job in "${pids[@]}"; do
-        wait "$job" || failed=1
-    done
-    ((!failed)) || die "a pool was not repointed"
     note "pools and jobs worker restarted on $(conf_value database_url '?' | sed 's/password=[^ ]*/password=<redacted>/')"
 }
 
