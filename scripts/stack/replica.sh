@@ -136,14 +136,7 @@ write_slot_settings() {
         # for a standby it does not have.
         printf "synchronous_standby_names = '%s'\n" "$sync_names"
     } >"$data/stoa-replication.conf.new"
-    if ((IS_ROOT)); then
-        chown postgres:postgres "$data/stoa-replication.conf.new"
-    fi
-    replace_if_changed "$data/stoa-replication.conf.new" "$data/stoa-replication.conf"
-    if ! grep -q "^include_if_exists = 'stoa-replication.conf'" "$data/postgresql.conf"; then
-        printf "\n# Replica settings (scripts/stack/replica.sh).\ninclude_if_exists = 'stoa-replication.conf'\n" \
-            >>"$data/postgresql.conf"
-    fi
+    install_pg_settings "$data" stoa-replication.conf "Replica settings (scripts/stack/replica.sh)."
 }
 
 # pg_basebackup of the primary slot into slot $1, made a standby. The copy
@@ -324,7 +317,9 @@ cmd_repoint() {
     local pool pid child deadline
     local -A supervisor=() count=() old=()
     for pool in "${POOLS[@]}"; do
-        pid=$(read_pid "$RUN/pids/$pool.pid") && pid_matches "$pid" multiwatch || continue
+        if ! pid=$(read_pid "$RUN/pids/$pool.pid") || ! pid_matches "$pid" multiwatch; then
+            continue
+        fi
         supervisor[$pool]=$pid
         count[$pool]=$(pgrep -c -P "$pid" || true)
         old[$pool]=$(pgrep -P "$pid" | tr '\n' ' ' || true)
