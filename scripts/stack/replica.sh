@@ -201,6 +201,10 @@ stop_slot() {
 # then the primary told whether to wait for it.
 start_replica() {
     local primary slot
+    # A stack that never asked for a replica is left exactly as it was.
+    if ! replica_wanted && ! slot_exists pg-replica && ! slot_fenced pg; then
+        return 0
+    fi
     if ! primary=$(primary_slot); then
         note "no Postgres server may take writes (every slot is fenced or a standby)"
         return 0
@@ -332,7 +336,7 @@ cmd_repoint() {
     # The jobs worker meanwhile (it takes a second or two to stop).
     stop_jobs
     start_jobs
-    deadline=$((SECONDS + 15))
+    deadline=$((SECONDS + 30))
     for pool in "${!old[@]}"; do
         for child in ${old[$pool]}; do
             while kill -0 "$child" 2>/dev/null; do

@@ -39,6 +39,9 @@ class ReplicaCase(SourceClientTestCase):
     # Whether test_2 also restarts the stack to see the fence hold (once
     # is enough: the fence does not depend on the mode).
     check_fence_on_start = True
+    # Whether test_3 fails back (the same steps whatever the mode).
+    check_fail_back = True
+    acked = set()
     stack_env = {}
 
     @classmethod
@@ -117,7 +120,7 @@ class ReplicaCase(SourceClientTestCase):
 
     def test_2_failover_under_load(self):
         stop = threading.Event()
-        results = []  # (monotonic time, email, status)
+        results = []  # (answered at, email, status, sent at): monotonic times
         lock = threading.Lock()
 
         def writer(n):
@@ -128,13 +131,14 @@ class ReplicaCase(SourceClientTestCase):
                 while not stop.is_set():
                     i += 1
                     email = f"fo.{n}.{i}.{uuid.uuid4().hex[:8]}@example.com"
+                    sent = time.monotonic()
                     try:
                         status = self.register(c, email).status
                     except OSError:
                         status = 0
                         c.close()
                     with lock:
-                        results.append((time.monotonic(), email, status))
+                        results.append((time.monotonic(), email, status, sent))
             finally:
                 c.close()
 
@@ -152,7 +156,7 @@ class ReplicaCase(SourceClientTestCase):
             failover_s = time.monotonic() - killed_at
             self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
             served, _ = wait_until(
-                lambda: any(t > killed_at and s == 201 for t, _, s in list(results)),
+                lambda: any(sent > killed_at and s == 201 for _, _, s, sent in list(results)),
                 15.0, interval=0.05)
             self.assertTrue(served, "no registration succeeded after the fail-over")
             time.sleep(LOAD_AFTER_FAILOVER_S)
@@ -161,10 +165,12 @@ class ReplicaCase(SourceClientTestCase):
             for t in threads:
                 t.join(30)
 
-        acked = {email for _, email, s in results if s == 201}
-        first_after = min(t for t, _, s in results if t > killed_at and s == 201)
+        acked = {email for _, email, s, _ in results if s == 201}
+        type(self).acked = acked
+        # Serving again: the first write sent after the kill that succeeded.
+        first_after = min(t for t, _, s, sent in results if sent > killed_at and s == 201)
         statuses = {}
-        for _, _, s in results:
+        for _, _, s, _ in results:
             statuses[s] = statuses.get(s, 0) + 1
         # Outage answers are 502/503 (or a dropped connection), never 500.
         self.assertNotIn(500, statuses, statuses)
@@ -172,7 +178,7 @@ class ReplicaCase(SourceClientTestCase):
         stored = set(self.psql("pg-replica",
                                "SELECT email FROM auth.users WHERE email LIKE 'fo.%'").split())
         missing = acked - stored
-        acked_before = {e for t, e, s in results if s == 201 and t < killed_at}
+        acked_before = {e for t, e, s, _ in results if s == 201 and t < killed_at}
         sys.stderr.write(
             f"\n[replica_sync={self.replica_sync}] fail-over: {len(acked)} registrations "
             f"acknowledged ({len(acked_before)} before the kill), {len(missing)} missing after "
@@ -212,6 +218,43 @@ class ReplicaCase(SourceClientTestCase):
         self.assertEqual(done.returncode, 1, done.stdout)
         self.assertIn("no replica", done.stderr)
 
+    def test_3_fail_back(self):
+        if not self.check_fail_back:
+            self.skipTest("fail-back is the same in both modes; checked once")
+        self.assertTrue(self.acked, "test_2 must run first")
+        # The old primary is re-made as a replica of the new one...
+        rc, out = self.stack._stack_sh("rejoin", 120)
+        self.assertEqual(rc, 0, out)
+        rc, out = self.stack._stack_sh("status", 30)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"\npg +up \(replica, sync")
+        self.assertEqual(self.psql("pg", "SELECT pg_is_in_recovery()").strip(), "t")
+        status = self.replica_status()
+        self.assertEqual(status["state"], "streaming", status)
+        self.assertIn(self.stack.path("pg", "sock"), self.conf_value("replica_url"))
+        # ...and a planned fail-over (the primary alive) moves the roles back.
+        done = self.stoactl("failover")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn(self.stack.path("pg", "sock"), self.conf_value("database_url"))
+        self.assertEqual(self.psql("pg", "SELECT pg_is_in_recovery()").strip(), "f")
+        self.assertTrue(os.path.exists(self.stack.path("pg-replica", "fenced")))
+        rc, out = self.stack._stack_sh("rejoin", 120)
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(self.stack._stack_sh("status", 30)[1],
+                         r"pg-replica +up \(replica, sync")
+
+        stored = set(self.psql("pg", "SELECT email FROM auth.users WHERE email LIKE 'fo.%'")
+                     .split())
+        self.assertEqual(self.acked - stored, set(), "writes lost by the fail-back")
+        c = self.client()
+        email = self.unique_email("failedback")
+        ok, _ = wait_until(lambda: self.register(c, email).status == 201, 10.0, interval=0.2)
+        self.assertTrue(ok, "no registration after the fail-back")
+        seen, _ = wait_until(
+            lambda: self.psql("pg-replica", f"SELECT count(*) FROM auth.users WHERE email = '{email}'")
+            .strip() == "1", 5.0, interval=0.05)
+        self.assertTrue(seen, "the new replica does not receive writes")
+
 
 class ReplicaSyncTest(ReplicaCase):
     replica_sync = "on"
@@ -220,6 +263,7 @@ class ReplicaSyncTest(ReplicaCase):
 class ReplicaAsyncTest(ReplicaCase):
     replica_sync = "off"
     check_fence_on_start = False
+    check_fail_back = False
 
 
 del ReplicaCase
