@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "stoa/buf.h"
@@ -92,22 +91,23 @@ static bool no_replica(const stoactl_t *ctl, const char *what)
     return true;
 }
 
+/* No statement timeout: the promotion waits up to --timeout by itself. */
 static stoa_db_t *open_standby(const stoactl_t *ctl)
 {
-    return stoa_db_new(ctl->conf->replica_url, standby_table, 1,
-                       ctl->conf->db_statement_timeout_ms,
+    return stoa_db_new(ctl->conf->replica_url, standby_table, 1, 0,
                        ctl->conf->db_connect_timeout_s);
 }
 
 /* The replica's own view; STOA_OK with *res, or a message on stderr. */
-static int standby_state(stoactl_t *ctl, stoa_db_t *standby,
-                         const char *what, stoa_db_result_t **res)
+static int standby_state(stoactl_t *ctl, stoa_db_t *standby, const char *what,
+                         stoa_db_result_t **res)
 {
-    if (stoa_db_exec(standby, ctl->arena, &standby_statements[STANDBY_SQL_STATE],
-                     NULL, res) != STOA_OK ||
+    if (stoa_db_exec(standby, ctl->arena,
+                     &standby_statements[STANDBY_SQL_STATE], NULL,
+                     res) != STOA_OK ||
         stoa_db_rows(*res) != 1) {
-        fprintf(stderr, "stoactl %s: the replica cannot be reached: %s\n",
-                what, stoa_db_last_error(standby));
+        fprintf(stderr, "stoactl %s: the replica cannot be reached: %s\n", what,
+                stoa_db_last_error(standby));
         return STOA_ERROR;
     }
     return STOA_OK;
@@ -124,7 +124,8 @@ static int status(stoactl_t *ctl)
         goto out;
     const char *in_recovery = stoa_db_value(st, 0, STANDBY_COL_IN_RECOVERY);
     printf("%-16s %s\n", "in_recovery", in_recovery);
-    printf("%-16s %s\n", "receiver", stoa_db_value(st, 0, STANDBY_COL_RECEIVER));
+    printf("%-16s %s\n", "receiver",
+           stoa_db_value(st, 0, STANDBY_COL_RECEIVER));
     printf("%-16s %s\n", "replay_age_s",
            stoa_db_value(st, 0, STANDBY_COL_REPLAY_AGE));
     printf("%-16s %s\n", "unreplayed_bytes",
@@ -136,8 +137,8 @@ static int status(stoactl_t *ctl)
     }
 
     /* Bytes and seconds behind, as the primary counts them. */
-    stoa_db_t *primary = stoa_db_new(ctl->conf->database_url, primary_table,
-                                     1, ctl->conf->db_statement_timeout_ms,
+    stoa_db_t *primary = stoa_db_new(ctl->conf->database_url, primary_table, 1,
+                                     ctl->conf->db_statement_timeout_ms,
                                      ctl->conf->db_connect_timeout_s);
     stoa_db_result_t *senders;
     if (stoa_db_exec(primary, ctl->arena,
@@ -156,7 +157,8 @@ static int status(stoactl_t *ctl)
     }
     for (int i = 0; i < stoa_db_rows(senders); i++) {
         const char *sync = stoa_db_value(senders, i, SENDER_COL_SYNC);
-        printf("%-16s %s\n", "name", stoa_db_value(senders, i, SENDER_COL_NAME));
+        printf("%-16s %s\n", "name",
+               stoa_db_value(senders, i, SENDER_COL_NAME));
         printf("%-16s %s\n", "state",
                stoa_db_value(senders, i, SENDER_COL_STATE));
         /* sync, quorum, potential, async: only the first two wait. */
@@ -233,8 +235,7 @@ static int repoint_config(stoactl_t *ctl, const char *path)
         } else if (line_sets(copy, "database_url_file") ||
                    line_sets(copy, "replica_url_file")) {
             /* A file would win over the line written here. */
-            stoa_buf_printf(&out, "# replaced by stoactl failover: %s\n",
-                            copy);
+            stoa_buf_printf(&out, "# replaced by stoactl failover: %s\n", copy);
         } else if (line_sets(copy, "replica_url")) {
             stoa_buf_printf(&out, "replica_url =\n");
         } else {

@@ -456,8 +456,7 @@ START_TEST(replica_keys)
                                       "replica_sync = 1\n"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
         ck_assert_msg(parse(bad[i]) == STOA_DECLINED, "accepted %s", bad[i]);
-        ck_assert_msg(strstr(err, "must be on or off") != NULL, "err: %s",
-                      err);
+        ck_assert_msg(strstr(err, "must be on or off") != NULL, "err: %s", err);
     }
     ck_assert_int_eq(parse("replica_url = host=/r port=5433 password=hush\n"),
                      STOA_OK);
