@@ -275,6 +275,8 @@ replica_status() {
             replica_sync_wanted && mode=sync
             [[ $role == primary ]] && mode="since a fail-over"
             printf '%-10s %s\n' "$slot" "up ($role, $mode; $RUN/$slot/sock port $(slot_port "$slot"))"
+        elif [[ $role == replica ]] && ! replica_wanted; then
+            printf '%-10s %s\n' "$slot" "stopped (replica = off)"
         else
             printf '%-10s %s\n' "$slot" "down ($role)"
             return 1
