@@ -6,6 +6,7 @@
 # sockets, data kept) brings everything back.
 #
 #   scripts/stack.sh start|stop|status|reload
+#   scripts/stack.sh fence|repoint|rejoin   (replica and fail-over: replica.sh)
 #
 # Environment: STOA_RUN_DIR (<repo>/run), STOA_BIN_DIR (<repo>/bin),
 # STOA_HTTPS_PORT (8443), STOA_HTTP_PORT (8080), STOA_POOL_PROCESSES (2),
@@ -74,7 +75,7 @@ die() {
 }
 
 usage() {
-    printf 'usage: %s start|stop|status|reload\n' "$0" >&2
+    printf 'usage: %s start|stop|status|reload|fence|repoint|rejoin\n' "$0" >&2
     exit 2
 }
 
@@ -422,6 +423,8 @@ source "$REPO_DIR/scripts/stack/processes.sh"
 source "$REPO_DIR/scripts/stack/nginx.sh"
 # shellcheck source=stack/backup.sh
 source "$REPO_DIR/scripts/stack/backup.sh"
+# shellcheck source=stack/replica.sh
+source "$REPO_DIR/scripts/stack/replica.sh"
 
 # ---------------------------------------------------------------------------
 # Commands
@@ -462,6 +465,7 @@ cmd_start() {
     ensure_tls
     ensure_backup_config
     start_postgres
+    start_replica
     start_redis
     run_migrations
     ensure_admin
@@ -492,6 +496,7 @@ cmd_stop() {
     stop_jobs
     stop_redis
     stop_postgres
+    stop_replica
     note "stopped"
 }
 
@@ -509,11 +514,14 @@ cmd_status() {
         printf '%-10s %s\n' "$1" "$2"
         [[ $2 == up* ]] || all=1
     }
-    if pg_running && "$PG_BIN/pg_isready" -q -h "$RUN/pg/sock" -p "$PG_PORT"; then
+    if [[ -e $RUN/pg/fenced ]]; then
+        printf '%-10s %s\n' postgres "fenced (old primary: scripts/stack.sh rejoin)"
+    elif pg_running && "$PG_BIN/pg_isready" -q -h "$RUN/pg/sock" -p "$PG_PORT"; then
         report postgres up
     else
         report postgres down
     fi
+    [[ ! -r $RUN/stoa.conf ]] || replica_status || all=1
     if [[ -d $RUN ]] && redis_up; then report redis up; else report redis down; fi
     for pool in "${POOLS[@]}"; do
         if pool_up "$pool"; then
@@ -557,6 +565,9 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     reload) cmd_reload ;;
+    fence) cmd_fence ;;
+    repoint) cmd_repoint ;;
+    rejoin) cmd_rejoin ;;
     *) usage ;;
     esac
 }

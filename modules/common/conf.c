@@ -17,6 +17,7 @@ typedef enum { CONF_STRING, CONF_LONG, CONF_LEVEL } conf_type_t;
 #define CONF_SECRET 1u   /* redacted in dumps; may be given as <key>_file */
 #define CONF_NONEMPTY 2u /* an empty value is refused */
 #define CONF_KEY256 4u   /* empty, or 64 hex digits (a 256-bit key) */
+#define CONF_ONOFF 8u    /* exactly "on" or "off" */
 
 typedef struct {
     const char *name;
@@ -87,6 +88,11 @@ static const conf_key_t conf_keys[] = {
     S(pg_os_user, "postgres", 0),
     S(backup_config, "", 0),
     S(backup_stanza, "stoa", CONF_NONEMPTY),
+    S(replica, "off", CONF_ONOFF),
+    S(replica_sync, "on", CONF_ONOFF),
+    S(replica_url, "", CONF_SECRET),
+    S(replica_fence_command, "", 0),
+    S(replica_repoint_command, "", 0),
 };
 
 #undef S
@@ -142,6 +148,10 @@ static int set_value(stoa_conf_t *conf, const conf_key_t *k, const char *value,
             return fail(err, errlen, "%s: %s must be 64 hex digits", where,
                         k->name);
         stoa_wipe(key, sizeof(key));
+        if ((k->flags & CONF_ONOFF) && strcmp(value, "on") != 0 &&
+            strcmp(value, "off") != 0)
+            return fail(err, errlen, "%s: %s must be on or off", where,
+                        k->name);
         char **slot = (char **)(void *)(base + k->offset);
         free(*slot);
         *slot = stoa_xstrdup(value);

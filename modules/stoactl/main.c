@@ -42,6 +42,11 @@ static void usage(void)
         "  mfa reseal --old-key F --new-key F\n"
         "                           seal every TOTP secret under a new\n"
         "                           mfa_encryption_key (key files: 64 hex)\n"
+        "  replica status           the streaming replica: state, sync or\n"
+        "                           async, lag in bytes and seconds\n"
+        "  failover [--fenced] [--timeout S]\n"
+        "                           fence the primary, promote the replica,\n"
+        "                           point database_url at it\n"
         "The config defaults to run/stoa.conf when present; every key can\n"
         "be overridden by STOA_<KEY> environment variables.\n");
 }
@@ -81,6 +86,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ctl.conf = &ctl.ctx.conf;
+    ctl.config_path = config;
     if (check) {
         stoa_conf_dump(ctl.conf, stdout);
         stoa_conf_free(&ctl.ctx.conf);
@@ -107,6 +113,10 @@ int main(int argc, char **argv)
         rc = stoactl_restore(&ctl, argc - i - 1, argv + i + 1);
     } else if (strcmp(command, "mfa") == 0) {
         rc = stoactl_mfa(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "replica") == 0) {
+        rc = stoactl_replica(&ctl, argc - i - 1, argv + i + 1);
+    } else if (strcmp(command, "failover") == 0) {
+        rc = stoactl_failover(&ctl, argc - i - 1, argv + i + 1);
     } else {
         usage();
         rc = 2;

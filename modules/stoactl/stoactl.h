@@ -20,6 +20,7 @@ typedef struct {
     stoa_db_t *db;
     stoa_kv_t *kv;
     stoa_arena_t *arena;
+    const char *config_path; /* the --config file (or run/stoa.conf); NULL */
 } stoactl_t;
 
 /* Each returns the process exit code: 0 ok, 1 failure, 2 usage,
@@ -32,6 +33,8 @@ int stoactl_plan(stoactl_t *ctl, int argc, char **argv);
 int stoactl_backup(stoactl_t *ctl, int argc, char **argv);
 int stoactl_restore(stoactl_t *ctl, int argc, char **argv);
 int stoactl_mfa(stoactl_t *ctl, int argc, char **argv);
+int stoactl_replica(stoactl_t *ctl, int argc, char **argv);
+int stoactl_failover(stoactl_t *ctl, int argc, char **argv);
 
 /* The largest file a command reads (a migration, a password file) with
  * stoa_arena_read_file(). */

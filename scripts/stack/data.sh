@@ -71,13 +71,20 @@ log_rotation_size = 0
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
     pg_archive_settings >>"$data/stoa-dev.conf.new"
+    install_pg_settings "$data" stoa-dev.conf "Dev stack settings (scripts/stack.sh)."
+}
+
+# install_pg_settings DATA FILE COMMENT: DATA/FILE.new becomes DATA/FILE
+# (when it changed), owned by the cluster's owner and included from
+# postgresql.conf (the include added once, after what is there).
+install_pg_settings() {
+    local data=$1 file=$2 comment=$3
     if ((IS_ROOT)); then
-        chown postgres:postgres "$data/stoa-dev.conf.new"
+        chown postgres:postgres "$data/$file.new"
     fi
-    replace_if_changed "$data/stoa-dev.conf.new" "$data/stoa-dev.conf"
-    if ! grep -q "^include_if_exists = 'stoa-dev.conf'" "$data/postgresql.conf"; then
-        printf "\n# Dev stack settings (scripts/stack.sh).\ninclude_if_exists = 'stoa-dev.conf'\n" \
-            >>"$data/postgresql.conf"
+    replace_if_changed "$data/$file.new" "$data/$file"
+    if ! grep -q "^include_if_exists = '$file'" "$data/postgresql.conf"; then
+        printf "\n# %s\ninclude_if_exists = '%s'\n" "$comment" "$file" >>"$data/postgresql.conf"
     fi
 }
 
@@ -88,6 +95,11 @@ pg_psql() {
 
 start_postgres() {
     local data=$RUN/pg/data log=$RUN/log/postgres.log
+    # A failed-over primary stays down (scripts/stack/replica.sh).
+    if [[ -e $RUN/pg/fenced ]]; then
+        note "$RUN/pg is fenced: not starting it"
+        return 0
+    fi
     # The server (not root) appends to the log file inside the root-owned
     # log directory.
     touch "$log"

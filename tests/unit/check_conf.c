@@ -440,6 +440,32 @@ START_TEST(dump_lists_every_key)
 }
 END_TEST
 
+/* The replica switches are on or off; anything else names the key. The
+ * replica's connection string is a secret like database_url. */
+START_TEST(replica_keys)
+{
+    ck_assert_int_eq(parse(""), STOA_OK);
+    ck_assert_str_eq(conf.replica, "off");
+    ck_assert_str_eq(conf.replica_sync, "on");
+    ck_assert_str_eq(conf.replica_url, "");
+    ck_assert_int_eq(parse("replica = on\nreplica_sync = off\n"), STOA_OK);
+    ck_assert_str_eq(conf.replica, "on");
+    ck_assert_str_eq(conf.replica_sync, "off");
+    static const char *const bad[] = {"replica = yes\n", "replica =\n",
+                                      "replica_sync = ON\n",
+                                      "replica_sync = 1\n"};
+    for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
+        ck_assert_msg(parse(bad[i]) == STOA_DECLINED, "accepted %s", bad[i]);
+        ck_assert_msg(strstr(err, "must be on or off") != NULL, "err: %s", err);
+    }
+    ck_assert_int_eq(parse("replica_url = host=/r port=5433 password=hush\n"),
+                     STOA_OK);
+    char *out = dump();
+    ck_assert_msg(strstr(out, "hush") == NULL, "dump: %s", out);
+    free(out);
+}
+END_TEST
+
 static Suite *conf_suite(void)
 {
     Suite *s = suite_create("conf");
@@ -451,7 +477,8 @@ static Suite *conf_suite(void)
         ONCE(unknown_key_names_key_and_line), ONCE(line_without_equals),
         ONCE(required_string_must_not_be_empty),
         ONCE(nul_byte_and_long_line_refused),
-        ONCE(seal_key_is_empty_or_64_hex_digits), ONCE(log_level_names));
+        ONCE(seal_key_is_empty_or_64_hex_digits), ONCE(log_level_names),
+        ONCE(replica_keys));
 
     TEST_CASE(s, "secrets_and_env", setup, teardown, secret_from_file,
               secret_file_missing, file_suffix_refused_for_non_secret,

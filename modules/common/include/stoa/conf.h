@@ -73,6 +73,18 @@ typedef struct stoa_conf_s {
     char *pg_os_user;
     char *backup_config;
     char *backup_stanza;
+    /* A streaming replica of Postgres (docs/operations.md, "Replica and
+     * fail-over"): "on"/"off" for running one (the dev stack) and for
+     * synchronous commits; the replica's libpq connection string (""
+     * when there is none); the shell commands `stoactl failover` runs to
+     * fence the old primary before promoting (a failure stops the
+     * fail-over) and, after database_url names the new primary, to make
+     * running programs use it. */
+    char *replica;
+    char *replica_sync;
+    char *replica_url;
+    char *replica_fence_command;
+    char *replica_repoint_command;
 } stoa_conf_t;
 
 /* Fills conf with defaults, then reads path (NULL: defaults and env only)
