@@ -92,6 +92,8 @@ fi
 echo "test-deploy: systemd-analyze verify"
 "$WORK/bin/enter-worker1" - systemd-analyze verify /etc/systemd/system/stoa-pool@auth.service /etc/systemd/system/stoa-jobs.service
 "$WORK/bin/enter-gw1" - systemd-analyze verify /etc/systemd/system/stoa-nginx.service
+"$WORK/bin/enter-db1" - systemd-analyze verify /etc/systemd/system/stoa-backup@full.service \
+    /etc/systemd/system/stoa-backup-full.timer /etc/systemd/system/stoa-backup-incr.timer
 
 "$HERE/use.sh" "$WORK" "${HOSTS[@]}"
 echo "test-deploy: passed in $((SECONDS - start)) s"

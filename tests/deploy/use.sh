@@ -6,6 +6,8 @@
 #
 #  - registers, logs in and reads /v1/me through each gateway, and finds
 #    the new user on the replica;
+#  - the primary archives WAL through pgBackRest and its full backup unit
+#    fills the repository;
 #  - the live channel across hosts: streams opened (with tickets) on gw1
 #    and gw2 hear the session.revoked of a logout made through gw2
 #    (published by the jobs worker on worker1 to one gateway, carried to
@@ -79,6 +81,20 @@ for ((i = 0; i < 50; i++)); do
 done
 [[ ${n:-} == 1 ]] || fail "the user did not reach the replica"
 echo "test-deploy: the write reached the replica"
+
+# Backups on the primary: WAL archiving works (pgbackrest check forces a
+# segment out and waits for it in the repository), and the timers' full
+# backup, run by hand through its unit, lands in the repository.
+"$WORK/bin/enter-db1" - runuser -u postgres -- pgbackrest --stanza=stoa check ||
+    fail "pgbackrest check on db1"
+"$WORK/bin/enter-db1" - systemctl start stoa-backup@full.service ||
+    fail "the full backup unit on db1"
+info=$("$WORK/bin/enter-db1" - runuser -u postgres -- pgbackrest --stanza=stoa info)
+[[ $info == *"full backup:"* ]] || fail "no full backup in db1's repository: $info"
+for t in stoa-backup-full.timer stoa-backup-incr.timer; do
+    "$WORK/bin/enter-db1" - systemctl is-enabled "$t" >/dev/null || fail "$t is not enabled on db1"
+done
+echo "test-deploy: db1 archives WAL and its full backup is in the repository"
 
 # The live channel: a stream on each gateway, a logout through gw2. The
 # jobs worker publishes to one gateway (worker1: gw1 first), so the other
