@@ -52,8 +52,13 @@ static arena_block_t *block_new(size_t size)
     if (total >= ARENA_MAP_BYTES) {
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
         mapped = (total + page - 1) & ~(page - 1);
+        /* Populated at once: a block this size is filled by the request
+         * that asked for it (a body, its tree), and one call that maps
+         * every page costs a fraction of a fault per page (a third of
+         * the analytics pool's CPU on 1000-event batches went to those
+         * faults). */
         void *p = mmap(NULL, mapped, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (p == MAP_FAILED)
             stoa_assert_fail("arena mmap failed", __FILE__, __LINE__);
         b = p;
