@@ -84,7 +84,8 @@ export async function profile(main) {
     })));
 
     const boxes = PREFS.map(([key, label, help]) => {
-        const c = checkbox(`${label} — ${help}`, me.notification_prefs && me.notification_prefs[key],
+        // A preference never set is on (the mailer reads it so).
+        const c = checkbox(`${label} — ${help}`, !me.notification_prefs || me.notification_prefs[key] !== false,
             { id: "pref-" + key, name: key });
         return [key, c];
     });
@@ -93,7 +94,7 @@ export async function profile(main) {
         for (const [key, c] of boxes) body.notification_prefs[key] = c.input.checked;
         const u = await api.call("PATCH", "/v1/me", { body });
         api.setUser(u);
-        for (const [key, c] of boxes) c.input.checked = !!u.notification_prefs[key];
+        for (const [key, c] of boxes) c.input.checked = u.notification_prefs[key] !== false;
         slot.show("Preferences saved.");
     });
     prefs.id = "prefs-form";
