@@ -90,7 +90,7 @@ function renderDashboard(body, d) {
         kpi("Failed payments", pct(d.failed_payments?.rate)),
         kpi("Revenue", amounts(d.revenue?.total)),
     ));
-    body.appendChild(h("p", { class: "muted" }, `${d.from} to ${d.to}, as of ${when(d.as_of)}`));
+    body.appendChild(h("p", { class: "muted" }, `${String(d.from).slice(0, 10)} to ${String(d.to).slice(0, 10)}, as of ${when(d.as_of)}`));
 
     const revenueDays = d.revenue?.by_day || [];
     const currencies = [...new Set(revenueDays.flatMap((r) => (r.amounts || []).map((a) => a.currency)))];
@@ -108,7 +108,7 @@ function renderDashboard(body, d) {
     charts.push(new window.Chart(revCanvas, {
         type: "bar",
         data: {
-            labels: revenueDays.map((r) => r.day),
+            labels: revenueDays.map((r) => String(r.day).slice(5, 10)),
             datasets: currencies.map((cur, i) => ({
                 label: cur.toUpperCase(),
                 backgroundColor: palette[i % palette.length],
@@ -124,7 +124,7 @@ function renderDashboard(body, d) {
     charts.push(new window.Chart(signCanvas, {
         type: "line",
         data: {
-            labels: signDays.map((r) => r.day),
+            labels: signDays.map((r) => String(r.day).slice(5, 10)),
             datasets: [{ label: "Signups", data: signDays.map((r) => r.count), borderColor: "#2457c5", backgroundColor: "#2457c5" }],
         },
         options: { responsive: true, maintainAspectRatio: false, animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
