@@ -16,10 +16,14 @@ Not skipped anywhere: without Chromium the class fails and says what to
 install.
 """
 
-import json
+import base64
+import hashlib
+import hmac
 import os
 import shutil
+import struct
 import sys
+import time
 import unittest
 import uuid
 
@@ -33,6 +37,16 @@ GOOD_PASSWORD = bl.GOOD_PASSWORD
 WAIT_S = 15
 # The fan-out goes through the outbox and stoa-jobs, then nchan.
 LIVE_S = 20
+
+
+def totp(secret_b32, step):
+    """RFC 6238 (SHA-1, 6 digits, 30 s) at a given step, as an app does."""
+    text = secret_b32.strip().replace(" ", "").upper()
+    key = base64.b32decode(text + "=" * (-len(text) % 8))
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    return str(value % 10 ** 6).zfill(6)
 
 
 def _import_selenium():
@@ -339,6 +353,134 @@ class ConsoleTest(SourceClientTestCase):
             self.shot("narrow-overview")
         finally:
             d.set_window_size(1280, 900)
+
+    def row_texts(self):
+        """The text of each row of the page's tables, read at once (rows
+        are replaced as lists reload)."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('main tbody tr')].map((r) => r.textContent)")
+
+    def js_errors(self):
+        """Uncaught script errors the page logged (network answers such as
+        an expected 404 are the API's business, not the page's)."""
+        return [e["message"] for e in self.driver.get_log("browser")
+                if e.get("level") == "SEVERE" and e.get("source") != "network"]
+
+    def test_07_every_page_renders_for_an_admin(self):
+        d = self.driver
+        self.sign_in(self.admin_email)
+        d.get_log("browser")
+        pages = ["/", "/profile", "/billing", "/updates", "/security", "/api-keys", "/privacy",
+                 "/admin", "/admin/users", f"/admin/users/{self.user_id}", "/admin/plans",
+                 "/admin/billing", "/admin/updates", "/admin/webhooks", "/admin/audit"]
+        for path in pages:
+            with self.subTest(path=path):
+                self.go(path)
+                self.find("main h1")
+                self.wait().until(lambda d: not d.find_element(self.By.ID, "progress").is_displayed())
+                errors = [e.text for e in d.find_elements(self.By.CSS_SELECTOR, "main .error")]
+                self.assertEqual(errors, [], f"{path} shows an error")
+        self.assertEqual(self.js_errors(), [])
+        self.assertEqual(self.csp_violations(), [])
+        # The audit log lists what happened (newest first, the console's
+        # sign-ins among them) and filters by action.
+        self.go("/admin/audit")
+        self.find("#audit-action").send_keys("login.succeeded", self.Keys.ENTER)
+        self.wait().until(lambda d: (lambda rows: rows and all("login.succeeded" in r for r in rows))(
+            self.row_texts()), "the action filter")
+
+    def test_08_api_key_and_webhook_secrets_shown_once(self):
+        d = self.driver
+        self.sign_in(self.admin_email)
+        self.go("/api-keys")
+        self.find("#key-name").send_keys("console ci", self.Keys.ENTER)
+        key = self.find(".secret-box code.secret").text
+        self.assertTrue(key.startswith("stoa_"), key)
+        c = self.client()
+        resp = c.request("POST", "/v1/auth/token", {"grant_type": "api_key", "api_key": key})
+        self.assertEqual(resp.status, 200, "the key shown works")
+        self.wait().until(lambda d: any("console ci" in r for r in self.row_texts()))
+        self.assertFalse(any(key in r for r in self.row_texts()), "listed by prefix only")
+        row = next(r for r in d.find_elements(self.By.CSS_SELECTOR, "main tbody tr") if "console ci" in r.text)
+        d.execute_script("window.confirm = () => true")
+        row.find_element(self.By.XPATH, ".//button[normalize-space()='Revoke']").click()
+        self.wait().until(lambda d: not any("console ci" in r for r in self.row_texts()), "the revoked key left the list")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            resp = c.request("POST", "/v1/auth/token", {"grant_type": "api_key", "api_key": key})
+            if resp.status == 401:
+                break
+        self.assertEqual(resp.status, 401, "the revoked key no longer works")
+
+        self.go("/admin/webhooks")
+        self.find("#webhook-url").send_keys("http://127.0.0.1:9/hook")
+        d.find_element(self.By.CSS_SELECTOR, "main form button[type=submit]").click()
+        box = self.find(".secret-box code.secret")
+        self.assertTrue(box.text.startswith("whsec_"), box.text)
+        first = box.text
+        self.wait().until(lambda d: any("127.0.0.1:9/hook" in r for r in self.row_texts()))
+        row = next(r for r in d.find_elements(self.By.CSS_SELECTOR, "main tbody tr") if "127.0.0.1:9/hook" in r.text)
+        row.find_element(self.By.XPATH, ".//button[normalize-space()='Rotate secret']").click()
+        self.wait().until(lambda d: d.find_element(self.By.CSS_SELECTOR, ".secret-box code.secret").text not in ("", first))
+        row.find_element(self.By.XPATH, ".//button[normalize-space()='Deliveries']").click()
+        self.find("main section:last-of-type h2")
+
+    def test_09_lists_page_by_cursor(self):
+        d = self.driver
+        c = self.client()
+        tag = "console-page-" + uuid.uuid4().hex[:6]
+        for i in range(22):
+            resp = c.request("POST", "/v1/auth/register",
+                             {"email": f"{tag}.{i}@example.com", "password": GOOD_PASSWORD, "name": f"P {i}"})
+            self.assertEqual(resp.status, 201, resp.body)
+        self.sign_in(self.admin_email)
+        self.go("/admin/users")
+        self.find("#users-email").send_keys(tag, self.Keys.ENTER)
+        rows = lambda d: d.find_elements(self.By.CSS_SELECTOR, "main tbody tr")  # noqa: E731
+        self.wait().until(lambda d: len(rows(d)) == 20, "the first page holds 20")
+        more = self.find("main button.more")
+        more.click()
+        self.wait().until(lambda d: len(rows(d)) == 22, "Load more fetched the next page")
+        self.wait().until(lambda d: not d.find_element(self.By.CSS_SELECTOR, "main button.more").is_displayed())
+        emails = {r.text.split()[0] for r in rows(d)}
+        self.assertEqual(emails, {f"{tag}.{i}@example.com" for i in range(22)}, "each user once")
+
+    def test_10_mfa_enrolment_and_sign_in_with_a_code(self):
+        d = self.driver
+        c = self.client()
+        email = bl.unique_email("console-mfa")
+        resp = c.request("POST", "/v1/auth/register", {"email": email, "password": GOOD_PASSWORD, "name": "Mo"})
+        self.assertEqual(resp.status, 201, resp.body)
+        self.sign_in(email)
+        self.go("/security")
+        self.find("#mfa-password").send_keys(GOOD_PASSWORD, self.Keys.ENTER)
+        secret = self.find("#mfa-secret").text
+        # The QR code was drawn (dark modules on the canvas).
+        dark = d.execute_script("""
+            const c = document.querySelector('canvas.qr');
+            const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 0; i < px.length; i += 4) if (px[i] < 128) n++;
+            return n;""")
+        self.assertGreater(dark, 1000, "the QR code has modules")
+        step = int(time.time()) // 30
+        self.find("#mfa-confirm-code").send_keys(totp(secret, step), self.Keys.ENTER)
+        codes = self.find(".secret-box code.secret").text.split()
+        self.assertEqual(len(codes), 10, "ten recovery codes shown")
+        resp = c.request("POST", "/v1/auth/login", {"email": email, "password": GOOD_PASSWORD})
+        self.assertEqual(resp.status, 401)
+        self.assertEqual(resp.json["error"]["code"], "mfa_required", "MFA is on for the API too")
+        # Sign in again through the console: the second step asks for a code.
+        email_input = self.open_console()
+        email_input.send_keys(email)
+        d.find_element(self.By.ID, "signin-password").send_keys(GOOD_PASSWORD, self.Keys.ENTER)
+        code_input = self.find("#mfa-code")
+        self.assertEqual(d.switch_to.active_element.get_attribute("id"), "mfa-code", "focus moves to the code")
+        code_input.send_keys("000000", self.Keys.ENTER)
+        self.find("#mfa-form .error")
+        code_input.clear()
+        code_input.send_keys(totp(secret, step + 1), self.Keys.ENTER)
+        self.find("#sign-out")
+        self.assertEqual(d.find_element(self.By.ID, "who-email").text, email)
 
 
 if __name__ == "__main__":
