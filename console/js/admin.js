@@ -238,20 +238,22 @@ export async function plans(main) {
         const name = field("Name", { id: "plan-name" });
         const description = field("Description", {});
         const features = field("Features (JSON object)", { tag: "textarea", value: "{}" });
-        main.appendChild(section("New plan", form([key.wrap, name.wrap, description.wrap, features.wrap], "Create plan", async (f, s) => {
+        const create = form([key.wrap, name.wrap, description.wrap, features.wrap], "Create plan", async (f, s) => {
             const body = { key: key.input.value.trim(), name: name.input.value.trim(), features: parseFeatures(features.input.value) };
             if (description.input.value.trim()) body.description = description.input.value.trim();
             await api.call("POST", "/v1/admin/plans", { body, idempotent: true });
             f.reset();
             s.show("Plan created. Add a price, then sync it to Stripe.");
             await load();
-        })));
+        });
+        create.id = "plan-create";
+        main.appendChild(section("New plan", create));
     }
     await load();
 }
 
 function planCard(p, reload) {
-    const card = h("div", { class: "plan" }, h("h3", {}, p.name, " ", h("code", {}, p.key)),
+    const card = h("div", { class: "plan", dataset: { plan: p.key } }, h("h3", {}, p.name, " ", h("code", {}, p.key)),
         p.description ? h("p", {}, p.description) : null,
         h("pre", { class: "json" }, JSON.stringify(p.features || {}, null, 1)),
         h("ul", { class: "plain" }, (p.prices || []).map((pr) => h("li", {},
@@ -278,6 +280,7 @@ function planCard(p, reload) {
         } });
         await reload();
     });
+    price.classList.add("price");
     const sync = button("Sync to Stripe", () => working(sync, slot, async () => {
         await api.call("POST", `/v1/admin/plans/${p.id}/sync`);
         slot.show("Synced to Stripe.");

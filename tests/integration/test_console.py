@@ -152,7 +152,7 @@ class ConsoleTest(SourceClientTestCase):
         self.assertEqual(active.get_attribute("id"), "signin-password", "Tab reaches the password")
         active.send_keys(password, self.Keys.ENTER)
         self.find("#sign-out")
-        self.wait().until(lambda d: d.find_element(self.By.ID, "who-email").text == email)
+        self.wait().until(lambda d: self.text_of("#who-email") == email)
 
     def go(self, path):
         self.driver.execute_script("location.hash = arguments[0]", path)
@@ -208,7 +208,7 @@ class ConsoleTest(SourceClientTestCase):
         d = self.driver
         self.sign_in(self.user_email)
         self.find(".grid .card")
-        self.wait().until(lambda d: "Ada Console" in d.find_element(self.By.CSS_SELECTOR, "main h1").text)
+        self.wait().until(lambda d: "Ada Console" in self.text_of("main h1"))
         self.wait_live_open()
         self.shot("user-overview")
         # No token in any storage the page can reach (memory only).
@@ -225,7 +225,7 @@ class ConsoleTest(SourceClientTestCase):
         self.assertEqual(box.is_selected(), before, "a preference never set shows as on")
         box.send_keys(self.Keys.SPACE)  # by keyboard
         d.find_element(self.By.CSS_SELECTOR, "#prefs-form button[type=submit]").click()
-        self.wait().until(lambda d: "Preferences saved" in d.find_element(self.By.CSS_SELECTOR, "#prefs-form .result").text)
+        self.wait().until(lambda d: "Preferences saved" in self.text_of("#prefs-form .result"))
         after = c.request("GET", "/v1/me", token=user_token).json["notification_prefs"].get("marketing")
         self.assertEqual(after, not before, "the console's change reached the API")
 
@@ -241,7 +241,7 @@ class ConsoleTest(SourceClientTestCase):
                            "action_required": True},
                           headers={"Idempotency-Key": str(uuid.uuid4())}, token=admin_token)
         self.assertEqual(sent.status, 201, sent.body)
-        self.wait(LIVE_S).until(lambda d: d.find_element(self.By.ID, "unread-badge").text == "1",
+        self.wait(LIVE_S).until(lambda d: self.text_of("#unread-badge") == "1",
                                 "the unread badge did not count the live update")
         self.go("/updates")
         item = self.find(f"#feed [data-id='{sent.json['id']}']")
@@ -257,12 +257,12 @@ class ConsoleTest(SourceClientTestCase):
                 d.find_element(self.By.CSS_SELECTOR, "#feed > li")),
             "the second live update did not appear at the top of the open feed")
         self.assertIn(title2, first.text)
-        self.wait().until(lambda d: d.find_element(self.By.ID, "unread-badge").text == "2")
+        self.wait().until(lambda d: self.text_of("#unread-badge") == "2")
         self.assertEqual(d.execute_script("return window.__stoaNoReload"), 42, "no reload happened")
         self.shot("user-updates")
         # Read and done go to the API.
         first.find_element(self.By.XPATH, ".//button[normalize-space()='Mark read']").click()
-        self.wait().until(lambda d: d.find_element(self.By.ID, "unread-badge").text == "1")
+        self.wait().until(lambda d: self.text_of("#unread-badge") == "1")
         feed = {i["id"]: i for i in c.request("GET", "/v1/updates", token=user_token).json["data"]}
         self.assertIsNotNone(feed[sent2.json["id"]]["read_at"])
         self.assertIsNone(feed[sent.json["id"]]["read_at"])
@@ -298,7 +298,7 @@ class ConsoleTest(SourceClientTestCase):
                           == [self.user_email], "the email search did not narrow the list")
         self.shot("admin-users")
         d.find_element(self.By.LINK_TEXT, self.user_email).click()
-        self.wait().until(lambda d: d.find_element(self.By.CSS_SELECTOR, "main h1").text == self.user_email)
+        self.wait().until(lambda d: self.text_of("main h1") == self.user_email)
         self.find("#user-status-toggle")
         self.assertEqual(self.csp_violations(), [])
 
@@ -353,6 +353,12 @@ class ConsoleTest(SourceClientTestCase):
             self.shot("narrow-overview")
         finally:
             d.set_window_size(1280, 900)
+
+    def text_of(self, css):
+        """The text of the first element matching css, read at once ("" when
+        none): safe while the page replaces elements."""
+        return self.driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", css)
 
     def row_texts(self):
         """The text of each row of the page's tables, read at once (rows
@@ -421,7 +427,7 @@ class ConsoleTest(SourceClientTestCase):
         self.wait().until(lambda d: any("127.0.0.1:9/hook" in r for r in self.row_texts()))
         row = next(r for r in d.find_elements(self.By.CSS_SELECTOR, "main tbody tr") if "127.0.0.1:9/hook" in r.text)
         row.find_element(self.By.XPATH, ".//button[normalize-space()='Rotate secret']").click()
-        self.wait().until(lambda d: d.find_element(self.By.CSS_SELECTOR, ".secret-box code.secret").text not in ("", first))
+        self.wait().until(lambda d: self.text_of(".secret-box code.secret") not in ("", first))
         row.find_element(self.By.XPATH, ".//button[normalize-space()='Deliveries']").click()
         self.find("main section:last-of-type h2")
 
@@ -481,6 +487,70 @@ class ConsoleTest(SourceClientTestCase):
         code_input.send_keys(totp(secret, step + 1), self.Keys.ENTER)
         self.find("#sign-out")
         self.assertEqual(d.find_element(self.By.ID, "who-email").text, email)
+
+    def test_11_admin_plans_and_updates(self):
+        d = self.driver
+        self.sign_in(self.admin_email)
+        # A plan and a price made in the console reach the public catalogue.
+        self.go("/admin/plans")
+        key = "cons" + uuid.uuid4().hex[:6]
+        self.find("#plan-key").send_keys(key)
+        d.find_element(self.By.ID, "plan-name").send_keys("Console plan")
+        self.find("#plan-create button[type=submit]").click()
+        self.wait().until(lambda d: "Plan created" in self.text_of("#plan-create .result"))
+        card = self.find(f"[data-plan='{key}']")
+        card.find_element(self.By.XPATH, ".//summary[normalize-space()='Add a price']").click()
+        card = self.find(f"[data-plan='{key}']")
+        card.find_element(self.By.CSS_SELECTOR, "form.price input[type=number]").send_keys("1500")
+        card.find_element(self.By.CSS_SELECTOR, "form.price button[type=submit]").click()
+        self.wait().until(lambda d: "15.00" in self.text_of(f"[data-plan='{key}']"), "the price shows")
+        plans = self.client().request("GET", "/v1/billing/plans").json["data"]
+        mine = [p for p in plans if p["key"] == key]
+        self.assertEqual(len(mine), 1, "the plan is in the catalogue")
+        self.assertEqual([(p["amount"], p["interval"]) for p in mine[0]["prices"]], [(1500, "month")])
+        # Sync needs Stripe, which this stack has no key for: the API's
+        # error shows, by its message and code.
+        self.find(f"[data-plan='{key}']").find_element(
+            self.By.XPATH, ".//button[normalize-space()='Sync to Stripe']").click()
+        err = self.find(f"[data-plan='{key}'] .error")
+        self.assertRegex(err.text, r"HTTP [45]\d\d")
+
+        # An update composed in the console: sent, then its delivery shows.
+        self.go("/admin/updates")
+        title = "Composed " + uuid.uuid4().hex[:6]
+        self.find("#update-title").send_keys(title)
+        d.find_element(self.By.ID, "update-body").send_keys("From the console")
+        self.find("#update-audience option[value=user_ids]").click()
+        d.find_element(self.By.ID, "update-audience-value").send_keys(self.user_id)
+        d.find_element(self.By.CSS_SELECTOR, "#update-form button[type=submit]").click()
+        self.wait().until(lambda d: "Sent to 1 recipient" in self.text_of("#update-form .result"))
+        self.wait(LIVE_S).until(lambda d: any(title in r and "1/1" in r and "fanning out" not in r
+                                              for r in self.row_texts()),
+                                "the delivery status did not reach 1/1")
+        c, token = self.api_token(self.user_email)
+        self.assertIn(title, [i["title"] for i in c.request("GET", "/v1/updates", token=token).json["data"]])
+
+    def test_12_finance_sees_the_read_only_parts(self):
+        d = self.driver
+        email = bl.unique_email("console-finance")
+        proc = bl.create_user(self.stack, email, "finance")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.sign_in(email)
+        nav = d.find_element(self.By.ID, "nav").text
+        for shown in ("Dashboard", "Users", "Plans", "Subscriptions"):
+            self.assertIn(shown, nav)
+        for hidden in ("Send updates", "Webhooks", "Audit log"):
+            self.assertNotIn(hidden, nav)
+        self.go("/admin")
+        self.find("#kpi-mrr")
+        self.go(f"/admin/users/{self.user_id}")
+        self.wait().until(lambda d: self.text_of("main h1") == self.user_email)
+        self.assertEqual(d.find_elements(self.By.ID, "user-status-toggle"), [], "no suspend for finance")
+        self.go("/admin/plans")
+        self.find("main .plan")
+        self.assertEqual(d.find_elements(self.By.ID, "plan-key"), [], "no plan editing for finance")
+        self.go("/admin/audit")
+        self.wait().until(lambda d: "Forbidden" in self.text_of("main h1"))
 
 
 if __name__ == "__main__":
