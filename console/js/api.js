@@ -181,7 +181,9 @@ export async function call(method, path, opts = {}) {
     let { resp, doc } = await exchange(method, path, { ...opts, token });
     if (resp.status === 401 && token && !opts.anonymous) {
         try {
-            token = await refreshTokens();
+            // Tokens another call refreshed meanwhile are tried as they
+            // are; only the pair this call used is refreshed.
+            token = accessToken && accessToken !== token ? accessToken : await refreshTokens();
         } catch (err) {
             forget("Your session has ended: " + err.message);
             throw err;

@@ -276,7 +276,11 @@ export async function security(main) {
         allSlot.show("Every other session was signed out.");
         sessions.reload();
     }), { class: "danger", id: "sign-out-others" });
-    main.appendChild(section("Sessions", sessions, h("div", { class: "actions" }, all), allSlot));
+    const everywhere = button("Sign out everywhere", () => working(everywhere, allSlot, async () => {
+        await api.call("DELETE", "/v1/auth/sessions");
+        await api.signOut();
+    }), { class: "danger", id: "sign-out-everywhere" });
+    main.appendChild(section("Sessions", sessions, h("div", { class: "actions" }, all, everywhere), allSlot));
 
     const me = await api.call("GET", "/v1/me");
     main.appendChild(section("Two-factor authentication", me.mfa_enabled ? mfaOff() : mfaOn()));

@@ -193,7 +193,14 @@ class ConsoleTest(SourceClientTestCase):
         self.assertEqual(chart.status, 200, "Chart.js from libjs-chart.js")
         self.assertIn(b"Chart.js v3", chart.body[:200])
         self.assertEqual(c.request("GET", "/console/nothing.js").status, 404)
-        self.assertEqual(c.request("GET", "/console/../stoa.conf").status in (400, 404), True)
+        # The vendored QR library is the pinned file its licence note names.
+        vendor = os.path.join(REPO_DIR, "console", "vendor", "qrcode-generator-2.0.4")
+        with open(os.path.join(vendor, "qrcode.mjs"), "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(os.path.join(vendor, "LICENSE")) as f:
+            self.assertIn(f"sha256 {digest}", f.read())
+        qr = c.request("GET", "/console/vendor/qrcode-generator-2.0.4/qrcode.mjs")
+        self.assertEqual((qr.status, hashlib.sha256(qr.body).hexdigest()), (200, digest))
 
     def test_02_sign_in_errors_show_the_api_message(self):
         email_input = self.open_console()
@@ -335,7 +342,17 @@ class ConsoleTest(SourceClientTestCase):
         # The session is still alive afterwards: a call through the page works.
         self.go("/security")
         self.find("#sign-out-others")
-        self.wait().until(lambda d: any("this session" in r.text for r in d.find_elements(self.By.CSS_SELECTOR, "main tbody tr")))
+        self.wait().until(lambda d: any("this session" in r for r in self.row_texts()))
+        # A second session, then "sign out everywhere": both end, this
+        # console returns to sign-in.
+        c, other = self.api_token(self.user_email)
+        self.assertEqual(c.request("GET", "/v1/me", token=other).status, 200)
+        self.find("#sign-out-everywhere").click()
+        self.find("#signin-email")
+        deadline = time.monotonic() + 5
+        while c.request("GET", "/v1/me", token=other).status != 401 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(c.request("GET", "/v1/me", token=other).status, 401, "the other session ended")
 
     def test_06_narrow_screen(self):
         d = self.driver
