@@ -123,9 +123,17 @@ class ConsoleTest(SourceClientTestCase):
         return self.WebDriverWait(self.driver, timeout)
 
     def find(self, css, timeout=WAIT_S):
-        return self.wait(timeout).until(
-            self.EC.visibility_of_element_located((self.By.CSS_SELECTOR, css)),
-            f"{css} did not show within {timeout}s")
+        try:
+            return self.wait(timeout).until(
+                self.EC.visibility_of_element_located((self.By.CSS_SELECTOR, css)))
+        except self.TimeoutException:
+            # What the page showed and logged, to tell a slow page from a
+            # broken one.
+            self.shot("failed-" + self.id().rsplit(".", 1)[-1])
+            logs = [e["message"] for e in self.driver.get_log("browser")]
+            main = self.text_of("body")[:500]
+            self.fail(f"{css} did not show within {timeout}s at {self.driver.current_url}; "
+                      f"page: {main!r}; browser log: {logs}")
 
     def shot(self, name):
         path = os.path.join(SCREENSHOTS, name + ".png")
