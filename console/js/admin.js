@@ -148,12 +148,12 @@ export async function users(main) {
         created_to: field("Created before", { type: "date" }),
     };
     main.appendChild(section("Search", filtered(fields, (q) => pagedTable(
-        ["Email", "Name", "Role", "Status", "Plan", "Created", "Last login"],
+        ["Email", "Name", "Role", "Status", "Plan", "Created", "Email verified"],
         (cursor) => api.call("GET", "/v1/admin/users", { query: { ...q, cursor, limit: 20 } }),
         (u) => h("tr", {}, h("td", {}, h("a", { href: `#/admin/users/${u.id}` }, u.email)),
             h("td", {}, u.name || "—"), h("td", {}, u.role), h("td", {}, statusBadge(u.status)),
             h("td", {}, u.plan ? `${u.plan} (${u.subscription_status || "?"})` : "—"),
-            h("td", {}, when(u.created_at)), h("td", {}, when(u.last_login && u.last_login.at))),
+            h("td", {}, when(u.created_at)), h("td", {}, u.email_verified_at ? "yes" : "no")),
         "No user matches."))));
 }
 
@@ -354,15 +354,31 @@ export async function updates(main) {
     });
     compose.id = "update-form";
     main.appendChild(section("Compose", compose));
-    list = pagedTable(["Title", "Audience", "Sent", "Recipients", "Delivered", "Read", "Done"],
+    const detail = h("div", { id: "update-detail" });
+    list = pagedTable(["Title", "Audience", "Sent", "Recipients", "Delivered", ""],
         (cursor) => api.call("GET", "/v1/admin/updates", { query: { cursor } }),
-        (u) => h("tr", {}, h("td", {}, u.title, u.action_required ? [" ", badge("action", "warn")] : null),
-            h("td", {}, audienceText(u.audience)), h("td", {}, when(u.created_at)),
-            h("td", {}, String(u.recipients ?? "—")),
-            h("td", {}, progressBar(u.delivered, u.recipients), u.delivered_at ? "" : " (fanning out…)"),
-            h("td", {}, String(u.read ?? "—")), h("td", {}, String(u.done ?? "—"))),
+        (u) => {
+            const slot = resultSlot();
+            const more = button("Delivery status", () => working(more, slot, async () => {
+                const x = await api.call("GET", `/v1/admin/updates/${u.id}`);
+                clear(detail).appendChild(section("Delivery of " + x.title, dl([
+                    ["Audience", audienceText(x.audience)], ["Recipients", String(x.recipients)],
+                    ["Delivered", progressBar(x.delivered, x.recipients)],
+                    ["Finished", x.delivered_at ? when(x.delivered_at) : "fanning out…"],
+                    ["Mailed", String(x.mailed ?? "—")], ["Read", String(x.read ?? "—")],
+                    ["Done", x.action_required ? String(x.done ?? "—") : "no action asked"],
+                ])));
+                detail.scrollIntoView();
+            }));
+            return h("tr", {}, h("td", {}, u.title, u.action_required ? [" ", badge("action", "warn")] : null),
+                h("td", {}, audienceText(u.audience)), h("td", {}, when(u.created_at)),
+                h("td", {}, String(u.recipients ?? "—")),
+                h("td", {}, progressBar(u.delivered, u.recipients), u.delivered_at ? "" : " (fanning out…)"),
+                h("td", {}, more, slot));
+        },
         "No updates sent yet.");
     main.appendChild(section("Sent", list));
+    main.appendChild(detail);
 }
 
 function progressBar(done, total) {

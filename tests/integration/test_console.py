@@ -553,7 +553,13 @@ class ConsoleTest(SourceClientTestCase):
                                               for r in self.row_texts()),
                                 "the delivery status did not reach 1/1")
         c, token = self.api_token(self.user_email)
-        self.assertIn(title, [i["title"] for i in c.request("GET", "/v1/updates", token=token).json["data"]])
+        feed = c.request("GET", "/v1/updates", token=token).json["data"]
+        item = next(i for i in feed if i["title"] == title)
+        self.assertEqual(c.request("POST", f"/v1/updates/{item['id']}/read", token=token).status, 200)
+        row = next(r for r in d.find_elements(self.By.CSS_SELECTOR, "main tbody tr") if title in r.text)
+        row.find_element(self.By.XPATH, ".//button[normalize-space()='Delivery status']").click()
+        self.wait().until(lambda d: "Read1" in self.text_of("#update-detail").replace(" ", ""),
+                          "the delivery status counts the read")
 
     def test_12_finance_sees_the_read_only_parts(self):
         d = self.driver
