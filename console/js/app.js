@@ -13,6 +13,7 @@ const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 const progress = document.getElementById("progress");
 const liveState = document.getElementById("live-state");
+const toasts = document.getElementById("toasts");
 
 let signOutReason = null;
 let unread = 0;
@@ -213,11 +214,27 @@ live.addEventListener("state", (ev) => {
     liveState.title = "Live updates: " + liveState.textContent;
 });
 
+// A short live notice (new signup, failed payment, plan change).
+function toast(text) {
+    const el = h("div", { class: "toast", role: "status" }, text);
+    toasts.appendChild(el);
+    setTimeout(() => el.remove(), 8000);
+}
+
 live.addEventListener("event", (ev) => {
     const { type, data } = ev.detail;
     if (type === "update.created") {
         setUnread(unread + 1);
         userPages.onLiveUpdate(data);
+        toast("New update: " + (data.title || ""));
+    } else if (type === "user.created") {
+        toast("New signup: " + (data.email || data.id || ""));
+    } else if (type === "invoice.payment_failed") {
+        toast("A payment failed" + (data.customer_email ? ": " + data.customer_email : ""));
+    } else if (type === "subscription.updated" || type === "entitlements.changed") {
+        toast("Your subscription changed.");
+        // The pages that show it read it again.
+        if (["/", "/billing"].includes(currentPath())) route();
     }
     document.dispatchEvent(new CustomEvent("stoa-live", { detail: ev.detail }));
 });

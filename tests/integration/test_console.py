@@ -315,6 +315,13 @@ class ConsoleTest(SourceClientTestCase):
         d.find_element(self.By.LINK_TEXT, self.user_email).click()
         self.wait().until(lambda d: self.text_of("main h1") == self.user_email)
         self.find("#user-status-toggle")
+        # Admins hear new signups live.
+        self.wait_live_open()
+        newcomer = bl.unique_email("console-newcomer")
+        resp = self.client().request("POST", "/v1/auth/register",
+                                     {"email": newcomer, "password": GOOD_PASSWORD, "name": "New"})
+        self.assertEqual(resp.status, 201, resp.body)
+        self.wait(LIVE_S).until(lambda d: newcomer in self.text_of("#toasts"), "no live notice of the signup")
         self.assertEqual(self.csp_violations(), [])
 
     def test_05_one_refresh_in_flight(self):
