@@ -63,6 +63,20 @@ function match(path) {
     return null;
 }
 
+// Pages for a signed-out visitor: the mailed links and the forgotten
+// password form.
+const PUBLIC_ROUTES = {
+    "/verify-email": userPages.verifyEmail,
+    "/reset-password": userPages.resetPassword,
+    "/forgot-password": userPages.forgotPassword,
+};
+
+// The query of the fragment (#/reset-password?token=...).
+function hashQuery() {
+    const q = location.hash.split("?")[1] || "";
+    return new URLSearchParams(q);
+}
+
 function currentPath() {
     const p = location.hash.replace(/^#/, "").split("?")[0];
     return p || "/";
@@ -137,6 +151,7 @@ function signInPage() {
     });
     f.id = "signin-form";
     box.appendChild(f);
+    box.appendChild(h("p", {}, h("a", { href: "#/forgot-password", id: "forgot-link" }, "Forgot your password?")));
     main.appendChild(box);
     email.input.focus();
 }
@@ -160,6 +175,15 @@ function mfaForm(mfaToken) {
 
 async function route() {
     renderNav();
+    const publicPage = PUBLIC_ROUTES[currentPath()];
+    if (publicPage) {
+        clear(main);
+        const params = Object.fromEntries(hashQuery());
+        // The token leaves the address bar (and the history) at once.
+        if (params.token) history.replaceState(null, "", location.pathname + "#" + currentPath());
+        await publicPage(main, params);
+        return;
+    }
     if (!api.signedIn()) {
         signInPage();
         return;
@@ -197,7 +221,7 @@ api.events.addEventListener("signedin", () => {
     signOutReason = null;
     startLive();
     refreshUnread();
-    if (currentPath() === "/signin") go("/");
+    if (currentPath() === "/signin" || PUBLIC_ROUTES[currentPath()]) go("/");
     else route();
 });
 

@@ -399,3 +399,53 @@ export async function privacy(main) {
             api.forget("Your account was deleted.");
         }, { danger: true })));
 }
+
+// --- signed-out pages: the mailed links, the forgotten password --------------
+
+function publicCard(main, title, ...children) {
+    document.title = `${title} · stoa console`;
+    const card = h("div", { class: "signin card" }, h("h1", {}, title), children,
+        h("p", {}, h("a", { href: "#/" }, "Back to sign in")));
+    main.appendChild(card);
+    return card;
+}
+
+export async function verifyEmail(main, { token }) {
+    const slot = resultSlot();
+    publicCard(main, "Verify your email", slot);
+    if (!token) {
+        slot.show(new Error("This link has no token: open the link from the mail again."));
+        return;
+    }
+    await working(null, slot, async () => {
+        await api.call("POST", "/v1/auth/verify-email", { body: { token }, anonymous: true });
+        slot.show("Your email address is verified.");
+    });
+}
+
+export async function resetPassword(main, { token }) {
+    const pw = field("New password (12 characters or more; a passphrase works well)",
+        { type: "password", autocomplete: "new-password", id: "reset-password", required: true });
+    const f = form([pw.wrap], "Set the new password", async (_f, slot) => {
+        if (!token) throw new Error("This link has no token: open the link from the mail again.");
+        await api.call("POST", "/v1/auth/password/reset",
+            { body: { token, password: pw.input.value }, anonymous: true });
+        _f.querySelector("button[type=submit]").hidden = true;
+        slot.show("Your password was changed and every session signed out. Sign in with the new password.");
+    });
+    f.id = "reset-form";
+    publicCard(main, "Choose a new password", f);
+    pw.input.focus();
+}
+
+export async function forgotPassword(main) {
+    const email = field("Email", { type: "email", autocomplete: "username", id: "forgot-email", required: true });
+    const f = form([email.wrap], "Send a reset link", async (_f, slot) => {
+        await api.call("POST", "/v1/auth/password/forgot",
+            { body: { email: email.input.value.trim() }, anonymous: true });
+        slot.show("If an account has this address, a link to reset its password is on its way (valid 1 hour).");
+    });
+    f.id = "forgot-form";
+    publicCard(main, "Forgotten password", f);
+    email.input.focus();
+}

@@ -28,8 +28,8 @@ import unittest
 import uuid
 
 import billinglib as bl
-from authlib import SourceClient, SourceClientTestCase
-from harness import OPEN_LIMITS
+from authlib import SourceClient, SourceClientTestCase, mailed_links
+from harness import OPEN_LIMITS, wait_until
 
 REPO_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCREENSHOTS = os.path.join(REPO_DIR, "build", "screenshots")
@@ -589,6 +589,46 @@ class ConsoleTest(SourceClientTestCase):
         self.assertEqual(d.find_elements(self.By.ID, "plan-key"), [], "no plan editing for finance")
         self.go("/admin/audit")
         self.wait().until(lambda d: "Forbidden" in self.text_of("main h1"))
+
+    def mailed_link(self, to, path):
+        links = []
+
+        def arrived():
+            links[:] = mailed_links(self.stack, to, path)
+            return bool(links)
+        ok, _ = wait_until(arrived, LIVE_S, interval=0.1)
+        self.assertTrue(ok, f"no {path} link was mailed to {to}")
+        return f"https://127.0.0.1:{self.stack.https_port}{links[-1]}"
+
+    def test_13_mailed_links_open_the_console(self):
+        d = self.driver
+        c = self.client()
+        email = bl.unique_email("console-links")
+        resp = c.request("POST", "/v1/auth/register", {"email": email, "password": GOOD_PASSWORD, "name": "Lin"})
+        self.assertEqual(resp.status, 201, resp.body)
+        # The verification link: the console verifies the address.
+        d.get(self.mailed_link(email, "/verify-email"))
+        self.wait().until(lambda d: "verified" in self.text_of(".signin .result"), "the address was not verified")
+        self.assertNotIn("token=", d.current_url, "the token leaves the address bar")
+        _, token = self.api_token(email)
+        self.assertTrue(c.request("GET", "/v1/me", token=token).json["email_verified"])
+
+        # Forgotten password, from the sign-in page to a new password.
+        self.open_console()
+        self.find("#forgot-link").click()
+        self.find("#forgot-email").send_keys(email, self.Keys.ENTER)
+        self.wait().until(lambda d: "on its way" in self.text_of("#forgot-form .result"))
+        d.get(self.mailed_link(email, "/reset-password"))
+        field = self.find("#reset-password")
+        self.assertNotIn("token=", d.current_url)
+        field.send_keys("too short", self.Keys.ENTER)
+        err = self.find("#reset-form .error")
+        self.assertIn("password", err.text, "the field the API refused is named")
+        field.clear()
+        new_password = "correct horse battery staple " + uuid.uuid4().hex[:4]
+        field.send_keys(new_password, self.Keys.ENTER)
+        self.wait().until(lambda d: "password was changed" in self.text_of("#reset-form .result"))
+        self.sign_in(email, new_password)
 
 
 if __name__ == "__main__":
