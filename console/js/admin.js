@@ -289,7 +289,8 @@ function planCard(p, reload) {
     card.append(h("details", {}, h("summary", {}, "Edit"), edit),
         h("details", {}, h("summary", {}, "Add a price"), price),
         h("div", { class: "actions" }, sync), slot,
-        p.stripe_product_id ? h("p", { class: "muted" }, "Stripe product ", h("code", {}, p.stripe_product_id)) : null);
+        h("p", { class: "muted" }, p.stripe_product_id ? ["Stripe product ", h("code", {}, p.stripe_product_id)]
+            : "Not in Stripe yet"));
     return card;
 }
 
@@ -471,14 +472,15 @@ export async function audit(main) {
     main.appendChild(h("h1", {}, "Audit log"));
     const fields = {
         actor: field("Actor (user id)", { id: "audit-actor" }),
-        action: field("Action (e.g. auth.login)", { id: "audit-action" }),
+        action: field("Action (e.g. login.succeeded)", { id: "audit-action" }),
         target: field("Target (id)", {}),
         from: field("From", { type: "date" }),
         to: field("To", { type: "date" }),
     };
     main.appendChild(section("Entries", filtered(fields, (q) => pagedTable(["When", "Actor", "Action", "Target", "Address", "Details"],
         (cursor) => api.call("GET", "/v1/admin/audit-log", { query: { ...q, cursor } }),
-        (e) => h("tr", {}, h("td", {}, when(e.at)), h("td", { class: "wrap" }, e.actor || e.actor_id || "—"),
+        (e) => h("tr", {}, h("td", {}, when(e.at)),
+            h("td", { class: "wrap" }, e.actor || "—", e.actor_id ? h("div", { class: "muted" }, e.actor_id) : null),
             h("td", {}, h("code", {}, e.action)), h("td", { class: "wrap" }, e.target_id || "—"), h("td", {}, e.ip || "—"),
             h("td", { class: "wrap" }, h("code", { class: "json" }, JSON.stringify(e.details || {})))),
         "No entries match."))));

@@ -174,6 +174,19 @@ function mfaForm(mfaToken) {
 }
 
 async function route() {
+    // The page being drawn; "ready" once its first data is in (tests and
+    // assistive tools can tell a finished page from one still loading).
+    const path = currentPath();
+    main.dataset.route = path;
+    main.removeAttribute("data-ready");
+    try {
+        await draw();
+    } finally {
+        if (main.dataset.route === path) main.dataset.ready = "1";
+    }
+}
+
+async function draw() {
     renderNav();
     const publicPage = PUBLIC_ROUTES[currentPath()];
     if (publicPage) {

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import struct
 import sys
@@ -163,7 +164,12 @@ class ConsoleTest(SourceClientTestCase):
         self.wait().until(lambda d: self.text_of("#who-email") == email)
 
     def go(self, path):
+        """Opens a page of the console and waits until it has drawn."""
         self.driver.execute_script("location.hash = arguments[0]", path)
+        self.wait().until(lambda d: d.execute_script(
+            "const m = document.getElementById('main');"
+            "return m.dataset.route === arguments[0] && m.dataset.ready === '1'", path.split("?")[0]),
+            f"{path} did not finish drawing")
 
     def csp_violations(self):
         return [e["message"] for e in self.driver.get_log("browser")
@@ -418,6 +424,15 @@ class ConsoleTest(SourceClientTestCase):
                 self.wait().until(lambda d: not d.find_element(self.By.ID, "progress").is_displayed())
                 errors = [e.text for e in d.find_elements(self.By.CSS_SELECTOR, "main .error")]
                 self.assertEqual(errors, [], f"{path} shows an error")
+                # No value the page failed to format (JSON shown as code aside).
+                texts = d.execute_script("""
+                    const out = [];
+                    const walk = document.createTreeWalker(document.querySelector('main'), NodeFilter.SHOW_TEXT);
+                    for (let n = walk.nextNode(); n; n = walk.nextNode())
+                        if (!n.parentElement.closest('code, pre')) out.push(n.nodeValue);
+                    return out;""")
+                bad = [t for t in texts if re.search(r"\b(null|undefined|NaN)\b|\[object Object\]", t)]
+                self.assertEqual(bad, [], f"{path} shows an unformatted value")
         self.assertEqual(self.js_errors(), [])
         self.assertEqual(self.csp_violations(), [])
         # The audit log lists what happened (newest first, the console's
