@@ -85,16 +85,17 @@ export async function profile(main) {
 
     const boxes = PREFS.map(([key, label, help]) => {
         // A preference never set is on (the mailer reads it so).
-        const c = checkbox(`${label} — ${help}`, !me.notification_prefs || me.notification_prefs[key] !== false,
-            { id: "pref-" + key, name: key });
+        // Security mails always go (SPEC §8): shown, not offered.
+        const c = checkbox(`${label} — ${help}`, key === "security" || !me.notification_prefs || me.notification_prefs[key] !== false,
+            { id: "pref-" + key, name: key, disabled: key === "security" });
         return [key, c];
     });
     const prefs = form(boxes.map(([, c]) => c.wrap), "Save preferences", async (_f, slot) => {
         const body = { notification_prefs: {} };
-        for (const [key, c] of boxes) body.notification_prefs[key] = c.input.checked;
+        for (const [key, c] of boxes) if (!c.input.disabled) body.notification_prefs[key] = c.input.checked;
         const u = await api.call("PATCH", "/v1/me", { body });
         api.setUser(u);
-        for (const [key, c] of boxes) c.input.checked = u.notification_prefs[key] !== false;
+        for (const [key, c] of boxes) if (!c.input.disabled) c.input.checked = u.notification_prefs[key] !== false;
         slot.show("Preferences saved.");
     });
     prefs.id = "prefs-form";
