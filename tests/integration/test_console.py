@@ -35,9 +35,11 @@ from harness import OPEN_LIMITS, wait_until
 REPO_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCREENSHOTS = os.path.join(REPO_DIR, "build", "screenshots")
 GOOD_PASSWORD = bl.GOOD_PASSWORD
-WAIT_S = 15
+# Generous: the waits end as soon as the page is there, and a loaded
+# 2-core machine can take seconds to start Chromium and draw a page.
+WAIT_S = 30
 # The fan-out goes through the outbox and stoa-jobs, then nchan.
-LIVE_S = 20
+LIVE_S = 30
 
 
 def totp(secret_b32, step):
