@@ -51,8 +51,9 @@ export async function dashboard(main) {
     main.appendChild(body);
     async function load() {
         const days = Number(range.input.value);
-        const to = new Date();
-        const from = new Date(to.getTime() - (days - 1) * 86400000);
+        // `to` is exclusive: tomorrow, so that today counts.
+        const to = new Date(Date.now() + 86400000);
+        const from = new Date(to.getTime() - days * 86400000);
         const d = await working(range.input, slot, () => api.call("GET", "/v1/analytics/dashboard",
             { query: { from: isoDay(from), to: isoDay(to) } }));
         if (!d) return;

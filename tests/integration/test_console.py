@@ -312,6 +312,8 @@ class ConsoleTest(SourceClientTestCase):
         self.wait().until(lambda d: d.execute_script(
             "return !!(window.Chart && Chart.getChart('chart-revenue') && Chart.getChart('chart-signups'))"),
             "the dashboard's charts were not drawn")
+        # Today counts: the accounts this test made today are signups.
+        self.assertGreaterEqual(int(self.text_of("#kpi-signups .kpi-value")), 1, "today's signups")
         self.shot("admin-dashboard")
         self.go("/admin/users")
         search = self.find("#users-email")
