@@ -253,45 +253,47 @@ export async function plans(main) {
     await load();
 }
 
-function planCard(p, reload) {
+// One plan of the catalogue. The public catalogue does not say what is in
+// Stripe; the admin routes' answers do (stripe_*_id, null when not yet), so
+// a card redrawn from an answer of edit, price or sync tells.
+function planCard(p, reload, message) {
+    const inStripe = (id) => (id === undefined ? "" : id ? " (in Stripe)" : " (not in Stripe yet)");
     const card = h("div", { class: "plan", dataset: { plan: p.key } }, h("h3", {}, p.name, " ", h("code", {}, p.key)),
         p.description ? h("p", {}, p.description) : null,
         h("pre", { class: "json" }, JSON.stringify(p.features || {}, null, 1)),
         h("ul", { class: "plain" }, (p.prices || []).map((pr) => h("li", {},
-            `${money(pr.amount, pr.currency)} / ${pr.interval}`, pr.stripe_price_id ? "" : " (not in Stripe yet)"))));
+            `${money(pr.amount, pr.currency)} / ${pr.interval}`, inStripe(pr.stripe_price_id)))));
     if (!isAdmin()) return card;
     const slot = resultSlot();
+    const redraw = (answer, text) => card.replaceWith(planCard(answer, reload, text));
     const name = field("Name", { value: p.name });
     const description = field("Description", { value: p.description || "" });
     const features = field("Features (JSON object)", { tag: "textarea", value: JSON.stringify(p.features || {}) });
     const active = checkbox("Active (in the catalogue)", p.active !== false);
     const edit = form([name.wrap, description.wrap, features.wrap, active.wrap], "Save plan", async () => {
-        await api.call("PATCH", `/v1/admin/plans/${p.id}`, { body: {
+        redraw(await api.call("PATCH", `/v1/admin/plans/${p.id}`, { body: {
             name: name.input.value.trim(), description: description.input.value.trim(),
             features: parseFeatures(features.input.value), active: active.input.checked,
-        } });
-        await reload();
+        } }), "Plan saved.");
     });
     const amount = field("Amount (minor units, e.g. 1900 = 19.00)", { type: "number", min: "0", step: "1" });
     const currency = field("Currency", { value: "usd", maxlength: "3" });
     const interval = field("Interval", { tag: "select", options: [["month", "month"], ["year", "year"]] });
     const price = form([amount.wrap, currency.wrap, interval.wrap], "Add price", async () => {
-        await api.call("POST", `/v1/admin/plans/${p.id}/prices`, { idempotent: true, body: {
+        redraw(await api.call("POST", `/v1/admin/plans/${p.id}/prices`, { idempotent: true, body: {
             amount: Number(amount.input.value), currency: currency.input.value.trim().toLowerCase(), interval: interval.input.value,
-        } });
-        await reload();
+        } }), "Price added.");
     });
     price.classList.add("price");
     const sync = button("Sync to Stripe", () => working(sync, slot, async () => {
-        await api.call("POST", `/v1/admin/plans/${p.id}/sync`);
-        slot.show("Synced to Stripe.");
-        await reload();
+        redraw(await api.call("POST", `/v1/admin/plans/${p.id}/sync`), "Synced to Stripe.");
     }), { class: "primary" });
     card.append(h("details", {}, h("summary", {}, "Edit"), edit),
         h("details", {}, h("summary", {}, "Add a price"), price),
         h("div", { class: "actions" }, sync), slot,
-        h("p", { class: "muted" }, p.stripe_product_id ? ["Stripe product ", h("code", {}, p.stripe_product_id)]
-            : "Not in Stripe yet"));
+        p.stripe_product_id === undefined ? "" : h("p", { class: "muted" },
+            p.stripe_product_id ? ["Stripe product ", h("code", {}, p.stripe_product_id)] : "Not in Stripe yet"));
+    if (message) slot.show(message);
     return card;
 }
 

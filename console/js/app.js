@@ -253,6 +253,9 @@ live.addEventListener("state", (ev) => {
 
 // A short live notice (new signup, failed payment, plan change).
 function toast(text) {
+    // One notice for events that come together (subscription.updated and
+    // entitlements.changed).
+    if ([...toasts.children].some((t) => t.textContent === text)) return;
     const el = h("div", { class: "toast", role: "status" }, text);
     toasts.appendChild(el);
     setTimeout(() => el.remove(), 8000);

@@ -114,6 +114,27 @@ export async function profile(main) {
 
 // --- billing ----------------------------------------------------------------
 
+// Stripe's pages (Checkout, the billing portal) open in a new tab: this tab,
+// whose tokens live only in memory, stays signed in and shows the new
+// subscription as soon as Stripe reports it (subscription.updated on the
+// live channel). The tab is opened at the click (a popup blocker allows
+// that) and sent to Stripe once the API has answered; it gets no opener.
+async function openStripe(btn, slot, fetchSession) {
+    const tab = window.open("", "_blank");
+    if (tab) tab.opener = null;
+    const r = await working(btn, slot, fetchSession);
+    if (!r || !r.url) {
+        if (tab) tab.close();
+        return;
+    }
+    if (tab) {
+        tab.location.href = r.url;
+        slot.show("Stripe opened in a new tab. This page follows what happens there.");
+    } else {
+        location.assign(r.url);
+    }
+}
+
 export async function billing(main) {
     main.appendChild(h("h1", {}, "Billing"));
     const [sub, ent, plans] = await Promise.allSettled([
@@ -122,10 +143,8 @@ export async function billing(main) {
         api.call("GET", "/v1/billing/plans"),
     ]);
     const portalSlot = resultSlot();
-    const portal = button("Manage billing", () => working(portal, portalSlot, async () => {
-        const r = await api.call("POST", "/v1/billing/portal");
-        location.assign(r.url);
-    }));
+    const portal = button("Manage billing", () => openStripe(portal, portalSlot,
+        () => api.call("POST", "/v1/billing/portal")));
     const subCard = section("Subscription", subscriptionFacts(sub, ent), h("div", { class: "actions" }, portal), portalSlot);
     if (sub.status === "fulfilled" && !sub.value.cancel_at_period_end
         && ["active", "trialing", "past_due"].includes(sub.value.status)) {
@@ -147,19 +166,28 @@ export async function billing(main) {
     else {
         const slot = resultSlot();
         const grid = h("div", { class: "plans" });
+        const current = sub.status === "fulfilled" && ["active", "trialing", "past_due"].includes(sub.value.status)
+            ? sub.value.plan : null;
+        const isCurrent = (p) => current !== null && (current === p.key || current === p.name
+            || (typeof current === "object" && (current.key === p.key || current.id === p.id)));
         for (const p of plans.value.data || []) {
+            if (isCurrent(p)) {
+                grid.appendChild(h("div", { class: "plan current", dataset: { plan: p.key } }, h("h3", {}, p.name, " ", badge("your plan", "ok")),
+                    p.description ? h("p", {}, p.description) : null, features(p.features),
+                    h("p", { class: "muted" }, "Change or cancel it in Manage billing.")));
+                continue;
+            }
             const prices = (p.prices || []).filter((pr) => pr.active !== false);
-            grid.appendChild(h("div", { class: "plan" }, h("h3", {}, p.name),
+            grid.appendChild(h("div", { class: "plan", dataset: { plan: p.key } }, h("h3", {}, p.name),
                 p.description ? h("p", {}, p.description) : null, features(p.features),
                 prices.map((pr) => {
                     const b = button(`Choose ${money(pr.amount, pr.currency)} / ${pr.interval}`, () =>
-                        working(b, slot, async () => {
+                        openStripe(b, slot, () => {
                             const back = location.origin + "/console/#/billing";
-                            const r = await api.call("POST", "/v1/billing/checkout", {
+                            return api.call("POST", "/v1/billing/checkout", {
                                 body: { price_id: pr.id, success_url: back, cancel_url: back },
                                 idempotent: true,
                             });
-                            location.assign(r.url);
                         }), { class: "primary" });
                     return b;
                 }),

@@ -29,12 +29,17 @@ import unittest
 import uuid
 
 import billinglib as bl
+import secrets
+
 from authlib import SourceClient, SourceClientTestCase, mailed_links
+from billinglib import StripeFake
 from harness import OPEN_LIMITS, wait_until
 
 REPO_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCREENSHOTS = os.path.join(REPO_DIR, "build", "screenshots")
 GOOD_PASSWORD = bl.GOOD_PASSWORD
+STRIPE_SECRET_KEY = "sk_test_" + secrets.token_hex(12)
+STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
 # Generous: the waits end as soon as the page is there, and a loaded
 # 2-core machine can take seconds to start Chromium and draw a page.
 WAIT_S = 30
@@ -89,8 +94,16 @@ class ConsoleTest(SourceClientTestCase):
                                + " (run scripts/deps.sh: chromium chromium-driver python3-selenium)")
         (cls.webdriver, cls.TimeoutException, cls.By, cls.Keys, cls.EC,
          cls.WebDriverWait) = _import_selenium()
+        # Billing talks to the fake Stripe (tests/fakes), as in test_billing.
+        cls.fake = StripeFake(secret_key=STRIPE_SECRET_KEY, webhook_secret=STRIPE_WEBHOOK_SECRET)
+        base = cls.fake.start()
+        cls.addClassCleanup(cls.fake.stop)
+        cls.stack_env = dict(OPEN_LIMITS, STOA_STRIPE_API_BASE=base,
+                             STOA_STRIPE_SECRET_KEY=STRIPE_SECRET_KEY,
+                             STOA_STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET)
         super().setUpClass()
         try:
+            cls.fake.webhook_url = f"https://127.0.0.1:{cls.stack.https_port}" + bl.WEBHOOK_PATH
             os.makedirs(SCREENSHOTS, exist_ok=True)
             cls.base = f"https://127.0.0.1:{cls.stack.https_port}/console/"
             cls.admin_email = bl.unique_email("console-admin")
@@ -108,7 +121,11 @@ class ConsoleTest(SourceClientTestCase):
             opts = cls.webdriver.ChromeOptions()
             for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                         "--window-size=1280,900", "--disable-gpu", "--no-first-run",
-                        "--disable-extensions", "--lang=en-US"):
+                        "--disable-extensions", "--lang=en-US",
+                        # No name but the stack's address resolves: a page
+                        # sent to Stripe (the fake's URLs) stays on this
+                        # machine, and no lookup leaves it.
+                        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
                 opts.add_argument(arg)
             # The stack's certificate is self-signed.
             opts.accept_insecure_certs = True
@@ -559,12 +576,12 @@ class ConsoleTest(SourceClientTestCase):
         mine = [p for p in plans if p["key"] == key]
         self.assertEqual(len(mine), 1, "the plan is in the catalogue")
         self.assertEqual([(p["amount"], p["interval"]) for p in mine[0]["prices"]], [(1500, "month")])
-        # Sync needs Stripe, which this stack has no key for: the API's
-        # error shows, by its message and code.
+        # Sync pushes it to (the fake) Stripe.
         self.find(f"[data-plan='{key}']").find_element(
             self.By.XPATH, ".//button[normalize-space()='Sync to Stripe']").click()
-        err = self.find(f"[data-plan='{key}'] .error")
-        self.assertRegex(err.text, r"HTTP [45]\d\d")
+        self.wait().until(lambda d: "Stripe product prod_" in self.text_of(f"[data-plan='{key}']"),
+                          "the synced plan shows its Stripe product")
+        self.assertEqual(len(bl.fake_objects(self.fake, "product", metadata__plan_key=key)), 1)
 
         # An update composed in the console: sent, then its delivery shows.
         self.go("/admin/updates")
@@ -648,6 +665,55 @@ class ConsoleTest(SourceClientTestCase):
         field.send_keys(new_password, self.Keys.ENTER)
         self.wait().until(lambda d: "password was changed" in self.text_of("#reset-form .result"))
         self.sign_in(email, new_password)
+
+    def test_14_change_plan_in_a_new_tab_and_see_it_live(self):
+        d = self.driver
+        c = self.client()
+        _, admin = self.api_token(self.admin_email)
+        pro = {p["key"]: p for p in c.request("GET", "/v1/billing/plans").json["data"]}["pro"]
+        resp = c.request("POST", f"/v1/admin/plans/{pro['id']}/sync", token=admin)
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertTrue(self.fake.flush(30), "the fake's webhooks did not drain")
+        email = bl.unique_email("console-payer")
+        resp = c.request("POST", "/v1/auth/register", {"email": email, "password": GOOD_PASSWORD, "name": "Pay"})
+        self.assertEqual(resp.status, 201, resp.body)
+        self.sign_in(email)
+        self.go("/billing")
+        self.wait_live_open()
+        d.execute_script("window.__stoaNoReload = 7")
+        console_tab = d.current_window_handle
+
+        def stripe_tab(prefix):
+            self.wait().until(lambda d: len(d.window_handles) == 2, "no new tab for Stripe")
+            other = next(h for h in d.window_handles if h != console_tab)
+            d.switch_to.window(other)
+            try:
+                self.wait().until(lambda d: d.current_url.startswith(prefix), f"the tab did not go to {prefix}")
+                return d.current_url
+            finally:
+                d.close()
+                d.switch_to.window(console_tab)
+
+        self.find("[data-plan='pro'] button.primary").click()
+        url = stripe_tab("https://checkout.stripe.test/c/pay/")
+        done = self.fake.complete_checkout(url.rsplit("/", 1)[1])
+        self.assertTrue(all(ev["status"] == 200 for ev in done["events"]), done["events"])
+        # The console tab, still signed in, shows the subscription by itself.
+        self.wait(LIVE_S).until(lambda d: self.text_of(".card .badge.active") == "active",
+                                "the new subscription did not show without a reload")
+        self.assertEqual(d.execute_script("return window.__stoaNoReload"), 7, "no reload happened")
+        self.wait().until(lambda d: "your plan" in self.text_of("[data-plan='pro']"), "pro is marked as the plan")
+
+        # The first invoice reaches the payment history (invoice.paid is
+        # applied after the subscription: look again until it is there).
+        def invoice_listed(d):
+            self.go("/billing")
+            return any("paid" in r for r in self.row_texts())
+        self.wait(LIVE_S).until(invoice_listed, "the paid invoice is not listed")
+        self.shot("user-billing")
+        d.find_element(self.By.XPATH, "//button[normalize-space()='Manage billing']").click()
+        stripe_tab("https://billing.stripe.test/p/session/")
+        self.assertTrue(d.execute_script("return !!document.getElementById('sign-out')"), "still signed in")
 
 
 if __name__ == "__main__":
