@@ -6,7 +6,7 @@
 import * as api from "./api.js";
 import {
     h, clear, field, checkbox, form, button, working, resultSlot, section, pagedTable,
-    secretBox, badge, dl, when, money, errorBox, notice,
+    secretBox, badge, dl, when, money, errorBox, notice, safeUrl,
 } from "./ui.js";
 
 const isAdmin = () => api.hasRole("admin");
@@ -319,7 +319,7 @@ export async function finance(main) {
         (i) => h("tr", {}, h("td", {}, i.number || "—"), h("td", {}, i.email || "—"), h("td", {}, when(i.created)),
             h("td", {}, money(i.amount_due, i.currency)), h("td", {}, money(i.amount_paid, i.currency)),
             h("td", {}, badge(i.status, i.status)),
-            h("td", {}, i.hosted_invoice_url ? h("a", { href: i.hosted_invoice_url, target: "_blank", rel: "noopener noreferrer" }, "View") : null)),
+            h("td", {}, safeUrl(i.hosted_invoice_url) ? h("a", { href: safeUrl(i.hosted_invoice_url), target: "_blank", rel: "noopener noreferrer" }, "View") : null)),
         "No invoices."))));
 }
 

@@ -126,6 +126,17 @@ export function form(children, submitText, fn, attrs = {}) {
     return f;
 }
 
+// A link target from data (invoice links from Stripe): https only, so no
+// javascript: or data: URL ever becomes a link. null otherwise.
+export function safeUrl(url) {
+    try {
+        const u = new URL(url);
+        return u.protocol === "https:" ? u.href : null;
+    } catch (_) {
+        return null;
+    }
+}
+
 export function when(iso) {
     if (!iso) return "—";
     const d = new Date(iso);

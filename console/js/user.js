@@ -6,7 +6,7 @@ import * as api from "./api.js";
 import { qrcode } from "../vendor/qrcode-generator-2.0.4/qrcode.mjs";
 import {
     h, clear, field, checkbox, form, button, working, resultSlot, section, table,
-    pagedTable, secretBox, badge, dl, when, money, errorBox, notice,
+    pagedTable, secretBox, badge, dl, when, money, errorBox, notice, safeUrl,
 } from "./ui.js";
 
 const PREFS = [
@@ -123,15 +123,17 @@ async function openStripe(btn, slot, fetchSession) {
     const tab = window.open("", "_blank");
     if (tab) tab.opener = null;
     const r = await working(btn, slot, fetchSession);
-    if (!r || !r.url) {
+    const url = r && safeUrl(r.url);
+    if (!url) {
         if (tab) tab.close();
+        if (r) slot.show(new Error("The billing service answered no usable address."));
         return;
     }
     if (tab) {
-        tab.location.href = r.url;
+        tab.location.href = url;
         slot.show("Stripe opened in a new tab. This page follows what happens there.");
     } else {
-        location.assign(r.url);
+        location.assign(url);
     }
 }
 
@@ -203,8 +205,8 @@ export async function billing(main) {
         (inv) => h("tr", {}, h("td", {}, inv.number || "—"), h("td", {}, when(inv.created)),
             h("td", {}, money(inv.amount_paid || inv.amount_due, inv.currency)),
             h("td", {}, badge(inv.status, inv.status)),
-            h("td", {}, inv.hosted_invoice_url ? h("a", { href: inv.hosted_invoice_url, rel: "noopener noreferrer", target: "_blank" }, "View")
-                : null, inv.invoice_pdf ? [" · ", h("a", { href: inv.invoice_pdf, rel: "noopener noreferrer", target: "_blank" }, "PDF")] : null)),
+            h("td", {}, safeUrl(inv.hosted_invoice_url) ? h("a", { href: safeUrl(inv.hosted_invoice_url), rel: "noopener noreferrer", target: "_blank" }, "View")
+                : null, safeUrl(inv.invoice_pdf) ? [" · ", h("a", { href: safeUrl(inv.invoice_pdf), rel: "noopener noreferrer", target: "_blank" }, "PDF")] : null)),
         "No payments yet.")));
 }
 

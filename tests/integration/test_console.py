@@ -226,6 +226,14 @@ class ConsoleTest(SourceClientTestCase):
         self.assertEqual(chart.status, 200, "Chart.js from libjs-chart.js")
         self.assertIn(b"Chart.js v3", chart.body[:200])
         self.assertEqual(c.request("GET", "/console/nothing.js").status, 404)
+        # Text from the API only ever goes in as text: no script of the
+        # console writes HTML or evaluates strings.
+        js_dir = os.path.join(REPO_DIR, "console", "js")
+        for name in sorted(os.listdir(js_dir)):
+            with open(os.path.join(js_dir, name)) as f:
+                source = f.read()
+            for risky in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+                self.assertNotIn(risky, source, f"console/js/{name}")
         # The vendored QR library is the pinned file its licence note names.
         vendor = os.path.join(REPO_DIR, "console", "vendor", "qrcode-generator-2.0.4")
         with open(os.path.join(vendor, "qrcode.mjs"), "rb") as f:
@@ -707,9 +715,13 @@ class ConsoleTest(SourceClientTestCase):
         # The first invoice reaches the payment history (invoice.paid is
         # applied after the subscription: look again until it is there).
         def invoice_listed(d):
+            self.go("/profile")
             self.go("/billing")
             return any("paid" in r for r in self.row_texts())
         self.wait(LIVE_S).until(invoice_listed, "the paid invoice is not listed")
+        links = [a.get_attribute("href") for a in d.find_elements(self.By.CSS_SELECTOR, "main tbody tr a")]
+        self.assertTrue(links and all(u.startswith("https://") for u in links), links)
+        d.execute_script("document.querySelector('main tbody tr').scrollIntoView()")
         self.shot("user-billing")
         d.find_element(self.By.XPATH, "//button[normalize-space()='Manage billing']").click()
         stripe_tab("https://billing.stripe.test/p/session/")
