@@ -61,7 +61,7 @@ def _import_selenium():
     """Selenium from Debian's python3-selenium, also when this interpreter
     is not Debian's own (its dist-packages is then not on the path)."""
     try:
-        import selenium  # noqa: F401
+        import selenium  # noqa: F401  (only: is it there?)
     except ImportError:
         sys.path.append("/usr/lib/python3/dist-packages")
     from selenium import webdriver
@@ -165,6 +165,14 @@ class ConsoleTest(SourceClientTestCase):
         token, resp = bl.login(c, email)
         self.assertIsNotNone(token, f"login {email}: {resp.status} {resp.body!r}")
         return c, token
+
+    def register(self, tag, name):
+        """A new client account (through the API); returns its email."""
+        email = bl.unique_email(tag)
+        resp = self.client().request("POST", "/v1/auth/register",
+                                     {"email": email, "password": GOOD_PASSWORD, "name": name})
+        self.assertEqual(resp.status, 201, resp.body)
+        return email
 
     def open_console(self):
         """A fresh page: memory-only tokens mean signed out."""
@@ -530,9 +538,7 @@ class ConsoleTest(SourceClientTestCase):
     def test_10_mfa_enrolment_and_sign_in_with_a_code(self):
         d = self.driver
         c = self.client()
-        email = bl.unique_email("console-mfa")
-        resp = c.request("POST", "/v1/auth/register", {"email": email, "password": GOOD_PASSWORD, "name": "Mo"})
-        self.assertEqual(resp.status, 201, resp.body)
+        email = self.register("console-mfa", "Mo")
         self.sign_in(email)
         self.go("/security")
         self.find("#mfa-password").send_keys(GOOD_PASSWORD, self.Keys.ENTER)
@@ -647,9 +653,7 @@ class ConsoleTest(SourceClientTestCase):
     def test_13_mailed_links_open_the_console(self):
         d = self.driver
         c = self.client()
-        email = bl.unique_email("console-links")
-        resp = c.request("POST", "/v1/auth/register", {"email": email, "password": GOOD_PASSWORD, "name": "Lin"})
-        self.assertEqual(resp.status, 201, resp.body)
+        email = self.register("console-links", "Lin")
         # The verification link: the console verifies the address.
         d.get(self.mailed_link(email, "/verify-email"))
         self.wait().until(lambda d: "verified" in self.text_of(".signin .result"), "the address was not verified")
@@ -682,9 +686,7 @@ class ConsoleTest(SourceClientTestCase):
         resp = c.request("POST", f"/v1/admin/plans/{pro['id']}/sync", token=admin)
         self.assertEqual(resp.status, 200, resp.body)
         self.assertTrue(self.fake.flush(30), "the fake's webhooks did not drain")
-        email = bl.unique_email("console-payer")
-        resp = c.request("POST", "/v1/auth/register", {"email": email, "password": GOOD_PASSWORD, "name": "Pay"})
-        self.assertEqual(resp.status, 201, resp.body)
+        email = self.register("console-payer", "Pay")
         self.sign_in(email)
         self.go("/billing")
         self.wait_live_open()
