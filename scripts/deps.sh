@@ -20,6 +20,7 @@ packages=(
   wrk clang libclang-rt-14-dev clang-format
   ansible ansible-lint
   prometheus
+  libjs-chart.js chromium chromium-driver python3-selenium
 )
 # Only make test-deploy uses these (the test hosts' roots and namespaces).
 deploy_packages=(debootstrap iproute2 util-linux)

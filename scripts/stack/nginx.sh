@@ -7,7 +7,7 @@
 
 # routes.conf is made from routes.manifest (scripts/gen-routes.py), the
 # others from nginx/.
-readonly NGINX_FILES=(nginx.conf routes.conf fastcgi_stoa.conf security_headers.conf errors.conf cors_headers.conf)
+readonly NGINX_FILES=(nginx.conf routes.conf fastcgi_stoa.conf security_headers.conf errors.conf cors_headers.conf console_headers.conf)
 
 nginx_cmd() {
     nginx -p "$RUN/nginx/" -c "$RUN/nginx/nginx.conf" "$@"
@@ -201,6 +201,9 @@ render_nginx() {
         fi
         replace_if_changed "$dst.new" "$dst"
     done
+    # The browser console is served from the repository as it is (no build
+    # step): a link, so an edit shows at the next page load.
+    ln -sfn "$REPO_DIR/console" "$RUN/console"
     cors_origin_lines >"$RUN/nginx/cors_origins.conf.new"
     replace_if_changed "$RUN/nginx/cors_origins.conf.new" "$RUN/nginx/cors_origins.conf"
     local stamp=$RUN/nginx/.loaded
