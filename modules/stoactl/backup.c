@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "stoa/buf.h"
+#include "stoa/ingest.h"
 #include "stoa/json.h"
 #include "stoactl.h"
 
@@ -251,88 +252,16 @@ static const char *format_time(stoa_arena_t *arena, int64_t t)
 
 /* --- time targets ------------------------------------------------------ */
 
-static bool digits(const char *s, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* Parses an ISO 8601 time with a zone, strictly: YYYY-MM-DD, T or a
- * space, HH:MM:SS, an optional fraction of 1 to 6 digits, then Z or
- * +HH:MM / -HH:MM (or +HH). A date that does not exist (02-30, 13th
- * month, 24:00) is refused. Sets *us to microseconds since the epoch. */
+/* An RFC 3339 time with a zone (stoa_ingest_time_parse: a date that does
+ * not exist, 24:00 or a missing zone is refused), narrowed to what a
+ * recovery target can be: microseconds at most (what Postgres keeps), no
+ * leap second, nothing before 1970. Sets *us to microseconds since the
+ * epoch. */
 static bool parse_time(const char *s, int64_t *us)
 {
-    int y, mo, d, h, mi, sec, frac = 0;
-    size_t len = strlen(s);
-    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' ||
-        !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d) ||
-        (s[10] != 'T' && s[10] != ' ') || !digits(s + 11, 2, &h) ||
-        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &sec))
+    if (!stoa_ingest_time_parse(s, us) || *us < 0 || s[17] == '6')
         return false;
-    const char *p = s + 19;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        while (p[n] >= '0' && p[n] <= '9')
-            n++;
-        if (n < 1 || n > 6 || !digits(p, n, &frac))
-            return false;
-        for (int i = n; i < 6; i++)
-            frac *= 10;
-        p += n;
-    }
-    int offset_min = 0;
-    if (*p == 'Z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om = 0;
-        int sign = *p == '-' ? -1 : 1;
-        if (!digits(p + 1, 2, &oh))
-            return false;
-        p += 3;
-        if (*p == ':') {
-            if (!digits(p + 1, 2, &om))
-                return false;
-            p += 3;
-        }
-        if (oh > 14 || om > 59)
-            return false;
-        offset_min = sign * (oh * 60 + om);
-    } else {
-        return false;
-    }
-    if (*p)
-        return false;
-    static const int month_days[] = {31, 28, 31, 30, 31, 30,
-                                     31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 ||
-        d > month_days[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 ||
-        sec > 59)
-        return false;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-                (int64_t)offset_min * 60;
-    *us = t * 1000000 + frac;
-    return true;
+    return s[19] != '.' || strspn(s + 20, "0123456789") <= 6;
 }
 
 /* --- the Postgres server ----------------------------------------------- */
