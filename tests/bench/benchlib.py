@@ -392,6 +392,22 @@ def finish_wrk(handle, timeout=600):
     return result
 
 
+def interrupt_wrk(proc, out):
+    """Ends a wrk run that sleeps out its -d (SIGINT: it prints its figures
+    and runs its done()); its output, and out is closed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    out.seek(0)
+    text = out.read()
+    out.close()
+    return text
+
+
 def lua_string(s):
     """A Lua string literal for s (long brackets cannot hold every text)."""
     out = ['"']

@@ -30,7 +30,6 @@ import os
 import queue
 import random
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -155,16 +154,7 @@ def send_wrk(stack, bodies, connections):
                 if len(lines) >= threads:
                     break
             time.sleep(0.05)
-        # wrk sleeps out its -d unless interrupted; SIGINT ends it cleanly.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.seek(0)
-        text = out.read()
+        text = b.interrupt_wrk(proc, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if len(lines) < threads:

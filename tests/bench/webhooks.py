@@ -31,7 +31,6 @@ import hmac
 import json
 import os
 import random
-import signal
 import subprocess
 import tempfile
 import time
@@ -228,16 +227,7 @@ def bench():
                     report.problem(f"no progress for 15 s at {done} of {distinct} events")
                     break
             time.sleep(1.0)  # the last answers on their way back
-            if wrk.poll() is None:
-                wrk.send_signal(signal.SIGINT)  # wrk prints its figures on SIGINT
-            try:
-                wrk.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                wrk.kill()
-                wrk.wait()
-            out.seek(0)
-            result = b.parse_wrk(out.read())
-            out.close()
+            result = b.parse_wrk(b.interrupt_wrk(wrk, out))
         # Queued effects are worked off by the jobs worker; counts stay exact.
         got = counts(stack)
         rate = got["processed"] / got["span_s"] if got["span_s"] > 0 else None
