@@ -2,6 +2,7 @@
 #include "stoa/format.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <string.h>
 
 char *stoa_email_normalise(stoa_arena_t *arena, const char *in)
@@ -127,10 +128,27 @@ static size_t utf8_next(const unsigned char *s, size_t len, size_t *bad)
 bool stoa_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t bad;
-    for (size_t i = 0, n; i < len; i += n)
+    size_t i = 0, n, bad;
+    while (i < len) {
+        /* ASCII eight bytes at a time: most of any body is, and this
+         * check runs over every byte of every JSON body. */
+        uint64_t word;
+        while (len - i >= sizeof(word)) {
+            memcpy(&word, p + i, sizeof(word));
+            if (word & 0x8080808080808080ull)
+                break;
+            i += sizeof(word);
+        }
+        if (i == len)
+            break;
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
         if ((n = utf8_next(p + i, len - i, &bad)) == 0)
             return false;
+        i += n;
+    }
     return true;
 }
 

@@ -158,6 +158,32 @@ START_TEST(utf8_table)
 }
 END_TEST
 
+/* The eight-bytes-at-a-time ASCII scan hands over to the byte check at
+ * every offset: a bad or a good sequence after 0..17 ASCII bytes, with
+ * ASCII after it, and a truncated one at the very end. */
+START_TEST(utf8_after_ascii_runs)
+{
+    char buf[64];
+    for (int run = 0; run < 18; run++) {
+        memset(buf, 'a', (size_t)run);
+        memcpy(buf + run,
+               "\xc3\xa9"
+               "aaaaaaaaa",
+               11);
+        bool good = stoa_utf8_valid(buf, (size_t)run + 11);
+        memcpy(buf + run,
+               "\xed\xa0\x80"
+               "aaaaaaaaa",
+               12);
+        bool surrogate = stoa_utf8_valid(buf, (size_t)run + 12);
+        memcpy(buf + run, "\xe2\x82", 2);
+        bool truncated = stoa_utf8_valid(buf, (size_t)run + 2);
+        ck_assert_msg(good && !surrogate && !truncated, "after %d ASCII bytes",
+                      run);
+    }
+}
+END_TEST
+
 static const struct {
     const char *in;
     size_t max;
@@ -229,7 +255,7 @@ static Suite *format_suite(void)
     Suite *s = suite_create("format");
     TEST_CASE_OF(s, "format", NULL, NULL, LOOP(email_table, email_cases),
                  ONCE(email_length_limits), LOOP(time_table, time_cases),
-                 LOOP(utf8_table, utf8_cases),
+                 LOOP(utf8_table, utf8_cases), ONCE(utf8_after_ascii_runs),
                  LOOP(sanitise_table, sanitise_cases),
                  ONCE(sanitise_null_and_long_input));
     return s;
