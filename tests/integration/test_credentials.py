@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from authlib import (REVOCATION_DEADLINE_S, SourceClient, SourceClientTestCase,
                      assert_refused_within, count_rows, jwt_claims, mailed_tokens, query_json)
 from billinglib import stoactl_env
-from harness import BIN_DIR
+from harness import BIN_DIR, wait_until
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 
@@ -388,7 +388,10 @@ class CredentialsTest(SourceClientTestCase):
             return r.json["access_token"] if r.status == 200 else None
 
         stop, threads, got = self.hammer(exchange_or_login)
-        time.sleep(0.3)
+        # The race needs tokens of the old role in flight: demote once a
+        # few are out (a loaded machine makes them slowly), not after a
+        # fixed time.
+        wait_until(lambda: sum(1 for t in got if t) >= 4, 15, interval=0.05)
         self.stoactl("user", "set-role", "--email", email, "--role", "client")
         self.finish(stop, threads)
         time.sleep(REVOCATION_DEADLINE_S)
