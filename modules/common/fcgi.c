@@ -22,6 +22,7 @@
 #include "stoa/format.h"
 #include "stoa/log.h"
 #include "stoa/metrics.h"
+#include "stoa/password.h"
 
 static atomic_bool stopping;
 static atomic_int in_flight;
@@ -373,7 +374,10 @@ static void *handler_thread(void *arg)
     stoa_buf_init(&out);
     for (;;) {
         struct epoll_event ev;
-        int n = epoll_wait(srv->epfd, &ev, 1, -1);
+        /* While the last password hash's memory is kept for the next one,
+         * wake now and then to give it back once hashing has stopped. */
+        int wait_ms = stoa_password_release_idle() ? 50 : -1;
+        int n = epoll_wait(srv->epfd, &ev, 1, wait_ms);
         if (n < 0 && errno != EINTR) {
             stoa_log(STOA_LOG_ERR, "epoll_wait failed: %s", strerror(errno));
             usleep(10000);

@@ -20,6 +20,12 @@ STOA_MUSTCHECK int stoa_password_hash(const stoa_password_params_t *params,
                                       const char *password,
                                       char out[STOA_PASSWORD_HASH_MAX]);
 
+/* Gives back the memory the last hash kept for the next one when no hash
+ * has run for 100 ms. True while memory is still kept (or a hash runs):
+ * call again in a while. Never waits; cheap when nothing is kept. Pool
+ * handler threads call it before they wait for work. */
+bool stoa_password_release_idle(void);
+
 /* STOA_OK when password matches phc, STOA_DECLINED when it does not or phc
  * is malformed. */
 STOA_MUSTCHECK int stoa_password_verify(const char *phc, const char *password);
