@@ -231,13 +231,14 @@ static void write_response(stoa_request_t *req, FCGX_Request *fr,
  * are unmapped at reset): with eight threads sharing two malloc arenas the
  * freed space is rarely at the top of a heap, where free() would give it
  * back.
- * So after such a request the thread's buffers drop what they grew past
- * KEEP_BUF_BYTES and malloc_trim returns the freed pages at once; ordinary
- * requests (a few KiB) never pay for it. */
+ * So once the thread idles after such a request, its buffers drop what
+ * they grew past KEEP_BUF_BYTES and malloc_trim returns the freed pages;
+ * ordinary requests (a few KiB) never pay for it. */
 #define KEEP_BUF_BYTES (64 * 1024)
 #define LARGE_BODY_BYTES (16 * 1024)
 #define LARGE_ARENA_BYTES (64 * 1024)
 #define TRIM_NUDGE_BYTES (128 * 1024)
+#define IDLE_RELEASE_MS 100
 
 static bool buf_shrink(stoa_buf_t *buf)
 {
@@ -247,11 +248,16 @@ static bool buf_shrink(stoa_buf_t *buf)
     return true;
 }
 
-/* True when the request just answered was large enough to trim after. */
-static bool request_was_large(const stoa_request_t *req)
+/* True when the request just answered was large enough to trim after:
+ * a large body or arena, or a buffer of the thread's that grew past
+ * KEEP_BUF_BYTES (a long answer). */
+static bool request_was_large(const stoa_request_t *req, const stoa_buf_t *out)
 {
     return req->body_len >= LARGE_BODY_BYTES ||
-           stoa_arena_used(req->arena) >= LARGE_ARENA_BYTES;
+           stoa_arena_used(req->arena) >= LARGE_ARENA_BYTES ||
+           req->headers.cap > KEEP_BUF_BYTES ||
+           req->body_out.cap > KEEP_BUF_BYTES ||
+           req->field_errors.cap > KEEP_BUF_BYTES || out->cap > KEEP_BUF_BYTES;
 }
 
 static void request_reset(stoa_request_t *req)
@@ -275,7 +281,8 @@ static void request_reset(stoa_request_t *req)
     stoa_log_set_request(NULL);
 }
 
-/* After request_reset: gives back what a large request left behind. */
+/* After request_reset, once the thread idles: gives back what large
+ * requests left behind. */
 static void request_release_memory(stoa_request_t *req, stoa_buf_t *out,
                                    bool large)
 {
@@ -372,12 +379,21 @@ static void *handler_thread(void *arg)
     req.jw = stoa_jw_new(&req.body_out);
     stoa_buf_t out;
     stoa_buf_init(&out);
+    /* What a large request left behind is given back when this thread
+     * has had no work for IDLE_RELEASE_MS, not at once: under a stream of
+     * large requests (event batches) each would fault its pages in again
+     * after the trim. Likewise the last password hash's memory, kept for
+     * the next hash while hashes follow each other (password.c). */
+    bool trim_pending = false;
     for (;;) {
         struct epoll_event ev;
-        /* While the last password hash's memory is kept for the next one,
-         * wake now and then to give it back once hashing has stopped. */
-        int wait_ms = stoa_password_release_idle() ? 50 : -1;
+        bool argon2_kept = stoa_password_release_idle();
+        int wait_ms = trim_pending || argon2_kept ? IDLE_RELEASE_MS : -1;
         int n = epoll_wait(srv->epfd, &ev, 1, wait_ms);
+        if (n == 0 && trim_pending) {
+            request_release_memory(&req, &out, true);
+            trim_pending = false;
+        }
         if (n < 0 && errno != EINTR) {
             stoa_log(STOA_LOG_ERR, "epoll_wait failed: %s", strerror(errno));
             usleep(10000);
@@ -431,9 +447,8 @@ static void *handler_thread(void *arg)
                         req.principal.present ? req.principal.user_id : NULL);
         if (srv->handler->done)
             srv->handler->done(&req, end - start, srv->handler->arg);
-        bool large = request_was_large(&req);
+        trim_pending |= request_was_large(&req, &out);
         request_reset(&req);
-        request_release_memory(&req, &out, large);
         slot_done(srv, slot);
         atomic_store(&last_activity_us, end);
         atomic_fetch_sub(&in_flight, 1);
