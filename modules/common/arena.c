@@ -40,6 +40,10 @@ struct stoa_arena_s {
     size_t block_size;
     size_t grow_size; /* the size of the next block, reset to block_size */
     size_t used;
+    /* Mapped blocks a reset kept for the next requests (stoa_arena_keep_
+     * spare), at most spare_max bytes of them, until stoa_arena_release. */
+    arena_block_t *spare;
+    size_t spare_bytes, spare_max;
 };
 
 static arena_block_t *block_new(size_t size)
@@ -82,6 +86,47 @@ static void block_free(arena_block_t *b)
         free(b);
 }
 
+/* A block of at least size bytes: the smallest kept spare that fits when
+ * the block would be mapped, else a new one. */
+static arena_block_t *block_take(stoa_arena_t *a, size_t size)
+{
+    if (sizeof(arena_block_t) + size >= ARENA_MAP_BYTES) {
+        arena_block_t **best = NULL;
+        for (arena_block_t **at = &a->spare; *at; at = &(*at)->next)
+            if ((*at)->size >= size && (!best || (*at)->size < (*best)->size))
+                best = at;
+        if (best) {
+            arena_block_t *b = *best;
+            *best = b->next;
+            a->spare_bytes -= b->mapped;
+            b->next = NULL;
+            b->used = 0;
+            return b;
+        }
+    }
+    return block_new(size);
+}
+
+void stoa_arena_keep_spare(stoa_arena_t *a, size_t max_bytes)
+{
+    a->spare_max = max_bytes;
+}
+
+void stoa_arena_release(stoa_arena_t *a)
+{
+    while (a->spare) {
+        arena_block_t *next = a->spare->next;
+        block_free(a->spare);
+        a->spare = next;
+    }
+    a->spare_bytes = 0;
+}
+
+size_t stoa_arena_spare(const stoa_arena_t *a)
+{
+    return a->spare_bytes;
+}
+
 stoa_arena_t *stoa_arena_create(size_t block_size)
 {
     stoa_arena_t *a = stoa_xcalloc(1, sizeof(*a));
@@ -109,7 +154,13 @@ void stoa_arena_reset(stoa_arena_t *a)
     arena_block_t *b = a->first->next;
     while (b) {
         arena_block_t *next = b->next;
-        block_free(b);
+        if (b->mapped && a->spare_bytes + b->mapped <= a->spare_max) {
+            b->next = a->spare;
+            a->spare = b;
+            a->spare_bytes += b->mapped;
+        } else {
+            block_free(b);
+        }
         b = next;
     }
     a->first->next = NULL;
@@ -124,6 +175,7 @@ void stoa_arena_destroy(stoa_arena_t *a)
     if (!a)
         return;
     stoa_arena_reset(a);
+    stoa_arena_release(a);
     free(a->first);
     free(a);
 }
@@ -140,12 +192,12 @@ void *stoa_arena_alloc(stoa_arena_t *a, size_t size)
         if (need > a->grow_size / 2) {
             /* A big piece (a body) gets a block of its own, behind the
              * current one, whose free space stays in use. */
-            b = block_new(need);
+            b = block_take(a, need);
             b->next = a->current->next;
             a->current->next = b;
         } else {
             /* Header included, so a mapped block is whole pages. */
-            b = block_new(a->grow_size - sizeof(arena_block_t));
+            b = block_take(a, a->grow_size - sizeof(arena_block_t));
             b->next = a->current->next;
             a->current->next = b;
             a->current = b;

@@ -298,6 +298,40 @@ START_TEST(reset_gives_large_growth_back)
 }
 END_TEST
 
+START_TEST(kept_spares_are_reused_and_released)
+{
+    enum { MIB = 1024 * 1024 };
+    stoa_arena_t *a = stoa_arena_create(0);
+    /* Without keep_spare a reset keeps nothing. */
+    memset(stoa_arena_alloc(a, MIB), 1, MIB);
+    stoa_arena_reset(a);
+    ck_assert_uint_eq(stoa_arena_spare(a), 0);
+
+    stoa_arena_keep_spare(a, 2 * MIB + 64 * 1024);
+    void *first = stoa_arena_alloc(a, MIB);
+    memset(first, 2, MIB);
+    stoa_arena_reset(a);
+    size_t kept = stoa_arena_spare(a);
+    ck_assert_uint_ge(kept, MIB);
+    /* The next large piece takes the kept block: the same pages. */
+    ck_assert_ptr_eq(stoa_arena_alloc(a, MIB), first);
+    ck_assert_uint_eq(stoa_arena_spare(a), 0);
+    /* Three pieces of 1 MiB: at most the cap survives the reset. */
+    stoa_arena_alloc(a, MIB);
+    stoa_arena_alloc(a, MIB);
+    stoa_arena_reset(a);
+    ck_assert_uint_le(stoa_arena_spare(a), 2 * MIB + 64 * 1024);
+    ck_assert_uint_ge(stoa_arena_spare(a), 2 * MIB);
+    /* A piece larger than every spare gets a block of its own. */
+    char *big = stoa_arena_alloc(a, 3 * MIB);
+    memset(big, 3, 3 * MIB);
+    ck_assert_uint_ge(stoa_arena_spare(a), 2 * MIB);
+    stoa_arena_release(a);
+    ck_assert_uint_eq(stoa_arena_spare(a), 0);
+    stoa_arena_destroy(a);
+}
+END_TEST
+
 START_TEST(big_piece_keeps_current_block_in_use)
 {
     /* A piece larger than the blocks gets a block of its own; the small
@@ -346,5 +380,6 @@ TEST_MAIN_ONE_CASE("arena", setup, teardown, alloc_is_16_byte_aligned,
                    reset_makes_memory_reusable, calloc_zeroes_reused_memory,
                    used_counts_allocations, strdup_and_strndup, sprintf_formats,
                    read_file_whole_and_bounded, reset_gives_large_growth_back,
+                   kept_spares_are_reused_and_released,
                    big_piece_keeps_current_block_in_use,
                    growth_blocks_keep_every_allocation)

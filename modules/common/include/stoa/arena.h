@@ -22,6 +22,15 @@ void stoa_arena_destroy(stoa_arena_t *arena);
  * steady request load allocates nothing from the system. */
 void stoa_arena_reset(stoa_arena_t *arena);
 
+/* Up to max_bytes of the blocks a reset would give back to the system
+ * (those mapped from it, 64 KiB and more) are kept for the next
+ * allocations instead, until stoa_arena_release: a stream of large
+ * requests reuses its pages instead of having them zeroed anew. 0 (the
+ * default): every reset gives them back. stoa_arena_spare: bytes kept. */
+void stoa_arena_keep_spare(stoa_arena_t *arena, size_t max_bytes);
+void stoa_arena_release(stoa_arena_t *arena);
+size_t stoa_arena_spare(const stoa_arena_t *arena);
+
 /* Arena-owned memory, 16-byte aligned; valid until the next reset. */
 void *stoa_arena_alloc(stoa_arena_t *arena, size_t size);
 void *stoa_arena_calloc(stoa_arena_t *arena, size_t count, size_t size);
