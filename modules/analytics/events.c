@@ -49,36 +49,28 @@ static int check_sender(stoa_request_t *req)
     return rc;
 }
 
-/* The parameters of EVENTS_CLAIM: the client-given ids and their times,
- * and one time per hour of the rows with generated ids (those are fresh
- * by birth and only mark their hours). Postgres array literals: uuids and
- * our timestamps need no quoting. */
+/* The parameters of EVENTS_CLAIM: the client-given ids, and one time in
+ * each hour the batch's events fall in. Postgres array literals: uuids
+ * and our timestamps need no quoting. */
 static void claim_params(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
-                         const char *params[3])
+                         const char *params[2])
 {
-    stoa_buf_t ids, times, hours;
+    stoa_buf_t ids, hours;
     stoa_buf_init(&ids);
-    stoa_buf_init(&times);
     stoa_buf_init(&hours);
     stoa_buf_append(&ids, "{", 1);
-    stoa_buf_append(&times, "{", 1);
     stoa_buf_append(&hours, "{", 1);
     int64_t *seen = stoa_arena_alloc(arena, b->accepted * sizeof(*seen));
     size_t nseen = 0;
     for (size_t i = 0; i < b->accepted; i++) {
         const stoa_ingest_row_t *r = &b->row[i];
         if (r->id_given) {
-            if (ids.len > 1) {
+            if (ids.len > 1)
                 stoa_buf_append(&ids, ",", 1);
-                stoa_buf_append(&times, ",", 1);
-            }
             stoa_buf_append(&ids, r->id, STOA_UUID_STR_LEN);
-            stoa_buf_append(&times, "\"", 1);
-            stoa_buf_puts(&times, r->ts);
-            stoa_buf_append(&times, "\"", 1);
-            continue;
         }
-        /* Floor division: an hour before 1970 is still one hour. */
+        /* Floor division: an hour before 1970 is still one hour. A batch
+         * spans a few hours: the linear search stays short. */
         int64_t hour = r->ts_us / 3600000000LL - (r->ts_us % 3600000000LL < 0);
         size_t k = 0;
         while (k < nseen && seen[k] != hour)
@@ -93,13 +85,10 @@ static void claim_params(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
         stoa_buf_append(&hours, "\"", 1);
     }
     stoa_buf_append(&ids, "}", 1);
-    stoa_buf_append(&times, "}", 1);
     stoa_buf_append(&hours, "}", 1);
     params[0] = stoa_arena_strdup(arena, ids.data);
-    params[1] = stoa_arena_strdup(arena, times.data);
-    params[2] = stoa_arena_strdup(arena, hours.data);
+    params[1] = stoa_arena_strdup(arena, hours.data);
     stoa_buf_free(&ids);
-    stoa_buf_free(&times);
     stoa_buf_free(&hours);
 }
 
@@ -158,7 +147,7 @@ static size_t keep_fresh(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
 static int store(stoa_request_t *req, const stoa_ingest_batch_t *b)
 {
     stoa_db_t *db = stoa_request_db(req);
-    const char *params[3];
+    const char *params[2];
     claim_params(req->arena, b, params);
     stoa_db_result_t *claimed = NULL;
     int rc = stoa_db_begin(db);

@@ -64,9 +64,7 @@ static int rollup_step(jobs_thread_t *t, long *taken, char *err, size_t errlen)
     const char *hours = stoa_db_value(res, 0, ROLLUP_TAKE_COL_HOURS);
     if (hours) {
         static const int steps[] = {
-            JOBS_SQL_ANALYTICS_ROLLUP_HOURLY,
-            JOBS_SQL_ANALYTICS_ROLLUP_ACTORS,
-            JOBS_SQL_ANALYTICS_ROLLUP_USERS,
+            JOBS_SQL_ANALYTICS_ROLLUP_HOURS,
             JOBS_SQL_ANALYTICS_ROLLUP_DAILY,
         };
         const char *p_hours[] = {hours};

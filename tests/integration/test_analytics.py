@@ -16,7 +16,7 @@ import unittest
 import uuid
 
 import billinglib as bl
-from authlib import SourceClientTestCase
+from authlib import SourceClientTestCase, jwt_claims
 from harness import OPEN_LIMITS, wait_until
 from jobslib import Db
 
@@ -358,6 +358,12 @@ class AnalyticsTest(SourceClientTestCase):
         # The worker rolls up every second here (15 s by default): well
         # within the minute the contract allows.
         self.assertTrue(wait_until(caught_up, 30), repr(got.get("r")))
+        # The sender was active on both days (the dashboard's DAU/WAU/MAU).
+        self.assertEqual(self.db.count(
+            "SELECT 1 FROM analytics.active_users WHERE user_id = :'u'::uuid"
+            " AND day IN (:'d0'::date, :'d1'::date)", u=jwt_claims(t)["sub"],
+            d0=day.date().isoformat(),
+            d1=(day + datetime.timedelta(days=1)).date().isoformat()), 2)
         d0 = day.strftime("%Y-%m-%dT00:00:00Z")
         d1 = (day + datetime.timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
         days = self.assert_ok_json(self.metrics(c, admin, event=name, interval="day",
