@@ -87,7 +87,8 @@ jobs_handler_t jobs_analytics_rollup;
  * (jobs/scrape.c) until *stop: kinds (nkinds, borrowed for the process's
  * life) are the job kinds every scrape lists. STOA_OK with *thread to
  * join; STOA_DECLINED when metrics_listen is empty; STOA_ERROR when it
- * cannot listen (logged). */
+ * cannot listen (logged). A ctx without pools (stoa-jobs --scrape-only:
+ * the configuration alone) serves no outbox figures and never connects. */
 int jobs_scrape_start(stoa_ctx_t *ctx, const char *const *kinds, size_t nkinds,
                       const volatile sig_atomic_t *stop, pthread_t *thread);
 

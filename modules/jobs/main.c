@@ -6,7 +6,8 @@
  * threads, each with its own connection, claim and run jobs. SIGTERM lets
  * each thread finish the job in hand. A heartbeat thread extends the
  * leases of every job this process holds; a job whose worker dies is
- * claimed again when its lease runs out, seconds later. */
+ * claimed again when its lease runs out, seconds later. With
+ * --scrape-only it serves the host's metrics scrape alone (scrape_only). */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -141,6 +142,20 @@ static void on_term(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+/* SIGTERM and SIGINT set stop_requested, and are blocked in this thread
+ * (and so in every thread it starts) until *old is restored. */
+static void catch_stop(sigset_t *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t block;
+    stoa_signals_block_stop(&block, old);
 }
 
 static void wake_all(void)
@@ -491,17 +506,70 @@ static void enqueue_scheduled(const stoa_conf_t *conf, stoa_db_t *db,
     stoa_arena_reset(arena);
 }
 
+/* --scrape-only: the host's metrics scrape and nothing else, for a host
+ * that runs no worker (a gateway host: its gateway.metrics and nginx's
+ * stub_status). A command-line switch rather than a configuration key:
+ * such a host has no stoa.conf of its own (its unit sets STOA_* only), and
+ * the same stoa.conf must never turn a worker's jobs off by accident.
+ * Only the configuration is loaded: no pools, so no Postgres or Redis
+ * connection is ever made (a gateway host has no database access), no job
+ * thread, no LISTEN; the scrape leaves the outbox figures out. SIGTERM
+ * ends it within the scrape thread's poll (half a second). */
+static int scrape_only(const char *config)
+{
+    static stoa_ctx_t ctx;
+    char err[512];
+    if (stoa_conf_load(&ctx.conf, config, err, sizeof(err)) != STOA_OK) {
+        fprintf(stderr, "stoa-jobs: configuration error: %s\n", err);
+        stoa_conf_free(&ctx.conf);
+        return 1;
+    }
+    snprintf(ctx.program, sizeof(ctx.program), "stoa-metrics");
+    if (stoa_log_open(ctx.program, ctx.conf.log_dir, (int)ctx.conf.log_level) !=
+        STOA_OK) {
+        fprintf(stderr, "stoa-jobs: cannot open log in %s\n", ctx.conf.log_dir);
+        stoa_conf_free(&ctx.conf);
+        return 1;
+    }
+    sigset_t old;
+    catch_stop(&old);
+    pthread_t thread;
+    int rc = jobs_scrape_start(&ctx, NULL, 0, &stop_requested, &thread);
+    if (rc != STOA_OK) {
+        if (rc == STOA_DECLINED)
+            stoa_log(STOA_LOG_ERR, "--scrape-only: metrics_listen is empty");
+        stoa_log_close();
+        stoa_conf_free(&ctx.conf);
+        return 1;
+    }
+    /* Signals reach this thread only, and only inside sigsuspend: a
+     * SIGTERM that came before it is pending, never lost. */
+    while (!stop_requested)
+        sigsuspend(&old);
+    pthread_join(thread, NULL);
+    stoa_log(STOA_LOG_INFO, "stopped");
+    stoa_log_close();
+    stoa_conf_free(&ctx.conf);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL;
+    bool only_scrape = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
+        } else if (strcmp(argv[i], "--scrape-only") == 0) {
+            only_scrape = true;
         } else {
-            fprintf(stderr, "usage: stoa-jobs [--config FILE]\n");
+            fprintf(stderr,
+                    "usage: stoa-jobs [--config FILE] [--scrape-only]\n");
             return 2;
         }
     }
+    if (only_scrape)
+        return scrape_only(config);
     static stoa_ctx_t ctx;
     char err[512];
     /* A first look at the configuration for the pool sizes. */
@@ -533,16 +601,9 @@ int main(int argc, char **argv)
                               sizeof(err)) != STOA_OK)
             stoa_log(STOA_LOG_ERR, "metrics are off: %s", err);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
     /* Signals go to the main thread only: workers see stop_requested. */
-    sigset_t block, old;
-    stoa_signals_block_stop(&block, &old);
+    sigset_t old;
+    catch_stop(&old);
 
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);

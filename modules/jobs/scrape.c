@@ -291,7 +291,10 @@ static void serve_client(scrape_t *s, int fd, stoa_arena_t *arena)
         stoa_log(STOA_LOG_WARN, "metrics_dir %s unreadable",
                  s->ctx->conf.metrics_dir);
     stoa_metrics_expose(&body, snaps, n);
-    outbox_figures(s, arena, &body);
+    /* No pools: stoa-jobs --scrape-only on a host without database
+     * access, whose scrape has no outbox figures (and must not try). */
+    if (s->ctx->db_pool)
+        outbox_figures(s, arena, &body);
     nginx_figures(s, &body);
     answer(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
            body.data ? body.data : "", body.len);

@@ -91,7 +91,7 @@ fi
 
 echo "test-deploy: systemd-analyze verify"
 "$WORK/bin/enter-worker1" - systemd-analyze verify /etc/systemd/system/stoa-pool@auth.service /etc/systemd/system/stoa-jobs.service
-"$WORK/bin/enter-gw1" - systemd-analyze verify /etc/systemd/system/stoa-nginx.service
+"$WORK/bin/enter-gw1" - systemd-analyze verify /etc/systemd/system/stoa-nginx.service /etc/systemd/system/stoa-metrics.service
 "$WORK/bin/enter-db1" - systemd-analyze verify /etc/systemd/system/stoa-backup@full.service \
     /etc/systemd/system/stoa-backup-full.timer /etc/systemd/system/stoa-backup-incr.timer
 

@@ -17,6 +17,10 @@
 #  - each worker's metrics endpoint answers on its private address, and its
 #    request counters (the pools' and the gateway's stub_status) rose with
 #    the traffic above;
+#  - each gateway's own metrics endpoint (stoa-metrics.service, stoa-jobs
+#    --scrape-only: no database access) answers on its private address
+#    with its stub_status and no outbox figures, promtool accepts it, and
+#    its stoa_gateway_verifications_total rose with the /v1/me through it;
 #  - with gw1 (worker1's first publisher) down, the live channel still
 #    works through gw2.
 set -euo pipefail
@@ -38,12 +42,13 @@ json_field() {
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
 # The sum of every sample of a metric family (all its label sets) in a
-# scrape of worker $1.
+# scrape of host $1 (a worker, or a gateway's own scrape).
 metric_sum() {
     curl -s --noproxy '*' --max-time 5 "http://$(addr "$1"):$METRICS_PORT/metrics" |
         awk -v name="$2" '$1 == name || index($1, name "{") == 1 { s += $NF } END { printf "%d\n", s }'
 }
 WORKERS=(worker1)
+GATEWAYS=(gw1 gw2)
 
 declare -A requests_before nginx_before
 for w in "${WORKERS[@]}"; do
@@ -54,6 +59,24 @@ for w in "${WORKERS[@]}"; do
         fail "$w: the metrics lack a gateway's stub_status: $(grep stoa_nginx_up "$WORK/metrics-$w.txt")"
     requests_before[$w]=$(metric_sum "$w" stoa_http_requests_total)
     nginx_before[$w]=$(metric_sum "$w" stoa_nginx_http_requests_total)
+done
+declare -A verified_before
+for gw in "${GATEWAYS[@]}"; do
+    code=$(curl -s --noproxy '*' --max-time 5 -o "$WORK/metrics-$gw.txt" -w '%{http_code}' \
+        "http://$(addr "$gw"):$METRICS_PORT/metrics") || true
+    [[ $code == 200 ]] || fail "$gw: metrics on $(addr "$gw"):$METRICS_PORT: $code"
+    grep -q '^stoa_nginx_up 1$' "$WORK/metrics-$gw.txt" ||
+        fail "$gw: its metrics lack its stub_status: $(grep stoa_nginx_up "$WORK/metrics-$gw.txt")"
+    grep -q '^stoa_gateway_verifications_total{pool="gateway",' "$WORK/metrics-$gw.txt" ||
+        fail "$gw: its metrics lack the gateway module's counters"
+    if grep -q '^stoa_outbox_' "$WORK/metrics-$gw.txt"; then
+        fail "$gw: its scrape has outbox figures (it has no database access)"
+    fi
+    if command -v promtool >/dev/null; then
+        promtool check metrics <"$WORK/metrics-$gw.txt" ||
+            fail "$gw: promtool refuses its metrics"
+    fi
+    verified_before[$gw]=$(metric_sum "$gw" stoa_gateway_verifications_total)
 done
 
 email="deploy-$RANDOM@example.com"
@@ -170,6 +193,15 @@ for w in "${WORKERS[@]}"; do
         fail "$w: stoa_nginx_http_requests_total went from ${nginx_before[$w]} to $nginx_after"
     echo "test-deploy: $w: metrics ok (requests ${requests_before[$w]} -> $after," \
         "gateway ${nginx_before[$w]} -> $nginx_after)"
+done
+
+# Each gateway checked the tokens of the /v1/me, ticket and logout
+# requests through it: its own scrape counted them.
+for gw in "${GATEWAYS[@]}"; do
+    after=$(metric_sum "$gw" stoa_gateway_verifications_total)
+    ((after > verified_before[$gw])) ||
+        fail "$gw: stoa_gateway_verifications_total went from ${verified_before[$gw]} to $after"
+    echo "test-deploy: $gw: metrics ok (verifications ${verified_before[$gw]} -> $after)"
 done
 
 # A gateway down: worker1's first publisher (gw1) stops, and a stream on

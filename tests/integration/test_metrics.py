@@ -6,13 +6,16 @@ the output and the alert rules; a real Prometheus scrapes the stack; the
 nginx access line and the pool's line of a request join on its id. The
 gateway's workers count the tokens they check, their cache hits and misses
 and their refusals by reason into the same scrape, and a killed nginx
-worker takes none of its counts with it.
+worker takes none of its counts with it. `stoa-jobs --scrape-only` (a
+gateway host's scrape) serves the gateway's file and stub_status without
+ever connecting to Postgres.
 """
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +26,7 @@ import uuid
 
 from authlib import jwt_claims
 from billinglib import WebhookSender
-from harness import REPO, Client, StackTestCase, children_of, free_port, read_pid_file, wait_until
+from harness import BIN_DIR, REPO, Client, StackTestCase, children_of, free_port, read_pid_file, wait_until
 from test_gateway import Signer
 
 PASSWORD = "Tq7#vLp2!xRz-9mW"
@@ -388,6 +391,76 @@ class MetricsTest(StackTestCase):
         p = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_scrape_only_serves_the_gateway_without_postgres(self):
+        """A gateway host's scrape: its metrics_dir holds gateway.metrics
+        alone, its database_url leads to a socket that takes connections
+        but never answers (one attempt would show), and SIGTERM ends it."""
+        self.assertTrue(PROMTOOL, "promtool is missing (scripts/deps.sh)")
+        self.wait_metrics_up()
+        token = self.login()
+        c = self.gateway_client()
+        for _ in range(3):
+            self.assertEqual(c.request("GET", "/v1/me", headers={
+                "Authorization": f"Bearer {token}"}).status, 200)
+        verified = value(self.scrape(), "stoa_gateway_verifications_total", result="ok")
+        self.assertGreaterEqual(verified, 3)
+        work = tempfile.mkdtemp(prefix="stoa-scrape-only-")
+        self.addCleanup(shutil.rmtree, work, True)
+        metrics_dir = os.path.join(work, "metrics")
+        os.mkdir(metrics_dir)
+        shutil.copy(self.stack.path("metrics", "gateway.metrics"), metrics_dir)
+        pg = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(pg.close)
+        pg.bind(os.path.join(work, ".s.PGSQL.5432"))
+        pg.listen(16)
+        pg.setblocking(False)
+        addr = f"127.0.0.1:{free_port()}"
+        conf = os.path.join(work, "stoa.conf")
+        with open(conf, "w") as f:
+            f.write(f"database_url = host={work} port=5432 dbname=stoa connect_timeout=1\n"
+                    f"metrics_listen = {addr}\nmetrics_dir = {metrics_dir}\n"
+                    f"realtime_socket = {self.stack.path('sock', 'realtime.sock')}\n"
+                    "log_dir = -\n")
+        log = open(os.path.join(work, "scrape.log"), "w+")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([os.path.join(BIN_DIR, "stoa-jobs"), "--scrape-only", "--config", conf],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def stop():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.addCleanup(stop)
+
+        def scraped():
+            try:
+                with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        text, _ = wait_until(scraped, 10)
+        log.seek(0)
+        self.assertTrue(text, "stoa-jobs --scrape-only never answered: " + log.read())
+        samples = parse_exposition(text)
+        self.assertGreaterEqual(value(samples, "stoa_gateway_verifications_total", result="ok"), 3)
+        for family in GATEWAY_FAMILIES:
+            self.assertIn(f'{family}{{pool="gateway",', text)
+        self.assertEqual(value(samples, "stoa_nginx_up"), 1)
+        self.assertNotIn("stoa_outbox_", text)
+        self.assertEqual({dict(ls).get("pool") for (n, ls) in samples if dict(ls).get("pool")},
+                         {"gateway"})
+        p = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # Not one connection to the database; no file of its own counted.
+        with self.assertRaises(BlockingIOError):
+            pg.accept()
+        self.assertEqual(os.listdir(metrics_dir), ["gateway.metrics"])
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(5), 0)
+        self.assertLess(time.monotonic() - started, 3)
 
     def test_a_real_prometheus_scrapes_the_host(self):
         self.assertTrue(PROMETHEUS, "prometheus is missing (scripts/deps.sh)")
