@@ -243,12 +243,10 @@ static void write_response(stoa_request_t *req, FCGX_Request *fr,
  * a batch of 1000 events (its body and parsed tree) fits. */
 #define ARENA_SPARE_BYTES (2 * 1024 * 1024)
 
-static bool buf_shrink(stoa_buf_t *buf)
+static void buf_shrink(stoa_buf_t *buf)
 {
-    if (buf->cap <= KEEP_BUF_BYTES)
-        return false;
-    stoa_buf_free(buf);
-    return true;
+    if (buf->cap > KEEP_BUF_BYTES)
+        stoa_buf_free(buf);
 }
 
 /* True when the request just answered was large enough to trim after:
@@ -286,15 +284,13 @@ static void request_reset(stoa_request_t *req)
 
 /* After request_reset, once the thread idles: gives back what large
  * requests left behind. */
-static void request_release_memory(stoa_request_t *req, stoa_buf_t *out,
-                                   bool large)
+static void request_release_memory(stoa_request_t *req, stoa_buf_t *out)
 {
-    /* Every buffer is checked (no short-circuit): each may have grown. */
     stoa_arena_release(req->arena);
-    bool shrunk = buf_shrink(&req->headers) | buf_shrink(&req->body_out) |
-                  buf_shrink(&req->field_errors) | buf_shrink(out);
-    if (!large && !shrunk)
-        return;
+    buf_shrink(&req->headers);
+    buf_shrink(&req->body_out);
+    buf_shrink(&req->field_errors);
+    buf_shrink(out);
     malloc_trim(0);
     /* malloc_trim gives back the main heap's top and the free pages inside
      * every heap, but not the top of the other arena's heap: glibc shrinks
@@ -396,7 +392,7 @@ static void *handler_thread(void *arg)
         int wait_ms = trim_pending || argon2_kept ? IDLE_RELEASE_MS : -1;
         int n = epoll_wait(srv->epfd, &ev, 1, wait_ms);
         if (n == 0 && trim_pending) {
-            request_release_memory(&req, &out, true);
+            request_release_memory(&req, &out);
             trim_pending = false;
         }
         if (n < 0 && errno != EINTR) {

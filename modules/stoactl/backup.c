@@ -373,6 +373,20 @@ static int take_backup(const backup_t *b, const char *type)
     return 0;
 }
 
+/* load_sets for a command that needs at least one backup: none is an
+ * error, said in the command's name. */
+static int load_some_sets(const backup_t *b, const char *command,
+                          backup_set_t **sets, size_t *count)
+{
+    if (load_sets(b, sets, count) != STOA_OK)
+        return STOA_ERROR;
+    if (*count == 0) {
+        fprintf(stderr, "stoactl %s: there is no backup\n", command);
+        return STOA_ERROR;
+    }
+    return STOA_OK;
+}
+
 static int list(const backup_t *b)
 {
     backup_set_t *sets;
@@ -463,12 +477,8 @@ static int check(const backup_t *b)
     stoa_arena_t *arena = b->ctl->arena;
     backup_set_t *sets;
     size_t n;
-    if (load_sets(b, &sets, &n) != STOA_OK)
+    if (load_some_sets(b, "backup check", &sets, &n) != STOA_OK)
         return 1;
-    if (n == 0) {
-        fprintf(stderr, "stoactl backup check: there is no backup\n");
-        return 1;
-    }
     const backup_set_t *latest = &sets[n - 1];
     const char *tmp = getenv("TMPDIR");
     char *scratch = stoa_arena_sprintf(arena, "%s/stoa-backup-check.XXXXXX",
@@ -567,12 +577,8 @@ static int restore(const backup_t *b, const char *when)
     }
     backup_set_t *sets;
     size_t n;
-    if (load_sets(b, &sets, &n) != STOA_OK)
+    if (load_some_sets(b, "restore", &sets, &n) != STOA_OK)
         return 1;
-    if (n == 0) {
-        fprintf(stderr, "stoactl restore: there is no backup\n");
-        return 1;
-    }
     /* The latest backup that ended before the target: replay starts from
      * it. The stop time is rounded down to the second, so a target within
      * that second might precede the backup's consistent point. */

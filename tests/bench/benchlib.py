@@ -377,6 +377,17 @@ def start_wrk(stack, path, connections, seconds, **kw):
 
 def finish_wrk(handle, timeout=600):
     proc, out, path = handle
+    text = collect_wrk(proc, out, timeout)
+    result = parse_wrk(text)
+    if proc.returncode != 0 or result["requests_per_second"] is None:
+        raise SetupError(f"wrk failed on {path}: {text}")
+    result["output"] = text
+    return result
+
+
+def collect_wrk(proc, out, timeout):
+    """Waits up to timeout for a wrk run started on the file out (killing it
+    after that); its output, and out is closed."""
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -385,11 +396,7 @@ def finish_wrk(handle, timeout=600):
     out.seek(0)
     text = out.read()
     out.close()
-    result = parse_wrk(text)
-    if proc.returncode != 0 or result["requests_per_second"] is None:
-        raise SetupError(f"wrk failed on {path}: {text}")
-    result["output"] = text
-    return result
+    return text
 
 
 def interrupt_wrk(proc, out):
@@ -397,15 +404,7 @@ def interrupt_wrk(proc, out):
     and runs its done()); its output, and out is closed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    out.seek(0)
-    text = out.read()
-    out.close()
-    return text
+    return collect_wrk(proc, out, 30)
 
 
 def lua_string(s):

@@ -47,26 +47,28 @@ metric_sum() {
     curl -s --noproxy '*' --max-time 5 "http://$(addr "$1"):$METRICS_PORT/metrics" |
         awk -v name="$2" '$1 == name || index($1, name "{") == 1 { s += $NF } END { printf "%d\n", s }'
 }
+# Host $1's scrape into $WORK/metrics-$1.txt: it must answer, with a
+# gateway's stub_status in it.
+scrape_to_file() {
+    local code
+    code=$(curl -s --noproxy '*' --max-time 5 -o "$WORK/metrics-$1.txt" -w '%{http_code}' \
+        "http://$(addr "$1"):$METRICS_PORT/metrics") || true
+    [[ $code == 200 ]] || fail "$1: metrics on $(addr "$1"):$METRICS_PORT: $code"
+    grep -q '^stoa_nginx_up 1$' "$WORK/metrics-$1.txt" ||
+        fail "$1: the metrics lack a gateway's stub_status: $(grep stoa_nginx_up "$WORK/metrics-$1.txt")"
+}
 WORKERS=(worker1)
 GATEWAYS=(gw1 gw2)
 
 declare -A requests_before nginx_before
 for w in "${WORKERS[@]}"; do
-    code=$(curl -s --noproxy '*' --max-time 5 -o "$WORK/metrics-$w.txt" -w '%{http_code}' \
-        "http://$(addr "$w"):$METRICS_PORT/metrics") || true
-    [[ $code == 200 ]] || fail "$w: metrics on $(addr "$w"):$METRICS_PORT: $code"
-    grep -q '^stoa_nginx_up 1$' "$WORK/metrics-$w.txt" ||
-        fail "$w: the metrics lack a gateway's stub_status: $(grep stoa_nginx_up "$WORK/metrics-$w.txt")"
+    scrape_to_file "$w"
     requests_before[$w]=$(metric_sum "$w" stoa_http_requests_total)
     nginx_before[$w]=$(metric_sum "$w" stoa_nginx_http_requests_total)
 done
 declare -A verified_before
 for gw in "${GATEWAYS[@]}"; do
-    code=$(curl -s --noproxy '*' --max-time 5 -o "$WORK/metrics-$gw.txt" -w '%{http_code}' \
-        "http://$(addr "$gw"):$METRICS_PORT/metrics") || true
-    [[ $code == 200 ]] || fail "$gw: metrics on $(addr "$gw"):$METRICS_PORT: $code"
-    grep -q '^stoa_nginx_up 1$' "$WORK/metrics-$gw.txt" ||
-        fail "$gw: its metrics lack its stub_status: $(grep stoa_nginx_up "$WORK/metrics-$gw.txt")"
+    scrape_to_file "$gw"
     grep -q '^stoa_gateway_verifications_total{pool="gateway",' "$WORK/metrics-$gw.txt" ||
         fail "$gw: its metrics lack the gateway module's counters"
     if grep -q '^stoa_outbox_' "$WORK/metrics-$gw.txt"; then
