@@ -150,10 +150,8 @@ static int store(stoa_request_t *req, const stoa_ingest_batch_t *b)
     const char *params[2];
     claim_params(req->arena, b, params);
     stoa_db_result_t *claimed = NULL;
-    int rc = stoa_db_begin(db);
-    if (rc == STOA_OK)
-        rc = stoa_db_exec(db, req->arena, ANALYTICS_SQL(EVENTS_CLAIM), params,
-                          &claimed);
+    int rc = stoa_db_begin_exec(db, req->arena, ANALYTICS_SQL(EVENTS_CLAIM),
+                                params, &claimed);
     if (rc == STOA_OK && keep_fresh(req->arena, b, claimed) > 0)
         rc = stoa_db_copy_in(db,
                              "COPY analytics.events (" STOA_INGEST_COPY_COLUMNS

@@ -439,6 +439,35 @@ static int connect_attempt(stoa_db_t *db, int attempt, bool *idle)
     return rc;
 }
 
+/* Prepares statement idx on this connection if it is not yet. STOA_OK;
+ * *again: the connection broke before anything took effect and the caller
+ * may try once more (see may_retry); else the failure's status. */
+static int ensure_prepared(stoa_db_t *db, size_t idx,
+                           const stoa_db_statement_t *st, bool idle,
+                           bool *again)
+{
+    *again = false;
+    if (db->prepared[idx])
+        return STOA_OK;
+    PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
+    /* A PREPARE changes nothing but the connection it dies with. */
+    if (may_retry(db, pr, idle, true)) {
+        PQclear(pr);
+        *again = true;
+        return STOA_AGAIN;
+    }
+    int rc = check_result(db, pr);
+    PQclear(pr);
+    if (rc != STOA_OK) {
+        if (rc == STOA_ERROR)
+            stoa_log(STOA_LOG_CRIT, "prepare %s failed: %s", st->name,
+                     db->error);
+        return rc;
+    }
+    db->prepared[idx] = true;
+    return STOA_OK;
+}
+
 int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
                         const stoa_db_statement_t *st,
                         const char *const *params, const char *const *fields,
@@ -450,28 +479,15 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
         return STOA_AGAIN;
     size_t idx = statement_slot(db, st);
     for (int attempt = 0;; attempt++) {
-        bool idle;
+        bool idle, again;
         int rc = connect_attempt(db, attempt, &idle);
         if (rc != STOA_OK)
             return rc;
-        if (!db->prepared[idx]) {
-            PGresult *pr =
-                PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
-            /* A PREPARE changes nothing but the connection it dies with. */
-            if (may_retry(db, pr, idle, true)) {
-                PQclear(pr);
-                continue;
-            }
-            rc = check_result(db, pr);
-            PQclear(pr);
-            if (rc != STOA_OK) {
-                if (rc == STOA_ERROR)
-                    stoa_log(STOA_LOG_CRIT, "prepare %s failed: %s", st->name,
-                             db->error);
-                return rc;
-            }
-            db->prepared[idx] = true;
-        }
+        rc = ensure_prepared(db, idx, st, idle, &again);
+        if (again)
+            continue;
+        if (rc != STOA_OK)
+            return rc;
         PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, params,
                                        NULL, NULL, 0);
         if (may_retry(db, res, idle, db->reads[idx])) {
@@ -479,6 +495,85 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
             continue;
         }
         note_data_exception(db, res, st->nparams, params, fields);
+        return finish(db, arena, res, out);
+    }
+}
+
+/* The results of one pipelined query: its result (NULL when the pipeline
+ * broke before it), then the NULL that ends it. */
+static PGresult *pipeline_result(PGconn *conn)
+{
+    PGresult *res = PQgetResult(conn);
+    if (res) {
+        PGresult *end = PQgetResult(conn);
+        PQclear(end);
+    }
+    return res;
+}
+
+int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
+                       const stoa_db_statement_t *st, const char *const *params,
+                       stoa_db_result_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (!db)
+        return STOA_AGAIN;
+    size_t idx = statement_slot(db, st);
+    for (int attempt = 0;; attempt++) {
+        bool idle, again;
+        int rc = connect_attempt(db, attempt, &idle);
+        if (rc != STOA_OK)
+            return rc;
+        /* Only a fresh transaction: BEGIN inside one would warn and go on
+         * in the old one. */
+        STOA_ASSERT(PQtransactionStatus(db->conn) == PQTRANS_IDLE);
+        rc = ensure_prepared(db, idx, st, idle, &again);
+        if (again)
+            continue;
+        if (rc != STOA_OK)
+            return rc;
+        /* BEGIN and the statement leave in one write and are answered in
+         * one: a round trip less than stoa_db_begin and stoa_db_exec. The
+         * Sync after them ends the pipeline, not the transaction BEGIN
+         * opened. */
+        if (PQenterPipelineMode(db->conn) != 1 ||
+            PQsendQueryParams(db->conn, "BEGIN", 0, NULL, NULL, NULL, NULL,
+                              0) != 1 ||
+            PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL,
+                                NULL, 0) != 1 ||
+            PQpipelineSync(db->conn) != 1) {
+            set_error(db, NULL);
+            stoa_log(STOA_LOG_ERR, "postgres pipeline failed: %s", db->error);
+            drop(db);
+            if (attempt == 0 && idle)
+                continue;
+            return STOA_AGAIN;
+        }
+        PGresult *begun = pipeline_result(db->conn);
+        PGresult *res = begun ? pipeline_result(db->conn) : NULL;
+        PGresult *sync = res ? PQgetResult(db->conn) : NULL;
+        bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+        PQclear(sync);
+        if (synced)
+            PQexitPipelineMode(db->conn);
+        /* Nothing of a transaction that never committed took effect: a
+         * break anywhere in it may be tried once more, like BEGIN alone. */
+        int brc = check_result(db, begun);
+        PQclear(begun);
+        if (brc != STOA_OK || !synced) {
+            PQclear(res);
+            if (db->conn && !synced)
+                drop(db);
+            if (attempt == 0 && idle && !db->conn)
+                continue;
+            return brc != STOA_OK ? brc : STOA_AGAIN;
+        }
+        if (may_retry(db, res, idle, true)) {
+            PQclear(res);
+            continue;
+        }
+        note_data_exception(db, res, st->nparams, params, NULL);
         return finish(db, arena, res, out);
     }
 }

@@ -125,5 +125,31 @@ class IngestTest(SourceClientTestCase):
         self.assertEqual(self.db.count("SELECT 1 FROM analytics.events WHERE event = 'mix'"), 5)
 
 
+    def test_connections_lost_between_batches(self):
+        # Every pooled Postgres connection of the pools dies (a restart, a
+        # fail-over, an idle timeout upstream): the next batches open new
+        # ones and are stored, once each, without a 503.
+        ended = self.db.count(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'stoa'"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            " AND application_name <> 'psql'")
+        self.assertGreaterEqual(ended, 1)
+        c = self.client()
+        ids = [str(uuid.uuid4()) for _ in range(12)]
+        for at in range(0, 12, 2):
+            resp = self.send(c, [{"id": i, "event": "reconnect"} for i in ids[at:at + 2]])
+            self.assertEqual(resp.status, 202, resp.body)
+            self.assertEqual(resp.json, {"accepted": 2, "rejected": []})
+        self.assertEqual(self.stored(ids), 12)
+        # The same batch again after another loss: nothing stored twice.
+        self.db.count("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename ="
+                      " 'stoa' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                      " AND application_name <> 'psql'")
+        resp = self.send(c, [{"id": i, "event": "reconnect"} for i in ids])
+        self.assertEqual(resp.status, 202, resp.body)
+        self.assertEqual(self.db.count("SELECT 1 FROM analytics.events WHERE event = 'reconnect'"),
+                         12)
+
+
 if __name__ == "__main__":
     unittest.main()
