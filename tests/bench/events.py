@@ -19,8 +19,12 @@ claiming each id once is work the ingestion must do on top of the COPY,
 so it is counted against it, not given to the ceiling. Same run, same
 machine.
 
-Environment: BENCH_EVENT_ROWS (200000), BENCH_EVENT_DUPLICATES (0.1),
-BENCH_CONNECTIONS (8), BENCH_PROCESSES, BENCH_OUT, BENCH_STRICT.
+The whole is done BENCH_ROUNDS times, each round with fresh events and its
+own raw COPY right after its sends; the bar is judged on the median round.
+
+Environment: BENCH_EVENT_ROWS (200000 a round), BENCH_EVENT_DUPLICATES (0.1),
+BENCH_CONNECTIONS (8), BENCH_ROUNDS (3), BENCH_PROCESSES, BENCH_OUT,
+BENCH_STRICT.
 """
 
 import datetime
@@ -168,65 +172,84 @@ def send_wrk(stack, bodies, connections):
     return accepted, [0] * failed, last - first
 
 
+def raw_copy(stack, table, copy_text, distinct):
+    """Rows/s of psql's COPY of copy_text into a fresh table shaped like a
+    day partition."""
+    psql(stack, f"CREATE TABLE public.{table} (LIKE analytics.events INCLUDING DEFAULTS)")
+    psql(stack, f"CREATE INDEX ON public.{table} USING brin (ts)")
+    t0 = time.monotonic()
+    psql(stack, f"COPY public.{table} (id, ts, event, distinct_id, user_id,"
+                " properties) FROM STDIN", stdin=copy_text)
+    elapsed = time.monotonic() - t0
+    psql(stack, f"DROP TABLE public.{table}")
+    return distinct / elapsed if elapsed else 0
+
+
+def one_round(stack, report, n, rows, duplicates, connections):
+    """Sends a fresh set of events (batches of 100, then of 1000), then
+    copies its distinct rows raw. (ingestion rows/s, raw COPY rows/s,
+    rows/s by batch size)."""
+    b.note(f"round {n}: building {rows} events")
+    bodies, distinct, copy_text = build(rows, duplicates)
+    before = int(psql(stack, "SELECT count(*) FROM analytics.events"))
+    # Warm the pools' connections and plans.
+    warm_bodies = bodies[100][:connections] + bodies[1000][:1]
+    send_all(stack, warm_bodies, connections)
+    warm = sum(n for n, _ in warm_bodies)
+    accepted, failures, elapsed, by_size = 0, [], 0.0, {}
+    for size, todo in ((100, bodies[100][connections:]), (1000, bodies[1000][1:])):
+        b.note(f"round {n}: sending {len(todo)} batches of {size} over {connections} connections")
+        got, f, t = send_wrk(stack, todo, connections)
+        by_size[size] = got / t if t else 0
+        accepted, elapsed = accepted + got, elapsed + t
+        failures += f
+    stored = int(psql(stack, "SELECT count(*) FROM analytics.events")) - before
+    if failures:
+        report.problem(f"round {n}: {len(failures)} batches refused: {sorted(set(failures))}")
+    if accepted + warm != rows:
+        report.problem(f"round {n}: {accepted + warm} rows accepted of {rows}")
+    if stored != distinct:
+        report.problem(f"round {n}: {stored} rows stored for {distinct} distinct ids")
+    copy_rate = raw_copy(stack, f"bench_raw_{n}", copy_text, distinct)
+    return (accepted / elapsed if elapsed else 0), copy_rate, by_size
+
+
 def bench():
     rows = b.env_int("BENCH_EVENT_ROWS", 200000)
     duplicates = b.env_float("BENCH_EVENT_DUPLICATES", 0.1)
     connections = b.env_int("BENCH_CONNECTIONS", 8)
+    rounds = max(1, b.env_int("BENCH_ROUNDS", 3))
     with b.BenchStack() as stack:
         report = b.Report("event ingestion", {"rows": rows, "duplicates": duplicates,
-                                              "connections": connections})
+                                              "connections": connections, "rounds": rounds})
         digest = hashlib.sha256(KEY.encode()).hexdigest()
         psql(stack, "INSERT INTO admin.ingest_keys (name, prefix, key_hash) VALUES"
                     f" ('bench', 'stoa_ik_bench', '\\x{digest}'::bytea)")
-        b.note(f"building {rows} events")
-        bodies, distinct, copy_text = build(rows, duplicates)
-        # Warm the pools' connections and plans.
-        warm_bodies = bodies[100][:connections] + bodies[1000][:1]
-        send_all(stack, warm_bodies, connections)
-        warm = sum(n for n, _ in warm_bodies)
-        accepted, failures, elapsed, by_size = 0, [], 0.0, {}
-        for size, todo in ((100, bodies[100][connections:]), (1000, bodies[1000][1:])):
-            b.note(f"sending {len(todo)} batches of {size} over {connections} connections")
-            n, f, t = send_wrk(stack, todo, connections)
-            by_size[size] = n / t if t else 0
-            accepted, elapsed = accepted + n, elapsed + t
-            failures += f
-        rate = accepted / elapsed if elapsed else 0
+        results = []
+        for n in range(1, rounds + 1):
+            rate, copy_rate, by_size = one_round(stack, report, n, rows, duplicates,
+                                                 connections)
+            ratio = round(rate / copy_rate, 3) if copy_rate else None
+            results.append((ratio, rate, copy_rate, by_size))
+            report.figure(f"round {n}: raw COPY", round(copy_rate), "/s")
+            for size in (100, 1000):
+                report.figure(f"round {n}: batches of {size} through nginx",
+                              round(by_size[size]), "/s",
+                              ratio=round(by_size[size] / copy_rate, 3) if copy_rate else None)
+            report.figure(f"round {n}: both sizes", round(rate), "/s")
+            report.figure(f"round {n}: ingestion / raw COPY", ratio)
+        # Every distinct id once, over all the rounds.
         stored = int(psql(stack, "SELECT count(*) FROM analytics.events"))
         stored_ids = int(psql(stack, "SELECT count(DISTINCT id) FROM analytics.events"))
-
-        psql(stack, "CREATE TABLE public.bench_raw (LIKE analytics.events INCLUDING DEFAULTS)")
-        psql(stack, "CREATE INDEX ON public.bench_raw USING brin (ts)")
-        with tempfile.NamedTemporaryFile("w", delete=False, suffix=".copy") as f:
-            f.write(copy_text)
-            path = f.name
-        try:
-            t0 = time.monotonic()
-            with open(path) as src:
-                psql(stack, "COPY public.bench_raw (id, ts, event, distinct_id, user_id,"
-                            " properties) FROM STDIN", stdin=src.read())
-            copy_elapsed = time.monotonic() - t0
-        finally:
-            os.unlink(path)
-        copy_rate = distinct / copy_elapsed if copy_elapsed else 0
-
-        report.figure("raw COPY of the distinct rows", round(copy_rate), "/s")
-        for size in (100, 1000):
-            report.figure(f"rows accepted/s through nginx, batches of {size}",
-                          round(by_size[size]), "/s")
-            report.figure(f"batches of {size} / raw COPY",
-                          round(by_size[size] / copy_rate, 3) if copy_rate else None)
-        report.figure("rows accepted/s through nginx, both sizes", round(rate), "/s")
-        ratio = round(rate / copy_rate, 3) if copy_rate else None
-        report.figure("ingestion / raw COPY", ratio)
-        report.bar("ingestion / raw COPY", ratio, ">=", 0.5)
-        if failures:
-            report.problem(f"{len(failures)} batches refused: {sorted(set(failures))}")
-        if accepted + warm != rows:
-            report.problem(f"{accepted + warm} rows accepted of {rows}")
-        if stored != distinct or stored_ids != distinct:
-            report.problem(f"{stored} rows stored ({stored_ids} ids) for {distinct} distinct ids")
-        report.figure("stored once each", stored == distinct)
+        report.figure("stored once each", stored == stored_ids)
+        if stored != stored_ids:
+            report.problem(f"{stored} rows stored for {stored_ids} distinct ids")
+        # The median round by its ratio: one round is a few seconds, and a
+        # raw COPY of ~180k rows moves by a fifth from run to run here.
+        ratios = sorted(r[0] for r in results if r[0] is not None)
+        median = ratios[len(ratios) // 2] if ratios else None
+        report.figure("ingestion / raw COPY, median of the rounds", median)
+        report.bar("ingestion / raw COPY", median, ">=", 0.5)
         return report.finish()
 
 
