@@ -12,9 +12,13 @@ requests): a reader running flat out takes the cores the hashes need, and
 the ratio would then measure the read load, not the login path; their p99
 shows whether a login storm delays a read.
 
+The whole is done BENCH_ROUNDS (3) times, each round with its own raw
+rate right before its logins; the ratio bar is judged on the median round,
+the read p99 bar on the worst.
+
 Environment: BENCH_SECONDS (10), BENCH_PROCESSES (4), BENCH_LOGIN_CONNECTIONS
 (8), BENCH_ME_CONNECTIONS (4), BENCH_ME_PAUSE_MS (10), BENCH_HASH_THREADS
-(the number of cores), BENCH_OUT, BENCH_STRICT.
+(the number of cores), BENCH_ROUNDS (3), BENCH_OUT, BENCH_STRICT.
 """
 
 import os
@@ -95,46 +99,64 @@ def bench():
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
             f.write(paced_reads_script(me_pause_ms))
             me_script = f.name
+        rounds = max(1, b.env_int("BENCH_ROUNDS", 3))
+        results = []
         try:
-            b.note(f"raw Argon2id on {threads} threads for {seconds}s")
-            hashes = raw_hash_rate(memory, iterations, parallelism, threads, seconds)
             b.note("warm-up: 2s of logins")
             b.run_wrk(stack, "/v1/auth/login", min(login_conns, 4), 2, script=script)
-            b.note(f"logins ({login_conns} connections) with GET /v1/me "
-                   f"({me_conns} connections, {me_pause_ms} ms apart) meanwhile, {seconds}s")
-            me = b.start_wrk(stack, "/v1/me", me_conns, seconds, headers=[me_header],
-                             script=me_script)
-            login = b.run_wrk(stack, "/v1/auth/login", login_conns, seconds, script=script,
-                              timeout_s=10)
-            me = b.finish_wrk(me)
+            # Each round measures its own ceiling right before its logins:
+            # the raw rate here moves by a fifth from one run to the next.
+            for n in range(1, rounds + 1):
+                b.note(f"round {n}: raw Argon2id on {threads} threads for {seconds}s")
+                hashes = raw_hash_rate(memory, iterations, parallelism, threads, seconds)
+                b.note(f"round {n}: logins ({login_conns} connections) with GET /v1/me "
+                       f"({me_conns} connections, {me_pause_ms} ms apart) meanwhile, {seconds}s")
+                me = b.start_wrk(stack, "/v1/me", me_conns, seconds, headers=[me_header],
+                                 script=me_script)
+                login = b.run_wrk(stack, "/v1/auth/login", login_conns, seconds,
+                                  script=script, timeout_s=10)
+                me = b.finish_wrk(me)
+                results.append((hashes, login, me))
         finally:
             os.unlink(script)
             os.unlink(me_script)
-        # wrk's rate counts refusals too: only 200 answers are logins; a
-        # shed (503 + Retry-After) is the gate working, anything else fails.
-        counts = re.search(r"LOGINS ok=(\d+) shed=(\d+) other=(\d+)",
-                           login.get("output") or "")
-        ok, shed, other = map(int, counts.groups()) if counts else (0, 0, -1)
-        login_rate = ok / seconds
-        report.figure("raw Argon2id hashes/s (ceiling)", hashes, "/s")
-        report.figure("successful logins/s through nginx", login_rate, "/s")
-        report.figure("logins shed (503, Retry-After honoured)", shed)
-        report.figure("login p99", login["p99_ms"], "ms")
-        ratio = round(login_rate / hashes, 3) if hashes else None
-        report.figure("logins / raw hashes", ratio)
-        report.figure("GET /v1/me req/s meanwhile", me["requests_per_second"], "/s")
-        report.figure("GET /v1/me p99 meanwhile", me["p99_ms"], "ms")
-        report.bar("logins/s >= 0.85 of raw Argon2id hashes/s", ratio, ">=", 0.85)
-        report.bar("GET /v1/me p99 during the logins (ms)", me["p99_ms"], "<=", 50)
-        if other:
-            report.problem(f"login: {other} answers neither 200 nor 503"
-                           if other > 0 else "login: no answer counts from wrk")
-        login["non_2xx"] = 0  # the sheds, counted above
-        for p in b.wrk_problems("login", login) + b.wrk_problems("/v1/me", me):
-            report.problem(p)
-        report.data = {"login": {k: v for k, v in login.items() if k != "output"},
-                       "me": {k: v for k, v in me.items() if k != "output"},
-                       "raw_hashes_per_second": hashes}
+        ratios, me_p99s = [], []
+        for n, (hashes, login, me) in enumerate(results, 1):
+            # wrk's rate counts refusals too: only 200 answers are logins; a
+            # shed (503 + Retry-After) is the gate working, anything else fails.
+            counts = re.search(r"LOGINS ok=(\d+) shed=(\d+) other=(\d+)",
+                               login.get("output") or "")
+            ok, shed, other = map(int, counts.groups()) if counts else (0, 0, -1)
+            login_rate = ok / seconds
+            ratio = round(login_rate / hashes, 3) if hashes else None
+            report.figure(f"round {n}: raw Argon2id hashes/s (ceiling)", hashes, "/s")
+            report.figure(f"round {n}: successful logins/s through nginx", login_rate, "/s")
+            report.figure(f"round {n}: logins shed (503, Retry-After honoured)", shed)
+            report.figure(f"round {n}: login p99", login["p99_ms"], "ms")
+            report.figure(f"round {n}: logins / raw hashes", ratio)
+            report.figure(f"round {n}: GET /v1/me req/s meanwhile",
+                          me["requests_per_second"], "/s")
+            report.figure(f"round {n}: GET /v1/me p99 meanwhile", me["p99_ms"], "ms")
+            if ratio is not None:
+                ratios.append(ratio)
+            me_p99s.append(me["p99_ms"])
+            if other:
+                report.problem(f"round {n}: login: {other} answers neither 200 nor 503"
+                               if other > 0 else f"round {n}: login: no answer counts from wrk")
+            login["non_2xx"] = 0  # the sheds, counted above
+            for p in b.wrk_problems("login", login) + b.wrk_problems("/v1/me", me):
+                report.problem(f"round {n}: {p}")
+        ratios.sort()
+        median = ratios[len(ratios) // 2] if ratios else None
+        worst_p99 = max(me_p99s) if me_p99s and None not in me_p99s else None
+        report.figure("logins / raw hashes, median of the rounds", median)
+        report.figure("GET /v1/me p99 meanwhile, worst round", worst_p99, "ms")
+        report.bar("logins/s >= 0.85 of raw Argon2id hashes/s", median, ">=", 0.85)
+        report.bar("GET /v1/me p99 during the logins (ms)", worst_p99, "<=", 50)
+        report.data = {"rounds": [{"raw_hashes_per_second": h,
+                                   "login": {k: v for k, v in lg.items() if k != "output"},
+                                   "me": {k: v for k, v in m.items() if k != "output"}}
+                                  for h, lg, m in results]}
         return report.finish()
 
 
