@@ -555,8 +555,9 @@ int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
         PGresult *sync = res ? PQgetResult(db->conn) : NULL;
         bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
         PQclear(sync);
-        if (synced)
-            PQexitPipelineMode(db->conn);
+        /* A connection left in pipeline mode would refuse the next plain
+         * statement: one that cannot leave it is dropped below. */
+        synced = synced && PQexitPipelineMode(db->conn) == 1;
         /* Nothing of a transaction that never committed took effect: a
          * break anywhere in it may be tried once more, like BEGIN alone. */
         int brc = check_result(db, begun);
