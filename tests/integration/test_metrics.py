@@ -133,6 +133,21 @@ class MetricsTest(StackTestCase):
         self.assertEqual(r.status, 200, repr(r))
         return r.json["access_token"]
 
+    def scrape_when(self, done, timeout=5):
+        """The first scrape (text, parsed) for which done(parsed) holds, or
+        the last one after timeout. A pool counts a request once its answer
+        is out (its duration covers the send), so a scrape right after the
+        last answer can come a moment before the count."""
+        last = None
+
+        def attempt():
+            nonlocal last
+            text = self.scrape_text()
+            last = (text, parse_exposition(text))
+            return done(last[1])
+        wait_until(attempt, timeout)
+        return last
+
     def test_counts_by_route_pattern_and_status_class(self):
         self.wait_metrics_up()
         token = self.login()
@@ -148,19 +163,9 @@ class MetricsTest(StackTestCase):
             self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
         hz = dict(pool="auth", method="GET", route="/v1/auth/healthz")
         want_hz = (value(before, "stoa_http_requests_total", status="2xx", **hz) or 0) + 5
-        # A request is counted once its answer is out (its duration covers
-        # the send), so the client can scrape a moment before the handler
-        # thread has counted its last request.
-        def counted():
-            text = self.scrape_text()
-            after = parse_exposition(text)
-            done = (value(after, "stoa_http_requests_total", status="4xx", **route) == was_4xx + 3
-                    and (value(after, "stoa_http_requests_total", status="2xx", **hz) or 0)
-                    >= want_hz)
-            return (text, after) if done else None
-        got, _ = wait_until(counted, 5)
-        text, after = got if got else (self.scrape_text(), None)
-        after = after or parse_exposition(text)
+        text, after = self.scrape_when(lambda m: (
+            value(m, "stoa_http_requests_total", status="4xx", **route) == was_4xx + 3
+            and (value(m, "stoa_http_requests_total", status="2xx", **hz) or 0) >= want_hz))
         self.assertEqual(value(after, "stoa_http_requests_total", status="4xx", **route),
                          was_4xx + 3)
         # The pattern labels the series; the ids of the paths never show.
@@ -218,7 +223,9 @@ class MetricsTest(StackTestCase):
         self.assertTrue(seen_restart, "the restart was not counted")
         for _ in range(4):
             self.assertEqual(self.stack.client.request("GET", "/v1/auth/healthz").status, 200)
-        self.assertGreaterEqual(value(self.scrape(), "stoa_http_requests_total", pool="auth"), total + 4)
+        _, after = self.scrape_when(
+            lambda m: (value(m, "stoa_http_requests_total", pool="auth") or 0) >= total + 4)
+        self.assertGreaterEqual(value(after, "stoa_http_requests_total", pool="auth"), total + 4)
 
     def test_stripe_webhooks_and_their_lag(self):
         self.wait_metrics_up()
@@ -235,7 +242,8 @@ class MetricsTest(StackTestCase):
                           created=created, event_id=event_id)
         self.assertEqual(r.status, 200, repr(r))
         self.assertEqual(hooks.post(b"{}", "t=1,v1=00").status, 400)
-        after = self.scrape()
+        _, after = self.scrape_when(
+            lambda m: got(m, "received") >= got(before, "received") + 2)
         self.assertEqual(got(after, "received"), got(before, "received") + 2)
         self.assertEqual(got(after, "duplicate"), got(before, "duplicate") + 1)
         self.assertEqual(got(after, "failed"), got(before, "failed") + 1)
