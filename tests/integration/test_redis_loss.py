@@ -87,6 +87,10 @@ class RedisLossTest(SourceClientTestCase):
         self.assert_ok_json(c.request("GET", "/v1/admin/users?limit=1", token=finance))
         done = self.stoactl("user", "set-role", "--email", finance_email, "--role", "client")
         self.assertEqual(done.returncode, 0, done.stderr)
+        # Each handler thread keeps a check's answer up to
+        # STOA_REVOKE_CACHE_MS (1 s): a thread that found one of these
+        # tokens live before its revocation may say so until then.
+        revoked_at = time.monotonic()
 
         def refused_all():
             answers = []
@@ -105,6 +109,7 @@ class RedisLossTest(SourceClientTestCase):
 
         ok, _ = wait_until(lambda: all(r.status == 401 for r in refused_all()), 3.0, interval=0.1)
         self.assertTrue(ok, [repr(r) for r in refused_all()])
+        time.sleep(max(0.0, revoked_at + 1.1 - time.monotonic()))
         assert_state("before the loss")
         self.assertEqual(self.redis_cli("EXISTS", "rv:synced").stdout.strip(), "1",
                          "the markers were in sync before the loss")
