@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "analytics.h"
+#include "stoa/crypto.h"
 #include "stoa/ingest.h"
 #include "stoa/log.h"
 #include "stoa/revoke.h"
@@ -49,26 +50,72 @@ static int check_sender(stoa_request_t *req)
     return rc;
 }
 
-/* The parameters of EVENTS_CLAIM: the client-given ids, and one time in
- * each hour the batch's events fall in. Postgres array literals: uuids
- * and our timestamps need no quoting. */
-static void claim_params(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
-                         const char *params[2])
+/* Postgres' binary format of a one-dimensional uuid[] (array_recv): its
+ * header, then each element as a length and 16 bytes, big-endian. Sent
+ * so, a batch's ids cost Postgres no text parsing (array_in and uuid_in
+ * were a sixth of the claim's time). */
+#define UUID_OID 2950
+#define UUID_ARRAY_HEADER 20
+#define UUID_ARRAY_ITEM (4 + 16)
+
+static unsigned char *put_be32(unsigned char *p, uint32_t v)
 {
-    stoa_buf_t ids, hours;
-    stoa_buf_init(&ids);
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+    return p + 4;
+}
+
+/* The client-given ids of the batch's rows (checked uuids, lower case). */
+static char *uuid_array(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
+                        int *len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->accepted; i++)
+        n += b->row[i].id_given;
+    unsigned char *out =
+        stoa_arena_alloc(arena, UUID_ARRAY_HEADER + n * UUID_ARRAY_ITEM);
+    unsigned char *p = out;
+    /* No element: zero dimensions, which is how Postgres sends '{}'. */
+    p = put_be32(p, n ? 1 : 0);
+    p = put_be32(p, 0); /* no NULLs */
+    p = put_be32(p, UUID_OID);
+    if (n) {
+        p = put_be32(p, (uint32_t)n);
+        p = put_be32(p, 1); /* lower bound */
+    }
+    for (size_t i = 0; i < b->accepted; i++) {
+        const stoa_ingest_row_t *r = &b->row[i];
+        if (!r->id_given)
+            continue;
+        p = put_be32(p, 16);
+        const char *h = r->id;
+        for (int k = 0; k < 16; k++) {
+            if (*h == '-')
+                h++;
+            *p++ = (unsigned char)(stoa_hex_digit(h[0]) << 4 |
+                                   stoa_hex_digit(h[1]));
+            h += 2;
+        }
+    }
+    *len = (int)(p - out);
+    return (char *)out;
+}
+
+/* The parameters of EVENTS_CLAIM: the client-given ids (binary, above),
+ * and one time in each hour the batch's events fall in (a Postgres array
+ * literal: our timestamps need no quoting). */
+static void claim_params(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
+                         const char *params[2], int lengths[2])
+{
+    stoa_buf_t hours;
     stoa_buf_init(&hours);
-    stoa_buf_append(&ids, "{", 1);
     stoa_buf_append(&hours, "{", 1);
     int64_t *seen = stoa_arena_alloc(arena, b->accepted * sizeof(*seen));
     size_t nseen = 0;
     for (size_t i = 0; i < b->accepted; i++) {
         const stoa_ingest_row_t *r = &b->row[i];
-        if (r->id_given) {
-            if (ids.len > 1)
-                stoa_buf_append(&ids, ",", 1);
-            stoa_buf_append(&ids, r->id, STOA_UUID_STR_LEN);
-        }
         /* Floor division: an hour before 1970 is still one hour. A batch
          * spans a few hours: the linear search stays short. */
         int64_t hour = r->ts_us / 3600000000LL - (r->ts_us % 3600000000LL < 0);
@@ -84,11 +131,10 @@ static void claim_params(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
         stoa_buf_puts(&hours, r->ts);
         stoa_buf_append(&hours, "\"", 1);
     }
-    stoa_buf_append(&ids, "}", 1);
     stoa_buf_append(&hours, "}", 1);
-    params[0] = stoa_arena_strdup(arena, ids.data);
+    params[0] = uuid_array(arena, b, &lengths[0]);
     params[1] = stoa_arena_strdup(arena, hours.data);
-    stoa_buf_free(&ids);
+    lengths[1] = 0;
     stoa_buf_free(&hours);
 }
 
@@ -148,10 +194,12 @@ static int store(stoa_request_t *req, const stoa_ingest_batch_t *b)
 {
     stoa_db_t *db = stoa_request_db(req);
     const char *params[2];
-    claim_params(req->arena, b, params);
+    int lengths[2];
+    static const int formats[2] = {1, 0};
+    claim_params(req->arena, b, params, lengths);
     stoa_db_result_t *claimed = NULL;
     int rc = stoa_db_begin_exec(db, req->arena, ANALYTICS_SQL(EVENTS_CLAIM),
-                                params, &claimed);
+                                params, lengths, formats, &claimed);
     if (rc == STOA_OK && keep_fresh(req->arena, b, claimed) > 0)
         rc = stoa_db_copy_in(db,
                              "COPY analytics.events (" STOA_INGEST_COPY_COLUMNS

@@ -513,6 +513,7 @@ static PGresult *pipeline_result(PGconn *conn)
 
 int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
                        const stoa_db_statement_t *st, const char *const *params,
+                       const int *lengths, const int *formats,
                        stoa_db_result_t **out)
 {
     if (out)
@@ -540,8 +541,8 @@ int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
         if (PQenterPipelineMode(db->conn) != 1 ||
             PQsendQueryParams(db->conn, "BEGIN", 0, NULL, NULL, NULL, NULL,
                               0) != 1 ||
-            PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL,
-                                NULL, 0) != 1 ||
+            PQsendQueryPrepared(db->conn, st->name, st->nparams, params,
+                                lengths, formats, 0) != 1 ||
             PQpipelineSync(db->conn) != 1) {
             set_error(db, NULL);
             stoa_log(STOA_LOG_ERR, "postgres pipeline failed: %s", db->error);

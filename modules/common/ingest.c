@@ -145,10 +145,42 @@ typedef struct {
     int64_t ts_us;
     const char *name;
     const char *distinct_id;
+    const char *props; /* JSON text, props_len bytes (not terminated) */
+    size_t props_len;
 } item_t;
 
+/* True when text holds a backslash followed by u (a \u escape, or a
+ * false alarm after an escaped backslash: either way the slow path). */
+static bool has_u_escape(const char *text, size_t len)
+{
+    for (const char *p = text, *end = text + len;
+         (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++)
+        if (p + 1 < end && p[1] == 'u')
+            return true;
+    return false;
+}
+
+/* The properties' JSON text for the row: as the client wrote it when
+ * that is safe to hand to Postgres as is, else written again from the
+ * parsed tree. The body's text passed the parser and the strict UTF-8
+ * check; what jsonb could still refuse in it is a \u escape (a lone
+ * surrogate; \u0000 never gets this far), so a text with one is written
+ * again (the writer emits the decoded characters). False when the tree
+ * cannot be written. */
+static bool properties_text(const stoa_json_t *p, stoa_jw_t *w,
+                            stoa_buf_t *props, const char **text, size_t *len)
+{
+    if (stoa_json_source(p, text, len) && !has_u_escape(*text, *len))
+        return true;
+    stoa_jw_reset(w, props);
+    stoa_jw_value(w, p);
+    *text = props->data;
+    *len = props->len;
+    return stoa_jw_ok(w);
+}
+
 /* NULL when the item is good (its fields in *it, its properties' JSON
- * text in props), else the rejection code. */
+ * text in it->props), else the rejection code. */
 static const char *check_item(const stoa_json_t *v,
                               const stoa_ingest_opts_t *opts, item_t *it,
                               stoa_jw_t *w, stoa_buf_t *props)
@@ -187,15 +219,11 @@ static const char *check_item(const stoa_json_t *v,
     stoa_buf_reset(props);
     if (p && !stoa_json_is_object(p))
         return "invalid_properties";
-    if (p) {
-        stoa_jw_reset(w, props);
-        stoa_jw_value(w, p);
-        if (!stoa_jw_ok(w))
-            return "invalid_properties";
-    } else {
-        stoa_buf_puts(props, "{}");
-    }
-    size_t size = strlen(it->name) + props->len +
+    it->props = "{}";
+    it->props_len = 2;
+    if (p && !properties_text(p, w, props, &it->props, &it->props_len))
+        return "invalid_properties";
+    size_t size = strlen(it->name) + it->props_len +
                   (it->distinct_id ? strlen(it->distinct_id) : 0);
     if (size > STOA_INGEST_MAX_EVENT_BYTES)
         return "too_large";
@@ -270,7 +298,7 @@ stoa_ingest_verdict_t stoa_ingest_batch(stoa_arena_t *arena,
         else
             stoa_buf_append(r, "\\N", 2);
         stoa_buf_append(r, "\t", 1);
-        stoa_db_copy_escape(r, props.data, props.len);
+        stoa_db_copy_escape(r, it.props, it.props_len);
         stoa_buf_append(r, "\n", 1);
         row->len = r->len - row->offset;
         out->accepted++;

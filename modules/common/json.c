@@ -40,6 +40,10 @@ struct stoa_json_s {
         struct {
             stoa_json_t **items; /* members or elements, in text order */
             size_t len;
+            /* The container's text as written, from its opening bracket
+             * to its closing one; src NULL when not known. */
+            const char *src;
+            size_t src_len;
         } container;
     } u;
 };
@@ -49,35 +53,55 @@ struct stoa_json_s {
  * outside strings; yajl would refuse them too, this says why) and refuses
  * an escaped NUL (\u0000), which the NUL-terminated accessors would
  * silently cut at. */
+/* What prescan looks for, outside strings and inside them; every other
+ * byte is skipped by one table look-up (the pass runs over every byte of
+ * every body). */
+enum { PS_NONE, PS_QUOTE, PS_BACKSLASH, PS_OPEN, PS_CLOSE, PS_SLASH };
+
+static const unsigned char prescan_class[256] = {
+    ['"'] = PS_QUOTE, ['\\'] = PS_BACKSLASH, ['['] = PS_OPEN,  ['{'] = PS_OPEN,
+    [']'] = PS_CLOSE, ['}'] = PS_CLOSE,      ['/'] = PS_SLASH,
+};
+
 static const char *prescan(const char *text, size_t len, int max_depth)
 {
+    const unsigned char *p = (const unsigned char *)text;
     int depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (in_string) {
-            if (c == '\\') {
-                if (i + 5 < len && text[i + 1] == 'u' &&
-                    memcmp(text + i + 2, "0000", 4) == 0)
+    size_t i = 0;
+    for (;;) {
+        while (i < len && prescan_class[p[i]] == PS_NONE)
+            i++;
+        if (i == len)
+            return NULL;
+        switch (prescan_class[p[i++]]) {
+        case PS_QUOTE:
+            /* A string: only a quote or a backslash matters in it. */
+            for (;;) {
+                while (i < len && p[i] != '"' && p[i] != '\\')
+                    i++;
+                if (i == len)
+                    return NULL; /* unterminated: yajl says so */
+                if (p[i++] == '"')
+                    break;
+                if (i + 4 < len && p[i] == 'u' &&
+                    memcmp(text + i + 1, "0000", 4) == 0)
                     return "escaped NUL in a string";
-                i++;
-            } else if (c == '"') {
-                in_string = false;
+                i++; /* the escaped character */
             }
-            continue;
-        }
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
+            break;
+        case PS_OPEN:
             if (++depth > max_depth)
                 return "too deep";
-        } else if (c == ']' || c == '}') {
+            break;
+        case PS_CLOSE:
             depth--;
-        } else if (c == '/') {
+            break;
+        case PS_SLASH:
             return "comments are not JSON";
+        default: /* a backslash outside a string: yajl refuses it */
+            break;
         }
     }
-    return NULL;
 }
 
 /* An open container while its children are parsed: they wait on the
@@ -108,6 +132,9 @@ typedef struct {
     const char *key; /* the key of the member whose value comes next */
     stoa_json_t *root;
     bool bad_utf8; /* a decoded escape was not UTF-8 (a lone surrogate) */
+    /* The parser, for its offset in the text when a container opens or
+     * closes (yajl has just lexed the bracket when it calls back). */
+    yajl_handle h;
 } builder_t;
 
 /* Grows one of the builder's stacks inside the arena: the old copy is
@@ -240,6 +267,13 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t len)
 static int container_open(builder_t *b, enum node_type type)
 {
     stoa_json_t *n = node_add(b, type);
+    /* Where the opening bracket is; kept only when the offset points at
+     * it, so a parser that reported offsets otherwise would leave the
+     * source unknown, never wrong. */
+    size_t at = b->h ? yajl_get_bytes_consumed(b->h) : 0;
+    if (at >= 1 && at <= b->len &&
+        b->text[at - 1] == (type == NODE_OBJECT ? '{' : '['))
+        n->u.container.src = b->text + at - 1;
     if (b->nopen == b->open_cap)
         b->open = stack_grow(b->arena, b->open, &b->open_cap, b->nopen,
                              sizeof(*b->open));
@@ -260,6 +294,14 @@ static int container_close(void *ctx)
     }
     o.node->u.container.len = len;
     b->npending = o.first;
+    const char *src = o.node->u.container.src;
+    size_t end = b->h ? yajl_get_bytes_consumed(b->h) : 0;
+    char close = o.node->type == NODE_OBJECT ? '}' : ']';
+    if (src && end <= b->len && b->text + end > src + 1 &&
+        b->text[end - 1] == close)
+        o.node->u.container.src_len = (size_t)(b->text + end - src);
+    else
+        o.node->u.container.src = NULL;
     return 1;
 }
 
@@ -376,6 +418,7 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
     yajl_handle h = yajl_alloc(&build_callbacks, &funcs, &b);
     if (!h)
         stoa_assert_fail("yajl_alloc", __FILE__, __LINE__);
+    b.h = h;
     why = yajl_run(h, text, len, arena);
     yajl_free(h);
     if (why) {
@@ -455,6 +498,16 @@ const stoa_json_t *stoa_json_at(const stoa_json_t *v, size_t i)
         i >= v->u.container.len)
         return NULL;
     return v->u.container.items[i];
+}
+
+bool stoa_json_source(const stoa_json_t *v, const char **text, size_t *len)
+{
+    if (!v || (v->type != NODE_OBJECT && v->type != NODE_ARRAY) ||
+        !v->u.container.src)
+        return false;
+    *text = v->u.container.src;
+    *len = v->u.container.src_len;
+    return true;
 }
 
 const char *stoa_json_string(const stoa_json_t *v)

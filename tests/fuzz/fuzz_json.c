@@ -4,7 +4,10 @@
  * than the cap; re-emitting it through the accessors and the writer gives
  * text that parses again and re-emits identically; the same text spliced
  * with stoa_jw_raw is unchanged; every string escaped with
- * stoa_buf_json_escape parses back to itself. */
+ * stoa_buf_json_escape parses back to itself; every object and array
+ * knows its source text, which runs from its opening bracket to its
+ * closing one and parses alone to a container of the same kind and
+ * length. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,26 @@ static void check_escape(stoa_arena_t *arena, const char *s)
     stoa_buf_free(&b);
 }
 
+static void check_source(stoa_arena_t *arena, const stoa_json_t *v)
+{
+    const char *src;
+    size_t len;
+    if (!stoa_json_source(v, &src, &len))
+        abort();
+    bool object = stoa_json_is_object(v);
+    if (len < 2 || src[0] != (object ? '{' : '[') ||
+        src[len - 1] != (object ? '}' : ']'))
+        abort();
+    char *copy = stoa_arena_strndup(arena, src, len);
+    stoa_json_t *again;
+    char err[128];
+    if (stoa_json_parse(arena, copy, len, STOA_JSON_MAX_DEPTH, &again, err,
+                        sizeof(err)) != STOA_OK ||
+        stoa_json_is_object(again) != object ||
+        stoa_json_len(again) != stoa_json_len(v))
+        abort();
+}
+
 /* Writes v through the public accessors. Non-integer numbers have no
  * accessor for their text, so they are written as null: the output is
  * still a fixed point of parse + emit. */
@@ -41,6 +64,7 @@ static void emit(stoa_arena_t *arena, stoa_jw_t *w, const stoa_json_t *v,
     if (stoa_json_is_object(v) || stoa_json_is_array(v)) {
         if (depth >= STOA_JSON_MAX_DEPTH)
             abort(); /* the parser let a too deep document through */
+        check_source(arena, v);
     }
     int64_t i;
     bool b;

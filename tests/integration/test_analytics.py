@@ -183,6 +183,39 @@ class AnalyticsTest(SourceClientTestCase):
         self.assertEqual(self.assert_ok_json(self.send(c, again, token=t), 202)["accepted"], 5)
         self.assertEqual(self.stored(ids), 5)
 
+    def test_03b_properties_stored_as_sent(self):
+        """Properties reach jsonb as the client wrote them: whitespace,
+        nesting, every escape (\\u ones included) and characters beyond
+        ASCII; a batch without ids, and one mixing given and missing ids,
+        store every row."""
+        c = self.client()
+        key = self.new_key(c, self.token(c, self.admin_email), "props")["key"]
+        ids = [str(uuid.uuid4()) for _ in range(3)]
+        body = ('{"events": [\n'
+                ' {"id": "%s", "event": "props", "properties": { "a" : [1, 2.5e3, -0,'
+                ' {"b": "q\\"\\\\\\/\\t\\n}]"}], "n": null, "t": true } },\n'
+                ' {"id": "%s", "event": "props", "properties": {"u": "\\u00e9\\ud83d\\ude00",'
+                ' "raw": "\u00e9\U0001F600", "bs": "\\\\u"}},\n'
+                ' {"id": "%s", "event": "props", "properties": {}},\n'
+                ' {"event": "props", "properties": {"k": "no id"}}\n'
+                ']}') % tuple(ids)
+        sent = json.loads(body)["events"]
+        resp = self.send(c, body.encode(), key=key)
+        self.assertEqual(self.assert_ok_json(resp, 202), {"accepted": 4, "rejected": []})
+        for item in sent[:3]:
+            got = self.db.value("SELECT properties FROM analytics.events WHERE id = :'id'",
+                                id=item["id"])
+            self.assertEqual(got, item["properties"])
+        self.assertEqual(self.db.count(
+            "SELECT 1 FROM analytics.events WHERE event = 'props'"
+            " AND properties = '{\"k\": \"no id\"}'::jsonb"), 1)
+        # No id at all in the batch: nothing to claim, every row stored.
+        marker = str(uuid.uuid4())
+        resp = self.send(c, [{"event": "props.noid", "properties": {"m": marker}}] * 3, key=key)
+        self.assertEqual(self.assert_ok_json(resp, 202)["accepted"], 3)
+        self.assertEqual(self.db.count(
+            "SELECT 1 FROM analytics.events WHERE properties->>'m' = :'m'", m=marker), 3)
+
     def test_04_concurrent_batches_with_the_same_ids(self):
         t = self.token(self.client(), self.user_email)
         for _ in range(3):

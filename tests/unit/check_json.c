@@ -1043,6 +1043,45 @@ START_TEST(regression_writer_survives_calls_after_unbalanced_close)
 }
 END_TEST
 
+/* Objects and arrays know their text as written: brackets included,
+ * whitespace kept, brackets inside strings not taken for theirs. */
+static void assert_source(const stoa_json_t *v, const char *want)
+{
+    const char *text;
+    size_t len;
+    ck_assert(stoa_json_source(v, &text, &len));
+    ck_assert_uint_eq(len, strlen(want));
+    ck_assert(memcmp(text, want, len) == 0);
+}
+
+START_TEST(containers_keep_their_source)
+{
+    const char *text = " { \"a\" : {\"b\" : [1, 2, {\"s\":\"}]{[\\\"\"}]} ,"
+                       "\"c\":[ ],\"d\":{},\"e\":\"x\"}\n";
+    const stoa_json_t *v = parse_ok(text);
+    const char *open = strchr(text, '{'), *close = strrchr(text, '}');
+    char *whole = stoa_arena_strndup(arena, open, (size_t)(close - open) + 1);
+    assert_source(v, whole);
+    const stoa_json_t *a = stoa_json_get(v, "a");
+    assert_source(a, "{\"b\" : [1, 2, {\"s\":\"}]{[\\\"\"}]}");
+    const stoa_json_t *b = stoa_json_get(a, "b");
+    assert_source(b, "[1, 2, {\"s\":\"}]{[\\\"\"}]");
+    assert_source(stoa_json_at(b, 2), "{\"s\":\"}]{[\\\"\"}");
+    assert_source(stoa_json_get(v, "c"), "[ ]");
+    assert_source(stoa_json_get(v, "d"), "{}");
+    /* Scalars have none. */
+    const char *src;
+    size_t len;
+    ck_assert(!stoa_json_source(stoa_json_get(v, "e"), &src, &len));
+    ck_assert(!stoa_json_source(stoa_json_at(b, 0), &src, &len));
+    ck_assert(!stoa_json_source(NULL, &src, &len));
+    /* Siblings in an array of objects, each its own. */
+    v = parse_ok("[{\"x\":1},{\"y\":[2]}]");
+    assert_source(stoa_json_at(v, 0), "{\"x\":1}");
+    assert_source(stoa_json_at(v, 1), "{\"y\":[2]}");
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -1062,7 +1101,8 @@ static Suite *json_suite(void)
               duplicate_keys_all_kept_in_order, integer_min_is_an_integer,
               escaped_keys_and_long_escaped_strings, many_scalars_every_index,
               lone_surrogate_escapes_refused, parse_error_messages,
-              value_reemits_number_text, parse_again_after_reset);
+              value_reemits_number_text, parse_again_after_reset,
+              containers_keep_their_source);
 
     TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array,
               writer_appends_to_existing_content, writer_escapes_strings,

@@ -134,10 +134,14 @@ void stoa_db_copy_escape(stoa_buf_t *out, const char *s, size_t len);
 
 /* BEGIN and st in one round trip: a transaction whose first statement is
  * st, as stoa_db_begin then stoa_db_exec, open on STOA_OK (and after a
- * failed st: roll it back). The connection must be outside a transaction. */
+ * failed st: roll it back). The connection must be outside a transaction.
+ * lengths and formats are libpq's: formats[i] 1 sends params[i] as
+ * lengths[i] bytes of Postgres' binary format for its type, 0 as text;
+ * both NULL: every parameter is text. */
 STOA_MUSTCHECK int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
                                       const stoa_db_statement_t *st,
                                       const char *const *params,
+                                      const int *lengths, const int *formats,
                                       stoa_db_result_t **out);
 STOA_MUSTCHECK int stoa_db_begin(stoa_db_t *db);
 STOA_MUSTCHECK int stoa_db_commit(stoa_db_t *db);

@@ -35,6 +35,10 @@ const stoa_json_t *stoa_json_get(const stoa_json_t *v, const char *key);
 size_t stoa_json_len(const stoa_json_t *v);
 const char *stoa_json_key_at(const stoa_json_t *v, size_t i);
 const stoa_json_t *stoa_json_at(const stoa_json_t *v, size_t i);
+/* An object's or array's text as it came in the parsed body, brackets
+ * included (valid JSON: the parser checked it; whitespace and escapes as
+ * written): false when v is neither or its source is not known. */
+bool stoa_json_source(const stoa_json_t *v, const char **text, size_t *len);
 
 /* Typed reads: NULL/false when the type does not match. */
 const char *stoa_json_string(const stoa_json_t *v);
