@@ -187,9 +187,11 @@ static size_t keep_fresh(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
 }
 
 /* Claims the ids and marks the hours, then copies the fresh rows straight
- * into their day partitions: one transaction, so a batch is stored whole
- * or not at all, and a concurrent batch with one of its ids waits on the
- * claim until this one ends. */
+ * into their day partitions and commits in the copy's own query: one
+ * transaction in three round trips (BEGIN with the claim, the copy's
+ * start, its rows with the COMMIT), so a batch is stored whole or not at
+ * all, and a concurrent batch with one of its ids waits on the claim
+ * until this one ends. */
 static int store(stoa_request_t *req, const stoa_ingest_batch_t *b)
 {
     stoa_db_t *db = stoa_request_db(req);
@@ -201,11 +203,12 @@ static int store(stoa_request_t *req, const stoa_ingest_batch_t *b)
     int rc = stoa_db_begin_exec(db, req->arena, ANALYTICS_SQL(EVENTS_CLAIM),
                                 params, lengths, formats, &claimed);
     if (rc == STOA_OK && keep_fresh(req->arena, b, claimed) > 0)
-        rc = stoa_db_copy_in(db,
-                             "COPY analytics.events (" STOA_INGEST_COPY_COLUMNS
-                             ") FROM STDIN",
-                             b->rows->data, b->rows->len, NULL);
-    if (rc == STOA_OK)
+        rc = stoa_db_copy_in_commit(
+            db,
+            "COPY analytics.events (" STOA_INGEST_COPY_COLUMNS
+            ") FROM STDIN; COMMIT",
+            b->rows->data, b->rows->len, NULL);
+    else if (rc == STOA_OK)
         rc = stoa_db_commit(db);
     if (rc != STOA_OK) {
         /* 23514: no partition for a row. Partitions are made a week

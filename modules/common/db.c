@@ -612,15 +612,20 @@ int stoa_db_script(stoa_db_t *db, const char *sql)
     return finish(db, NULL, res, NULL);
 }
 
-int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
-                    size_t len, long *rows)
+/* The copy of stoa_db_copy_in; commit: sql is "COPY ...; COMMIT", sent
+ * as a simple query (the only protocol that takes two statements), whose
+ * second answer is the COMMIT's. */
+static int copy_in(stoa_db_t *db, const char *sql, const char *data, size_t len,
+                   long *rows, bool commit)
 {
     if (rows)
         *rows = 0;
     int rc = stoa_db_connect(db);
     if (rc != STOA_OK)
         return rc;
-    PGresult *res = PQexecParams(db->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+    PGresult *res =
+        commit ? PQexec(db->conn, sql)
+               : PQexecParams(db->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
     if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
         rc = check_result(db, res);
         PQclear(res);
@@ -639,14 +644,17 @@ int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
     if (PQputCopyEnd(db->conn, sent ? NULL : "client gave up") != 1)
         sent = false;
     rc = STOA_OK;
-    /* Drain every result, or the next statement sees the copy's. */
+    /* Drain every result, or the next statement sees the copy's. The
+     * first is the copy's; with commit, the COMMIT's follows. */
+    int answers = 0;
     while ((res = PQgetResult(db->conn)) != NULL) {
         if (rc == STOA_OK) {
             note_data_exception(db, res, 0, NULL, NULL);
-            if (PQresultStatus(res) == PGRES_COMMAND_OK && rows)
+            if (PQresultStatus(res) == PGRES_COMMAND_OK && rows && answers == 0)
                 *rows = atol(PQcmdTuples(res));
             rc = check_result(db, res);
         }
+        answers++;
         PQclear(res);
         if (!db->conn)
             break;
@@ -655,7 +663,27 @@ int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
         set_error(db, NULL);
         rc = STOA_AGAIN;
     }
+    /* Committed only when the COMMIT answered and the connection is out
+     * of the transaction; a lost answer leaves its fate unknown. */
+    if (rc == STOA_OK && commit &&
+        (answers < 2 || !db->conn ||
+         PQtransactionStatus(db->conn) != PQTRANS_IDLE)) {
+        set_error(db, NULL);
+        rc = STOA_AGAIN;
+    }
     return rc;
+}
+
+int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
+                    size_t len, long *rows)
+{
+    return copy_in(db, sql, data, len, rows, false);
+}
+
+int stoa_db_copy_in_commit(stoa_db_t *db, const char *sql, const char *data,
+                           size_t len, long *rows)
+{
+    return copy_in(db, sql, data, len, rows, true);
 }
 
 void stoa_db_copy_escape(stoa_buf_t *out, const char *s, size_t len)

@@ -216,6 +216,32 @@ class AnalyticsTest(SourceClientTestCase):
         self.assertEqual(self.db.count(
             "SELECT 1 FROM analytics.events WHERE properties->>'m' = :'m'", m=marker), 3)
 
+    def test_03c_refused_copy_stores_and_claims_nothing(self):
+        """A row Postgres refuses (a number beyond numeric's range) fails
+        its batch whole with a 400: no row stored and no id claimed, so
+        the corrected batch is stored in full."""
+        c = self.client()
+        t = self.token(c, self.user_email)
+        ids = [str(uuid.uuid4()) for _ in range(2)]
+        body = ('{"events": [{"id": "%s", "event": "copyfail"},'
+                ' {"id": "%s", "event": "copyfail", "properties": {"x": 1e1000000}}]}'
+                % tuple(ids)).encode()
+        resp = self.send(c, body, token=t)
+        self.assertEqual(resp.status, 400, resp.body)
+        self.assertEqual(resp.json["error"]["code"], "invalid_request")
+        self.assertEqual(self.stored(ids), 0)
+        self.assertEqual(self.db.count(
+            "SELECT 1 FROM analytics.event_ids WHERE id = ANY(:'ids'::uuid[])",
+            ids="{" + ",".join(ids) + "}"), 0)
+        fixed = [{"id": ids[0], "event": "copyfail"},
+                 {"id": ids[1], "event": "copyfail", "properties": {"x": 1}}]
+        self.assertEqual(self.assert_ok_json(self.send(c, fixed, token=t), 202)["accepted"], 2)
+        self.assertEqual(self.stored(ids), 2)
+        # The pool's connections are whole after the failed copy.
+        again = [{"id": str(uuid.uuid4()), "event": "copyfail"} for _ in range(20)]
+        for _ in range(4):
+            self.assertEqual(self.send(c, again, token=t).status, 202)
+
     def test_04_concurrent_batches_with_the_same_ids(self):
         t = self.token(self.client(), self.user_email)
         for _ in range(3):
@@ -347,6 +373,29 @@ class AnalyticsTest(SourceClientTestCase):
         job = self.db.insert_job("analytics.partitions", {}, dedupe_key=f"t:{uuid.uuid4()}")
         self.assertTrue(self.db.wait_job(job, lambda r: r["done"], 20)["done"])
         self.assertEqual(self.partitions(), after)
+
+    def test_06b_missing_partition_is_503_and_stores_nothing(self):
+        """An event whose day has no partition (the worker has not made
+        it): 503 for the batch, nothing stored, nothing claimed; once the
+        partition exists, the same batch is stored."""
+        day = now().date() - datetime.timedelta(days=60)
+        part = "events_" + day.strftime("%Y%m%d")
+        self.db.exec(f"DROP TABLE IF EXISTS analytics.{part}")
+        try:
+            c = self.client()
+            t = self.token(c, self.user_email)
+            ids = [str(uuid.uuid4()) for _ in range(2)]
+            when = datetime.datetime.combine(day, datetime.time(12), datetime.timezone.utc)
+            batch = [{"id": ids[0], "event": "nopart"},
+                     {"id": ids[1], "event": "nopart", "timestamp": iso(when)}]
+            resp = self.send(c, batch, token=t)
+            self.assertEqual(resp.status, 503, resp.body)
+            self.assertEqual(self.stored(ids), 0)
+        finally:
+            self.db.exec("SELECT analytics.create_partitions(:'d'::date, :'d'::date)",
+                         d=day.isoformat())
+        self.assertEqual(self.assert_ok_json(self.send(c, batch, token=t), 202)["accepted"], 2)
+        self.assertEqual(self.stored(ids), 2)
 
     # --- rollups, metrics ----------------------------------------------------
 

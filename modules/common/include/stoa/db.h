@@ -127,6 +127,15 @@ STOA_MUSTCHECK int stoa_db_script(stoa_db_t *db, const char *sql);
  * a data exception marked as for statements). Never retried. */
 STOA_MUSTCHECK int stoa_db_copy_in(stoa_db_t *db, const char *sql,
                                    const char *data, size_t len, long *rows);
+/* The same inside an open transaction, which it then commits: the COMMIT
+ * goes in the copy's own query and is answered with it, a round trip less
+ * than stoa_db_copy_in then stoa_db_commit. STOA_OK: copied and
+ * committed. Else the transaction is left to stoa_db_rollback (a failed
+ * copy skips the COMMIT); a connection lost after the rows were sent
+ * leaves the commit's fate unknown (STOA_AGAIN), as for stoa_db_commit. */
+STOA_MUSTCHECK int stoa_db_copy_in_commit(stoa_db_t *db, const char *sql,
+                                          const char *data, size_t len,
+                                          long *rows);
 
 /* Appends len bytes of s to out as one field of COPY's text format:
  * backslash, tab, newline and carriage return escaped. */
