@@ -221,7 +221,10 @@ static const char *check_item(const stoa_json_t *v,
         return "invalid_properties";
     it->props = "{}";
     it->props_len = 2;
-    if (p && !properties_text(p, w, props, &it->props, &it->props_len))
+    /* A number beyond Postgres' numeric (131072 digits before the point,
+     * 16383 after) would fail the batch's whole COPY: it fails its item. */
+    if (p && (!stoa_json_numbers_fit(p, 131072, 16383) ||
+              !properties_text(p, w, props, &it->props, &it->props_len)))
         return "invalid_properties";
     size_t size = strlen(it->name) + it->props_len +
                   (it->distinct_id ? strlen(it->distinct_id) : 0);

@@ -500,6 +500,69 @@ const stoa_json_t *stoa_json_at(const stoa_json_t *v, size_t i)
     return v->u.container.items[i];
 }
 
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* One number's text (the grammar checked by the parser): digits before
+ * its point at most max_int, after it at most max_frac, as a decimal
+ * reader places the point (the exponent moves it; leading zeros do not
+ * count before it, a zero has none). */
+static bool number_fits(const char *s, long max_int, long max_frac)
+{
+    const char *p = s + (*s == '-');
+    const char *int_part = p;
+    while (is_digit(*p))
+        p++;
+    long int_len = p - int_part;
+    const char *frac_part = p;
+    long frac_len = 0;
+    if (*p == '.') {
+        frac_part = ++p;
+        while (is_digit(*p))
+            p++;
+        frac_len = p - frac_part;
+    }
+    long e = 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        bool negative = *p == '-';
+        if (*p == '+' || *p == '-')
+            p++;
+        /* Saturated: far past any limit, and no overflow. */
+        for (; is_digit(*p); p++)
+            if (e < 100000000)
+                e = e * 10 + (*p - '0');
+        if (negative)
+            e = -e;
+    }
+    if (frac_len - e > max_frac)
+        return false;
+    long first = -1; /* the first significant digit, in int then frac */
+    for (long i = 0; i < int_len && first < 0; i++)
+        if (int_part[i] != '0')
+            first = i;
+    for (long i = 0; i < frac_len && first < 0; i++)
+        if (frac_part[i] != '0')
+            first = int_len + i;
+    return first < 0 || int_len + e - first <= max_int;
+}
+
+bool stoa_json_numbers_fit(const stoa_json_t *v, long max_int, long max_frac)
+{
+    if (!v)
+        return true;
+    if (v->type == NODE_NUMBER)
+        return number_fits(v->u.number.text, max_int, max_frac);
+    if (v->type == NODE_OBJECT || v->type == NODE_ARRAY)
+        for (size_t i = 0; i < v->u.container.len; i++)
+            if (!stoa_json_numbers_fit(v->u.container.items[i], max_int,
+                                       max_frac))
+                return false;
+    return true;
+}
+
 bool stoa_json_source(const stoa_json_t *v, const char **text, size_t *len)
 {
     if (!v || (v->type != NODE_OBJECT && v->type != NODE_ARRAY) ||

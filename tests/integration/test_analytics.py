@@ -216,31 +216,29 @@ class AnalyticsTest(SourceClientTestCase):
         self.assertEqual(self.db.count(
             "SELECT 1 FROM analytics.events WHERE properties->>'m' = :'m'", m=marker), 3)
 
-    def test_03c_refused_copy_stores_and_claims_nothing(self):
-        """A row Postgres refuses (a number beyond numeric's range) fails
-        its batch whole with a 400: no row stored and no id claimed, so
-        the corrected batch is stored in full."""
+    def test_03c_number_beyond_numeric_is_rejected_by_index(self):
+        """A number Postgres' numeric cannot hold (digits before or after
+        the point past its limits) fails its own item, never the batch's
+        COPY: the other items are stored, and the pool's connections stay
+        whole."""
         c = self.client()
         t = self.token(c, self.user_email)
-        ids = [str(uuid.uuid4()) for _ in range(2)]
-        body = ('{"events": [{"id": "%s", "event": "copyfail"},'
-                ' {"id": "%s", "event": "copyfail", "properties": {"x": 1e1000000}}]}'
+        ids = [str(uuid.uuid4()) for _ in range(4)]
+        body = ('{"events": [{"id": "%s", "event": "bignum"},'
+                ' {"id": "%s", "event": "bignum", "properties": {"x": 1e1000000}},'
+                ' {"id": "%s", "event": "bignum", "properties": {"y": [0.1e-16383]}},'
+                ' {"id": "%s", "event": "bignum", "properties": {"z": 1e1000}}]}'
                 % tuple(ids)).encode()
-        resp = self.send(c, body, token=t)
-        self.assertEqual(resp.status, 400, resp.body)
-        self.assertEqual(resp.json["error"]["code"], "invalid_request")
-        self.assertEqual(self.stored(ids), 0)
-        self.assertEqual(self.db.count(
-            "SELECT 1 FROM analytics.event_ids WHERE id = ANY(:'ids'::uuid[])",
-            ids="{" + ",".join(ids) + "}"), 0)
-        fixed = [{"id": ids[0], "event": "copyfail"},
-                 {"id": ids[1], "event": "copyfail", "properties": {"x": 1}}]
-        self.assertEqual(self.assert_ok_json(self.send(c, fixed, token=t), 202)["accepted"], 2)
-        self.assertEqual(self.stored(ids), 2)
-        # The pool's connections are whole after the failed copy.
-        again = [{"id": str(uuid.uuid4()), "event": "copyfail"} for _ in range(20)]
-        for _ in range(4):
-            self.assertEqual(self.send(c, again, token=t).status, 202)
+        got = self.assert_ok_json(self.send(c, body, token=t), 202)
+        self.assertEqual(got, {"accepted": 2, "rejected": [
+            {"index": 1, "error": "invalid_properties"},
+            {"index": 2, "error": "invalid_properties"}]})
+        self.assertEqual(self.stored([ids[0], ids[3]]), 2)
+        self.assertEqual(self.stored([ids[1], ids[2]]), 0)
+        # Refused ids were not claimed: sent again within range, stored.
+        fixed = [{"id": ids[1], "event": "bignum", "properties": {"x": 1}}]
+        self.assertEqual(self.assert_ok_json(self.send(c, fixed, token=t), 202)["accepted"], 1)
+        self.assertEqual(self.stored([ids[1]]), 1)
 
     def test_04_concurrent_batches_with_the_same_ids(self):
         t = self.token(self.client(), self.user_email)

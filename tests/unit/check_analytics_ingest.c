@@ -265,6 +265,22 @@ START_TEST(properties_as_sent)
      * to the same value. */
     const char *third = rows.data + b.row[2].offset;
     ck_assert_ptr_nonnull(strstr(third, "\t{\"k\":\"\\\\\\\\u\"}\n"));
+    /* A number Postgres' numeric cannot hold fails its item, not the
+     * batch's COPY. */
+    stoa_buf_reset(&rows);
+    ck_assert_int_eq(
+        run(arena,
+            "{\"events\":[{\"event\":\"e\",\"properties\":{\"x\":1e1000000}},"
+            "{\"event\":\"e\",\"properties\":{\"x\":[1e-20000]}},"
+            "{\"event\":\"e\",\"properties\":{\"x\":1e1000}}]}",
+            NULL, &rows, &b),
+        STOA_INGEST_OK);
+    ck_assert_uint_eq(b.accepted, 1);
+    ck_assert_uint_eq(b.nrejected, 2);
+    ck_assert_uint_eq(b.rejected[0].index, 0);
+    ck_assert_str_eq(b.rejected[0].error, "invalid_properties");
+    ck_assert_uint_eq(b.rejected[1].index, 1);
+    ck_assert_str_eq(b.rejected[1].error, "invalid_properties");
     stoa_buf_free(&rows);
     stoa_arena_destroy(arena);
 }

@@ -1082,6 +1082,39 @@ START_TEST(containers_keep_their_source)
 }
 END_TEST
 
+/* Digits before and after the point as Postgres' numeric counts them,
+ * at the limits it has (131072, 16383) and past them. */
+static const struct {
+    const char *text;
+    bool fits;
+} number_cases[] = {
+    {"[1, -2.5, 0, 1e3, 1.5e-3, 12345678901234567890]", true},
+    {"1e131071", true},
+    {"1e131072", false},
+    {"-1e131072", false},
+    {"0.0001e131075", true}, /* 1e131071: leading zeros do not count */
+    {"10e131071", false},
+    {"1e-16383", true},
+    {"1e-16384", false},
+    {"0.1e-16383", false},
+    {"1E+131072", false},
+    {"0e-10", true},
+    {"0e-16384", false},
+    {"1e99999999999999999999", false}, /* the exponent saturates */
+    {"1e-99999999999999999999", false},
+    {"{\"a\": {\"b\": [1, {\"c\": 1e200000}]}}", false},
+    {"{\"a\": \"1e200000\"}", true}, /* a string, not a number */
+};
+
+START_TEST(numbers_fit_numeric)
+{
+    const stoa_json_t *v = parse_ok(number_cases[_i].text);
+    ck_assert_msg(stoa_json_numbers_fit(v, 131072, 16383) ==
+                      number_cases[_i].fits,
+                  "%s", number_cases[_i].text);
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -1103,6 +1136,8 @@ static Suite *json_suite(void)
               lone_surrogate_escapes_refused, parse_error_messages,
               value_reemits_number_text, parse_again_after_reset,
               containers_keep_their_source);
+    TEST_CASE_OF(s, "numbers", setup, teardown,
+                 LOOP(numbers_fit_numeric, number_cases));
 
     TEST_CASE(s, "writer", setup, teardown, writer_object, writer_array,
               writer_appends_to_existing_content, writer_escapes_strings,

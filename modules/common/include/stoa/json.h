@@ -39,6 +39,10 @@ const stoa_json_t *stoa_json_at(const stoa_json_t *v, size_t i);
  * included (valid JSON: the parser checked it; whitespace and escapes as
  * written): false when v is neither or its source is not known. */
 bool stoa_json_source(const stoa_json_t *v, const char **text, size_t *len);
+/* True when every number in v (v itself, or anywhere inside it) has at
+ * most max_int digits before its decimal point and max_frac after it,
+ * the exponent applied (1e3: 4 before; 1.5e-3: 4 after). */
+bool stoa_json_numbers_fit(const stoa_json_t *v, long max_int, long max_frac);
 
 /* Typed reads: NULL/false when the type does not match. */
 const char *stoa_json_string(const stoa_json_t *v);
