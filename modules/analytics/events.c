@@ -67,13 +67,37 @@ static unsigned char *put_be32(unsigned char *p, uint32_t v)
     return p + 4;
 }
 
-/* The client-given ids of the batch's rows (checked uuids, lower case). */
+static int compare_uuid_bytes(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* The client-given ids of the batch's rows (checked uuids, lower case),
+ * in key order: Postgres orders uuids by their bytes, and the claim
+ * inserts them in the array's order, so concurrent batches take their
+ * ids' rows in one order and never wait on each other crosswise. */
 static char *uuid_array(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
                         int *len)
 {
     size_t n = 0;
     for (size_t i = 0; i < b->accepted; i++)
         n += b->row[i].id_given;
+    unsigned char(*ids)[16] = stoa_arena_alloc(arena, (n + 1) * 16);
+    size_t k = 0;
+    for (size_t i = 0; i < b->accepted; i++) {
+        if (!b->row[i].id_given)
+            continue;
+        const char *h = b->row[i].id;
+        for (int j = 0; j < 16; j++) {
+            if (*h == '-')
+                h++;
+            ids[k][j] = (unsigned char)(stoa_hex_digit(h[0]) << 4 |
+                                        stoa_hex_digit(h[1]));
+            h += 2;
+        }
+        k++;
+    }
+    qsort(ids, n, 16, compare_uuid_bytes);
     unsigned char *out =
         stoa_arena_alloc(arena, UUID_ARRAY_HEADER + n * UUID_ARRAY_ITEM);
     unsigned char *p = out;
@@ -85,19 +109,10 @@ static char *uuid_array(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
         p = put_be32(p, (uint32_t)n);
         p = put_be32(p, 1); /* lower bound */
     }
-    for (size_t i = 0; i < b->accepted; i++) {
-        const stoa_ingest_row_t *r = &b->row[i];
-        if (!r->id_given)
-            continue;
+    for (size_t i = 0; i < n; i++) {
         p = put_be32(p, 16);
-        const char *h = r->id;
-        for (int k = 0; k < 16; k++) {
-            if (*h == '-')
-                h++;
-            *p++ = (unsigned char)(stoa_hex_digit(h[0]) << 4 |
-                                   stoa_hex_digit(h[1]));
-            h += 2;
-        }
+        memcpy(p, ids[i], 16);
+        p += 16;
     }
     *len = (int)(p - out);
     return (char *)out;

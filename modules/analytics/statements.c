@@ -37,11 +37,12 @@ const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
     /* Before a batch's rows are copied, in its transaction: the
      * client-given ids ($1) not seen before claim their row in event_ids,
      * stamped with the time of receipt (a concurrent batch with the same
-     * id waits on that row and then skips it, in key order, so two batches
-     * never wait on each other crosswise), and the hours of the batch's
-     * events ($2: one time in each, worked out by the pool) are marked for
-     * the rollup. Marks are plain rows: they wait for nobody, and the
-     * rollup only takes those committed before it began (0028); an hour
+     * id waits on that row and then skips it; the pool sends the ids in
+     * key order, and the insert takes them in the array's order, so two
+     * batches never wait on each other crosswise), and the hours of the
+     * batch's events ($2: one time in each, worked out by the pool) are
+     * marked for the rollup. Marks are plain rows: they wait for nobody, and
+     * the rollup only takes those committed before it began (0028); an hour
      * marked by a batch of repeats is recomputed once more, to the same
      * figures. Answers the ids that are fresh. Parsing every event's time
      * again here, and sorting them into hours, cost Postgres a quarter of
@@ -49,7 +50,7 @@ const stoa_db_statement_t analytics_statements[ANALYTICS_SQL_COUNT] = {
     [ANALYTICS_SQL_EVENTS_CLAIM] =
         {"events_claim",
          "WITH fresh AS (INSERT INTO analytics.event_ids (id, ts) SELECT id, "
-         "now() FROM unnest($1::uuid[]) AS g(id) ORDER BY id ON CONFLICT (id) "
+         "now() FROM unnest($1::uuid[]) AS g(id) ON CONFLICT (id) "
          "DO NOTHING RETURNING id), hours AS (INSERT INTO "
          "analytics.rollup_pending (hour) SELECT DISTINCT date_trunc('hour', "
          "h) FROM unnest($2::timestamptz[]) h) SELECT id FROM fresh",
