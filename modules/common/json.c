@@ -39,14 +39,19 @@ struct stoa_json_s {
         } number;
         struct {
             stoa_json_t **items; /* members or elements, in text order */
-            size_t len;
             /* The container's text as written, from its opening bracket
              * to its closing one; src NULL when not known. */
             const char *src;
-            size_t src_len;
+            /* 32 bits each (texts are refused from 4 GiB on): a node
+             * stays 40 bytes, and a tree of a large body of small values
+             * costs little more than it did without the source. */
+            uint32_t len;
+            uint32_t src_len;
         } container;
     } u;
 };
+_Static_assert(sizeof(struct stoa_json_s) <= 40,
+               "a parsed node stays within 40 bytes");
 
 /* One pass before yajl sees the text. It measures nesting (so yajl never
  * builds more than max_depth levels), refuses comments (JSON has no '/'
@@ -292,14 +297,14 @@ static int container_close(void *ctx)
         memcpy(o.node->u.container.items, b->pending + o.first,
                len * sizeof(stoa_json_t *));
     }
-    o.node->u.container.len = len;
+    o.node->u.container.len = (uint32_t)len;
     b->npending = o.first;
     const char *src = o.node->u.container.src;
     size_t end = b->h ? yajl_get_bytes_consumed(b->h) : 0;
     char close = o.node->type == NODE_OBJECT ? '}' : ']';
     if (src && end <= b->len && b->text + end > src + 1 &&
         b->text[end - 1] == close)
-        o.node->u.container.src_len = (size_t)(b->text + end - src);
+        o.node->u.container.src_len = (uint32_t)(b->text + end - src);
     else
         o.node->u.container.src = NULL;
     return 1;
@@ -390,6 +395,10 @@ int stoa_json_parse(stoa_arena_t *arena, const char *text, size_t len,
                     int max_depth, stoa_json_t **out, char *err, size_t errlen)
 {
     *out = NULL;
+    if (len >= UINT32_MAX) {
+        snprintf(err, errlen, "body too large to parse");
+        return STOA_DECLINED;
+    }
     if (memchr(text, '\0', len) || text[len] != '\0') {
         snprintf(err, errlen, "body contains a NUL byte");
         return STOA_DECLINED;
