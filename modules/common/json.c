@@ -53,11 +53,6 @@ struct stoa_json_s {
 _Static_assert(sizeof(struct stoa_json_s) <= 40,
                "a parsed node stays within 40 bytes");
 
-/* One pass before yajl sees the text. It measures nesting (so yajl never
- * builds more than max_depth levels), refuses comments (JSON has no '/'
- * outside strings; yajl would refuse them too, this says why) and refuses
- * an escaped NUL (\u0000), which the NUL-terminated accessors would
- * silently cut at. */
 /* What prescan looks for, outside strings and inside them; every other
  * byte is skipped by one table look-up (the pass runs over every byte of
  * every body). */
@@ -68,6 +63,11 @@ static const unsigned char prescan_class[256] = {
     [']'] = PS_CLOSE, ['}'] = PS_CLOSE,      ['/'] = PS_SLASH,
 };
 
+/* One pass before yajl sees the text. It measures nesting (so yajl never
+ * builds more than max_depth levels), refuses comments (JSON has no '/'
+ * outside strings; yajl would refuse them too, this says why) and refuses
+ * an escaped NUL (\u0000), which the NUL-terminated accessors would
+ * silently cut at. */
 static const char *prescan(const char *text, size_t len, int max_depth)
 {
     const unsigned char *p = (const unsigned char *)text;
@@ -76,7 +76,7 @@ static const char *prescan(const char *text, size_t len, int max_depth)
     for (;;) {
         while (i < len && prescan_class[p[i]] == PS_NONE)
             i++;
-        if (i == len)
+        if (i >= len)
             return NULL;
         switch (prescan_class[p[i++]]) {
         case PS_QUOTE:
@@ -84,10 +84,12 @@ static const char *prescan(const char *text, size_t len, int max_depth)
             for (;;) {
                 while (i < len && p[i] != '"' && p[i] != '\\')
                     i++;
-                if (i == len)
+                if (i >= len)
                     return NULL; /* unterminated: yajl says so */
                 if (p[i++] == '"')
                     break;
+                if (i >= len)
+                    return NULL; /* a backslash last: yajl says so */
                 if (i + 4 < len && p[i] == 'u' &&
                     memcmp(text + i + 1, "0000", 4) == 0)
                     return "escaped NUL in a string";

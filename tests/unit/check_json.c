@@ -233,20 +233,23 @@ START_TEST(parsed_tree_lives_until_reset)
 END_TEST
 
 static const char *const malformed[] = {
-    "",           "   ",      "{",     "[1,2", "{\"a\":", "{\"a\" 1}",
-    "{\"a\":1,}", "[1,]",     "[1 2]", "{} x", /* trailing garbage */
-    "{}{}",                                    /* two values */
-    "1 2",        "{'a':1}",                   /* single quotes */
-    "['a']",      "{a:1}",                     /* bare key */
-    "\"\\q\"",                                 /* bad escape */
-    "\"\\u12\"",                               /* short \u escape */
-    "\"\\x41\"",  "\"abc",                     /* unterminated string */
+    "",           "   ",      "{",           "[1,2", "{\"a\":", "{\"a\" 1}",
+    "{\"a\":1,}", "[1,]",     "[1 2]",       "{} x", /* trailing garbage */
+    "{}{}",                                          /* two values */
+    "1 2",        "{'a':1}",                         /* single quotes */
+    "['a']",      "{a:1}",                           /* bare key */
+    "\"\\q\"",                                       /* bad escape */
+    "\"\\u12\"",                                     /* short \u escape */
+    "\"\\x41\"",  "\"abc",                           /* unterminated string */
+    "\"abc\\",    "[\"\\",    "{\"a\":\"\\", /* a backslash last, no quote after
+                                              */
+    "\"\\u000", /* a \u escape cut short at the end */
     "\"a\nb\"", /* raw control character in a string */
     "\"\xff\"", /* invalid UTF-8 */
     "\"\xc3\"", /* truncated UTF-8 sequence */
     "\"\x80\"", /* lone continuation byte */
-    "NaN",        "Infinity", "01",    "-",    "1.",      ".5",
-    "+1",         "tru",      "nul",   "True", "]",       "}",
+    "NaN",        "Infinity", "01",          "-",    "1.",      ".5",
+    "+1",         "tru",      "nul",         "True", "]",       "}",
 };
 
 START_TEST(parse_refuses_malformed)
