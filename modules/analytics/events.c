@@ -82,21 +82,16 @@ static char *uuid_array(stoa_arena_t *arena, const stoa_ingest_batch_t *b,
     size_t n = 0;
     for (size_t i = 0; i < b->accepted; i++)
         n += b->row[i].id_given;
-    unsigned char(*ids)[16] = stoa_arena_alloc(arena, (n + 1) * 16);
+    uint8_t(*ids)[16] = stoa_arena_alloc(arena, (n + 1) * 16);
     size_t k = 0;
     for (size_t i = 0; i < b->accepted; i++) {
         if (!b->row[i].id_given)
             continue;
-        const char *h = b->row[i].id;
-        for (int j = 0; j < 16; j++) {
-            if (*h == '-')
-                h++;
-            ids[k][j] = (unsigned char)(stoa_hex_digit(h[0]) << 4 |
-                                        stoa_hex_digit(h[1]));
-            h += 2;
-        }
-        k++;
+        /* Checked by stoa_ingest_batch: a row holds a valid uuid. */
+        if (stoa_uuid_bytes(b->row[i].id, ids[k]) == STOA_OK)
+            k++;
     }
+    n = k;
     qsort(ids, n, 16, compare_uuid_bytes);
     unsigned char *out =
         stoa_arena_alloc(arena, UUID_ARRAY_HEADER + n * UUID_ARRAY_ITEM);

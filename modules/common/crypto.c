@@ -249,6 +249,22 @@ bool stoa_uuid_valid(const char *s)
     return true;
 }
 
+int stoa_uuid_bytes(const char *s, uint8_t out[16])
+{
+    if (!stoa_uuid_valid(s))
+        return STOA_DECLINED;
+    /* The five groups of hex digits, 8-4-4-4-12, between the dashes. */
+    static const size_t at[] = {0, 9, 14, 19, 24}, len[] = {8, 4, 4, 4, 12};
+    size_t o = 0;
+    for (size_t g = 0; g < 5; g++) {
+        size_t n;
+        if (stoa_hex_decode(s + at[g], len[g], out + o, &n) != STOA_OK)
+            return STOA_DECLINED;
+        o += n;
+    }
+    return STOA_OK;
+}
+
 #define AEAD_NONCE_LEN 12
 #define AEAD_TAG_LEN 16
 

@@ -56,11 +56,11 @@ _Static_assert(sizeof(struct stoa_json_s) <= 40,
 /* What prescan looks for, outside strings and inside them; every other
  * byte is skipped by one table look-up (the pass runs over every byte of
  * every body). */
-enum { PS_NONE, PS_QUOTE, PS_BACKSLASH, PS_OPEN, PS_CLOSE, PS_SLASH };
+enum { PS_NONE, PS_QUOTE, PS_OPEN, PS_CLOSE, PS_SLASH };
 
 static const unsigned char prescan_class[256] = {
-    ['"'] = PS_QUOTE, ['\\'] = PS_BACKSLASH, ['['] = PS_OPEN,  ['{'] = PS_OPEN,
-    [']'] = PS_CLOSE, ['}'] = PS_CLOSE,      ['/'] = PS_SLASH,
+    ['"'] = PS_QUOTE, ['['] = PS_OPEN,  ['{'] = PS_OPEN,
+    [']'] = PS_CLOSE, ['}'] = PS_CLOSE, ['/'] = PS_SLASH,
 };
 
 /* One pass before yajl sees the text. It measures nesting (so yajl never
@@ -103,10 +103,8 @@ static const char *prescan(const char *text, size_t len, int max_depth)
         case PS_CLOSE:
             depth--;
             break;
-        case PS_SLASH:
+        default: /* PS_SLASH */
             return "comments are not JSON";
-        default: /* a backslash outside a string: yajl refuses it */
-            break;
         }
     }
 }

@@ -483,6 +483,27 @@ START_TEST(uuid_valid_null)
 }
 END_TEST
 
+/* Bytes in the text's order, either case; anything stoa_uuid_valid
+ * refuses is refused. */
+START_TEST(uuid_bytes_known_and_refused)
+{
+    static const uint8_t want[16] = {0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b,
+                                     0x42, 0xd3, 0xa4, 0x56, 0x42, 0x66,
+                                     0x14, 0x17, 0x40, 0x00};
+    uint8_t got[16];
+    ck_assert_int_eq(
+        stoa_uuid_bytes("123e4567-e89b-42d3-a456-426614174000", got), STOA_OK);
+    ck_assert_mem_eq(got, want, 16);
+    ck_assert_int_eq(
+        stoa_uuid_bytes("123E4567-E89B-42D3-A456-426614174000", got), STOA_OK);
+    ck_assert_mem_eq(got, want, 16);
+    for (size_t i = 0; i < sizeof(uuid_cases) / sizeof(uuid_cases[0]); i++)
+        ck_assert_int_eq(stoa_uuid_bytes(uuid_cases[i].s, got) == STOA_OK,
+                         uuid_cases[i].valid);
+    ck_assert_int_eq(stoa_uuid_bytes(NULL, got), STOA_DECLINED);
+}
+END_TEST
+
 static Suite *crypto_suite(void)
 {
     Suite *s = suite_create("crypto");
@@ -506,7 +527,8 @@ static Suite *crypto_suite(void)
 
     TEST_CASE_OF(s, "random", setup, teardown, ONCE(random_token_shape),
                  ONCE(random_tokens_differ), ONCE(uuid_v4_format),
-                 LOOP(uuid_valid_table, uuid_cases), ONCE(uuid_valid_null));
+                 LOOP(uuid_valid_table, uuid_cases), ONCE(uuid_valid_null),
+                 ONCE(uuid_bytes_known_and_refused));
     return s;
 }
 

@@ -57,6 +57,9 @@ STOA_MUSTCHECK int stoa_bytea_decode(const char *text, uint8_t *out, size_t cap,
 /* A random (version 4) UUID in canonical lower-case form. */
 void stoa_uuid_v4(char out[STOA_UUID_STR_LEN + 1]);
 bool stoa_uuid_valid(const char *s);
+/* The 16 bytes of a UUID in canonical form (either case), in order:
+ * STOA_OK, or STOA_DECLINED when s is not one (stoa_uuid_valid). */
+STOA_MUSTCHECK int stoa_uuid_bytes(const char *s, uint8_t out[16]);
 
 /* AES-256-GCM with a random 96-bit nonce. Sealed form: nonce || ciphertext
  * || 16-byte tag, so sealed_len = len + STOA_AEAD_OVERHEAD. aad may be
