@@ -76,6 +76,7 @@ static const conf_key_t conf_keys[] = {
     L(redis_timeout_ms, 500, 10, 60000),
     L(pool_processes, 2, 1, 256),
     L(pool_threads, 8, 1, 256),
+    S(pool_batch_scheduling, "on", CONF_ONOFF),
     L(db_pool_size, 4, 1, 256),
     L(redis_pool_size, 8, 1, 256),
     L(jobs_concurrency, 4, 1, 256),

@@ -6,11 +6,14 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* sigaction under -std=c11 */
 #endif
+#define _GNU_SOURCE /* SCHED_BATCH */
 
 #include <fcgiapp.h>
 
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -124,6 +127,15 @@ int main(void)
     if (sigaction(SIGTERM, &action, NULL) != 0 || sigaction(SIGINT, &action, NULL) != 0
         || sigaction(SIGUSR1, &action, NULL) != 0) {
         return 1;
+    }
+
+    /* The pools' scheduling policy (pool_batch_scheduling, on unless
+     * STOA_POOL_BATCH_SCHEDULING=off), so that the ceiling and the pools
+     * are scheduled alike. */
+    const char *batch = getenv("STOA_POOL_BATCH_SCHEDULING");
+    if (!batch || strcmp(batch, "off") != 0) {
+        struct sched_param param = {.sched_priority = 0};
+        (void) sched_setscheduler(0, SCHED_BATCH, &param);
     }
 
     if (FCGX_Init() != 0 || FCGX_InitRequest(&request, 0, 0) != 0) {

@@ -46,6 +46,24 @@ function delay() return backoff or 0 end
 """
 
 
+# Field 41 of /proc/<pid>/task/<tid>/stat: the scheduling policy.
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def thread_policies(pid):
+    """The scheduling policy of each thread of pid, by thread id."""
+    policies = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        # fields[0] is field 3 (the state).
+        policies[int(tid)] = int(fields[41 - 3])
+    return policies
+
+
 def thread_count(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/task"))
@@ -79,6 +97,42 @@ class EngineTest(SourceClientTestCase):
                 with self.subTest(pool=pool, pid=pid):
                     # The handlers plus the thread that waits for signals.
                     self.assertEqual(thread_count(pid), POOL_THREADS + 1)
+
+    def test_11_handler_threads_run_under_batch_scheduling(self):
+        # pool_batch_scheduling is on by default: no thread of any pool
+        # process preempts the task it wakes beside (fcgi.c).
+        for pool in ("auth", "billing", "analytics", "admin"):
+            for pid in self.stack.pool_children(pool):
+                with self.subTest(pool=pool, pid=pid):
+                    policies = thread_policies(pid)
+                    self.assertEqual(len(policies), POOL_THREADS + 1)
+                    self.assertEqual(set(policies.values()), {SCHED_BATCH})
+
+    def test_12_batch_scheduling_can_be_turned_off(self):
+        # A process of its own on a socket of its own, with the setting
+        # off: its threads keep the normal policy. A value other than on
+        # or off stops the start, naming the key.
+        sock = self.stack.path("sock", "engine-normal.sock")
+        env = dict(os.environ, STOA_POOL_BATCH_SCHEDULING="off")
+        proc = subprocess.Popen(
+            ["spawn-fcgi", "-n", "-s", sock, "-M", "0600", "--",
+             os.path.join(BIN_DIR, "stoa-auth"), "--config", self.stack.conf_path()],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            started, _ = wait_until(lambda: thread_count(proc.pid) == POOL_THREADS + 1,
+                                    timeout=10)
+            self.assertTrue(started, "the pool process did not start its threads")
+            self.assertEqual(set(thread_policies(proc.pid).values()), {SCHED_OTHER})
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+            proc.stderr.close()
+        env["STOA_POOL_BATCH_SCHEDULING"] = "yes"
+        bad = subprocess.run([os.path.join(BIN_DIR, "stoa-auth"), "--config",
+                              self.stack.conf_path()],
+                             env=env, capture_output=True, text=True, timeout=15)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("pool_batch_scheduling", bad.stderr)
 
     def test_20_slow_requests_do_not_delay_a_fast_one(self):
         """Three times as many concurrent logins (each an Argon2id hash) as the

@@ -440,20 +440,27 @@ START_TEST(dump_lists_every_key)
 }
 END_TEST
 
-/* The replica switches are on or off; anything else names the key. The
- * replica's connection string is a secret like database_url. */
+/* The replica switches and pool_batch_scheduling are on or off; anything
+ * else names the key. The replica's connection string is a secret like
+ * database_url. */
 START_TEST(replica_keys)
 {
     ck_assert_int_eq(parse(""), STOA_OK);
     ck_assert_str_eq(conf.replica, "off");
     ck_assert_str_eq(conf.replica_sync, "on");
     ck_assert_str_eq(conf.replica_url, "");
+    ck_assert_str_eq(conf.pool_batch_scheduling, "on");
+    ck_assert_int_eq(parse("pool_batch_scheduling = off\n"), STOA_OK);
+    ck_assert_str_eq(conf.pool_batch_scheduling, "off");
     ck_assert_int_eq(parse("replica = on\nreplica_sync = off\n"), STOA_OK);
     ck_assert_str_eq(conf.replica, "on");
     ck_assert_str_eq(conf.replica_sync, "off");
-    static const char *const bad[] = {"replica = yes\n", "replica =\n",
+    static const char *const bad[] = {"replica = yes\n",
+                                      "replica =\n",
                                       "replica_sync = ON\n",
-                                      "replica_sync = 1\n"};
+                                      "replica_sync = 1\n",
+                                      "pool_batch_scheduling = batch\n",
+                                      "pool_batch_scheduling =\n"};
     for (size_t i = 0; i < STOA_ARRAY_LEN(bad); i++) {
         ck_assert_msg(parse(bad[i]) == STOA_DECLINED, "accepted %s", bad[i]);
         ck_assert_msg(strstr(err, "must be on or off") != NULL, "err: %s", err);

@@ -53,6 +53,8 @@ typedef struct stoa_conf_s {
     long redis_timeout_ms;
     long pool_processes;
     long pool_threads;
+    /* "on": handler threads run under SCHED_BATCH (fcgi.c). */
+    char *pool_batch_scheduling;
     long db_pool_size;
     long redis_pool_size;
     long jobs_concurrency;
