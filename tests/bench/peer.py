@@ -17,8 +17,9 @@ interleaved runs of BENCH_SECONDS (8) per side; the medians are compared.
 
 Environment: BENCH_CONNECTIONS, BENCH_RUNS, BENCH_SECONDS, BENCH_PROCESSES,
 PEER_PYTHON (/usr/bin/python3: Debian's packages), PEER_WORKERS (2),
-PEER_TOKEN_CACHE (1: the peer caches verified tokens too), BENCH_OUT,
-BENCH_STRICT.
+PEER_TOKEN_CACHE (1: the peer caches verified tokens too),
+PEER_BATCH_SCHEDULING (1: the peers run under SCHED_BATCH, as stoa's pools
+do by default: pool_batch_scheduling), BENCH_OUT, BENCH_STRICT.
 """
 
 import json
@@ -87,17 +88,19 @@ def start_peer(stack, kind="fastapi"):
     (peer_path) to it through the stack's nginx; the path."""
     sock = stack.path("sock", f"peer-{kind}.sock")
     env = peer_env(stack)
+    # The policy is inherited by the peer's workers and threads.
+    sched = ["chrt", "--batch", "0"] if b.env_int("PEER_BATCH_SCHEDULING", 0, minimum=0) else []
     if kind == "fastapi":
         python = os.environ.get("PEER_PYTHON", "/usr/bin/python3")
         workers = b.env_int("PEER_WORKERS", 2)
-        stack.spawn("peer", [python, "-m", "uvicorn", "app:app", "--app-dir", PEER_DIR,
+        stack.spawn("peer", sched + [python, "-m", "uvicorn", "app:app", "--app-dir", PEER_DIR,
                              "--uds", sock, "--workers", str(workers), "--loop", "uvloop",
                              "--http", "httptools", "--no-access-log", "--log-level",
                              "warning", "--backlog", "4096"], env=env)
     elif kind == "go":
         exe = build_go_peer()
         env["PEER_SOCKET"] = sock
-        stack.spawn("peer-go", [exe], env=env)
+        stack.spawn("peer-go", sched + [exe], env=env)
     else:
         raise b.SetupError(f"unknown peer {kind!r}")
     path = peer_path(kind)
@@ -159,7 +162,8 @@ def bench():
         report = b.Report("GET /v1/me: stoa vs its peers (" + ", ".join(kinds) + ")", {
             "connections": "/".join(map(str, counts)), "runs": runs, "seconds": seconds,
             "processes": stack.processes, "peer_workers": b.env_int("PEER_WORKERS", 2),
-            "peer_token_cache": os.environ.get("PEER_TOKEN_CACHE") == "1"})
+            "peer_token_cache": os.environ.get("PEER_TOKEN_CACHE") == "1",
+            "peer_batch_scheduling": b.env_int("PEER_BATCH_SCHEDULING", 0, minimum=0) == 1})
         sides = {"stoa": "/v1/me"}
         for kind in kinds:
             sides[kind] = start_peer(stack, kind)
