@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,9 @@ struct stoa_db_s {
     size_t nstatements; /* over all tables */
     bool *prepared;     /* per statement, for the current connection */
     bool *reads;        /* per statement: its text is a lone SELECT */
+    bool *wakes;        /* per statement: it may queue outbox jobs */
+    /* The open transaction queued jobs: wake the workers after COMMIT. */
+    bool wake_pending;
     long statement_timeout_ms;
     long connect_timeout_s;
     uint64_t last_attempt_us;
@@ -60,10 +64,14 @@ stoa_db_t *stoa_db_new(const char *conninfo, const stoa_db_table_t *tables,
     size_t n = db->nstatements ? db->nstatements : 1;
     db->prepared = stoa_xcalloc(n, sizeof(bool));
     db->reads = stoa_xcalloc(n, sizeof(bool));
+    db->wakes = stoa_xcalloc(n, sizeof(bool));
     for (size_t t = 0; t < ntables; t++)
-        for (size_t i = 0; i < tables[t].len; i++)
+        for (size_t i = 0; i < tables[t].len; i++) {
             db->reads[db->first[t] + i] =
                 stoa_db_sql_is_read(tables[t].list[i].sql);
+            db->wakes[db->first[t] + i] =
+                stoa_db_sql_queues_jobs(tables[t].list[i].sql);
+        }
     db->statement_timeout_ms = statement_timeout_ms;
     db->connect_timeout_s = connect_timeout_s;
     return db;
@@ -143,6 +151,7 @@ static void drop(stoa_db_t *db)
     if (db->conn)
         PQfinish(db->conn);
     db->conn = NULL;
+    db->wake_pending = false;
     memset(db->prepared, 0,
            (db->nstatements ? db->nstatements : 1) * sizeof(bool));
 }
@@ -156,6 +165,7 @@ void stoa_db_free(stoa_db_t *db)
     free(db->conninfo);
     free(db->prepared);
     free(db->reads);
+    free(db->wakes);
     free(db->tables);
     free(db->first);
     free(db);
@@ -243,7 +253,8 @@ int stoa_db_connect(stoa_db_t *db)
     snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
     snprintf(
         options, sizeof(options),
-        "-c statement_timeout=%ld -c TimeZone=UTC -c client_min_messages=warning",
+        "-c statement_timeout=%ld -c TimeZone=UTC -c client_min_messages=warning "
+        "-c stoa.jobs_wake=client",
         db->statement_timeout_ms);
     const char *keys[] = {"dbname", "connect_timeout", "options",
                           "application_name", NULL};
@@ -391,6 +402,65 @@ static size_t statement_slot(const stoa_db_t *db, const stoa_db_statement_t *st)
                      __LINE__);
 }
 
+bool stoa_db_sql_queues_jobs(const char *sql)
+{
+    /* Direct inserts, and the updates of sessions whose trigger queues the
+     * live channel's revocation events (migration 0023). */
+    return sql && (strstr(sql, "INSERT INTO jobs.outbox") != NULL ||
+                   strstr(sql, "UPDATE auth.sessions") != NULL);
+}
+
+/*
+ * The jobs worker LISTENs on stoa_jobs. Our connections tell the outbox
+ * trigger not to NOTIFY inside the transaction (stoa.jobs_wake, migration
+ * 0030): NOTIFY holds a cluster-wide lock through the commit's WAL flush,
+ * which made every enqueuing transaction commit alone. The wake-up is sent
+ * here instead, after the commit, in a transaction of its own that does
+ * not wait for its flush (a lost wake-up costs a poll interval, never a
+ * job). One is in flight per process at a time: a commit that finds one
+ * being sent asks for another after it, so every commit is followed by a
+ * NOTIFY sent after it, and a burst of commits costs a few.
+ */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool wake_sending, wake_again;
+
+static void wake_jobs(stoa_db_t *db)
+{
+    pthread_mutex_lock(&wake_lock);
+    if (wake_sending) {
+        wake_again = true;
+        pthread_mutex_unlock(&wake_lock);
+        return;
+    }
+    wake_sending = true;
+    do {
+        wake_again = false;
+        pthread_mutex_unlock(&wake_lock);
+        if (db->conn && PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+            PGresult *res =
+                PQexec(db->conn, "BEGIN; SET LOCAL synchronous_commit = off; "
+                                 "NOTIFY stoa_jobs; COMMIT");
+            if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                stoa_log(STOA_LOG_WARN, "could not wake the jobs worker: %s",
+                         PQerrorMessage(db->conn));
+            PQclear(res);
+        }
+        pthread_mutex_lock(&wake_lock);
+    } while (wake_again);
+    wake_sending = false;
+    pthread_mutex_unlock(&wake_lock);
+}
+
+/* A statement that may have queued jobs succeeded: the workers are woken
+ * after the transaction commits, or now when it ran alone. */
+static void jobs_queued(stoa_db_t *db)
+{
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)
+        wake_jobs(db);
+    else
+        db->wake_pending = true;
+}
+
 int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
                  const stoa_db_statement_t *st, const char *const *params,
                  stoa_db_result_t **out)
@@ -495,7 +565,10 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
             continue;
         }
         note_data_exception(db, res, st->nparams, params, fields);
-        return finish(db, arena, res, out);
+        rc = finish(db, arena, res, out);
+        if (rc == STOA_OK && db->wakes[idx])
+            jobs_queued(db);
+        return rc;
     }
 }
 
@@ -576,7 +649,10 @@ int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
             continue;
         }
         note_data_exception(db, res, st->nparams, params, NULL);
-        return finish(db, arena, res, out);
+        rc = finish(db, arena, res, out);
+        if (rc == STOA_OK && db->wakes[idx])
+            jobs_queued(db);
+        return rc;
     }
 }
 
@@ -683,7 +759,12 @@ int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
 int stoa_db_copy_in_commit(stoa_db_t *db, const char *sql, const char *data,
                            size_t len, long *rows)
 {
-    return copy_in(db, sql, data, len, rows, true);
+    int rc = copy_in(db, sql, data, len, rows, true);
+    if (rc == STOA_OK && db->wake_pending) {
+        db->wake_pending = false;
+        wake_jobs(db);
+    }
+    return rc;
 }
 
 void stoa_db_copy_escape(stoa_buf_t *out, const char *s, size_t len)
@@ -723,15 +804,25 @@ static int simple(stoa_db_t *db, const char *sql)
 
 int stoa_db_begin(stoa_db_t *db)
 {
+    if (db)
+        db->wake_pending = false;
     return simple(db, "BEGIN");
 }
 int stoa_db_commit(stoa_db_t *db)
 {
-    return simple(db, "COMMIT");
+    bool wake = db && db->wake_pending;
+    if (db)
+        db->wake_pending = false;
+    int rc = simple(db, "COMMIT");
+    if (rc == STOA_OK && wake)
+        wake_jobs(db);
+    return rc;
 }
 
 void stoa_db_rollback(stoa_db_t *db)
 {
+    if (db)
+        db->wake_pending = false;
     if (db && db->conn && PQstatus(db->conn) == CONNECTION_OK &&
         PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
         PGresult *res = PQexec(db->conn, "ROLLBACK");

@@ -81,6 +81,13 @@ void stoa_db_free(stoa_db_t *db);
  * function with side effects); none does. sql may be NULL (false). */
 bool stoa_db_sql_is_read(const char *sql);
 
+/* Whether a statement's text may queue outbox jobs: it inserts into
+ * jobs.outbox, or updates auth.sessions (a trigger queues the live
+ * channel's revocation events). After such a statement commits (or ran
+ * alone), the handle wakes the jobs workers itself (db.c); the outbox
+ * trigger does not, on stoa's connections. sql may be NULL (false). */
+bool stoa_db_sql_queues_jobs(const char *sql);
+
 /* Connects if needed, replacing an idle connection whose server has gone.
  * STOA_OK or STOA_AGAIN. */
 STOA_MUSTCHECK int stoa_db_connect(stoa_db_t *db);
