@@ -84,6 +84,9 @@ class _Delivery:
     def __init__(self, event, timestamp=None, secret=None):
         self.event, self.timestamp, self.secret = event, timestamp, secret
         self.done = threading.Event()
+        # Set once the answer of the API call that made the event is out.
+        self.ready = threading.Event()
+        self.ready.set()
         self.result = None
 
 
@@ -178,6 +181,14 @@ class StripeFake:
                     out["Idempotency-Key"] = key
                 status, payload, events = self._api(method, path, form,
                                                     request_id, key, out)
+                # Queued in the order the events were made, under the lock
+                # (another call's answer may go out first), each held until
+                # this answer is out.
+                held = []
+                if events and self.webhook_url:
+                    with self._idle:
+                        self._pending += len(events)
+                    held = self._queue_events(events, hold=True)
         except StripeError as e:
             out.update(e.headers)
             return e.status, out, json_bytes(e.body()), None
@@ -185,13 +196,11 @@ class StripeFake:
             traceback.print_exc()
             e = StripeError(500, "The fake crashed; see its stderr.", "api_error")
             return 500, out, json_bytes(e.body()), None
-        if not events or not self.webhook_url:
+        if not held:
             return status, out, payload, None
-        # Counted now, queued once the answer is out: flush() cannot miss
-        # them, and the caller hears back before its webhooks arrive.
-        with self._idle:
-            self._pending += len(events)
-        return status, out, payload, lambda: self._queue_events(events)
+        # Counted and queued now, so flush() cannot miss them; released once
+        # the answer is out, so the caller hears back before they arrive.
+        return status, out, payload, lambda: [job.ready.set() for job in held]
 
     def _authenticate(self, header):
         if not header:
@@ -640,17 +649,20 @@ class StripeFake:
             job.done.wait(DELIVERY_TIMEOUT + 5)
         return [job.result for job in jobs]
 
-    def _queue_events(self, events, timestamp=None, secret=None):
+    def _queue_events(self, events, timestamp=None, secret=None, hold=False):
         # One worker, first in first out: events reach the receiver one at a
         # time in the order they were made, so tests are deterministic.
         jobs = [_Delivery(e, timestamp, secret) for e in events]
         for job in jobs:
+            if hold:
+                job.ready.clear()
             self._queue.put(job)
         return jobs
 
     def _deliver_loop(self):
         while (job := self._queue.get()) is not None:
             try:
+                job.ready.wait(DELIVERY_TIMEOUT + 5)
                 job.result = self._post_event(job)
             finally:
                 job.done.set()
