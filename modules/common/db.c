@@ -417,37 +417,44 @@ bool stoa_db_sql_queues_jobs(const char *sql)
  * which made every enqueuing transaction commit alone. The wake-up is sent
  * here instead, after the commit, in a transaction of its own that does
  * not wait for its flush (a lost wake-up costs a poll interval, never a
- * job). One is in flight per process at a time: a commit that finds one
- * being sent asks for another after it, so every commit is followed by a
- * NOTIFY sent after it, and a burst of commits costs a few.
+ * job). Each commit takes a ticket; a NOTIFY covers every ticket taken
+ * before it started, so a commit whose ticket a send has covered sends
+ * nothing. One send is in flight per process: a commit waits for the one
+ * in flight, then sends itself unless a later send covers it. A commit
+ * therefore waits for two sends at most, and a burst of commits costs a
+ * few.
  */
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool wake_sending, wake_again;
+static pthread_cond_t wake_done = PTHREAD_COND_INITIALIZER;
+static uint64_t wake_asked, wake_covered;
+static bool wake_sending;
 
 static void wake_jobs(stoa_db_t *db)
 {
     pthread_mutex_lock(&wake_lock);
-    if (wake_sending) {
-        wake_again = true;
+    uint64_t ticket = ++wake_asked;
+    while (wake_sending && wake_covered < ticket)
+        pthread_cond_wait(&wake_done, &wake_lock);
+    if (wake_covered >= ticket) {
         pthread_mutex_unlock(&wake_lock);
         return;
     }
     wake_sending = true;
-    do {
-        wake_again = false;
-        pthread_mutex_unlock(&wake_lock);
-        if (db->conn && PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
-            PGresult *res =
-                PQexec(db->conn, "BEGIN; SET LOCAL synchronous_commit = off; "
-                                 "NOTIFY stoa_jobs; COMMIT");
-            if (PQresultStatus(res) != PGRES_COMMAND_OK)
-                stoa_log(STOA_LOG_WARN, "could not wake the jobs worker: %s",
-                         PQerrorMessage(db->conn));
-            PQclear(res);
-        }
-        pthread_mutex_lock(&wake_lock);
-    } while (wake_again);
+    uint64_t cover = wake_asked;
+    pthread_mutex_unlock(&wake_lock);
+    if (db->conn && PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+        PGresult *res =
+            PQexec(db->conn, "BEGIN; SET LOCAL synchronous_commit = off; "
+                             "NOTIFY stoa_jobs; COMMIT");
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            stoa_log(STOA_LOG_WARN, "could not wake the jobs worker: %s",
+                     PQerrorMessage(db->conn));
+        PQclear(res);
+    }
+    pthread_mutex_lock(&wake_lock);
+    wake_covered = cover;
     wake_sending = false;
+    pthread_cond_broadcast(&wake_done);
     pthread_mutex_unlock(&wake_lock);
 }
 
