@@ -458,14 +458,31 @@ static void wake_jobs(stoa_db_t *db)
     pthread_mutex_unlock(&wake_lock);
 }
 
-/* A statement that may have queued jobs succeeded: the workers are woken
- * after the transaction commits, or now when it ran alone. */
-static void jobs_queued(stoa_db_t *db)
+/* Passes on rc, a statement's status. When it succeeded and its text may
+ * have queued jobs (queues), the workers are woken after the transaction
+ * commits, or now when the statement ran alone. */
+static int after_statement(stoa_db_t *db, bool queues, int rc)
 {
-    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)
+    if (rc == STOA_OK && queues) {
+        if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)
+            wake_jobs(db);
+        else
+            db->wake_pending = true;
+    }
+    return rc;
+}
+
+/* Passes on rc, a COMMIT's status, waking the workers when it committed
+ * a transaction that queued jobs. */
+static int after_commit(stoa_db_t *db, int rc)
+{
+    if (!db)
+        return rc;
+    bool wake = db->wake_pending;
+    db->wake_pending = false;
+    if (rc == STOA_OK && wake)
         wake_jobs(db);
-    else
-        db->wake_pending = true;
+    return rc;
 }
 
 int stoa_db_exec(stoa_db_t *db, stoa_arena_t *arena,
@@ -572,10 +589,7 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
             continue;
         }
         note_data_exception(db, res, st->nparams, params, fields);
-        rc = finish(db, arena, res, out);
-        if (rc == STOA_OK && db->wakes[idx])
-            jobs_queued(db);
-        return rc;
+        return after_statement(db, db->wakes[idx], finish(db, arena, res, out));
     }
 }
 
@@ -656,10 +670,7 @@ int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
             continue;
         }
         note_data_exception(db, res, st->nparams, params, NULL);
-        rc = finish(db, arena, res, out);
-        if (rc == STOA_OK && db->wakes[idx])
-            jobs_queued(db);
-        return rc;
+        return after_statement(db, db->wakes[idx], finish(db, arena, res, out));
     }
 }
 
@@ -682,7 +693,8 @@ int stoa_db_query(stoa_db_t *db, stoa_arena_t *arena, const char *sql,
             continue;
         }
         note_data_exception(db, res, nparams, params, NULL);
-        return finish(db, arena, res, out);
+        return after_statement(db, stoa_db_sql_queues_jobs(sql),
+                               finish(db, arena, res, out));
     }
 }
 
@@ -692,7 +704,8 @@ int stoa_db_script(stoa_db_t *db, const char *sql)
     if (rc != STOA_OK)
         return rc;
     PGresult *res = PQexec(db->conn, sql);
-    return finish(db, NULL, res, NULL);
+    return after_statement(db, stoa_db_sql_queues_jobs(sql),
+                           finish(db, NULL, res, NULL));
 }
 
 /* The copy of stoa_db_copy_in; commit: sql is "COPY ...; COMMIT", sent
@@ -766,12 +779,7 @@ int stoa_db_copy_in(stoa_db_t *db, const char *sql, const char *data,
 int stoa_db_copy_in_commit(stoa_db_t *db, const char *sql, const char *data,
                            size_t len, long *rows)
 {
-    int rc = copy_in(db, sql, data, len, rows, true);
-    if (rc == STOA_OK && db->wake_pending) {
-        db->wake_pending = false;
-        wake_jobs(db);
-    }
-    return rc;
+    return after_commit(db, copy_in(db, sql, data, len, rows, true));
 }
 
 void stoa_db_copy_escape(stoa_buf_t *out, const char *s, size_t len)
@@ -817,13 +825,7 @@ int stoa_db_begin(stoa_db_t *db)
 }
 int stoa_db_commit(stoa_db_t *db)
 {
-    bool wake = db && db->wake_pending;
-    if (db)
-        db->wake_pending = false;
-    int rc = simple(db, "COMMIT");
-    if (rc == STOA_OK && wake)
-        wake_jobs(db);
-    return rc;
+    return after_commit(db, simple(db, "COMMIT"));
 }
 
 void stoa_db_rollback(stoa_db_t *db)

@@ -48,6 +48,11 @@ def peer_path(kind):
     return PEER_PATH if kind == "fastapi" else GO_PEER_PATH
 
 
+def peer_batch_scheduling():
+    """PEER_BATCH_SCHEDULING=1: the peers run under SCHED_BATCH."""
+    return b.env_int("PEER_BATCH_SCHEDULING", 0, minimum=0) == 1
+
+
 def peer_env(stack):
     env = dict(os.environ, PEER_CONFIG=stack.conf_path())
     # The stack's own STOA_* settings are for stoa's programs.
@@ -89,7 +94,7 @@ def start_peer(stack, kind="fastapi"):
     sock = stack.path("sock", f"peer-{kind}.sock")
     env = peer_env(stack)
     # The policy is inherited by the peer's workers and threads.
-    sched = ["chrt", "--batch", "0"] if b.env_int("PEER_BATCH_SCHEDULING", 0, minimum=0) else []
+    sched = ["chrt", "--batch", "0"] if peer_batch_scheduling() else []
     if kind == "fastapi":
         python = os.environ.get("PEER_PYTHON", "/usr/bin/python3")
         workers = b.env_int("PEER_WORKERS", 2)
@@ -163,7 +168,7 @@ def bench():
             "connections": "/".join(map(str, counts)), "runs": runs, "seconds": seconds,
             "processes": stack.processes, "peer_workers": b.env_int("PEER_WORKERS", 2),
             "peer_token_cache": os.environ.get("PEER_TOKEN_CACHE") == "1",
-            "peer_batch_scheduling": b.env_int("PEER_BATCH_SCHEDULING", 0, minimum=0) == 1})
+            "peer_batch_scheduling": peer_batch_scheduling()})
         sides = {"stoa": "/v1/me"}
         for kind in kinds:
             sides[kind] = start_peer(stack, kind)

@@ -81,12 +81,14 @@ class _Call:
 
 
 class _Delivery:
-    def __init__(self, event, timestamp=None, secret=None):
+    def __init__(self, event, timestamp=None, secret=None, held=False):
         self.event, self.timestamp, self.secret = event, timestamp, secret
         self.done = threading.Event()
-        # Set once the answer of the API call that made the event is out.
+        # held: not sent before the answer of the API call that made the
+        # event is out (ready set then).
         self.ready = threading.Event()
-        self.ready.set()
+        if not held:
+            self.ready.set()
         self.result = None
 
 
@@ -652,10 +654,8 @@ class StripeFake:
     def _queue_events(self, events, timestamp=None, secret=None, hold=False):
         # One worker, first in first out: events reach the receiver one at a
         # time in the order they were made, so tests are deterministic.
-        jobs = [_Delivery(e, timestamp, secret) for e in events]
+        jobs = [_Delivery(e, timestamp, secret, held=hold) for e in events]
         for job in jobs:
-            if hold:
-                job.ready.clear()
             self._queue.put(job)
         return jobs
 

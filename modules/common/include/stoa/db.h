@@ -83,9 +83,11 @@ bool stoa_db_sql_is_read(const char *sql);
 
 /* Whether a statement's text may queue outbox jobs: it inserts into
  * jobs.outbox, or updates auth.sessions (a trigger queues the live
- * channel's revocation events). After such a statement commits (or ran
- * alone), the handle wakes the jobs workers itself (db.c); the outbox
- * trigger does not, on stoa's connections. sql may be NULL (false). */
+ * channel's revocation events). When such a text (a table's statement, an
+ * ad-hoc query or a script) succeeded, the handle wakes the jobs workers
+ * itself once its transaction commits, or at once outside one (db.c); the
+ * outbox trigger does not, on stoa's connections. sql may be NULL
+ * (false). */
 bool stoa_db_sql_queues_jobs(const char *sql);
 
 /* Connects if needed, replacing an idle connection whose server has gone.
