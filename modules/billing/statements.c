@@ -120,18 +120,23 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
     /* The answer of GET /v1/billing/entitlements, built once here for the
      * route and for the entitlements.changed event alike: the plan of the
      * newest entitling subscription (SPEC §6: trialing, active,
-     * past_due), else the free plan. */
+     * past_due) on a price of the catalogue, else the free plan. It walks
+     * the catalogue's prices and takes the user's newest subscription on
+     * each from subscriptions_entitling_idx (migration 0031), so a user
+     * with thousands of subscriptions costs no more than one with two. */
     [BILLING_SQL_ENTITLEMENTS_OF_USER] =
         {"entitlements_of_user",
          "SELECT json_build_object('plan', coalesce(e.key, f.key), "
          "'subscription_status', coalesce(e.status, 'none'), 'features', "
          "coalesce(e.features, f.features, '{}'::jsonb))::text FROM (SELECT 1) "
          "one LEFT JOIN LATERAL (SELECT p.key, s.status, p.features FROM "
-         "billing.subscriptions s JOIN billing.prices pr ON pr.stripe_price_id = "
-         "s.stripe_price_id JOIN billing.plans p ON p.id = pr.plan_id WHERE "
-         "s.user_id = $1::uuid AND s.status IN ('trialing', 'active', "
-         "'past_due') ORDER BY s.updated_at DESC LIMIT 1) e ON true LEFT JOIN "
-         "billing.plans f ON f.key = 'free' AND e.key IS NULL",
+         "billing.prices pr JOIN billing.plans p ON p.id = pr.plan_id CROSS "
+         "JOIN LATERAL (SELECT s.status, s.updated_at FROM "
+         "billing.subscriptions s WHERE s.user_id = $1::uuid AND "
+         "s.stripe_price_id = pr.stripe_price_id AND s.status IN ('trialing', "
+         "'active', 'past_due') ORDER BY s.updated_at DESC LIMIT 1) s ORDER BY "
+         "s.updated_at DESC LIMIT 1) e ON true LEFT JOIN billing.plans f ON "
+         "f.key = 'free' AND e.key IS NULL",
          1},
     /* Whose subscription an event is about, before it is applied: the
      * user SUBSCRIPTION_UPSERT keeps or links, in the same order. */

@@ -254,6 +254,47 @@ class BillingWebhookTest(BillingFakeStripeCase):
 
     # --- 6. refunds -------------------------------------------------------------------
 
+    @needs_gateway
+    def test_05_entitlements_among_many_subscriptions(self):
+        """The newest entitling subscription on a catalogue price decides;
+        newer ones on prices the catalogue does not know, and hundreds of
+        them, change nothing (the lookup walks the catalogue, not the
+        user's subscriptions)."""
+        user, key, price, customer, sub = self.ordering_fixture("many")
+        key2, _, price2 = self.dashboard_plan("many2", {"seats": 9})
+        token = user["token"]
+        t0 = int(time.time()) - 600
+
+        def entitlements():
+            return self.assert_ok_json(self.api("GET", "/v1/billing/entitlements", token))
+
+        self.send("customer.subscription.created",
+                  bl.subscription_object(sub, customer, "active", price, user["id"]), created=t0)
+        # Many newer subscriptions on a price that is not in the catalogue,
+        # written directly (their events would take a while).
+        self.db.exec("INSERT INTO billing.subscriptions (stripe_subscription_id, user_id,"
+                     " stripe_customer_id, status, stripe_price_id, updated_at)"
+                     " SELECT 'sub_unknown_' || :'u' || '_' || n, :'u'::uuid, :'c', 'active',"
+                     " 'price_not_in_catalogue', now() + interval '1 hour'"
+                     " FROM generate_series(1, 500) n", u=user["id"], c=customer)
+        self.assertEqual(self.db.value("SELECT count(*) FROM billing.subscriptions"
+                                       " WHERE user_id = :'u'::uuid", u=user["id"]), 501)
+        self.assertEqual(entitlements(), {"plan": key, "subscription_status": "active",
+                                          "features": {"ordering": True, "seats": 2}},
+                         "subscriptions on unknown prices do not entitle")
+        # A second subscription, on another catalogue price, newer: it decides.
+        sub2 = bl.stripe_id("sub_")
+        self.send("customer.subscription.created",
+                  bl.subscription_object(sub2, customer, "trialing", price2, user["id"]),
+                  created=t0 + 10)
+        self.assertEqual(entitlements(), {"plan": key2, "subscription_status": "trialing",
+                                          "features": {"seats": 9}})
+        # It ends: the older one decides again.
+        self.send("customer.subscription.deleted",
+                  bl.subscription_object(sub2, customer, "canceled", price2, user["id"]),
+                  created=t0 + 20)
+        self.assertEqual(entitlements()["plan"], key)
+
     def test_06_refunds_only_grow(self):
         customer, invoice_id, charge = (bl.stripe_id("cus_"), bl.stripe_id("in_"),
                                         bl.stripe_id("ch_"))
