@@ -541,7 +541,7 @@ static int ensure_prepared(stoa_db_t *db, size_t idx,
                            bool *again)
 {
     *again = false;
-    if (db->prepared[idx])
+    if (db->prepared[idx] || st->plan_each_time)
         return STOA_OK;
     PGresult *pr = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
     /* A PREPARE changes nothing but the connection it dies with. */
@@ -582,8 +582,11 @@ int stoa_db_exec_fields(stoa_db_t *db, stoa_arena_t *arena,
             continue;
         if (rc != STOA_OK)
             return rc;
-        PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, params,
-                                       NULL, NULL, 0);
+        PGresult *res = st->plan_each_time
+                            ? PQexecParams(db->conn, st->sql, st->nparams, NULL,
+                                           params, NULL, NULL, 0)
+                            : PQexecPrepared(db->conn, st->name, st->nparams,
+                                             params, NULL, NULL, 0);
         if (may_retry(db, res, idle, db->reads[idx])) {
             PQclear(res);
             continue;
@@ -635,8 +638,11 @@ int stoa_db_begin_exec(stoa_db_t *db, stoa_arena_t *arena,
         if (PQenterPipelineMode(db->conn) != 1 ||
             PQsendQueryParams(db->conn, "BEGIN", 0, NULL, NULL, NULL, NULL,
                               0) != 1 ||
-            PQsendQueryPrepared(db->conn, st->name, st->nparams, params,
-                                lengths, formats, 0) != 1 ||
+            (st->plan_each_time
+                 ? PQsendQueryParams(db->conn, st->sql, st->nparams, NULL,
+                                     params, lengths, formats, 0)
+                 : PQsendQueryPrepared(db->conn, st->name, st->nparams, params,
+                                       lengths, formats, 0)) != 1 ||
             PQpipelineSync(db->conn) != 1) {
             set_error(db, NULL);
             stoa_log(STOA_LOG_ERR, "postgres pipeline failed: %s", db->error);

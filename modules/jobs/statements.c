@@ -5,6 +5,17 @@
 /* Today's date in UTC, as analytics days are counted. */
 #define ANALYTICS_TODAY "(now() AT TIME ZONE 'UTC')::date"
 
+/* The row is still leased to this worker ($2). Written so the planner
+ * cannot answer it from outbox_leased_idx: that index keeps an entry for
+ * every lease a worker ever took until vacuum clears the dead ones, so a
+ * bitmap scan of it for one worker grows with the jobs run since the last
+ * vacuum. The statements that record an outcome take their rows by id
+ * (outbox_pkey) and only check the lease on them; they are planned at
+ * each execution (plan_each_time), because the plan a connection would
+ * keep was made when the outbox was empty: a sequential scan, which read
+ * the whole growing outbox for every batch of jobs done. */
+#define HELD_BY_WORKER "(locked_by = $2) IS TRUE"
+
 /* Whether an account's preferences let product mail through (absent:
  * yes). */
 #define WANTS_PRODUCT_MAIL(u)                                                  \
@@ -63,9 +74,9 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     [JOBS_SQL_JOBS_RELEASE] =
         {"jobs_release",
          "UPDATE jobs.outbox SET locked_by = NULL, locked_until = NULL, "
-         "attempts = attempts - 1 WHERE id = ANY ($1::bigint[]) AND "
-         "locked_by = $2 AND done_at IS NULL",
-         2},
+         "attempts = attempts - 1 WHERE id = ANY ($1::bigint[]) AND " HELD_BY_WORKER
+         " AND done_at IS NULL",
+         2, true},
     /* The heartbeat: every job still held by this process's workers ($1,
      * a text[] of worker ids) keeps its lease. A job finished or taken over
      * has another locked_by and is left alone. */
@@ -81,19 +92,19 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
         {"jobs_done",
          "UPDATE jobs.outbox SET done_at = now(), locked_by = NULL, "
          "locked_until = NULL, last_error = NULL WHERE id = ANY ($1::bigint[]) "
-         "AND locked_by = $2",
-         2},
+         "AND " HELD_BY_WORKER,
+         2, true},
     [JOBS_SQL_JOBS_RETRY] =
         {"jobs_retry",
          "UPDATE jobs.outbox SET run_at = now() + make_interval(secs => $3::int), "
          "last_error = left($4, 1000), locked_by = NULL, locked_until = NULL "
-         "WHERE id = $1 AND locked_by = $2",
-         4},
+         "WHERE id = $1 AND " HELD_BY_WORKER,
+         4, true},
     [JOBS_SQL_JOBS_DEAD] =
         {"jobs_dead",
          "UPDATE jobs.outbox SET dead_at = now(), last_error = left($3, 1000), "
-         "locked_by = NULL, locked_until = NULL WHERE id = $1 AND locked_by = $2",
-         3},
+         "locked_by = NULL, locked_until = NULL WHERE id = $1 AND " HELD_BY_WORKER,
+         3, true},
     /* One row per schedule slot, whichever worker gets there first. */
     [JOBS_SQL_JOBS_SCHEDULE] =
         {"jobs_schedule",

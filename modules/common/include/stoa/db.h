@@ -32,6 +32,13 @@ typedef struct {
     const char *name; /* unique, the prepared statement's name and in logs */
     const char *sql;
     int nparams; /* the highest $n of sql (checked at start-up) */
+    /* Planned anew at every execution (sent unnamed) instead of prepared
+     * once per connection. For statements on a table that is empty when
+     * the connection first runs them and grows fast (the jobs outbox):
+     * Postgres keeps a generic plan made against the empty table, a
+     * sequential scan, for as long as the connection lives or until the
+     * next ANALYZE, however large the table grows meanwhile. */
+    bool plan_each_time;
 } stoa_db_statement_t;
 
 /* A part's statements (the library's audit, outbox, revoke and
