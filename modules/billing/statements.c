@@ -150,18 +150,18 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
 
     /* --- Stripe webhooks ---------------------------------------------- */
     /* The primary key makes a repeat (also a concurrent one, which waits
-     * on the index) insert nothing. */
+     * on the index) insert nothing. The row is stored as processed: the
+     * event is applied in the same transaction, or nothing of it stays. */
     [BILLING_SQL_EVENT_INSERT] =
         {"event_insert",
-         "INSERT INTO billing.stripe_events (id, type, created, payload) VALUES "
-         "($1, $2, $3::bigint, $4::jsonb) ON CONFLICT (id) DO NOTHING "
-         "RETURNING id",
+         "INSERT INTO billing.stripe_events (id, type, created, payload, "
+         "processed_at) VALUES ($1, $2, $3::bigint, $4::jsonb, now()) ON "
+         "CONFLICT (id) DO NOTHING RETURNING id",
          4},
-    [BILLING_SQL_EVENT_DONE] =
-        {"event_done",
-         "UPDATE billing.stripe_events SET processed_at = now(), error = $2 "
-         "WHERE id = $1",
-         2},
+    /* Why an applied event changed nothing (stale, malformed, ignored). */
+    [BILLING_SQL_EVENT_ERROR] =
+        {"event_error",
+         "UPDATE billing.stripe_events SET error = $2 WHERE id = $1", 2},
     [BILLING_SQL_LINK_CUSTOMER] =
         {"link_customer",
          "INSERT INTO billing.customers (user_id, stripe_customer_id) SELECT "

@@ -428,9 +428,19 @@ static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_done = PTHREAD_COND_INITIALIZER;
 static uint64_t wake_asked, wake_covered;
 static bool wake_sending;
+static void (*wake_in_process)(void);
+
+void stoa_db_wake_jobs_with(void (*fn)(void))
+{
+    wake_in_process = fn;
+}
 
 static void wake_jobs(stoa_db_t *db)
 {
+    if (wake_in_process) {
+        wake_in_process();
+        return;
+    }
     pthread_mutex_lock(&wake_lock);
     uint64_t ticket = ++wake_asked;
     while (wake_sending && wake_covered < ticket)

@@ -40,10 +40,12 @@
 #define LEASE_S 15
 #define HEARTBEAT_S 5
 /* A thread claims CLAIM_MIN jobs at a time, twice as many after each full
- * claim of quick jobs (see jobs_kind_t), up to CLAIM_MAX: a backlog of
- * quick jobs costs two statements (the claim, the outcomes) per CLAIM_MAX
- * jobs, while slow ones are spread over the threads a few at a time. A
- * slow job or an empty claim brings a thread back to CLAIM_MIN. */
+ * claim that held fewer than CLAIM_MIN slow jobs (see jobs_kind_t), up to
+ * CLAIM_MAX: a backlog of quick jobs costs two statements (the claim, the
+ * outcomes) per CLAIM_MAX jobs. Slow ones are spread over the threads a
+ * few at a time: a thread keeps CLAIM_MIN of a claim's slow jobs and gives
+ * the rest back at once, and then claims half as many. An empty claim
+ * brings a thread back to CLAIM_MIN. */
 #define CLAIM_MIN 4
 #define CLAIM_MAX 128
 
@@ -166,6 +168,18 @@ static void wake_all(void)
     pthread_mutex_unlock(&wake_lock);
 }
 
+/* Wakes one idle worker thread: the one a notification needs. A thread
+ * whose claim comes back full wakes the next (worker_main), so a burst
+ * draws in as many threads as it has work for, and a single job does not
+ * set every idle thread claiming. */
+static void wake_one(void)
+{
+    pthread_mutex_lock(&wake_lock);
+    wake_generation++;
+    pthread_cond_signal(&wake_cond);
+    pthread_mutex_unlock(&wake_lock);
+}
+
 static void wait_for_work(long ms, unsigned long seen)
 {
     struct timespec ts = stoa_deadline_ms(CLOCK_REALTIME, ms);
@@ -185,8 +199,9 @@ typedef struct {
 } worker_t;
 
 /* The jobs of one claim in a worker thread. Successes are written
- * together (record_done): at the end of the claim, and before a slow job
- * starts, so no slow job stands between a job's effect and its record.
+ * together (record_done): once the claim's quick jobs have run, and after
+ * each slow one, so no slow job stands between a job's effect and its
+ * record.
  * A job whose success is not yet written keeps its lease (the heartbeat)
  * and, if its worker dies, runs again after the lease, like a job in
  * flight: handlers are idempotent. Failures are written at once, one by
@@ -194,7 +209,7 @@ typedef struct {
 typedef struct {
     jobs_thread_t *t;
     stoa_db_result_t *res;
-    int rows;            /* jobs held (fewer once some are released) */
+    int rows;            /* jobs claimed */
     int done[CLAIM_MAX]; /* rows that succeeded, not yet written */
     int ndone;
     stoa_buf_t ids; /* scratch: a bigint[] literal */
@@ -246,22 +261,18 @@ static void record_done(batch_t *b)
     b->ndone = 0;
 }
 
-/* Gives back the jobs held from row `from` on, without spending their
- * attempts (if this fails, their lease still hands them on). */
-static void release_from(batch_t *b, int from)
+/* Gives back the claimed rows[0..n) that were not started, without
+ * spending their attempts (if this fails, their lease still hands them
+ * on). */
+static void release(batch_t *b, const int *rows, int n)
 {
-    int n = b->rows - from;
     if (n <= 0)
         return;
-    int rows[CLAIM_MAX];
-    for (int i = 0; i < n; i++)
-        rows[i] = from + i;
     const char *p[] = {id_array(b, rows, n), b->t->worker_id};
     if (stoa_db_exec(b->t->db, b->t->arena, JOBS_SQL(JOBS_RELEASE), p, NULL) !=
         STOA_OK)
         stoa_log(STOA_LOG_WARN, "%d jobs left to their lease (first %s)", n,
-                 stoa_db_value(b->res, from, CLAIM_COL_ID));
-    b->rows = from;
+                 stoa_db_value(b->res, rows[0], CLAIM_COL_ID));
 }
 
 static void finish(batch_t *b, int row, const jobs_job_t *job, int rc,
@@ -333,31 +344,50 @@ static void run_job(batch_t *b, int row)
     finish(b, row, &job, rc, err[0] ? err : "failed");
 }
 
-/* Runs one claim's jobs in order; returns whether any was slow. */
-static bool run_batch(batch_t *b)
+/* Runs one claim's jobs: the quick ones first, in claim order, so that
+ * none waits behind a slow one; then the slow ones, in claim order. Of
+ * these a thread keeps CLAIM_MIN and gives the rest back before it starts,
+ * to threads (here or elsewhere) that are free. When stopping, jobs
+ * claimed but not started go back at once. Counts the claim's slow jobs
+ * in *slow and those given back in *given. */
+static void run_batch(batch_t *b, int *slow, int *given)
 {
-    bool slow = false;
-    int i = 0;
-    for (; i < b->rows && !stop_requested; i++) {
+    int slow_rows[CLAIM_MAX], back[CLAIM_MAX];
+    int nslow = 0, nback = 0;
+    for (int i = 0; i < b->rows; i++) {
         const jobs_kind_t *kind =
             jobs_kind_find(stoa_db_value(b->res, i, CLAIM_COL_KIND));
         /* An unknown kind fails at once: as quick as any. */
-        if (kind && !kind->quick) {
-            slow = true;
-            record_done(b);
-            /* A thread keeps CLAIM_MIN jobs from a slow one on and gives
-             * the rest back to threads (here or elsewhere) that are free. */
-            if (b->rows - i > CLAIM_MIN) {
-                release_from(b, i + CLAIM_MIN);
-                wake_all();
-            }
+        if (kind && !kind->quick)
+            slow_rows[nslow++] = i;
+    }
+    int keep = nslow > CLAIM_MIN ? CLAIM_MIN : nslow;
+    *slow = nslow;
+    *given = nslow - keep;
+    release(b, slow_rows + keep, nslow - keep);
+    if (nslow > keep)
+        wake_all();
+    int next_slow = 0;
+    for (int i = 0; i < b->rows; i++) {
+        if (next_slow < nslow && slow_rows[next_slow] == i) {
+            next_slow++;
+            continue;
         }
-        run_job(b, i);
+        if (stop_requested)
+            back[nback++] = i;
+        else
+            run_job(b, i);
     }
     record_done(b);
-    /* Stopping: jobs claimed but not started go back at once. */
-    release_from(b, i);
-    return slow;
+    for (int k = 0; k < keep; k++) {
+        if (stop_requested) {
+            back[nback++] = slow_rows[k];
+            continue;
+        }
+        run_job(b, slow_rows[k]);
+        record_done(b);
+    }
+    release(b, back, nback);
 }
 
 /* How long an idle worker waits: the poll interval, or less when a job
@@ -412,10 +442,17 @@ static void *worker_main(void *arg)
             rows = claim;
         b.rows = rows;
         b.ndone = 0;
-        bool slow = rows > 0 && run_batch(&b);
-        if (slow || rows == 0)
+        /* More may be waiting behind a full claim: another thread looks. */
+        if (rows == claim)
+            wake_one();
+        int slow = 0, given = 0;
+        if (rows > 0)
+            run_batch(&b, &slow, &given);
+        if (rows == 0)
             claim = CLAIM_MIN;
-        else if (rows == claim)
+        else if (given > 0)
+            claim = claim / 2 < CLAIM_MIN ? CLAIM_MIN : claim / 2;
+        else if (rows == claim && slow < CLAIM_MIN)
             claim = claim * 2 > CLAIM_MAX ? CLAIM_MAX : claim * 2;
         stoa_arena_reset(t.arena);
         if (rows == 0)
@@ -605,6 +642,12 @@ int main(int argc, char **argv)
     sigset_t old;
     catch_stop(&old);
 
+    /* What this process queues (event fan-outs, live events), its own
+     * threads run: the wake-up after such a commit wakes one of them, not
+     * a NOTIFY that would come back to this process's listener. A worker
+     * elsewhere finds such jobs at its next claim or poll. */
+    stoa_db_wake_jobs_with(wake_one);
+
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
     worker_t *workers = stoa_xcalloc(nworkers, sizeof(*workers));
@@ -680,8 +723,12 @@ int main(int argc, char **argv)
             enqueue_scheduled(conf, db, arena);
             last_schedule_us = now_us;
         }
-        /* A notification or the poll interval: let the workers look. */
-        wake_all();
+        /* A notification: one worker looks (and draws in more if it finds
+         * a full claim). The poll interval: all of them, as a sweep. */
+        if (n > 0)
+            wake_one();
+        else
+            wake_all();
     }
     stoa_log(STOA_LOG_INFO, "stopping: waiting for jobs in hand");
     wake_all();

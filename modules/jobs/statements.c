@@ -53,8 +53,8 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
     /* Claims due, unleased jobs; SKIP LOCKED lets many workers on many
      * hosts claim side by side, and the lease (locked_until) hands a job
      * to someone else if its worker dies mid-job. The oldest due come
-     * first (outbox_pending_idx, in run_at order, stops at the LIMIT) and
-     * are run in that order. */
+     * first (outbox_pending_idx, in run_at order, stops at the LIMIT);
+     * a claim's quick jobs run in that order, then its slow ones. */
     [JOBS_SQL_JOBS_CLAIM] =
         {"jobs_claim",
          "WITH due AS (SELECT id FROM jobs.outbox WHERE done_at IS NULL AND "

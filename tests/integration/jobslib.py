@@ -110,6 +110,23 @@ def webhook_signature_valid(secret, msg_id, timestamp, body, header):
     return False
 
 
+# --- receivers and endpoints a test cleans up after ------------------------
+
+class ReceiverMixin:
+    """For a StackTestCase with a `db` (Db): webhook receivers and
+    endpoints that go away when the test ends."""
+
+    def receiver(self, **kwargs):
+        r = Receiver(**kwargs)
+        self.addCleanup(r.close)
+        return r
+
+    def endpoint(self, url, events):
+        endpoint_id, _ = self.db.insert_endpoint(url, events)
+        self.addCleanup(self.db.retire_endpoint, endpoint_id)
+        return endpoint_id
+
+
 # --- a webhook receiver ----------------------------------------------------
 
 class Receiver:

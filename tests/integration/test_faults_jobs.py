@@ -20,7 +20,7 @@ import time
 import uuid
 
 from harness import StackTestCase, pid_alive, read_pid_file, wait_until
-from jobslib import Db, Receiver, restart_stack_worker, stop_stack_worker
+from jobslib import Db, ReceiverMixin, restart_stack_worker, stop_stack_worker
 
 
 def webhook_event(event_type, **data):
@@ -90,7 +90,7 @@ class CrashLoopTest(StackTestCase):
         self.assertEqual(self.healthz(), 200)
 
 
-class JobLeaseTest(StackTestCase):
+class JobLeaseTest(ReceiverMixin, StackTestCase):
     """Jobs held by a worker that was killed run again soon after a restart."""
 
     stack_env = {"STOA_JOBS_POLL_INTERVAL_MS": "1000"}
@@ -99,16 +99,6 @@ class JobLeaseTest(StackTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.db = Db(cls.stack)
-
-    def receiver(self, **kwargs):
-        r = Receiver(**kwargs)
-        self.addCleanup(r.close)
-        return r
-
-    def endpoint(self, url, events):
-        endpoint_id, _ = self.db.insert_endpoint(url, events)
-        self.addCleanup(self.db.retire_endpoint, endpoint_id)
-        return endpoint_id
 
     def test_01_killed_worker_jobs_done_soon_after_restart(self):
         slow = self.receiver(delay=3.0)

@@ -6,15 +6,18 @@ through its commit's flush; every other writer is woken through the
 outbox trigger, as before.
 
 The worker's poll interval is a minute here, so a job done within a couple
-of seconds was done because a wake-up reached the worker.
+of seconds was done because a wake-up reached the worker. Jobs the worker
+queues itself wake its own threads, with no NOTIFY; and a claim's quick
+jobs run before its slow ones (modules/jobs/main.c).
 """
 
+import json
 import subprocess
 import threading
 import uuid
 
 from harness import Client, StackTestCase, wait_until
-from jobslib import Db
+from jobslib import Db, ReceiverMixin
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
 # Far below the poll interval, generous for a loaded machine.
@@ -25,7 +28,7 @@ def fresh_email():
     return f"wake.{uuid.uuid4().hex[:12]}@example.com"
 
 
-class JobsWakeTest(StackTestCase):
+class JobsWakeTest(ReceiverMixin, StackTestCase):
     stack_env = {"STOA_JOBS_POLL_INTERVAL_MS": "60000",
                  "STOA_RATE_AUTH": "1000r/s", "STOA_BURST_AUTH": "1000",
                  "STOA_RATE_API": "1000r/s", "STOA_BURST_API": "1000"}
@@ -135,3 +138,58 @@ class JobsWakeTest(StackTestCase):
                                WAKE_BUDGET_S)
         self.assertTrue(row and (row["done"] or row["attempts"] > 0),
                         f"the live event's job was not run within {WAKE_BUDGET_S}s: {row}")
+
+    def test_06_jobs_queued_by_the_worker_wake_its_own_threads(self):
+        # The event's fan-out is committed by the worker itself, which wakes
+        # its own threads for the delivery it queued rather than sending
+        # itself a NOTIFY: the delivery goes out at once, and the only
+        # notification is the one psql's own insert sent.
+        rx = self.receiver()
+        self.endpoint(rx.url, ["test.wake"])
+        event = json.dumps({"id": f"evt_{uuid.uuid4()}", "type": "test.wake", "created": 1,
+                            "data": {}}).replace("'", "''")
+        heard = self.psql_notifications(
+            "LISTEN stoa_jobs;\n"
+            f"INSERT INTO jobs.outbox (kind, payload) VALUES ('event', '{event}');\n"
+            "SELECT pg_sleep(2.5);\nSELECT 1;\n")
+        self.assertTrue(rx.wait_for(1, WAKE_BUDGET_S),
+                        f"the delivery queued by the fan-out was not sent within "
+                        f"{WAKE_BUDGET_S}s")
+        self.assertEqual(heard, 1, "the worker notified itself about the jobs it queued")
+
+
+class OneWorkerThreadTest(ReceiverMixin, StackTestCase):
+    """One worker thread, so that one claim holds every job below."""
+    stack_env = {"STOA_JOBS_POLL_INTERVAL_MS": "60000", "STOA_JOBS_CONCURRENCY": "1"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.db = Db(cls.stack)
+
+    def test_07_quick_jobs_do_not_wait_behind_a_slow_one_of_their_claim(self):
+        # One statement and one thread: one claim holds all four, the slow
+        # delivery first in claim order. The no-ops run before it.
+        rx = self.receiver(delay=4.0)
+        endpoint_id = self.endpoint(rx.url, ["test.behind"])
+        event = {"id": f"evt_{uuid.uuid4()}", "type": "test.behind", "created": 1, "data": {}}
+        rows = self.db.rows(
+            "INSERT INTO jobs.outbox (kind, payload, run_at) SELECT k, p::jsonb, now()"
+            " FROM (VALUES (1, 'webhook.deliver', :'deliver'), (2, 'noop', '{}'),"
+            " (3, 'noop', '{}'), (4, 'noop', '{}')) v(n, k, p) ORDER BY n RETURNING id, kind",
+            deliver=json.dumps({"endpoint_id": endpoint_id, "event": event}))
+        noops = [str(r["id"]) for r in rows if r["kind"] == "noop"]
+        self.assertEqual(len(noops), 3)
+
+        def noops_done():
+            return self.db.value("SELECT count(*) FROM jobs.outbox WHERE id = ANY(:'ids'::bigint[])"
+                                 " AND done_at IS NOT NULL", ids="{" + ",".join(noops) + "}")
+
+        done, elapsed = wait_until(lambda: noops_done() == 3, 2.0, interval=0.05)
+        self.assertTrue(done, f"{noops_done()} of 3 quick jobs done after {elapsed:.1f}s")
+        self.assertTrue(rx.wait_for(1, 2.0), "the slow delivery never started")
+        self.assertIsNone(self.db.value("SELECT done_at FROM jobs.outbox WHERE kind ="
+                                        " 'webhook.deliver' AND payload->'event'->>'id' = :'e'",
+                                        e=event["id"]),
+                          "the slow delivery was already done: the test proves nothing")
+

@@ -97,6 +97,12 @@ bool stoa_db_sql_is_read(const char *sql);
  * (false). */
 bool stoa_db_sql_queues_jobs(const char *sql);
 
+/* Makes the wake-up above a call of fn in this process instead of a
+ * NOTIFY: for the jobs worker, whose own threads run what it queues (a
+ * NOTIFY would come back to its own listener). Set once at start-up,
+ * before any thread uses a handle; NULL restores the NOTIFY. */
+void stoa_db_wake_jobs_with(void (*fn)(void));
+
 /* Connects if needed, replacing an idle connection whose server has gone.
  * STOA_OK or STOA_AGAIN. */
 STOA_MUSTCHECK int stoa_db_connect(stoa_db_t *db);
