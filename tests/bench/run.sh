@@ -493,13 +493,19 @@ fmt = lambda v: "%.3f" % v if v is not None else "-"
 for c in counts:
     print()
     print("== %d connections" % c)
-    print("%-30s %-18s %12s %10s  %s" % ("route", "path", "req/s", "p99 ms", "status"))
+    # wrk keeps every connection's request in flight, so by Little's law
+    # the mean latency it sees is connections / throughput: a floor under
+    # the p99 that no responder below that throughput can go beneath.
+    print("%-30s %-18s %12s %10s %10s  %s" % ("route", "path", "req/s", "p99 ms",
+                                            "c/rps ms", "status"))
     for r in routes:
         s = summary[c][r]
         rps = "%.0f" % s["requests_per_second"] if s["requests_per_second"] else "-"
         p99 = "%.2f" % s["p99_ms"] if s["p99_ms"] is not None else "-"
-        print("%-30s %-18s %12s %10s  %s" % (labels[r], s["path"], rps, p99,
-                                              "FAILED" if s["failed"] else "ok"))
+        mean = ("%.2f" % (1000.0 * c / s["requests_per_second"])
+                if s["requests_per_second"] else "-")
+        print("%-30s %-18s %12s %10s %10s  %s" % (labels[r], s["path"], rps, p99, mean,
+                                                  "FAILED" if s["failed"] else "ok"))
     print("(c)/(b) pool vs ceiling:   %s" % fmt(ratios[c]["pool_over_empty"]))
     print("(d)/(b) /v1/me vs ceiling: %s" % fmt(ratios[c]["me_over_empty"]))
     print("(b)/(a) hop vs static:     %s" % fmt(ratios[c]["empty_over_static"]))

@@ -38,9 +38,9 @@ START_TEST(max_param_counts_the_highest)
 END_TEST
 
 static const stoa_db_statement_t good[] = {
-    {"one", "SELECT $1", 1},
-    {"none", "SELECT 1", 0},
-    {"three", "UPDATE t SET a = $2, b = $3 WHERE id = $1", 3},
+    {"one", "SELECT $1", 1, false},
+    {"none", "SELECT 1", 0, false},
+    {"three", "UPDATE t SET a = $2, b = $3 WHERE id = $1", 3, false},
 };
 
 START_TEST(check_accepts_matching_tables)
@@ -56,8 +56,8 @@ END_TEST
 START_TEST(check_refuses_too_few_declared)
 {
     static const stoa_db_statement_t bad[] = {
-        {"fine", "SELECT $1", 1},
-        {"user_by_id", "SELECT * FROM u WHERE id = $1 AND s = $2", 1},
+        {"fine", "SELECT $1", 1, false},
+        {"user_by_id", "SELECT * FROM u WHERE id = $1 AND s = $2", 1, false},
     };
     const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)},
                                       {bad, STOA_ARRAY_LEN(bad)}};
@@ -71,7 +71,7 @@ END_TEST
 
 START_TEST(check_refuses_too_many_declared)
 {
-    static const stoa_db_statement_t bad[] = {{"wide", "SELECT $1", 3}};
+    static const stoa_db_statement_t bad[] = {{"wide", "SELECT $1", 3, false}};
     const stoa_db_table_t table = {bad, 1};
     char err[256];
     ck_assert_int_eq(stoa_db_check_tables(&table, 1, err, sizeof(err)),
@@ -85,8 +85,8 @@ START_TEST(check_refuses_a_hole)
 {
     enum { FIRST, MISSING, LAST, COUNT };
     static const stoa_db_statement_t holed[COUNT] = {
-        [FIRST] = {"first", "SELECT 1", 0},
-        [LAST] = {"last", "SELECT 1", 0},
+        [FIRST] = {"first", "SELECT 1", 0, false},
+        [LAST] = {"last", "SELECT 1", 0, false},
     };
     const stoa_db_table_t table = {holed, COUNT};
     char err[256];
@@ -98,7 +98,7 @@ END_TEST
 
 START_TEST(check_refuses_a_name_twice)
 {
-    static const stoa_db_statement_t again[] = {{"three", "SELECT 1", 0}};
+    static const stoa_db_statement_t again[] = {{"three", "SELECT 1", 0, false}};
     const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)}, {again, 1}};
     char err[256];
     ck_assert_int_eq(stoa_db_check_tables(tables, 2, err, sizeof(err)),
@@ -128,7 +128,7 @@ END_TEST
 START_TEST(ctx_open_stops_on_a_mismatch)
 {
     static const stoa_db_statement_t bad[] = {
-        {"program_query", "SELECT $1, $2", 1}};
+        {"program_query", "SELECT $1, $2", 1, false}};
     stoa_ctx_t ctx;
     memset(&ctx, 0, sizeof(ctx));
     char err[512] = "";
