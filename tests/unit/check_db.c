@@ -98,7 +98,8 @@ END_TEST
 
 START_TEST(check_refuses_a_name_twice)
 {
-    static const stoa_db_statement_t again[] = {{"three", "SELECT 1", 0, false}};
+    static const stoa_db_statement_t again[] = {
+        {"three", "SELECT 1", 0, false}};
     const stoa_db_table_t tables[] = {{good, STOA_ARRAY_LEN(good)}, {again, 1}};
     char err[256];
     ck_assert_int_eq(stoa_db_check_tables(tables, 2, err, sizeof(err)),
