@@ -226,7 +226,7 @@ def bench():
             deadline = time.monotonic() + max_seconds
             last, last_change = -1, time.monotonic()
             while wrk.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.5)
+                time.sleep(2.0)  # each poll is a psql process and a scan: rarely
                 done = processed(stack)
                 if done >= distinct:
                     break
