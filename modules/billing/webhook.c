@@ -530,9 +530,10 @@ int billing_webhook(stoa_request_t *req)
     /* A failure rolls back: Stripe retries the delivery. */
     if (rc == STOA_OK && (rc = apply(&ev)) == STOA_OK)
         rc = entitlements_event(&ev);
-    const char *p2[] = {ev.event_id, ev.error};
-    if (rc == STOA_OK && ev.error[0])
+    if (rc == STOA_OK && ev.error[0]) {
+        const char *p2[] = {ev.event_id, ev.error};
         rc = stoa_db_exec(db, req->arena, BILLING_SQL(EVENT_ERROR), p2, NULL);
+    }
     if (rc == STOA_OK)
         rc = stoa_request_commit(req, NULL, NULL, NULL);
     if (rc != STOA_OK) {

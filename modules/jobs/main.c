@@ -348,9 +348,9 @@ static void run_job(batch_t *b, int row)
  * none waits behind a slow one; then the slow ones, in claim order. Of
  * these a thread keeps CLAIM_MIN and gives the rest back before it starts,
  * to threads (here or elsewhere) that are free. When stopping, jobs
- * claimed but not started go back at once. Counts the claim's slow jobs
- * in *slow and those given back in *given. */
-static void run_batch(batch_t *b, int *slow, int *given)
+ * claimed but not started go back at once. Returns the number of the
+ * claim's slow jobs (those beyond CLAIM_MIN were given back). */
+static int run_batch(batch_t *b)
 {
     int slow_rows[CLAIM_MAX], back[CLAIM_MAX];
     int nslow = 0, nback = 0;
@@ -362,8 +362,6 @@ static void run_batch(batch_t *b, int *slow, int *given)
             slow_rows[nslow++] = i;
     }
     int keep = nslow > CLAIM_MIN ? CLAIM_MIN : nslow;
-    *slow = nslow;
-    *given = nslow - keep;
     release(b, slow_rows + keep, nslow - keep);
     if (nslow > keep)
         wake_all();
@@ -388,6 +386,7 @@ static void run_batch(batch_t *b, int *slow, int *given)
         record_done(b);
     }
     release(b, back, nback);
+    return nslow;
 }
 
 /* How long an idle worker waits: the poll interval, or less when a job
@@ -445,12 +444,10 @@ static void *worker_main(void *arg)
         /* More may be waiting behind a full claim: another thread looks. */
         if (rows == claim)
             wake_one();
-        int slow = 0, given = 0;
-        if (rows > 0)
-            run_batch(&b, &slow, &given);
+        int slow = rows > 0 ? run_batch(&b) : 0;
         if (rows == 0)
             claim = CLAIM_MIN;
-        else if (given > 0)
+        else if (slow > CLAIM_MIN) /* some were given back */
             claim = claim / 2 < CLAIM_MIN ? CLAIM_MIN : claim / 2;
         else if (rows == claim && slow < CLAIM_MIN)
             claim = claim * 2 > CLAIM_MAX ? CLAIM_MAX : claim * 2;

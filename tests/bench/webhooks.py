@@ -40,6 +40,8 @@ import benchlib as b
 PATH = "/v1/billing/webhooks/stripe"
 SECRET = "whsec_bench_" + os.urandom(12).hex()
 PREFIX = "bench" + os.urandom(3).hex()
+# A LIKE pattern for this run's Stripe ids (evt_..., in_..., sub_...).
+OURS = f"%\\_{PREFIX}\\_%"
 
 LUA = r"""-- Written by tests/bench/webhooks.py: each thread POSTs its own list of
 -- prepared deliveries, once (or round and round with wrap = true).
@@ -150,7 +152,6 @@ def script(directory, target, wrap):
 
 
 def counts(stack):
-    like = f"%\\_{PREFIX}\\_%"
     sql = f"""
 SELECT (SELECT count(*) FROM billing.stripe_events WHERE id LIKE :'v1'),
        (SELECT count(*) FROM billing.stripe_events WHERE id LIKE :'v1' AND processed_at IS NOT NULL),
@@ -167,7 +168,7 @@ SELECT (SELECT count(*) FROM billing.stripe_events WHERE id LIKE :'v1'),
           AND payload->'data'->>'stripe_id' LIKE :'v1'),
        (SELECT count(*) FROM jobs.outbox WHERE kind = 'email.send' AND dedupe_key LIKE :'v2')
 """
-    row = stack.psql(sql, like, f"receipt:evt\\_{PREFIX}\\_%").split("|")
+    row = stack.psql(sql, OURS, f"receipt:evt\\_{PREFIX}\\_%").split("|")
     keys = ("events", "processed", "with_error", "span_s", "invoices", "subscriptions",
             "charges", "invoice_paid_events", "subscription_events", "receipts")
     return {k: (float(v) if k == "span_s" else int(v)) for k, v in zip(keys, row)}
@@ -178,8 +179,7 @@ def processed(stack):
     takes little from the Postgres it measures (counts() reads every
     effect, once, at the end)."""
     return int(stack.psql("SELECT count(*) FROM billing.stripe_events WHERE "
-                          "processed_at IS NOT NULL AND id LIKE :'v1'",
-                          f"%\\_{PREFIX}\\_%"))
+                          "processed_at IS NOT NULL AND id LIKE :'v1'", OURS))
 
 
 def bench():
