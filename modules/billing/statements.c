@@ -22,6 +22,26 @@
                          "i.created") ", i.amount_refunded FROM "              \
                                       "billing.invoices i"
 
+/* The entitlements of the user `user` (an SQL expression) as one JSON
+ * text: the plan of the newest entitling subscription (SPEC §6:
+ * trialing, active, past_due) on a price of the catalogue, else the free
+ * plan. It walks the catalogue's prices and takes the user's newest
+ * subscription on each from subscriptions_entitling_idx (migration 0031),
+ * so a user with thousands of subscriptions costs no more than one with
+ * two. */
+#define ENTITLEMENTS(user)                                                     \
+    "SELECT json_build_object('plan', coalesce(e.key, f.key), "                \
+    "'subscription_status', coalesce(e.status, 'none'), 'features', "          \
+    "coalesce(e.features, f.features, '{}'::jsonb))::text FROM (SELECT 1) "    \
+    "one LEFT JOIN LATERAL (SELECT p.key, s.status, p.features FROM "          \
+    "billing.prices pr JOIN billing.plans p ON p.id = pr.plan_id CROSS "       \
+    "JOIN LATERAL (SELECT s.status, s.updated_at FROM "                        \
+    "billing.subscriptions s WHERE s.user_id = " user " AND "                  \
+    "s.stripe_price_id = pr.stripe_price_id AND s.status IN ('trialing', "     \
+    "'active', 'past_due') ORDER BY s.updated_at DESC LIMIT 1) s ORDER BY "    \
+    "s.updated_at DESC LIMIT 1) e ON true LEFT JOIN billing.plans f ON "       \
+    "f.key = 'free' AND e.key IS NULL"
+
 const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
     /* --- catalogue ---------------------------------------------------- */
     [BILLING_SQL_PLANS_PUBLIC] = {"plans_public",
@@ -118,34 +138,21 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
                              "LIMIT $4::int",
          4},
     /* The answer of GET /v1/billing/entitlements, built once here for the
-     * route and for the entitlements.changed event alike: the plan of the
-     * newest entitling subscription (SPEC §6: trialing, active,
-     * past_due) on a price of the catalogue, else the free plan. It walks
-     * the catalogue's prices and takes the user's newest subscription on
-     * each from subscriptions_entitling_idx (migration 0031), so a user
-     * with thousands of subscriptions costs no more than one with two. */
-    [BILLING_SQL_ENTITLEMENTS_OF_USER] =
-        {"entitlements_of_user",
-         "SELECT json_build_object('plan', coalesce(e.key, f.key), "
-         "'subscription_status', coalesce(e.status, 'none'), 'features', "
-         "coalesce(e.features, f.features, '{}'::jsonb))::text FROM (SELECT 1) "
-         "one LEFT JOIN LATERAL (SELECT p.key, s.status, p.features FROM "
-         "billing.prices pr JOIN billing.plans p ON p.id = pr.plan_id CROSS "
-         "JOIN LATERAL (SELECT s.status, s.updated_at FROM "
-         "billing.subscriptions s WHERE s.user_id = $1::uuid AND "
-         "s.stripe_price_id = pr.stripe_price_id AND s.status IN ('trialing', "
-         "'active', 'past_due') ORDER BY s.updated_at DESC LIMIT 1) s ORDER BY "
-         "s.updated_at DESC LIMIT 1) e ON true LEFT JOIN billing.plans f ON "
-         "f.key = 'free' AND e.key IS NULL",
-         1},
-    /* Whose subscription an event is about, before it is applied: the
-     * user SUBSCRIPTION_UPSERT keeps or links, in the same order. */
+     * route and for the entitlements.changed event alike (ENTITLEMENTS,
+     * above). */
+    [BILLING_SQL_ENTITLEMENTS_OF_USER] = {"entitlements_of_user",
+                                          ENTITLEMENTS("$1::uuid"), 1},
+    /* Whose subscription an event is about, before it is applied (the
+     * user SUBSCRIPTION_UPSERT keeps or links, in the same order), and
+     * that user's entitlements then, in one round trip. */
     [BILLING_SQL_SUBSCRIPTION_OWNER] =
         {"subscription_owner",
-         "SELECT coalesce((SELECT user_id FROM billing.subscriptions WHERE "
-         "stripe_subscription_id = $1), (SELECT id FROM auth.users WHERE id = "
-         "$2::uuid), (SELECT user_id FROM billing.customers WHERE "
-         "stripe_customer_id = $3))",
+         "SELECT o.id, (" ENTITLEMENTS(
+             "o.id") ") FROM (SELECT coalesce("
+                     "(SELECT user_id FROM billing.subscriptions WHERE "
+                     "stripe_subscription_id = $1), (SELECT id FROM auth.users WHERE id = "
+                     "$2::uuid), (SELECT user_id FROM billing.customers WHERE "
+                     "stripe_customer_id = $3)) AS id) o",
          3},
 
     /* --- Stripe webhooks ---------------------------------------------- */
@@ -328,9 +335,15 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
                                     "DESC LIMIT $7::int",
          7},
     /* --- the objects of domain events -------------------------------- */
+    /* The subscription as a webhook has just written it, for its domain
+     * event, and the entitlements of user $2 (its owner) now, for
+     * entitlements.changed: one round trip. */
     [BILLING_SQL_SUBSCRIPTION_BY_STRIPE_ID] =
         {"subscription_by_stripe_id",
-         SUBSCRIPTION_SELECT " WHERE s.stripe_subscription_id = $1", 1},
+         "SELECT sub.*, (" ENTITLEMENTS(
+             "$2::uuid") ") FROM (" SUBSCRIPTION_SELECT
+                         " WHERE s.stripe_subscription_id = $1) sub",
+         2},
     [BILLING_SQL_INVOICE_BY_STRIPE_ID] = {"invoice_by_stripe_id",
                                           INVOICE_SELECT
                                           " WHERE i.stripe_invoice_id = $1",

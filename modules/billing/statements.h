@@ -96,7 +96,10 @@ enum {
     SUBSCRIPTION_COL_CURRENT_PERIOD_END,
     SUBSCRIPTION_COL_CANCEL_AT_PERIOD_END,
     SUBSCRIPTION_COL_TRIAL_END,
-    SUBSCRIPTION_COL_STRIPE_PRICE_ID
+    SUBSCRIPTION_COL_STRIPE_PRICE_ID,
+    /* BILLING_SQL_SUBSCRIPTION_BY_STRIPE_ID only: the owner's entitlements
+     * (ENTITLEMENTS_OF_USER's answer) */
+    SUBSCRIPTION_COL_ENTITLEMENTS
 };
 /* BILLING_SQL_INVOICES_OF_USER, BILLING_SQL_INVOICE_BY_STRIPE_ID */
 enum {
@@ -113,8 +116,11 @@ enum {
     INVOICE_COL_AMOUNT_REFUNDED
 };
 /* BILLING_SQL_ENTITLEMENTS_OF_USER: one row, one column, the JSON answer
- * of GET /v1/billing/entitlements. BILLING_SQL_SUBSCRIPTION_OWNER: one
- * row, the user id or NULL. */
+ * of GET /v1/billing/entitlements. */
+/* BILLING_SQL_SUBSCRIPTION_OWNER: one row, the user id or NULL, and that
+ * user's entitlements as ENTITLEMENTS_OF_USER gives them (when there is a
+ * user). */
+enum { OWNER_COL_USER_ID, OWNER_COL_ENTITLEMENTS };
 /* BILLING_SQL_SUBSCRIPTION_UPSERT, BILLING_SQL_INVOICE_UPSERT: the user
  * of the row applied (none when the event was stale). */
 enum { UPSERTED_COL_USER_ID };

@@ -27,6 +27,9 @@ typedef struct {
      * entitlements.changed is emitted when they differ after. */
     const char *entitled_user;
     const char *entitlements_before;
+    /* The touched user's entitlements after, when a statement of the
+     * event has already read them (else entitlements_event does). */
+    const char *entitlements_after;
     bool catalogue_changed; /* plans cache to drop after commit */
     char error[200];        /* why the event could not be applied */
 } event_t;
@@ -91,7 +94,7 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
 {
     bool subscription =
         stoa_event_find(type)->data == STOA_EVENT_DATA_SUBSCRIPTION;
-    const char *p[] = {object_id};
+    const char *p[] = {object_id, user_id};
     stoa_db_result_t *res;
     int rc = exec(ev,
                   subscription ? BILLING_SQL(SUBSCRIPTION_BY_STRIPE_ID)
@@ -101,6 +104,11 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
         return rc;
     if (stoa_db_rows(res) == 0)
         return STOA_ERROR; /* written by this transaction a moment ago */
+    if (subscription && user_id && ev->touched_user &&
+        strcmp(user_id, ev->touched_user) == 0 &&
+        !(ev->entitlements_after =
+              stoa_db_value(res, 0, SUBSCRIPTION_COL_ENTITLEMENTS)))
+        return STOA_ERROR;
     stoa_buf_t data;
     stoa_buf_init(&data);
     stoa_jw_t *w = stoa_jw_new(&data);
@@ -139,9 +147,10 @@ static int entitlements_event(event_t *ev)
     const char *user_id = ev->touched_user;
     if (!user_id)
         return STOA_OK;
-    const char *after;
-    int rc = billing_entitlements_of(ev->req, user_id, &after);
-    if (rc != STOA_OK)
+    const char *after = ev->entitlements_after;
+    int rc;
+    if (!after &&
+        (rc = billing_entitlements_of(ev->req, user_id, &after)) != STOA_OK)
         return rc;
     if (ev->entitled_user && strcmp(ev->entitled_user, user_id) == 0 &&
         strcmp(ev->entitlements_before, after) == 0)
@@ -269,9 +278,13 @@ static int on_subscription(event_t *ev)
     int rc = exec(ev, BILLING_SQL(SUBSCRIPTION_OWNER), owner_params, &res);
     if (rc != STOA_OK)
         return rc;
-    const char *owner = stoa_db_value(res, 0, 0);
-    if (owner && (rc = entitlements_before(ev, owner)) != STOA_OK)
-        return rc;
+    const char *owner = stoa_db_value(res, 0, OWNER_COL_USER_ID);
+    if (owner) {
+        ev->entitled_user = owner;
+        ev->entitlements_before = stoa_db_value(res, 0, OWNER_COL_ENTITLEMENTS);
+        if (!ev->entitlements_before)
+            return STOA_ERROR;
+    }
     rc = upsert(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
     if (rc != STOA_OK)
         return rc == STOA_DECLINED ? STOA_OK : rc;

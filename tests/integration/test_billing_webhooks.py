@@ -252,6 +252,51 @@ class BillingWebhookTest(BillingFakeStripeCase):
         self.assert_error(self.api("POST", "/v1/billing/subscription/cancel", token), 409,
                           "not_cancelable")
 
+    @needs_gateway
+    def test_05_entitlements_changed_only_when_they_change(self):
+        """entitlements.changed is written in the event's transaction when
+        what the plan grants differs from before, with what it grants
+        after; an event that leaves them as they were writes none. Also for
+        trial_will_end, which has no domain event of its own."""
+        user, key, price, customer, sub = self.ordering_fixture("entchg")
+        features = {"ordering": True, "seats": 2}
+        t0 = int(time.time()) - 600
+
+        def changes():
+            return [row["payload"]["data"]["entitlements"] for row in self.db.rows(
+                "SELECT payload FROM jobs.outbox WHERE kind = 'event'"
+                " AND payload->>'type' = 'entitlements.changed'"
+                " AND payload->'data'->>'user_id' = :'u' ORDER BY id", u=user["id"])]
+
+        def obj(sub_id, status, **kw):
+            return bl.subscription_object(sub_id, customer, status, price, user["id"], **kw)
+
+        self.send("customer.subscription.created", obj(sub, "active"), created=t0)
+        active = {"plan": key, "subscription_status": "active", "features": features}
+        self.assertEqual(changes(), [active])
+        self.send("customer.subscription.updated",
+                  obj(sub, "active", cancel_at_period_end=True), created=t0 + 10)
+        self.assertEqual(changes(), [active], "the same grants: no event")
+        self.assertEqual(len(self.db.outbox_events("subscription.updated", sub)), 2)
+        self.send("customer.subscription.updated", obj(sub, "past_due"), created=t0 + 20)
+        past_due = dict(active, subscription_status="past_due")
+        self.assertEqual(changes(), [active, past_due])
+        # A stale event changes nothing and says nothing.
+        self.send("customer.subscription.updated", obj(sub, "active"), created=t0 + 15)
+        self.assertEqual(changes(), [active, past_due])
+        self.send("customer.subscription.deleted", obj(sub, "canceled"), created=t0 + 30)
+        free = {"plan": "free", "subscription_status": "none",
+                "features": DEMO_FEATURES["free"]}
+        self.assertEqual(changes(), [active, past_due, free])
+        # A subscription first heard of by its trial_will_end.
+        sub2 = bl.stripe_id("sub_")
+        self.send("customer.subscription.trial_will_end", obj(sub2, "trialing"),
+                  created=t0 + 40)
+        trialing = dict(active, subscription_status="trialing")
+        self.assertEqual(changes(), [active, past_due, free, trialing])
+        self.assertEqual(changes()[-1], self.assert_ok_json(
+            self.api("GET", "/v1/billing/entitlements", user["token"])))
+
     # --- 6. refunds -------------------------------------------------------------------
 
     @needs_gateway
