@@ -104,11 +104,15 @@ static int domain_event(event_t *ev, const char *type, const char *user_id,
         return rc;
     if (stoa_db_rows(res) == 0)
         return STOA_ERROR; /* written by this transaction a moment ago */
+    /* The same row carries the owner's entitlements now: kept for
+     * entitlements_event when the owner is the user the event touched. */
     if (subscription && user_id && ev->touched_user &&
-        strcmp(user_id, ev->touched_user) == 0 &&
-        !(ev->entitlements_after =
-              stoa_db_value(res, 0, SUBSCRIPTION_COL_ENTITLEMENTS)))
-        return STOA_ERROR;
+        strcmp(user_id, ev->touched_user) == 0) {
+        ev->entitlements_after =
+            stoa_db_value(res, 0, SUBSCRIPTION_COL_ENTITLEMENTS);
+        if (!ev->entitlements_after)
+            return STOA_ERROR;
+    }
     stoa_buf_t data;
     stoa_buf_init(&data);
     stoa_jw_t *w = stoa_jw_new(&data);
