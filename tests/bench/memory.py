@@ -13,12 +13,18 @@ heap, thread stacks, other anonymous memory, mapped files). "Flat" means no proc
 BENCH_RSS_GROWTH_KIB (1024) between the readings; a process replaced in
 between (another pid) is reported, since its reading would hide a leak.
 
+A login the auth pool sheds (503 "too many password checks at once",
+its admission gate working while the reads hold the cores) waits as its
+Retry-After asks and is counted apart; any other answer but 200 fails
+the run.
+
 Environment: BENCH_REQUESTS (1000000), BENCH_SECONDS (20),
 BENCH_CONNECTIONS (64), BENCH_LOGIN_EVERY (1000), BENCH_RSS_GROWTH_KIB,
 BENCH_PROCESSES, BENCH_OUT, BENCH_STRICT.
 """
 
 import os
+import re
 import tempfile
 
 import benchlib as b
@@ -26,12 +32,18 @@ import benchlib as b
 LIMIT_KIB = 16 * 1024
 
 
+# The auth pool's answer to a login it sheds (app.c's admission gate).
+SHED_MESSAGE = "too many password checks at once"
+
+
 def mix_script(token, email, password, every):
     body = '{"email":"%s","password":"%s"}' % (email, password)
-    return f"""-- Written by tests/bench/memory.py: GET /v1/me, with a login every
--- {every} requests.
+    return b.harness.wrk_counting_lua("MIX") + f"""-- Written by tests/bench/memory.py: GET /v1/me, with a login every
+-- {every} requests. Answers are counted by kind (the lines above); a shed
+-- login waits as its Retry-After asks, as a client should.
 local me, login, n
 function init(args)
+  ok = 0; shed = 0; other = 0; backoff = 0
   me = wrk.format("GET", "/v1/me", {{["Authorization"] = {b.lua_string("Bearer " + token)}}})
   login = wrk.format("POST", "/v1/auth/login", {{["Content-Type"] = "application/json"}},
                      {b.lua_string(body)})
@@ -42,7 +54,26 @@ function request()
   if n % {every} == 0 then return login end
   return me
 end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1
+  elseif status == 503 and body and body:find({b.lua_string(SHED_MESSAGE)}, 1, true) then
+    shed = shed + 1
+    backoff = (tonumber(headers["Retry-After"]) or 1) * 1000
+  else other = other + 1 end
+end
+function delay()
+  local d = backoff
+  backoff = 0
+  return d
+end
 """
+
+
+def count_answers(run):
+    """(ok, shed, other) from the script's line in wrk's output; None when
+    the line is missing."""
+    m = re.search(r"MIX ok=(\d+) shed=(\d+) other=(\d+)", run.get("output") or "")
+    return tuple(map(int, m.groups())) if m else None
 
 
 def rss_only(readings):
@@ -70,12 +101,22 @@ def bench():
             b.note("warm-up: 5s of the mix")
             b.run_wrk(stack, "/v1/me", conns, 5, script=script, timeout_s=10)
             before = rss_only(stack.pool_processes_at_rest())
-            sent, runs = 0, []
+            sent, runs, sheds = 0, [], 0
             while sent < total:
                 r = b.run_wrk(stack, "/v1/me", conns, seconds, script=script, timeout_s=10)
+                counts = count_answers(r)
+                label = f"run {len(runs) + 1}"
+                if counts is None:
+                    report.problem(f"{label}: no answer counts from wrk")
+                else:
+                    sheds += counts[1]
+                    if counts[2]:
+                        report.problem(f"{label}: {counts[2]} answers neither 200 "
+                                       "nor a shed login")
+                    r["non_2xx"] = 0  # counted by kind above
                 runs.append({k: v for k, v in r.items() if k != "output"})
                 sent += r["requests"] or 0
-                for p in b.wrk_problems(f"run {len(runs)}", r):
+                for p in b.wrk_problems(label, r):
                     report.problem(p)
                 b.note(f"{sent} of {total} requests ({r['requests_per_second']:.0f} req/s, "
                        f"p99 {r['p99_ms']} ms)")
@@ -87,6 +128,7 @@ def bench():
         finally:
             os.unlink(script)
         report.figure("requests sent", sent)
+        report.figure("logins shed (503, Retry-After honoured)", sheds)
         worst_after, worst_growth = 0, 0
         rows = []
         for pool in before:
