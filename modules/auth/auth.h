@@ -173,6 +173,17 @@ STOA_MUSTCHECK int auth_mail_user(stoa_request_t *req,
 STOA_MUSTCHECK int auth_caller_user(stoa_request_t *req,
                                     stoa_db_result_t **user);
 
+/* In the caller's open transaction, before a change that its password
+ * (verified_phc, checked before the transaction began) or its session
+ * proved: locks the user's row and checks that neither moved since - the
+ * stored hash is still verified_phc and the caller's session is live. A
+ * reset that committed while this request hashed replaced the hash and
+ * revoked the session; going on would undo it. STOA_OK, or the
+ * transaction is rolled back, 401 is answered and STOA_DECLINED returned
+ * (or the database failure). */
+STOA_MUSTCHECK int auth_credentials_unchanged(stoa_request_t *req,
+                                              const char *verified_phc);
+
 /* Drops the cached /v1/me answer of a user. */
 void auth_forget_profile(stoa_request_t *req, const char *user_id);
 

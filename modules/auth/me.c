@@ -177,7 +177,8 @@ int auth_me_delete(stoa_request_t *req)
     /* The same erasure an admin runs on the user's behalf (stoa/gdpr.h). */
     stoa_actor_t actor = stoa_request_actor(req, NULL);
     stoa_db_result_t *revoked;
-    if ((rc = stoa_db_begin(db)) != STOA_OK)
+    if ((rc = stoa_db_begin(db)) != STOA_OK ||
+        (rc = auth_credentials_unchanged(req, phc)) != STOA_OK)
         return rc;
     rc = stoa_gdpr_erase(db, req->arena, &actor, user_id, &revoked);
     if (rc == STOA_DECLINED) {

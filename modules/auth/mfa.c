@@ -281,6 +281,24 @@ static int enrolment_start(stoa_request_t *req, bool with_code,
     return check_password(req, *user, password);
 }
 
+/* Begins the caller's transaction for confirm and disable: the user's
+ * row first (locked and checked unchanged since the caller's row was
+ * read, auth_credentials_unchanged: a reset orders with this), then the
+ * enrolment's row into *res (no row: none). */
+static int begin_with_enrolment(stoa_request_t *req,
+                                const stoa_db_result_t *user,
+                                stoa_db_result_t **res)
+{
+    stoa_db_t *db = stoa_request_db(req);
+    const char *p[] = {req->principal.user_id};
+    int rc;
+    if ((rc = stoa_db_begin(db)) != STOA_OK ||
+        (rc = auth_credentials_unchanged(
+             req, stoa_db_value(user, 0, USER_COL_PASSWORD_HASH))) != STOA_OK)
+        return rc;
+    return stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p, res);
+}
+
 static char *bytea_param(stoa_request_t *req, const uint8_t *data, size_t len)
 {
     char *out = stoa_arena_alloc(req->arena, 3 + 2 * len);
@@ -365,12 +383,13 @@ int auth_mfa_confirm(stoa_request_t *req)
     const char *user_id = req->principal.user_id;
     stoa_db_t *db = stoa_request_db(req);
     const char *p1[] = {user_id};
-    rc = stoa_request_begin(req, AUTH_SQL(MFA_GET), p1, &res);
-    if (rc == STOA_DECLINED)
+    if ((rc = begin_with_enrolment(req, user, &res)) != STOA_OK)
+        return rc;
+    if (stoa_db_rows(res) == 0) {
+        stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_NOT_ENROLLED,
                               "start with POST /v1/auth/mfa/totp/enroll");
-    if (rc != STOA_OK)
-        return rc;
+    }
     if (stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] == 't') {
         stoa_db_rollback(db);
         return stoa_http_fail(req, STOA_ERR_MFA_ALREADY_ENABLED,
@@ -463,9 +482,7 @@ int auth_mfa_disable(stoa_request_t *req)
     const char *email = stoa_db_value(user, 0, USER_COL_EMAIL);
     if (auth_throttle_check(req, email) != STOA_OK)
         return STOA_DECLINED;
-    if ((rc = stoa_db_begin(db)) != STOA_OK ||
-        (rc = stoa_db_exec(db, req->arena, AUTH_SQL(MFA_GET), p1, &res)) !=
-            STOA_OK)
+    if ((rc = begin_with_enrolment(req, user, &res)) != STOA_OK)
         return rc;
     if (stoa_db_rows(res) == 0 ||
         stoa_db_value(res, 0, MFA_COL_CONFIRMED)[0] != 't') {

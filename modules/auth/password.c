@@ -128,7 +128,8 @@ int auth_password_change(stoa_request_t *req)
     if (!auth_password_acceptable(req, "new_password", next, email,
                                   stoa_db_value(user, 0, USER_COL_NAME)))
         return stoa_http_invalid_fields(req);
-    if ((rc = stoa_db_begin(db)) != STOA_OK)
+    if ((rc = stoa_db_begin(db)) != STOA_OK ||
+        (rc = auth_credentials_unchanged(req, phc)) != STOA_OK)
         return rc;
     return replace_password(req, user, next, req->principal.session_id,
                             "password.changed");

@@ -38,6 +38,19 @@ const stoa_db_statement_t auth_statements[AUTH_SQL_COUNT] = {
          "UPDATE auth.users SET password_hash = $2, updated_at = now() "
          "WHERE id = $1::uuid",
          2},
+    /* Before a change the password proved, in its transaction: the row is
+     * locked (a reset or another change waits for this one to end) and
+     * its hash read again; then whether the caller's session still lives,
+     * in a statement of its own so its snapshot is taken after the lock. */
+    [AUTH_SQL_USER_LOCK_PASSWORD] =
+        {"user_lock_password",
+         "SELECT password_hash FROM auth.users WHERE id = $1::uuid FOR UPDATE",
+         1},
+    [AUTH_SQL_SESSION_LIVE] =
+        {"session_live",
+         "SELECT 1 FROM auth.sessions WHERE id = $1::uuid AND user_id = "
+         "$2::uuid AND revoked_at IS NULL AND expires_at > now()",
+         2},
     [AUTH_SQL_USER_VERIFY_EMAIL] =
         {"user_verify_email",
          "UPDATE auth.users SET email_verified_at = coalesce(email_verified_at, "

@@ -34,6 +34,35 @@ void auth_write_user(stoa_jw_t *w, const stoa_db_result_t *res, int row,
     stoa_jw_object_close(w);
 }
 
+int auth_credentials_unchanged(stoa_request_t *req, const char *verified_phc)
+{
+    stoa_db_t *db = stoa_request_db(req);
+    const char *user_id = req->principal.user_id;
+    const char *p1[] = {user_id};
+    stoa_db_result_t *res;
+    int rc =
+        stoa_db_exec(db, req->arena, AUTH_SQL(USER_LOCK_PASSWORD), p1, &res);
+    if (rc != STOA_OK)
+        return rc;
+    bool same = stoa_db_rows(res) == 1 && verified_phc &&
+                stoa_db_value(res, 0, 0) &&
+                strcmp(stoa_db_value(res, 0, 0), verified_phc) == 0;
+    if (same && req->principal.session_id) {
+        const char *p2[] = {req->principal.session_id, user_id};
+        if ((rc = stoa_db_exec(db, req->arena, AUTH_SQL(SESSION_LIVE), p2,
+                               &res)) != STOA_OK)
+            return rc;
+        same = stoa_db_rows(res) == 1;
+    }
+    if (same)
+        return STOA_OK;
+    stoa_db_rollback(db);
+    stoa_http_fail(req, STOA_ERR_UNAUTHENTICATED,
+                   "the account's credentials changed while this request "
+                   "ran; sign in again");
+    return STOA_DECLINED;
+}
+
 void auth_forget_profile(stoa_request_t *req, const char *user_id)
 {
     if (stoa_profile_forget(&req->conns, req->arena, user_id) != STOA_OK)

@@ -7,6 +7,8 @@ token minting a wider key, key tokens outliving a role change, a key's own
 expiry, a suspension or an erasure.
 """
 
+import ctypes
+import ctypes.util
 import os
 import subprocess
 import threading
@@ -21,6 +23,25 @@ from billinglib import stoactl_env
 from harness import BIN_DIR, wait_until
 
 GOOD_PASSWORD = "Tq7#vLp2!xRz-9mW"
+
+
+def slow_phc(password, iterations=40, memory_kib=65536):
+    """An Argon2id PHC string of password that takes the pool ~1-2 s to
+    verify (libargon2 itself, through ctypes): planted as a user's hash, it
+    holds a request in its check long enough to change the account under
+    it."""
+    lib = ctypes.CDLL(ctypes.util.find_library("argon2") or "libargon2.so.1")
+    encode = lib.argon2id_hash_encoded
+    encode.argtypes = [ctypes.c_uint32] * 3 + [
+        ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+        ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    out = ctypes.create_string_buffer(256)
+    raw = password.encode()
+    salt = os.urandom(16)
+    rc = encode(iterations, memory_kib, 1, raw, len(raw), salt, len(salt), 32, out, len(out))
+    if rc != 0:
+        raise AssertionError(f"argon2id_hash_encoded failed: {rc}")
+    return out.value.decode()
 
 
 class CredentialsTest(SourceClientTestCase):
@@ -401,6 +422,93 @@ class CredentialsTest(SourceClientTestCase):
                  if c.request("GET", "/v1/me", token=t).status == 200]
         self.assertEqual(alive, [], f"{len(alive)} tokens with the old role still work")
 
+
+    # --- a credential changed while a request that it proved is running -------
+
+    def run_beside(self, call, change, after_s=0.5):
+        """Starts call(client) on a thread, runs change() after_s later
+        (while call's password check hashes), and returns call's answer."""
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(resp=call(self.client())))
+        thread.start()
+        time.sleep(after_s)
+        change()
+        thread.join(30)
+        self.assertFalse(thread.is_alive(), "the request never answered")
+        return result["resp"]
+
+    def stored_hash(self, user_id):
+        return query_json(self.stack, "SELECT to_json(password_hash) FROM auth.users "
+                                      "WHERE id = :'id'::uuid", id=user_id)
+
+    def plant_hash(self, user_id, phc):
+        query_json(self.stack, """WITH u AS (UPDATE auth.users SET password_hash = :'h'
+            WHERE id = :'id'::uuid RETURNING 1) SELECT to_json(count(*)) FROM u""",
+                   h=phc, id=user_id)
+
+    def change_call(self, login):
+        return lambda client: client.request(
+            "POST", "/v1/auth/password/change",
+            {"current_password": GOOD_PASSWORD, "new_password": "Attacker-Chosen-Secret-77"},
+            token=login)
+
+    def test_40_a_change_proved_before_a_reset_does_not_undo_it(self):
+        c = self.client()
+        email, user_id, login = self.new_account(c, "changereset")
+        self.plant_hash(user_id, slow_phc(GOOD_PASSWORD))
+        reset_hash = slow_phc("Owner-Reset-Secret-31", iterations=1, memory_kib=8192)
+
+        def reset():
+            # What a reset commits: a new hash, every session revoked.
+            query_json(self.stack, """WITH u AS (UPDATE auth.users SET password_hash = :'h'
+                WHERE id = :'id'::uuid RETURNING 1), s AS (UPDATE auth.sessions
+                SET revoked_at = now(), revoke_reason = 'password_changed'
+                WHERE user_id = :'id'::uuid AND revoked_at IS NULL RETURNING 1)
+                SELECT to_json((SELECT count(*) FROM u) + (SELECT count(*) FROM s))""",
+                       h=reset_hash, id=user_id)
+
+        resp = self.run_beside(self.change_call(login), reset)
+        # 401 when the reset landed during the check (the case of this
+        # test); 422 if a slow machine let it land before the check read
+        # the hash. Never 204: that would put the old password's holder
+        # back in charge.
+        self.assertIn(resp.status, (401, 422), repr(resp))
+        self.assertEqual(self.stored_hash(user_id), reset_hash)
+        self.assertEqual(c.request("POST", "/v1/auth/login", {
+            "email": email, "password": "Attacker-Chosen-Secret-77"}).status, 401)
+        self.assertEqual(self.assert_ok_json(c.request("POST", "/v1/auth/login", {
+            "email": email, "password": "Owner-Reset-Secret-31"}))["token_type"], "Bearer")
+
+    def test_41_a_change_whose_session_was_revoked_meanwhile_is_refused(self):
+        c = self.client()
+        _, user_id, login = self.new_account(c, "changerevoked")
+        planted = slow_phc(GOOD_PASSWORD)
+        self.plant_hash(user_id, planted)
+        sid = jwt_claims(login)["sid"]
+
+        def revoke():
+            query_json(self.stack, """WITH s AS (UPDATE auth.sessions SET revoked_at = now(),
+                revoke_reason = 'logout' WHERE id = :'sid'::uuid RETURNING 1)
+                SELECT to_json(count(*)) FROM s""", sid=sid)
+
+        resp = self.run_beside(self.change_call(login), revoke)
+        self.assert_error(resp, 401, "unauthenticated")
+        self.assertEqual(self.stored_hash(user_id), planted)
+
+    def test_42_an_erasure_proved_before_a_reset_does_not_go_through(self):
+        c = self.client()
+        email, user_id, login = self.new_account(c, "erasereset")
+        self.plant_hash(user_id, slow_phc(GOOD_PASSWORD))
+        reset_hash = slow_phc("Owner-Reset-Secret-31", iterations=1, memory_kib=8192)
+        resp = self.run_beside(
+            lambda client: client.request("DELETE", "/v1/me", {"password": GOOD_PASSWORD},
+                                          token=login),
+            lambda: self.plant_hash(user_id, reset_hash))
+        # The old password no longer proves anything: the account stays.
+        self.assertIn(resp.status, (401, 422), repr(resp))
+        self.assertEqual(self.stored_hash(user_id), reset_hash)
+        self.assertEqual(count_rows(self.stack, "SELECT 1 FROM auth.users WHERE id = :'id'::uuid "
+                                    "AND email = :'e'", id=user_id, e=email), 1)
 
 if __name__ == "__main__":
     unittest.main()
