@@ -209,13 +209,13 @@ int stoa_revoke_sessions(stoa_db_t *db, stoa_arena_t *arena,
     int rc = stoa_db_exec(db, arena, REVOKE_SQL(LOCK_USER), p1, NULL);
     if (rc != STOA_OK)
         return rc;
-    /* Keys go, and so do second-factor challenges started with what was
-     * the password: they would otherwise still open a session. */
-    if (with_keys &&
-        ((rc = stoa_db_exec(db, arena, REVOKE_SQL(API_KEYS), p1, NULL)) !=
-             STOA_OK ||
-         (rc = stoa_db_exec(db, arena, REVOKE_SQL(MFA_CHALLENGES), p1, NULL)) !=
-             STOA_OK))
+    /* Second-factor challenges are sessions half begun (with what was the
+     * password, or before the sessions ended): they go whenever sessions
+     * do, or they would still open one. Keys go when asked. */
+    if ((rc = stoa_db_exec(db, arena, REVOKE_SQL(MFA_CHALLENGES), p1, NULL)) !=
+            STOA_OK ||
+        (with_keys && (rc = stoa_db_exec(db, arena, REVOKE_SQL(API_KEYS), p1,
+                                         NULL)) != STOA_OK))
         return rc;
     return stoa_db_exec(db, arena, REVOKE_SQL(SESSIONS), p2, revoked);
 }

@@ -291,6 +291,31 @@ class MfaHardeningTest(base.MfaStackTestCase):
         self.assert_error(self.verify(self.client(), self.challenge(self.client(), email),
                                       recovery_code=code), 401, "invalid_code")
 
+    # --- 5. a pending challenge dies with the sessions -----------------------
+
+    def test_50_a_password_change_or_signing_out_elsewhere_ends_pending_challenges(self):
+        c = self.client()
+        email, user_id, token, secret, _ = self.enable_mfa(c, "pending")
+        # Someone with the password has passed its check and waits for a code.
+        pending = self.challenge(self.client(), email)
+        new_password = "Fresh-Owner-Secret-58"
+        self.assertEqual(c.request("POST", "/v1/auth/password/change",
+                                   {"current_password": GOOD_PASSWORD,
+                                    "new_password": new_password}, token=token).status, 204)
+        self.forget_last_step(user_id)
+        right = base.code_for_step(secret, base.current_step())
+        resp = self.verify(self.client(), pending, code=right)
+        self.assertEqual(resp.status, 401, f"a challenge from the old password got in: {resp!r}")
+        # Signing out everywhere else ends one started since, too.
+        pending = self.login_response(self.client(), email, new_password)
+        pending = self.assert_error(pending, 401, "mfa_required")["mfa_token"]
+        self.assertEqual(c.request("DELETE", "/v1/auth/sessions", token=token).status, 204)
+        self.forget_last_step(user_id)
+        resp = self.verify(self.client(), pending, code=base.code_for_step(
+            secret, base.current_step()))
+        self.assertEqual(resp.status, 401, f"a pending challenge outlived the sessions: {resp!r}")
+        self.assertEqual(count_rows(self.stack, """
+            SELECT 1 FROM auth.mfa_challenges WHERE user_id = :'id'::uuid""", id=user_id), 0)
 
 if __name__ == "__main__":
     import unittest
