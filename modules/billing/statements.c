@@ -42,6 +42,12 @@
     "s.updated_at DESC LIMIT 1) e ON true LEFT JOIN billing.plans f ON "       \
     "f.key = 'free' AND e.key IS NULL"
 
+/* A subscription status's stage in its life (SUBSCRIPTION_UPSERT):
+ * 0 incomplete, 1 live, 2 ended. */
+#define STATUS_STAGE(col)                                                      \
+    "(CASE " col " WHEN 'incomplete' THEN 0 WHEN 'canceled' THEN 2 WHEN "      \
+    "'incomplete_expired' THEN 2 ELSE 1 END)"
+
 const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
     /* --- catalogue ---------------------------------------------------- */
     [BILLING_SQL_PLANS_PUBLIC] = {"plans_public",
@@ -188,8 +194,13 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          "c WHERE c.stripe_customer_id = $1 AND billing.invoices."
          "stripe_customer_id = $1 AND billing.invoices.user_id IS NULL",
          1},
-    /* Applied only when the event is not older than the last one applied;
-     * at equal times a terminal status is never undone. */
+    /* Applied only when the event is not older than the last one applied.
+     * Stripe's times are whole seconds, and a subscription's creation
+     * (incomplete) and its first payment (active) often share one: at
+     * equal times the status may only move forward in its life,
+     * incomplete, then the live ones (trialing, active, past_due, unpaid,
+     * paused: the later delivery wins among them), then the ended ones,
+     * which are never undone. */
     [BILLING_SQL_SUBSCRIPTION_UPSERT] =
         {"subscription_upsert",
          "INSERT INTO billing.subscriptions AS s (stripe_subscription_id, "
@@ -210,9 +221,8 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          "trial_end = EXCLUDED.trial_end, stripe_event_at = "
          "EXCLUDED.stripe_event_at, updated_at = now() WHERE s.stripe_event_at "
          "< EXCLUDED.stripe_event_at OR (s.stripe_event_at = "
-         "EXCLUDED.stripe_event_at AND NOT (s.status IN ('canceled', "
-         "'incomplete_expired') AND EXCLUDED.status NOT IN ('canceled', "
-         "'incomplete_expired'))) RETURNING s.user_id, s.status",
+         "EXCLUDED.stripe_event_at AND " STATUS_STAGE("EXCLUDED.status") " >= " STATUS_STAGE(
+             "s.status") ") RETURNING s.user_id, s.status",
          11},
     [BILLING_SQL_INVOICE_UPSERT] =
         {"invoice_upsert",

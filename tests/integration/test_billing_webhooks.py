@@ -217,6 +217,35 @@ class BillingWebhookTest(BillingFakeStripeCase):
         self.send("customer.subscription.updated", obj("active"), created=t0 + 30)
         self.assertEqual(self.sub_status(sub), "canceled")
 
+    def test_05_same_second_events_never_move_a_subscription_back(self):
+        user, _, price, customer, sub = self.ordering_fixture("samesecond")
+        t0 = int(time.time()) - 600
+
+        def obj(status):
+            return bl.subscription_object(sub, customer, status, price, user["id"])
+
+        # Created (incomplete) and paid (active) in one second, delivered
+        # the wrong way round: the subscription stays active.
+        self.send("customer.subscription.updated", obj("active"), created=t0)
+        self.send("customer.subscription.created", obj("incomplete"), created=t0)
+        self.assertEqual(self.sub_status(sub), "active")
+        # Between live statuses of one second the later delivery wins.
+        self.send("customer.subscription.updated", obj("past_due"), created=t0)
+        self.assertEqual(self.sub_status(sub), "past_due")
+        self.send("customer.subscription.updated", obj("active"), created=t0)
+        self.assertEqual(self.sub_status(sub), "active")
+        # The right order still moves it forward.
+        sub2 = sub + "b"
+        obj2 = bl.subscription_object(sub2, customer, "incomplete", price, user["id"])
+        self.send("customer.subscription.created", obj2, created=t0)
+        self.assertEqual(self.sub_status(sub2), "incomplete")
+        obj2 = bl.subscription_object(sub2, customer, "active", price, user["id"])
+        self.send("customer.subscription.updated", obj2, created=t0)
+        self.assertEqual(self.sub_status(sub2), "active")
+        obj2 = bl.subscription_object(sub2, customer, "canceled", price, user["id"])
+        self.send("customer.subscription.deleted", obj2, created=t0)
+        self.assertEqual(self.sub_status(sub2), "canceled")
+
     @needs_gateway
     def test_05_entitlements_follow_status(self):
         user, key, price, customer, sub = self.ordering_fixture("entitle")
