@@ -26,6 +26,7 @@ enum {
     BILLING_SQL_SUBSCRIPTION_SET_CANCEL,
     BILLING_SQL_INVOICES_OF_USER,
     BILLING_SQL_ENTITLEMENTS_OF_USER,
+    BILLING_SQL_ENTITLEMENTS_LOCK,
     BILLING_SQL_SUBSCRIPTION_OWNER,
     BILLING_SQL_EVENT_INSERT,
     BILLING_SQL_EVENT_ERROR,
@@ -117,10 +118,9 @@ enum {
 };
 /* BILLING_SQL_ENTITLEMENTS_OF_USER: one row, one column, the JSON answer
  * of GET /v1/billing/entitlements. */
-/* BILLING_SQL_SUBSCRIPTION_OWNER: one row, the user id or NULL, and that
- * user's entitlements as ENTITLEMENTS_OF_USER gives them (when there is a
- * user). */
-enum { OWNER_COL_USER_ID, OWNER_COL_ENTITLEMENTS };
+/* BILLING_SQL_SUBSCRIPTION_OWNER: one row, the user id or NULL (and the
+ * lock's empty answer). */
+enum { OWNER_COL_USER_ID };
 /* BILLING_SQL_SUBSCRIPTION_UPSERT, BILLING_SQL_INVOICE_UPSERT: the user
  * of the row applied (none when the event was stale). */
 enum { UPSERTED_COL_USER_ID };

@@ -223,7 +223,9 @@ static int on_checkout_completed(event_t *ev)
     const char *p2[] = {customer};
     stoa_db_result_t *res;
     int rc;
-    if ((rc = entitlements_before(ev, user_id)) != STOA_OK ||
+    const char *p0[] = {user_id};
+    if ((rc = exec(ev, BILLING_SQL(ENTITLEMENTS_LOCK), p0, NULL)) != STOA_OK ||
+        (rc = entitlements_before(ev, user_id)) != STOA_OK ||
         (rc = exec(ev, BILLING_SQL(LINK_CUSTOMER), p1, NULL)) != STOA_OK ||
         (rc = exec(ev, BILLING_SQL(BACKFILL_SUBSCRIPTIONS), p2, &res)) !=
             STOA_OK ||
@@ -282,13 +284,11 @@ static int on_subscription(event_t *ev)
     int rc = exec(ev, BILLING_SQL(SUBSCRIPTION_OWNER), owner_params, &res);
     if (rc != STOA_OK)
         return rc;
+    /* Read once the lock is held, in a statement of its own: its snapshot
+     * sees what an event about the same user committed meanwhile. */
     const char *owner = stoa_db_value(res, 0, OWNER_COL_USER_ID);
-    if (owner) {
-        ev->entitled_user = owner;
-        ev->entitlements_before = stoa_db_value(res, 0, OWNER_COL_ENTITLEMENTS);
-        if (!ev->entitlements_before)
-            return STOA_ERROR;
-    }
+    if (owner && (rc = entitlements_before(ev, owner)) != STOA_OK)
+        return rc;
     rc = upsert(ev, BILLING_SQL(SUBSCRIPTION_UPSERT), params, &res);
     if (rc != STOA_OK)
         return rc == STOA_DECLINED ? STOA_OK : rc;

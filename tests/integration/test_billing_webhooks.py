@@ -326,6 +326,55 @@ class BillingWebhookTest(BillingFakeStripeCase):
         self.assertEqual(changes()[-1], self.assert_ok_json(
             self.api("GET", "/v1/billing/entitlements", user["token"])))
 
+    @needs_gateway
+    def test_05_concurrent_events_of_one_user_end_on_what_it_has(self):
+        """An upgrade arrives as two events at once, the old subscription's
+        deletion and the new one's creation: they apply one after the
+        other (the user's entitlements lock), so the last
+        entitlements.changed written tells what the user has."""
+        user, key, price, customer, sub = self.ordering_fixture("upgrade")
+        key2, _, price2 = self.dashboard_plan("upgrade2", {"seats": 9})
+        t0 = int(time.time()) - 600
+
+        def last_change():
+            rows = self.db.rows(
+                "SELECT payload FROM jobs.outbox WHERE kind = 'event'"
+                " AND payload->>'type' = 'entitlements.changed'"
+                " AND payload->'data'->>'user_id' = :'u' ORDER BY id DESC LIMIT 1",
+                u=user["id"])
+            return rows[0]["payload"]["data"]["entitlements"] if rows else None
+
+        def deliver(event_type, obj, created):
+            _, body = bl.event_body(event_type, obj, created)
+            client = self.hooks.client(timeout=15)
+            try:
+                barrier.wait(10)
+                return self.hooks.post(body, sign_payload(WEBHOOK_SECRETS[0], body),
+                                       client=client).status
+            finally:
+                client.close()
+
+        self.send("customer.subscription.created",
+                  bl.subscription_object(sub, customer, "active", price, user["id"]), created=t0)
+        prices = [price, price2]
+        for n in range(1, 9):
+            new_sub = bl.stripe_id("sub_")
+            barrier = threading.Barrier(2)
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                gone = pool.submit(deliver, "customer.subscription.deleted",
+                                   bl.subscription_object(sub, customer, "canceled",
+                                                          prices[(n - 1) % 2], user["id"]),
+                                   t0 + n)
+                made = pool.submit(deliver, "customer.subscription.created",
+                                   bl.subscription_object(new_sub, customer, "active",
+                                                          prices[n % 2], user["id"]),
+                                   t0 + n)
+                self.assertEqual([gone.result(), made.result()], [200, 200])
+            has = self.assert_ok_json(self.api("GET", "/v1/billing/entitlements", user["token"]))
+            self.assertEqual(has["plan"], [key, key2][n % 2], f"round {n}")
+            self.assertEqual(last_change(), has, f"round {n}: the last event says otherwise")
+            sub = new_sub
+
     # --- 6. refunds -------------------------------------------------------------------
 
     @needs_gateway
