@@ -2,8 +2,9 @@
 """Stripe webhooks applied per second, with duplicates (SPEC §9: at least
 1000 distinct events/s, no double effect).
 
-A user is linked to a Stripe customer (checkout.session.completed), then
-BENCH_EVENTS distinct events are built and signed as Stripe does
+BENCH_CUSTOMERS users are each linked to a Stripe customer
+(checkout.session.completed), then BENCH_EVENTS distinct events, spread
+over the customers in turn, are built and signed as Stripe does
 (HMAC-SHA256 over "t.body" with the stack's stripe_webhook_secret): a third
 each of invoice.paid (an invoice row, an invoice.paid domain event and a
 receipt mail queued), customer.subscription.updated (a subscription row
@@ -20,7 +21,12 @@ receipt) per distinct event, none for the repeats. The ceiling printed
 beside it is the same signed POSTs answered by the empty FastCGI
 responder behind the same nginx.
 
-Environment: BENCH_EVENTS (20000), BENCH_DUPLICATES (0.2),
+Events about one user's subscriptions apply one after the other (they take
+the user's entitlements lock, so that each entitlements.changed tells what
+the user has): with BENCH_CUSTOMERS=1 every subscription event waits for
+the one before it, a shape no real business has.
+
+Environment: BENCH_EVENTS (20000), BENCH_CUSTOMERS (50), BENCH_DUPLICATES (0.2),
 BENCH_CONNECTIONS (32), BENCH_SECONDS (8, the ceiling's run),
 BENCH_MAX_SECONDS (240: give up waiting for the events), BENCH_PROCESSES,
 BENCH_OUT, BENCH_STRICT.
@@ -89,12 +95,14 @@ def envelope(event_id, event_type, obj, created):
                       separators=(",", ":")).encode()
 
 
-def build_events(count, customer, user_id):
-    """[(kind, event id, body)] for count distinct events."""
+def build_events(count, owners):
+    """[(kind, event id, body)] for count distinct events; owners: [(Stripe
+    customer, user id)], taken in turn."""
     now = int(time.time())
     out = []
     for i in range(count):
         kind = ("invoice", "subscription", "charge")[i % 3]
+        customer, user_id = owners[(i // 3) % len(owners)]
         eid = f"evt_{PREFIX}_{i}"
         if kind == "invoice":
             obj = {"id": f"in_{PREFIX}_{i}", "object": "invoice", "customer": customer,
@@ -186,29 +194,34 @@ def bench():
     distinct = b.env_int("BENCH_EVENTS", 20000, minimum=3)
     duplicates = b.env_float("BENCH_DUPLICATES", 0.2)
     conns = b.env_int("BENCH_CONNECTIONS", 32)
+    customers = b.env_int("BENCH_CUSTOMERS", 50)
     threads = min(b.env_int("BENCH_THREADS", 2), conns)
     seconds = b.env_int("BENCH_SECONDS", 8)
     max_seconds = b.env_int("BENCH_MAX_SECONDS", 240)
     b.which("wrk")
     with b.BenchStack(env={"STOA_STRIPE_WEBHOOK_SECRET": SECRET}) as stack:
         report = b.Report("Stripe webhooks", {
-            "events": distinct, "duplicates": duplicates, "connections": conns,
+            "events": distinct, "customers": customers, "duplicates": duplicates,
+            "connections": conns,
             "threads": threads, "processes": stack.processes})
         stack.start_empty_responder()
-        user_id, _, _, _ = stack.register_and_login("webhooks")
-        customer = f"cus_{PREFIX}"
-        link = envelope(f"evt_link_{PREFIX}", "checkout.session.completed",
-                        {"id": f"cs_{PREFIX}", "object": "checkout.session",
-                         "client_reference_id": user_id, "customer": customer,
-                         "metadata": {"user_id": user_id}}, int(time.time()))
+        owners = []
         c = stack.new_client()
-        r = c.request("POST", PATH, body=link, raw=True,
-                      headers={"Content-Type": "application/json",
-                               "Stripe-Signature": sign(link, int(time.time()))})
+        for n in range(customers):
+            user_id, _, _, _ = stack.register_and_login("webhooks")
+            customer = f"cus_{PREFIX}_{n}"
+            link = envelope(f"evt_link{n}_{PREFIX}", "checkout.session.completed",
+                            {"id": f"cs_{PREFIX}_{n}", "object": "checkout.session",
+                             "client_reference_id": user_id, "customer": customer,
+                             "metadata": {"user_id": user_id}}, int(time.time()))
+            r = c.request("POST", PATH, body=link, raw=True,
+                          headers={"Content-Type": "application/json",
+                                   "Stripe-Signature": sign(link, int(time.time()))})
+            if r.status != 200:
+                raise b.SetupError(f"the linking event answered {r.status}: {r.body!r}")
+            owners.append((customer, user_id))
         c.close()
-        if r.status != 200:
-            raise b.SetupError(f"the linking event answered {r.status}: {r.body!r}")
-        events = build_events(distinct, customer, user_id)
+        events = build_events(distinct, owners)
         with tempfile.TemporaryDirectory(prefix="stoa-bench-wh-") as d:
             deliveries = write_lists(events, duplicates, threads, d)
             b.note(f"ceiling: the same deliveries to the empty responder, {seconds}s")
