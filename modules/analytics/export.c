@@ -76,7 +76,9 @@ int analytics_export(stoa_request_t *req)
     stoa_arena_destroy(chunk);
     stoa_buf_free(&out);
     stoa_db_rollback(db);
-    if (rc != STOA_OK)
+    if (rc != STOA_OK) {
         stoa_log(STOA_LOG_WARN, "export ended early after %ld rows", rows);
+        stoa_http_stream_abort(req);
+    }
     return STOA_OK;
 }

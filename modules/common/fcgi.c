@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -200,6 +201,18 @@ int stoa_http_stream_write(stoa_request_t *req, const void *data, size_t len)
     if (len && FCGX_PutStr(data, (int)len, fr->out) != (int)len)
         return STOA_AGAIN;
     return STOA_OK;
+}
+
+void stoa_http_stream_abort(stoa_request_t *req)
+{
+    FCGX_Request *fr = req->transport;
+    if (!fr || !req->streamed || fr->ipcFd < 0)
+        return;
+    /* Nothing more is read or written on it: libfcgi's flush and end
+     * record fail, and it closes the descriptor without its lingering
+     * wait. nginx never keeps a connection that did not end its request. */
+    fr->keepConnection = 0;
+    shutdown(fr->ipcFd, SHUT_RDWR);
 }
 
 /* The whole answer goes to libfcgi in one piece, so it leaves in as few

@@ -8,8 +8,10 @@ and the metrics read from them; the CSV export.
 import csv
 import datetime
 import hashlib
+import http.client
 import io
 import json
+import ssl
 import threading
 import time
 import unittest
@@ -527,6 +529,47 @@ class AnalyticsTest(SourceClientTestCase):
                          token=admin)
         self.assertEqual(resp.body.decode(),
                          "id,timestamp,event,distinct_id,user_id,properties\r\n")
+
+    def test_08_an_export_cut_short_is_not_a_complete_file(self):
+        """When the database fails in the middle of an export, the answer
+        is cut off (no last chunk): a client can never take the rows sent
+        so far for the whole range."""
+        c = self.client()
+        admin = self.token(c, self.admin_email)
+        name = "cut." + uuid.uuid4().hex[:8]
+        start = now() - datetime.timedelta(hours=1)
+        self.db.exec("""INSERT INTO analytics.events (id, ts, event, distinct_id, properties)
+            SELECT gen_random_uuid(), :'start'::timestamptz + g * interval '1 ms', :'name',
+                   'd' || g, '{"n": 1}' FROM generate_series(1, 300000) g""",
+                     start=iso(start), name=name)
+        frm = (start - datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        to = (now() + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ctx = ssl.create_default_context(cafile=self.stack.path("tls", "cert.pem"))
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", self.stack.https_port, context=ctx,
+                                           timeout=30)
+        try:
+            conn.request("GET", f"/v1/analytics/export?event={name}&from={frm}&to={to}",
+                         headers={"Authorization": f"Bearer {admin}"})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(resp.getheader("Transfer-Encoding"), "chunked")
+            self.assertTrue(resp.read(4096).startswith(b"id,timestamp,"))
+            # The export's database connection dies while it streams.
+            killed = self.db.value("""SELECT count(pg_terminate_backend(pid)) FROM
+                pg_stat_activity WHERE usename = 'stoa' AND query LIKE 'FETCH FORWARD%'""")
+            self.assertEqual(killed, 1)
+            with self.assertRaises((http.client.IncompleteRead, ConnectionError)):
+                got = 4096
+                while chunk := resp.read(65536):
+                    got += len(chunk)
+                self.fail(f"the export ended like a complete file after {got} bytes")
+        finally:
+            conn.close()
+        # The pool is fine afterwards.
+        resp = c.request("GET", "/v1/analytics/export?from=2001-01-01&to=2001-01-02",
+                         token=admin)
+        self.assertEqual(resp.status, 200, repr(resp))
 
 
 

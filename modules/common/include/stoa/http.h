@@ -322,12 +322,18 @@ int stoa_http_invalid_fields(stoa_request_t *req);
  * the body), then each stoa_http_stream_write sends a piece (buffered by
  * the transport, written as it fills). Every other answer keeps the one
  * write of the whole response. Once begun, the answer is this stream: an
- * error can only end it early (the handler logs it and returns STOA_OK).
- * Both return STOA_OK, or STOA_AGAIN when the client has gone. */
+ * error can only end it early, with stoa_http_stream_abort (the handler
+ * logs it and returns STOA_OK). Both return STOA_OK, or STOA_AGAIN when
+ * the client has gone. */
 STOA_MUSTCHECK int stoa_http_stream_begin(stoa_request_t *req, int status,
                                           const char *content_type);
 STOA_MUSTCHECK int stoa_http_stream_write(stoa_request_t *req, const void *data,
                                           size_t len);
+/* Ends a begun stream as broken: its connection to nginx is cut without
+ * the FastCGI end of request, so nginx drops the client's connection
+ * without the chunked body's last chunk and the client knows the answer
+ * is incomplete (instead of taking a short file for the whole one). */
+void stoa_http_stream_abort(stoa_request_t *req);
 
 /* Router: matches method and path against a table. Returns the index of
  * the route, or -404 when no pattern matches the path, or -405 when one
