@@ -77,6 +77,7 @@ static const conf_key_t conf_keys[] = {
     L(pool_processes, 2, 1, 256),
     L(pool_threads, 8, 1, 256),
     S(pool_batch_scheduling, "on", CONF_ONOFF),
+    L(pool_peer_timeout_s, 30, 1, 3600),
     L(db_pool_size, 4, 1, 256),
     L(redis_pool_size, 8, 1, 256),
     L(jobs_concurrency, 4, 1, 256),

@@ -10,6 +10,8 @@
 #include <fcgiapp.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -493,6 +496,43 @@ static void use_batch_scheduling(const stoa_conf_t *conf)
         stoa_log(STOA_LOG_WARN, "cannot use SCHED_BATCH: %s", strerror(errno));
 }
 
+/*
+ * A pool behind nginx on another host listens on TCP. If that host
+ * vanishes (no FIN, no RST), a thread reading a request from it would
+ * wait forever, and its idle kept connections would hold their slots
+ * forever: enough such losses and the listening socket stays disarmed.
+ * So a TCP listener is given, for every connection it accepts (Linux
+ * copies these options to accepted sockets): keep-alive probes after 60
+ * s idle (3 lost, 10 s apart, end a kept connection to a dead host, which
+ * epoll then reports), a user timeout for data nginx never acknowledges,
+ * and receive and send timeouts, all of pool_peer_timeout_s, for a
+ * request in progress (nginx sends a request whole, so a read that waits
+ * that long waits for a dead peer). A unix socket's peer is on this host:
+ * nothing to do.
+ */
+static void set_peer_timeouts(int fd, long timeout_s)
+{
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0 ||
+        (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
+        return;
+    int on = 1, idle = 60, interval = 10, count = 3;
+    unsigned user_ms = (unsigned)timeout_s * 1000u;
+    struct timeval tv = {.tv_sec = timeout_s, .tv_usec = 0};
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval,
+                   sizeof(interval)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms,
+                   sizeof(user_ms)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0)
+        stoa_log(STOA_LOG_WARN, "cannot set the FastCGI socket's timeouts: %s",
+                 strerror(errno));
+}
+
 int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
                     const stoa_fcgi_handler_t *handler)
 {
@@ -548,6 +588,7 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
         return 1;
     }
     srv.listen_armed = true;
+    set_peer_timeouts(FCGI_LISTENSOCK_FILENO, ctx->conf.pool_peer_timeout_s);
     use_batch_scheduling(&ctx->conf);
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -15,7 +17,7 @@ import unittest
 import uuid
 
 from authlib import SourceClient, SourceClientTestCase
-from harness import BIN_DIR, wait_until, wrk_counting_lua
+from harness import BIN_DIR, free_port, wait_until, wrk_counting_lua
 
 # Latency budgets and a count of writes in a window: run.py runs this
 # file with no other beside it.
@@ -69,6 +71,43 @@ def thread_count(pid):
         return len(os.listdir(f"/proc/{pid}/task"))
     except FileNotFoundError:
         return 0
+
+
+def fcgi_record(kind, content=b""):
+    """One FastCGI record of request 1 (version 1, no padding)."""
+    return struct.pack(">BBHHBB", 1, kind, 1, len(content), 0, 0) + content
+
+
+def fcgi_get(path):
+    """The records of a GET of path, as nginx sends them (the connection
+    closed after the answer)."""
+    params = b""
+    for name, value in (("REQUEST_METHOD", "GET"), ("DOCUMENT_URI", path),
+                        ("REQUEST_URI", path), ("QUERY_STRING", ""),
+                        ("SERVER_PROTOCOL", "HTTP/1.1"), ("REMOTE_ADDR", "127.0.0.1")):
+        params += bytes([len(name), len(value)]) + name.encode() + value.encode()
+    begin = struct.pack(">HB5x", 1, 0)  # the responder role, no keep-alive
+    return (fcgi_record(1, begin) + fcgi_record(4, params) + fcgi_record(4)
+            + fcgi_record(5))
+
+
+def fcgi_answer(sock):
+    """The stdout of one answer, read until its end-of-request record."""
+    data, out = b"", b""
+    while True:
+        while len(data) >= 8:
+            _, kind, _, length, padding, _ = struct.unpack(">BBHHBB", data[:8])
+            if len(data) < 8 + length + padding:
+                break
+            if kind == 6:
+                out += data[8:8 + length]
+            if kind == 3:
+                return out
+            data = data[8 + length + padding:]
+        more = sock.recv(65536)
+        if not more:
+            raise AssertionError(f"the connection closed before the answer ended: {out!r}")
+        data += more
 
 
 class EngineTest(SourceClientTestCase):
@@ -133,6 +172,44 @@ class EngineTest(SourceClientTestCase):
                              env=env, capture_output=True, text=True, timeout=15)
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("pool_batch_scheduling", bad.stderr)
+
+    def test_13_a_vanished_peer_on_tcp_frees_its_thread(self):
+        # A pool on TCP (as on a host of its own behind nginx), one handler
+        # thread, a 2 s peer timeout. A peer that sends half a record and
+        # then nothing (a gateway host gone mid-request) is dropped after
+        # the timeout, and the next request is served by the freed thread.
+        port = free_port()
+        env = dict(os.environ, STOA_POOL_THREADS="1", STOA_POOL_PEER_TIMEOUT_S="2")
+        proc = subprocess.Popen(
+            ["spawn-fcgi", "-n", "-a", "127.0.0.1", "-p", str(port), "--",
+             os.path.join(BIN_DIR, "stoa-auth"), "--config", self.stack.conf_path()],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stuck = fine = None
+        try:
+            started, _ = wait_until(lambda: thread_count(proc.pid) == 2, timeout=10)
+            self.assertTrue(started, "the pool process did not start its thread")
+            stuck = socket.create_connection(("127.0.0.1", port), timeout=10)
+            stuck.sendall(fcgi_get("/v1/auth/healthz")[:5])
+            time.sleep(0.3)  # the only thread is now reading it
+            began = time.monotonic()
+            fine = socket.create_connection(("127.0.0.1", port), timeout=10)
+            fine.sendall(fcgi_get("/v1/auth/healthz"))
+            answer = fcgi_answer(fine)
+            waited = time.monotonic() - began
+            self.assertTrue(answer.startswith(b"Status: 200"), answer[:200])
+            self.assertGreater(waited, 1.0, "served before the stuck peer timed out?")
+            self.assertLess(waited, 8.0)
+            try:
+                self.assertEqual(stuck.recv(100), b"", "the silent peer was not dropped")
+            except ConnectionResetError:
+                pass  # dropped as well
+        finally:
+            for sock in (stuck, fine):
+                if sock:
+                    sock.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+            proc.stderr.close()
 
     def test_20_slow_requests_do_not_delay_a_fast_one(self):
         """Three times as many concurrent logins (each an Argon2id hash) as the

@@ -55,6 +55,9 @@ typedef struct stoa_conf_s {
     long pool_threads;
     /* "on": handler threads run under SCHED_BATCH (fcgi.c). */
     char *pool_batch_scheduling;
+    /* A pool on TCP: seconds a silent or vanished nginx host may hold a
+     * connection in the middle of a request (fcgi.c). */
+    long pool_peer_timeout_s;
     long db_pool_size;
     long redis_pool_size;
     long jobs_concurrency;
