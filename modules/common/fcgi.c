@@ -245,6 +245,21 @@ static void write_response(stoa_request_t *req, FCGX_Request *fr,
     *out = head;
 }
 
+/* Reads what is left of the request's input up to its end record (the
+ * empty FCGI_STDIN nginx always sends; the rest of a body a refusal did
+ * not read). libfcgi does not: what stays on the socket would be read as
+ * the next request's first record, a protocol error that closes a kept
+ * connection from the pool's side, racing nginx's next request on it into
+ * a 502. Usually the end record is in libfcgi's buffer already and this
+ * costs no system call. */
+static void drain_input(FCGX_Request *fr)
+{
+    char sink[4096];
+    while (fr->in && !fr->in->isClosed &&
+           FCGX_GetStr(sink, (int)sizeof(sink), fr->in) > 0)
+        ;
+}
+
 /* Memory handling after a request. A large request (a long answer, query
  * results, the buffers that grew for them) leaves freed memory that glibc
  * keeps (the body and its parsed tree are in the arena, whose large blocks
@@ -457,6 +472,7 @@ static void *handler_thread(void *arg)
         /* Connections go back before the answer leaves. */
         stoa_request_release(&req);
         write_response(&req, fr, &out);
+        drain_input(fr);
         /* Draining: this connection is closed after its answer, so nginx
          * does not reuse it. */
         if (atomic_load(&stopping))

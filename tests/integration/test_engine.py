@@ -78,17 +78,30 @@ def fcgi_record(kind, content=b""):
     return struct.pack(">BBHHBB", 1, kind, 1, len(content), 0, 0) + content
 
 
-def fcgi_get(path):
-    """The records of a GET of path, as nginx sends them (the connection
-    closed after the answer)."""
+def fcgi_request(method, path, body=b"", keep=False):
+    """The records of one request as nginx sends them: keep, the
+    connection is kept for the next one."""
     params = b""
-    for name, value in (("REQUEST_METHOD", "GET"), ("DOCUMENT_URI", path),
-                        ("REQUEST_URI", path), ("QUERY_STRING", ""),
-                        ("SERVER_PROTOCOL", "HTTP/1.1"), ("REMOTE_ADDR", "127.0.0.1")):
+    pairs = [("REQUEST_METHOD", method), ("DOCUMENT_URI", path), ("REQUEST_URI", path),
+             ("QUERY_STRING", ""), ("SERVER_PROTOCOL", "HTTP/1.1"),
+             ("REMOTE_ADDR", "127.0.0.1")]
+    if body:
+        pairs += [("CONTENT_TYPE", "application/json"), ("CONTENT_LENGTH", str(len(body)))]
+    for name, value in pairs:
         params += bytes([len(name), len(value)]) + name.encode() + value.encode()
-    begin = struct.pack(">HB5x", 1, 0)  # the responder role, no keep-alive
-    return (fcgi_record(1, begin) + fcgi_record(4, params) + fcgi_record(4)
+    begin = struct.pack(">HB5x", 1, 1 if keep else 0)  # the responder role
+    stdin = fcgi_record(5, body) if body else b""
+    return (fcgi_record(1, begin) + fcgi_record(4, params) + fcgi_record(4) + stdin
             + fcgi_record(5))
+
+
+def fcgi_get(path):
+    """A GET of path, the connection closed after the answer."""
+    return fcgi_request("GET", path)
+
+
+def fcgi_post(path, body, keep=False):
+    return fcgi_request("POST", path, body, keep)
 
 
 def fcgi_answer(sock):
@@ -173,43 +186,71 @@ class EngineTest(SourceClientTestCase):
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("pool_batch_scheduling", bad.stderr)
 
-    def test_13_a_vanished_peer_on_tcp_frees_its_thread(self):
-        # A pool on TCP (as on a host of its own behind nginx), one handler
-        # thread, a 2 s peer timeout. A peer that sends half a record and
-        # then nothing (a gateway host gone mid-request) is dropped after
-        # the timeout, and the next request is served by the freed thread.
+    def tcp_pool(self, threads, peer_timeout_s=30):
+        """Starts an auth pool process on a loopback TCP port of its own (as
+        on a host of its own behind nginx); returns (process, port). It is
+        stopped at the test's end."""
         port = free_port()
-        env = dict(os.environ, STOA_POOL_THREADS="1", STOA_POOL_PEER_TIMEOUT_S="2")
+        env = dict(os.environ, STOA_POOL_THREADS=str(threads),
+                   STOA_POOL_PEER_TIMEOUT_S=str(peer_timeout_s))
         proc = subprocess.Popen(
             ["spawn-fcgi", "-n", "-a", "127.0.0.1", "-p", str(port), "--",
              os.path.join(BIN_DIR, "stoa-auth"), "--config", self.stack.conf_path()],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        stuck = fine = None
-        try:
-            started, _ = wait_until(lambda: thread_count(proc.pid) == 2, timeout=10)
-            self.assertTrue(started, "the pool process did not start its thread")
-            stuck = socket.create_connection(("127.0.0.1", port), timeout=10)
-            stuck.sendall(fcgi_get("/v1/auth/healthz")[:5])
-            time.sleep(0.3)  # the only thread is now reading it
-            began = time.monotonic()
-            fine = socket.create_connection(("127.0.0.1", port), timeout=10)
-            fine.sendall(fcgi_get("/v1/auth/healthz"))
-            answer = fcgi_answer(fine)
-            waited = time.monotonic() - began
-            self.assertTrue(answer.startswith(b"Status: 200"), answer[:200])
-            self.assertGreater(waited, 1.0, "served before the stuck peer timed out?")
-            self.assertLess(waited, 8.0)
-            try:
-                self.assertEqual(stuck.recv(100), b"", "the silent peer was not dropped")
-            except ConnectionResetError:
-                pass  # dropped as well
-        finally:
-            for sock in (stuck, fine):
-                if sock:
-                    sock.close()
+
+        def stop():
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
             proc.stderr.close()
+
+        self.addCleanup(stop)
+        started, _ = wait_until(lambda: thread_count(proc.pid) == threads + 1, timeout=10)
+        self.assertTrue(started, "the pool process did not start its threads")
+        return proc, port
+
+    def connect(self, port):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(sock.close)
+        return sock
+
+    def test_13_a_vanished_peer_on_tcp_frees_its_thread(self):
+        # One handler thread, a 2 s peer timeout. A peer that sends half a
+        # record and then nothing (a gateway host gone mid-request) is
+        # dropped after the timeout, and the next request is served by the
+        # freed thread.
+        _, port = self.tcp_pool(threads=1, peer_timeout_s=2)
+        stuck = self.connect(port)
+        stuck.sendall(fcgi_get("/v1/auth/healthz")[:5])
+        time.sleep(0.3)  # the only thread is now reading it
+        began = time.monotonic()
+        fine = self.connect(port)
+        fine.sendall(fcgi_get("/v1/auth/healthz"))
+        answer = fcgi_answer(fine)
+        waited = time.monotonic() - began
+        self.assertTrue(answer.startswith(b"Status: 200"), answer[:200])
+        self.assertGreater(waited, 1.0, "served before the stuck peer timed out?")
+        self.assertLess(waited, 8.0)
+        try:
+            self.assertEqual(stuck.recv(100), b"", "the silent peer was not dropped")
+        except ConnectionResetError:
+            pass  # dropped as well
+
+    def test_14_a_kept_connection_survives_an_end_record_that_comes_late(self):
+        # Over TCP the empty FCGI_STDIN that ends a request can arrive in a
+        # read of its own, after the body. The pool reads it before the next
+        # request instead of taking it for that request's first record
+        # (which closed the kept connection, racing nginx into a 502).
+        _, port = self.tcp_pool(threads=2)
+        sock = self.connect(port)
+        body = b'{"email": "late@example.com"}'
+        for n in range(3):
+            records = fcgi_post("/v1/auth/login", body, keep=True)
+            end = fcgi_record(5)
+            sock.sendall(records[:-len(end)])
+            time.sleep(0.2)
+            sock.sendall(end)
+            answer = fcgi_answer(sock)
+            self.assertTrue(answer.startswith(b"Status: 400"), f"request {n}: {answer[:200]!r}")
 
     def test_20_slow_requests_do_not_delay_a_fast_one(self):
         """Three times as many concurrent logins (each an Argon2id hash) as the
