@@ -12,19 +12,32 @@ billing_state_t *billing_state(stoa_request_t *req)
     return req->ctx->data;
 }
 
+/* The generation counters of the entitlements cache (stoa/cache_keys.h)
+ * outlive every value stored under them. */
+#define ENTITLEMENTS_GEN_TTL_S 86400
+
 void billing_forget_plans(stoa_request_t *req)
 {
+    long long gen;
     if (stoa_kv_del(stoa_request_kv(req), STOA_KEY_PLANS) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "plans cache not dropped; it expires soon");
+    /* What a plan grants may have changed for everyone on it. */
+    if (stoa_kv_incr(stoa_request_kv(req), STOA_KEY_CATALOGUE_GEN,
+                     ENTITLEMENTS_GEN_TTL_S, &gen) != STOA_OK)
+        stoa_log(STOA_LOG_WARN, "entitlements cache not renewed; it expires "
+                                "soon");
 }
 
 void billing_forget_entitlements(stoa_request_t *req, const char *user_id)
 {
     if (!user_id)
         return;
-    char *key = stoa_key_entitlements(req->arena, user_id);
-    if (stoa_kv_del(stoa_request_kv(req), key) != STOA_OK)
-        stoa_log(STOA_LOG_WARN, "entitlements cache not dropped");
+    long long gen;
+    char *key = stoa_key_entitlements_gen(req->arena, user_id);
+    if (stoa_kv_incr(stoa_request_kv(req), key, ENTITLEMENTS_GEN_TTL_S, &gen) !=
+        STOA_OK)
+        stoa_log(STOA_LOG_WARN, "entitlements cache not renewed; it expires "
+                                "soon");
 }
 
 int billing_stripe_failed(stoa_request_t *req, int rc,

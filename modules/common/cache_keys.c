@@ -27,6 +27,12 @@ char *stoa_key_entitlements(stoa_arena_t *arena, const char *user_id)
                               user_id);
 }
 
+char *stoa_key_entitlements_gen(stoa_arena_t *arena, const char *user_id)
+{
+    return stoa_arena_sprintf(arena, STOA_KEY_ENTITLEMENTS_GEN_PREFIX "%s",
+                              user_id);
+}
+
 int stoa_profile_forget(stoa_conns_t *c, stoa_arena_t *arena,
                         const char *user_id)
 {

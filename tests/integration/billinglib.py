@@ -172,6 +172,11 @@ def redis_get(stack, key):
     return proc.stdout[:-1] if proc.stdout.endswith(b"\n") else proc.stdout
 
 
+def redis_set(stack, key, value):
+    subprocess.run(["redis-cli", "-s", stack.path("redis", "redis.sock"), "-x", "SET", key],
+                   input=value, capture_output=True, timeout=10, check=True)
+
+
 def redis_del(stack, key):
     subprocess.run(["redis-cli", "-s", stack.path("redis", "redis.sock"), "DEL", key],
                    capture_output=True, timeout=10, check=True)

@@ -375,6 +375,41 @@ class BillingWebhookTest(BillingFakeStripeCase):
             self.assertEqual(last_change(), has, f"round {n}: the last event says otherwise")
             sub = new_sub
 
+    @needs_gateway
+    def test_05_an_answer_cached_from_before_a_change_is_never_served(self):
+        """A reader that read the database before a webhook's commit and
+        stores its answer after it (a plain delete cannot stop that) stores
+        it under the old generation: it is not served. A catalogue change
+        renews every user's answer the same way."""
+        user, key, price, customer, sub = self.ordering_fixture("stalecache")
+        token = user["token"]
+        cache_key = f"billing:ent:{user['id']}"
+        t0 = int(time.time()) - 600
+
+        def entitlements():
+            return self.assert_ok_json(self.api("GET", "/v1/billing/entitlements", token))
+
+        self.assertEqual(entitlements()["plan"], "free")
+        stale = bl.redis_get(self.stack, cache_key)
+        self.assertIsNotNone(stale, "the answer is cached")
+        self.assertEqual(entitlements()["plan"], "free")  # served from the cache
+        self.send("customer.subscription.created",
+                  bl.subscription_object(sub, customer, "active", price, user["id"]), created=t0)
+        # The late store of a reader that read before the commit.
+        bl.redis_set(self.stack, cache_key, stale)
+        self.assertEqual(entitlements()["plan"], key)
+        self.assertEqual(entitlements()["plan"], key)  # and cached anew
+        fresh = bl.redis_get(self.stack, cache_key)
+        self.assertNotEqual(fresh, stale)
+        # A catalogue change (a product's features edited at Stripe) makes
+        # the cached answer old too.
+        self.send("product.updated", bl.product_object(
+            bl.stripe_id("prod_"), "an unrelated product"), created=t0 + 5)
+        bl.redis_set(self.stack, cache_key, fresh)
+        self.assertEqual(entitlements()["plan"], key)
+        self.assertNotEqual(bl.redis_get(self.stack, cache_key), fresh,
+                            "the answer from before the catalogue change was served")
+
     # --- 6. refunds -------------------------------------------------------------------
 
     @needs_gateway

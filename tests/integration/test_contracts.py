@@ -94,7 +94,7 @@ class ErrorCodesTest(unittest.TestCase):
 
 class CacheKeysTest(unittest.TestCase):
     # Shared Redis keys, as literals: only stoa/cache_keys.h spells them.
-    KEY_LITERAL = re.compile(r'"(?:me:|rv:|billing:(?:plans|ent:))')
+    KEY_LITERAL = re.compile(r'"(?:me:|rv:|billing:(?:plans|ent:|entgen))')
     OWNERS = {"modules/common/include/stoa/cache_keys.h"}
 
     def test_shared_keys_spelled_once(self):
@@ -108,7 +108,7 @@ class CacheKeysTest(unittest.TestCase):
     def test_header_defines_them(self):
         text = read(os.path.join(HEADERS, "cache_keys.h"))
         for key in ('"me:"', '"rv:u:"', '"rv:s:"', '"rv:synced"', '"billing:plans"',
-                    '"billing:ent:"'):
+                    '"billing:ent:"', '"billing:entgen:"', '"billing:entgen"'):
             self.assertIn(key, text)
 
 

@@ -49,10 +49,20 @@ int stoa_profile_forget(stoa_conns_t *c, stoa_arena_t *arena,
 #define STOA_KEY_PLANS "billing:plans"
 
 /* "billing:ent:<user id>": the JSON answer of GET
- * /v1/billing/entitlements. TTL owner: billing/entitlements.c
- * (ENTITLEMENTS_CACHE_TTL_S); dropped when a Stripe event changes the
- * user's subscription. */
+ * /v1/billing/entitlements, as "<user generation>:<catalogue
+ * generation>:<JSON>", served only while both generations are still the
+ * current ones. TTL owner: billing/entitlements.c
+ * (ENTITLEMENTS_CACHE_TTL_S). "billing:entgen:<user id>" is the user's
+ * generation, counted up after a commit that changes the user's
+ * subscriptions; "billing:entgen" the catalogue's, counted up after a
+ * catalogue change. A reader that read the database before such a commit
+ * and stores its answer after it stores it under the old generation, so
+ * it is never served (a plain delete could be overtaken by that store).
+ * The counters live a day (ENTITLEMENTS_GEN_TTL_S), far beyond a
+ * value's TTL. */
 #define STOA_KEY_ENTITLEMENTS_PREFIX "billing:ent:"
+#define STOA_KEY_ENTITLEMENTS_GEN_PREFIX "billing:entgen:"
+#define STOA_KEY_CATALOGUE_GEN "billing:entgen"
 
 /* "rt:ticket:<hex SHA-256 of a ticket>": a live-channel ticket (POST
  * /v1/realtime/tickets), holding "<user id> <session id> <role>"; taken
@@ -66,5 +76,6 @@ char *stoa_key_profile(stoa_arena_t *arena, const char *user_id);
 char *stoa_key_revoked_user(stoa_arena_t *arena, const char *user_id);
 char *stoa_key_revoked_session(stoa_arena_t *arena, const char *session_id);
 char *stoa_key_entitlements(stoa_arena_t *arena, const char *user_id);
+char *stoa_key_entitlements_gen(stoa_arena_t *arena, const char *user_id);
 
 #endif
