@@ -5,6 +5,7 @@
 
 #include "stoa/fcgi.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
@@ -356,7 +357,68 @@ typedef struct {
     slot_t **free;
     size_t nfree;
     bool listen_armed;
+    /* FCGI_WEB_SERVER_ADDRS as IPv6 addresses (IPv4 ones mapped), for the
+     * IPv6 peers libfcgi lets through unchecked; NULL: no list set. */
+    struct in6_addr *allowed;
+    size_t nallowed;
 } server_t;
+
+/* libfcgi checks FCGI_WEB_SERVER_ADDRS for IPv4 peers only: an IPv6
+ * listener would take any peer. The list is read once here, its IPv4
+ * entries as v4-mapped addresses; an entry that is neither stops the
+ * start. */
+static bool read_allowed(server_t *srv)
+{
+    const char *env = getenv("FCGI_WEB_SERVER_ADDRS");
+    if (!env)
+        return true;
+    size_t n = 1;
+    for (const char *p = env; *p; p++)
+        n += *p == ',';
+    srv->allowed = stoa_xcalloc(n, sizeof(*srv->allowed));
+    char *copy = strdup(env), *save = NULL;
+    if (!copy)
+        return false;
+    bool ok = true;
+    for (char *tok = strtok_r(copy, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save)) {
+        struct in6_addr *a = &srv->allowed[srv->nallowed];
+        struct in_addr v4;
+        if (inet_pton(AF_INET6, tok, a) == 1) {
+            srv->nallowed++;
+        } else if (inet_pton(AF_INET, tok, &v4) == 1) {
+            memset(a, 0, sizeof(*a));
+            a->s6_addr[10] = a->s6_addr[11] = 0xff;
+            memcpy(&a->s6_addr[12], &v4, 4);
+            srv->nallowed++;
+        } else {
+            stoa_log(STOA_LOG_CRIT, "FCGI_WEB_SERVER_ADDRS: not an address: %s",
+                     tok);
+            ok = false;
+        }
+    }
+    free(copy);
+    return ok;
+}
+
+/* Whether the peer of a connection just accepted may be served: always
+ * but for an IPv6 peer missing from FCGI_WEB_SERVER_ADDRS (when set). */
+static bool peer_allowed(const server_t *srv, int fd)
+{
+    if (!srv->allowed)
+        return true;
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    if (getpeername(fd, (struct sockaddr *)&addr, &len) != 0)
+        return false;
+    if (addr.ss_family != AF_INET6)
+        return true; /* IPv4: libfcgi checked it; unix: this host */
+    const struct in6_addr *peer = &((struct sockaddr_in6 *)&addr)->sin6_addr;
+    for (size_t i = 0; i < srv->nallowed; i++)
+        if (memcmp(peer, &srv->allowed[i], sizeof(*peer)) == 0)
+            return true;
+    return false;
+}
 
 /* The listening socket is armed while a free slot can take what it
  * accepts; otherwise new connections wait in its queue. */
@@ -454,6 +516,13 @@ static void *handler_thread(void *arg)
             pthread_mutex_lock(&srv->lock);
             arm_listen_locked(srv);
             pthread_mutex_unlock(&srv->lock);
+        }
+        if (rc >= 0 && accepting && !peer_allowed(srv, slot->fr.ipcFd)) {
+            stoa_log(STOA_LOG_WARN, "refused a FastCGI connection from an "
+                                    "address not in FCGI_WEB_SERVER_ADDRS");
+            FCGX_Free(&slot->fr, 1);
+            slot_done(srv, slot);
+            continue;
         }
         if (rc < 0) {
             /* Nothing to accept, or nginx closed a kept connection. */
@@ -604,6 +673,8 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
         return 1;
     }
     srv.listen_armed = true;
+    if (!read_allowed(&srv))
+        return 1;
     set_peer_timeouts(FCGI_LISTENSOCK_FILENO, ctx->conf.pool_peer_timeout_s);
     use_batch_scheduling(&ctx->conf);
     pthread_attr_t attr;

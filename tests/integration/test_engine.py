@@ -186,15 +186,17 @@ class EngineTest(SourceClientTestCase):
         self.assertNotEqual(bad.returncode, 0)
         self.assertIn("pool_batch_scheduling", bad.stderr)
 
-    def tcp_pool(self, threads, peer_timeout_s=30):
+    def tcp_pool(self, threads, peer_timeout_s=30, host="127.0.0.1", allowed=None):
         """Starts an auth pool process on a loopback TCP port of its own (as
-        on a host of its own behind nginx); returns (process, port). It is
-        stopped at the test's end."""
+        on a host of its own behind nginx), allowed: FCGI_WEB_SERVER_ADDRS;
+        returns (process, port). It is stopped at the test's end."""
         port = free_port()
         env = dict(os.environ, STOA_POOL_THREADS=str(threads),
                    STOA_POOL_PEER_TIMEOUT_S=str(peer_timeout_s))
+        if allowed is not None:
+            env["FCGI_WEB_SERVER_ADDRS"] = allowed
         proc = subprocess.Popen(
-            ["spawn-fcgi", "-n", "-a", "127.0.0.1", "-p", str(port), "--",
+            ["spawn-fcgi", "-n", "-a", host, "-p", str(port), "--",
              os.path.join(BIN_DIR, "stoa-auth"), "--config", self.stack.conf_path()],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -208,8 +210,8 @@ class EngineTest(SourceClientTestCase):
         self.assertTrue(started, "the pool process did not start its threads")
         return proc, port
 
-    def connect(self, port):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def connect(self, port, host="127.0.0.1"):
+        sock = socket.create_connection((host, port), timeout=10)
         self.addCleanup(sock.close)
         return sock
 
@@ -251,6 +253,29 @@ class EngineTest(SourceClientTestCase):
             sock.sendall(end)
             answer = fcgi_answer(sock)
             self.assertTrue(answer.startswith(b"Status: 400"), f"request {n}: {answer[:200]!r}")
+
+    def test_15_the_address_list_holds_for_ipv6_peers_too(self):
+        # libfcgi checks FCGI_WEB_SERVER_ADDRS for IPv4 peers only; the
+        # pool checks IPv6 ones itself. Listed: served; not listed: the
+        # connection is closed unanswered.
+        _, port = self.tcp_pool(threads=1, host="::1", allowed="127.0.0.1,::1")
+        sock = self.connect(port, host="::1")
+        sock.sendall(fcgi_get("/v1/auth/healthz"))
+        self.assertTrue(fcgi_answer(sock).startswith(b"Status: 200"))
+        _, port = self.tcp_pool(threads=1, host="::1", allowed="127.0.0.1, 10.1.2.3")
+        sock = self.connect(port, host="::1")
+        sock.sendall(fcgi_get("/v1/auth/healthz"))
+        with self.assertRaisesRegex(AssertionError, "closed before the answer"):
+            fcgi_answer(sock)
+        # A list the pool cannot read stops its start.
+        env = dict(os.environ, FCGI_WEB_SERVER_ADDRS="127.0.0.1,gateway.example")
+        bad = subprocess.run(["spawn-fcgi", "-n", "-a", "127.0.0.1", "-p", str(free_port()),
+                              "--", os.path.join(BIN_DIR, "stoa-auth"), "--config",
+                              self.stack.conf_path()],
+                             env=env, capture_output=True, text=True, timeout=15)
+        self.assertNotEqual(bad.returncode, 0)
+        with open(self.stack.path("log", "stoa-auth.log")) as f:
+            self.assertIn("FCGI_WEB_SERVER_ADDRS: not an address: gateway.example", f.read())
 
     def test_20_slow_requests_do_not_delay_a_fast_one(self):
         """Three times as many concurrent logins (each an Argon2id hash) as the
