@@ -42,9 +42,12 @@
     "s.updated_at DESC LIMIT 1) e ON true LEFT JOIN billing.plans f ON "       \
     "f.key = 'free' AND e.key IS NULL"
 
-/* The advisory lock space of a user's entitlements (SUBSCRIPTION_OWNER;
- * stoactl's migrations use the one-key space). */
-#define BILLING_ENTITLEMENTS_LOCK "4242002"
+/* Takes the entitlements lock of the user whose id (a uuid expression) is
+ * given, held to the commit (SUBSCRIPTION_OWNER, ENTITLEMENTS_LOCK). Its
+ * space is 4242002 of the two-key form; stoactl's migrations use the
+ * one-key form. A NULL id takes none (the function is strict). */
+#define ENTITLEMENTS_LOCK_OF(id)                                               \
+    "pg_advisory_xact_lock(4242002, hashtext((" id ")::text))"
 
 /* A subscription status's stage in its life (SUBSCRIPTION_UPSERT):
  * 0 incomplete, 1 live, 2 ended. */
@@ -157,22 +160,20 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      * that user's entitlements lock taken: two events about one user (an
      * upgrade's deletion and creation) apply one after the other, so each
      * reads the entitlements before it with the other's committed, and
-     * the last entitlements.changed tells what the user has. The lock is
-     * held to the commit; no user, no lock (the function is strict). */
-    /* The same lock, for a user known already (a checkout's). */
-    [BILLING_SQL_ENTITLEMENTS_LOCK] =
-        {"entitlements_lock",
-         "SELECT pg_advisory_xact_lock(" BILLING_ENTITLEMENTS_LOCK
-         ", hashtext($1::uuid::text))",
-         1},
+     * the last entitlements.changed tells what the user has. No user, no
+     * lock. */
     [BILLING_SQL_SUBSCRIPTION_OWNER] =
         {"subscription_owner",
-         "SELECT o.id, pg_advisory_xact_lock(" BILLING_ENTITLEMENTS_LOCK
-         ", hashtext(o.id::text)) FROM (SELECT coalesce((SELECT user_id FROM "
-         "billing.subscriptions WHERE stripe_subscription_id = $1), (SELECT id "
-         "FROM auth.users WHERE id = $2::uuid), (SELECT user_id FROM "
-         "billing.customers WHERE stripe_customer_id = $3)) AS id) o",
+         "SELECT o.id, " ENTITLEMENTS_LOCK_OF(
+             "o.id") " FROM (SELECT coalesce((SELECT user_id FROM "
+                     "billing.subscriptions WHERE stripe_subscription_id = "
+                     "$1), (SELECT id FROM auth.users WHERE id = $2::uuid), "
+                     "(SELECT user_id FROM billing.customers WHERE "
+                     "stripe_customer_id = $3)) AS id) o",
          3},
+    /* The same lock, for a user known already (a checkout's). */
+    [BILLING_SQL_ENTITLEMENTS_LOCK] =
+        {"entitlements_lock", "SELECT " ENTITLEMENTS_LOCK_OF("$1::uuid"), 1},
 
     /* --- Stripe webhooks ---------------------------------------------- */
     /* The primary key makes a repeat (also a concurrent one, which waits

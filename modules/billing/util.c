@@ -16,28 +16,29 @@ billing_state_t *billing_state(stoa_request_t *req)
  * outlive every value stored under them. */
 #define ENTITLEMENTS_GEN_TTL_S 86400
 
-void billing_forget_plans(stoa_request_t *req)
+/* Counts a generation of the entitlements cache up: what was cached under
+ * the one before is no longer served. */
+static void entitlements_renew(stoa_request_t *req, const char *gen_key)
 {
     long long gen;
-    if (stoa_kv_del(stoa_request_kv(req), STOA_KEY_PLANS) != STOA_OK)
-        stoa_log(STOA_LOG_WARN, "plans cache not dropped; it expires soon");
-    /* What a plan grants may have changed for everyone on it. */
-    if (stoa_kv_incr(stoa_request_kv(req), STOA_KEY_CATALOGUE_GEN,
-                     ENTITLEMENTS_GEN_TTL_S, &gen) != STOA_OK)
+    if (stoa_kv_incr(stoa_request_kv(req), gen_key, ENTITLEMENTS_GEN_TTL_S,
+                     &gen) != STOA_OK)
         stoa_log(STOA_LOG_WARN, "entitlements cache not renewed; it expires "
                                 "soon");
 }
 
+void billing_forget_plans(stoa_request_t *req)
+{
+    if (stoa_kv_del(stoa_request_kv(req), STOA_KEY_PLANS) != STOA_OK)
+        stoa_log(STOA_LOG_WARN, "plans cache not dropped; it expires soon");
+    /* What a plan grants may have changed for everyone on it. */
+    entitlements_renew(req, STOA_KEY_CATALOGUE_GEN);
+}
+
 void billing_forget_entitlements(stoa_request_t *req, const char *user_id)
 {
-    if (!user_id)
-        return;
-    long long gen;
-    char *key = stoa_key_entitlements_gen(req->arena, user_id);
-    if (stoa_kv_incr(stoa_request_kv(req), key, ENTITLEMENTS_GEN_TTL_S, &gen) !=
-        STOA_OK)
-        stoa_log(STOA_LOG_WARN, "entitlements cache not renewed; it expires "
-                                "soon");
+    if (user_id)
+        entitlements_renew(req, stoa_key_entitlements_gen(req->arena, user_id));
 }
 
 int billing_stripe_failed(stoa_request_t *req, int rc,
