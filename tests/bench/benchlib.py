@@ -407,6 +407,36 @@ def interrupt_wrk(proc, out):
     return collect_wrk(proc, out, 30)
 
 
+def shed_counting_lua(shed_message=None):
+    """response() and delay() for a script that counts its answers with
+    harness.wrk_counting_lua(): 200 is ok; a 503 (whose body holds
+    shed_message, when one is given) is a shed, and its connection waits as
+    the Retry-After asks, as a client should (retrying at once would only
+    spend the cores the shedder lacks); anything else is other."""
+    match = (f" and body and body:find({lua_string(shed_message)}, 1, true)"
+             if shed_message else "")
+    return f"""function response(status, headers, body)
+  if status == 200 then ok = ok + 1
+  elseif status == 503{match} then
+    shed = shed + 1
+    backoff = (tonumber(headers["Retry-After"]) or 1) * 1000
+  else other = other + 1 end
+end
+function delay()
+  local d = backoff
+  backoff = 0
+  return d
+end
+"""
+
+
+def answer_counts(run, label):
+    """(ok, shed, other) from the line harness.wrk_counting_lua(label)
+    prints in wrk's output; None when the line is missing."""
+    m = re.search(label + r" ok=(\d+) shed=(\d+) other=(\d+)", run.get("output") or "")
+    return tuple(map(int, m.groups())) if m else None
+
+
 def lua_string(s):
     """A Lua string literal for s (long brackets cannot hold every text)."""
     out = ['"']

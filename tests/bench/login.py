@@ -22,7 +22,6 @@ Environment: BENCH_SECONDS (10), BENCH_PROCESSES (4), BENCH_LOGIN_CONNECTIONS
 """
 
 import os
-import re
 import subprocess
 import tempfile
 
@@ -48,22 +47,9 @@ def login_script(email, password):
 wrk.method = "POST"
 wrk.body = {b.lua_string(body)}
 wrk.headers["Content-Type"] = "application/json"
--- A shed login (503) waits as its Retry-After asks, as a client should;
--- retrying at once would only spend the cores the hashes need. Answers
--- are counted by kind and printed at the end (sheds are not failures).
-function response(status, headers, body)
-  if status == 200 then ok = ok + 1
-  elseif status == 503 then
-    shed = shed + 1
-    backoff = (tonumber(headers["Retry-After"]) or 1) * 1000
-  else other = other + 1 end
-end
-function delay()
-  local d = backoff
-  backoff = 0
-  return d
-end
-""" + b.harness.wrk_counting_lua("LOGINS")
+-- Answers are counted by kind and printed at the end; a shed login (503)
+-- waits as its Retry-After asks (sheds are not failures).
+""" + b.shed_counting_lua() + b.harness.wrk_counting_lua("LOGINS")
 
 
 def paced_reads_script(pause_ms):
@@ -124,9 +110,7 @@ def bench():
         for n, (hashes, login, me) in enumerate(results, 1):
             # wrk's rate counts refusals too: only 200 answers are logins; a
             # shed (503 + Retry-After) is the gate working, anything else fails.
-            counts = re.search(r"LOGINS ok=(\d+) shed=(\d+) other=(\d+)",
-                               login.get("output") or "")
-            ok, shed, other = map(int, counts.groups()) if counts else (0, 0, -1)
+            ok, shed, other = b.answer_counts(login, "LOGINS") or (0, 0, -1)
             login_rate = ok / seconds
             ratio = round(login_rate / hashes, 3) if hashes else None
             report.figure(f"round {n}: raw Argon2id hashes/s (ceiling)", hashes, "/s")

@@ -24,7 +24,6 @@ BENCH_PROCESSES, BENCH_OUT, BENCH_STRICT.
 """
 
 import os
-import re
 import tempfile
 
 import benchlib as b
@@ -54,26 +53,7 @@ function request()
   if n % {every} == 0 then return login end
   return me
 end
-function response(status, headers, body)
-  if status == 200 then ok = ok + 1
-  elseif status == 503 and body and body:find({b.lua_string(SHED_MESSAGE)}, 1, true) then
-    shed = shed + 1
-    backoff = (tonumber(headers["Retry-After"]) or 1) * 1000
-  else other = other + 1 end
-end
-function delay()
-  local d = backoff
-  backoff = 0
-  return d
-end
-"""
-
-
-def count_answers(run):
-    """(ok, shed, other) from the script's line in wrk's output; None when
-    the line is missing."""
-    m = re.search(r"MIX ok=(\d+) shed=(\d+) other=(\d+)", run.get("output") or "")
-    return tuple(map(int, m.groups())) if m else None
+""" + b.shed_counting_lua(SHED_MESSAGE)
 
 
 def rss_only(readings):
@@ -104,7 +84,7 @@ def bench():
             sent, runs, sheds = 0, [], 0
             while sent < total:
                 r = b.run_wrk(stack, "/v1/me", conns, seconds, script=script, timeout_s=10)
-                counts = count_answers(r)
+                counts = b.answer_counts(r, "MIX")
                 label = f"run {len(runs) + 1}"
                 if counts is None:
                     report.problem(f"{label}: no answer counts from wrk")
