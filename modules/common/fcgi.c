@@ -35,8 +35,6 @@
 
 static atomic_bool stopping;
 static atomic_int in_flight;
-/* Time of the last request start or end, for the quiet period. */
-static atomic_uint_fast64_t last_activity_us;
 
 static const char *status_text(int status)
 {
@@ -347,7 +345,51 @@ static void request_release_memory(stoa_request_t *req, stoa_buf_t *out)
  * one thread, and is armed again when that thread is done with it. */
 typedef struct {
     FCGX_Request fr;
+    /* Who holds the slot (SLOT_*): a kept connection waiting in epoll is
+     * held by nobody; the thread epoll hands it to, or the draining main
+     * thread, takes it from SLOT_IDLE. */
+    atomic_int state;
+    /* Draining: nginx was told not to keep this connection (below). */
+    atomic_bool told;
 } slot_t;
+
+enum { SLOT_FREE, SLOT_IDLE, SLOT_BUSY, SLOT_TELLING };
+
+/*
+ * Draining without a 502. nginx sends a POST on a kept connection once
+ * and never again elsewhere: if the pool closed a kept connection as
+ * nginx wrote a request on it, that request failed. So a stopping process
+ * never closes a connection nginx keeps; it asks nginx to close it. nginx
+ * keeps an upstream connection only when a response's end record is the
+ * last thing it read; anything after it (here an empty FCGI_STDERR record)
+ * makes it close the connection once the response is in, and on an idle
+ * kept connection makes it close that connection at once. If nginx has
+ * already sent a request on it, the record reads as an empty stderr
+ * stream ahead of that request's answer (harmless), and the request is
+ * served. The process exits when nginx has closed every connection.
+ */
+static const unsigned char CLOSE_HINT[FCGI_HEADER_LEN] = {
+    FCGI_VERSION_1, FCGI_STDERR, 0, 1, 0, 0, 0, 0};
+
+/* Tells nginx to close the connection of a slot the caller holds. */
+static void tell_close(slot_t *slot)
+{
+    if (slot->fr.ipcFd >= 0 &&
+        send(slot->fr.ipcFd, CLOSE_HINT, sizeof(CLOSE_HINT),
+             MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(CLOSE_HINT))
+        atomic_store(&slot->told, true);
+}
+
+/* Takes a kept connection epoll handed over; the main thread holds it
+ * only while it writes CLOSE_HINT. */
+static void slot_take(slot_t *slot)
+{
+    int idle = SLOT_IDLE;
+    while (!atomic_compare_exchange_weak(&slot->state, &idle, SLOT_BUSY)) {
+        idle = SLOT_IDLE;
+        sched_yield();
+    }
+}
 
 typedef struct {
     stoa_ctx_t *ctx;
@@ -356,6 +398,8 @@ typedef struct {
     pthread_mutex_t lock; /* guards free slots and listen_armed */
     slot_t **free;
     size_t nfree;
+    slot_t *slots;
+    size_t nslots;
     bool listen_armed;
     /* FCGI_WEB_SERVER_ADDRS as IPv6 addresses (IPv4 ones mapped), for the
      * IPv6 peers libfcgi lets through unchecked; NULL: no list set. */
@@ -434,6 +478,7 @@ static void arm_listen_locked(server_t *srv)
 
 static void slot_free(server_t *srv, slot_t *slot)
 {
+    atomic_store(&slot->state, SLOT_FREE);
     pthread_mutex_lock(&srv->lock);
     srv->free[srv->nfree++] = slot;
     arm_listen_locked(srv);
@@ -451,13 +496,17 @@ static void slot_done(server_t *srv, slot_t *slot)
     }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
                              .data.ptr = slot};
+    /* Idle before it is armed: once armed, another thread may take it. */
+    atomic_store(&slot->state, SLOT_IDLE);
     /* A slot's fd is new after each accept (closed fds leave the set by
      * themselves): MOD re-arms a known one, ADD registers a new one. */
     if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ||
         (errno == ENOENT && epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) == 0))
         return;
+    int err = errno;
+    slot_take(slot);
     stoa_log(STOA_LOG_ERR, "epoll_ctl failed on a kept connection: %s",
-             strerror(errno));
+             strerror(err));
     FCGX_Free(&slot->fr, 1);
     slot_free(srv, slot);
 }
@@ -503,11 +552,21 @@ static void *handler_thread(void *arg)
         if (accepting) {
             pthread_mutex_lock(&srv->lock);
             srv->listen_armed = false;
-            slot = srv->nfree ? srv->free[--srv->nfree] : NULL;
+            slot = srv->nfree && !atomic_load(&stopping)
+                       ? srv->free[--srv->nfree]
+                       : NULL;
             pthread_mutex_unlock(&srv->lock);
             if (!slot)
                 continue; /* armed again when a slot frees */
+            atomic_store(&slot->state, SLOT_BUSY);
+            atomic_store(&slot->told, false);
+        } else {
+            slot_take(slot);
         }
+        /* Stopping: a kept connection nginx closed is not followed by an
+         * accept (libfcgi's FCGX_Accept_r would take a new connection). */
+        if (atomic_load(&stopping))
+            slot->fr.listen_sock = -1;
         /* A kept connection with data reads its next request; a free slot
          * accepts (the socket is non-blocking: another process may have
          * taken the connection first) - libfcgi does both. */
@@ -535,18 +594,16 @@ static void *handler_thread(void *arg)
         FCGX_Request *fr = &slot->fr;
         atomic_fetch_add(&in_flight, 1);
         uint64_t start = stoa_now_us();
-        atomic_store(&last_activity_us, start);
         if (read_request(ctx, &req, fr, srv->handler))
             srv->handler->handle(ctx, &req, srv->handler->arg);
         /* Connections go back before the answer leaves. */
         stoa_request_release(&req);
         write_response(&req, fr, &out);
         drain_input(fr);
-        /* Draining: this connection is closed after its answer, so nginx
-         * does not reuse it. */
-        if (atomic_load(&stopping))
-            fr->keepConnection = 0;
         FCGX_Finish_r(fr);
+        /* Draining: nginx closes this connection once the answer is in. */
+        if (atomic_load(&stopping))
+            tell_close(slot);
         uint64_t end = stoa_now_us();
         stoa_log_access(req.method, req.route ? req.route->pattern : NULL,
                         req.status, end - start,
@@ -556,7 +613,6 @@ static void *handler_thread(void *arg)
         trim_pending |= request_was_large(&req, &out);
         request_reset(&req);
         slot_done(srv, slot);
-        atomic_store(&last_activity_us, end);
         atomic_fetch_sub(&in_flight, 1);
     }
     return NULL;
@@ -618,6 +674,26 @@ static void set_peer_timeouts(int fd, long timeout_s)
                  strerror(errno));
 }
 
+/* Draining, from the main thread: tells nginx to close each idle kept
+ * connection not told yet (one a handler answered since was told then);
+ * returns how many connections are still open. */
+static size_t tell_idle_to_close(server_t *srv)
+{
+    for (size_t i = 0; i < srv->nslots; i++) {
+        slot_t *slot = &srv->slots[i];
+        int idle = SLOT_IDLE;
+        if (atomic_load(&slot->told) ||
+            !atomic_compare_exchange_strong(&slot->state, &idle, SLOT_TELLING))
+            continue;
+        tell_close(slot);
+        atomic_store(&slot->state, SLOT_IDLE);
+    }
+    pthread_mutex_lock(&srv->lock);
+    size_t open = srv->nslots - srv->nfree;
+    pthread_mutex_unlock(&srv->lock);
+    return open;
+}
+
 int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
                     const stoa_fcgi_handler_t *handler)
 {
@@ -652,10 +728,12 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
         }
     }
     srv.free = stoa_xcalloc(nslots, sizeof(*srv.free));
-    slot_t *slots = stoa_xcalloc(nslots, sizeof(*slots));
+    srv.slots = stoa_xcalloc(nslots, sizeof(*srv.slots));
+    srv.nslots = nslots;
     for (size_t i = 0; i < nslots; i++) {
-        FCGX_InitRequest(&slots[i].fr, FCGI_LISTENSOCK_FILENO, 0);
-        srv.free[srv.nfree++] = &slots[i];
+        FCGX_InitRequest(&srv.slots[i].fr, FCGI_LISTENSOCK_FILENO, 0);
+        atomic_init(&srv.slots[i].state, SLOT_FREE);
+        srv.free[srv.nfree++] = &srv.slots[i];
     }
     /* Shared with the pool's other processes (one socket from
      * spawn-fcgi): whoever loses the race for a connection gets EAGAIN
@@ -710,16 +788,15 @@ int stoa_fcgi_serve(stoa_ctx_t *ctx, size_t threads,
     stoa_log(STOA_LOG_INFO, "stopping on signal %d", sig);
     uint64_t began = stoa_now_us();
     for (;;) {
-        uint64_t now = stoa_now_us();
-        if (now - began > (uint64_t)STOA_FCGI_DRAIN_MS * 1000) {
-            stoa_log(STOA_LOG_WARN, "drain timed out with %d in flight",
-                     atomic_load(&in_flight));
+        size_t open = tell_idle_to_close(&srv);
+        if (open == 0 && atomic_load(&in_flight) == 0)
+            break;
+        if (stoa_now_us() - began > (uint64_t)STOA_FCGI_DRAIN_MS * 1000) {
+            stoa_log(STOA_LOG_WARN,
+                     "drain timed out with %d in flight, %zu connections open",
+                     atomic_load(&in_flight), open);
             break;
         }
-        if (atomic_load(&in_flight) == 0 &&
-            now - atomic_load(&last_activity_us) >
-                (uint64_t)STOA_FCGI_QUIET_MS * 1000)
-            break;
         usleep(2000);
     }
     stoa_log_flush();

@@ -48,6 +48,20 @@ function delay() return backoff or 0 end
 """
 
 
+# wrk's Lua: POSTs a login body the pool refuses at once (400, no hash) and
+# counts 400s as ok, 502s and 504s as shed (the gateway's), the rest other.
+POST_STORM_LUA = """
+wrk.method = "POST"
+wrk.body = '{"email": "not an address"}'
+wrk.headers["Content-Type"] = "application/json"
+function response(status, headers, body)
+  if status == 400 then ok = ok + 1
+  elseif status == 502 or status == 504 then shed = shed + 1
+  else other = other + 1 end
+end
+"""
+
+
 # Field 41 of /proc/<pid>/task/<tid>/stat: the scheduling policy.
 SCHED_OTHER, SCHED_BATCH = 0, 3
 
@@ -104,6 +118,21 @@ def fcgi_post(path, body, keep=False):
     return fcgi_request("POST", path, body, keep)
 
 
+# What a stopping pool sends after an answer, or on an idle kept
+# connection: an empty FCGI_STDERR record of request 1.
+CLOSE_HINT = bytes([1, 7, 0, 1, 0, 0, 0, 0])
+
+
+def recv_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        if not more:
+            raise AssertionError(f"the connection closed after {data!r}")
+        data += more
+    return data
+
+
 def fcgi_answer(sock):
     """The stdout of one answer, read until its end-of-request record."""
     data, out = b"", b""
@@ -117,7 +146,9 @@ def fcgi_answer(sock):
             if kind == 3:
                 return out
             data = data[8 + length + padding:]
-        more = sock.recv(65536)
+        # Whole records only: what follows the answer stays on the socket.
+        need = 8 - len(data) if len(data) < 8 else 8 + length + padding - len(data)
+        more = sock.recv(need)
         if not more:
             raise AssertionError(f"the connection closed before the answer ended: {out!r}")
         data += more
@@ -140,6 +171,23 @@ class EngineTest(SourceClientTestCase):
         return set(query_json(self.stack, """
             SELECT coalesce(json_agg(email), '[]'::json) FROM auth.users
             WHERE email = ANY(string_to_array(:'list', ','))""", list=",".join(emails)))
+
+    def start_storm(self, name, lua, connections):
+        """wrk for 4 s on POST /v1/auth/login with lua (a script that counts
+        into ok, shed and other), in a process of its own."""
+        script = os.path.join(self.stack.run, name)
+        with open(script, "w") as f:
+            f.write(wrk_counting_lua("STATUS") + lua)
+        return subprocess.Popen(
+            ["wrk", "-t2", f"-c{connections}", "-d4s", "-s", script,
+             f"https://127.0.0.1:{self.stack.https_port}/v1/auth/login"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def storm_counts(self, out):
+        """(ok, shed, other) from a storm's output."""
+        counts = re.search(r"STATUS ok=(\d+) shed=(\d+) other=(\d+)", out)
+        self.assertTrue(counts, out)
+        return tuple(map(int, counts.groups()))
 
     def test_10_each_process_runs_its_handler_threads(self):
         for pool in ("auth", "billing", "analytics", "admin"):
@@ -288,14 +336,8 @@ class EngineTest(SourceClientTestCase):
         token = c.request("POST", "/v1/auth/login",
                           {"email": reader, "password": GOOD_PASSWORD}).json["access_token"]
         connections = 3 * POOL_THREADS * self.pool_processes
-        script = os.path.join(self.stack.run, "login-storm.lua")
-        with open(script, "w") as f:
-            f.write(wrk_counting_lua("STATUS") + LOGIN_STORM_LUA % json.dumps(json.dumps(
-                {"email": email, "password": GOOD_PASSWORD})))
-        storm = subprocess.Popen(
-            ["wrk", "-t2", f"-c{connections}", "-d4s", "-s", script,
-             f"https://127.0.0.1:{self.stack.https_port}/v1/auth/login"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        storm = self.start_storm("login-storm.lua", LOGIN_STORM_LUA % json.dumps(json.dumps(
+            {"email": email, "password": GOOD_PASSWORD})), connections)
         fast = []
         try:
             time.sleep(0.7)
@@ -313,9 +355,7 @@ class EngineTest(SourceClientTestCase):
                 probe.close()
         finally:
             out, _ = storm.communicate(timeout=60)
-        counts = re.search(r"STATUS ok=(\d+) shed=(\d+) other=(\d+)", out)
-        self.assertTrue(counts, out)
-        ok, shed, other = map(int, counts.groups())
+        ok, shed, other = self.storm_counts(out)
         self.assertGreater(ok, 10, out)
         # Logins beyond what the host hashes at once are shed, never failed.
         self.assertEqual(other, 0, out)
@@ -409,6 +449,69 @@ class EngineTest(SourceClientTestCase):
                            and len(self.stack.pool_children("auth")) == self.pool_processes,
                            5.0, interval=0.02)
         self.assertTrue(ok, "the stopped process was not replaced")
+
+    def test_41_sigterm_under_a_post_storm_answers_every_request(self):
+        """A stream of POSTs (which nginx never retries on another
+        connection) on kept connections while pool processes are stopped
+        five times, each time the first one (multiwatch's replacement is
+        soon first again): every POST is answered by a pool, none is cut
+        off with a 502 because its kept connection closed under it, and
+        nginx logs no upstream error."""
+        storm = self.start_storm("post-storm.lua", POST_STORM_LUA, 64)
+        error_log = self.stack.path("log", "nginx-error.log")
+        log_start = os.path.getsize(error_log)
+        stopped = []
+        try:
+            for _ in range(5):
+                time.sleep(0.6)
+                victim = self.stack.pool_children("auth")[0]
+                os.kill(victim, signal.SIGTERM)
+                stopped.append(victim)
+        finally:
+            out, _ = storm.communicate(timeout=60)
+        ok, gateway, other = self.storm_counts(out)
+        self.assertGreater(ok, 1000, out)
+        self.assertEqual((gateway, other), (0, 0), out)
+        self.assertNotIn("Socket errors", out)
+        with open(error_log, errors="replace") as f:
+            f.seek(log_start)
+            upstream_errors = [line for line in f if "upstream" in line]
+        self.assertEqual(upstream_errors, [])
+        ok, _ = wait_until(lambda: not set(stopped) & set(self.stack.pool_children("auth"))
+                           and len(self.stack.pool_children("auth")) == self.pool_processes,
+                           15.0, interval=0.05)
+        self.assertTrue(ok, "a stopped process was not replaced")
+
+    def test_42_a_stopping_process_asks_nginx_to_close_its_kept_connections(self):
+        # Two kept connections to a process of its own, as nginx holds them.
+        # On SIGTERM the process does not close them (a request nginx is
+        # writing on one would fail): it sends each an empty stderr record,
+        # after which nginx closes a kept connection, and serves what still
+        # comes on them. It exits once both are closed.
+        proc, port = self.tcp_pool(threads=2)
+        body = b'{"email": "drain@example.com"}'
+        kept = []
+        for _ in range(2):
+            sock = self.connect(port)
+            sock.sendall(fcgi_post("/v1/auth/login", body, keep=True))
+            self.assertTrue(fcgi_answer(sock).startswith(b"Status: 400"))
+            kept.append(sock)
+        proc.send_signal(signal.SIGTERM)
+        for sock in kept:
+            self.assertEqual(recv_exactly(sock, len(CLOSE_HINT)), CLOSE_HINT)
+        time.sleep(0.3)
+        self.assertIsNone(proc.poll(), "the process left with kept connections open")
+        for sock in kept:
+            sock.settimeout(0.1)
+            self.assertRaises(socket.timeout, sock.recv, 1)  # open, nothing more
+            sock.settimeout(10)
+        # A request that comes anyway is served, and followed by the hint.
+        kept[0].sendall(fcgi_post("/v1/auth/login", body, keep=True))
+        self.assertTrue(fcgi_answer(kept[0]).startswith(b"Status: 400"))
+        self.assertEqual(recv_exactly(kept[0], len(CLOSE_HINT)), CLOSE_HINT)
+        for sock in kept:
+            sock.close()
+        self.assertEqual(proc.wait(timeout=3), 0)
 
 
 if __name__ == "__main__":

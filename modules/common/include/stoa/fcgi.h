@@ -16,9 +16,12 @@
  * slots idle (scripts/stack.sh), so a new connection finds a free slot.
  *
  * Shutdown: SIGTERM and SIGINT are taken by the calling thread (sigwait;
- * libfcgi's blocking accept would not notice them). Handlers finish the
- * request in flight, close their connection and stop; the process exits
- * once no request has been in flight for STOA_FCGI_QUIET_MS, or after
+ * libfcgi's blocking accept would not notice them). The process accepts no
+ * new connection, finishes the requests in flight and serves those that
+ * still come on kept connections, and asks nginx to close every kept
+ * connection (after an answer, or at once when idle); it never closes
+ * one itself, which could race a request nginx is sending on it into a
+ * 502. It exits when nginx has closed them all, or after
  * STOA_FCGI_DRAIN_MS at the latest. */
 #ifndef STOA_FCGI_H
 #define STOA_FCGI_H
@@ -26,7 +29,6 @@
 #include "stoa/ctx.h"
 #include "stoa/http.h"
 
-#define STOA_FCGI_QUIET_MS 50
 /* Connection slots per handler thread: idle kept connections wait in
  * them (in epoll), not in threads. A connection that finds no free slot
  * waits in the listen queue behind requests on kept connections, so there
