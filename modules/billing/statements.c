@@ -1,5 +1,6 @@
 /* statements.c - every query of the billing pool. */
 #include "billing.h"
+#include "stoa/entitlements.h"
 
 #define EPOCH_US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 #define FROM_US(p)                                                             \
@@ -22,33 +23,6 @@
                          "i.created") ", i.amount_refunded FROM "              \
                                       "billing.invoices i"
 
-/* The entitlements of the user `user` (an SQL expression) as one JSON
- * text: the plan of the newest entitling subscription (SPEC §6:
- * trialing, active, past_due) on a price of the catalogue, else the free
- * plan. It walks the catalogue's prices and takes the user's newest
- * subscription on each from subscriptions_entitling_idx (migration 0031),
- * so a user with thousands of subscriptions costs no more than one with
- * two. */
-#define ENTITLEMENTS(user)                                                     \
-    "SELECT json_build_object('plan', coalesce(e.key, f.key), "                \
-    "'subscription_status', coalesce(e.status, 'none'), 'features', "          \
-    "coalesce(e.features, f.features, '{}'::jsonb))::text FROM (SELECT 1) "    \
-    "one LEFT JOIN LATERAL (SELECT p.key, s.status, p.features FROM "          \
-    "billing.prices pr JOIN billing.plans p ON p.id = pr.plan_id CROSS "       \
-    "JOIN LATERAL (SELECT s.status, s.updated_at FROM "                        \
-    "billing.subscriptions s WHERE s.user_id = " user " AND "                  \
-    "s.stripe_price_id = pr.stripe_price_id AND s.status IN ('trialing', "     \
-    "'active', 'past_due') ORDER BY s.updated_at DESC LIMIT 1) s ORDER BY "    \
-    "s.updated_at DESC LIMIT 1) e ON true LEFT JOIN billing.plans f ON "       \
-    "f.key = 'free' AND e.key IS NULL"
-
-/* Takes the entitlements lock of the user whose id (a uuid expression) is
- * given, held to the commit (SUBSCRIPTION_OWNER, ENTITLEMENTS_LOCK). Its
- * space is 4242002 of the two-key form; stoactl's migrations use the
- * one-key form. A NULL id takes none (the function is strict). */
-#define ENTITLEMENTS_LOCK_OF(id)                                               \
-    "pg_advisory_xact_lock(4242002, hashtext((" id ")::text))"
-
 /* A subscription status's stage in its life (SUBSCRIPTION_UPSERT):
  * 0 incomplete, 1 live, 2 ended. */
 #define STATUS_STAGE(col)                                                      \
@@ -67,19 +41,34 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
                                 " FROM billing.plans p WHERE p.id = "
                                 "$2::uuid",
                                 2},
+    /* A new plan entitles no one yet, but for a new free plan: every user
+     * without a subscription gets its features (stoa/entitlements.h). */
     [BILLING_SQL_PLAN_INSERT] =
         {"plan_insert",
-         "INSERT INTO billing.plans (key, name, description, features, active, "
-         "sort_order) VALUES ($1, $2, coalesce($3, ''), coalesce($4::jsonb, "
-         "'{}'::jsonb), coalesce($5::bool, true), coalesce($6::int, 0)) "
-         "ON CONFLICT (key) DO NOTHING RETURNING id",
+         "WITH ins AS (INSERT INTO billing.plans (key, name, description, "
+         "features, active, sort_order) VALUES ($1, $2, coalesce($3, ''), "
+         "coalesce($4::jsonb, '{}'::jsonb), coalesce($5::bool, true), "
+         "coalesce($6::int, 0)) ON CONFLICT (key) DO NOTHING RETURNING id, "
+         "key), fan AS (" STOA_ENTITLEMENTS_FANOUT_SQL(
+             "ins.id", "NULL::text",
+             "FROM ins WHERE ins.key = 'free'") ") SELECT id FROM ins",
          6},
+    /* The features before and after: a fan-out when they differ. The row
+     * is locked by reading it before the update (`seen`; a locking read
+     * after it would skip the row this statement updated), so a
+     * concurrent change is seen whole. */
     [BILLING_SQL_PLAN_UPDATE] =
         {"plan_update",
-         "UPDATE billing.plans SET name = coalesce($2, name), description = "
-         "coalesce($3, description), features = coalesce($4::jsonb, features), "
-         "active = coalesce($5::bool, active), sort_order = coalesce($6::int, "
-         "sort_order), updated_at = now() WHERE id = $1::uuid RETURNING id",
+         "WITH old AS (SELECT id, features FROM billing.plans WHERE id = "
+         "$1::uuid FOR UPDATE), upd AS (UPDATE billing.plans SET name = "
+         "coalesce($2, name), description = coalesce($3, description), "
+         "features = coalesce($4::jsonb, features), active = "
+         "coalesce($5::bool, active), sort_order = coalesce($6::int, "
+         "sort_order), updated_at = now() FROM (SELECT count(*) FROM old) seen "
+         "WHERE id = $1::uuid RETURNING id, features), fan AS (" STOA_ENTITLEMENTS_FANOUT_SQL(
+             "upd.id", "NULL::text",
+             "FROM upd JOIN old USING (id) WHERE upd.features IS DISTINCT FROM "
+             "old.features") ") SELECT id FROM upd",
          6},
     [BILLING_SQL_PRICE_INSERT] =
         {"price_insert",
@@ -154,7 +143,7 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      * route and for the entitlements.changed event alike (ENTITLEMENTS,
      * above). */
     [BILLING_SQL_ENTITLEMENTS_OF_USER] = {"entitlements_of_user",
-                                          ENTITLEMENTS("$1::uuid"), 1},
+                                          STOA_ENTITLEMENTS_SQL("$1::uuid"), 1},
     /* Whose subscription an event is about, before it is applied (the
      * user SUBSCRIPTION_UPSERT keeps or links, in the same order), with
      * that user's entitlements lock taken: two events about one user (an
@@ -164,7 +153,7 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      * lock. */
     [BILLING_SQL_SUBSCRIPTION_OWNER] =
         {"subscription_owner",
-         "SELECT o.id, " ENTITLEMENTS_LOCK_OF(
+         "SELECT o.id, " STOA_ENTITLEMENTS_LOCK_SQL(
              "o.id") " FROM (SELECT coalesce((SELECT user_id FROM "
                      "billing.subscriptions WHERE stripe_subscription_id = "
                      "$1), (SELECT id FROM auth.users WHERE id = $2::uuid), "
@@ -172,8 +161,10 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
                      "stripe_customer_id = $3)) AS id) o",
          3},
     /* The same lock, for a user known already (a checkout's). */
-    [BILLING_SQL_ENTITLEMENTS_LOCK] =
-        {"entitlements_lock", "SELECT " ENTITLEMENTS_LOCK_OF("$1::uuid"), 1},
+    [BILLING_SQL_ENTITLEMENTS_LOCK] = {"entitlements_lock",
+                                       "SELECT " STOA_ENTITLEMENTS_LOCK_SQL(
+                                           "$1::uuid"),
+                                       1},
 
     /* --- Stripe webhooks ---------------------------------------------- */
     /* The primary key makes a repeat (also a concurrent one, which waits
@@ -293,20 +284,29 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          "stripe_product_id IS NULL AND NOT EXISTS (SELECT 1 FROM billing.plans "
          "WHERE stripe_product_id = $2)",
          2},
+    /* With a fan-out when the plan is new or its key or features changed
+     * (the row locked first, as in PLAN_UPDATE). */
     [BILLING_SQL_PRODUCT_UPSERT] =
         {"product_upsert",
+         "WITH old AS (SELECT id, key, features FROM billing.plans WHERE "
+         "stripe_product_id = $6 FOR UPDATE), up AS ("
          "INSERT INTO billing.plans AS p (key, name, description, features, "
-         "active, stripe_product_id, stripe_event_at) VALUES (CASE WHEN EXISTS "
+         "active, stripe_product_id, stripe_event_at) SELECT CASE WHEN EXISTS "
          "(SELECT 1 FROM billing.plans WHERE key = $1 AND stripe_product_id IS "
          "DISTINCT FROM $6) THEN lower($6) ELSE $1 END, $2, $3, $4::jsonb, "
-         "$5::bool, $6, $7::bigint) ON CONFLICT (stripe_product_id) DO UPDATE "
+         "$5::bool, $6, $7::bigint FROM (SELECT count(*) FROM old) seen ON CONFLICT (stripe_product_id) DO UPDATE "
          "SET key = CASE WHEN p.key = lower(p.stripe_product_id) AND NOT EXISTS "
          "(SELECT 1 FROM billing.plans WHERE key = EXCLUDED.key) THEN "
          "EXCLUDED.key ELSE p.key END, "
          "name = EXCLUDED.name, description = EXCLUDED.description, "
          "features = EXCLUDED.features, active = EXCLUDED.active, "
          "stripe_event_at = EXCLUDED.stripe_event_at, updated_at = now() WHERE "
-         "p.stripe_event_at <= EXCLUDED.stripe_event_at",
+         "p.stripe_event_at <= EXCLUDED.stripe_event_at RETURNING p.id, p.key, "
+         "p.features), fan AS (" STOA_ENTITLEMENTS_FANOUT_SQL(
+             "up.id", "NULL::text",
+             "FROM up LEFT JOIN old USING (id) WHERE old.id IS NULL OR up.key "
+             "IS DISTINCT FROM old.key OR up.features IS DISTINCT FROM "
+             "old.features") ") SELECT count(*) FROM up",
          7},
     /* A price may arrive before its product: a hidden placeholder plan
      * holds it until the product event fills the plan in. */
@@ -315,14 +315,24 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          "INSERT INTO billing.plans (key, name, active, stripe_product_id) "
          "VALUES (lower($1), $1, false, $1) ON CONFLICT DO NOTHING",
          1},
+    /* A price only ever arrives once for its plan (the plan is not
+     * updated): the subscriptions that named it before it came now take
+     * their entitlements from its plan, a fan-out to their users. */
     [BILLING_SQL_PRICE_UPSERT] =
         {"price_upsert",
-         "INSERT INTO billing.prices AS pr (plan_id, amount, currency, interval, "
+         "WITH up AS (INSERT INTO billing.prices AS pr (plan_id, amount, currency, interval, "
          "active, stripe_price_id, stripe_event_at) VALUES ((SELECT id FROM "
          "billing.plans WHERE stripe_product_id = $1), $2::bigint, $3, $4, "
          "$5::bool, $6, $7::bigint) ON CONFLICT (stripe_price_id) DO UPDATE SET "
          "active = EXCLUDED.active, stripe_event_at = EXCLUDED.stripe_event_at "
-         "WHERE pr.stripe_event_at <= EXCLUDED.stripe_event_at",
+         "WHERE pr.stripe_event_at <= EXCLUDED.stripe_event_at RETURNING "
+         "pr.plan_id, pr.stripe_price_id, pr.xmax = 0 AS inserted), fan AS "
+         "(" STOA_ENTITLEMENTS_FANOUT_SQL(
+             "up.plan_id", "up.stripe_price_id",
+             "FROM up WHERE up.inserted AND EXISTS (SELECT 1 FROM "
+             "billing.subscriptions s WHERE s.stripe_price_id = "
+             "up.stripe_price_id AND s.status IN ('trialing', 'active', "
+             "'past_due'))") ") SELECT count(*) FROM up",
          7},
 
     /* --- finance views ------------------------------------------------ */
@@ -364,7 +374,7 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
      * entitlements.changed: one round trip. */
     [BILLING_SQL_SUBSCRIPTION_BY_STRIPE_ID] =
         {"subscription_by_stripe_id",
-         "SELECT sub.*, (" ENTITLEMENTS(
+         "SELECT sub.*, (" STOA_ENTITLEMENTS_SQL(
              "$2::uuid") ") FROM (" SUBSCRIPTION_SELECT
                          " WHERE s.stripe_subscription_id = $1) sub",
          2},

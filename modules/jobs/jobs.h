@@ -67,6 +67,7 @@ jobs_handler_t jobs_revocation_sync;
 jobs_handler_t jobs_password_reset;
 jobs_handler_t jobs_update_fanout;
 jobs_handler_t jobs_update_mail;
+jobs_handler_t jobs_entitlements_fanout;
 jobs_handler_t jobs_realtime_publish;
 jobs_handler_t jobs_realtime_close;
 /* The index-th URL of a comma-separated list (realtime_publish_url),

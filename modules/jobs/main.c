@@ -23,6 +23,7 @@
 #include "stoa/buf.h"
 #include "stoa/crypto.h"
 #include "stoa/ctx.h"
+#include "stoa/entitlements.h"
 #include "stoa/log.h"
 #include "stoa/mail.h"
 #include "stoa/mail_link.h"
@@ -90,6 +91,8 @@ static const jobs_kind_t kinds[] = {
      * thousand rows each, so not counted among the quick. */
     {STOA_UPDATES_FANOUT_KIND, jobs_update_fanout, NULL, 0, false},
     {STOA_UPDATES_MAIL_KIND, jobs_update_mail, NULL, 0, false},
+    /* Batches of users, each a lock per user and one INSERT. */
+    {STOA_ENTITLEMENTS_FANOUT_KIND, jobs_entitlements_fanout, NULL, 0, false},
     /* One kept-alive request to nginx on a unix socket each. */
     {STOA_REALTIME_JOB_PUBLISH, jobs_realtime_publish, realtime_schedule,
      STOA_ARRAY_LEN(realtime_schedule), true},

@@ -1,9 +1,15 @@
 /* statements.c - every query of the jobs worker. */
 #include "jobs.h"
+#include "stoa/entitlements.h"
 #include "stoa/updates.h"
 
 /* Today's date in UTC, as analytics days are counted. */
 #define ANALYTICS_TODAY "(now() AT TIME ZONE 'UTC')::date"
+
+/* Where a batch of the entitlements fan-out starts: after the user id $3,
+ * or from the first when NULL. */
+#define FANOUT_AFTER                                                           \
+    "coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')"
 
 /* The row is still leased to this worker ($2). Written so the planner
  * cannot answer it from outbox_leased_idx: that index keeps an entry for
@@ -402,5 +408,47 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "now() AND (locked_until IS NULL OR locked_until < now()))), 0) FROM "
          "jobs.outbox WHERE done_at IS NULL GROUP BY kind ORDER BY kind",
          0},
+    /* --- the entitlements fan-out (stoa/entitlements.h) ---------------- */
+    /* The next batch of users after $3 (NULL: from the first) who may take
+     * their entitlements from plan $1: everyone for the free plan; else
+     * those with an entitling subscription on one of its prices, or on the
+     * Stripe price $2 alone when given (walking
+     * subscriptions_entitling_idx from $3). Each user's entitlements lock
+     * is taken, in id order, so no webhook changes them until the commit
+     * and two fan-outs never wait on each other in a cycle. */
+    [JOBS_SQL_ENTITLEMENTS_FANOUT_USERS] =
+        {"entitlements_fanout_users",
+         "SELECT c.id, " STOA_ENTITLEMENTS_LOCK_SQL(
+             "c.id") " FROM ((SELECT id FROM auth.users WHERE (SELECT key "
+                     "FROM billing.plans WHERE id = $1::uuid) = 'free' AND "
+                     "$2::text IS NULL AND id > " FANOUT_AFTER
+                     " ORDER BY id LIMIT $4::int) UNION (SELECT DISTINCT "
+                     "s.user_id FROM billing.subscriptions s WHERE s.status "
+                     "IN ('trialing', 'active', 'past_due') AND s.user_id > "
+                     "" FANOUT_AFTER " AND s.stripe_price_id IN (SELECT "
+                     "stripe_price_id FROM billing.prices WHERE CASE WHEN "
+                     "$2::text IS NULL THEN plan_id = $1::uuid ELSE "
+                     "stripe_price_id = $2 END) ORDER BY 1 LIMIT $4::int) "
+                     "ORDER BY 1 LIMIT $4::int) c ORDER BY c.id",
+         4},
+    /* An entitlements.changed (as stoa_outbox_event_text writes it) for
+     * each user of $1 whose entitlements now come from plan $2, read in
+     * this statement, after FANOUT_USERS took the locks. The event id is
+     * derived from the change ($3) and the user: a batch written again
+     * after a crash adds nothing. */
+    [JOBS_SQL_ENTITLEMENTS_FANOUT_EVENTS] =
+        {"entitlements_fanout_events",
+         "INSERT INTO jobs.outbox (kind, payload, dedupe_key) SELECT 'event', "
+         "jsonb_build_object('id', 'evt_' || ev.id, 'type', "
+         "'entitlements.changed', 'created', extract(epoch FROM "
+         "now())::bigint, 'data', jsonb_build_object('user_id', u.id, "
+         "'entitlements', ev.ent)), ev.id FROM auth.users u CROSS JOIN LATERAL "
+         "(SELECT md5($3 || u.id::text)::uuid::text AS id, "
+         "(" STOA_ENTITLEMENTS_SQL(
+             "u.id") ")::jsonb AS ent) ev WHERE u.id = ANY ($1::uuid[]) AND "
+                     "ev.ent->>'plan' = (SELECT key FROM billing.plans WHERE id "
+                     "= $2::uuid) ON CONFLICT (kind, dedupe_key) WHERE "
+                     "dedupe_key IS NOT NULL DO NOTHING",
+         3},
 };
 const size_t jobs_statements_len = STOA_ARRAY_LEN(jobs_statements);

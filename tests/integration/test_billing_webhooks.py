@@ -13,6 +13,7 @@ import time
 import unittest
 
 import billinglib as bl
+from harness import wait_until
 from billinglib import sign_payload
 from test_billing import (DEMO_FEATURES, SECRET_KEY, WEBHOOK_SECRETS, BillingFakeStripeCase,
                           needs_gateway)
@@ -409,6 +410,148 @@ class BillingWebhookTest(BillingFakeStripeCase):
         self.assertEqual(entitlements()["plan"], key)
         self.assertNotEqual(bl.redis_get(self.stack, cache_key), fresh,
                             "the answer from before the catalogue change was served")
+
+    def entitlement_changes(self, user_id):
+        """The entitlements of each entitlements.changed about a user, in
+        the order they were written."""
+        return [row["payload"]["data"]["entitlements"] for row in self.db.rows(
+            "SELECT payload FROM jobs.outbox WHERE kind = 'event'"
+            " AND payload->>'type' = 'entitlements.changed'"
+            " AND payload->'data'->>'user_id' = :'u' ORDER BY id", u=user_id)]
+
+    def fanouts_of(self, plan_id):
+        return self.db.rows(
+            "SELECT id, payload, done_at IS NOT NULL AS done, last_error FROM jobs.outbox"
+            " WHERE kind = 'billing.entitlements_fanout' AND payload->>'plan_id' = :'p'"
+            " ORDER BY id", p=plan_id)
+
+    def wait_fanouts_done(self, plan_id):
+        """The plan's fan-out jobs, once the jobs worker has done them all."""
+        ok, _ = wait_until(lambda: all(j["done"] for j in self.fanouts_of(plan_id)),
+                           20.0, interval=0.1)
+        jobs = self.fanouts_of(plan_id)
+        self.assertTrue(ok, f"fan-outs not done: {jobs!r}")
+        return jobs
+
+    @needs_gateway
+    def test_05_a_catalogue_change_tells_the_users_it_touches(self):
+        """A plan's features changed at Stripe (product.updated) or by an
+        admin (PATCH) send entitlements.changed to every user whose
+        entitlements come from that plan, with what they have now, and to
+        no one else; a change that leaves the features as they were sends
+        nothing. A price that arrives after subscriptions named it tells
+        their users too."""
+        features = {"seats": 1}
+        key, product, price = self.dashboard_plan("catalogue", features)
+        plan_id = self.db.value("SELECT id FROM billing.plans WHERE key = :'k'", k=key)
+        other_key, _, other_price = self.dashboard_plan("bystander", {"seats": 3})
+        t0 = int(time.time())
+        users = []
+        for n, p in enumerate([price, price, other_price]):
+            user = self.new_user(f"catalogue{n}", login=True)
+            customer = bl.stripe_id("cus_")
+            self.link_customer(user["id"], customer)
+            self.send("customer.subscription.created", bl.subscription_object(
+                bl.stripe_id("sub_"), customer, "active", p, user["id"]), created=t0)
+            users.append(user)
+        on_plan, bystander = users[:2], users[2]
+        before = {u["id"]: len(self.entitlement_changes(u["id"])) for u in users}
+        jobs_before = len(self.wait_fanouts_done(plan_id))
+
+        def new_changes(user):
+            return self.entitlement_changes(user["id"])[before[user["id"]]:]
+
+        # At Stripe: the features change.
+        self.send("product.updated", bl.product_object(
+            product, f"Plan {key}", {"seats": 5}, key), created=t0 + 10)
+        self.assertEqual(len(self.wait_fanouts_done(plan_id)), jobs_before + 1)
+        for user in on_plan:
+            has = self.assert_ok_json(self.api("GET", "/v1/billing/entitlements", user["token"]))
+            self.assertEqual(has, {"plan": key, "subscription_status": "active",
+                                   "features": {"seats": 5}})
+            self.assertEqual(new_changes(user), [has])
+        self.assertEqual(new_changes(bystander), [], "a user of another plan was told")
+
+        # The same features under another name: no fan-out, no event.
+        self.send("product.updated", bl.product_object(
+            product, f"Renamed {key}", {"seats": 5}, key), created=t0 + 20)
+        self.assertEqual(len(self.wait_fanouts_done(plan_id)), jobs_before + 1,
+                         self.fanouts_of(plan_id))
+
+        # By an admin: a PATCH of the features tells them; one of the name
+        # alone does not.
+        resp = self.api("PATCH", f"/v1/admin/plans/{plan_id}", self.admin_token,
+                        body={"features": {"seats": 7}})
+        self.assert_ok_json(resp)
+        resp = self.api("PATCH", f"/v1/admin/plans/{plan_id}", self.admin_token,
+                        body={"name": "Seven seats"})
+        self.assert_ok_json(resp)
+        jobs = self.wait_fanouts_done(plan_id)
+        self.assertEqual(len(jobs), jobs_before + 2)
+        for user in on_plan:
+            self.assertEqual([c["features"] for c in new_changes(user)],
+                             [{"seats": 5}, {"seats": 7}])
+        self.assertEqual(new_changes(bystander), [])
+
+        # A fan-out run again (a worker killed before it recorded the job
+        # done) writes no event twice.
+        last = jobs[-1]
+        self.db.exec("INSERT INTO jobs.outbox (kind, payload) VALUES"
+                     " ('billing.entitlements_fanout', :'p'::jsonb)",
+                     p=json.dumps(last["payload"]))
+        self.assertEqual(len(self.wait_fanouts_done(plan_id)), jobs_before + 3)
+        for user in on_plan:
+            self.assertEqual(len(new_changes(user)), 2, "a repeated fan-out wrote again")
+
+        # A subscription on a price not known yet entitles to nothing; the
+        # price's arrival tells its user.
+        late_price = bl.stripe_id("price_")
+        user = self.new_user("catalogue-late", login=True)
+        customer = bl.stripe_id("cus_")
+        self.link_customer(user["id"], customer)
+        self.send("customer.subscription.created", bl.subscription_object(
+            bl.stripe_id("sub_"), customer, "active", late_price, user["id"]), created=t0)
+        self.assertEqual(self.assert_ok_json(self.api(
+            "GET", "/v1/billing/entitlements", user["token"]))["plan"], "free")
+        told = len(self.entitlement_changes(user["id"]))
+        self.send("price.created", bl.price_object(late_price, product, 900))
+        self.wait_fanouts_done(plan_id)
+        has = self.assert_ok_json(self.api("GET", "/v1/billing/entitlements", user["token"]))
+        self.assertEqual(has["plan"], key)
+        self.assertEqual(self.entitlement_changes(user["id"])[told:], [has])
+
+    @needs_gateway
+    def test_05_a_catalogue_change_reaches_users_in_batches(self):
+        """1,200 subscribers of one plan (made in the database: the webhook
+        path is not under test here) are all told of a features change,
+        once each, across batches of 500."""
+        key, product, price = self.dashboard_plan("crowd", {"seats": 1})
+        plan_id = self.db.value("SELECT id FROM billing.plans WHERE key = :'k'", k=key)
+        tag = bl.rand(8)
+        self.db.exec("""
+            WITH u AS (
+                INSERT INTO auth.users (email, name)
+                SELECT 'crowd-' || :'t' || '-' || n || '@example.com', 'Crowd'
+                FROM generate_series(1, 1200) n RETURNING id)
+            INSERT INTO billing.subscriptions
+                (stripe_subscription_id, user_id, stripe_customer_id, status, stripe_price_id)
+            SELECT 'sub_crowd_' || u.id, u.id, 'cus_crowd_' || u.id, 'active', :'p' FROM u""",
+                     t=tag, p=price)
+        jobs_before = len(self.wait_fanouts_done(plan_id))
+        self.send("product.updated", bl.product_object(
+            product, f"Plan {key}", {"seats": 40}, key), created=int(time.time()) + 10)
+        self.wait_fanouts_done(plan_id)
+        told = self.db.rows(
+            "SELECT payload->'data'->>'user_id' AS u, count(*) AS n,"
+            " min(payload->'data'->'entitlements'->>'features') AS f"
+            " FROM jobs.outbox WHERE kind = 'event'"
+            " AND payload->>'type' = 'entitlements.changed'"
+            " AND payload->'data'->>'user_id' IN"
+            "  (SELECT id::text FROM auth.users WHERE email LIKE 'crowd-' || :'t' || '-%')"
+            " GROUP BY 1", t=tag)
+        self.assertEqual(len(told), 1200)
+        self.assertEqual({(r["n"], r["f"]) for r in told}, {(1, '{"seats": 40}')})
+        self.assertGreaterEqual(len(self.fanouts_of(plan_id)) - jobs_before, 1)
 
     # --- 6. refunds -------------------------------------------------------------------
 
