@@ -371,13 +371,33 @@ enum { SLOT_FREE, SLOT_IDLE, SLOT_BUSY, SLOT_TELLING };
 static const unsigned char CLOSE_HINT[FCGI_HEADER_LEN] = {
     FCGI_VERSION_1, FCGI_STDERR, 0, 1, 0, 0, 0, 0};
 
-/* Tells nginx to close the connection of a slot the caller holds. */
+/* Tells nginx to close the connection of a slot the caller holds. The
+ * record goes whole or the connection is cut: a part of it would be read
+ * as the head of a record that swallows the next answer. A TCP socket with
+ * a nearly full send buffer can take part of it; the rest then waits for
+ * room (the socket is blocking, within pool_peer_timeout_s). */
 static void tell_close(slot_t *slot)
 {
-    if (slot->fr.ipcFd >= 0 &&
-        send(slot->fr.ipcFd, CLOSE_HINT, sizeof(CLOSE_HINT),
-             MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(CLOSE_HINT))
-        atomic_store(&slot->told, true);
+    int fd = slot->fr.ipcFd;
+    if (fd < 0)
+        return;
+    size_t sent = 0;
+    while (sent < sizeof(CLOSE_HINT)) {
+        ssize_t n = send(fd, CLOSE_HINT + sent, sizeof(CLOSE_HINT) - sent,
+                         MSG_NOSIGNAL | (sent ? 0 : MSG_DONTWAIT));
+        if (n > 0) {
+            sent += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && sent == 0 &&
+                   (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return; /* nothing sent: tried again later, or after an answer */
+        } else {
+            shutdown(fd, SHUT_RDWR); /* nginx sees the close, never a part */
+            break;
+        }
+    }
+    atomic_store(&slot->told, true);
 }
 
 /* Takes a kept connection epoll handed over; the main thread holds it
@@ -563,10 +583,12 @@ static void *handler_thread(void *arg)
         } else {
             slot_take(slot);
         }
-        /* Stopping: a kept connection nginx closed is not followed by an
-         * accept (libfcgi's FCGX_Accept_r would take a new connection). */
-        if (atomic_load(&stopping))
-            slot->fr.listen_sock = -1;
+        /* When nginx closed a kept connection, libfcgi's FCGX_Accept_r
+         * would go on to accept a new one on that slot, bypassing the
+         * peer check below and, while stopping, taking work it must not:
+         * a kept slot reads its connection only, and fails once it is
+         * closed; only a slot taken for the listening socket accepts. */
+        slot->fr.listen_sock = accepting ? FCGI_LISTENSOCK_FILENO : -1;
         /* A kept connection with data reads its next request; a free slot
          * accepts (the socket is non-blocking: another process may have
          * taken the connection first) - libfcgi does both. */

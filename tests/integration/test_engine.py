@@ -325,6 +325,30 @@ class EngineTest(SourceClientTestCase):
         with open(self.stack.path("log", "stoa-auth.log")) as f:
             self.assertIn("FCGI_WEB_SERVER_ADDRS: not an address: gateway.example", f.read())
 
+    def test_16_a_kept_connection_closing_does_not_let_a_refused_peer_in(self):
+        # libfcgi, when a kept connection ends, accepts the next connection
+        # on that request itself: a peer taken so skipped the address
+        # check. One thread, a dual-stack socket, IPv4 allowed only: the
+        # IPv6 peer that comes while the kept connection is being dropped
+        # is refused all the same.
+        _, port = self.tcp_pool(threads=1, host="::", allowed="127.0.0.1")
+        kept = self.connect(port, host="127.0.0.1")
+        kept.sendall(fcgi_request("GET", "/v1/auth/healthz", keep=True))
+        self.assertTrue(fcgi_answer(kept).startswith(b"Status: 200"))
+        # A record of an unknown version: libfcgi drops the connection.
+        kept.sendall(bytes([9, 1, 0, 1, 0, 8, 0, 0]) + bytes(8))
+        time.sleep(0.2)
+        refused = self.connect(port, host="::1")
+        refused.sendall(fcgi_get("/v1/auth/healthz"))
+        try:
+            self.assertEqual(refused.recv(200), b"", "an address not listed was served")
+        except ConnectionResetError:
+            pass  # refused as well
+        # The allowed peer is still served by the one thread.
+        fine = self.connect(port, host="127.0.0.1")
+        fine.sendall(fcgi_get("/v1/auth/healthz"))
+        self.assertTrue(fcgi_answer(fine).startswith(b"Status: 200"))
+
     def test_20_slow_requests_do_not_delay_a_fast_one(self):
         """Three times as many concurrent logins (each an Argon2id hash) as the
         pool has handler threads, from wrk in its own process (a Python
