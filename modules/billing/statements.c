@@ -317,7 +317,10 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          1},
     /* A price only ever arrives once for its plan (the plan is not
      * updated): the subscriptions that named it before it came now take
-     * their entitlements from its plan, a fan-out to their users. */
+     * their entitlements from its plan, a fan-out to their users. Queued
+     * for every new price: the job, after this commit, also sees a
+     * subscription whose webhook is still open now (and finds no one for
+     * a price nobody subscribed to yet). */
     [BILLING_SQL_PRICE_UPSERT] =
         {"price_upsert",
          "WITH up AS (INSERT INTO billing.prices AS pr (plan_id, amount, currency, interval, "
@@ -329,10 +332,7 @@ const stoa_db_statement_t billing_statements[BILLING_SQL_COUNT] = {
          "pr.plan_id, pr.stripe_price_id, pr.xmax = 0 AS inserted), fan AS "
          "(" STOA_ENTITLEMENTS_FANOUT_SQL(
              "up.plan_id", "up.stripe_price_id",
-             "FROM up WHERE up.inserted AND EXISTS (SELECT 1 FROM "
-             "billing.subscriptions s WHERE s.stripe_price_id = "
-             "up.stripe_price_id AND s.status IN ('trialing', 'active', "
-             "'past_due'))") ") SELECT count(*) FROM up",
+             "FROM up WHERE up.inserted") ") SELECT count(*) FROM up",
          7},
 
     /* --- finance views ------------------------------------------------ */

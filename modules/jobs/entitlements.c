@@ -5,7 +5,8 @@
  * batch's entitlements locks, then one INSERT of its events, then (for the
  * run's last full batch) the job that goes on after it. A run writes
  * batches for up to FANOUT_RUN_MS and hands on, so a catalogue of any size
- * never holds a worker thread, a transaction or the users' locks for long.
+ * never holds a worker thread, a transaction or the users' locks for long
+ * (FANOUT_RUN_BATCHES a run).
  * A worker killed mid-way leaves whole batches; the job runs again from
  * where its payload starts, and the events' ids, derived from the change
  * and the user, make a batch written twice write nothing twice. */
@@ -23,7 +24,10 @@
 /* Users a batch locks and writes: well inside Postgres' lock table
  * (max_locks_per_transaction x max_connections, 12,800 slots at least). */
 #define FANOUT_USERS 500
-#define FANOUT_RUN_MS 2000
+/* Batches one run writes before it hands on: a count, not a time, so a
+ * run done again after a crash hands on at the same user as the first
+ * (one continuation, not two chains). */
+#define FANOUT_RUN_BATCHES 8
 
 typedef struct {
     const char *plan_id;
@@ -95,14 +99,16 @@ int jobs_entitlements_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
                              size_t errlen)
 {
     const stoa_json_t *pl = job->payload;
+    const stoa_json_t *price = stoa_json_get(pl, "price_id");
     fanout_t f = {
         .plan_id = stoa_json_string(stoa_json_get(pl, "plan_id")),
-        .price_id = stoa_json_string(stoa_json_get(pl, "price_id")),
+        .price_id = stoa_json_string(price),
         .change = stoa_json_string(stoa_json_get(pl, "change")),
     };
     const char *after = stoa_json_string(stoa_json_get(pl, "after"));
     if (!stoa_uuid_valid(f.plan_id) || !stoa_uuid_valid(f.change) ||
         (after && !stoa_uuid_valid(after)) ||
+        (price && !stoa_json_is_null(price) && !f.price_id) ||
         (f.price_id && (!*f.price_id || strlen(f.price_id) > 255))) {
         snprintf(err, errlen, "%s needs plan_id and change", job->kind);
         return STOA_DECLINED;
@@ -112,10 +118,9 @@ int jobs_entitlements_fanout(jobs_thread_t *t, const jobs_job_t *job, char *err,
     jobs_thread_t bt = *t;
     bt.arena = stoa_arena_create(0);
     char last[STOA_UUID_STR_LEN + 1] = "";
-    uint64_t deadline = stoa_now_us() + FANOUT_RUN_MS * 1000ull;
     int rc;
-    for (;;) {
-        bool hand_on = stoa_now_us() >= deadline, more;
+    for (int batch = 1;; batch++) {
+        bool hand_on = batch == FANOUT_RUN_BATCHES, more;
         rc = fanout_batch(&bt, &f, after, last, hand_on, &more);
         stoa_arena_reset(bt.arena);
         if (rc != STOA_OK) {

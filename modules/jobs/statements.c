@@ -421,10 +421,12 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "SELECT c.id, " STOA_ENTITLEMENTS_LOCK_SQL(
              "c.id") " FROM ((SELECT id FROM auth.users WHERE (SELECT key "
                      "FROM billing.plans WHERE id = $1::uuid) = 'free' AND "
-                     "$2::text IS NULL AND id > " FANOUT_AFTER
+                     "$2::text IS NULL AND status <> 'deleted' AND id > " FANOUT_AFTER
                      " ORDER BY id LIMIT $4::int) UNION (SELECT DISTINCT "
-                     "s.user_id FROM billing.subscriptions s WHERE s.status "
-                     "IN ('trialing', 'active', 'past_due') AND s.user_id > "
+                     "s.user_id FROM billing.subscriptions s WHERE (SELECT key "
+                     "FROM billing.plans WHERE id = $1::uuid) IS DISTINCT FROM "
+                     "'free' AND s.status IN ('trialing', 'active', "
+                     "'past_due') AND s.user_id > "
                      "" FANOUT_AFTER " AND s.stripe_price_id IN (SELECT "
                      "stripe_price_id FROM billing.prices WHERE CASE WHEN "
                      "$2::text IS NULL THEN plan_id = $1::uuid ELSE "
@@ -446,6 +448,7 @@ const stoa_db_statement_t jobs_statements[JOBS_SQL_COUNT] = {
          "(SELECT md5($3 || u.id::text)::uuid::text AS id, "
          "(" STOA_ENTITLEMENTS_SQL(
              "u.id") ")::jsonb AS ent) ev WHERE u.id = ANY ($1::uuid[]) AND "
+                     "u.status <> 'deleted' AND "
                      "ev.ent->>'plan' = (SELECT key FROM billing.plans WHERE id "
                      "= $2::uuid) ON CONFLICT (kind, dedupe_key) WHERE "
                      "dedupe_key IS NOT NULL DO NOTHING",

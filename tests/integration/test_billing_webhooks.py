@@ -524,7 +524,9 @@ class BillingWebhookTest(BillingFakeStripeCase):
     def test_05_a_catalogue_change_reaches_users_in_batches(self):
         """1,200 subscribers of one plan (made in the database: the webhook
         path is not under test here) are all told of a features change,
-        once each, across batches of 500."""
+        once each, across batches of 500; 10 erased accounts among them
+        are not. A job naming its price with a number is refused, not
+        widened to the whole plan."""
         key, product, price = self.dashboard_plan("crowd", {"seats": 1})
         plan_id = self.db.value("SELECT id FROM billing.plans WHERE key = :'k'", k=key)
         tag = bl.rand(8)
@@ -537,6 +539,8 @@ class BillingWebhookTest(BillingFakeStripeCase):
                 (stripe_subscription_id, user_id, stripe_customer_id, status, stripe_price_id)
             SELECT 'sub_crowd_' || u.id, u.id, 'cus_crowd_' || u.id, 'active', :'p' FROM u""",
                      t=tag, p=price)
+        self.db.exec("UPDATE auth.users SET status = 'deleted' WHERE id IN (SELECT id FROM"
+                     " auth.users WHERE email LIKE 'crowd-' || :'t' || '-%' LIMIT 10)", t=tag)
         jobs_before = len(self.wait_fanouts_done(plan_id))
         self.send("product.updated", bl.product_object(
             product, f"Plan {key}", {"seats": 40}, key), created=int(time.time()) + 10)
@@ -547,11 +551,26 @@ class BillingWebhookTest(BillingFakeStripeCase):
             " FROM jobs.outbox WHERE kind = 'event'"
             " AND payload->>'type' = 'entitlements.changed'"
             " AND payload->'data'->>'user_id' IN"
-            "  (SELECT id::text FROM auth.users WHERE email LIKE 'crowd-' || :'t' || '-%')"
+            "  (SELECT id::text FROM auth.users WHERE email LIKE 'crowd-' || :'t' || '-%'"
+            "   AND status = 'active')"
             " GROUP BY 1", t=tag)
-        self.assertEqual(len(told), 1200)
+        self.assertEqual(len(told), 1190)
+        self.assertEqual(self.db.count(
+            "SELECT 1 FROM jobs.outbox WHERE kind = 'event'"
+            " AND payload->'data'->>'user_id' IN"
+            "  (SELECT id::text FROM auth.users WHERE email LIKE 'crowd-' || :'t' || '-%'"
+            "   AND status = 'deleted')", t=tag), 0, "an erased account was told")
         self.assertEqual({(r["n"], r["f"]) for r in told}, {(1, '{"seats": 40}')})
         self.assertGreaterEqual(len(self.fanouts_of(plan_id)) - jobs_before, 1)
+        bad = self.db.value(
+            "INSERT INTO jobs.outbox (kind, payload) VALUES ('billing.entitlements_fanout',"
+            " jsonb_build_object('plan_id', :'p', 'price_id', 7, 'change', gen_random_uuid()))"
+            " RETURNING id", p=plan_id)
+        ok, _ = wait_until(lambda: self.db.count(
+            "SELECT 1 FROM jobs.outbox WHERE id = :'i' AND dead_at IS NOT NULL", i=bad) == 1,
+            20.0, interval=0.1)
+        self.assertTrue(ok, self.db.rows("SELECT done_at, dead_at, last_error, attempts"
+                                         " FROM jobs.outbox WHERE id = :'i'", i=bad))
 
     # --- 6. refunds -------------------------------------------------------------------
 
