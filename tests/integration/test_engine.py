@@ -49,15 +49,17 @@ function delay() return backoff or 0 end
 
 
 # wrk's Lua: POSTs a login body the pool refuses at once (400, no hash) and
-# counts 400s as ok, 502s and 504s as shed (the gateway's), the rest other.
+# counts the pool's answers as ok (400, or 503 when the login gate sheds,
+# as it does under a sanitizer's slower handlers), 502s and 504s as shed
+# (the gateway's), the rest other.
 POST_STORM_LUA = """
 wrk.method = "POST"
 wrk.body = '{"email": "not an address"}'
 wrk.headers["Content-Type"] = "application/json"
 function response(status, headers, body)
-  if status == 400 then ok = ok + 1
+  if status == 400 or status == 503 then ok = ok + 1
   elseif status == 502 or status == 504 then shed = shed + 1
-  else other = other + 1 end
+  else other = other + 1; io.write("unexpected status ", status, "\\n") end
 end
 """
 
