@@ -4,9 +4,8 @@
  * The users go in batches of FANOUT_USERS, each one transaction: the
  * batch's entitlements locks, then one INSERT of its events, then (for the
  * run's last full batch) the job that goes on after it. A run writes
- * batches for up to FANOUT_RUN_MS and hands on, so a catalogue of any size
- * never holds a worker thread, a transaction or the users' locks for long
- * (FANOUT_RUN_BATCHES a run).
+ * FANOUT_RUN_BATCHES batches and hands on, so a catalogue of any size
+ * never holds a worker thread, a transaction or the users' locks for long.
  * A worker killed mid-way leaves whole batches; the job runs again from
  * where its payload starts, and the events' ids, derived from the change
  * and the user, make a batch written twice write nothing twice. */
